@@ -1,0 +1,1 @@
+"""File formats for analysts: cleaned CSV zip, XLSX and GeoJSON, streamed (pure)."""

@@ -1,0 +1,1 @@
+"""What a change does to the store: the pure decisions of the sync protocol (fieldsync/1)."""
