@@ -1,0 +1,217 @@
+"""The CSV zip export: one CSV per table, ``cleaning_report.csv`` and ``README.txt``, streamed.
+
+Records are read once; each row goes straight to its table's spooled temporary file (in memory up to
+``SPOOL_MAX_BYTES``, then on disk), so memory does not grow with the number of submissions. The
+spooled tables are then copied into the zip (ZIP_DEFLATED) in chunks. ``write_csv_zip`` writes to any
+binary file object (seekable or not); ``iter_csv_zip`` yields the zip as ``bytes`` chunks for a
+streamed HTTP response. Its first chunk comes once every record has been read (the tables must be
+complete before the zip can hold them).
+
+CSV dialect: RFC 4180 (comma, ``"`` quoting when needed, CRLF line ends), UTF-8, with a BOM when the
+``bom`` option is on (Excel needs it to read UTF-8 Arabic/French correctly).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import fields
+from tempfile import SpooledTemporaryFile
+from typing import IO, BinaryIO
+
+from exports.cleaning import CleaningReport
+from exports.options import ExportOptions
+from exports.records import ExportRecord
+from exports.rows import ExportSummary, export_rows, summarise
+from exports.tables import ExportPlan, plan_tables
+from forms.schema import FormSchema
+
+SPOOL_MAX_BYTES = 256 * 1024  # per table; beyond this a table lives in a temporary file on disk
+COPY_CHUNK_BYTES = 64 * 1024
+BOM = b"\xef\xbb\xbf"
+REPORT_FILE = "cleaning_report.csv"
+README_FILE = "README.txt"
+
+
+class _CsvLine:
+    """Formats one row as CSV bytes, reusing one small text buffer."""
+
+    def __init__(self) -> None:
+        self._buf = io.StringIO()
+        self._writer = csv.writer(self._buf, lineterminator="\r\n")
+
+    def encode(self, row: Sequence[str]) -> bytes:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._writer.writerow(row)
+        return self._buf.getvalue().encode("utf-8")
+
+
+def spool_tables(
+    plan: ExportPlan, options: ExportOptions, records: Iterable[ExportRecord], report: CleaningReport
+) -> tuple[list[IO[bytes]], Counter[int]]:
+    """Write each table's CSV (header first) to its own spooled temporary file; return files, row counts."""
+    line = _CsvLine()
+    files: list[IO[bytes]] = []
+    try:
+        for table in plan.tables:
+            f: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115  # closed by caller
+            files.append(f)
+            f.write((BOM if options.bom else b"") + line.encode(table.headers))
+        counts: Counter[int] = Counter()
+        for index, cells in export_rows(plan, options, records, report):
+            files[index].write(line.encode(cells))
+            counts[index] += 1
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+    return files, counts
+
+
+def report_csv(report: CleaningReport, options: ExportOptions) -> bytes:
+    """The cleaning report as CSV bytes: ``table, column, step, count``."""
+    line = _CsvLine()
+    out = (BOM if options.bom else b"") + line.encode(["table", "column", "step", "count"])
+    return out + b"".join(line.encode([t, c, s, str(n)]) for t, c, s, n in report.rows())
+
+
+def readme_text(plan: ExportPlan, options: ExportOptions, summary: ExportSummary) -> str:
+    """The README.txt describing tables, keys, options and cleaning of this export."""
+    lines = [
+        f"Fieldsync export of form {plan.form_id}",
+        "",
+        "Tables (UTF-8 CSV, one row per submission or per repeat instance):",
+    ]
+    for table, ts in zip(plan.tables, summary.tables, strict=True):
+        what = "one row per submission" if table.repeat_path is None else f"one row per '{table.repeat_path}'"
+        lines.append(f"- {table.file_name}: {what}, {ts.rows} rows, {ts.columns} columns")
+    lines += [
+        "",
+        "Keys:",
+        "- KEY of the form table is the submission's instanceID.",
+        "- KEY of a repeat row is <parent KEY>/<repeat path>[n] (n counts from 1);",
+        "  PARENT_KEY is the KEY of the row it belongs to (the submission or the enclosing repeat row).",
+        "- SubmissionDate is the server's receipt time in UTC; FormVersion the version the data was sent",
+        "  with.",
+        "",
+        "Options used:",
+    ]
+    for opt in fields(options):
+        value = getattr(options, opt.name)
+        if isinstance(value, frozenset):
+            value = ",".join(sorted(value)) or "(all)"
+        lines.append(f"- {opt.name}: {value}")
+    lines += [
+        "",
+        "Cleaning" + (" (on):" if options.clean else " (off: values exactly as sent, problems still flagged):"),
+        "- Text: Unicode NFC; spaces trimmed and runs of spaces collapsed (newlines kept).",
+        "- Numbers: decimal comma to point (1,5 -> 1.5), space-grouped thousands joined, '+' and leading",
+        "  zeros dropped; integers stay integers; ambiguous forms (1.234,5) are flagged, not guessed.",
+        "- Dates YYYY-MM-DD; times and dateTimes ISO 8601 with milliseconds and the device's own offset",
+        "  (+03 -> +03:00); nothing is converted to another time zone.",
+        "- A value that does not fit its type or the form's choices is kept as sent and described in the",
+        "  _issues column of its row.",
+        "- Superseded edits, deleted and rejected submissions are left out unless included by option.",
+        f"Every change is counted per table, column and step in {REPORT_FILE}; rows left out are counted",
+        "there with step 'excluded:<reason>'.",
+        "",
+        f"Submissions read: {summary.records_read}; exported: {summary.records_exported}.",
+    ]
+    for reason, n in sorted(summary.excluded.items()):
+        lines.append(f"- left out ({reason}): {n}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _zip_members(
+    zf: zipfile.ZipFile,
+    plan: ExportPlan,
+    files: Sequence[IO[bytes]],
+    report: CleaningReport,
+    options: ExportOptions,
+    summary: ExportSummary,
+) -> Iterator[None]:
+    """Copy the tables, report and README into ``zf``; yield after every chunk so callers can drain."""
+    for table, f in zip(plan.tables, files, strict=True):
+        f.seek(0)
+        with zf.open(table.file_name, "w", force_zip64=True) as member:
+            while chunk := f.read(COPY_CHUNK_BYTES):
+                member.write(chunk)
+                yield
+    zf.writestr(REPORT_FILE, report_csv(report, options))
+    zf.writestr(README_FILE, readme_text(plan, options, summary).encode("utf-8"))
+    yield
+
+
+def write_csv_zip(
+    schemas: Sequence[FormSchema], records: Iterable[ExportRecord], options: ExportOptions, out: BinaryIO
+) -> ExportSummary:
+    """Write the CSV zip of ``records`` (all versions' ``schemas``, oldest first) to ``out``."""
+    plan = plan_tables(schemas, options)
+    report = CleaningReport()
+    files, counts = spool_tables(plan, options, records, report)
+    try:
+        summary = summarise(plan, counts, report)
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for _ in _zip_members(zf, plan, files, report, options, summary):
+                pass
+    finally:
+        for f in files:
+            f.close()
+    return summary
+
+
+class _ChunkSink(io.RawIOBase):
+    """A write-only, non-seekable file that hands out what was written since the last drain."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # bytes is all zipfile writes
+        self._buf += data
+        return len(data)
+
+    def drain(self) -> bytes:
+        out = bytes(self._buf)
+        self._buf.clear()
+        return out
+
+
+def iter_csv_zip(
+    schemas: Sequence[FormSchema],
+    records: Iterable[ExportRecord],
+    options: ExportOptions,
+    on_done: Callable[[ExportSummary], None] | None = None,
+) -> Iterator[bytes]:
+    """Return an iterator of the CSV zip's bytes chunks; options are checked now, records read lazily.
+
+    ``plan_tables`` runs before this returns, so a bad option raises ``ExportOptionError`` here (before
+    an HTTP response starts); ``on_done`` receives the summary after the last chunk.
+    """
+    plan = plan_tables(schemas, options)
+
+    def chunks() -> Iterator[bytes]:
+        report = CleaningReport()
+        files, counts = spool_tables(plan, options, records, report)
+        try:
+            summary = summarise(plan, counts, report)
+            sink = _ChunkSink()
+            with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for _ in _zip_members(zf, plan, files, report, options, summary):
+                    if data := sink.drain():
+                        yield data
+            if data := sink.drain():
+                yield data
+        finally:
+            for f in files:
+                f.close()
+        if on_done is not None:
+            on_done(summary)
+
+    return chunks()
