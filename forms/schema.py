@@ -108,6 +108,8 @@ class FormSchema:
     entities: tuple[EntityDeclaration, ...] = ()
     encrypted: bool = False
     instance_name: str | None = None
+    # Language key used in ``labels`` (the code when the form wrote "Français (fr)") -> the name as written.
+    language_names: Mapping[str, str] = field(default_factory=dict)
 
     def field_by_path(self, path: str) -> Field | None:
         """Return the field at ``path``, or ``None`` when the form has no such node."""

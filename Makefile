@@ -1,0 +1,40 @@
+# Fieldsync: `make run` serves the demo on SQLite, `make test` installs what it needs and runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check lint typecheck layers install bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/fieldsync init-db
+	$(BIN)/fieldsync demo --base-url http://127.0.0.1:5000
+	$(BIN)/fieldsync serve --host 127.0.0.1 --port 5000
+
+test: $(STAMP) check
+	$(BIN)/python -m pytest
+
+check: lint typecheck layers
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict forms sync exports
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

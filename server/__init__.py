@@ -1,0 +1,32 @@
+"""Fieldsync's shell: the Flask app factory, HTTP, the store, transactions and jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app: defaults, then the environment, then ``config`` (tests)."""
+    from server import errors, request_log, store
+    from server.blueprints import register_blueprints
+    from server.config import load_config
+
+    app = Flask(__name__)
+    app.config.update(load_config(config))
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = (
+        max(
+            int(app.config["MAX_SUBMISSION_BYTES"]),
+            int(app.config["MAX_FORM_BYTES"]),
+            int(app.config["MAX_PUSH_BYTES"]),
+        )
+        + 1024 * 1024
+    )
+    errors.init_app(app)
+    store.init_app(app)
+    request_log.init_app(app)
+    register_blueprints(app)
+    return app

@@ -1,0 +1,175 @@
+"""JSON API for projects, users, memberships, devices, sessions and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+from server.api.schemas import (
+    AuditOut,
+    AuditQuery,
+    DeviceIn,
+    DeviceOut,
+    MembershipIn,
+    MembershipOut,
+    ProjectIn,
+    ProjectOut,
+    SessionIn,
+    UserIn,
+    UserOut,
+)
+from server.api.wire import load_json, load_query
+from server.auth import principal_from_password, require, require_admin, require_user
+from server.db.models import User
+from server.db.queries import accounts as q
+from server.db.queries import audit
+from server.errors import not_found, unauthenticated
+from server.services import accounts as svc
+from server.store import db_session
+
+bp = Blueprint("accounts", __name__, url_prefix="/v1")
+
+
+def collect_url(project_id: int, token: str) -> str:
+    """Return the server URL to give ODK Collect for a device token."""
+    from flask import current_app
+
+    base = current_app.config.get("PUBLIC_URL") or request.host_url
+    return f"{base.rstrip('/')}/v1/key/{token}/projects/{project_id}"
+
+
+@bp.post("/sessions")
+def create_session() -> tuple[dict[str, Any], int]:
+    """Exchange a username and password for a 24-hour bearer token."""
+    body = load_json(SessionIn())
+    principal = principal_from_password(body["username"], body["password"])
+    if principal is None:
+        raise unauthenticated("Wrong username or password")
+    user = db_session().get(User, principal.id)
+    assert user is not None
+    issued = svc.create_session_token(db_session(), user)
+    return {"token": issued.token, "expires_at": issued.expires_at.isoformat() if issued.expires_at else None}, 201
+
+
+@bp.get("/users/current")
+def current_user() -> dict[str, Any]:
+    """Describe the authenticated user."""
+    principal = require_user()
+    user = db_session().get(User, principal.id)
+    result: dict[str, Any] = UserOut().dump(user)
+    return result
+
+
+@bp.get("/users")
+def list_users() -> dict[str, Any]:
+    """List every user (admin)."""
+    require_admin()
+    from sqlalchemy import select
+
+    users = db_session().scalars(select(User).order_by(User.id)).all()
+    return {"users": UserOut(many=True).dump(users)}
+
+
+@bp.post("/users")
+def create_user() -> tuple[dict[str, Any], int]:
+    """Create a user (admin)."""
+    principal = require_admin()
+    body = load_json(UserIn())
+    user = svc.create_user(
+        db_session(), body["username"], body["password"], is_admin=body["is_admin"], actor=principal.actor
+    )
+    return UserOut().dump(user), 201
+
+
+@bp.get("/projects")
+def list_projects() -> dict[str, Any]:
+    """List the projects the caller can see."""
+    principal = require_user()
+    projects = q.list_projects(db_session(), None if principal.is_admin else principal.id)
+    return {"projects": ProjectOut(many=True).dump(projects)}
+
+
+@bp.post("/projects")
+def create_project() -> tuple[dict[str, Any], int]:
+    """Create a project (admin)."""
+    principal = require_admin()
+    body = load_json(ProjectIn())
+    project = svc.create_project(db_session(), body["name"], actor=principal.actor)
+    return ProjectOut().dump(project), 201
+
+
+@bp.get("/projects/<int:project_id>")
+def get_project(project_id: int) -> dict[str, Any]:
+    """Describe one project."""
+    require("project.read", project_id)
+    project = q.get_project(db_session(), project_id)
+    if project is None:
+        raise not_found("project", project_id=project_id)
+    result: dict[str, Any] = ProjectOut().dump(project)
+    return result
+
+
+@bp.get("/projects/<int:project_id>/members")
+def list_members(project_id: int) -> dict[str, Any]:
+    """List a project's members and roles (manager)."""
+    require("people.manage", project_id)
+    rows = q.list_memberships(db_session(), project_id)
+    members = [{"username": u.username, "user_id": u.id, "role": m.role} for m, u in rows]
+    return {"members": MembershipOut(many=True).dump(members)}
+
+
+@bp.post("/projects/<int:project_id>/members")
+def set_member(project_id: int) -> tuple[dict[str, Any], int]:
+    """Give a user a role in the project (manager)."""
+    principal = require("people.manage", project_id)
+    body = load_json(MembershipIn())
+    membership = svc.set_membership(db_session(), project_id, body["username"], body["role"], principal.actor)
+    return {"username": body["username"], "user_id": membership.user_id, "role": membership.role}, 201
+
+
+@bp.get("/projects/<int:project_id>/devices")
+def list_devices(project_id: int) -> dict[str, Any]:
+    """List the project's device tokens (manager); secrets are never shown again."""
+    require("people.manage", project_id)
+    return {"devices": DeviceOut(many=True).dump(q.list_devices(db_session(), project_id))}
+
+
+@bp.post("/projects/<int:project_id>/devices")
+def create_device(project_id: int) -> tuple[dict[str, Any], int]:
+    """Issue a device token and its ODK Collect URL (manager)."""
+    principal = require("people.manage", project_id)
+    body = load_json(DeviceIn())
+    issued = svc.create_device(
+        db_session(), project_id, body["name"], expires_at=body["expires_at"], actor=principal.actor
+    )
+    return {
+        "id": issued.id,
+        "name": issued.name,
+        "token": issued.token,
+        "collect_url": collect_url(project_id, issued.token),
+        "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+    }, 201
+
+
+@bp.delete("/projects/<int:project_id>/devices/<int:device_id>")
+def revoke_device(project_id: int, device_id: int) -> dict[str, Any]:
+    """Revoke a device token (manager)."""
+    principal = require("people.manage", project_id)
+    token = svc.revoke_device(db_session(), project_id, device_id, principal.actor)
+    result: dict[str, Any] = DeviceOut().dump(token)
+    return result
+
+
+@bp.get("/audits")
+def list_audits() -> dict[str, Any]:
+    """Read the audit log (admin; managers with ``project_id`` of their project)."""
+    params = load_query(AuditQuery())
+    if params["project_id"] is None:
+        require_admin()
+    else:
+        require("audit.read", params["project_id"])
+    events = audit.list_events(
+        db_session(), params["project_id"], params["action"], params["limit"], params["before_id"]
+    )
+    return {"events": AuditOut(many=True).dump(events)}

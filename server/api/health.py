@@ -1,0 +1,32 @@
+"""``GET /healthz``: the store answers and its schema is at the newest migration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from flask import Blueprint
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.db.migrate import head_revision
+from server.store import db_session, get_store
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[dict[str, Any], int]:
+    """Report store reachability and migration state (200 healthy, 503 otherwise)."""
+    session = db_session()
+    try:
+        connection = session.connection()
+        connection.execute(text("SELECT 1"))
+        current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        return {"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}, 503
+    head = head_revision(get_store().engine)
+    ok = current == head
+    body = {"status": "ok" if ok else "degraded", "database": "ok", "migration": current, "head": head}
+    return body, 200 if ok else 503

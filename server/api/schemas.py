@@ -1,0 +1,83 @@
+"""What crosses the wire for accounts: marshmallow schemas (loading refuses unknown fields)."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+
+class StrictSchema(Schema):
+    """A schema that refuses unknown fields."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class ProjectIn(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class ProjectOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    created_at = fields.DateTime()
+    archived = fields.Boolean()
+
+
+class UserIn(StrictSchema):
+    username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{2,150}$"))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=200))
+    is_admin = fields.Boolean(load_default=False)
+
+
+class UserOut(Schema):
+    id = fields.Integer()
+    username = fields.String()
+    is_admin = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class MembershipIn(StrictSchema):
+    username = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(["manager", "coach", "analyst"]))
+
+
+class MembershipOut(Schema):
+    username = fields.String()
+    user_id = fields.Integer()
+    role = fields.String()
+
+
+class DeviceIn(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    expires_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class DeviceOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    last_used_at = fields.DateTime(allow_none=True)
+
+
+class SessionIn(StrictSchema):
+    username = fields.String(required=True)
+    password = fields.String(required=True, load_only=True)
+
+
+class AuditOut(Schema):
+    id = fields.Integer()
+    at = fields.DateTime()
+    actor = fields.String()
+    action = fields.String()
+    project_id = fields.Integer(allow_none=True)
+    subject = fields.String(allow_none=True)
+    details = fields.Dict()
+
+
+class AuditQuery(StrictSchema):
+    project_id = fields.Integer(load_default=None)
+    action = fields.String(load_default=None)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    before_id = fields.Integer(load_default=None)

@@ -1,0 +1,77 @@
+"""Configuration: defaults, then the environment, then an explicit override (tests)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+ENV_KEYS = {
+    "FIELDSYNC_DATABASE_URL": "DATABASE_URL",
+    "FIELDSYNC_STORAGE_DIR": "STORAGE_DIR",
+    "FIELDSYNC_SECRET_KEY": "SECRET_KEY",
+    "FIELDSYNC_VAR_DIR": "VAR_DIR",
+    "FIELDSYNC_MAX_SUBMISSION_BYTES": "MAX_SUBMISSION_BYTES",
+    "FIELDSYNC_MAX_FORM_BYTES": "MAX_FORM_BYTES",
+    "FIELDSYNC_MAX_PUSH_BYTES": "MAX_PUSH_BYTES",
+    "FIELDSYNC_PUBLIC_URL": "PUBLIC_URL",
+    "FIELDSYNC_LOG_REQUESTS": "LOG_REQUESTS",
+    "FIELDSYNC_EXPORT_DIR": "EXPORT_DIR",
+}
+
+INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES"}
+
+
+def default_config(var_dir: Path) -> dict[str, Any]:
+    """Return the built-in defaults, rooted at ``var_dir``."""
+    return {
+        "VAR_DIR": str(var_dir),
+        "DATABASE_URL": f"sqlite:///{var_dir / 'fieldsync.sqlite3'}",
+        "STORAGE_DIR": str(var_dir / "storage"),
+        "EXPORT_DIR": str(var_dir / "exports"),
+        "SECRET_KEY": None,
+        # OpenRosa: advertised in X-OpenRosa-Accept-Content-Length; Collect splits uploads above it.
+        "MAX_SUBMISSION_BYTES": 50 * 1024 * 1024,
+        "MAX_FORM_BYTES": 20 * 1024 * 1024,
+        "MAX_PUSH_BYTES": 8 * 1024 * 1024,
+        "PUBLIC_URL": None,
+        "LOG_REQUESTS": True,
+        "FORM_CONVERT_TIMEOUT": 60.0,
+    }
+
+
+def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the configuration: defaults, environment variables, then ``override``."""
+    var_dir = Path(os.environ.get("FIELDSYNC_VAR_DIR", PROJECT_ROOT / "var"))
+    if override and "VAR_DIR" in override:
+        var_dir = Path(override["VAR_DIR"])
+    config = default_config(var_dir)
+    for env_key, key in ENV_KEYS.items():
+        value = os.environ.get(env_key)
+        if value is not None and value != "":
+            config[key] = int(value) if key in INT_KEYS else value
+    if isinstance(config["LOG_REQUESTS"], str):
+        config["LOG_REQUESTS"] = config["LOG_REQUESTS"].lower() not in {"0", "false", "no"}
+    if override:
+        config.update(override)
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _stored_secret_key(Path(config["VAR_DIR"]))
+    return config
+
+
+def _stored_secret_key(var_dir: Path) -> str:
+    """Read the secret key kept under ``var_dir``, creating it on first start."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Created with 0600 so other local users cannot read it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -1,0 +1,1 @@
+"""Query functions, one module per aggregate; the session comes first and nothing here commits."""

@@ -1,0 +1,145 @@
+"""One error vocabulary: stable codes, one JSON shape, and OpenRosa XML for OpenRosa routes.
+
+Every error a client can cause is an ``ApiError`` (or is turned into one here), rendered as
+``{"code": ..., "message": ..., "details": ...}``. Nothing a client sends may produce a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from xml.sax.saxutils import escape
+
+from flask import Flask, Response, g, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger("fieldsync.errors")
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable machine code and a human message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        message_fr: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+        self.message_fr = message_fr
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON body for this error."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+def bad_request(code: str, message: str, **details: Any) -> ApiError:
+    """Build a 400 error."""
+    return ApiError(400, code, message, details)
+
+
+def not_found(what: str, **details: Any) -> ApiError:
+    """Build a 404 error for a missing ``what``."""
+    return ApiError(404, "not_found", f"{what} not found", details)
+
+
+def conflict(code: str, message: str, **details: Any) -> ApiError:
+    """Build a 409 error."""
+    return ApiError(409, code, message, details)
+
+
+def unauthenticated(message: str = "Authentication required", challenge: str | None = None) -> ApiError:
+    """Build a 401 error, with a ``WWW-Authenticate`` challenge when given."""
+    headers = {"WWW-Authenticate": challenge} if challenge else {}
+    return ApiError(401, "unauthenticated", message, headers=headers)
+
+
+def forbidden(message: str = "You do not have the role this requires") -> ApiError:
+    """Build a 403 error."""
+    return ApiError(403, "forbidden", message)
+
+
+def too_large(limit: int, what: str = "request body") -> ApiError:
+    """Build a 413 error that states the limit."""
+    return ApiError(
+        413,
+        "too_large",
+        f"The {what} is larger than the limit of {limit} bytes",
+        {"limit_bytes": limit},
+        message_fr=f"Le contenu dépasse la limite de {limit} octets",
+    )
+
+
+def openrosa_message_xml(message: str, nature: str = "error") -> str:
+    """Render an OpenRosaResponse envelope carrying one message."""
+    return (
+        '<OpenRosaResponse xmlns="http://openrosa.org/http/response" items="0">'
+        f'<message nature="{escape(nature)}">{escape(message)}</message>'
+        "</OpenRosaResponse>"
+    )
+
+
+OPENROSA_BLUEPRINTS = {"openrosa"}
+
+
+def _is_openrosa_request() -> bool:
+    return request.blueprint in OPENROSA_BLUEPRINTS or bool(g.get("openrosa"))
+
+
+def _wants_french() -> bool:
+    best = request.accept_languages.best_match(["en", "fr"])
+    return best == "fr"
+
+
+def render_error(error: ApiError) -> Response:
+    """Turn an ``ApiError`` into JSON, or into OpenRosa XML on OpenRosa routes."""
+    if _is_openrosa_request():
+        text = error.message_fr if (error.message_fr and _wants_french()) else error.message
+        response = Response(openrosa_message_xml(text), status=error.status, content_type="text/xml; charset=utf-8")
+        response.headers["X-OpenRosa-Version"] = "1.0"
+    else:
+        response = jsonify(error.to_dict())
+        response.status_code = error.status
+    for key, value in error.headers.items():
+        response.headers[key] = value
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers on ``app``."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        return render_error(error)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(error: ValidationError) -> Response:
+        messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        fields = ", ".join(sorted(str(k) for k in messages))
+        return render_error(ApiError(400, "invalid_input", f"Invalid input in: {fields}", {"fields": messages}))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(error: RequestEntityTooLarge) -> Response:
+        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        return render_error(too_large(int(limit)))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = (error.name or "error").lower().replace(" ", "_")
+        return render_error(ApiError(status, code, error.description or error.name or "error"))
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        # A bug, not the client's fault: log it with the traceback, answer with a stable shape.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render_error(ApiError(500, "internal_error", "Internal server error"))

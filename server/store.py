@@ -1,0 +1,52 @@
+"""The store inside the app: one engine per app, one session per request, closed at teardown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.db.engine import make_engine, make_sessionmaker
+
+
+@dataclass
+class Store:
+    """What the app holds of the store: its engine, session factory and blob directory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    storage_dir: Path
+
+
+def init_app(app: Flask) -> None:
+    """Create the engine and session factory for ``app``."""
+    engine = make_engine(app.config["DATABASE_URL"])
+    storage = Path(app.config["STORAGE_DIR"])
+    storage.mkdir(parents=True, exist_ok=True)
+    app.extensions["fieldsync.store"] = Store(engine, make_sessionmaker(engine), storage)
+    app.teardown_appcontext(_close_session)
+
+
+def get_store(app: Flask | None = None) -> Store:
+    """Return the store of ``app`` (default: the current app)."""
+    target = app or current_app
+    store: Store = target.extensions["fieldsync.store"]
+    return store
+
+
+def db_session() -> Session:
+    """Return this request's session, opening it on first use."""
+    session: Session | None = g.get("db_session")
+    if session is None:
+        session = get_store().sessions()
+        g.db_session = session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,299 @@
+"""Shared fixtures: the corpus, a real store per backend (SQLite always, PostgreSQL when configured),
+an app whose every test runs inside a transaction that is rolled back, and named personas.
+
+Each backend gets one connection for the whole session holding an outer transaction; the personas
+are created in it once; every test runs inside a SAVEPOINT that is rolled back afterwards, and the
+app's sessions join that connection with ``join_transaction_mode="create_savepoint"`` so services
+can open and commit their own transactions as in production.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = (REPO / ".." / "shared" / "corpus").resolve()
+POSTGRES_URL = os.environ.get("FIELDSYNC_TEST_POSTGRES_URL")
+PERSONA_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The shared corpus of real XLSForms and submissions (skips when absent)."""
+    if not CORPUS.is_dir():
+        pytest.skip(reason=f"the shared corpus is absent (looked in {CORPUS})")
+    return CORPUS
+
+
+# ---------------------------------------------------------------------------------------------
+# Databases
+
+
+@dataclass
+class Backend:
+    """One real database prepared for the test session."""
+
+    name: str
+    url: str
+    engine: Engine
+    connection: Connection
+
+
+def _postgres_schema_url(base_url: str, schema: str) -> str:
+    sep = "&" if "?" in base_url else "?"
+    return f"{base_url}{sep}options=-csearch_path%3D{schema}"
+
+
+def create_postgres_schema(base_url: str, prefix: str = "fs_test") -> tuple[str, str]:
+    """Create a fresh PostgreSQL schema; return (schema name, URL whose search_path is that schema)."""
+    from server.db.engine import make_engine
+
+    schema = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = make_engine(base_url, pool_size=1, max_overflow=0)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    return schema, _postgres_schema_url(base_url, schema)
+
+
+def drop_postgres_schema(base_url: str, schema: str) -> None:
+    """Drop a schema created by ``create_postgres_schema``."""
+    from server.db.engine import make_engine
+
+    admin = make_engine(base_url, pool_size=1, max_overflow=0)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def fresh_database_url(backend: str, tmp_dir: Path) -> tuple[str, Any]:
+    """Return (url, cleanup) for an empty, migrated database that tests may commit to."""
+    from server.db.engine import make_engine
+    from server.db.migrate import upgrade_to_head
+
+    if backend == "postgresql":
+        assert POSTGRES_URL
+        schema, url = create_postgres_schema(POSTGRES_URL)
+
+        def cleanup() -> None:
+            drop_postgres_schema(POSTGRES_URL, schema)
+    else:
+        url = f"sqlite:///{tmp_dir / 'fresh.sqlite3'}"
+
+        def cleanup() -> None:
+            return None
+
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    engine.dispose()
+    return url, cleanup
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A migrated database of each kind, held open for the session."""
+    from server.db.engine import make_engine
+    from server.db.migrate import upgrade_to_head
+
+    name: str = request.param
+    cleanup = None
+    if name == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip(reason="FIELDSYNC_TEST_POSTGRES_URL is not set (CI sets it; see .ci/run)")
+        schema, url = create_postgres_schema(POSTGRES_URL)
+
+        def cleanup() -> None:
+            drop_postgres_schema(POSTGRES_URL, schema)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="fieldsync-test-"))
+        url = f"sqlite:///{tmp / 'test.sqlite3'}"
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    connection = engine.connect()
+    outer = connection.begin()
+    try:
+        yield Backend(name, url, engine, connection)
+    finally:
+        outer.rollback()
+        connection.close()
+        engine.dispose()
+        if cleanup:
+            cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# Personas
+
+
+@dataclass
+class Persona:
+    """A named test user (or device) with ready-made auth headers."""
+
+    name: str
+    role: str
+    id: int
+    headers: dict[str, str] = field(default_factory=dict)  # bearer token
+    basic: dict[str, str] = field(default_factory=dict)  # HTTP Basic
+    token: str = ""
+
+
+@dataclass
+class Personas:
+    """The cast: a project and one persona per role, plus an outsider and a device."""
+
+    project_id: int
+    other_project_id: int
+    admin: Persona
+    manager: Persona
+    coach: Persona
+    analyst: Persona
+    outsider: Persona
+    device: Persona
+
+    def all(self) -> dict[str, Persona]:
+        """Return every persona by name."""
+        return {p.name: p for p in (self.admin, self.manager, self.coach, self.analyst, self.outsider, self.device)}
+
+    @property
+    def collect_prefix(self) -> str:
+        """Return the device's ODK Collect server path."""
+        return f"/v1/key/{self.device.token}/projects/{self.project_id}"
+
+
+def _basic(username: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+@pytest.fixture(scope="session")
+def personas_by_backend() -> dict[str, Personas]:
+    """Cache of personas per backend (created once per session)."""
+    return {}
+
+
+def _make_sessions(connection: Connection) -> sessionmaker[Session]:
+    return sessionmaker(
+        bind=connection, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+def db(backend: Backend, personas_by_backend: dict[str, Personas]) -> Iterator[sessionmaker[Session]]:
+    """A session factory whose every change is rolled back after the test."""
+    sessions = _make_sessions(backend.connection)
+    if backend.name not in personas_by_backend:
+        personas_by_backend[backend.name] = _create_personas(sessions)
+    nested = backend.connection.begin_nested()
+    try:
+        yield sessions
+    finally:
+        if nested.is_active:
+            nested.rollback()
+
+
+def _create_personas(sessions: sessionmaker[Session]) -> Personas:
+    from server.db.models import User
+    from server.services import accounts as svc
+
+    session = sessions()
+    project = svc.create_project(session, "Programme test — برنامج")
+    other = svc.create_project(session, "Other programme")
+    people: dict[str, Persona] = {}
+    for name, role in (
+        ("admin", "admin"),
+        ("manager", "manager"),
+        ("coach", "coach"),
+        ("analyst", "analyst"),
+        ("outsider", "coach"),
+    ):
+        user = svc.create_user(session, f"{name}-persona", PERSONA_PASSWORD, is_admin=role == "admin")
+        if role != "admin":
+            svc.set_membership(session, other.id if name == "outsider" else project.id, user.username, role)
+        db_user = session.get(User, user.id)
+        assert db_user is not None
+        issued = svc.create_session_token(session, db_user)
+        people[name] = Persona(
+            name,
+            role,
+            user.id,
+            {"Authorization": f"Bearer {issued.token}"},
+            _basic(user.username, PERSONA_PASSWORD),
+            issued.token,
+        )
+    device = svc.create_device(session, project.id, "test phone")
+    people["device"] = Persona(
+        "device", "coach", device.id, {"Authorization": f"Bearer {device.token}"}, {}, device.token
+    )
+    session.close()
+    return Personas(
+        project.id,
+        other.id,
+        people["admin"],
+        people["manager"],
+        people["coach"],
+        people["analyst"],
+        people["outsider"],
+        people["device"],
+    )
+
+
+@pytest.fixture
+def personas(db: sessionmaker[Session], backend: Backend, personas_by_backend: dict[str, Personas]) -> Personas:
+    """The named personas of this backend."""
+    return personas_by_backend[backend.name]
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+@pytest.fixture
+def app(db: sessionmaker[Session], backend: Backend, tmp_path: Path) -> Iterator[Flask]:
+    """The real app on the test's rolled-back transaction."""
+    from server import create_app
+    from server.store import Store
+
+    flask_app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": backend.url,
+            "VAR_DIR": str(tmp_path / "var"),
+            "STORAGE_DIR": str(tmp_path / "storage"),
+            "EXPORT_DIR": str(tmp_path / "exports"),
+            "SECRET_KEY": "test-secret",
+            "LOG_REQUESTS": False,
+        }
+    )
+    own = flask_app.extensions["fieldsync.store"]
+    own.engine.dispose()
+    flask_app.extensions["fieldsync.store"] = Store(backend.engine, db, own.storage_dir)
+    yield flask_app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def session(db: sessionmaker[Session]) -> Iterator[Session]:
+    """A session on the test's transaction, for arranging and asserting."""
+    s = db()
+    try:
+        yield s
+    finally:
+        s.close()

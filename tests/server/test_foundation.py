@@ -1,0 +1,267 @@
+"""Foundation rules: health, input validation, credentials, migrations and the command line.
+
+Rules:
+- F1 ``/healthz`` is 200 when the store answers and is at the newest migration, 503 otherwise.
+- F2 malformed JSON, unknown fields and wrong types are 400 naming the field; nothing is written.
+- F3 wrong, revoked or expired credentials are 401 with the JSON error shape.
+- F4 ``init-db`` twice is harmless; an older database is upgraded; models match the migrations.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server.db.base import Base, utcnow
+from server.db.models import AccessToken, AuditEvent, Project, User
+from tests.conftest import Backend, Personas, fresh_database_url
+
+
+def test_healthz_reports_store_and_migration(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["migration"] == body["head"]
+
+
+def _counts(session: Session) -> tuple[int, int, int]:
+    session.rollback()
+    return (
+        session.scalar(select(func.count()).select_from(Project)) or 0,
+        session.scalar(select(func.count()).select_from(User)) or 0,
+        session.scalar(select(func.count()).select_from(AuditEvent)) or 0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", None),
+        (b'["a list"]', None),
+        (b'{"name": "ok", "colour": "red"}', "colour"),
+        (b'{"name": 42}', "name"),
+        (b"{}", "name"),
+        (b'{"name": ""}', "name"),
+    ],
+    ids=["malformed", "not-an-object", "unknown-field", "wrong-type", "missing", "empty"],
+)
+def test_bad_project_input_is_400_naming_the_field(
+    client: FlaskClient, personas: Personas, session: Session, body: bytes, field: str | None
+) -> None:
+    before = _counts(session)
+    response = client.post("/v1/projects", data=body, content_type="application/json", headers=personas.admin.headers)
+    assert response.status_code == 400
+    error = response.get_json()
+    assert set(error) == {"code", "message", "details"}
+    if field is not None:
+        assert field in error["details"]["fields"]
+        assert field in error["message"]
+    assert _counts(session) == before
+
+
+def test_bad_user_input_names_every_bad_field(client: FlaskClient, personas: Personas) -> None:
+    response = client.post(
+        "/v1/users", json={"username": "x", "password": "short", "is_admin": "maybe"}, headers=personas.admin.headers
+    )
+    assert response.status_code == 400
+    assert set(response.get_json()["details"]["fields"]) == {"username", "password", "is_admin"}
+
+
+def test_duplicate_project_name_is_409_and_writes_nothing(
+    client: FlaskClient, personas: Personas, session: Session
+) -> None:
+    assert client.post("/v1/projects", json={"name": "Souss-Massa"}, headers=personas.admin.headers).status_code == 201
+    before = _counts(session)
+    response = client.post("/v1/projects", json={"name": "Souss-Massa"}, headers=personas.admin.headers)
+    assert response.status_code == 409
+    assert response.get_json()["code"] == "project_name_taken"
+    assert _counts(session) == before
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic bm9ib2R5OndoYXRldmVy"},  # nobody:whatever
+        {"Authorization": "Basic !!!"},
+    ],
+    ids=["unknown-bearer", "wrong-password", "malformed-basic"],
+)
+def test_wrong_credentials_are_401(client: FlaskClient, personas: Personas, headers: dict[str, str]) -> None:
+    response = client.get("/v1/projects", headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["code"] == "unauthenticated"
+
+
+def test_basic_auth_with_the_right_password_works(client: FlaskClient, personas: Personas) -> None:
+    assert client.get("/v1/users/current", headers=personas.manager.basic).get_json()["username"] == "manager-persona"
+
+
+def test_revoked_and_expired_device_tokens_are_401(client: FlaskClient, personas: Personas, session: Session) -> None:
+    created = client.post(
+        f"/v1/projects/{personas.project_id}/devices", json={"name": "lost phone"}, headers=personas.manager.headers
+    ).get_json()
+    assert created["collect_url"].endswith(f"/v1/key/{created['token']}/projects/{personas.project_id}")
+    device_headers = {"Authorization": f"Bearer {created['token']}"}
+    assert client.get(f"/v1/projects/{personas.project_id}", headers=device_headers).status_code == 200
+    assert (
+        client.delete(
+            f"/v1/projects/{personas.project_id}/devices/{created['id']}", headers=personas.manager.headers
+        ).status_code
+        == 200
+    )
+    assert client.get(f"/v1/projects/{personas.project_id}", headers=device_headers).status_code == 401
+
+    expiring = client.post(
+        f"/v1/projects/{personas.project_id}/devices", json={"name": "old phone"}, headers=personas.manager.headers
+    ).get_json()
+    row = session.get(AccessToken, expiring["id"])
+    assert row is not None
+    row.expires_at = utcnow() - timedelta(minutes=1)
+    session.commit()
+    response = client.get(
+        f"/v1/projects/{personas.project_id}", headers={"Authorization": f"Bearer {expiring['token']}"}
+    )
+    assert response.status_code == 401
+
+
+def test_session_token_from_password(client: FlaskClient, personas: Personas) -> None:
+    response = client.post("/v1/sessions", json={"username": "coach-persona", "password": "nope"})
+    assert response.status_code == 401
+    token = client.post(
+        "/v1/sessions", json={"username": "coach-persona", "password": "correct horse battery"}
+    ).get_json()
+    me = client.get("/v1/users/current", headers={"Authorization": f"Bearer {token['token']}"})
+    assert me.get_json()["username"] == "coach-persona"
+
+
+def test_changes_are_audited(client: FlaskClient, personas: Personas) -> None:
+    client.post(
+        f"/v1/projects/{personas.project_id}/members",
+        json={"username": "coach-persona", "role": "analyst"},
+        headers=personas.manager.headers,
+    )
+    events = client.get(
+        f"/v1/audits?project_id={personas.project_id}&action=membership.set", headers=personas.admin.headers
+    ).get_json()["events"]
+    assert events[0]["actor"] == f"user:{personas.manager.id}"
+    assert events[0]["details"] == {"role": "analyst"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations and the command line (on their own fresh databases)
+
+
+@pytest.fixture
+def fresh_url(backend: Backend, tmp_path: Path):  # type: ignore[no-untyped-def]
+    url, cleanup = fresh_database_url(backend.name, tmp_path)
+    yield url
+    cleanup()
+
+
+def test_models_match_the_migrations(fresh_url: str) -> None:
+    from server.db.engine import make_engine
+
+    engine = make_engine(fresh_url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def _cli(url: str, tmp_path: Path, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from server.cli import main
+
+    env = {"FIELDSYNC_DATABASE_URL": url, "FIELDSYNC_VAR_DIR": str(tmp_path / "var"), "FIELDSYNC_LOG_REQUESTS": "0"}
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_init_db_twice_and_upgrade_from_an_older_revision(backend: Backend, tmp_path: Path) -> None:
+    from server.db.engine import make_engine
+    from server.db.migrate import alembic_config, current_revision, head_revision
+
+    if backend.name == "postgresql":
+        from tests.conftest import POSTGRES_URL, create_postgres_schema, drop_postgres_schema
+
+        assert POSTGRES_URL
+        schema, url = create_postgres_schema(POSTGRES_URL)
+    else:
+        url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = make_engine(url)
+    try:
+        from alembic import command
+
+        command.upgrade(alembic_config(engine), "0001_foundation")
+        _cli(url, tmp_path, "init-db")
+        assert current_revision(engine) == head_revision(engine)
+        _cli(url, tmp_path, "init-db")
+        assert current_revision(engine) == head_revision(engine)
+    finally:
+        engine.dispose()
+        if backend.name == "postgresql":
+            drop_postgres_schema(POSTGRES_URL, schema)
+
+
+def test_cli_creates_project_user_and_device(fresh_url: str, tmp_path: Path) -> None:
+    project_id = int(_cli(fresh_url, tmp_path, "projects", "create", "Drâa-Tafilalet").strip())
+    assert "created user" in _cli(
+        fresh_url,
+        tmp_path,
+        "users",
+        "create",
+        "amina",
+        "--role",
+        "manager",
+        "--password",
+        "tres-secret",
+        "--project",
+        str(project_id),
+    )
+    out = _cli(
+        fresh_url,
+        tmp_path,
+        "devices",
+        "create",
+        "--project",
+        str(project_id),
+        "--name",
+        "Tel 1",
+        "--base-url",
+        "http://10.0.0.5:5000",
+    )
+    token = out.split("token: ")[1].split()[0]
+    assert f"collect_url: http://10.0.0.5:5000/v1/key/{token}/projects/{project_id}" in out
+
+
+def test_demo_is_idempotent(fresh_url: str, tmp_path: Path) -> None:
+    first = _cli(fresh_url, tmp_path, "demo")
+    second = _cli(fresh_url, tmp_path, "demo")
+    assert "ODK Collect server URL" in first and "ODK Collect server URL" in second
+
+
+def test_app_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from server import create_app
+
+    monkeypatch.setenv("FIELDSYNC_DATABASE_URL", f"sqlite:///{tmp_path / 'env.sqlite3'}")
+    monkeypatch.setenv("FIELDSYNC_STORAGE_DIR", str(tmp_path / "blobs"))
+    monkeypatch.setenv("FIELDSYNC_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("FIELDSYNC_SECRET_KEY", raising=False)
+    app: Flask = create_app()
+    assert app.config["DATABASE_URL"].endswith("env.sqlite3")
+    assert (tmp_path / "blobs").is_dir()
+    key = (tmp_path / "var" / "secret_key").read_text()
+    assert app.config["SECRET_KEY"] == key and len(key) >= 40
+    assert create_app().config["SECRET_KEY"] == key  # kept, not regenerated
