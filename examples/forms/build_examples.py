@@ -881,7 +881,7 @@ def sheet_columns(sheet_name: str, rows: Sequence[Row]) -> list[str]:
 def write_xlsform(path: Path, sheets: Sheets) -> None:
     """Write ``sheets`` as an XLSForm workbook at ``path`` (one header row, then one row per dict)."""
     workbook = Workbook()
-    workbook.remove(workbook.active)  # type: ignore[arg-type]
+    workbook.remove(workbook.active)
     workbook.properties.creator = "Fieldsync examples"
     workbook.properties.created = WORKBOOK_CREATED
     workbook.properties.modified = WORKBOOK_CREATED
