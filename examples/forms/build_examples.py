@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ FORMS_DIR = Path(__file__).resolve().parent
 
 # A fixed creation date keeps the workbook metadata stable from one build to the next.
 WORKBOOK_CREATED = dt.datetime(2026, 11, 29, 8, 0, 0)
+WORKBOOK_STAMP = f"{WORKBOOK_CREATED.isoformat()}Z"
 
 Row = dict[str, str]
 Sheets = dict[str, list[Row]]
@@ -884,7 +886,6 @@ def write_xlsform(path: Path, sheets: Sheets) -> None:
     workbook.remove(workbook.active)
     workbook.properties.creator = "Fieldsync examples"
     workbook.properties.created = WORKBOOK_CREATED
-    workbook.properties.modified = WORKBOOK_CREATED
     for sheet_name, rows in sheets.items():
         worksheet = workbook.create_sheet(sheet_name)
         columns = sheet_columns(sheet_name, rows)
@@ -903,7 +904,11 @@ def _with_fixed_timestamps(xlsx: bytes) -> bytes:
         for member in source.infolist():
             info = zipfile.ZipInfo(member.filename, date_time=WORKBOOK_CREATED.timetuple()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(info, source.read(member))
+            content = source.read(member)
+            if member.filename == "docProps/core.xml":
+                # openpyxl stamps "modified" with the current time on every save.
+                content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + WORKBOOK_STAMP.encode(), content)
+            target.writestr(info, content)
     return output.getvalue()
 
 
