@@ -1,0 +1,317 @@
+"""Submission XML → ``SubmissionRecord``: routing header, values by the form's structure, entities.
+
+Submissions come from devices we do not control, so parsing is tolerant (unknown nodes are kept and
+listed, a missing non-relevant node is fine, a default ``xmlns`` on the root is ignored) but the XML
+itself goes through ``forms.safe_xml``. The form is identified by the root's ``id``/``version``
+attributes, never by the root tag (older forms use other root names, xlsform.md §2.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from forms.errors import SubmissionError, XmlRejectedError
+from forms.record import EntityChange, SubmissionRecord
+from forms.safe_xml import parse_untrusted_xml
+from forms.schema import EntityDeclaration, FormSchema
+
+_INDEX_RE = re.compile(r"\[\d+\]")
+# A time part followed by an offset lacking minutes ("+03") or its colon ("+0300").
+_SHORT_OFFSET_RE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)([+-])(\d{2})(\d{2})?$")
+_ENCRYPTED_MARKERS = ("base64EncryptedKey", "encryptedXmlFile")
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionHeader:
+    """What routing needs before the form version is known: identity and the instance ids."""
+
+    form_id: str
+    version: str
+    instance_id: str | None
+    deprecated_id: str | None
+    encrypted: bool
+    root_name: str
+
+
+def _local(element: etree._Element) -> str:
+    tag = element.tag
+    if not isinstance(tag, str):
+        return ""
+    return etree.QName(tag).localname
+
+
+def _elements(element: etree._Element) -> list[etree._Element]:
+    return [child for child in element if _local(child)]
+
+
+def _text(element: etree._Element) -> str:
+    return "".join(t if isinstance(t, str) else t.decode() for t in element.itertext())
+
+
+def _child(element: etree._Element, name: str) -> etree._Element | None:
+    for child in element:
+        if _local(child) == name:
+            return child
+    return None
+
+
+def _parse(xml: bytes) -> etree._Element:
+    try:
+        return parse_untrusted_xml(xml)
+    except XmlRejectedError as exc:
+        raise SubmissionError(exc.code, exc.message) from exc
+
+
+def _meta_text(root: etree._Element, name: str) -> str | None:
+    meta = _child(root, "meta")
+    node = _child(meta, name) if meta is not None else None
+    if node is None:
+        return None
+    value = _text(node).strip()
+    return value or None
+
+
+def _header(root: etree._Element) -> SubmissionHeader:
+    form_id = (root.get("id") or "").strip()
+    if not form_id:
+        raise SubmissionError("form_id_missing", "The submission's root element has no id attribute.")
+    encrypted = (root.get("encrypted") or "").strip().lower() in ("yes", "true") or any(
+        _child(root, marker) is not None for marker in _ENCRYPTED_MARKERS
+    )
+    instance_id = _meta_text(root, "instanceID") or (root.get("instanceID") or "").strip() or None
+    return SubmissionHeader(
+        form_id=form_id,
+        version=(root.get("version") or "").strip(),
+        instance_id=instance_id,
+        deprecated_id=_meta_text(root, "deprecatedID"),
+        encrypted=encrypted,
+        root_name=_local(root),
+    )
+
+
+def read_submission_header(xml: bytes) -> SubmissionHeader:
+    """Read form id, version, instance ids and the encrypted flag (cheap: no schema needed)."""
+    return _header(_parse(xml))
+
+
+class _Reader:
+    def __init__(self, schema: FormSchema | None) -> None:
+        self.repeats = {f.path for f in schema.repeats} if schema is not None else set()
+        self.known = {f.path for f in schema.fields} if schema is not None else None
+        self.unknown: list[str] = []
+        self._unknown_seen: set[str] = set()
+
+    def values(self, element: etree._Element, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        repeated_unknown: set[str] = set()  # names already turned into a list under this parent
+        for child in _elements(element):
+            name = _local(child)
+            path = f"{prefix}/{name}" if prefix else name
+            if self.known is not None and path not in self.known and path not in self._unknown_seen:
+                self._unknown_seen.add(path)
+                self.unknown.append(path)
+            value: Any = self.values(child, path) if _elements(child) else _text(child)
+            if path in self.repeats:
+                if isinstance(value, str):
+                    value = {}  # an empty repeat instance: <member/>
+                out.setdefault(name, []).append(value)
+            elif name in out:
+                # A name the form does not say repeats occurs again: keep every occurrence, in order.
+                previous = out[name]
+                if name in repeated_unknown:
+                    previous.append(value)
+                else:
+                    out[name] = [previous, value]
+                    repeated_unknown.add(name)
+            else:
+                out[name] = value
+        return out
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "true()", "yes")
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int((value or "").strip())
+    except ValueError:
+        return None
+
+
+def _find_relative(context: etree._Element, relative: str) -> etree._Element | None:
+    node: etree._Element | None = context
+    for step in relative.split("/"):
+        if node is None:
+            return None
+        node = _child(node, step)
+    return node
+
+
+def _declaration_for(
+    schema: FormSchema | None, list_name: str, scope: str | None
+) -> EntityDeclaration | None:
+    if schema is None:
+        return None
+    same_list = [d for d in schema.entities if d.list_name == list_name]
+    for declaration in same_list:
+        if declaration.repeat == scope:
+            return declaration
+    return same_list[0] if same_list else None
+
+
+def _entities(root: etree._Element, schema: FormSchema | None) -> tuple[EntityChange, ...]:
+    repeats = {f.path for f in schema.repeats} if schema is not None else set()
+    changes: list[EntityChange] = []
+
+    def walk(element: etree._Element, prefix: str) -> None:
+        for child in _elements(element):
+            name = _local(child)
+            path = f"{prefix}/{name}" if prefix else name
+            if name == "entity" and _local(element) == "meta":
+                changes.append(_change(child, element, prefix))
+            elif _elements(child):
+                walk(child, path)
+
+    def _change(entity: etree._Element, meta: etree._Element, meta_path: str) -> EntityChange:
+        # The entity's scope is the element holding its meta: the root or one repeat instance.
+        context = meta.getparent()
+        scope_path = meta_path.rsplit("/", 1)[0] if "/" in meta_path else ""
+        scope = scope_path if scope_path in repeats else None
+        list_name = entity.get("dataset") or ""
+        declaration = _declaration_for(schema, list_name, scope)
+        properties: dict[str, str] = {}
+        if declaration is not None and context is not None:
+            for prop, field_path in declaration.properties.items():
+                relative = field_path[len(scope_path) + 1 :] if scope_path else field_path
+                node = _find_relative(context, relative)
+                if node is not None:
+                    properties[prop] = _text(node)
+        label = _child(entity, "label")
+        branch = (entity.get("branchId") or "").strip()
+        return EntityChange(
+            list_name=list_name,
+            entity_id=(entity.get("id") or "").strip(),
+            create=_flag(entity.get("create")),
+            update=_flag(entity.get("update")),
+            label=_text(label) if label is not None else None,
+            base_version=_int_or_none(entity.get("baseVersion")),
+            trunk_version=_int_or_none(entity.get("trunkVersion")),
+            branch_id=branch or None,
+            properties=properties,
+        )
+
+    walk(root, "")
+    return tuple(changes)
+
+
+def _strip_indices(path: str) -> str:
+    return _INDEX_RE.sub("", path)
+
+
+def _attachments(flat: Mapping[str, str], schema: FormSchema | None) -> tuple[str, ...]:
+    if schema is None:
+        return ()
+    binary = {f.path for f in schema.fields if f.bind_type == "binary"}
+    found: list[str] = []
+    for path, value in flat.items():
+        name = value.strip()
+        if name and _strip_indices(path) in binary and name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+def _encrypted_attachments(root: etree._Element) -> tuple[str, ...]:
+    names: list[str] = []
+    for element in root.iter():
+        local = _local(element)
+        parent = element.getparent()
+        is_media_file = local == "file" and parent is not None and _local(parent) == "media"
+        if local == "encryptedXmlFile" or is_media_file:
+            name = _text(element).strip()
+            if name and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def parse_submission(
+    xml: bytes, schema: FormSchema | None = None, *, instance_id_fallback: str | None = None
+) -> SubmissionRecord:
+    """Parse submission XML into a ``SubmissionRecord``, using ``schema`` for repeats and attachments.
+
+    Without meta/instanceID (or a root ``instanceID`` attribute) the submission is refused with
+    ``no_instance_id`` unless the caller supplies ``instance_id_fallback`` (e.g. a content hash for
+    legacy 2011-era Collect submissions that predate instanceID).
+    """
+    root = _parse(xml)
+    header = _header(root)
+    if not header.instance_id and instance_id_fallback:
+        header = dataclasses.replace(header, instance_id=instance_id_fallback)
+    if not header.instance_id:
+        raise SubmissionError("no_instance_id", "The submission has no meta/instanceID.")
+    if header.encrypted:
+        # The payload is ciphertext: keep the envelope as sent, the schema does not describe it.
+        reader = _Reader(None)
+        return SubmissionRecord(
+            form_id=header.form_id,
+            version=header.version,
+            instance_id=header.instance_id,
+            values=reader.values(root, ""),
+            deprecated_id=header.deprecated_id,
+            attachments=_encrypted_attachments(root),
+            encrypted=True,
+        )
+    reader = _Reader(schema)
+    values = reader.values(root, "")
+    return SubmissionRecord(
+        form_id=header.form_id,
+        version=header.version,
+        instance_id=header.instance_id,
+        values=values,
+        deprecated_id=header.deprecated_id,
+        instance_name=_meta_text(root, "instanceName"),
+        attachments=_attachments(flatten_values(values), schema),
+        unknown_paths=tuple(reader.unknown),
+        entities=_entities(root, schema),
+        encrypted=False,
+    )
+
+
+def flatten_values(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten record values to ``path -> text`` with 1-based repeat indices (``member[2]/child[1]/cname``)."""
+    flat: dict[str, str] = {}
+    for name, value in values.items():
+        path = f"{prefix}/{name}" if prefix else name
+        if isinstance(value, str):
+            flat[path] = value
+        elif isinstance(value, Mapping):
+            flat.update(flatten_values(value, path))
+        elif isinstance(value, list):
+            for index, item in enumerate(value, start=1):
+                indexed = f"{path}[{index}]"
+                if isinstance(item, Mapping):
+                    flat.update(flatten_values(item, indexed))
+                else:
+                    flat[indexed] = str(item)
+    return flat
+
+
+def strip_repeat_indices(path: str) -> str:
+    """Return a flattened path without its repeat indices: ``member[2]/cname`` → ``member/cname``."""
+    return _strip_indices(path)
+
+
+def normalize_datetime_offset(value: str) -> str:
+    """Complete a short UTC offset (``+03`` or ``+0300``) to ``+03:00``; other values are unchanged."""
+    found = _SHORT_OFFSET_RE.search(value.strip())
+    if not found:
+        return value
+    time_part, sign, hours, minutes = found.groups()
+    stripped = value.strip()
+    return f"{stripped[: found.start()]}{time_part}{sign}{hours}:{minutes or '00'}"
