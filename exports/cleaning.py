@@ -199,10 +199,10 @@ def clean_choices(text: str, multiple: bool, allowed: Collection[str] | None) ->
 
 def clean_value(raw: str, field: Field, allowed: Collection[str] | None, clean: bool = True) -> Cleaned:
     """Clean one leaf value for ``field``; with ``clean`` off only flag problems, change nothing."""
-    base = normalise_text(raw) if clean else Cleaned(raw)
+    base = normalise_text(raw)
     text = base.value
     if text == "":
-        return base
+        return base if clean else Cleaned(raw)
     if field.bind_type in _NUMBER_TYPES:
         typed = clean_number(text, field.bind_type)
     elif field.bind_type in ("date", "time", "dateTime"):
@@ -212,8 +212,11 @@ def clean_value(raw: str, field: Field, allowed: Collection[str] | None, clean: 
     elif field.control in ("select_one", "select_multiple", "rank") or field.bind_type == "odk:rank":
         typed = clean_choices(text, field.control != "select_one", allowed)
     else:
-        return base
+        return base if clean else Cleaned(raw)
     if not clean:
+        # Flag only what breaks the type: spaces around free text are not an error.
+        if typed.issue is None and typed.value != raw:
+            return Cleaned(raw, issue=f"not in canonical form (cleaning gives {typed.value!r})")
         return Cleaned(raw, issue=typed.issue)
     if typed.issue is not None:
         return Cleaned(text, base.steps, typed.issue)
