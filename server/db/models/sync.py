@@ -1,0 +1,3 @@
+"""Tables of the sync area (filled by its issue)."""
+
+from __future__ import annotations
