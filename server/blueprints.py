@@ -1,4 +1,4 @@
-"""The list of blueprints the app serves; each area adds itself here."""
+"""The list of blueprints the app serves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    from server.api import accounts, health
+    from server.api import accounts, exports, forms, health, submissions, sync
+    from server.openrosa import formlist, submission  # noqa: F401  (their routes attach to the blueprint)
+    from server.openrosa.blueprint import bp as openrosa_bp
 
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(forms.bp)
+    app.register_blueprint(submissions.bp)
+    app.register_blueprint(sync.bp)
+    app.register_blueprint(exports.bp)
+    app.register_blueprint(openrosa_bp)
