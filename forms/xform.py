@@ -220,7 +220,8 @@ class _Builder:
         return existing
 
     def add_media(self, ref: MediaRef) -> None:
-        if ref not in self.media:
+        # One manifest entry per file name: the first (most specific) kind seen wins.
+        if all(m.file_name != ref.file_name for m in self.media):
             self.media.append(ref)
 
     def to_path(self, ref: str, context: str = "") -> str | None:
@@ -615,6 +616,11 @@ def parse_xform(xform: bytes, itemsets_csv: bytes | None = None) -> FormSchema:
 
     fields = tuple(_to_field(node, builder.repeats) for node in builder.nodes.values())
     by_path = {f.path: f for f in fields}
+    entities = _entity_declarations(builder, instance_root, by_path)
+    for declaration in entities:
+        # Updates read instance('<list>')/root/item/__version: devices need the list as <list>.csv.
+        if declaration.update is not None:
+            builder.add_media(MediaRef(file_name=f"{declaration.list_name}.csv", kind="entity_list"))
     instance_name_field = by_path.get("meta/instanceName")
     submission = _first(model, "submission")
     encrypted = submission is not None and bool(submission.get("base64RsaPublicKey"))
@@ -628,7 +634,7 @@ def parse_xform(xform: bytes, itemsets_csv: bytes | None = None) -> FormSchema:
         fields=fields,
         choice_lists=dict(builder.choice_lists),
         media=tuple(builder.media),
-        entities=_entity_declarations(builder, instance_root, by_path),
+        entities=entities,
         encrypted=encrypted,
         instance_name=instance_name_field.calculate if instance_name_field is not None else None,
         language_names=dict(itext.names),
