@@ -65,6 +65,9 @@ class Cleaned:
 
 
 _HSPACE_RUN = re.compile(r"[ \t\u00a0\u2007\u202f]+")
+# Anything normalise_text would change besides NFC: other spaces, double spaces, line separators other
+# than "\n" (splitlines() splits on them), whitespace at either end or around a newline.
+_MAY_NEED_SPACING = re.compile(r"[\t\u00a0\u2007\u202f\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]| {2}|^\s|\s$| \n|\n ")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _DEC_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 _GROUPED_RE = re.compile(r"^[+-]?\d{1,3}([ \u00a0\u2007\u202f]\d{3})+([.,]\d+)?$")
@@ -76,6 +79,8 @@ _NUMBER_TYPES = frozenset({"int", "decimal"})
 
 def normalise_text(raw: str) -> Cleaned:
     """NFC-normalise and trim/collapse horizontal whitespace, keeping newlines."""
+    if not _MAY_NEED_SPACING.search(raw) and unicodedata.is_normalized("NFC", raw):
+        return Cleaned(raw)  # the common case, checked cheaply: exports run over millions of values
     steps: list[str] = []
     text = unicodedata.normalize("NFC", raw)
     if text != raw:
