@@ -1,3 +1,107 @@
-"""Tables of the forms area (filled by its issue)."""
+"""Tables of the forms area: forms, their versions (XForm bytes served, original upload, schema) and attachments.
+
+A form is identified by its XForm id within a project; it keeps every version it ever had. A version
+string is unique per form (the database says so, never a check in Python) and holds the exact bytes
+served to devices plus their md5 (the OpenRosa ``hash``) so ``formList`` never loads the XForm itself.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db.base import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+
+FORM_STATES = ("open", "closing", "closed")
+VERSION_STATUSES = ("draft", "published")
+ATTACHMENT_KINDS = ("image", "audio", "video", "csv", "xml", "geojson", "itemsets", "entity_list", "other")
+
+
+class Form(Base):
+    """A form of a project: its XForm id, title, state and the published version devices get."""
+
+    __tablename__ = "forms"
+    __table_args__ = (
+        UniqueConstraint("project_id", "xml_form_id"),
+        CheckConstraint("state IN ('open', 'closing', 'closed')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    xml_form_id: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(500), default="")
+    # open: listed and accepting; closing: not listed, still accepting; closed: neither (OPENROSA.md).
+    state: Mapped[str] = mapped_column(String(10), default="open")
+    # The published version served to devices; NULL while the form only has a draft. The foreign key
+    # is circular (form_versions.form_id -> forms), hence use_alter.
+    current_version_id: Mapped[int | None] = mapped_column(
+        BigInteger,
+        ForeignKey("form_versions.id", ondelete="SET NULL", use_alter=True, name="fk_forms_current_version_id"),
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FormVersion(Base):
+    """One version of a form: the XForm bytes served (and their hashes), the upload it came from, its schema."""
+
+    __tablename__ = "form_versions"
+    __table_args__ = (
+        UniqueConstraint("form_id", "version"),
+        CheckConstraint("status IN ('draft', 'published')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(10), default="draft")
+    title: Mapped[str] = mapped_column(String(500), default="")
+    # Deferred: listing forms must never pull the XForm or the upload out of the database.
+    xform: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    xform_md5: Mapped[str] = mapped_column(String(32))
+    xform_sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    source_filename: Mapped[str] = mapped_column(String(255))
+    source_kind: Mapped[str] = mapped_column(String(10))
+    schema_json: Mapped[dict[str, Any]] = mapped_column(JSONType, deferred=True)
+    warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    itemsets: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    conversion_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class FormAttachment(Base):
+    """A file a form version expects (media, CSV/XML/GeoJSON lists, itemsets.csv, entity lists).
+
+    ``blob_sha256`` stays NULL until the file is uploaded; entity lists never have a blob (their CSV
+    is generated from the entities table on each request).
+    """
+
+    __tablename__ = "form_attachments"
+    __table_args__ = (UniqueConstraint("form_version_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    form_version_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("form_versions.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))
+    blob_sha256: Mapped[str | None] = mapped_column(String(64), ForeignKey("blobs.sha256"), index=True)
+    # md5 of the uploaded bytes: the manifest's hash, kept here so the manifest never reads files.
+    md5: Mapped[str | None] = mapped_column(String(32))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
