@@ -1,1 +1,39 @@
-"""File formats for analysts: cleaned CSV zip, XLSX and GeoJSON, streamed (pure)."""
+"""File formats for analysts: cleaned CSV zip, XLSX and GeoJSON, streamed (pure).
+
+The public API, importable from here:
+
+- ``ExportOptions`` / ``options_from_query(query, ignore=())`` / ``ExportOptionError(field, message)``
+- ``ExportRecord``: one stored submission version handed to an export
+- ``write_csv_zip(schemas, records, options, out) -> ExportSummary`` and
+  ``iter_csv_zip(schemas, records, options, on_done=None) -> Iterator[bytes]``
+- ``write_xlsx(schemas, records, options, out) -> ExportSummary``
+- ``write_geojson(schemas, records, options, out) -> ExportSummary`` and
+  ``iter_geojson(schemas, records, options, on_done=None) -> Iterator[bytes]``
+- ``plan_tables(schemas, options) -> ExportPlan`` (file names and headers, without writing anything)
+
+``schemas`` are all versions of one form, oldest first; ``records`` is read once.
+"""
+
+from exports.csv_zip import iter_csv_zip, write_csv_zip
+from exports.geojson import iter_geojson, write_geojson
+from exports.options import ExportOptionError, ExportOptions, options_from_query
+from exports.records import ExportRecord
+from exports.rows import ExportSummary, TableSummary
+from exports.tables import ExportPlan, plan_tables
+from exports.xlsx import write_xlsx
+
+__all__ = [
+    "ExportOptionError",
+    "ExportOptions",
+    "ExportPlan",
+    "ExportRecord",
+    "ExportSummary",
+    "TableSummary",
+    "iter_csv_zip",
+    "iter_geojson",
+    "options_from_query",
+    "plan_tables",
+    "write_csv_zip",
+    "write_geojson",
+    "write_xlsx",
+]

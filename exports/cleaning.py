@@ -10,7 +10,7 @@ Steps (the ``step`` column of cleaning_report.csv):
 - ``whitespace``: leading/trailing whitespace trimmed, runs of spaces/tabs collapsed to one space
   (newlines inside free text are kept, spaces around them trimmed).
 - ``number``: ``1,5`` → ``1.5``; thousands groups separated by spaces (``1 234``) joined; a leading ``+``
-  and leading zeros dropped. Integers stay integers; ``1.234,5`` or ``1,000`` are ambiguous and flagged.
+  and leading zeros dropped. Integers stay integers; ``1.234,5`` or ``1,250`` are ambiguous and flagged.
 - ``date``: ``YYYY-M-D`` → ``YYYY-MM-DD``.
 - ``time`` / ``datetime``: ISO 8601 with milliseconds, the device's offset kept (the local time of the
   interview is what an analyst reads), written ``±HH:MM`` (``+03`` → ``+03:00``); ``Z`` stays ``Z``.
@@ -71,6 +71,8 @@ _MAY_NEED_SPACING = re.compile(r"[\t\u00a0\u2007\u202f\r\x0b\x0c\x1c-\x1e\x85\u2
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _DEC_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 _GROUPED_RE = re.compile(r"^[+-]?\d{1,3}([ \u00a0\u2007\u202f]\d{3})+([.,]\d+)?$")
+# "1,250" is 1.25 in French and 1250 in English: never guessed. "0,125" and "1,5" are unambiguous.
+_AMBIGUOUS_COMMA = re.compile(r"^[+-]?[1-9]\d{0,2},\d{3}$")
 _DATE_RE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _OFFSET_RE = re.compile(r"([+-])(\d{2}):?(\d{2})?$")
 _TIME_RE = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}(?::?\d{2})?)?$")
@@ -103,6 +105,8 @@ def clean_number(text: str, bind_type: str) -> Cleaned:
     candidate = text
     if _GROUPED_RE.match(candidate):
         candidate = _HSPACE_RUN.sub("", candidate)
+    if bind_type == "decimal" and _AMBIGUOUS_COMMA.match(candidate):
+        return Cleaned(text, issue="ambiguous decimal comma (thousands separator or decimals?)")
     if bind_type == "decimal" and candidate.count(",") == 1 and "." not in candidate:
         candidate = candidate.replace(",", ".")
     if bind_type == "int":

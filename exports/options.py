@@ -59,7 +59,7 @@ class ExportOptions:
     review_states: frozenset[str] = frozenset()  # empty: every state
     versions: frozenset[str] = frozenset()  # empty: every version
     submitters: frozenset[str] = frozenset()  # empty: every submitter
-    field_equals: tuple[tuple[str, str], ...] = ()  # (root-level field path, exported value)
+    field_equals: tuple[tuple[str, str], ...] = ()  # (root-level field path, cleaned value; choice *names*)
     include_edits: bool = False
     include_deleted: bool = False
     include_rejected: bool = False

@@ -29,3 +29,7 @@ class ExportRecord:
     edits: int = 0
     deleted: bool = False
     current: bool = True
+
+    def __post_init__(self) -> None:
+        if self.submission_date.tzinfo is None:
+            raise ValueError("ExportRecord.submission_date must be timezone-aware (it is written in UTC)")

@@ -16,6 +16,11 @@ the name) replaces each path segment. A header that would repeat one already in 
 ``~3``. A geopoint (``split_geopoint``) becomes ``-Latitude``, ``-Longitude``, ``-Altitude``,
 ``-Accuracy``; a split select_multiple keeps its column and adds ``/<choice>`` 0/1 columns, one per
 choice of the form.
+
+Root metadata columns: ``SubmissionDate`` first; after the data ``KEY, SubmitterID, DeviceID,
+ReviewState, AttachmentsPresent, AttachmentsExpected, Edits, FormVersion``, then ``Status``
+(``superseded``/``deleted``/empty) only when ``include_edits`` or ``include_deleted`` is on, then
+``_issues``. Repeat tables end with ``PARENT_KEY, KEY, _issues``.
 """
 
 from __future__ import annotations
