@@ -1,3 +1,146 @@
-"""Tables of the submissions area (filled by its issue)."""
+"""Tables of the submissions area: logical submissions, their versions, attachments, refusals and reviews.
+
+* ``submissions``: one row per logical submission (an edit chain), with its review state and the
+  counters the API lists (current version, attachments expected/present).
+* ``submission_versions``: one row per received XML. ``(project_id, form_id, instance_id)`` is unique:
+  that constraint, not a check in Python, is what makes two racing identical POSTs store one row.
+  ``record`` holds ``SubmissionRecord.values`` (groups as objects, repeats as lists, leaves as text).
+* ``submission_attachments``: the files a version references, by name; ``blob_sha256`` stays NULL
+  until the bytes arrive (multi-POST uploads, ``*isIncomplete*``).
+* ``refused_submissions``: payloads refused for an id conflict (same instanceID, other XML), kept
+  once per distinct content for review (SYNC.md invariant 4).
+* ``submission_reviews``: every review-state change with its comment and actor.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db.base import Base, BigIntPK, JSONType, UTCDateTime, utcnow
+
+REVIEW_STATES = ("received", "has_issues", "approved", "rejected")
+# OpenRosa metadata: instance ids MUST support at least 249 characters.
+INSTANCE_ID_LENGTH = 255
+
+
+class Submission(Base):
+    """A logical submission: the chain of versions of one instance; the newest version is current."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (
+        CheckConstraint("review_state IN ('received', 'has_issues', 'approved', 'rejected')", name="review_state"),
+        # The read API pages a form's submissions by (received order, id).
+        Index("ix_submissions_form_listing", "project_id", "form_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"))
+    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"))
+    # The first version's instance id as known now (an earlier version arriving late becomes the root).
+    instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
+    # Not a foreign key: versions point at their submission, and a cycle of keys buys nothing here.
+    current_version_id: Mapped[int | None] = mapped_column(BigInteger)
+    current_instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
+    review_state: Mapped[str] = mapped_column(String(20), default="received")
+    edits: Mapped[int] = mapped_column(Integer, default=0)
+    submitter_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    device_token_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("access_tokens.id", ondelete="SET NULL"))
+    attachments_expected: Mapped[int] = mapped_column(Integer, default=0)
+    attachments_present: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SubmissionVersion(Base):
+    """One received XML of a submission, kept byte for byte with its parsed record."""
+
+    __tablename__ = "submission_versions"
+    __table_args__ = (
+        UniqueConstraint("project_id", "form_id", "instance_id"),
+        # Linking a late predecessor finds the versions that replace it.
+        Index("ix_submission_versions_deprecated", "project_id", "form_id", "deprecated_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"))
+    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"))
+    form_version_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("form_versions.id", ondelete="CASCADE"))
+    instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
+    deprecated_id: Mapped[str | None] = mapped_column(String(INSTANCE_ID_LENGTH))
+    form_version: Mapped[str] = mapped_column(String(255), default="")
+    xml: Mapped[bytes] = mapped_column(LargeBinary)
+    xml_sha256: Mapped[str] = mapped_column(String(64))
+    record: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    instance_name: Mapped[str | None] = mapped_column(Text)
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(10), default="openrosa")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    submitter_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    device_token_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("access_tokens.id", ondelete="SET NULL"))
+    device_id: Mapped[str | None] = mapped_column(String(255))  # ?deviceID= as Collect sends it
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+
+
+class SubmissionAttachment(Base):
+    """A file a version references; ``blob_sha256`` is NULL until its bytes have arrived."""
+
+    __tablename__ = "submission_attachments"
+    __table_args__ = (UniqueConstraint("version_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    version_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("submission_versions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    blob_sha256: Mapped[str | None] = mapped_column(String(64), ForeignKey("blobs.sha256"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RefusedSubmission(Base):
+    """A payload refused because its instance id was already stored with other XML (kept for review)."""
+
+    __tablename__ = "refused_submissions"
+    __table_args__ = (
+        UniqueConstraint("project_id", "form_id", "instance_id", "xml_sha256", name="uq_refused_submissions_content"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"))
+    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"))
+    instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
+    reason: Mapped[str] = mapped_column(String(40))
+    xml: Mapped[bytes] = mapped_column(LargeBinary)
+    xml_sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(10), default="openrosa")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    submitter_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
+    device_token_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("access_tokens.id", ondelete="SET NULL"))
+    device_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class SubmissionReview(Base):
+    """One review-state change of a submission."""
+
+    __tablename__ = "submission_reviews"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    comment: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
