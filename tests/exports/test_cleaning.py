@@ -7,15 +7,19 @@ Rules checked:
 - C4 a value that does not fit its type or choices is kept and flagged in ``_issues``.
 - C5 superseded edits, deleted and rejected submissions are left out and counted; options bring them back.
 - C6 ``clean=False`` changes nothing but still flags problems.
+- C7 the fast "already clean" path never skips a change (property test).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from exports.cleaning import Cleaned, clean_value
+from exports.cleaning import Cleaned, clean_value, normalise_text
 from exports.options import ExportOptions
 from forms.schema import Field
 from tests.exports.coop_fixture import coop_values, export_files, record, table_dicts
@@ -181,3 +185,12 @@ def test_clean_off_exports_values_as_sent() -> None:
     row = table_dicts(files["coop.csv"])[0]
     assert (row["coop_name"], row["revenue"]) == (NFD_AR + "  ", "1,5")
     assert row["_issues"] == "revenue: not in canonical form (cleaning gives '1.5') ('1,5')"
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab é\u0301\t\n\r\u00a0\u202f\u2028\x85ا"))))
+def test_fast_path_agrees_with_the_full_normalisation(raw: str) -> None:
+    # The cheap "already clean" check must never skip a change the full normalisation would make.
+    full = unicodedata.normalize("NFC", raw)
+    spaces = re.compile(r"[ \t\u00a0\u2007\u202f]+")
+    full = "\n".join(spaces.sub(" ", line).strip(" ") for line in full.strip().splitlines())
+    assert normalise_text(raw).value == full
