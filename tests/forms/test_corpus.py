@@ -207,3 +207,21 @@ def test_odk_validate_accepts_converted_corpus(conversions: CorpusConversions, t
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:] + completed.stdout[-2000:]
+
+
+def _expected_xform_params() -> list[Any]:
+    entries = [e for e in INDEX if e["kind"] == "expected-xform"]
+    if not entries:
+        return [ABSENT]
+    return [pytest.param(entry, id=entry["file"]) for entry in entries]
+
+
+@pytest.mark.parametrize("entry", _expected_xform_params())
+def test_published_xform_upload(entry: dict[str, Any], corpus_dir: Path) -> None:
+    """CP2: XForms published by their authors (2011-2024 pyxform) upload as is, every bind has a Field."""
+    data = (corpus_dir / entry["file"]).read_bytes()
+    converted = convert_upload(data, Path(entry["file"]).name)
+    assert converted.xform == data
+    paths = {f.path for f in converted.schema.fields}
+    assert [p for p in _bind_paths(data) if p not in paths] == []
+    assert FormSchema.from_json(json.loads(json.dumps(converted.schema.to_json()))) == converted.schema
