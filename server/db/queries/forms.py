@@ -1,0 +1,100 @@
+"""Queries of the forms area: forms, versions, attachments, and the lean rows formList and manifests need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from server.db.models.forms import Form, FormAttachment, FormVersion
+
+
+@dataclass(frozen=True)
+class FormListRow:
+    """What one ``<xform>`` of a formList needs (never the XForm bytes)."""
+
+    xml_form_id: str
+    title: str
+    version: str
+    xform_md5: str
+    has_manifest: bool
+
+
+def get_form(session: Session, project_id: int, xml_form_id: str) -> Form | None:
+    """Return the form ``xml_form_id`` of a project."""
+    return session.scalars(
+        select(Form).where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
+    ).one_or_none()
+
+
+def list_forms(session: Session, project_id: int) -> Sequence[Form]:
+    """Return a project's forms by XForm id."""
+    return session.scalars(select(Form).where(Form.project_id == project_id).order_by(Form.xml_form_id)).all()
+
+
+def get_version(session: Session, form_id: int, version: str) -> FormVersion | None:
+    """Return one version of a form by its version string."""
+    return session.scalars(
+        select(FormVersion).where(FormVersion.form_id == form_id, FormVersion.version == version)
+    ).one_or_none()
+
+
+def get_version_by_id(session: Session, version_id: int) -> FormVersion | None:
+    """Return a form version by id."""
+    return session.get(FormVersion, version_id)
+
+
+def list_versions(session: Session, form_id: int) -> Sequence[FormVersion]:
+    """Return every version of a form, oldest first."""
+    return session.scalars(select(FormVersion).where(FormVersion.form_id == form_id).order_by(FormVersion.id)).all()
+
+
+def list_drafts(session: Session, form_id: int) -> Sequence[FormVersion]:
+    """Return the draft versions of a form (normally at most one)."""
+    return session.scalars(
+        select(FormVersion)
+        .where(FormVersion.form_id == form_id, FormVersion.status == "draft")
+        .order_by(FormVersion.id.desc())
+    ).all()
+
+
+def list_attachments(session: Session, version_id: int) -> Sequence[FormAttachment]:
+    """Return the attachments a form version expects, by name."""
+    return session.scalars(
+        select(FormAttachment).where(FormAttachment.form_version_id == version_id).order_by(FormAttachment.name)
+    ).all()
+
+
+def get_attachment(session: Session, version_id: int, name: str) -> FormAttachment | None:
+    """Return one attachment of a form version."""
+    return session.scalars(
+        select(FormAttachment).where(FormAttachment.form_version_id == version_id, FormAttachment.name == name)
+    ).one_or_none()
+
+
+def formlist_rows(session: Session, project_id: int, xml_form_id: str | None = None) -> list[FormListRow]:
+    """Return the formList rows of a project in one query: open forms with a published version."""
+    has_attachments = (
+        exists().where(FormAttachment.form_version_id == FormVersion.id).correlate(FormVersion).label("has_manifest")
+    )
+    stmt = (
+        select(Form.xml_form_id, FormVersion.title, FormVersion.version, FormVersion.xform_md5, has_attachments)
+        .join(FormVersion, FormVersion.id == Form.current_version_id)
+        .where(Form.project_id == project_id, Form.state == "open")
+        .order_by(Form.xml_form_id)
+    )
+    if xml_form_id is not None:
+        stmt = stmt.where(Form.xml_form_id == xml_form_id)
+    return [FormListRow(*row) for row in session.execute(stmt).all()]
+
+
+def get_current_xform(session: Session, project_id: int, xml_form_id: str) -> tuple[str, bytes] | None:
+    """Return (md5, bytes) of the published XForm of a form that is not closed, in one query."""
+    row = session.execute(
+        select(FormVersion.xform_md5, FormVersion.xform)
+        .join(Form, FormVersion.id == Form.current_version_id)
+        .where(Form.project_id == project_id, Form.xml_form_id == xml_form_id, Form.state != "closed")
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None

@@ -1,0 +1,186 @@
+"""Who is calling an OpenRosa route: a device token in the path, or a user by Digest or Basic.
+
+OpenRosa's authentication page asks for Digest (RFC 2617: MD5, qop=auth) or Basic with a proper
+``401`` + ``WWW-Authenticate`` challenge; ODK Collect always answers Digest and answers Basic only
+over HTTPS (docs/reference/peers.md §4). Nonces are ``<timestamp>.<HMAC(SECRET_KEY, timestamp)>``:
+any worker on any host can check them without shared state. Replay inside a nonce's lifetime is not
+prevented (that would need server state); the lifetime is short and HTTPS is recommended.
+A token in the path (``/v1/key/<token>/...``) needs no challenge, like ODK Central.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import time
+from urllib.parse import urlsplit
+
+from flask import current_app, g, request
+
+from server.auth import Principal, principal_from_password
+from server.db.queries import accounts as q
+from server.errors import ApiError, forbidden
+from server.openrosa.responses import add_challenges
+from server.passwords import DIGEST_REALM, token_hash
+from server.store import db_session
+
+# Collect caches the challenge and re-uses the nonce with a growing nc; when it expires we answer
+# stale=true and Collect retries without asking the person again.
+NONCE_LIFETIME_SECONDS = 15 * 60
+_DIGEST_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def _sign(value: str) -> str:
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, f"openrosa-digest:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def make_nonce(now: float | None = None) -> str:
+    """Return a fresh, signed, timestamped Digest nonce."""
+    stamp = str(int(now if now is not None else time.time()))
+    return f"{stamp}.{_sign(stamp)}"
+
+
+def nonce_state(nonce: str, now: float | None = None) -> str:
+    """Tell whether a nonce is ``valid``, ``stale`` (ours but expired) or ``invalid``."""
+    stamp, _, signature = nonce.partition(".")
+    if not stamp.isdigit() or not hmac.compare_digest(signature, _sign(stamp)):
+        return "invalid"
+    age = (now if now is not None else time.time()) - int(stamp)
+    if age < -60 or age > NONCE_LIFETIME_SECONDS:  # a minute of clock skew between hosts
+        return "stale"
+    return "valid"
+
+
+def digest_challenge(project_id: int, stale: bool = False) -> str:
+    """Return the ``WWW-Authenticate`` value of a Digest challenge (RFC 2617, MD5, qop=auth)."""
+    opaque = _sign("opaque")
+    challenge = (
+        f'Digest realm="{DIGEST_REALM}", domain="/v1/projects/{project_id}/", qop="auth", '
+        f'algorithm=MD5, nonce="{make_nonce()}", opaque="{opaque}"'
+    )
+    return challenge + (", stale=true" if stale else "")
+
+
+def basic_challenge() -> str:
+    """Return the ``WWW-Authenticate`` value of a Basic challenge."""
+    return f'Basic realm="{DIGEST_REALM}", charset="UTF-8"'
+
+
+def _challenge(project_id: int, message: str, stale: bool = False) -> ApiError:
+    digest = digest_challenge(project_id, stale)
+    add_challenges(digest, basic_challenge())
+    return ApiError(
+        401,
+        "unauthenticated",
+        message,
+        headers={"WWW-Authenticate": digest},
+        message_fr="Identifiez-vous avec votre nom d'utilisateur et votre mot de passe.",
+    )
+
+
+def parse_digest_header(value: str) -> dict[str, str]:
+    """Parse the parameters of an ``Authorization: Digest ...`` header value."""
+    params: dict[str, str] = {}
+    for match in _DIGEST_PARAM.finditer(value):
+        quoted, bare = match.group(2), match.group(3)
+        params[match.group(1).lower()] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+    return params
+
+
+def _digest_principal(project_id: int, value: str) -> Principal:
+    params = parse_digest_header(value)
+    required = ("username", "realm", "nonce", "uri", "response")
+    if any(not params.get(key) for key in required):
+        raise _challenge(project_id, "Malformed Digest credentials")
+    if params["realm"] != DIGEST_REALM or params.get("algorithm", "MD5").upper() != "MD5":
+        raise _challenge(project_id, "Unsupported Digest realm or algorithm")
+    qop = params.get("qop")
+    if qop is not None and (qop != "auth" or not params.get("nc") or not params.get("cnonce")):
+        raise _challenge(project_id, "Unsupported Digest qop")
+    state = nonce_state(params["nonce"])
+    if state == "invalid":
+        raise _challenge(project_id, "Unknown Digest nonce")
+    # The digested URI must be this request's, or a response captured for one URL would open another.
+    if urlsplit(params["uri"]).path != request.path:
+        raise _challenge(project_id, "The Digest URI does not match the request")
+    user = q.get_user_by_username(db_session(), params["username"])
+    if user is None or user.disabled:
+        raise _challenge(project_id, "Wrong username or password")
+    ha2 = _md5(f"{request.method}:{params['uri']}")
+    if qop is None:
+        expected = _md5(f"{user.digest_ha1}:{params['nonce']}:{ha2}")
+    else:
+        expected = _md5(f"{user.digest_ha1}:{params['nonce']}:{params['nc']}:{params['cnonce']}:{qop}:{ha2}")
+    if not hmac.compare_digest(expected, params["response"].lower()):
+        raise _challenge(project_id, "Wrong username or password")
+    if state == "stale":
+        # Right password, old nonce: RFC 2617's stale=true lets the client retry silently.
+        raise _challenge(project_id, "The Digest nonce has expired", stale=True)
+    return Principal("user", user.id, user.username, is_admin=user.is_admin)
+
+
+def _token_principal(token: str) -> Principal:
+    from server.auth import principal_from_token
+
+    row = q.get_token_by_hash(db_session(), token_hash(token))
+    if row is None:
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "This server address holds an unknown key: ask your manager for a new QR code",
+            message_fr="Cette adresse contient une clé inconnue : demandez un nouveau code QR à votre responsable.",
+        )
+    principal = principal_from_token(token)
+    if principal is None:
+        raise ApiError(
+            403,
+            "token_revoked",
+            "This device's key has been revoked or has expired: ask your manager for a new QR code",
+            message_fr="La clé de cet appareil a été révoquée ou a expiré : demandez un nouveau code QR.",
+        )
+    return principal
+
+
+def openrosa_principal(project_id: int, token: str | None) -> Principal:
+    """Authenticate an OpenRosa request: path token, else Digest, Basic or bearer; ``401`` with challenges."""
+    # Collect adds ?deviceID= to every request; keep it for the request log and the submission area.
+    g.openrosa_device_id = request.args.get("deviceID")
+    if token is not None:
+        principal = _token_principal(token)
+    else:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "digest" and value:
+            principal = _digest_principal(project_id, value)
+        elif scheme == "basic" and value:
+            try:
+                username, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                raise _challenge(project_id, "Malformed Basic credentials") from None
+            found = principal_from_password(username, password)
+            if found is None:
+                raise _challenge(project_id, "Wrong username or password")
+            principal = found
+        elif scheme == "bearer" and value:
+            principal = _token_principal(value.strip())
+        else:
+            raise _challenge(project_id, "Authentication required")
+    g.principal = principal  # server.auth.current_principal() returns it for the rest of the request
+    return principal
+
+
+def require_openrosa(permission: str, project_id: int, token: str | None) -> Principal:
+    """Authenticate (see ``openrosa_principal``) and check ``permission`` in the project (``403``)."""
+    principal = openrosa_principal(project_id, token)
+    if not principal.can(permission, project_id):
+        raise forbidden(f"You do not have the {permission!r} permission in this project")
+    return principal

@@ -1,0 +1,69 @@
+"""What every OpenRosa response carries: headers, XML content type, ETags and 304s, message envelopes.
+
+Collect refuses a formList, manifest or integrity answer without ``X-OpenRosa-Version`` or whose
+``Content-Type`` lacks ``text/xml`` (docs/reference/peers.md §4), so one ``after_request`` hook on the
+``openrosa`` blueprint sets the headers on every answer, errors included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.utils import formatdate
+
+from flask import Response, current_app, g, request
+
+from server.errors import openrosa_message_xml
+from server.openrosa.blueprint import bp
+
+XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+OPENROSA_VERSION = "1.0"
+
+
+def xml_response(body: bytes | str, status: int = 200, etag: str | None = None) -> Response:
+    """Answer with an XML body; with ``etag``, answer ``304`` when the client already has it."""
+    if etag is not None and request.if_none_match.contains(etag):
+        response = Response(status=304)
+        response.set_etag(etag)
+        return response
+    response = Response(body, status=status, content_type=XML_CONTENT_TYPE)
+    if etag is not None:
+        response.set_etag(etag)
+    return response
+
+
+def message_response(message: str, status: int = 200, nature: str = "") -> Response:
+    """Answer with an ``OpenRosaResponse`` envelope holding one message."""
+    return xml_response(openrosa_message_xml(message, nature), status)
+
+
+def etag_of(*parts: str | bytes) -> str:
+    """Return a strong ETag built from the parts that decide a response's content."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return digest.hexdigest()[:40]
+
+
+def add_challenges(*challenges: str) -> None:
+    """Ask the response hook to send each challenge as its own ``WWW-Authenticate`` header.
+
+    One header per scheme: Collect's Digest authenticator reads the first header value that starts
+    with ``Digest`` and would misparse a combined ``Digest ..., Basic ...`` value.
+    """
+    g.openrosa_challenges = list(challenges)
+
+
+@bp.after_request
+def add_openrosa_headers(response: Response) -> Response:
+    """Set the OpenRosa headers on every response of the blueprint (errors and 304s included)."""
+    response.headers["X-OpenRosa-Version"] = OPENROSA_VERSION
+    response.headers["X-OpenRosa-Accept-Content-Length"] = str(current_app.config["MAX_SUBMISSION_BYTES"])
+    if "Date" not in response.headers:
+        response.headers["Date"] = formatdate(usegmt=True)
+    challenges: list[str] | None = g.get("openrosa_challenges")
+    if response.status_code == 401 and challenges:
+        response.headers.pop("WWW-Authenticate", None)
+        for challenge in challenges:
+            response.headers.add("WWW-Authenticate", challenge)
+    return response

@@ -1,0 +1,645 @@
+"""Form use cases: upload and convert a form version, publish it, change a form's state, form attachments.
+
+Rules (issue 3, docs/reference/peers.md §1.2):
+- a form is known by its XForm id in a project and keeps every version; a version string is unique per
+  form and never reused with other content (``409 version_reused``); the identical re-upload of a
+  version is idempotent; a draft may be replaced by a new upload;
+- a form has at most one draft; publishing makes it the version devices download;
+- attachments expected by a version come from its schema; files uploaded for an earlier version carry
+  over by name; ``itemsets.csv`` is published from pyxform's output; entity lists are generated CSV.
+Conversion runs before the transaction (it can take seconds, see ``server.services.form_conversion``),
+so a failed upload leaves nothing behind: no form, version, attachment or blob row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from forms.convert import ConvertedForm
+from forms.errors import FormError, localized_message
+from forms.schema import FormSchema
+from server.blobstore import BlobStore
+from server.db.base import utcnow
+from server.db.models.forms import FORM_STATES, Form, FormAttachment, FormVersion
+from server.db.queries import audit
+from server.db.queries import forms as q
+from server.db.transaction import transaction
+from server.db.upsert import insert_ignore
+from server.errors import ApiError, bad_request, conflict, not_found, too_large
+from server.services.form_conversion import ConversionTimeout, convert_with_limit
+
+ENTITY_SYSTEM_COLUMNS = ("name", "label", "__version", "__trunkVersion", "__branchId")
+DEFAULT_MAX_FORM_BYTES = 20 * 1024 * 1024
+# FormError codes that mean "too big" rather than "wrong": answered with 413.
+_TOO_LARGE_CODES = {"spreadsheet_too_large"}
+_CONTENT_TYPES = {
+    "csv": "text/csv",
+    "itemsets": "text/csv",
+    "entity_list": "text/csv",
+    "xml": "text/xml",
+    "geojson": "application/geo+json",
+}
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """How uploads are converted and bounded (from the app config)."""
+
+    max_form_bytes: int = DEFAULT_MAX_FORM_BYTES
+    convert_timeout: float = 60.0
+    convert_inline: bool = False
+    max_attachment_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FormVersionResult:
+    """What an upload or a publication did: the form, the version, and whether a row was created."""
+
+    form_db_id: int
+    xml_form_id: str
+    version: str
+    version_id: int
+    status: str
+    created: bool
+    title: str
+    conversion_seconds: float | None
+    warnings: tuple[str, ...]
+    missing_attachments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """One expected attachment of a form version and whether its file is present."""
+
+    name: str
+    kind: str
+    present: bool
+    md5: str | None = None
+    size: int | None = None
+    uploaded_at: Any = None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version in a form's detail."""
+
+    version: str
+    status: str
+    title: str
+    xform_md5: str
+    source_filename: str
+    source_kind: str
+    warnings: tuple[str, ...]
+    conversion_seconds: float | None
+    created_at: Any
+    published_at: Any
+    created_by: str
+
+
+@dataclass(frozen=True)
+class FormDetail:
+    """A form with its versions, warnings and attachments (of the draft if any, else the published one)."""
+
+    id: int
+    xml_form_id: str
+    title: str
+    state: str
+    current_version: str | None
+    draft_version: str | None
+    created_at: Any
+    updated_at: Any
+    versions: tuple[VersionInfo, ...] = ()
+    attachments: tuple[AttachmentInfo, ...] = ()
+    missing_attachments: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def upload_settings(config: Any | None = None) -> UploadSettings:
+    """Read the upload settings from ``config`` (default: the current app's, else the defaults)."""
+    if config is None:
+        if not has_app_context():
+            return UploadSettings()
+        config = current_app.config
+    return UploadSettings(
+        max_form_bytes=int(config.get("MAX_FORM_BYTES", DEFAULT_MAX_FORM_BYTES)),
+        convert_timeout=float(config.get("FORM_CONVERT_TIMEOUT", 60.0)),
+        convert_inline=bool(config.get("FORM_CONVERT_INLINE", False)),
+        max_attachment_bytes=int(config.get("MAX_FORM_ATTACHMENT_BYTES", config.get("MAX_SUBMISSION_BYTES", 0)))
+        or 50 * 1024 * 1024,
+    )
+
+
+def _blob_store(blobs: BlobStore | None) -> BlobStore:
+    if blobs is not None:
+        return blobs
+    from server.store import get_store
+
+    return BlobStore(get_store().storage_dir)
+
+
+def form_error_to_api(err: FormError) -> ApiError:
+    """Turn a conversion ``FormError`` into a 400 (413 for size) that keeps pyxform's words and row."""
+    status = 413 if err.code in _TOO_LARGE_CODES else 400
+    details = {"reason": err.message, **err.context}
+    return ApiError(status, err.code, err.message, details, message_fr=localized_message(err, "fr"))
+
+
+def convert_form_upload(data: bytes, filename: str, settings: UploadSettings) -> tuple[ConvertedForm, float]:
+    """Convert an upload within the limits; raise ``ApiError`` (400/413/422) for anything wrong."""
+    if len(data) > settings.max_form_bytes:
+        raise too_large(settings.max_form_bytes, "form file")
+    if not data:
+        raise bad_request("empty_upload", "The uploaded file is empty")
+    try:
+        timed = convert_with_limit(data, filename, timeout=settings.convert_timeout, inline=settings.convert_inline)
+    except FormError as err:
+        raise form_error_to_api(err) from None
+    except ConversionTimeout as exc:
+        raise ApiError(
+            422,
+            "conversion_timeout",
+            f"Converting this form took longer than the limit of {exc.limit_seconds:g} s and was stopped "
+            f"after {exc.elapsed_seconds:.1f} s. Split very large repeats or ask an admin to raise "
+            "FORM_CONVERT_TIMEOUT.",
+            {"limit_seconds": exc.limit_seconds, "elapsed_seconds": round(exc.elapsed_seconds, 3)},
+            message_fr=(
+                f"La conversion du formulaire a dépassé la limite de {exc.limit_seconds:g} s "
+                f"(arrêtée après {exc.elapsed_seconds:.1f} s)."
+            ),
+        ) from None
+    if not timed.converted.schema.form_id:
+        raise bad_request("missing_form_id", "The form has no id (settings sheet, form_id column)")
+    return timed.converted, timed.seconds
+
+
+def create_form_version(
+    session: Session,
+    project_id: int,
+    data: bytes,
+    filename: str,
+    *,
+    publish: bool,
+    actor: str,
+    settings: UploadSettings | None = None,
+    blobs: BlobStore | None = None,
+) -> FormVersionResult:
+    """Convert an upload and store it as a draft (or published) version of its form (409 on a reused version)."""
+    settings = settings or upload_settings()
+    converted, seconds = convert_form_upload(data, filename, settings)
+    store = _blob_store(blobs)
+    schema = converted.schema
+    xform_sha256 = hashlib.sha256(converted.xform).hexdigest()
+    with transaction(session):
+        form_id = _ensure_form(session, project_id, schema)
+        values = _version_values(converted, data, filename, seconds, actor)
+        version_id = insert_ignore(
+            session, FormVersion.__table__, {"form_id": form_id, **values}, ["form_id", "version"], "id"
+        )
+        created = version_id is not None
+        if created:
+            version = session.get(FormVersion, version_id)
+            assert version is not None
+            _drop_other_drafts(session, form_id, keep=version.id)
+        else:
+            # The version string exists (maybe inserted by a concurrent request): same bytes → the
+            # same version again; other bytes → replace it only while it is a draft.
+            version = q.get_version(session, form_id, schema.version)
+            assert version is not None
+            if version.xform_sha256 != xform_sha256:
+                if version.status != "draft":
+                    raise conflict(
+                        "version_reused",
+                        f"Version {schema.version!r} of form {schema.form_id!r} is already published with "
+                        "other content: change the version in the settings sheet and upload again.",
+                        xml_form_id=schema.form_id,
+                        version=schema.version,
+                    )
+                for key, value in values.items():
+                    setattr(version, key, value)
+                version.created_at = utcnow()
+                created = True
+        form = session.get(Form, form_id)
+        assert form is not None
+        _sync_attachments(session, form, version, schema, converted.itemsets, store)
+        if publish and version.status == "draft":
+            _publish(session, form, version)
+        session.flush()
+        if created or publish:
+            audit.record(
+                session,
+                actor,
+                "form.version_published" if version.status == "published" else "form.draft_uploaded",
+                project_id,
+                f"form:{schema.form_id}",
+                {
+                    "version": version.version,
+                    "filename": filename,
+                    "sha256": xform_sha256,
+                    "created": created,
+                    "conversion_seconds": round(seconds, 3),
+                },
+            )
+        return _result(session, form, version, created, seconds)
+
+
+def _ensure_form(session: Session, project_id: int, schema: FormSchema) -> int:
+    new_id = insert_ignore(
+        session,
+        Form.__table__,
+        {
+            "project_id": project_id,
+            "xml_form_id": schema.form_id,
+            "title": schema.title,
+            "state": "open",
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        },
+        ["project_id", "xml_form_id"],
+        "id",
+    )
+    if new_id is not None:
+        return int(new_id)
+    form = q.get_form(session, project_id, schema.form_id)
+    assert form is not None
+    return form.id
+
+
+def _version_values(converted: ConvertedForm, data: bytes, filename: str, seconds: float, actor: str) -> dict[str, Any]:
+    schema = converted.schema
+    return {
+        "version": schema.version,
+        "status": "draft",
+        "title": schema.title,
+        "xform": converted.xform,
+        "xform_md5": hashlib.md5(converted.xform, usedforsecurity=False).hexdigest(),
+        "xform_sha256": hashlib.sha256(converted.xform).hexdigest(),
+        "source": data,
+        "source_filename": filename[:255],
+        "source_kind": converted.source_kind,
+        "schema_json": schema.to_json(),
+        "warnings": list(converted.warnings),
+        "itemsets": converted.itemsets,
+        "conversion_seconds": round(seconds, 3),
+        "created_at": utcnow(),
+        "created_by": actor,
+    }
+
+
+def _drop_other_drafts(session: Session, form_id: int, keep: int) -> None:
+    # One draft per form (like ODK Central): a new draft replaces the previous unpublished one.
+    for draft in q.list_drafts(session, form_id):
+        if draft.id != keep:
+            session.execute(delete(FormAttachment).where(FormAttachment.form_version_id == draft.id))
+            session.execute(delete(FormVersion).where(FormVersion.id == draft.id))
+
+
+def _expected_media(schema: FormSchema) -> dict[str, str]:
+    expected: dict[str, str] = {}
+    for ref in schema.media:
+        expected.setdefault(ref.file_name, ref.kind)
+    return expected
+
+
+def _sync_attachments(
+    session: Session, form: Form, version: FormVersion, schema: FormSchema, itemsets: bytes | None, blobs: BlobStore
+) -> None:
+    """Make the version's attachment rows match what its schema expects, carrying files over by name."""
+    expected = _expected_media(schema)
+    existing = {a.name: a for a in q.list_attachments(session, version.id)}
+    for name, row in existing.items():
+        if name not in expected:
+            session.delete(row)
+    previous: dict[str, FormAttachment] = {}
+    if form.current_version_id is not None and form.current_version_id != version.id:
+        previous = {a.name: a for a in q.list_attachments(session, form.current_version_id)}
+    for name, kind in expected.items():
+        row = existing.get(name)
+        if row is None:
+            row = FormAttachment(form_version_id=version.id, name=name, kind=kind)
+            session.add(row)
+        row.kind = kind
+        if kind == "entity_list":
+            row.blob_sha256 = row.md5 = row.size = row.content_type = row.uploaded_at = None
+        elif kind == "itemsets" and itemsets is not None:
+            _attach_bytes(session, blobs, row, itemsets, "text/csv")
+        elif row.blob_sha256 is None and name in previous and previous[name].blob_sha256 is not None:
+            old = previous[name]
+            row.blob_sha256, row.md5, row.size = old.blob_sha256, old.md5, old.size
+            row.content_type, row.uploaded_at = old.content_type, old.uploaded_at
+    session.flush()
+
+
+def _attach_bytes(session: Session, blobs: BlobStore, row: FormAttachment, data: bytes, content_type: str) -> None:
+    row.blob_sha256 = blobs.put_bytes(session, data, content_type)
+    row.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    row.size = len(data)
+    row.content_type = content_type
+    row.uploaded_at = utcnow()
+
+
+def _publish(session: Session, form: Form, version: FormVersion) -> None:
+    version.status = "published"
+    version.published_at = utcnow()
+    form.current_version_id = version.id
+    form.title = version.title
+    form.updated_at = utcnow()
+
+
+def _missing(session: Session, version_id: int) -> tuple[str, ...]:
+    return tuple(
+        a.name for a in q.list_attachments(session, version_id) if a.kind != "entity_list" and a.blob_sha256 is None
+    )
+
+
+def _result(
+    session: Session, form: Form, version: FormVersion, created: bool, seconds: float | None
+) -> FormVersionResult:
+    return FormVersionResult(
+        form_db_id=form.id,
+        xml_form_id=form.xml_form_id,
+        version=version.version,
+        version_id=version.id,
+        status=version.status,
+        created=created,
+        title=version.title,
+        conversion_seconds=round(seconds, 3) if seconds is not None else None,
+        warnings=tuple(version.warnings or ()),
+        missing_attachments=_missing(session, version.id),
+    )
+
+
+def _get_form(session: Session, project_id: int, xml_form_id: str) -> Form:
+    form = q.get_form(session, project_id, xml_form_id)
+    if form is None:
+        raise not_found("form", xml_form_id=xml_form_id)
+    return form
+
+
+def publish_draft(session: Session, project_id: int, xml_form_id: str, *, actor: str) -> FormVersionResult:
+    """Publish the form's draft: it becomes the version devices download (404 when there is no draft)."""
+    with transaction(session):
+        form = _get_form(session, project_id, xml_form_id)
+        drafts = q.list_drafts(session, form.id)
+        if not drafts:
+            raise ApiError(
+                404, "no_draft", f"Form {xml_form_id!r} has no draft to publish", {"xml_form_id": xml_form_id}
+            )
+        version = drafts[0]
+        _publish(session, form, version)
+        session.flush()
+        audit.record(
+            session, actor, "form.version_published", project_id, f"form:{xml_form_id}", {"version": version.version}
+        )
+        return _result(session, form, version, False, version.conversion_seconds)
+
+
+def set_form_state(session: Session, project_id: int, xml_form_id: str, state: str, *, actor: str) -> FormDetail:
+    """Set a form's state: ``open`` (listed, accepts), ``closing`` (not listed, accepts), ``closed``."""
+    if state not in FORM_STATES:
+        raise bad_request("invalid_state", f"state must be one of {', '.join(FORM_STATES)}", state=state)
+    with transaction(session):
+        form = _get_form(session, project_id, xml_form_id)
+        before = form.state
+        if before != state:
+            form.state = state
+            form.updated_at = utcnow()
+            audit.record(
+                session,
+                actor,
+                "form.state_changed",
+                project_id,
+                f"form:{xml_form_id}",
+                {"from": before, "to": state},
+            )
+        session.flush()
+    return describe_form(session, project_id, xml_form_id)
+
+
+def _attachment_version(session: Session, form: Form) -> FormVersion | None:
+    drafts = q.list_drafts(session, form.id)
+    if drafts:
+        return drafts[0]
+    if form.current_version_id is None:
+        return None
+    return q.get_version_by_id(session, form.current_version_id)
+
+
+def _attachment_infos(session: Session, version_id: int) -> tuple[AttachmentInfo, ...]:
+    return tuple(
+        AttachmentInfo(
+            name=a.name,
+            kind=a.kind,
+            present=a.kind == "entity_list" or a.blob_sha256 is not None,
+            md5=a.md5,
+            size=a.size,
+            uploaded_at=a.uploaded_at,
+        )
+        for a in q.list_attachments(session, version_id)
+    )
+
+
+def describe_form(session: Session, project_id: int, xml_form_id: str) -> FormDetail:
+    """Return a form's metadata, every version, its warnings and its attachments (missing ones listed)."""
+    form = _get_form(session, project_id, xml_form_id)
+    versions = q.list_versions(session, form.id)
+    current = next((v for v in versions if v.id == form.current_version_id), None)
+    draft = next((v for v in reversed(versions) if v.status == "draft"), None)
+    shown = draft or current
+    attachments = _attachment_infos(session, shown.id) if shown is not None else ()
+    return FormDetail(
+        id=form.id,
+        xml_form_id=form.xml_form_id,
+        title=form.title,
+        state=form.state,
+        current_version=current.version if current else None,
+        draft_version=draft.version if draft else None,
+        created_at=form.created_at,
+        updated_at=form.updated_at,
+        versions=tuple(_version_info(v) for v in versions),
+        attachments=attachments,
+        missing_attachments=tuple(a.name for a in attachments if not a.present),
+        warnings=tuple(shown.warnings or ()) if shown is not None else (),
+    )
+
+
+def _version_info(v: FormVersion) -> VersionInfo:
+    return VersionInfo(
+        version=v.version,
+        status=v.status,
+        title=v.title,
+        xform_md5=v.xform_md5,
+        source_filename=v.source_filename,
+        source_kind=v.source_kind,
+        warnings=tuple(v.warnings or ()),
+        conversion_seconds=v.conversion_seconds,
+        created_at=v.created_at,
+        published_at=v.published_at,
+        created_by=v.created_by,
+    )
+
+
+def list_form_details(session: Session, project_id: int) -> list[FormDetail]:
+    """Return every form of a project with its current and draft versions (no per-version detail)."""
+    result = []
+    for form in q.list_forms(session, project_id):
+        versions = q.list_versions(session, form.id)
+        current = next((v for v in versions if v.id == form.current_version_id), None)
+        draft = next((v for v in reversed(versions) if v.status == "draft"), None)
+        result.append(
+            FormDetail(
+                id=form.id,
+                xml_form_id=form.xml_form_id,
+                title=form.title,
+                state=form.state,
+                current_version=current.version if current else None,
+                draft_version=draft.version if draft else None,
+                created_at=form.created_at,
+                updated_at=form.updated_at,
+            )
+        )
+    return result
+
+
+def _version_for(session: Session, form: Form, version: str | None) -> FormVersion:
+    """Return the named version, else the published one, else the draft (404 when none)."""
+    if version is not None:
+        found = q.get_version(session, form.id, version)
+    elif form.current_version_id is not None:
+        found = q.get_version_by_id(session, form.current_version_id)
+    else:
+        found = _attachment_version(session, form)
+    if found is None:
+        raise not_found("form version", xml_form_id=form.xml_form_id, version=version)
+    return found
+
+
+def form_schema(session: Session, project_id: int, xml_form_id: str, version: str | None = None) -> dict[str, Any]:
+    """Return the JSON ``FormSchema`` of a version (default: the published one, else the draft)."""
+    form = _get_form(session, project_id, xml_form_id)
+    found = _version_for(session, form, version)
+    schema: dict[str, Any] = found.schema_json
+    return schema
+
+
+def version_source(session: Session, project_id: int, xml_form_id: str, version: str) -> tuple[str, str, bytes]:
+    """Return (file name, kind, bytes) of the original upload of a version."""
+    form = _get_form(session, project_id, xml_form_id)
+    found = _version_for(session, form, version)
+    return found.source_filename, found.source_kind, found.source
+
+
+def list_form_attachments(
+    session: Session, project_id: int, xml_form_id: str
+) -> tuple[str | None, tuple[AttachmentInfo, ...]]:
+    """Return (version, attachments expected vs present) of the draft, else the published version."""
+    form = _get_form(session, project_id, xml_form_id)
+    version = _attachment_version(session, form)
+    if version is None:
+        return None, ()
+    return version.version, _attachment_infos(session, version.id)
+
+
+class _Hashing:
+    """Pass chunks through while counting their md5 and size (the blob store only computes sha256)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = chunks
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.md5.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+def upload_attachment(
+    session: Session,
+    project_id: int,
+    xml_form_id: str,
+    name: str,
+    chunks: Iterable[bytes],
+    *,
+    actor: str,
+    content_type: str | None = None,
+    settings: UploadSettings | None = None,
+    blobs: BlobStore | None = None,
+) -> AttachmentInfo:
+    """Store a file the draft (else the published version) expects under ``name`` (404 if not expected)."""
+    settings = settings or upload_settings()
+    store = _blob_store(blobs)
+    with transaction(session):
+        form = _get_form(session, project_id, xml_form_id)
+        version = _attachment_version(session, form)
+        row = q.get_attachment(session, version.id, name) if version is not None else None
+        if version is None or row is None:
+            raise ApiError(
+                404,
+                "attachment_not_expected",
+                f"Form {xml_form_id!r} does not use a file named {name!r}",
+                {"xml_form_id": xml_form_id, "name": name},
+            )
+        if row.kind == "entity_list":
+            raise conflict(
+                "attachment_generated",
+                f"{name!r} is an entity list: Fieldsync generates it from the project's entities",
+                name=name,
+            )
+        hashing = _Hashing(chunks)
+        kind_type = content_type or _CONTENT_TYPES.get(row.kind, "application/octet-stream")
+        sha = store.put_chunks(session, hashing, kind_type, settings.max_attachment_bytes)
+        size = hashing.size
+        row.blob_sha256, row.md5, row.size = sha, hashing.md5.hexdigest(), size
+        row.content_type, row.uploaded_at = kind_type, utcnow()
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "form.attachment_uploaded",
+            project_id,
+            f"form:{xml_form_id}",
+            {"version": version.version, "name": name, "sha256": sha, "size": size},
+        )
+        return AttachmentInfo(
+            name=row.name, kind=row.kind, present=True, md5=row.md5, size=size, uploaded_at=row.uploaded_at
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Entity lists: the sync area owns the entities table and re-implements these two functions.
+
+
+def entity_list_properties(schema: FormSchema, list_name: str) -> tuple[str, ...]:
+    """Return the properties a form saves to ``list_name``, in declaration order."""
+    seen: dict[str, None] = {}
+    for declaration in schema.entities:
+        if declaration.list_name == list_name:
+            for prop in declaration.properties:
+                seen.setdefault(prop, None)
+    return tuple(seen)
+
+
+def entity_list_csv(session: Session, project_id: int, list_name: str, properties: Iterable[str]) -> bytes:
+    """Return the CSV devices load for an entity list (implemented by the sync area from its entities).
+
+    Columns: ``name,label,__version,__trunkVersion,__branchId`` then the properties
+    (docs/reference/xlsform.md §1.5).
+    """
+    from server.services import entities
+
+    return entities.entity_list_csv(session, project_id, list_name, list(properties))
+
+
+def entity_integrity(session: Session, project_id: int, list_name: str, ids: Iterable[str]) -> list[tuple[str, bool]]:
+    """Return (entity id, deleted) for the ids a device asks about (implemented by the sync area)."""
+    from server.services import entities
+
+    return entities.entity_integrity(session, project_id, list_name, ids)

@@ -1,0 +1,116 @@
+"""Fixtures for tests that need published forms: ``publish_form`` and ``published_coop``.
+
+Use from another test module with ``from tests.server.fixtures_forms import published_coop, publish_form``
+(importing the fixture name makes pytest find it). Conversions run inline (no child process) and
+are cached per test session by file content, so publishing the same example again is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from tests.conftest import REPO, Personas
+
+EXAMPLES = REPO / "examples" / "forms"
+COOP_XLSX = EXAMPLES / "coop_diagnostic.xlsx"
+ENTREPRENEUR_XLSX = EXAMPLES / "entrepreneur_followup.xlsx"
+
+
+@dataclass(frozen=True)
+class PublishedForm:
+    """A form published for a test: its database id, XForm id and version."""
+
+    form_db_id: int
+    xml_form_id: str
+    version: str
+
+
+@lru_cache(maxsize=256)
+def _cached_conversion(data: bytes, filename: str) -> Any:
+    from forms.convert import convert_upload
+    from server.services.form_conversion import TimedConversion
+
+    return TimedConversion(convert_upload(data, filename), 0.0)
+
+
+def _patch_cache() -> Callable[[], None]:
+    """Route inline conversions through the per-session cache; return the undo function."""
+    from server.services import form_conversion
+
+    original = form_conversion.convert_inline
+
+    def cached(data: bytes, filename: str, *, default_form_id: str | None = None) -> Any:
+        if default_form_id is not None:
+            return original(data, filename, default_form_id=default_form_id)
+        return _cached_conversion(data, filename)
+
+    form_conversion.convert_inline = cached  # type: ignore[assignment]
+
+    def undo() -> None:
+        form_conversion.convert_inline = original  # type: ignore[assignment]
+
+    return undo
+
+
+def publish_form(
+    app_or_session: Flask | Session,
+    project_id: int,
+    path_or_bytes: Path | str | bytes,
+    filename: str | None = None,
+    *,
+    publish: bool = True,
+    actor: str = "test",
+) -> tuple[int, str, str]:
+    """Upload and publish a form; return (form db id, XForm id, version).
+
+    With a session, call it inside the app context of the app whose store the session belongs to.
+    """
+    from server.services import forms as svc
+    from server.store import get_store
+
+    if isinstance(path_or_bytes, bytes):
+        data = path_or_bytes
+        name = filename or "form.xlsx"
+    else:
+        path = Path(path_or_bytes)
+        data = path.read_bytes()
+        name = filename or path.name
+    settings = svc.UploadSettings(convert_inline=True, convert_timeout=60.0)
+    undo = _patch_cache()
+    try:
+        if isinstance(app_or_session, Flask):
+            with app_or_session.app_context():
+                session = get_store().sessions()
+                try:
+                    result = svc.create_form_version(
+                        session, project_id, data, name, publish=publish, actor=actor, settings=settings
+                    )
+                finally:
+                    session.close()
+        else:
+            result = svc.create_form_version(
+                app_or_session, project_id, data, name, publish=publish, actor=actor, settings=settings
+            )
+    finally:
+        undo()
+    return result.form_db_id, result.xml_form_id, result.version
+
+
+@pytest.fixture
+def published_coop(app: Flask, personas: Personas) -> PublishedForm:
+    """The cooperative diagnostic example, published in the personas' project."""
+    return PublishedForm(*publish_form(app, personas.project_id, COOP_XLSX))
+
+
+@pytest.fixture
+def published_entrepreneur(app: Flask, personas: Personas) -> PublishedForm:
+    """The entrepreneur follow-up example (entity list), published in the personas' project."""
+    return PublishedForm(*publish_form(app, personas.project_id, ENTREPRENEUR_XLSX))
