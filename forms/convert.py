@@ -134,6 +134,15 @@ def _convert_workbook(
         pywarnings.simplefilter("always")
         try:
             definition = get_xlsform(data, file_type=f".{kind}")
+        except PyXFormError as exc:
+            raise _pyxform_error(exc) from exc
+        except Exception as exc:  # xlrd/openpyxl choke on damaged files with assorted exception types
+            raise FormError(
+                "corrupt_spreadsheet",
+                f"The .{kind} file is damaged and cannot be read: {type(exc).__name__}: {exc}",
+                {"exception": type(exc).__name__},
+            ) from exc
+        try:
             if not _has_form_id(definition.settings):
                 if not default_form_id:
                     raise FormError(
@@ -150,7 +159,10 @@ def _convert_workbook(
         except Exception as exc:  # pyxform raises more than PyXFormError (see _pyxform_error)
             raise _pyxform_error(exc) from exc
     # Library warnings (openpyxl's "Unknown extension ...") are kept: they explain odd workbooks.
-    collected.extend(str(w.message) for w in caught)
+    # Deprecation notices are for us, not for the admin who uploaded the form.
+    collected.extend(
+        str(w.message) for w in caught if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))
+    )
     return result.xform, result.itemsets, collected
 
 

@@ -238,3 +238,11 @@ def test_xml_that_is_not_an_xform() -> None:
     with pytest.raises(FormError) as info:
         convert_upload(b"<html><body/></html>", "page.xml")
     assert info.value.code == "xform_invalid"
+
+
+def test_corrupt_xls() -> None:
+    """CV2: a damaged legacy .xls (OLE2 header, garbage after) is corrupt_spreadsheet."""
+    data = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"garbage" * 100
+    with pytest.raises(FormError) as info:
+        convert_upload(data, "form.xls")
+    assert info.value.code == "corrupt_spreadsheet"
