@@ -1,14 +1,375 @@
-"""Entity use cases (filled by the sync issue): apply a submission's entity changes, resolve conflicts."""
+"""Entity use cases: declare lists, apply changes (from submissions and from pushed entity items),
+materialise an entity from its ops, review and resolve conflicts, and serve a list as CSV.
+
+The server only stores ops and re-materialises: every decision is ``sync.entities`` (the merge is a
+pure function of the set of ops, so the order in which they arrive never matters). Each entity is
+materialised under a per-entity lock (a PostgreSQL advisory lock, taken in sorted order by the push
+service; SQLite has one writer), from the **full** op set of that entity, never incrementally.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from server.db.base import utcnow
+from server.db.models.sync import Entity, EntityList
+from server.db.queries import audit
+from server.db.queries import entities as q
+from server.db.queries.sync import lock_keys, log_change
+from server.db.transaction import transaction
+from server.errors import ApiError, not_found
+from sync.entities import (
+    EMPTY_CONTEXT,
+    LABEL_FIELD,
+    EntityOp,
+    EntityState,
+    Resolver,
+    StaleBase,
+    decide_entity_op,
+    entity_op_fingerprint,
+    entity_op_from_odk,
+    merge_entity_updates,
+    resolve,
+)
+from sync.outcomes import Conflict, Created, Duplicate, Quarantined, Rejected, Updated
+
+UNKNOWN_ENTITY_LIST = "unknown_entity_list"
+UNKNOWN_PROPERTY = "unknown_property"
+
+CSV_SYSTEM_COLUMNS = ("name", "label", "__version", "__trunkVersion", "__branchId")
+
+EntityOutcome = Created | Updated | Duplicate | Conflict | Rejected | Quarantined
+
+
+@dataclass(frozen=True)
+class AppliedOp:
+    """The outcome of one entity op and the entity as materialised after it."""
+
+    outcome: EntityOutcome
+    entity: Entity | None = None
+
+
+def entity_lock_key(list_id: int, entity_id: str) -> str:
+    """The advisory-lock key of one entity."""
+    return f"entity:{list_id}:{entity_id}"
+
+
+def declare_entity_lists(session: Session, project_id: int, declarations: Iterable[Any]) -> list[EntityList]:
+    """Create (or extend) the project's entity lists from forms' ``EntityDeclaration``s (caller's transaction)."""
+    return [
+        q.ensure_list(session, project_id, d.list_name, list(getattr(d, "properties", {}) or {})) for d in declarations
+    ]
+
+
+def entity_json(list_name: str, row: Entity) -> dict[str, Any]:
+    """The wire form of an entity's materialised state (pull, review API)."""
+    return {
+        "list": list_name,
+        "id": row.entity_id,
+        "label": row.label,
+        "properties": dict(row.properties),
+        "version": row.version,
+        "rev": row.rev,
+        "conflict": row.conflict,
+        "conflict_fields": list(row.conflict_fields),
+        "deleted": row.deleted,
+    }
+
+
+def _conflict_json(state: EntityState) -> list[dict[str, Any]]:
+    if state.conflict == "hard":
+        return [
+            {
+                "field": c.field,
+                "candidates": [
+                    {
+                        "value": cand.value,
+                        "writer": cand.dot.writer,
+                        "seq": cand.dot.seq,
+                        "op_id": cand.op_id,
+                        "hlc": cand.hlc,
+                    }
+                    for cand in c.candidates
+                ],
+            }
+            for c in state.conflict_fields
+        ]
+    return [{"field": name} for name in state.concurrent_fields]
+
+
+def materialize(session: Session, entity_list: EntityList, entity_id: str) -> tuple[Entity, EntityState]:
+    """Recompute an entity from all its stored ops, update its row, record the revision, log the change."""
+    ops = [q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id)]
+    state = merge_entity_updates(ops)
+    row = q.ensure_entity_row(session, entity_list.id, entity_id)
+    q.record_revision(session, entity_list.id, entity_id, state.version, state.rev, state.seen.to_json_obj())
+    if row.rev == state.rev and row.version == state.version:
+        return row, state  # nothing new: the same set materialises the same row
+    row.label = state.label
+    row.properties = dict(state.properties)
+    row.version = state.version
+    row.rev = state.rev
+    row.conflict = state.conflict
+    row.conflict_fields = _conflict_json(state)
+    row.updated_at = utcnow()
+    session.flush()
+    log_change(
+        session,
+        entity_list.project_id,
+        "entity",
+        f"{entity_list.name}/{entity_id}",
+        "upsert",
+        entity_json(entity_list.name, row),
+    )
+    return row, state
+
+
+def apply_op(
+    session: Session,
+    entity_list: EntityList,
+    entity_id: str,
+    op: EntityOp,
+    *,
+    actor: str,
+    submission_version_id: int | None = None,
+) -> AppliedOp:
+    """Store one op (idempotently) and re-materialise its entity; the caller holds the entity lock."""
+    unknown = sorted(set(op.fields) - set(entity_list.properties) - {LABEL_FIELD})
+    if unknown:
+        return AppliedOp(Quarantined(UNKNOWN_PROPERTY, f"not properties of {entity_list.name}: {', '.join(unknown)}"))
+    stored = [q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id)]
+    outcome = decide_entity_op(stored, op)
+    if isinstance(outcome, Rejected):
+        return AppliedOp(outcome)
+    if isinstance(outcome, Duplicate):
+        return AppliedOp(outcome, q.get_entity(session, entity_list.id, entity_id))
+    q.insert_op(
+        session,
+        entity_list.id,
+        entity_id,
+        op,
+        entity_op_fingerprint(op),
+        {"actor": actor, "submission_version_id": submission_version_id},
+    )
+    row, _ = materialize(session, entity_list, entity_id)
+    return AppliedOp(outcome, row)
+
+
+def context_for_base_rev(session: Session, list_id: int, entity_id: str, base_rev: str | None) -> tuple[Any, bool]:
+    """The causal context of a pushed op from its ``base_rev``: (context, unknown_base)."""
+    if base_rev is None:
+        return EMPTY_CONTEXT, False
+    seen = q.revision_by_rev(session, list_id, entity_id, base_rev)
+    if seen is None:
+        # Never served here (e.g. a restored backup): concurrent with everything, conflicts surface.
+        return EMPTY_CONTEXT, True
+    return seen, False
+
+
+def _capture_ms(record: Any) -> int:
+    """The capture time of a submission in ms (its ``end`` or ``start`` field), 0 when absent."""
+    values = getattr(record, "values", {}) or {}
+    for name in ("end", "endtime", "start"):
+        raw = values.get(name) if isinstance(values, Mapping) else None
+        if isinstance(raw, str) and raw:
+            try:
+                return int(datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1000)
+            except ValueError:
+                continue
+    return 0
+
 
 def apply_entity_changes(
     session: Session, project_id: int, record: Any, submission_version_id: int, actor: str
-) -> None:
+) -> list[AppliedOp]:
     """Apply the entity blocks of a stored submission version inside the caller's transaction."""
-    return None
+    changes = list(getattr(record, "entities", ()) or ())
+    if not changes:
+        return []
+    lists = {c.list_name: q.ensure_list(session, project_id, c.list_name, list(c.properties)) for c in changes}
+    lock_keys(session, [entity_lock_key(lists[c.list_name].id, c.entity_id) for c in changes])
+    results: list[AppliedOp] = []
+    hlc = _capture_ms(record)
+    for change in changes:
+        entity_list = lists[change.list_name]
+        # One op per (submission instance, entity): a re-ingested submission yields the same op id.
+        op_id = f"{record.instance_id}:{change.list_name}:{change.entity_id}"
+        op = entity_op_from_odk(
+            change,
+            op_id=op_id,
+            hlc=hlc,
+            served_versions=q.served_versions(session, entity_list.id, change.entity_id),
+            source=str(record.instance_id),
+        )
+        with session.begin_nested():
+            results.append(
+                apply_op(
+                    session,
+                    entity_list,
+                    change.entity_id,
+                    op,
+                    actor=actor,
+                    submission_version_id=submission_version_id,
+                )
+            )
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Review
+
+
+def _list_or_404(session: Session, project_id: int, list_name: str) -> EntityList:
+    entity_list = q.get_list(session, project_id, list_name)
+    if entity_list is None:
+        raise not_found("entity list", list=list_name)
+    return entity_list
+
+
+def list_entities(
+    session: Session, project_id: int, list_name: str, conflict: str | None, limit: int, after: str
+) -> list[dict[str, Any]]:
+    """The entities of a list (optionally only hard/soft conflicts)."""
+    entity_list = _list_or_404(session, project_id, list_name)
+    return [entity_json(list_name, r) for r in q.entities_of_list(session, entity_list.id, conflict, limit, after)]
+
+
+def entity_detail(session: Session, project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
+    """An entity's state and its full history: every op, with every competing value of a conflict."""
+    entity_list = _list_or_404(session, project_id, list_name)
+    row = q.get_entity(session, entity_list.id, entity_id)
+    if row is None or row.version == 0:
+        raise not_found("entity", list=list_name, id=entity_id)
+    history = [
+        {
+            "op_id": r.op_id,
+            "writer": r.writer,
+            "seq": r.seq,
+            "context": r.context,
+            "fields": dict(r.fields),
+            "hlc": r.hlc,
+            "source": r.source,
+            "unknown_base": r.unknown_base,
+            "actor": r.actor,
+            "received_at": r.received_at.isoformat(),
+        }
+        for r in q.op_rows(session, entity_list.id, entity_id)
+    ]
+    return {**entity_json(list_name, row), "history": history}
+
+
+def list_conflicts(session: Session, project_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every entity of a project with a conflict (hard first)."""
+    return [entity_json(name, row) for row, name in q.conflicted_entities(session, project_id, limit)]
+
+
+def resolve_entity(
+    session: Session,
+    project_id: int,
+    list_name: str,
+    entity_id: str,
+    *,
+    base_version: int | None,
+    base_rev: str | None,
+    fields: Mapping[str, str],
+    label: str | None,
+    actor: str,
+) -> dict[str, Any]:
+    """A reviewer's resolution: an op covering every competing write (``409`` when the base is stale)."""
+    with transaction(session):
+        entity_list = _list_or_404(session, project_id, list_name)
+        lock_keys(session, [entity_lock_key(entity_list.id, entity_id)])
+        row = q.get_entity(session, entity_list.id, entity_id)
+        if row is None or row.version == 0:
+            raise not_found("entity", list=list_name, id=entity_id)
+        state = merge_entity_updates(q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id))
+        if base_version is not None and base_version != state.version:
+            raise _stale(state.rev, state.version)
+        unknown = sorted(set(fields) - set(entity_list.properties))
+        if unknown:
+            raise ApiError(400, UNKNOWN_PROPERTY, "These are not properties of the list", {"fields": unknown})
+        chosen = dict(fields)
+        if label is not None:
+            chosen[LABEL_FIELD] = label
+        writer = f"srv:{actor}"
+        op = resolve(
+            state,
+            base_rev if base_rev is not None else state.rev,
+            chosen,
+            Resolver(
+                writer=writer,
+                seq=q.next_server_seq(session, entity_list.id, entity_id, writer),
+                op_id=str(uuid.uuid4()),
+                hlc=int(utcnow().timestamp() * 1000),
+            ),
+        )
+        if isinstance(op, StaleBase):
+            raise _stale(op.current_rev, op.current_version)
+        applied = apply_op(session, entity_list, entity_id, op, actor=actor)
+        audit.record(
+            session,
+            actor,
+            "entity.resolve",
+            project_id,
+            f"{list_name}/{entity_id}",
+            {"op_id": op.op_id, "fields": dict(op.fields), "base_rev": state.rev},
+        )
+        assert applied.entity is not None
+        return entity_json(list_name, applied.entity)
+
+
+def _stale(rev: str, version: int) -> ApiError:
+    return ApiError(
+        409, "stale_base", "The entity changed since you loaded it", {"current_rev": rev, "current_version": version}
+    )
+
+
+def entity_list_csv(session: Session, project_id: int, list_name: str, properties: Sequence[str]) -> bytes:
+    """The entity list as ODK Collect reads it: ``name,label,__version,__trunkVersion,__branchId,<properties>``.
+
+    ``__trunkVersion`` and ``__branchId`` are empty: they are set by Collect on offline updates only.
+    """
+    entity_list = q.get_list(session, project_id, list_name)
+    properties = [p for p in properties if p not in CSV_SYSTEM_COLUMNS]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*CSV_SYSTEM_COLUMNS, *properties])
+    if entity_list is not None:
+        after = ""
+        while True:
+            rows = q.entities_of_list(session, entity_list.id, None, 1000, after)
+            for row in rows:
+                if row.deleted:
+                    continue
+                writer.writerow(
+                    [
+                        row.entity_id,
+                        row.label or "",
+                        row.version,
+                        "",
+                        "",
+                        *(row.properties.get(p, "") for p in properties),
+                    ]
+                )
+            if len(rows) < 1000:
+                break
+            after = rows[-1].entity_id
+    return out.getvalue().encode("utf-8")
+
+
+def entity_integrity(session: Session, project_id: int, list_name: str, ids: Iterable[str]) -> list[tuple[str, bool]]:
+    """(entity id, deleted) for the ids a device asks about; an id the server never had counts as deleted."""
+    entity_list = q.get_list(session, project_id, list_name)
+    result: list[tuple[str, bool]] = []
+    for entity_id in ids:
+        row = None if entity_list is None else q.get_entity(session, entity_list.id, entity_id)
+        result.append((entity_id, row is None or row.version == 0 or row.deleted))
+    return result

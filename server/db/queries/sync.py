@@ -1,0 +1,238 @@
+"""Queries of the sync area: push batches, held items, uploads, blobs and the commit-ordered change log.
+
+Change log in commit order (SYNC.md "Pull", research §8.9). Writers append rows with ``seq`` NULL
+(:func:`log_change`); just before the transaction commits, a ``before_commit`` hook runs
+``UPDATE sync_clock SET seq = seq + n WHERE id = 1 RETURNING seq`` and numbers this transaction's rows.
+That update is the last statement of the transaction and its row lock is held until commit, so on
+PostgreSQL the next writer gets higher seqs only after this one committed: **seq order is commit
+order**, and a pull reading ``seq > cursor`` can never skip a row that commits later with a lower seq.
+SQLite has one writer (``BEGIN IMMEDIATE``), so the same code is trivially in commit order there.
+Rows written inside a savepoint that rolls back vanish with it, so only surviving rows are numbered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from server.db.models import Blob
+from server.db.models.sync import ChangeLogEntry, HeldItem, PushBatch, SyncClock, Upload
+from server.db.upsert import insert_ignore
+
+_PENDING = "fieldsync.change_log_pending"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Change log
+
+
+def log_change(
+    session: Session,
+    project_id: int,
+    collection: str,
+    key: str,
+    op: str,
+    data: Any,
+    audience: str | None = None,
+) -> None:
+    """Append a change for pull; its seq is allocated in commit order when the transaction commits."""
+    session.add(
+        ChangeLogEntry(project_id=project_id, collection=collection, key=key, op=op, data=data, audience=audience)
+    )
+    session.info[_PENDING] = True
+
+
+def _number_pending_changes(session: Session) -> None:
+    if not session.info.pop(_PENDING, False):
+        return
+    session.flush()
+    pending = session.scalars(
+        select(ChangeLogEntry.id).where(ChangeLogEntry.seq.is_(None)).order_by(ChangeLogEntry.id)
+    ).all()
+    if not pending:
+        return
+    top = session.execute(
+        update(SyncClock).where(SyncClock.id == 1).values(seq=SyncClock.seq + len(pending)).returning(SyncClock.seq)
+    ).scalar_one()
+    first = top - len(pending) + 1
+    for offset, row_id in enumerate(pending):
+        session.execute(update(ChangeLogEntry).where(ChangeLogEntry.id == row_id).values(seq=first + offset))
+
+
+def install_change_log_clock() -> None:
+    """Number pending change-log rows as the last statement of every committing session (idempotent)."""
+    if not event.contains(Session, "before_commit", _number_pending_changes):
+        event.listen(Session, "before_commit", _number_pending_changes)
+
+
+def changes_since(
+    session: Session, project_id: int, after_seq: int, audience: str, limit: int
+) -> Sequence[ChangeLogEntry]:
+    """Committed changes of a project after ``after_seq`` visible to ``audience``, in seq order."""
+    stmt = (
+        select(ChangeLogEntry)
+        .where(
+            ChangeLogEntry.project_id == project_id,
+            ChangeLogEntry.seq > after_seq,
+            or_(ChangeLogEntry.audience.is_(None), ChangeLogEntry.audience == audience),
+        )
+        .order_by(ChangeLogEntry.seq)
+        .limit(limit)
+    )
+    return session.scalars(stmt).all()
+
+
+def clock_now(session: Session) -> int:
+    """The highest seq handed out so far."""
+    return int(session.execute(select(SyncClock.seq).where(SyncClock.id == 1)).scalar_one())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Push batches
+
+
+def claim_batch(session: Session, project_id: int, key: str, body_sha256: str, actor: str, now: datetime) -> bool:
+    """Insert the batch row as in progress; False when a row with this key already exists."""
+    inserted = insert_ignore(
+        session,
+        PushBatch.__table__,
+        {
+            "project_id": project_id,
+            "batch_key": key,
+            "body_sha256": body_sha256,
+            "state": "in_progress",
+            "actor": actor,
+            "claimed_at": now,
+            "created_at": now,
+        },
+        ["project_id", "batch_key"],
+        returning="id",
+    )
+    return inserted is not None
+
+
+def get_batch(session: Session, project_id: int, key: str) -> PushBatch | None:
+    """The stored batch under a key."""
+    return session.scalars(
+        select(PushBatch).where(PushBatch.project_id == project_id, PushBatch.batch_key == key)
+    ).one_or_none()
+
+
+def take_over_stale_batch(session: Session, batch_id: int, stale_before: datetime, now: datetime) -> bool:
+    """Compare-and-set: re-claim an in-progress batch whose worker died (claimed before ``stale_before``)."""
+    result = session.execute(
+        update(PushBatch)
+        .where(PushBatch.id == batch_id, PushBatch.state == "in_progress", PushBatch.claimed_at < stale_before)
+        .values(claimed_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish_batch(session: Session, project_id: int, key: str, response: bytes) -> None:
+    """Store the response bytes of a processed batch (replays return them verbatim)."""
+    session.execute(
+        update(PushBatch)
+        .where(PushBatch.project_id == project_id, PushBatch.batch_key == key)
+        .values(state="done", response=response)
+    )
+
+
+def release_batch(session: Session, project_id: int, key: str) -> None:
+    """Forget an in-progress batch whose processing failed, so that a retry processes it again."""
+    session.execute(
+        PushBatch.__table__.delete().where(
+            PushBatch.project_id == project_id, PushBatch.batch_key == key, PushBatch.state == "in_progress"
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Held items (quarantined or refused payloads)
+
+
+def hold_item(session: Session, values: dict[str, Any]) -> None:
+    """Keep a raw item once per (project, fingerprint): a resent held item is not stored twice."""
+    insert_ignore(session, HeldItem.__table__, values, ["project_id", "fingerprint"])
+
+
+def get_held_item(session: Session, project_id: int, item_id: int) -> HeldItem | None:
+    """One held item of a project."""
+    row = session.get(HeldItem, item_id)
+    return row if row is not None and row.project_id == project_id else None
+
+
+def list_held_items(
+    session: Session, project_id: int, status: str | None, outcome: str | None, limit: int, after_id: int
+) -> Sequence[HeldItem]:
+    """Held items of a project, oldest first, optionally filtered."""
+    stmt = select(HeldItem).where(HeldItem.project_id == project_id, HeldItem.id > after_id)
+    if status is not None:
+        stmt = stmt.where(HeldItem.status == status)
+    if outcome is not None:
+        stmt = stmt.where(HeldItem.outcome == outcome)
+    return session.scalars(stmt.order_by(HeldItem.id).limit(limit)).all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Blobs and uploads
+
+
+def present_blobs(session: Session, hashes: Iterable[str]) -> set[str]:
+    """Which of ``hashes`` are stored blobs."""
+    wanted = sorted(set(hashes))
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(wanted))).all())
+
+
+def get_upload(session: Session, upload_id: str) -> Upload | None:
+    """One upload by id."""
+    return session.get(Upload, upload_id)
+
+
+def advance_upload(session: Session, upload_id: str, old_offset: int, new_offset: int) -> bool:
+    """Compare-and-set the offset of an open upload; False when someone else moved it."""
+    result = session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id, Upload.offset == old_offset, Upload.state == "open")
+        .values(offset=new_offset)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_upload_state(
+    session: Session, upload_id: str, state: str, *, from_state: str = "open", completed_at: datetime | None = None
+) -> bool:
+    """Compare-and-set an upload's state."""
+    result = session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id, Upload.state == from_state)
+        .values(state=state, completed_at=completed_at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def expired_uploads(session: Session, now: datetime, limit: int = 500) -> Sequence[Upload]:
+    """Open uploads past their expiry."""
+    return session.scalars(
+        select(Upload).where(Upload.state == "open", Upload.expires_at < now).order_by(Upload.expires_at).limit(limit)
+    ).all()
+
+
+def lock_keys(session: Session, keys: Iterable[str]) -> None:
+    """Take transaction-scoped advisory locks on ``keys`` in sorted order (PostgreSQL; SQLite has one writer)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    import hashlib
+
+    for key in sorted(set(keys)):
+        number = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+
+
+# Every session of the app numbers its pending change-log rows at commit (see the module docstring).
+install_change_log_clock()

@@ -1,0 +1,49 @@
+"""The pull use case (``GET /v1/projects/{p}/sync/pull``, SYNC.md "Pull", research §8.9).
+
+Serves change-log rows with ``seq`` above the cursor, in seq order. Seqs are allocated from the
+``sync_clock`` row as the last statement of each writing transaction (``server.db.queries.sync``), so
+seq order is commit order and a row that commits later always gets a higher seq: a pull never skips a
+concurrently committed change. Rows are entity upserts (everyone in the project), published form
+versions (logged by the forms area through ``log_change``) and the caller's own item outcomes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.auth import Principal
+from server.db.queries import sync as q
+from server.db.transaction import transaction
+from server.errors import ApiError
+from sync.batches import PROTOCOL
+from sync.cursor import InvalidCursor, decode_cursor, encode_cursor
+
+MAX_PULL_LIMIT = 500
+
+
+def pull(
+    session: Session, *, project_id: int, principal: Principal, cursor: str | None, limit: int, key: bytes
+) -> dict[str, Any]:
+    """Changes after ``cursor`` (at most ``limit``), the next cursor and whether more are waiting."""
+    after = 0
+    if cursor:
+        try:
+            after = decode_cursor(cursor, key).seq
+        except InvalidCursor as exc:
+            raise ApiError(400, exc.code, str(exc)) from None
+    limit = max(1, min(limit, MAX_PULL_LIMIT))
+    with transaction(session):
+        rows = q.changes_since(session, project_id, after, principal.actor, limit + 1)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1].seq if rows else after
+    assert last is not None
+    changes = [{"seq": r.seq, "collection": r.collection, "id": r.key, "op": r.op, "data": r.data} for r in rows]
+    return {
+        "protocol": PROTOCOL,
+        "changes": changes,
+        "next_cursor": encode_cursor(last, key),
+        "has_more": has_more,
+    }

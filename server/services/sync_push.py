@@ -1,0 +1,430 @@
+"""The push use case (``POST /v1/projects/{p}/sync/push``, SYNC.md "Push", research §8.5).
+
+Flow: read the body within ``MAX_PUSH_BYTES`` (gzip decoded with a cap; a cut or unparseable body is
+``400 incomplete_body`` and nothing is stored) → parse the envelope (``sync.batches``) → claim the
+``Idempotency-Key`` by inserting the batch row with ``ON CONFLICT DO NOTHING`` **in its own committed
+transaction**, so a concurrent duplicate sees it (``decide_batch``: replay the stored bytes, ``422`` for
+another body, ``409`` + ``Retry-After`` while in progress) → one transaction: advisory locks on every
+touched entity in sorted order (no deadlocks), then each item inside its own SAVEPOINT (one bad item
+never blocks the others), then the response bytes stored on the batch row; the change-log clock is the
+last statement before commit. If anything fails the batch row is released, so a retry processes it again.
+
+Submission items go through ``server.services.submissions.ingest_submission`` (the same store as the
+OpenRosa door). JSON ``data`` (keyed by field path) is turned into OpenRosa XML
+(:func:`submission_xml_from_json`) so both doors store the same thing: the original bytes are XML either
+way, and the parser of the forms area reads them against the form version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from server.auth import Principal
+from server.db.base import utcnow
+from server.db.queries import entities as eq
+from server.db.queries import sync as q
+from server.db.transaction import transaction
+from server.services import entities as entity_service
+from sync.batches import (
+    MAX_ITEMS_PER_PUSH,
+    PROTOCOL,
+    EntityItem,
+    InProgress,
+    KeyReused,
+    MalformedBody,
+    PushEnvelope,
+    Replay,
+    StoredBatch,
+    SubmissionItem,
+    TooManyItems,
+    UnsupportedProtocol,
+    body_fingerprint,
+    decide_batch,
+    parse_push_envelope,
+    parse_push_item,
+)
+from sync.outcomes import AwaitingAttachments, Conflict, Quarantined, Rejected
+
+log = logging.getLogger("fieldsync.sync")
+
+STALE_BATCH_AFTER = timedelta(minutes=5)  # a batch "in progress" this long had its worker die
+SUBMISSIONS_UNAVAILABLE = "submissions_unavailable"
+PROCESSING_ERROR = "processing_error"
+DEADLOCK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class PushReply:
+    """An HTTP answer of the push endpoint: status, exact body bytes, extra headers."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def error_reply(
+    status: int,
+    code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> PushReply:
+    """A protocol error: the usual error shape plus ``"protocol"``."""
+    body = {"protocol": PROTOCOL, "code": code, "message": message, "details": dict(details or {})}
+    return PushReply(status, _json_bytes(body), dict(headers or {}))
+
+
+def limits(max_bytes: int) -> dict[str, int]:
+    """The limits a client must respect (stated in every 413)."""
+    return {"max_bytes": max_bytes, "max_items": MAX_ITEMS_PER_PUSH}
+
+
+class IncompleteBody(Exception):
+    """The body was cut or does not decode: nothing is stored, the client retries."""
+
+
+class BodyTooLarge(Exception):
+    """The body is over the limit (compressed or once decompressed)."""
+
+
+def decode_body(raw: bytes, content_encoding: str, max_bytes: int) -> Any:
+    """Gunzip (capped: a small bomb cannot blow up memory) and parse the JSON of a push body."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        cap = max_bytes * 8
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data = decompressor.decompress(raw, cap + 1)
+        except zlib.error as exc:
+            raise IncompleteBody(f"bad gzip data: {exc}") from None
+        if len(data) > cap:
+            raise BodyTooLarge()
+        if not decompressor.eof:
+            raise IncompleteBody("the gzip stream is truncated")
+    elif encoding in ("", "identity"):
+        data = raw
+    else:
+        raise IncompleteBody(f"unsupported Content-Encoding {content_encoding!r}")
+    try:
+        return data, json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise IncompleteBody(f"the body is not complete JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Submission items
+
+
+def _element(name: str, value: Any) -> str:
+    if isinstance(value, Mapping):
+        return f"<{name}>{''.join(_element(k, v) for k, v in value.items())}</{name}>"
+    if isinstance(value, list):
+        return "".join(_element(name, v) for v in value)
+    text = "" if value is None else (("true" if value else "false") if isinstance(value, bool) else str(value))
+    return f"<{name}>{escape(text)}</{name}>"
+
+
+def _nest(data: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path, value in data.items():
+        parts = [p for p in str(path).split("/") if p]
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if parts:
+            node[parts[-1]] = _nest(value) if isinstance(value, Mapping) else value
+    return tree
+
+
+def submission_xml_from_json(item: SubmissionItem, root: str = "data") -> bytes:
+    """OpenRosa XML for a JSON submission keyed by field path (``group/field``; a repeat is a list of objects)."""
+    assert isinstance(item.data, Mapping)
+    tree = _nest(item.data)
+    meta = dict(tree.pop("meta", {}) or {})
+    meta["instanceID"] = item.instance_id
+    if item.deprecated_id:
+        meta["deprecatedID"] = item.deprecated_id
+    body = "".join(_element(k, v) for k, v in tree.items()) + _element("meta", meta)
+    xml = f"<{root} id={quoteattr(item.form_id)} version={quoteattr(item.form_version)}>{body}</{root}>"
+    return xml.encode("utf-8")
+
+
+def _submit(session: Session, ctx: PushContext, item: SubmissionItem) -> Any:
+    from server.services import submissions
+
+    xml = item.data.encode("utf-8") if isinstance(item.data, str) else submission_xml_from_json(item)
+    return submissions.ingest_submission(
+        session,
+        project_id=ctx.project_id,
+        xml=xml,
+        files={},
+        principal=ctx.principal,
+        device_id=ctx.device_id,
+        source="push",
+        declared_attachments=item.attachments,
+        nested=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Items
+
+
+@dataclass
+class PushContext:
+    """Who pushes into which project."""
+
+    project_id: int
+    principal: Principal
+    device_id: str
+
+
+def item_fingerprint(raw: Any) -> str:
+    """The sha256 of an item's canonical JSON (held items are kept once per fingerprint)."""
+    return hashlib.sha256(_json_bytes(raw)).hexdigest()
+
+
+def _item_key(raw: Any) -> str:
+    if isinstance(raw, dict):
+        for key in ("instance_id", "op_id"):
+            if isinstance(raw.get(key), str):
+                return str(raw[key])[:200]
+    return ""
+
+
+def _kind(raw: Any) -> str:
+    if isinstance(raw, dict):
+        if raw.get("type") in ("submission", "entity"):
+            return str(raw["type"])
+        if "instance_id" in raw:
+            return "submission"
+        if "op_id" in raw:
+            return "entity"
+    return "unknown"
+
+
+def hold(session: Session, ctx: PushContext, raw: Any, outcome: Quarantined | Rejected) -> None:
+    """Keep a raw item the server could not use (quarantined) or refused (rejected): never lost."""
+    q.hold_item(
+        session,
+        {
+            "project_id": ctx.project_id,
+            "fingerprint": item_fingerprint(raw),
+            "kind": _kind(raw),
+            "item_key": _item_key(raw),
+            "raw": raw,
+            "outcome": outcome.status,
+            "reason": outcome.reason[:100],
+            "detail": outcome.detail,
+            "status": "open",
+            "device_id": ctx.device_id[:200],
+            "actor": ctx.principal.actor,
+            "created_at": utcnow(),
+        },
+    )
+
+
+def _result(index: int, raw: Any, outcome: Any, **extra: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"index": index, "id": _item_key(raw), "status": outcome.status}
+    if isinstance(outcome, Conflict):
+        result["conflict"] = {"kind": outcome.kind, "fields": list(outcome.fields)}
+    if isinstance(outcome, AwaitingAttachments):
+        result["missing"] = list(outcome.missing)
+    if isinstance(outcome, Quarantined | Rejected):
+        result["reason"] = outcome.reason
+        if outcome.detail:
+            result["detail"] = outcome.detail
+    result.update(extra)
+    return result
+
+
+def process_item(session: Session, ctx: PushContext, index: int, raw: Any) -> dict[str, Any]:
+    """Apply one pushed item (inside the caller's savepoint) and return its result."""
+    parsed = parse_push_item(raw, index=index, device_id=ctx.device_id)
+    if isinstance(parsed, Rejected):
+        hold(session, ctx, raw, parsed)
+        return _result(index, raw, parsed)
+    if isinstance(parsed, EntityItem):
+        return _process_entity(session, ctx, index, raw, parsed)
+    return _process_submission(session, ctx, index, raw, parsed)
+
+
+def _process_entity(session: Session, ctx: PushContext, index: int, raw: Any, item: EntityItem) -> dict[str, Any]:
+    entity_list = eq.get_list(session, ctx.project_id, item.list_name)
+    if entity_list is None:
+        outcome = Quarantined(entity_service.UNKNOWN_ENTITY_LIST, f"no entity list {item.list_name!r} in this project")
+        hold(session, ctx, raw, outcome)
+        return _result(index, raw, outcome)
+    context, unknown_base = entity_service.context_for_base_rev(session, entity_list.id, item.entity_id, item.base_rev)
+    op = item.to_op(context, unknown_base=unknown_base)
+    applied = entity_service.apply_op(session, entity_list, item.entity_id, op, actor=ctx.principal.actor)
+    if isinstance(applied.outcome, Quarantined | Rejected):
+        hold(session, ctx, raw, applied.outcome)
+        return _result(index, raw, applied.outcome)
+    extra: dict[str, Any] = {}
+    if applied.entity is not None:
+        extra["entity"] = {
+            "list": item.list_name,
+            "id": item.entity_id,
+            "version": applied.entity.version,
+            "rev": applied.entity.rev,
+        }
+    return _result(index, raw, applied.outcome, **extra)
+
+
+def _process_submission(
+    session: Session, ctx: PushContext, index: int, raw: Any, item: SubmissionItem
+) -> dict[str, Any]:
+    try:
+        ingested = _submit(session, ctx, item)
+    except NotImplementedError:
+        # The submissions service is not wired yet: keep the item raw; a release re-processes it later.
+        outcome = Quarantined(SUBMISSIONS_UNAVAILABLE, "submission ingestion is not available on this server yet")
+        hold(session, ctx, raw, outcome)
+        return _result(index, raw, outcome)
+    outcome = ingested.outcome
+    if isinstance(outcome, Quarantined | Rejected):
+        hold(session, ctx, raw, outcome)
+    return _result(index, raw, outcome)
+
+
+def _entity_lock_keys(session: Session, ctx: PushContext, items: tuple[object, ...]) -> list[str]:
+    keys: list[str] = []
+    list_ids: dict[str, int | None] = {}
+    for index, raw in enumerate(items):
+        parsed = parse_push_item(raw, index=index, device_id=ctx.device_id)
+        if isinstance(parsed, EntityItem):
+            if parsed.list_name not in list_ids:
+                found = eq.get_list(session, ctx.project_id, parsed.list_name)
+                list_ids[parsed.list_name] = None if found is None else found.id
+            list_id = list_ids[parsed.list_name]
+            if list_id is not None:
+                keys.append(entity_service.entity_lock_key(list_id, parsed.entity_id))
+    return keys
+
+
+def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, key: str) -> bytes:
+    with transaction(session):
+        # Every entity this batch touches, locked up front in sorted order: concurrent batches
+        # touching the same entities queue instead of deadlocking.
+        q.lock_keys(session, _entity_lock_keys(session, ctx, envelope.items))
+        results: list[dict[str, Any]] = []
+        for index, raw in enumerate(envelope.items):
+            try:
+                with session.begin_nested():
+                    result = process_item(session, ctx, index, raw)
+            except OperationalError:
+                raise  # lock trouble: retry the whole batch
+            except Exception as exc:  # one broken item must never block the others (invariant 7)
+                log.exception("push item %s of batch %s failed", index, key)
+                outcome = Quarantined(PROCESSING_ERROR, type(exc).__name__)
+                with session.begin_nested():
+                    hold(session, ctx, raw, outcome)
+                result = _result(index, raw, outcome)
+            results.append(result)
+            q.log_change(
+                session,
+                ctx.project_id,
+                "outcome",
+                result["id"] or f"{key}#{index}",
+                "upsert",
+                {"batch_id": key, **result},
+                audience=ctx.principal.actor,
+            )
+        body = _json_bytes(
+            {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": results}
+        )
+        q.finish_batch(session, ctx.project_id, key, body)
+    return body
+
+
+def push(
+    session: Session,
+    *,
+    project_id: int,
+    principal: Principal,
+    raw_body: bytes,
+    content_encoding: str,
+    idempotency_key: str | None,
+    max_bytes: int,
+) -> PushReply:
+    """Process one push request end to end and return the exact HTTP answer."""
+    if len(raw_body) > max_bytes:
+        return error_reply(413, "too_large", "The push body is over the limit", limits(max_bytes))
+    try:
+        decoded, body = decode_body(raw_body, content_encoding, max_bytes)
+    except IncompleteBody as exc:
+        return error_reply(400, "incomplete_body", str(exc))
+    except BodyTooLarge:
+        return error_reply(413, "too_large", "The decompressed push body is over the limit", limits(max_bytes))
+    envelope = parse_push_envelope(body)
+    if isinstance(envelope, TooManyItems):
+        return error_reply(413, envelope.code, f"At most {envelope.max_items} items per push", limits(max_bytes))
+    if isinstance(envelope, UnsupportedProtocol):
+        return error_reply(426, envelope.code, f"Unsupported protocol {envelope.protocol!r}", {"supported": [PROTOCOL]})
+    if isinstance(envelope, MalformedBody):
+        return error_reply(400, envelope.code, envelope.detail)
+    key = idempotency_key or envelope.batch_id
+    if idempotency_key and idempotency_key != envelope.batch_id:
+        return error_reply(400, "malformed_body", "Idempotency-Key and batch_id differ")
+    if len(key) > 200:
+        return error_reply(400, "malformed_body", "The batch id is longer than 200 characters")
+    fingerprint = body_fingerprint(decoded)
+    now = utcnow()
+    with transaction(session):
+        claimed = q.claim_batch(session, project_id, key, fingerprint, principal.actor, now)
+    if not claimed:
+        with transaction(session):
+            row = q.get_batch(session, project_id, key)
+            if row is None:  # released between our insert attempt and this read: ask for a retry
+                return error_reply(409, "batch_in_progress", "Retry the batch", headers={"Retry-After": "1"})
+            stored = StoredBatch(
+                key,
+                row.body_sha256,
+                "done" if row.state == "done" else "in_progress",
+                {"raw": True} if row.state == "done" else None,
+            )
+            decision = decide_batch(key, fingerprint, stored)
+            if isinstance(decision, Replay):
+                assert row.response is not None
+                return PushReply(200, row.response)
+            if isinstance(decision, KeyReused):
+                return error_reply(422, decision.code, "This Idempotency-Key was used for another body")
+            assert isinstance(decision, InProgress)
+            if not q.take_over_stale_batch(session, row.id, now - STALE_BATCH_AFTER, now):
+                return error_reply(
+                    409,
+                    decision.code,
+                    "This batch is being processed",
+                    headers={"Retry-After": str(decision.retry_after_s)},
+                )
+    ctx = PushContext(project_id, principal, envelope.device_id)
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return PushReply(200, _process_batch(session, ctx, envelope, key))
+        except OperationalError:
+            session.rollback()
+            log.warning("push batch %s: lock or serialisation failure (attempt %s)", key, attempt + 1)
+        except BaseException:
+            session.rollback()
+            with transaction(session):
+                q.release_batch(session, project_id, key)
+            raise
+    with transaction(session):
+        q.release_batch(session, project_id, key)
+    return error_reply(503, "busy", "The server is busy; retry the batch", headers={"Retry-After": "2"})

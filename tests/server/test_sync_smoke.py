@@ -1,0 +1,88 @@
+"""Push, pull, review and quarantine examples (SYNC.md "Push", "Shared records", "Pull")."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import Personas
+from tests.server.faulty_transport import FaultyTransport
+from tests.server.sync_fixtures import entity_item, fresh_project
+
+
+def test_push_entity_changes_then_pull_and_review(
+    client: FlaskClient, db: sessionmaker[Session], personas: Personas
+) -> None:
+    pid = fresh_project(db)
+    t = FaultyTransport(client, personas.admin.headers, pid)
+    first = t.push("devA", [entity_item("devA", 1, "e1", {"phone": "1"}, label="Amina")], "ok")
+    assert first is not None
+    assert [r["status"] for r in first["results"]] == ["created"]
+    rev = first["results"][0]["entity"]["rev"]
+    second = t.push(
+        "devB",
+        [
+            entity_item("devB", 1, "e1", {"phone": "2"}, base_rev=rev, hlc=5),
+            {"type": "entity", "op_id": "x"},
+            entity_item("devB", 2, "e1", {"nope": "2"}, base_rev=rev),
+        ],
+        "duplicate",
+    )
+    assert second is not None
+    assert [r["status"] for r in second["results"]] == ["updated", "rejected", "quarantined"]
+    assert t.replays and t.replays[0][0] == t.replays[0][1]
+    third = t.push("devA", [entity_item("devA", 2, "e1", {"phone": "3"}, base_rev=rev, hlc=1)], "ok")
+    assert third is not None
+    assert third["results"][0]["status"] == "conflict"
+    assert third["results"][0]["conflict"] == {"kind": "hard", "fields": ["phone"]}
+    listed = client.get(f"/v1/projects/{pid}/entities/entrepreneurs?conflict=hard", headers=personas.admin.headers)
+    assert [e["id"] for e in listed.get_json()["entities"]] == ["e1"]
+    detail = client.get(f"/v1/projects/{pid}/entities/entrepreneurs/e1", headers=personas.admin.headers).get_json()
+    assert {c["value"] for c in detail["conflict_fields"][0]["candidates"]} == {"2", "3"}
+    assert len(detail["history"]) == 3
+    stale = client.post(
+        f"/v1/projects/{pid}/entities/entrepreneurs/e1/resolve",
+        json={"base_version": 1, "fields": {"phone": "2"}},
+        headers=personas.admin.headers,
+    )
+    assert stale.status_code == 409
+    done = client.post(
+        f"/v1/projects/{pid}/entities/entrepreneurs/e1/resolve",
+        json={"base_version": detail["version"], "fields": {"phone": "2"}},
+        headers=personas.admin.headers,
+    )
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json()["conflict"] is None
+    assert done.get_json()["properties"]["phone"] == "2"
+    pulled = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=personas.admin.headers).get_json()
+    entity_changes = [c for c in pulled["changes"] if c["collection"] == "entity"]
+    assert entity_changes[-1]["data"]["properties"]["phone"] == "2"
+    held = client.get(f"/v1/projects/{pid}/quarantine", headers=personas.admin.headers).get_json()["items"]
+    assert sorted(h["outcome"] for h in held) == ["quarantined", "rejected"]
+
+
+def test_push_errors_carry_the_protocol(client: FlaskClient, db: sessionmaker[Session], personas: Personas) -> None:
+    pid = fresh_project(db)
+    url = f"/v1/projects/{pid}/sync/push"
+    bad_gzip = client.post(
+        url, data=b"\x1f\x8bnot gzip", headers={**personas.admin.headers, "Content-Encoding": "gzip"}
+    )
+    assert bad_gzip.status_code == 400
+    assert bad_gzip.get_json()["protocol"] == "fieldsync/1"
+    many = {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": [{}] * 201}
+    too_many = client.post(
+        url,
+        data=gzip.compress(json.dumps(many).encode()),
+        headers={**personas.admin.headers, "Content-Encoding": "gzip"},
+    )
+    assert too_many.status_code == 413
+    assert too_many.get_json()["details"]["max_items"] == 200
+    body = {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "k1", "items": []}
+    assert client.post(url, json=body, headers=personas.admin.headers).status_code == 200
+    body["items"] = [{"type": "entity"}]
+    reused = client.post(url, json=body, headers=personas.admin.headers)
+    assert reused.status_code == 422
+    assert reused.get_json()["protocol"] == "fieldsync/1"
