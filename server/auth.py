@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "submission.create",
             "submission.review",
             "export",
+            "export.schedule",
             "people.manage",
             "entity.read",
             "entity.resolve",

@@ -159,3 +159,9 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
     click.echo(f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads)")
     sys.stdout.flush()
     os.execv(sys.executable, args)
+
+
+from server.scheduler import export_command, scheduler_command  # noqa: E402  (appended: the exports area's commands)
+
+main.add_command(scheduler_command)
+main.add_command(export_command)

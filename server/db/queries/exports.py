@@ -1,0 +1,278 @@
+"""Queries of the exports area: a form's schemas, its submissions as export records, presets, schedules, runs.
+
+``iter_export_records`` is the hot path of every export: it reads only the parsed record and the
+metadata columns, as core rows (no ORM objects), in keyset-paginated pages of ``PAGE_SIZE``, so memory
+stays flat whatever the number of submissions. Queries never commit; on SQLite the read transaction is
+ended between pages because SQLite transactions hold the single write lock (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from exports import ExportOptions, ExportRecord
+from forms.schema import FormSchema
+from server.db.models import AccessToken, User
+from server.db.models.exports import ExportPreset, ExportRun, ExportSchedule
+from server.db.models.forms import Form, FormVersion
+from server.db.models.submissions import Submission, SubmissionVersion
+from server.db.upsert import insert_ignore
+
+PAGE_SIZE = 1000
+
+# Our stored review states → the names ODK Central (and the export options) use.
+REVIEW_STATE_NAMES = {"received": "received", "has_issues": "hasIssues", "approved": "approved", "rejected": "rejected"}
+_STORED_STATE = {v: k for k, v in REVIEW_STATE_NAMES.items()}
+
+
+def get_form(session: Session, project_id: int, xml_form_id: str) -> Form | None:
+    """Return the form ``xml_form_id`` of a project, or None."""
+    return session.scalars(
+        select(Form).where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
+    ).one_or_none()
+
+
+def form_schemas(session: Session, form: Form) -> list[FormSchema]:
+    """All versions' schemas of ``form``, oldest first, the current (published) version last.
+
+    Published versions only, unless the form has none (then its drafts), so columns are the union of
+    every version a submission can have been sent with.
+    """
+    rows = session.execute(
+        select(FormVersion.id, FormVersion.status, FormVersion.schema_json)
+        .where(FormVersion.form_id == form.id)
+        .order_by(FormVersion.id)
+    ).all()
+    published = [r for r in rows if r.status == "published"] or list(rows)
+    published.sort(key=lambda r: (r.id == form.current_version_id, r.id))
+    return [FormSchema.from_json(r.schema_json) for r in published]
+
+
+def _record_query(form_id: int, options: ExportOptions) -> Any:
+    submitter = aliased(User)
+    device = aliased(AccessToken)
+    sv, s = SubmissionVersion, Submission
+    stmt = (
+        select(
+            s.id.label("sid"),
+            sv.id.label("vid"),
+            sv.instance_id,
+            sv.form_version,
+            sv.record,
+            sv.device_id,
+            s.created_at,
+            s.current_instance_id,
+            s.review_state,
+            s.edits,
+            s.attachments_present,
+            s.attachments_expected,
+            submitter.username,
+            device.name.label("device_name"),
+        )
+        .join(s, s.id == sv.submission_id)
+        .outerjoin(submitter, submitter.id == sv.submitter_id)
+        .outerjoin(device, device.id == sv.device_token_id)
+        .where(sv.form_id == form_id, sv.encrypted.is_(False))
+    )
+    # Explicit filters go to the database (an index does the work); the implicit exclusions (superseded
+    # edits, rejected) stay in the pure core, which counts them in cleaning_report.csv.
+    if options.since is not None:
+        stmt = stmt.where(s.created_at >= options.since)
+    if options.until is not None:
+        stmt = stmt.where(s.created_at < options.until)
+    if options.versions:
+        stmt = stmt.where(sv.form_version.in_(sorted(options.versions)))
+    if options.review_states:
+        stored = sorted(_STORED_STATE[n] for n in options.review_states if n in _STORED_STATE)
+        stmt = stmt.where(s.review_state.in_(stored))
+    # Superseded versions are always read (they are few) so the report can count what it leaves out.
+    return stmt
+
+
+def iter_export_records(
+    session: Session, form_id: int, options: ExportOptions, page_size: int = PAGE_SIZE
+) -> Iterator[ExportRecord]:
+    """Yield every stored version of the form's submissions as ``ExportRecord``, by submission then version."""
+    base = _record_query(form_id, options)
+    sv, s = SubmissionVersion, Submission
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    after: tuple[int, int] | None = None
+    while True:
+        stmt = base
+        if after is not None:
+            stmt = stmt.where(or_(s.id > after[0], and_(s.id == after[0], sv.id > after[1])))
+        stmt = stmt.order_by(s.id, sv.id).limit(page_size).execution_options(yield_per=page_size)
+        rows = session.execute(stmt).all()
+        if sqlite:
+            session.rollback()  # release SQLite's write lock between pages: ingestion keeps going
+        for r in rows:
+            submitter = r.username or r.device_name or ""
+            if options.submitters and submitter not in options.submitters:
+                continue  # not in SQL: the name comes from two tables; the core would drop it anyway
+            yield ExportRecord(
+                instance_id=r.instance_id,
+                form_version=r.form_version or "",
+                submission_date=r.created_at,
+                values=r.record or {},
+                submitter=submitter,
+                device_id=r.device_id or "",
+                review_state=REVIEW_STATE_NAMES.get(r.review_state, r.review_state),
+                attachments_present=r.attachments_present,
+                attachments_expected=r.attachments_expected,
+                edits=r.edits,
+                current=r.instance_id == r.current_instance_id,
+            )
+        if len(rows) < page_size:
+            # Reading is over: end the read transaction now rather than when the response is closed.
+            session.rollback()
+            return
+        after = (rows[-1].sid, rows[-1].vid)
+
+
+# --- presets ---------------------------------------------------------------------------------------
+
+
+def list_presets(session: Session, form_id: int) -> Sequence[ExportPreset]:
+    """The form's presets by name."""
+    return session.scalars(
+        select(ExportPreset).where(ExportPreset.form_id == form_id).order_by(ExportPreset.name)
+    ).all()
+
+
+def get_preset(session: Session, form_id: int, name: str) -> ExportPreset | None:
+    """The form's preset ``name``, or None."""
+    return session.scalars(
+        select(ExportPreset).where(ExportPreset.form_id == form_id, ExportPreset.name == name)
+    ).one_or_none()
+
+
+def insert_preset(
+    session: Session, form_id: int, name: str, options: dict[str, Any], actor: str, now: datetime
+) -> int | None:
+    """Insert a preset; None when the form already has one of that name (the constraint decides)."""
+    values = {"form_id": form_id, "name": name, "options": options, "created_by": actor, "created_at": now}
+    new_id: int | None = insert_ignore(session, ExportPreset.__table__, values, ["form_id", "name"], returning="id")
+    return new_id
+
+
+def delete_preset(session: Session, form_id: int, name: str) -> bool:
+    """Delete a preset; tell whether it existed."""
+    result = session.execute(delete(ExportPreset).where(ExportPreset.form_id == form_id, ExportPreset.name == name))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- schedules and runs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    """A schedule whose next run is due, as seen by one scheduler at one instant."""
+
+    id: int
+    form_id: int
+    project_id: int
+    xml_form_id: str
+    cron: str
+    preset: str | None
+    folder: str
+    keep: int
+    format: str
+    next_run_at: datetime
+
+
+def list_schedules(session: Session, form_id: int) -> Sequence[ExportSchedule]:
+    """The form's schedules, oldest first."""
+    return session.scalars(
+        select(ExportSchedule).where(ExportSchedule.form_id == form_id).order_by(ExportSchedule.id)
+    ).all()
+
+
+def get_schedule(session: Session, form_id: int, schedule_id: int) -> ExportSchedule | None:
+    """The form's schedule ``schedule_id``, or None."""
+    return session.scalars(
+        select(ExportSchedule).where(ExportSchedule.form_id == form_id, ExportSchedule.id == schedule_id)
+    ).one_or_none()
+
+
+def last_runs(session: Session, schedule_ids: Sequence[int], limit: int = 5) -> dict[int, list[ExportRun]]:
+    """The newest runs of each schedule (at most ``limit`` each), newest first."""
+    out: dict[int, list[ExportRun]] = {i: [] for i in schedule_ids}
+    if not schedule_ids:
+        return out
+    runs = session.scalars(
+        select(ExportRun).where(ExportRun.schedule_id.in_(schedule_ids)).order_by(ExportRun.scheduled_for.desc())
+    ).all()
+    for run in runs:
+        if len(out[run.schedule_id]) < limit:
+            out[run.schedule_id].append(run)
+    return out
+
+
+def due_schedules(session: Session, now: datetime) -> list[DueSchedule]:
+    """Enabled schedules whose ``next_run_at`` is not after ``now``."""
+    rows = session.execute(
+        select(
+            ExportSchedule.id,
+            ExportSchedule.form_id,
+            Form.project_id,
+            Form.xml_form_id,
+            ExportSchedule.cron,
+            ExportSchedule.preset,
+            ExportSchedule.folder,
+            ExportSchedule.keep,
+            ExportSchedule.format,
+            ExportSchedule.next_run_at,
+        )
+        .join(Form, Form.id == ExportSchedule.form_id)
+        .where(ExportSchedule.enabled.is_(True), ExportSchedule.next_run_at <= now)
+        .order_by(ExportSchedule.id)
+    ).all()
+    return [DueSchedule(*r) for r in rows]
+
+
+def claim_run(session: Session, schedule_id: int, scheduled_for: datetime, worker: str, now: datetime) -> int | None:
+    """Claim the run of a schedule due at ``scheduled_for``; None when another scheduler already has it."""
+    values = {
+        "schedule_id": schedule_id,
+        "scheduled_for": scheduled_for,
+        "status": "running",
+        "claimed_by": worker,
+        "started_at": now,
+    }
+    run_id: int | None = insert_ignore(
+        session, ExportRun.__table__, values, ["schedule_id", "scheduled_for"], returning="id"
+    )
+    return run_id
+
+
+def advance_schedule(session: Session, schedule_id: int, seen: datetime, following: datetime) -> bool:
+    """Compare-and-set ``next_run_at`` from ``seen`` to ``following``; tell whether this call moved it."""
+    result = session.execute(
+        update(ExportSchedule)
+        .where(ExportSchedule.id == schedule_id, ExportSchedule.next_run_at == seen)
+        .values(next_run_at=following)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    status: str,
+    now: datetime,
+    file_name: str | None = None,
+    records: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Record the outcome of a claimed run."""
+    session.execute(
+        update(ExportRun)
+        .where(ExportRun.id == run_id)
+        .values(status=status, finished_at=now, file_name=file_name, records=records, error=error)
+    )

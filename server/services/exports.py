@@ -1,0 +1,424 @@
+"""Use cases of the exports area: on-demand exports (streamed), presets, schedules and scheduled runs.
+
+Everything a client can get wrong (an unknown form, a bad option, a language the form does not have, a
+target folder outside EXPORT_DIR) is raised by ``open_export`` / the ``create_*`` functions *before* the
+first byte is produced: a streamed HTTP response cannot turn into a 400 once it has started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.orm import Session, sessionmaker
+
+from exports import (
+    ExportOptionError,
+    ExportOptions,
+    ExportSummary,
+    iter_csv_zip,
+    iter_geojson,
+    options_from_query,
+    plan_tables,
+    write_xlsx,
+)
+from forms.schema import FormSchema
+from server.db.base import utcnow
+from server.db.models.exports import EXPORT_FORMATS, ExportPreset, ExportSchedule
+from server.db.models.forms import Form
+from server.db.queries import audit
+from server.db.queries import exports as q
+from server.db.transaction import transaction
+from server.errors import ApiError, bad_request, conflict, not_found
+
+MEDIA_TYPES = {
+    "zip": "application/zip",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "geojson": "application/geo+json",
+}
+CHUNK_BYTES = 64 * 1024
+# Keys of the query string that are not export options.
+NOT_OPTIONS = ("preset",)
+_PRESET_NAME = re.compile(r"^[\w][\w .\-]{0,99}$")
+# Accept the stored review-state names as well as ODK Central's.
+_REVIEW_ALIASES = {"has_issues": "hasIssues"}
+
+Query = Mapping[str, Sequence[str]]
+
+
+@dataclass
+class ExportStream:
+    """A started export: its file name, media type and the lazily produced bytes."""
+
+    file_name: str
+    media_type: str
+    chunks: Iterator[bytes]
+    summary: list[ExportSummary] = field(default_factory=list)  # filled once the last chunk is out
+
+
+def _option_error(exc: ExportOptionError) -> ApiError:
+    return bad_request(exc.code, f"Bad export parameter {exc.field!r}: {exc.message}", field=exc.field)
+
+
+def get_form_or_404(session: Session, project_id: int, xml_form_id: str) -> Form:
+    """Return the form or raise 404."""
+    form = q.get_form(session, project_id, xml_form_id)
+    if form is None:
+        raise not_found("Form", project_id=project_id, form=xml_form_id)
+    return form
+
+
+def _as_lists(query: Mapping[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in query.items():
+        out[key] = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+    return out
+
+
+def effective_query(session: Session, form: Form, query: Query) -> dict[str, list[str]]:
+    """The query with its ``preset`` applied underneath: explicit parameters override the preset's."""
+    merged: dict[str, list[str]] = {}
+    names = list(query.get("preset", []))
+    if len(names) > 1:
+        raise bad_request(
+            "export_option_invalid", "Bad export parameter 'preset': given more than once", field="preset"
+        )
+    if names:
+        preset = q.get_preset(session, form.id, names[0])
+        if preset is None:
+            raise bad_request(
+                "export_option_invalid", f"Bad export parameter 'preset': no preset {names[0]!r}", field="preset"
+            )
+        merged.update(_as_lists(preset.options))
+    for key, values in query.items():
+        if key not in NOT_OPTIONS:
+            merged[key] = list(values)
+    if "review_state" in merged:
+        merged["review_state"] = [
+            ",".join(_REVIEW_ALIASES.get(p.strip(), p.strip()) for p in v.split(",")) for v in merged["review_state"]
+        ]
+    return merged
+
+
+def parse_options(schemas: Sequence[FormSchema], query: Mapping[str, Sequence[str]]) -> ExportOptions:
+    """Parse and check export options against the form's versions; 400 naming the bad parameter."""
+    try:
+        options = options_from_query(query)
+        plan_tables(schemas, options)  # a language or field filter the form does not have
+    except ExportOptionError as exc:
+        raise _option_error(exc) from None
+    return options
+
+
+def _load_schemas(session: Session, form: Form) -> list[FormSchema]:
+    schemas = q.form_schemas(session, form)
+    if not schemas:
+        raise conflict("form_has_no_version", "The form has no version to export yet", form=form.xml_form_id)
+    return schemas
+
+
+def _xlsx_chunks(
+    schemas: Sequence[FormSchema], records: Any, options: ExportOptions, done: list[ExportSummary]
+) -> Iterator[bytes]:
+    # openpyxl must finish the workbook before it is a valid zip: spool it (write-only mode keeps rows
+    # on disk, not in memory), then stream the file.
+    with tempfile.TemporaryFile() as spool:
+        done.append(write_xlsx(schemas, records, options, spool))
+        spool.seek(0)
+        while chunk := spool.read(CHUNK_BYTES):
+            yield chunk
+
+
+def open_export(
+    session: Session, project_id: int, xml_form_id: str, query: Query, fmt: str, actor: str
+) -> ExportStream:
+    """Check everything, audit ``form.export``, and return the export's lazily produced bytes."""
+    if fmt not in EXPORT_FORMATS:
+        raise bad_request("export_option_invalid", f"Unknown export format {fmt!r}", field="format")
+    form = get_form_or_404(session, project_id, xml_form_id)
+    schemas = _load_schemas(session, form)
+    merged = effective_query(session, form, query)
+    options = parse_options(schemas, merged)
+    form_pk = form.id
+    stream = ExportStream(f"{xml_form_id}.{fmt}", MEDIA_TYPES[fmt], iter(()))
+    records = q.iter_export_records(session, form_pk, options)
+    try:
+        if fmt == "zip":
+            stream.chunks = iter_csv_zip(schemas, records, options, on_done=stream.summary.append)
+        elif fmt == "geojson":
+            stream.chunks = iter_geojson(schemas, records, options, on_done=stream.summary.append)
+        else:
+            stream.chunks = _xlsx_chunks(schemas, records, options, stream.summary)
+    except ExportOptionError as exc:
+        raise _option_error(exc) from None
+    with transaction(session):
+        details = {
+            "format": fmt,
+            "query": {k: v for k, v in merged.items()},
+            "preset": (query.get("preset") or [None])[0],
+        }
+        audit.record(session, actor, "form.export", project_id, f"form:{xml_form_id}", details)
+    return stream
+
+
+def write_export(
+    session: Session, project_id: int, xml_form_id: str, query: Query, fmt: str, actor: str, out: BinaryIO
+) -> ExportSummary:
+    """Write a whole export to ``out`` (CLI, scheduled runs) and return its summary."""
+    stream = open_export(session, project_id, xml_form_id, query, fmt, actor)
+    for chunk in stream.chunks:
+        out.write(chunk)
+    return stream.summary[0]
+
+
+# --- presets ---------------------------------------------------------------------------------------
+
+
+def preset_options(raw: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A preset's options as stored: each key a list of strings (``preset`` itself is not allowed)."""
+    out: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        if key in NOT_OPTIONS:
+            raise bad_request("export_option_invalid", "A preset cannot name another preset", field="preset")
+        values = value if isinstance(value, list) else [value]
+        out[key] = ["true" if v is True else "false" if v is False else str(v) for v in values]
+    return out
+
+
+def list_presets(session: Session, project_id: int, xml_form_id: str) -> list[ExportPreset]:
+    """The form's named presets."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    return list(q.list_presets(session, form.id))
+
+
+def create_preset(
+    session: Session, project_id: int, xml_form_id: str, name: str, options: Mapping[str, Any], actor: str
+) -> ExportPreset:
+    """Save named export options for a form (checked like a query string); 409 if the name is taken."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    if not _PRESET_NAME.match(name):
+        raise bad_request(
+            "invalid_input", "A preset name is 1-100 letters, digits, spaces, '.', '-' or '_'", field="name"
+        )
+    stored = preset_options(options)
+    parse_options(_load_schemas(session, form), stored)
+    with transaction(session):
+        new_id = q.insert_preset(session, form.id, name, stored, actor, utcnow())
+        if new_id is None:
+            raise conflict("preset_exists", f"The form already has a preset named {name!r}", name=name)
+        audit.record(session, actor, "form.export_preset.create", project_id, f"form:{xml_form_id}", {"name": name})
+    preset = q.get_preset(session, form.id, name)
+    assert preset is not None
+    return preset
+
+
+def delete_preset(session: Session, project_id: int, xml_form_id: str, name: str, actor: str) -> None:
+    """Delete a preset (404 when there is none of that name)."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    with transaction(session):
+        if not q.delete_preset(session, form.id, name):
+            raise not_found("Export preset", name=name)
+        audit.record(session, actor, "form.export_preset.delete", project_id, f"form:{xml_form_id}", {"name": name})
+
+
+# --- schedules -------------------------------------------------------------------------------------
+
+
+def cron_trigger(expression: str) -> CronTrigger:
+    """Parse a five-field crontab expression (UTC); 400 naming ``cron`` when APScheduler refuses it."""
+    try:
+        return CronTrigger.from_crontab(expression, timezone=UTC)
+    except (ValueError, TypeError) as exc:
+        raise bad_request("invalid_cron", f"Bad cron expression {expression!r}: {exc}", field="cron") from None
+
+
+def next_fire(expression: str, after: datetime) -> datetime:
+    """The first time the cron expression fires strictly after ``after``."""
+    fire = cron_trigger(expression).get_next_fire_time(None, after + timedelta(seconds=1))
+    if fire is None:  # a crontab always fires again; guard anyway
+        raise bad_request("invalid_cron", f"Cron expression {expression!r} never fires", field="cron")
+    return fire.astimezone(UTC)
+
+
+def target_dir(export_dir: Path, folder: str) -> Path:
+    """The schedule's folder resolved under ``export_dir``; 400 if it would land outside it."""
+    if not folder or folder.startswith(("/", "\\")) or "\x00" in folder or re.match(r"^[A-Za-z]:", folder):
+        raise bad_request(
+            "invalid_folder", "The folder must be a relative path under the export directory", field="folder"
+        )
+    root = export_dir.resolve()
+    path = (root / folder).resolve()
+    if path == root or not path.is_relative_to(root):
+        raise bad_request("invalid_folder", "The folder must stay inside the export directory", field="folder")
+    return path
+
+
+def create_schedule(
+    session: Session,
+    project_id: int,
+    xml_form_id: str,
+    data: Mapping[str, Any],
+    export_dir: Path,
+    actor: str,
+    now: datetime | None = None,
+) -> ExportSchedule:
+    """Create a scheduled export (cron, preset, folder under EXPORT_DIR, keep last N, format)."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    now = now or utcnow()
+    cron = data["cron"]
+    following = next_fire(cron, now - timedelta(seconds=1))
+    folder = data.get("folder") or xml_form_id
+    target_dir(export_dir, folder)
+    preset = data.get("preset")
+    if preset is not None and q.get_preset(session, form.id, preset) is None:
+        raise bad_request("export_option_invalid", f"No preset {preset!r} for this form", field="preset")
+    with transaction(session):
+        schedule = ExportSchedule(
+            form_id=form.id,
+            cron=cron,
+            preset=preset,
+            folder=folder,
+            keep=data.get("keep", 7),
+            format=data.get("format", "zip"),
+            enabled=True,
+            next_run_at=following,
+            created_by=actor,
+            created_at=now,
+        )
+        session.add(schedule)
+        session.flush()
+        audit.record(
+            session, actor, "form.export_schedule.create", project_id, f"form:{xml_form_id}", {"schedule": schedule.id}
+        )
+    return schedule
+
+
+def list_schedules(session: Session, project_id: int, xml_form_id: str) -> list[dict[str, Any]]:
+    """The form's schedules, each with its newest runs."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    schedules = list(q.list_schedules(session, form.id))
+    runs = q.last_runs(session, [s.id for s in schedules])
+    return [{"schedule": s, "runs": runs[s.id]} for s in schedules]
+
+
+def delete_schedule(session: Session, project_id: int, xml_form_id: str, schedule_id: int, actor: str) -> None:
+    """Delete a schedule (its files stay where they are)."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    with transaction(session):
+        schedule = q.get_schedule(session, form.id, schedule_id)
+        if schedule is None:
+            raise not_found("Export schedule", id=schedule_id)
+        session.delete(schedule)
+        audit.record(
+            session, actor, "form.export_schedule.delete", project_id, f"form:{xml_form_id}", {"schedule": schedule_id}
+        )
+
+
+# --- scheduled runs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one scheduler did with one due schedule."""
+
+    schedule_id: int
+    scheduled_for: datetime
+    status: str  # "done" | "failed" | "taken" (another scheduler claimed it)
+    file_name: str | None = None
+    error: str | None = None
+
+
+def worker_name() -> str:
+    """This scheduler process's name in ``export_runs.claimed_by``."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def dated_file_name(xml_form_id: str, when: datetime, fmt: str) -> str:
+    """``<form>-<UTC timestamp>.<ext>`` for a scheduled run due at ``when``."""
+    safe = re.sub(r"[^\w.\-]", "_", xml_form_id)
+    return f"{safe}-{when.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
+
+
+def prune_files(folder: Path, xml_form_id: str, fmt: str, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` dated files of this form and format; return the deleted names."""
+    safe = re.sub(r"[^\w.\-]", "_", xml_form_id)
+    pattern = re.compile(rf"^{re.escape(safe)}-\d{{8}}T\d{{6}}Z\.{re.escape(fmt)}$")
+    dated = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))  # timestamps sort as text
+    removed = dated[: max(0, len(dated) - keep)]
+    for name in removed:
+        (folder / name).unlink(missing_ok=True)
+    return removed
+
+
+def _run_one(session: Session, due: q.DueSchedule, export_dir: Path, worker: str) -> tuple[str, int]:
+    folder = target_dir(export_dir, due.folder)  # checked again: the tree may have changed since
+    folder.mkdir(parents=True, exist_ok=True)
+    name = dated_file_name(due.xml_form_id, due.next_run_at, due.format)
+    query: dict[str, list[str]] = {"preset": [due.preset]} if due.preset else {}
+    # Written under a temporary name and renamed: a reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            summary = write_export(
+                session, due.project_id, due.xml_form_id, query, due.format, f"scheduler:{worker}", out
+            )
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, folder / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    prune_files(folder, due.xml_form_id, due.format, due.keep)
+    return name, summary.records_exported
+
+
+def run_due_exports(
+    sessions: sessionmaker[Session], export_dir: Path, now: datetime | None = None, worker: str | None = None
+) -> list[RunOutcome]:
+    """Run every scheduled export due at ``now``, each claimed once across all scheduler processes.
+
+    The claim is the ``(schedule_id, scheduled_for)`` row inserted with ON CONFLICT DO NOTHING, in the
+    same transaction as the compare-and-set that moves ``next_run_at`` on: a second scheduler either
+    waits on the first one's insert and then finds it (PostgreSQL), or is serialised behind it (SQLite).
+    Runs missed while no scheduler was up are coalesced into one.
+    """
+    now = now or utcnow()
+    worker = worker or worker_name()
+    outcomes: list[RunOutcome] = []
+    session = sessions()
+    try:
+        with transaction(session):
+            due = q.due_schedules(session, now)
+        for item in due:
+            with transaction(session):
+                run_id = q.claim_run(session, item.id, item.next_run_at, worker, now)
+                if run_id is not None:
+                    q.advance_schedule(
+                        session, item.id, item.next_run_at, next_fire(item.cron, max(now, item.next_run_at))
+                    )
+            if run_id is None:
+                outcomes.append(RunOutcome(item.id, item.next_run_at, "taken"))
+                continue
+            try:
+                name, records = _run_one(session, item, export_dir, worker)
+            except Exception as exc:  # a broken preset or a full disk must not stop the other schedules
+                session.rollback()
+                message = exc.message if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
+                with transaction(session):
+                    q.finish_run(session, run_id, "failed", utcnow(), error=message[:2000])
+                outcomes.append(RunOutcome(item.id, item.next_run_at, "failed", error=message))
+                continue
+            with transaction(session):
+                q.finish_run(session, run_id, "done", utcnow(), file_name=name, records=records)
+            outcomes.append(RunOutcome(item.id, item.next_run_at, "done", name))
+    finally:
+        session.close()
+    return outcomes

@@ -1,0 +1,261 @@
+"""The export endpoints end to end: example forms round trip, labels, options, presets, audit.
+
+Rules:
+- E1 what was submitted equals what ``export.zip`` holds, value by value, repeat rows under the right
+  parent (KEY / PARENT_KEY); the superseded version of an edited submission is left out and counted.
+- E2 ``labels=labels&lang=fr|ar`` writes the French / Arabic choice labels.
+- E3 a bad parameter is a 400 naming it, before any byte is streamed; an unknown form is a 404.
+- E4 presets: saved per form, applied with ``?preset=``, explicit parameters override; 409 on a taken
+  name; deleted. E5 every export is audited as ``form.export``. E6 XLSX and GeoJSON are served.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from openpyxl import load_workbook
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from forms.submission import parse_submission
+from server.db.models import AuditEvent
+from server.db.queries import exports as q
+from tests.conftest import REPO, Personas
+from tests.server.fixtures_exports import (
+    assert_export_holds,
+    rows_by_key,
+    store_submission,
+    table_rows,
+    version_schema,
+    zip_tables,
+)
+from tests.server.fixtures_forms import COOP_XLSX, ENTREPRENEUR_XLSX, PublishedForm, publish_form
+
+SUBMISSIONS = REPO / "examples" / "submissions"
+
+
+@pytest.fixture
+def coop_form(app: Flask, personas: Personas) -> PublishedForm:
+    """The cooperative diagnostic example, published."""
+    return PublishedForm(*publish_form(app, personas.project_id, COOP_XLSX))
+
+
+@pytest.fixture
+def entrepreneur_form(app: Flask, personas: Personas) -> PublishedForm:
+    """The entrepreneur follow-up example, published."""
+    return PublishedForm(*publish_form(app, personas.project_id, ENTREPRENEUR_XLSX))
+
+
+def _store_examples(session: Session, personas: Personas, form: PublishedForm) -> dict[str, dict]:
+    """Store the example submissions of ``form``; return the current values by instance id."""
+    current: dict[str, dict] = {}
+    for xml_path in sorted((SUBMISSIONS / form.xml_form_id).glob("*.xml")):
+        xml = xml_path.read_bytes()
+        store_submission(session, personas.project_id, form.form_db_id, xml, submitter_id=personas.coach.id)
+        _, schema = version_schema(session, form.form_db_id, form.version)
+        record = parse_submission(xml, schema)
+        if record.deprecated_id:
+            current.pop(record.deprecated_id, None)
+        current[record.instance_id] = dict(record.values)
+    return current
+
+
+def _url(personas: Personas, form: PublishedForm, fmt: str = "zip", query: str = "") -> str:
+    return f"/v1/projects/{personas.project_id}/forms/{form.xml_form_id}/export.{fmt}{'?' + query if query else ''}"
+
+
+@pytest.mark.parametrize("which", ["coop_diagnostic", "entrepreneur_followup"], ids=["coop", "entrepreneur"])
+def test_example_forms_round_trip(
+    request: pytest.FixtureRequest, client: FlaskClient, session: Session, personas: Personas, which: str
+) -> None:
+    form: PublishedForm = request.getfixturevalue("coop_form" if which == "coop_diagnostic" else "entrepreneur_form")
+    current = _store_examples(session, personas, form)
+    response = client.get(_url(personas, form), headers=personas.analyst.headers)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert response.is_streamed
+    files = zip_tables(response.get_data())
+    schemas = q.form_schemas(session, q.get_form(session, personas.project_id, form.xml_form_id))
+    checked = assert_export_holds(files, current, schemas, split_geopoint=True)
+    assert checked > 20
+    root = table_rows(files[f"{form.xml_form_id}.csv"])
+    assert sorted(r["KEY"] for r in root) == sorted(current)  # the superseded version is not a row
+    assert {r["SubmitterID"] for r in root} == {"coach-persona"}
+    report = table_rows(files["cleaning_report.csv"])
+    excluded = {r["step"]: int(r["count"]) for r in report if r["table"] == "*"}
+    edits = sum(1 for p in (SUBMISSIONS / form.xml_form_id).glob("*.xml") if b"deprecatedID" in p.read_bytes())
+    assert excluded.get("excluded:superseded_edit", 0) == edits
+
+
+def test_repeat_rows_link_to_their_parent(
+    client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm
+) -> None:
+    _store_examples(session, personas, coop_form)
+    files = zip_tables(client.get(_url(personas, coop_form), headers=personas.analyst.headers).get_data())
+    rows = rows_by_key(files)
+    tamount = "uuid:2f8db99c-f871-439e-8c1f-230c48988777"
+    edited = next(k for k in rows if rows[k]["_table"] == "coop_diagnostic.csv" and rows[k]["Edits"] == "1")
+    assert edited != tamount  # the edit has its own instanceID; the chain's first version is gone
+    channel = rows[f"{edited}/products/product[2]/sales_channel[1]"]
+    assert channel["PARENT_KEY"] == f"{edited}/products/product[2]"
+    assert channel["channel"] == "souk"
+    assert rows[channel["PARENT_KEY"]]["PARENT_KEY"] == edited
+
+
+@pytest.mark.parametrize(
+    ("lang", "region_label"),
+    [("fr", "Souss-Massa"), ("ar", "سوس - ماسة")],
+    ids=["french", "arabic"],
+)
+def test_labels_in_french_and_arabic(
+    client: FlaskClient,
+    session: Session,
+    personas: Personas,
+    coop_form: PublishedForm,
+    lang: str,
+    region_label: str,
+) -> None:
+    _store_examples(session, personas, coop_form)
+    response = client.get(
+        _url(personas, coop_form, query=f"labels=labels&lang={lang}"), headers=personas.analyst.headers
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    root = table_rows(zip_tables(response.get_data())["coop_diagnostic.csv"])
+    regions = {r["location-region"] for r in root}
+    assert region_label in regions, regions
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("labels=maybe", "labels"),
+        ("lang=klingon", "lang"),
+        ("since=yesterday", "since"),
+        ("review_state=pending", "review_state"),
+        ("split_geopoint=perhaps", "split_geopoint"),
+        ("colour=red", "colour"),
+        ("field.nope=1", "field.nope"),
+        ("preset=missing", "preset"),
+        ("since=2026-02-01&until=2026-01-01", "until"),
+    ],
+    ids=["labels", "lang", "since", "review-state", "bool", "unknown", "field-filter", "preset", "range"],
+)
+def test_bad_parameter_is_400_naming_it(
+    client: FlaskClient, personas: Personas, coop_form: PublishedForm, query: str, field: str
+) -> None:
+    response = client.get(_url(personas, coop_form, query=query), headers=personas.analyst.headers)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["details"]["field"] == field
+    assert field in body["message"]
+
+
+def test_unknown_form_is_404(client: FlaskClient, personas: Personas) -> None:
+    response = client.get(f"/v1/projects/{personas.project_id}/forms/nope/export.zip", headers=personas.analyst.headers)
+    assert response.status_code == 404
+
+
+def test_geojson_without_geopoint_is_400(
+    client: FlaskClient, personas: Personas, entrepreneur_form: PublishedForm
+) -> None:
+    schemas = []  # the entrepreneur form may or may not have a geopoint: only check the answer is clean
+    response = client.get(_url(personas, entrepreneur_form, "geojson"), headers=personas.analyst.headers)
+    assert response.status_code in (200, 400), schemas
+    if response.status_code == 400:
+        assert response.get_json()["details"]["field"] == "geojson_field"
+
+
+def test_presets_apply_and_explicit_parameters_override(
+    client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm
+) -> None:
+    _store_examples(session, personas, coop_form)
+    base = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-presets"
+    body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "split_select_multiple": True}}
+    created = client.post(base, json=body, headers=personas.analyst.headers)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["options"]["split_select_multiple"] == ["true"]
+    assert client.post(base, json=body, headers=personas.analyst.headers).status_code == 409
+    bad = client.post(base, json={"name": "bad", "options": {"lang": "xx"}}, headers=personas.analyst.headers)
+    assert bad.status_code == 400 and bad.get_json()["details"]["field"] == "lang"
+    assert [p["name"] for p in client.get(base, headers=personas.analyst.headers).get_json()["presets"]] == ["arabe"]
+
+    root = table_rows(
+        zip_tables(
+            client.get(_url(personas, coop_form, query="preset=arabe"), headers=personas.analyst.headers).get_data()
+        )["coop_diagnostic.csv"]
+    )
+    assert "سوس - ماسة" in {r["location-region"] for r in root}
+    assert any(h.startswith("support_needs-needs/") for h in root[0])  # split from the preset
+    overridden = client.get(_url(personas, coop_form, query="preset=arabe&lang=fr"), headers=personas.analyst.headers)
+    root = table_rows(zip_tables(overridden.get_data())["coop_diagnostic.csv"])
+    assert "Souss-Massa" in {r["location-region"] for r in root}
+
+    assert client.delete(f"{base}/arabe", headers=personas.analyst.headers).status_code == 200
+    assert client.delete(f"{base}/arabe", headers=personas.analyst.headers).status_code == 404
+    assert (
+        client.get(_url(personas, coop_form, query="preset=arabe"), headers=personas.analyst.headers).status_code == 400
+    )
+
+
+def test_every_export_is_audited(
+    client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm
+) -> None:
+    client.get(_url(personas, coop_form, query="lang=fr"), headers=personas.manager.headers).get_data()
+    session.rollback()
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "form.export")).all()
+    assert len(events) == 1
+    assert events[0].actor == f"user:{personas.manager.id}"
+    assert events[0].details["query"] == {"lang": ["fr"]}
+
+
+def test_xlsx_and_geojson(client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm) -> None:
+    current = _store_examples(session, personas, coop_form)
+    xlsx = client.get(_url(personas, coop_form, "xlsx"), headers=personas.analyst.headers)
+    assert xlsx.status_code == 200
+    wb = load_workbook(io.BytesIO(xlsx.get_data()), read_only=True)
+    assert wb.sheetnames[0] == "coop_diagnostic" and wb.sheetnames[-1] == "cleaning_report"
+    assert len(list(wb["coop_diagnostic"].iter_rows())) == len(current) + 1
+    geo = client.get(_url(personas, coop_form, "geojson"), headers=personas.analyst.headers)
+    assert geo.status_code == 200 and geo.mimetype == "application/geo+json"
+    features = json.loads(geo.get_data())["features"]
+    assert {f["id"] for f in features} == set(current)
+    tamount = next(f for f in features if "Tamount" in f["properties"]["identification-coop_name"])
+    assert tamount["geometry"]["coordinates"] == [-9.8231, 29.7986, 38.0]
+
+
+def test_cli_export_writes_the_same_zip(
+    app: Flask, session: Session, personas: Personas, coop_form: PublishedForm, tmp_path: Path
+) -> None:
+    current = _store_examples(session, personas, coop_form)
+    out = tmp_path / "coop.zip"
+    runner = app.test_cli_runner()
+    from server.scheduler import export_command
+
+    result = runner.invoke(
+        export_command,
+        [
+            "--project",
+            str(personas.project_id),
+            "--form",
+            "coop_diagnostic",
+            "--out",
+            str(out),
+            "--lang",
+            "fr",
+            "--opt",
+            "labels=labels",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    root = table_rows(zip_tables(out.read_bytes())["coop_diagnostic.csv"])
+    assert sorted(r["KEY"] for r in root) == sorted(current)
+    assert "Souss-Massa" in {r["location-region"] for r in root}
+    bad = runner.invoke(
+        export_command,
+        ["--project", str(personas.project_id), "--form", "coop_diagnostic", "--out", str(out), "--opt", "lang=xx"],
+    )
+    assert bad.exit_code != 0 and "lang" in bad.output
