@@ -1,0 +1,96 @@
+"""formList: how fast phones can ask which forms to download, with and without ``304 Not Modified``.
+
+Measured through the device-token URL Collect is given (no password hashing per request), from one
+client and from N clients; raw reference: the same formList SELECT run by psycopg directly, on one
+and on N connections. Target (issue 7): at least 1,000 requests/s (ODK Central: about 250).
+"""
+
+from __future__ import annotations
+
+from bench.harness import Context, EndpointMissing
+from bench.load import LoadResult, PreparedRequest, run_load
+from bench.raw_reference import select_formlist
+from bench.results import BenchmarkResult, Figure, Reference, Target
+from bench.stats import latency, spread
+
+NAME = "formlist"
+TITLE = "OpenRosa formList"
+TARGET = Target("≥ 1,000 requests/s (ODK Central ≈ 250)", 1000.0)
+OPENROSA_HEADERS = {"X-OpenRosa-Version": "1.0", "Accept-Language": "fr"}
+
+
+def _rounds(context: Context, request: PreparedRequest, clients: int, expected: int) -> list[LoadResult]:
+    settings = context.settings
+    items = [request] * settings.formlist_requests
+    for _ in range(settings.warmup):
+        run_load(context.base_url, items[: max(50, len(items) // 5)], clients=clients,
+                 mode=settings.client_mode, expected=frozenset({expected}))  # fmt: skip
+    results = []
+    for _ in range(settings.rounds):
+        result = run_load(
+            context.base_url, items, clients=clients, mode=settings.client_mode, expected=frozenset({expected})
+        )
+        if result.unexpected:
+            raise RuntimeError(f"formList answered unexpectedly {result.unexpected} times: {result.sample_error}")
+        results.append(result)
+    return results
+
+
+def _figure(name: str, results: list[LoadResult], reference: Reference, target: Target | None) -> Figure:
+    client_cpu = sum(r.client_cpu_seconds for r in results) / max(1, sum(r.count for r in results))
+    return Figure(
+        name=name,
+        unit="req/s",
+        spread=spread([r.per_second for r in results]),
+        latency=latency([lat for r in results for lat in r.latencies]),
+        reference=reference,
+        target=target,
+        extra={"client_cpu_ms_per_request": round(client_cpu * 1000, 3)},
+    )
+
+
+def run(context: Context) -> BenchmarkResult:
+    """Measure formList throughput and latency (200 and 304) against the raw SELECT."""
+    if not context.has_route(r"/formList$"):
+        raise EndpointMissing("the OpenRosa formList route is not registered yet")
+    for extra in context.settings.form_sizes:
+        context.ensure_bench_form(extra)
+    path = f"{context.collect_prefix}/formList"
+    import requests
+
+    first = requests.get(context.base_url + path, headers=OPENROSA_HEADERS, timeout=30)
+    if first.status_code != 200:
+        raise RuntimeError(f"formList answered {first.status_code}: {first.text[:300]}")
+    etag = first.headers.get("ETag")
+    clients = context.settings.clients
+    settings = context.settings
+
+    raw_one = [select_formlist(context.database.url, context.project_id, settings.formlist_requests)
+               for _ in range(settings.rounds)]  # fmt: skip
+    raw_many = [select_formlist(context.database.url, context.project_id, settings.formlist_requests, clients)
+                for _ in range(settings.rounds)]  # fmt: skip
+    ref_one = Reference("formList SELECT, 1 connection", spread([t.per_second for t in raw_one]).median, "queries/s")
+    ref_many = Reference(
+        f"formList SELECT, {clients} connections", spread([t.per_second for t in raw_many]).median, "queries/s"
+    )
+
+    full = PreparedRequest("GET", path, dict(OPENROSA_HEADERS))
+    result = BenchmarkResult(NAME, TITLE)
+    result.figures.append(_figure("formList, 1 client (200)", _rounds(context, full, 1, 200), ref_one, None))
+    result.figures.append(
+        _figure(f"formList, {clients} clients (200)", _rounds(context, full, clients, 200), ref_many, TARGET)
+    )
+    if etag:
+        cached = PreparedRequest("GET", path, {**OPENROSA_HEADERS, "If-None-Match": etag})
+        result.figures.append(
+            _figure(f"formList, {clients} clients (304)", _rounds(context, cached, clients, 304), ref_many, TARGET)
+        )
+    else:
+        result.notes.append("formList sent no ETag, so the 304 path could not be measured.")
+    result.notes.append(
+        f"{len(context.forms)} published forms listed; {settings.formlist_requests} requests per round; "
+        f"clients are {settings.client_mode} with one requests.Session each; URL with a device token in the path."
+    )
+    result.data["forms_listed"] = len(context.forms)
+    result.data["body_bytes"] = len(first.content)
+    return result

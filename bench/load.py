@@ -1,0 +1,174 @@
+"""The load generator: N clients, each with its own ``requests.Session``, sending prepared requests.
+
+Requests are prepared before the clock starts (multipart and JSON bodies already encoded) so the
+clients spend their CPU on HTTP, not on building payloads. Clients are threads or processes: on a
+2-core machine that also runs the server, one Python process driving 8 threads holds the GIL for
+every request it sends, so ``processes`` (fork) is the default for several clients; the report
+records the clients' CPU time per request either way. Each client opens its connection before a
+barrier, so every client starts sending at the same moment. Throughput = requests / (last end -
+first start).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import requests
+
+ClientMode = Literal["threads", "processes"]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """One request to send: method, path below the base URL, headers and an encoded body."""
+
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured."""
+
+    count: int
+    elapsed: float
+    latencies: list[float]
+    statuses: Counter[int]
+    client_cpu_seconds: float
+    unexpected: int
+    sample_error: str | None = None
+
+    @property
+    def per_second(self) -> float:
+        """Requests completed per second of wall time."""
+        return self.count / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class _ClientOutcome:
+    started: float
+    finished: float
+    latencies: list[float]
+    statuses: Counter[int]
+    cpu: float
+    unexpected: int
+    sample_error: str | None
+
+
+# The job a forked client runs; set in the parent just before forking so children inherit it.
+_JOB: dict[str, Any] = {}
+
+
+def _run_client(index: int, barrier: Any) -> _ClientOutcome:
+    base_url: str = _JOB["base_url"]
+    items: list[PreparedRequest] = _JOB["slices"][index]
+    expected: frozenset[int] = _JOB["expected"]
+    session = requests.Session()
+    # Open the keep-alive connection before the barrier: connection set-up is not what we measure.
+    session.get(f"{base_url}/healthz", timeout=30)
+    barrier.wait()
+    cpu0 = time.process_time() if _JOB["mode"] == "processes" else time.thread_time()
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    unexpected = 0
+    sample_error = None
+    started = time.perf_counter()
+    for item in items:
+        t0 = time.perf_counter()
+        response = session.request(item.method, base_url + item.path, data=item.body, headers=item.headers, timeout=300)
+        _ = response.content
+        latencies.append(time.perf_counter() - t0)
+        statuses[response.status_code] += 1
+        if response.status_code not in expected:
+            unexpected += 1
+            if sample_error is None:
+                sample_error = f"{response.status_code} {item.method} {item.path}: {response.text[:300]}"
+    finished = time.perf_counter()
+    cpu1 = time.process_time() if _JOB["mode"] == "processes" else time.thread_time()
+    session.close()
+    return _ClientOutcome(started, finished, latencies, statuses, cpu1 - cpu0, unexpected, sample_error)
+
+
+def _process_entry(index: int, barrier: Any, queue: Any) -> None:
+    try:
+        queue.put((index, _run_client(index, barrier)))
+    except BaseException as exc:  # report, never hang the parent on a missing result
+        queue.put((index, f"{type(exc).__name__}: {exc}"))
+
+
+def split_round_robin(items: list[PreparedRequest], clients: int) -> list[list[PreparedRequest]]:
+    """Deal ``items`` to ``clients`` like cards, so each client gets the same share."""
+    return [items[index::clients] for index in range(clients)]
+
+
+def run_load(
+    base_url: str,
+    items: list[PreparedRequest],
+    *,
+    clients: int = 1,
+    mode: ClientMode = "processes",
+    expected: frozenset[int] = frozenset({200}),
+) -> LoadResult:
+    """Send ``items`` from ``clients`` concurrent clients and measure throughput and latency."""
+    _JOB.clear()
+    _JOB.update(
+        base_url=base_url,
+        slices=split_round_robin(items, clients),
+        expected=expected,
+        mode=mode if clients > 1 else "threads",
+    )
+    outcomes: list[_ClientOutcome] = []
+    if clients == 1 or mode == "threads":
+        barrier: Any = threading.Barrier(clients)
+        results: list[_ClientOutcome | None] = [None] * clients
+        errors: list[BaseException] = []
+
+        def target(index: int) -> None:
+            try:
+                results[index] = _run_client(index, barrier)
+            except BaseException as exc:
+                errors.append(exc)
+                barrier.abort()
+
+        threads = [threading.Thread(target=target, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise RuntimeError(f"a load client failed: {errors[0]!r}")
+        outcomes = [r for r in results if r is not None]
+    else:
+        context = multiprocessing.get_context("fork")
+        barrier = context.Barrier(clients)
+        queue = context.Queue()
+        processes = [context.Process(target=_process_entry, args=(i, barrier, queue)) for i in range(clients)]
+        for process in processes:
+            process.start()
+        received = [queue.get(timeout=1800) for _ in processes]
+        for process in processes:
+            process.join()
+        failures = [value for _, value in received if isinstance(value, str)]
+        if failures:
+            raise RuntimeError(f"a load client failed: {failures[0]}")
+        outcomes = [value for _, value in received if isinstance(value, _ClientOutcome)]
+    _JOB.clear()
+    statuses: Counter[int] = Counter()
+    for outcome in outcomes:
+        statuses.update(outcome.statuses)
+    return LoadResult(
+        count=sum(len(o.latencies) for o in outcomes),
+        elapsed=max(o.finished for o in outcomes) - min(o.started for o in outcomes),
+        latencies=[lat for o in outcomes for lat in o.latencies],
+        statuses=statuses,
+        client_cpu_seconds=sum(o.cpu for o in outcomes),
+        unexpected=sum(o.unexpected for o in outcomes),
+        sample_error=next((o.sample_error for o in outcomes if o.sample_error), None),
+    )
