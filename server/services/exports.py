@@ -50,6 +50,8 @@ NOT_OPTIONS = ("preset",)
 _PRESET_NAME = re.compile(r"^[\w][\w .\-]{0,99}$")
 # Accept the stored review-state names as well as ODK Central's.
 _REVIEW_ALIASES = {"has_issues": "hasIssues"}
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_WEEKDAY_NUMBER = re.compile(r"(?<![/\d])\d+")  # a weekday number, not a step (*/2)
 
 Query = Mapping[str, Sequence[str]]
 
@@ -232,11 +234,23 @@ def delete_preset(session: Session, project_id: int, xml_form_id: str, name: str
 # --- schedules -------------------------------------------------------------------------------------
 
 
+def _weekday_name(number: str) -> str:
+    if int(number) > 7:
+        raise ValueError(f"weekday {number} is not 0-7")
+    return _WEEKDAYS[int(number) % 7]
+
+
 def cron_trigger(expression: str) -> CronTrigger:
     """Parse a five-field crontab expression (UTC); 400 naming ``cron`` when APScheduler refuses it."""
+    fields = expression.split()
     try:
-        return CronTrigger.from_crontab(expression, timezone=UTC)
-    except (ValueError, TypeError) as exc:
+        if len(fields) != 5:
+            raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+        minute, hour, day, month, weekday = fields
+        # Crontab counts weekdays from Sunday (0 or 7); APScheduler from Monday: use names, which both read alike.
+        weekday = _WEEKDAY_NUMBER.sub(lambda m: _weekday_name(m.group()), weekday)
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekday, timezone=UTC)
+    except (ValueError, TypeError, IndexError) as exc:
         raise bad_request("invalid_cron", f"Bad cron expression {expression!r}: {exc}", field="cron") from None
 
 
