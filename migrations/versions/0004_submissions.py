@@ -51,7 +51,6 @@ def upgrade() -> None:
         sa.Column("id", BigIntPK, nullable=False),
         *_project_form("submissions"),
         sa.Column("instance_id", sa.String(255), nullable=False),
-        sa.Column("current_version_id", sa.BigInteger(), nullable=True),
         sa.Column("current_instance_id", sa.String(255), nullable=False),
         sa.Column("review_state", sa.String(20), nullable=False),
         sa.Column("edits", sa.Integer(), nullable=False),
@@ -112,6 +111,7 @@ def upgrade() -> None:
         sa.Column("version_id", sa.BigInteger(), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("blob_sha256", sa.String(64), nullable=True),
+        sa.Column("declared_sha256", sa.String(64), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_submission_attachments"),
         sa.ForeignKeyConstraint(
@@ -124,6 +124,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("version_id", "name", name="uq_submission_attachments_version_id_name"),
     )
     op.create_index("ix_submission_attachments_blob_sha256", "submission_attachments", ["blob_sha256"])
+    op.create_index("ix_submission_attachments_declared_sha256", "submission_attachments", ["declared_sha256"])
     op.create_table(
         "refused_submissions",
         sa.Column("id", BigIntPK, nullable=False),

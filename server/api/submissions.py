@@ -1,7 +1,257 @@
-"""JSON API for the submissions area (filled by its issue)."""
+"""JSON API for submissions: list a form's submissions (cursor pages), read one, download a file, review.
+
+Handlers are thin: marshmallow in, one service call, marshmallow out. The page cursor is opaque
+(base64 of the last row's received time and id), so the ordering key can change without breaking clients.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import base64
+import binascii
+import json
+import mimetypes
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, stream_with_context, url_for
+from marshmallow import RAISE, Schema, fields, validate
+
+from server.api.wire import load_json, load_query
+from server.auth import require
+from server.db.models.submissions import REVIEW_STATES, SubmissionVersion
+from server.errors import ApiError
+from server.services import submissions as svc
+from server.store import db_session
 
 bp = Blueprint("submissions", __name__, url_prefix="/v1")
+
+FORM_SUBMISSIONS = "/projects/<int:project_id>/forms/<xml_form_id>/submissions"
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ListQuery(_Strict):
+    cursor = fields.String(load_default=None)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    since = fields.DateTime(load_default=None)
+    until = fields.DateTime(load_default=None)
+    review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES))
+    submitter = fields.Integer(load_default=None)
+
+
+class ReviewIn(_Strict):
+    review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES))
+    comment = fields.String(load_default=None, validate=validate.Length(max=10_000))
+
+
+class FileOut(Schema):
+    name = fields.String()
+    present = fields.Boolean()
+    sha256 = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+
+
+class VersionOut(Schema):
+    instance_id = fields.String()
+    deprecated_id = fields.String(allow_none=True)
+    form_version = fields.String()
+    instance_name = fields.String(allow_none=True)
+    received_at = fields.DateTime()
+    xml_sha256 = fields.String()
+    encrypted = fields.Boolean()
+    source = fields.String()
+    device_id = fields.String(allow_none=True)
+    submitter_id = fields.Integer(allow_none=True)
+    device_token_id = fields.Integer(allow_none=True)
+    files = fields.List(fields.Nested(FileOut))
+
+
+class ReviewOut(Schema):
+    from_state = fields.String()
+    to_state = fields.String()
+    comment = fields.String(allow_none=True)
+    actor = fields.String()
+    at = fields.DateTime()
+
+
+class SubmissionOut(Schema):
+    instance_id = fields.String()
+    current_instance_id = fields.String()
+    form_id = fields.String()
+    form_version = fields.String()
+    instance_name = fields.String(allow_none=True)
+    review_state = fields.String()
+    edited = fields.Boolean()
+    edits = fields.Integer()
+    submitter_id = fields.Integer(allow_none=True)
+    device_token_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    attachments_expected = fields.Integer()
+    attachments_present = fields.Integer()
+    encrypted = fields.Boolean()
+    data = fields.Dict()
+
+
+class SubmissionDetailOut(SubmissionOut):
+    files = fields.List(fields.Nested(FileOut))
+    versions = fields.List(fields.Nested(VersionOut))
+    reviews = fields.List(fields.Nested(ReviewOut))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _encode_cursor(cursor: tuple[datetime, int]) -> str:
+    raw = json.dumps([cursor[0].isoformat(), cursor[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        at, last_id = json.loads(raw)
+        parsed = _aware(datetime.fromisoformat(at))
+        assert parsed is not None and isinstance(last_id, int)
+        return parsed, last_id
+    except (binascii.Error, ValueError, TypeError, AssertionError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "The cursor is not one this server issued") from None
+
+
+def _summary(row: Any, version: SubmissionVersion, xml_form_id: str) -> dict[str, Any]:
+    return {
+        "instance_id": row.instance_id,
+        "current_instance_id": row.current_instance_id,
+        "form_id": xml_form_id,
+        "form_version": version.form_version,
+        "instance_name": version.instance_name,
+        "review_state": row.review_state,
+        "edited": row.edits > 0,
+        "edits": row.edits,
+        "submitter_id": row.submitter_id,
+        "device_token_id": row.device_token_id,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "attachments_expected": row.attachments_expected,
+        "attachments_present": row.attachments_present,
+        "encrypted": version.encrypted,
+        "data": version.record,
+    }
+
+
+def _files(
+    project_id: int, xml_form_id: str, version: SubmissionVersion, attachments: list[Any]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": a.name,
+            "present": a.blob_sha256 is not None,
+            "sha256": a.blob_sha256,
+            "url": url_for(
+                "submissions.download_attachment",
+                project_id=project_id,
+                xml_form_id=xml_form_id,
+                instance_id=version.instance_id,
+                name=a.name,
+            )
+            if a.blob_sha256
+            else None,
+        }
+        for a in attachments
+    ]
+
+
+def _detail(project_id: int, detail: svc.SubmissionDetail) -> dict[str, Any]:
+    form = detail.xml_form_id
+    body = _summary(detail.submission, detail.current, form)
+    body["files"] = _files(project_id, form, detail.current, detail.attachments[detail.current.id])
+    body["versions"] = [
+        {
+            "instance_id": v.instance_id,
+            "deprecated_id": v.deprecated_id,
+            "form_version": v.form_version,
+            "instance_name": v.instance_name,
+            "received_at": v.received_at,
+            "xml_sha256": v.xml_sha256,
+            "encrypted": v.encrypted,
+            "source": v.source,
+            "device_id": v.device_id,
+            "submitter_id": v.submitter_id,
+            "device_token_id": v.device_token_id,
+            "files": _files(project_id, form, v, detail.attachments[v.id]),
+        }
+        for v in detail.versions
+    ]
+    body["reviews"] = [
+        {"from_state": r.from_state, "to_state": r.to_state, "comment": r.comment, "actor": r.actor, "at": r.at}
+        for r in detail.reviews
+    ]
+    dumped: dict[str, Any] = SubmissionDetailOut().dump(body)
+    return dumped
+
+
+@bp.get(FORM_SUBMISSIONS)
+def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
+    """List a form's submissions (current versions), oldest received first, one page at a time."""
+    require("submission.read", project_id)
+    query = load_query(ListQuery())
+    page = svc.list_submissions(
+        db_session(),
+        project_id,
+        xml_form_id,
+        after=_decode_cursor(query["cursor"]) if query["cursor"] else None,
+        since=_aware(query["since"]),
+        until=_aware(query["until"]),
+        review_state=query["review_state"],
+        submitter_id=query["submitter"],
+        limit=query["limit"],
+    )
+    items = SubmissionOut(many=True).dump([_summary(row, version, xml_form_id) for row, version in page.items])
+    return {"items": items, "next_cursor": _encode_cursor(page.next_cursor) if page.next_cursor else None}
+
+
+@bp.get(FORM_SUBMISSIONS + "/<instance_id>")
+def get_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
+    """Read a submission (found by any of its versions' instance ids): current record, versions, files."""
+    require("submission.read", project_id)
+    return _detail(project_id, svc.get_submission(db_session(), project_id, xml_form_id, instance_id))
+
+
+@bp.patch(FORM_SUBMISSIONS + "/<instance_id>")
+def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
+    """Set a submission's review state and/or add a review comment (audited)."""
+    principal = require("submission.review", project_id)
+    body = load_json(ReviewIn())
+    if body["review_state"] is None and body["comment"] is None:
+        raise ApiError(400, "invalid_input", "Give a review_state, a comment, or both", {"fields": {}})
+    detail = svc.review_submission(
+        db_session(),
+        project_id=project_id,
+        xml_form_id=xml_form_id,
+        instance_id=instance_id,
+        review_state=body["review_state"],
+        comment=body["comment"],
+        principal=principal,
+    )
+    return _detail(project_id, detail)
+
+
+@bp.get(FORM_SUBMISSIONS + "/<instance_id>/attachments/<name>")
+def download_attachment(project_id: int, xml_form_id: str, instance_id: str, name: str) -> Response:
+    """Download one file of a submission version."""
+    require("submission.read", project_id)
+    attachment = svc.get_attachment(db_session(), project_id, xml_form_id, instance_id, name)
+    assert attachment.blob_sha256 is not None
+    blobs = svc.blob_store()
+    mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = Response(stream_with_context(blobs.iter_bytes(attachment.blob_sha256)), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Content-Length"] = str(blobs.path_for(attachment.blob_sha256).stat().st_size)
+    response.headers["ETag"] = f'"{attachment.blob_sha256}"'
+    return response

@@ -1,7 +1,136 @@
-"""OpenRosa submission routes (filled by its issue)."""
+"""OpenRosa submission routes: ``HEAD`` (204) and multipart ``POST`` (201) under both server URLs.
+
+Follows OPENROSA.md and reference/peers.md §4: Collect sends ``HEAD`` first and expects ``204`` with
+``X-OpenRosa-Accept-Content-Length``; it splits big uploads into several POSTs repeating the identical
+XML (``*isIncomplete*=yes`` on all but the last) and only counts ``201``/``202`` as success, so every
+accepted or already-stored submission answers ``201``. The decision itself is
+``server.services.submissions.ingest_submission``; this module maps its outcome to HTTP.
+"""
 
 from __future__ import annotations
 
-from server.openrosa.blueprint import bp
+from flask import Response, current_app, request
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
 
-__all__ = ["bp"]
+from server.blobstore import BlobStore
+from server.errors import ApiError, bad_request, too_large
+from server.openrosa.auth import require_openrosa
+from server.openrosa.blueprint import bp
+from server.openrosa.responses import message_response
+from server.services.submission_files import discard_staged, stage_upload
+from server.services.submissions import FileUpload, IngestResult, blob_store, ingest_submission
+from server.store import db_session
+from sync.outcomes import FORM_CLOSED, ID_CONFLICT, Quarantined, Rejected
+
+XML_PART = "xml_submission_file"
+INCOMPLETE_PART = "*isIncomplete*"
+# Room for the multipart framing around files whose sizes add up to the advertised limit.
+MULTIPART_ALLOWANCE = 256 * 1024
+
+__all__ = ["bp", "submission"]
+
+
+@bp.route("/v1/projects/<int:project_id>/submission", methods=["HEAD", "POST"])
+@bp.route("/v1/key/<token>/projects/<int:project_id>/submission", methods=["HEAD", "POST"])
+def submission(project_id: int, token: str | None = None) -> Response:
+    """``HEAD``: 204 (Collect's pre-flight); ``POST``: store a submission and/or its files."""
+    principal = require_openrosa("submission.create", project_id, token)
+    if request.method == "HEAD":
+        return Response(status=204)
+    limit = int(current_app.config["MAX_SUBMISSION_BYTES"])
+    request.max_content_length = limit + MULTIPART_ALLOWANCE
+    if request.content_length is not None and request.content_length > limit + MULTIPART_ALLOWANCE:
+        raise too_large(limit)
+    staged: list[FileUpload] = []
+    try:
+        xml, files = _read_parts(limit, staged)
+        result = ingest_submission(
+            db_session(),
+            project_id=project_id,
+            xml=xml,
+            files={f.name: f for f in files},
+            principal=principal,
+            device_id=request.args.get("deviceID"),
+            source="openrosa",
+            user_agent=request.headers.get("User-Agent"),
+        )
+    finally:
+        discard_staged(staged)
+    return _answer(result)
+
+
+def _read_parts(limit: int, staged: list[FileUpload]) -> tuple[bytes, list[FileUpload]]:
+    try:
+        parts = request.files
+        fields = request.form
+        xml_file = parts.get(XML_PART)
+        xml = xml_file.read(limit + 1) if xml_file is not None else fields.get(XML_PART, "").encode("utf-8")
+        if len(xml) > limit:
+            raise too_large(limit, "submission XML")
+        if not xml.strip():
+            raise ApiError(
+                400,
+                "no_xml_submission_file",
+                f"The request has no {XML_PART} part: send the submission as multipart/form-data",
+                message_fr=f"La requête n'a pas de partie {XML_PART} : envoyez le formulaire en multipart/form-data",
+            )
+        blobs = blob_store()
+        for key, storage in parts.items(multi=True):
+            if key in (XML_PART, INCOMPLETE_PART):
+                continue
+            staged.append(_stage(blobs, key, storage, limit))
+    except RequestEntityTooLarge:
+        raise too_large(limit) from None
+    return xml, list(staged)
+
+
+def _stage(blobs: BlobStore, key: str, storage: FileStorage, limit: int) -> FileUpload:
+    # Collect names each file part after the file (Central keys attachments by part name too).
+    name = key or storage.filename or ""
+    if not name or "/" in name or "\\" in name or len(name) > 255:
+        raise bad_request("bad_file_name", f"The file part name {name!r} is not a plain file name")
+    return stage_upload(blobs, name, storage.stream, storage.mimetype, limit)
+
+
+def _answer(result: IngestResult) -> Response:
+    outcome = result.outcome
+    form, version = result.form_id or "", result.form_version or ""
+    if isinstance(outcome, Rejected):
+        if outcome.reason == ID_CONFLICT:
+            raise ApiError(
+                409,
+                "id_conflict",
+                f"A submission already exists with this ID ({result.instance_id}), but with different XML. "
+                "The new content was kept for review and not applied.",
+                {"instance_id": result.instance_id},
+                message_fr=f"Un formulaire existe déjà avec cet identifiant ({result.instance_id}) mais un contenu "
+                "différent. Le nouveau contenu est conservé pour vérification, sans être appliqué.",
+            )
+        if outcome.reason == FORM_CLOSED:
+            raise ApiError(
+                403,
+                "form_closed",
+                f"The form {form!r} is closed and no longer accepts submissions",
+                {"form_id": form},
+                message_fr=f"Le formulaire « {form} » est fermé et n'accepte plus d'envois",
+            )
+        raise ApiError(
+            400,
+            outcome.reason,
+            f"The submission cannot be read: {outcome.detail}",
+            {"detail": outcome.detail},
+            message_fr=f"Le formulaire envoyé est illisible : {outcome.detail}",
+        )
+    if isinstance(outcome, Quarantined):
+        raise ApiError(
+            404,
+            "unknown_form",
+            f"There is no form {form!r} with version {version!r} in this project",
+            {"form_id": form, "version": version},
+            message_fr=f"Ce projet n'a pas de formulaire « {form} » en version « {version} »",
+        )
+    if result.missing_attachments:
+        count = len(result.missing_attachments)
+        return message_response(f"Submission received; {count} file(s) still to send", 201)
+    return message_response("full submission upload was successful!", 201)

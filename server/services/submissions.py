@@ -1,25 +1,82 @@
-"""Submission use cases: ingest one submission (OpenRosa POST or JSON push item), review it.
+"""Submission use cases: ingest one submission (OpenRosa POST or JSON push item), read and review them.
 
 The decisions (created, duplicate, edit, id conflict, closed or unknown form, missing files) are made by
 ``sync.submissions.decide_submission``; this module loads what the decision needs, applies it to the
 store and reports the ``sync.outcomes`` value. Uniqueness of ``(project, form, instance_id)`` is the
 database's job (``INSERT ... ON CONFLICT DO NOTHING``); a per-chain advisory lock on PostgreSQL keeps
-edit chains consistent when their versions arrive concurrently.
+edit chains consistent when their versions arrive concurrently (SQLite has a single writer).
+
+Attachments: a version gets one row per file name its XML references; the bytes arrive with the
+same POST, a later identical POST (``*isIncomplete*`` splits), a JSON push blob upload
+(``attach_uploaded_blob``), or are carried over by file name from another version of the chain.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
+from forms.errors import SubmissionError
+from forms.record import SubmissionRecord
+from forms.schema import FormSchema
+from forms.schema_json import schema_from_json
+from forms.submission import SubmissionHeader, parse_submission, read_submission_header
 from server.auth import Principal
-from sync.submissions import AttachmentRef, SubmissionOutcome
+from server.blobstore import BlobStore
+from server.db.base import utcnow
+from server.db.models.submissions import (
+    INSTANCE_ID_LENGTH,
+    REVIEW_STATES,
+    RefusedSubmission,
+    Submission,
+    SubmissionAttachment,
+    SubmissionReview,
+    SubmissionVersion,
+)
+from server.db.queries import audit
+from server.db.queries import submissions as q
+from server.db.transaction import transaction
+from server.db.upsert import insert_ignore
+from server.errors import ApiError, not_found
+from server.services.entities import apply_entity_changes
+from server.store import get_store
+from sync.outcomes import ID_CONFLICT, UNKNOWN_FORM, UNPARSEABLE_ITEM, Quarantined, Rejected
+from sync.submissions import (
+    AttachmentRef,
+    AwaitingAttachments,
+    Created,
+    FormInfo,
+    FormState,
+    IncomingSubmission,
+    StoredSubmission,
+    SubmissionOutcome,
+    Updated,
+    content_hash_xml,
+    decide_submission,
+    version_chain,
+)
+from sync.submissions import SubmissionVersion as ChainVersion
 
-__all__ = ["AttachmentRef", "FileUpload", "IngestResult", "ingest_submission"]
+__all__ = [
+    "AttachmentRef",
+    "FileUpload",
+    "IngestResult",
+    "SubmissionDetail",
+    "SubmissionPage",
+    "attach_uploaded_blob",
+    "get_attachment",
+    "get_submission",
+    "ingest_submission",
+    "list_submissions",
+    "review_submission",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +97,10 @@ class FileUpload:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """What ingesting one submission did: the ``sync.outcomes`` value and where it was stored."""
+    """What ingesting one submission did: the ``sync.outcomes`` value and where it was stored.
+
+    ``missing_attachments`` are file names (OpenRosa) or the declared sha256 (JSON push) still absent.
+    """
 
     outcome: SubmissionOutcome
     instance_id: str | None = None
@@ -49,6 +109,45 @@ class IngestResult:
     form_id: str | None = None  # the XForm id of the submission's root
     form_version: str | None = None
     missing_attachments: tuple[str, ...] = ()
+
+
+# (form_version pk, XForm sha256) -> schema: a version never changes, so every worker may keep it; the
+# hash guards against a primary key reused after a rollback (SQLite reuses the highest freed id).
+_SCHEMAS: dict[tuple[int, str | None], FormSchema] = {}
+_BLOB_STORES: dict[Path, BlobStore] = {}
+
+
+def _schema(session: Session, version_pk: int, xform_sha256: str | None) -> FormSchema | None:
+    schema = _SCHEMAS.get((version_pk, xform_sha256))
+    if schema is None:
+        data = q.get_schema_json(session, version_pk)
+        if data is None:
+            return None
+        schema = _SCHEMAS[(version_pk, xform_sha256)] = schema_from_json(data)
+    return schema
+
+
+def blob_store() -> BlobStore:
+    """Return the app's blob store (one instance per storage directory)."""
+    root = get_store().storage_dir
+    found = _BLOB_STORES.get(root)
+    if found is None:
+        found = _BLOB_STORES[root] = BlobStore(root)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Who:
+    submitter_id: int | None
+    device_token_id: int | None
+    device_id: str | None
+    user_agent: str | None
+    source: str
+    actor: str
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return value[:size] if value else None
 
 
 def ingest_submission(
@@ -64,5 +163,566 @@ def ingest_submission(
     nested: bool = False,
     user_agent: str | None = None,
 ) -> IngestResult:
-    """Store one submission (or add its files) and return its outcome; own transaction, or a SAVEPOINT if ``nested``."""
-    raise NotImplementedError
+    """Store one submission (or add its files) and return its outcome; own transaction, or a SAVEPOINT if ``nested``.
+
+    Nothing is written for a rejected or quarantined item except an id conflict's refused payload
+    (kept for review); the push door keeps quarantined payloads itself. ``files`` are keyed by the
+    file name the XML references; files the XML does not reference are ignored.
+    """
+    try:
+        header = read_submission_header(xml)
+    except SubmissionError as exc:
+        return IngestResult(Rejected(UNPARSEABLE_ITEM, f"{exc.code}: {exc.message}"))
+    xml_sha = content_hash_xml(xml)
+    if header.instance_id is None:
+        if header.encrypted:
+            return IngestResult(
+                Rejected(UNPARSEABLE_ITEM, "no_instance_id: an encrypted submission needs meta/instanceID"),
+                form_id=header.form_id,
+                form_version=header.version,
+            )
+        # Submissions from before meta/instanceID existed: the content names itself (retries stay idempotent).
+        header = dataclasses.replace(header, instance_id=f"sha256:{xml_sha}")
+    instance_id = header.instance_id
+    assert instance_id is not None
+    if len(instance_id) > INSTANCE_ID_LENGTH or len(header.deprecated_id or "") > INSTANCE_ID_LENGTH:
+        return IngestResult(
+            Rejected(
+                UNPARSEABLE_ITEM, f"instance_id_too_long: instance ids have at most {INSTANCE_ID_LENGTH} characters"
+            ),
+            instance_id=instance_id[:INSTANCE_ID_LENGTH],
+            form_id=header.form_id,
+            form_version=header.version,
+        )
+    who = _Who(
+        principal.id if principal.kind == "user" else None,
+        principal.id if principal.kind == "device" else None,
+        _clip(device_id, 255),
+        _clip(user_agent, 500),
+        source,
+        principal.actor,
+    )
+    if nested:
+        with session.begin_nested():
+            return _Ingest(
+                session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who
+            ).run()
+    with transaction(session):
+        return _Ingest(session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who).run()
+
+
+class _Ingest:
+    """One ingestion inside its transaction (a class only to share the many inputs between steps)."""
+
+    def __init__(
+        self,
+        session: Session,
+        project_id: int,
+        header: SubmissionHeader,
+        instance_id: str,
+        xml: bytes,
+        xml_sha: str,
+        files: Mapping[str, FileUpload],
+        declared: Sequence[AttachmentRef],
+        who: _Who,
+    ) -> None:
+        self.session = session
+        self.project_id = project_id
+        self.header = header
+        self.instance_id = instance_id
+        self.xml = xml
+        self.xml_sha = xml_sha
+        self.files = files
+        self.declared = tuple(declared)
+        self.who = who
+        self.form_pk = 0
+        self._adopted: set[str] = set()
+
+    def result(
+        self, outcome: SubmissionOutcome, submission_id: int | None = None, version_id: int | None = None
+    ) -> IngestResult:
+        missing = outcome.missing if isinstance(outcome, AwaitingAttachments) else ()
+        return IngestResult(
+            outcome, self.instance_id, submission_id, version_id, self.header.form_id, self.header.version, missing
+        )
+
+    def run(self) -> IngestResult:
+        header, session = self.header, self.session
+        target = q.get_form_target(session, self.project_id, header.form_id, header.version)
+        if target is None:
+            return self.result(Quarantined(UNKNOWN_FORM, f"form {header.form_id!r} is not known in this project"))
+        self.form_pk = target.form_pk
+        deprecated_id = header.deprecated_id
+        chain_ids = [self.instance_id] + ([deprecated_id] if deprecated_id else [])
+        q.lock_chain(session, self.project_id, target.form_pk, chain_ids)
+        related = q.related_versions(session, self.project_id, target.form_pk, self.instance_id, deprecated_id)
+        form_info = FormInfo(
+            header.form_id,
+            cast(FormState, target.state),
+            frozenset({header.version}) if target.version_pk is not None else frozenset(),
+        )
+        same = next((r for r in related if r.instance_id == self.instance_id), None)
+        if same is not None:
+            return self.again(same, form_info)
+        if target.state == "closed" or target.version_pk is None:
+            # Refused before anything is parsed or written (decide_submission says which way).
+            incoming = IncomingSubmission(self.instance_id, header.form_id, header.version, self.xml_sha, deprecated_id)
+            return self.result(decide_submission(incoming, None, form_info))
+        try:
+            record = parse_submission(
+                self.xml,
+                _schema(session, target.version_pk, target.version_sha256),
+                instance_id_fallback=self.instance_id,
+            )
+        except SubmissionError as exc:
+            return self.result(Rejected(UNPARSEABLE_ITEM, f"{exc.code}: {exc.message}"))
+        expected = tuple(record.attachments)
+        delivered = self.delivered_refs(expected)
+        declared = tuple(ref for ref in self.declared if ref.name in expected)
+        present = {ref.sha256 for ref in delivered} | q.present_blobs(session, [ref.sha256 for ref in declared])
+        incoming = IncomingSubmission(
+            self.instance_id,
+            header.form_id,
+            header.version,
+            self.xml_sha,
+            deprecated_id,
+            expected_attachments=expected,
+            attachments=(*delivered, *declared),
+        )
+        predecessor_known = any(r.instance_id == deprecated_id for r in related)
+        outcome = decide_submission(
+            incoming, None, form_info, present_blobs=present, predecessor_known=predecessor_known
+        )
+        accepted = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
+        if not isinstance(accepted, Created | Updated):
+            return self.result(outcome)
+        stored = self.store_version(target.version_pk, record, related, declared, present)
+        if stored is None:
+            # Another writer stored this instance between our read and our insert: ours is a retry of it.
+            again = q.related_versions(session, self.project_id, target.form_pk, self.instance_id, None)
+            return self.again(next(r for r in again if r.instance_id == self.instance_id), form_info)
+        submission_id, version_id, missing = stored
+        if record.entities:
+            apply_entity_changes(session, self.project_id, record, version_id, self.who.actor)
+        audit.record(
+            session,
+            self.who.actor,
+            "submission.update" if deprecated_id else "submission.create",
+            self.project_id,
+            f"submission:{submission_id}",
+            {"form": header.form_id, "instance_id": self.instance_id, "source": self.who.source},
+        )
+        final: SubmissionOutcome = AwaitingAttachments(missing=missing, accepted=accepted) if missing else accepted
+        return self.result(final, submission_id, version_id)
+
+    def delivered_refs(self, expected: Sequence[str]) -> tuple[AttachmentRef, ...]:
+        wanted = set(expected)
+        return tuple(AttachmentRef(f.name, f.sha256, f.size) for f in self.files.values() if f.name in wanted)
+
+    def adopt(self, upload: FileUpload) -> None:
+        """Move a delivered file into the blob store (once per content)."""
+        if upload.sha256 in self._adopted:
+            return
+        blobs = blob_store()
+        if upload.path is not None and upload.path.exists():
+            blobs.adopt_file(self.session, upload.path, upload.sha256, upload.size, upload.content_type)
+        elif upload.data is not None:
+            blobs.put_bytes(self.session, upload.data, upload.content_type)
+        elif blobs.has_file(upload.sha256):
+            # The staged file was already moved into place (same content under two names).
+            blobs.adopt_file(
+                self.session, blobs.path_for(upload.sha256), upload.sha256, upload.size, upload.content_type
+            )
+        else:
+            raise ApiError(500, "staged_file_lost", f"the staged file {upload.name!r} disappeared")
+        self._adopted.add(upload.sha256)
+
+    def store_version(
+        self,
+        version_pk: int,
+        record: SubmissionRecord,
+        related: Sequence[q.RelatedVersion],
+        declared: Sequence[AttachmentRef],
+        present: set[str],
+    ) -> tuple[int, int, tuple[str, ...]] | None:
+        """Insert the version (and its submission when it starts a new chain); ``None`` if it already existed."""
+        session, who, now = self.session, self.who, utcnow()
+        expected = record.attachments
+        files_by_name = {f.name: f for f in self.files.values() if f.name in expected}
+        declared_by_name = {ref.name: ref.sha256 for ref in declared}
+        rows = []
+        for name in expected:
+            upload = files_by_name.get(name)
+            declared_sha = declared_by_name.get(name)
+            sha = upload.sha256 if upload else (declared_sha if declared_sha in present else None)
+            rows.append({"name": name, "blob_sha256": sha, "declared_sha256": declared_sha, "created_at": now})
+        for upload in files_by_name.values():
+            self.adopt(upload)
+        chain_ids = sorted({r.submission_id for r in related})
+        new_chain = not chain_ids
+        if new_chain:
+            submission_id: int = session.execute(
+                insert(Submission)
+                .values(
+                    project_id=self.project_id,
+                    form_id=self.form_pk,
+                    instance_id=self.instance_id,
+                    current_instance_id=self.instance_id,
+                    review_state="received",
+                    edits=0,
+                    submitter_id=who.submitter_id,
+                    device_token_id=who.device_token_id,
+                    attachments_expected=len(rows),
+                    attachments_present=sum(1 for row in rows if row["blob_sha256"]),
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(Submission.id)
+            ).scalar_one()
+        else:
+            submission_id = chain_ids[0]
+            if len(chain_ids) > 1:
+                _merge_chains(session, submission_id, chain_ids[1:])
+        version_id: int | None = insert_ignore(
+            session,
+            cast(Any, SubmissionVersion.__table__),
+            {
+                "submission_id": submission_id,
+                "project_id": self.project_id,
+                "form_id": self.form_pk,
+                "form_version_id": version_pk,
+                "instance_id": self.instance_id,
+                "deprecated_id": record.deprecated_id,
+                "form_version": self.header.version,
+                "xml": self.xml,
+                "xml_sha256": self.xml_sha,
+                "record": dict(record.values),
+                "instance_name": record.instance_name,
+                "encrypted": record.encrypted,
+                "source": who.source,
+                "received_at": now,
+                "submitter_id": who.submitter_id,
+                "device_token_id": who.device_token_id,
+                "device_id": who.device_id,
+                "user_agent": who.user_agent,
+            },
+            ["project_id", "form_id", "instance_id"],
+            returning="id",
+        )
+        if version_id is None:
+            if new_chain:
+                session.execute(delete(Submission).where(Submission.id == submission_id))
+            return None
+        if rows:
+            session.execute(insert(_ATTACHMENTS), [{**row, "version_id": version_id} for row in rows])
+        if new_chain:
+            missing = tuple(sorted(row["declared_sha256"] or row["name"] for row in rows if not row["blob_sha256"]))
+            return submission_id, version_id, missing
+        _carry_over_attachments(session, submission_id)
+        _refresh_chain(session, submission_id)
+        return submission_id, version_id, _missing_of(session, version_id)
+
+    def again(self, same: q.RelatedVersion, form_info: FormInfo) -> IngestResult:
+        """The instance id is stored: an identical retry (maybe with more files) or an id conflict."""
+        session = self.session
+        stored_rows = q.version_attachments(session, [same.id])
+        expected = [name for _, name, _ in stored_rows]
+        stored = StoredSubmission(
+            self.instance_id,
+            same.xml_sha256,
+            tuple(AttachmentRef(name, sha) for _, name, sha in stored_rows if sha is not None),
+        )
+        delivered = self.delivered_refs(expected)
+        declared = tuple(ref for ref in self.declared if ref.name in expected)
+        present = {ref.sha256 for ref in stored.attachments} | {ref.sha256 for ref in delivered}
+        present |= q.present_blobs(session, [ref.sha256 for ref in declared])
+        incoming = IncomingSubmission(
+            self.instance_id,
+            self.header.form_id,
+            self.header.version,
+            self.xml_sha,
+            self.header.deprecated_id,
+            expected_attachments=tuple(expected),
+            attachments=(*delivered, *declared),
+        )
+        outcome = decide_submission(incoming, stored, form_info, present_blobs=present)
+        if isinstance(outcome, Rejected):
+            if outcome.reason == ID_CONFLICT:
+                self.keep_refused(outcome.reason)
+            return self.result(outcome, same.submission_id, same.id)
+        duplicate = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
+        to_add = set(getattr(duplicate, "attachments_to_add", ()))
+        changes: list[dict[str, Any]] = []
+        for upload in self.files.values():
+            if upload.name in to_add:
+                self.adopt(upload)
+                changes.append({"v": same.id, "n": upload.name, "sha": upload.sha256})
+        for ref in declared:
+            if ref.name in to_add and ref.sha256 in present and ref.name not in {c["n"] for c in changes}:
+                changes.append({"v": same.id, "n": ref.name, "sha": ref.sha256})
+        if declared:
+            session.execute(
+                update(_ATTACHMENTS)
+                .where(
+                    _ATTACHMENTS.c.version_id == same.id,
+                    _ATTACHMENTS.c.name == _bind("n"),
+                    _ATTACHMENTS.c.declared_sha256.is_(None),
+                )
+                .values(declared_sha256=_bind("sha")),
+                [{"n": ref.name, "sha": ref.sha256} for ref in declared],
+            )
+        if not changes:
+            return self.result(outcome, same.submission_id, same.id)
+        session.execute(
+            update(_ATTACHMENTS)
+            .where(
+                _ATTACHMENTS.c.version_id == _bind("v"),
+                _ATTACHMENTS.c.name == _bind("n"),
+                _ATTACHMENTS.c.blob_sha256.is_(None),
+            )
+            .values(blob_sha256=_bind("sha")),
+            changes,
+        )
+        _carry_over_attachments(session, same.submission_id)
+        q.refresh_attachment_counts(session, same.submission_id)
+        audit.record(
+            session,
+            self.who.actor,
+            "submission.attachments",
+            self.project_id,
+            f"submission:{same.submission_id}",
+            {"instance_id": self.instance_id, "added": sorted(c["n"] for c in changes)},
+        )
+        missing = _missing_of(session, same.id)
+        final: SubmissionOutcome = AwaitingAttachments(missing=missing, accepted=duplicate) if missing else duplicate
+        return self.result(final, same.submission_id, same.id)
+
+    def keep_refused(self, reason: str) -> None:
+        """Keep a refused payload for review, once per distinct content."""
+        insert_ignore(
+            self.session,
+            cast(Any, RefusedSubmission.__table__),
+            {
+                "project_id": self.project_id,
+                "form_id": self.form_pk,
+                "instance_id": self.instance_id,
+                "reason": reason,
+                "xml": self.xml,
+                "xml_sha256": self.xml_sha,
+                "source": self.who.source,
+                "received_at": utcnow(),
+                "submitter_id": self.who.submitter_id,
+                "device_token_id": self.who.device_token_id,
+                "device_id": self.who.device_id,
+            },
+            ["project_id", "form_id", "instance_id", "xml_sha256"],
+        )
+
+
+# Core tables for executemany statements (the ORM refuses bulk UPDATEs with extra WHERE criteria).
+_ATTACHMENTS = cast(Any, SubmissionAttachment.__table__)
+
+
+def _bind(name: str) -> Any:
+    return bindparam(name)
+
+
+def _merge_chains(session: Session, keep: int, others: Sequence[int]) -> None:
+    """Fold submissions that turned out to be one edit chain into the oldest one."""
+    session.execute(
+        update(SubmissionVersion).where(SubmissionVersion.submission_id.in_(others)).values(submission_id=keep)
+    )
+    session.execute(
+        update(SubmissionReview).where(SubmissionReview.submission_id.in_(others)).values(submission_id=keep)
+    )
+    session.execute(delete(Submission).where(Submission.id.in_(others)))
+
+
+def _carry_over_attachments(session: Session, submission_id: int) -> None:
+    """Give every version of a chain the files another version already has under the same name."""
+    rows = q.chain_attachments(session, submission_id)
+    by_name: dict[str, str] = {}
+    for _, name, sha in sorted(rows, key=lambda r: r[0]):
+        if sha is not None:
+            by_name.setdefault(name, sha)
+    fills = [{"v": vid, "n": name, "sha": by_name[name]} for vid, name, sha in rows if sha is None and name in by_name]
+    if fills:
+        session.execute(
+            update(_ATTACHMENTS)
+            .where(
+                _ATTACHMENTS.c.version_id == _bind("v"),
+                _ATTACHMENTS.c.name == _bind("n"),
+                _ATTACHMENTS.c.blob_sha256.is_(None),
+            )
+            .values(blob_sha256=_bind("sha")),
+            fills,
+        )
+
+
+def _refresh_chain(session: Session, submission_id: int) -> None:
+    """Recompute a chain's root, current version, edit count and attachment counts."""
+    versions = q.chain_versions(session, submission_id)
+    chain = version_chain(ChainVersion(instance_id, deprecated_id) for _, instance_id, deprecated_id in versions)
+    session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id)
+        .values(
+            instance_id=chain.ordered[0],
+            current_instance_id=chain.current,
+            edits=len(versions) - 1,
+            updated_at=utcnow(),
+        )
+    )
+    q.refresh_attachment_counts(session, submission_id)
+
+
+def _missing_of(session: Session, version_id: int) -> tuple[str, ...]:
+    rows = q.missing_attachments(session, version_id)
+    return tuple(sorted(declared or name for name, declared in rows))
+
+
+def attach_uploaded_blob(session: Session, project_id: int, sha256: str) -> int:
+    """Mark a freshly uploaded blob present wherever a pushed submission of the project declared it.
+
+    Runs inside the caller's transaction; returns how many attachment rows it completed.
+    """
+    submission_ids = q.fill_declared_attachment(session, project_id, sha256)
+    for submission_id in submission_ids:
+        _carry_over_attachments(session, submission_id)
+        q.refresh_attachment_counts(session, submission_id)
+    return len(submission_ids)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading and reviewing
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionPage:
+    """One page of a form's submissions with their current versions, and the cursor of the next page."""
+
+    items: list[tuple[Submission, SubmissionVersion]]
+    next_cursor: tuple[datetime, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionDetail:
+    """A submission with its versions in edit order (current last), their files, and its reviews."""
+
+    submission: Submission
+    xml_form_id: str
+    versions: list[SubmissionVersion]
+    attachments: dict[int, list[SubmissionAttachment]]
+    reviews: list[SubmissionReview]
+
+    @property
+    def current(self) -> SubmissionVersion:
+        """The current version."""
+        return self.versions[-1]
+
+
+def _form_pk(session: Session, project_id: int, xml_form_id: str) -> int:
+    form_pk = q.get_form_pk(session, project_id, xml_form_id)
+    if form_pk is None:
+        raise not_found("form", form_id=xml_form_id)
+    return form_pk
+
+
+def list_submissions(
+    session: Session,
+    project_id: int,
+    xml_form_id: str,
+    *,
+    after: tuple[datetime, int] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    review_state: str | None = None,
+    submitter_id: int | None = None,
+    limit: int = 100,
+) -> SubmissionPage:
+    """Return a page of a form's submissions ordered by (received time, id)."""
+    form_pk = _form_pk(session, project_id, xml_form_id)
+    rows = q.list_submissions(
+        session,
+        project_id,
+        form_pk,
+        after=after,
+        since=since,
+        until=until,
+        review_state=review_state,
+        submitter_id=submitter_id,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    next_cursor = (page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    return SubmissionPage(page, next_cursor)
+
+
+def get_submission(session: Session, project_id: int, xml_form_id: str, instance_id: str) -> SubmissionDetail:
+    """Return the submission one of whose versions is ``instance_id`` (``404`` when none is)."""
+    form_pk = _form_pk(session, project_id, xml_form_id)
+    submission = q.find_submission(session, project_id, form_pk, instance_id)
+    if submission is None:
+        raise not_found("submission", instance_id=instance_id)
+    versions = q.list_versions(session, submission.id)
+    chain = version_chain(ChainVersion(v.instance_id, v.deprecated_id) for v in versions)
+    by_id = {v.instance_id: v for v in versions}
+    ordered = [by_id[i] for i in chain.ordered]
+    attachments: dict[int, list[SubmissionAttachment]] = {v.id: [] for v in ordered}
+    for attachment in q.list_attachments(session, [v.id for v in ordered]):
+        attachments[attachment.version_id].append(attachment)
+    return SubmissionDetail(submission, xml_form_id, ordered, attachments, q.list_reviews(session, submission.id))
+
+
+def get_attachment(
+    session: Session, project_id: int, xml_form_id: str, instance_id: str, name: str
+) -> SubmissionAttachment:
+    """Return a present attachment of version ``instance_id`` (or of its chain's current version)."""
+    detail = get_submission(session, project_id, xml_form_id, instance_id)
+    version = next((v for v in detail.versions if v.instance_id == instance_id), detail.current)
+    for candidate in (version, detail.current):
+        for attachment in detail.attachments[candidate.id]:
+            if attachment.name == name and attachment.blob_sha256 is not None:
+                return attachment
+    raise not_found("attachment", name=name)
+
+
+def review_submission(
+    session: Session,
+    *,
+    project_id: int,
+    xml_form_id: str,
+    instance_id: str,
+    review_state: str | None,
+    comment: str | None,
+    principal: Principal,
+) -> SubmissionDetail:
+    """Change a submission's review state and/or comment on it; every change is recorded and audited."""
+    if review_state is not None and review_state not in REVIEW_STATES:
+        raise ApiError(400, "invalid_input", f"unknown review state {review_state!r}")
+    with transaction(session):
+        detail = get_submission(session, project_id, xml_form_id, instance_id)
+        submission = detail.submission
+        before = submission.review_state
+        after = review_state or before
+        session.add(
+            SubmissionReview(
+                submission_id=submission.id,
+                from_state=before,
+                to_state=after,
+                comment=comment,
+                actor=principal.actor,
+                at=utcnow(),
+            )
+        )
+        submission.review_state = after
+        submission.updated_at = utcnow()
+        audit.record(
+            session,
+            principal.actor,
+            "submission.review",
+            project_id,
+            f"submission:{submission.id}",
+            {"instance_id": submission.current_instance_id, "from": before, "to": after, "comment": comment},
+        )
+    return get_submission(session, project_id, xml_form_id, instance_id)

@@ -53,8 +53,8 @@ class Submission(Base):
     form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"))
     # The first version's instance id as known now (an earlier version arriving late becomes the root).
     instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
-    # Not a foreign key: versions point at their submission, and a cycle of keys buys nothing here.
-    current_version_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The current version is found by (project_id, form_id, current_instance_id), a unique key of
+    # submission_versions: no circular foreign key, and a new submission is written in one INSERT.
     current_instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
     review_state: Mapped[str] = mapped_column(String(20), default="received")
     edits: Mapped[int] = mapped_column(Integer, default=0)
@@ -107,6 +107,8 @@ class SubmissionAttachment(Base):
     version_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("submission_versions.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(255))
     blob_sha256: Mapped[str | None] = mapped_column(String(64), ForeignKey("blobs.sha256"), index=True)
+    # The sha256 a JSON push client declared: the blob upload that brings it fills ``blob_sha256``.
+    declared_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

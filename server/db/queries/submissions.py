@@ -1,0 +1,310 @@
+"""Queries of the submissions area: routing a submission to its form, its stored relatives, listing, reading.
+
+Every function takes the session first and never commits. Ingestion reads through lean column
+selects (no ORM identity map) so one submission costs a handful of round trips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from server.db.models.forms import Form, FormVersion
+from server.db.models.submissions import (
+    Submission,
+    SubmissionAttachment,
+    SubmissionReview,
+    SubmissionVersion,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FormTarget:
+    """The form a submission names, its state, and the matching published version (if any)."""
+
+    form_pk: int
+    state: str
+    version_pk: int | None
+    version_sha256: str | None  # of the XForm: with the pk, the key of the parsed-schema cache
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedVersion:
+    """A stored version related to an incoming one: itself, its predecessor or a successor."""
+
+    id: int
+    submission_id: int
+    instance_id: str
+    deprecated_id: str | None
+    xml_sha256: str
+
+
+def get_form_target(session: Session, project_id: int, xml_form_id: str, version: str) -> FormTarget | None:
+    """Return the form ``xml_form_id`` of a project with its published version ``version``, in one query."""
+    row = session.execute(
+        select(Form.id, Form.state, FormVersion.id, FormVersion.xform_sha256)
+        .outerjoin(
+            FormVersion,
+            and_(FormVersion.form_id == Form.id, FormVersion.version == version, FormVersion.status == "published"),
+        )
+        .where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
+    ).first()
+    return FormTarget(row[0], row[1], row[2], row[3]) if row is not None else None
+
+
+def get_schema_json(session: Session, version_pk: int) -> dict[str, Any] | None:
+    """Return the stored ``FormSchema`` JSON of a form version."""
+    value: dict[str, Any] | None = session.scalar(select(FormVersion.schema_json).where(FormVersion.id == version_pk))
+    return value
+
+
+def chain_lock_key(project_id: int, form_pk: int, instance_id: str) -> int:
+    """Return the signed 64-bit advisory-lock key of one instance id of a form."""
+    digest = hashlib.blake2b(f"{project_id}:{form_pk}:{instance_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_chain(session: Session, project_id: int, form_pk: int, instance_ids: Iterable[str]) -> None:
+    """Serialise writers of the same edit chain (PostgreSQL; SQLite has a single writer anyway).
+
+    Keys are taken in sorted order so two writers locking overlapping sets never deadlock.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({chain_lock_key(project_id, form_pk, i) for i in instance_ids})
+    calls = ", ".join(f"pg_advisory_xact_lock(:k{n})" for n in range(len(keys)))
+    session.execute(text(f"SELECT {calls}"), {f"k{n}": key for n, key in enumerate(keys)})
+
+
+def related_versions(
+    session: Session, project_id: int, form_pk: int, instance_id: str, deprecated_id: str | None
+) -> list[RelatedVersion]:
+    """Return the stored versions that are ``instance_id``, its predecessor, or replace it."""
+    ids = [instance_id] if deprecated_id is None else [instance_id, deprecated_id]
+    rows = session.execute(
+        select(
+            SubmissionVersion.id,
+            SubmissionVersion.submission_id,
+            SubmissionVersion.instance_id,
+            SubmissionVersion.deprecated_id,
+            SubmissionVersion.xml_sha256,
+        ).where(
+            SubmissionVersion.project_id == project_id,
+            SubmissionVersion.form_id == form_pk,
+            or_(SubmissionVersion.instance_id.in_(ids), SubmissionVersion.deprecated_id == instance_id),
+        )
+    ).all()
+    return [RelatedVersion(*row) for row in rows]
+
+
+def version_attachments(session: Session, version_ids: Sequence[int]) -> list[tuple[int, str, str | None]]:
+    """Return ``(version_id, name, blob_sha256)`` of the attachments of some versions."""
+    if not version_ids:
+        return []
+    rows = session.execute(
+        select(SubmissionAttachment.version_id, SubmissionAttachment.name, SubmissionAttachment.blob_sha256).where(
+            SubmissionAttachment.version_id.in_(version_ids)
+        )
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def chain_versions(session: Session, submission_id: int) -> list[tuple[int, str, str | None]]:
+    """Return ``(id, instance_id, deprecated_id)`` of every version of a submission."""
+    rows = session.execute(
+        select(SubmissionVersion.id, SubmissionVersion.instance_id, SubmissionVersion.deprecated_id).where(
+            SubmissionVersion.submission_id == submission_id
+        )
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def chain_attachments(session: Session, submission_id: int) -> list[tuple[int, str, str | None]]:
+    """Return ``(version_id, name, blob_sha256)`` of every attachment of every version of a submission."""
+    rows = session.execute(
+        select(SubmissionAttachment.version_id, SubmissionAttachment.name, SubmissionAttachment.blob_sha256)
+        .join(SubmissionVersion, SubmissionVersion.id == SubmissionAttachment.version_id)
+        .where(SubmissionVersion.submission_id == submission_id)
+    ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def present_blobs(session: Session, shas: Iterable[str]) -> set[str]:
+    """Return which of ``shas`` the blobs table holds."""
+    from server.db.models import Blob
+
+    wanted = sorted(set(shas))
+    if not wanted:
+        return set()
+    return set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(wanted))).all())
+
+
+def refresh_attachment_counts(session: Session, submission_id: int) -> None:
+    """Recompute a submission's expected/present attachment counts from its current version."""
+    current = (
+        select(SubmissionVersion.id)
+        .where(
+            SubmissionVersion.project_id == Submission.project_id,
+            SubmissionVersion.form_id == Submission.form_id,
+            SubmissionVersion.instance_id == Submission.current_instance_id,
+        )
+        .scalar_subquery()
+    )
+    expected = (
+        select(func.count())
+        .select_from(SubmissionAttachment)
+        .where(SubmissionAttachment.version_id == current)
+        .scalar_subquery()
+    )
+    present = (
+        select(func.count())
+        .select_from(SubmissionAttachment)
+        .where(SubmissionAttachment.version_id == current, SubmissionAttachment.blob_sha256.is_not(None))
+        .scalar_subquery()
+    )
+    session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id)
+        .values(attachments_expected=expected, attachments_present=present)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+
+
+def get_form_pk(session: Session, project_id: int, xml_form_id: str) -> int | None:
+    """Return the primary key of a project's form."""
+    value: int | None = session.scalar(
+        select(Form.id).where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
+    )
+    return value
+
+
+def list_submissions(
+    session: Session,
+    project_id: int,
+    form_pk: int,
+    *,
+    after: tuple[datetime, int] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    review_state: str | None = None,
+    submitter_id: int | None = None,
+    limit: int = 100,
+) -> list[tuple[Submission, SubmissionVersion]]:
+    """Return a page of a form's submissions with their current version, by (received time, id)."""
+    stmt = (
+        select(Submission, SubmissionVersion)
+        .join(
+            SubmissionVersion,
+            and_(
+                SubmissionVersion.project_id == Submission.project_id,
+                SubmissionVersion.form_id == Submission.form_id,
+                SubmissionVersion.instance_id == Submission.current_instance_id,
+            ),
+        )
+        .where(Submission.project_id == project_id, Submission.form_id == form_pk)
+        .order_by(Submission.created_at, Submission.id)
+        .limit(limit)
+    )
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(or_(Submission.created_at > at, and_(Submission.created_at == at, Submission.id > last_id)))
+    if since is not None:
+        stmt = stmt.where(Submission.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(Submission.created_at < until)
+    if review_state is not None:
+        stmt = stmt.where(Submission.review_state == review_state)
+    if submitter_id is not None:
+        stmt = stmt.where(Submission.submitter_id == submitter_id)
+    return [(row[0], row[1]) for row in session.execute(stmt).all()]
+
+
+def find_submission(session: Session, project_id: int, form_pk: int, instance_id: str) -> Submission | None:
+    """Return the submission holding a version ``instance_id`` (any version of the chain)."""
+    return session.scalars(
+        select(Submission)
+        .join(SubmissionVersion, SubmissionVersion.submission_id == Submission.id)
+        .where(
+            SubmissionVersion.project_id == project_id,
+            SubmissionVersion.form_id == form_pk,
+            SubmissionVersion.instance_id == instance_id,
+        )
+    ).first()
+
+
+def list_versions(session: Session, submission_id: int) -> list[SubmissionVersion]:
+    """Return the versions of a submission (unordered: the caller orders them as a chain)."""
+    return list(session.scalars(select(SubmissionVersion).where(SubmissionVersion.submission_id == submission_id)))
+
+
+def list_attachments(session: Session, version_ids: Sequence[int]) -> list[SubmissionAttachment]:
+    """Return the attachments of some versions, by version then name."""
+    if not version_ids:
+        return []
+    return list(
+        session.scalars(
+            select(SubmissionAttachment)
+            .where(SubmissionAttachment.version_id.in_(version_ids))
+            .order_by(SubmissionAttachment.version_id, SubmissionAttachment.name)
+        )
+    )
+
+
+def list_reviews(session: Session, submission_id: int) -> list[SubmissionReview]:
+    """Return the review history of a submission, oldest first."""
+    return list(
+        session.scalars(
+            select(SubmissionReview)
+            .where(SubmissionReview.submission_id == submission_id)
+            .order_by(SubmissionReview.id)
+        )
+    )
+
+
+def missing_attachments(session: Session, version_id: int) -> list[tuple[str, str | None]]:
+    """Return ``(name, declared_sha256)`` of a version's attachments whose bytes are absent."""
+    rows = session.execute(
+        select(SubmissionAttachment.name, SubmissionAttachment.declared_sha256).where(
+            SubmissionAttachment.version_id == version_id, SubmissionAttachment.blob_sha256.is_(None)
+        )
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def fill_declared_attachment(session: Session, project_id: int, sha256: str) -> list[int]:
+    """Set ``blob_sha256`` where a project's attachment declared ``sha256``; return the submissions touched."""
+    version_ids = select(SubmissionVersion.id).where(SubmissionVersion.project_id == project_id).scalar_subquery()
+    touched = (
+        session.execute(
+            select(SubmissionVersion.submission_id)
+            .join(SubmissionAttachment, SubmissionAttachment.version_id == SubmissionVersion.id)
+            .where(
+                SubmissionVersion.project_id == project_id,
+                SubmissionAttachment.declared_sha256 == sha256,
+                SubmissionAttachment.blob_sha256.is_(None),
+            )
+            .distinct()
+        )
+        .scalars()
+        .all()
+    )
+    if touched:
+        session.execute(
+            update(SubmissionAttachment)
+            .where(
+                SubmissionAttachment.declared_sha256 == sha256,
+                SubmissionAttachment.blob_sha256.is_(None),
+                SubmissionAttachment.version_id.in_(version_ids),
+            )
+            .values(blob_sha256=sha256)
+        )
+    return sorted(touched)

@@ -1,0 +1,66 @@
+"""Role matrix rows for the submissions area: the OpenRosa submission door and the JSON read/review API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from tests.conftest import Personas
+from tests.server.role_matrix import PERSONAS, Case, statuses
+
+SUBMITTERS = ("admin", "manager", "coach", "device")
+READERS = ("admin", "manager", "analyst")
+FORM = "/v1/projects/{pid}/forms/photo_visit/submissions"
+FORM_RULE = "/v1/projects/<int:project_id>/forms/<xml_form_id>/submissions"
+
+
+def with_submission(app: Flask, personas: Personas) -> dict[str, Any]:
+    """Publish the photo form and store one submission with one photo in the personas' project."""
+    from tests.server.fixtures_forms import publish_form
+    from tests.server.test_submissions_support import PHOTO_XFORM, photo_submission, post_submission
+
+    publish_form(app, personas.project_id, PHOTO_XFORM, "photo_visit.xml")
+    xml = photo_submission("uuid:matrix-1", ["m.jpg"])
+    response = post_submission(app.test_client(), personas.collect_prefix, xml, {"m.jpg": b"matrix photo"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return {}
+
+
+CASES = [
+    Case(
+        "HEAD",
+        "/v1/projects/{pid}/submission",
+        "/v1/projects/<int:project_id>/submission",
+        statuses(204, allowed=SUBMITTERS),
+    ),
+    Case(
+        "HEAD",
+        "/v1/key/{token}/projects/{pid}/submission",
+        "/v1/key/<token>/projects/<int:project_id>/submission",
+        {persona: 204 for persona in PERSONAS},
+    ),
+    Case("GET", FORM, FORM_RULE, statuses(200, allowed=READERS), setup="with_submission"),
+    Case(
+        "GET",
+        FORM + "/uuid:matrix-1",
+        FORM_RULE + "/<instance_id>",
+        statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
+    Case(
+        "PATCH",
+        FORM + "/uuid:matrix-1",
+        FORM_RULE + "/<instance_id>",
+        statuses(200, allowed=("admin", "manager")),
+        json={"review_state": "approved", "comment": "vu"},
+        setup="with_submission",
+    ),
+    Case(
+        "GET",
+        FORM + "/uuid:matrix-1/attachments/m.jpg",
+        FORM_RULE + "/<instance_id>/attachments/<name>",
+        statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
+]

@@ -1,0 +1,130 @@
+"""OpenRosa submission door, played like ODK Collect (reference/peers.md §4, OPENROSA.md).
+
+Rules:
+- S1 HEAD → 204 with X-OpenRosa-Version and X-OpenRosa-Accept-Content-Length; POST → 201 + OpenRosaResponse.
+- S2 a POST whose response was lost, repeated → 201, one submission, one version.
+- S3 a multi-POST split (``*isIncomplete*``) adds files idempotently; counts are exact.
+- S4 an edit chain sent newest-first links up; the newest is current; every version is kept.
+- S5 the same instance in two projects is two submissions.
+- S6 same instanceID with other XML → 409, refused payload kept once.
+- S7 closed form → 403; closing form still accepts; an older published version is accepted.
+- S8 chunked request bodies are accepted.
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server.db.models.submissions import RefusedSubmission, Submission, SubmissionAttachment, SubmissionVersion
+from tests.conftest import Personas
+from tests.server.fixtures_forms import publish_form, published_coop  # noqa: F401  (fixture)
+from tests.server.test_submissions_support import (
+    PHOTO_XFORM,
+    example_submission,
+    photo_submission,
+    post_submission,
+)
+
+
+def _count(session: Session, model: type) -> int:
+    # The test session shares the app's connection: end its read (RELEASE, never ROLLBACK TO, which
+    # would undo the app's later writes) so each read sees everything committed so far.
+    session.commit()
+    value = session.scalar(select(func.count()).select_from(model)) or 0
+    session.commit()
+    return value
+
+
+@pytest.mark.usefixtures("published_coop")
+def test_head_then_post_is_204_then_201(client: FlaskClient, personas: Personas, session: Session) -> None:
+    head = client.head(f"{personas.collect_prefix}/submission?deviceID=x", headers={"X-OpenRosa-Version": "1.0"})
+    assert head.status_code == 204
+    assert head.headers["X-OpenRosa-Version"] == "1.0"
+    assert int(head.headers["X-OpenRosa-Accept-Content-Length"]) > 0
+    xml = example_submission("coop_diagnostic", "01")
+    response = post_submission(client, personas.collect_prefix, xml, {"1796200361318.jpg": b"jpeg-bytes"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert b"OpenRosaResponse" in response.data
+    assert response.headers["Content-Type"].startswith("text/xml")
+    assert response.headers["X-OpenRosa-Accept-Content-Length"]
+    row = session.scalars(select(Submission)).one()
+    assert (row.attachments_expected, row.attachments_present) == (1, 1)
+    version = session.scalars(select(SubmissionVersion)).one()
+    assert version.xml == xml
+    assert version.device_id == "collect:test123"
+
+
+@pytest.mark.usefixtures("published_coop")
+def test_lost_response_then_repeat_stores_once(client: FlaskClient, personas: Personas, session: Session) -> None:
+    xml = example_submission("coop_diagnostic", "02")
+    for _ in range(3):
+        assert post_submission(client, personas.collect_prefix, xml).status_code == 201
+    assert _count(session, Submission) == 1
+    assert _count(session, SubmissionVersion) == 1
+
+
+def test_multi_post_split_of_five_photos(app: Flask, client: FlaskClient, personas: Personas, session: Session) -> None:
+    publish_form(app, personas.project_id, PHOTO_XFORM, "photo_visit.xml")
+    names = [f"17962003613{i}.jpg" for i in range(5)]
+    xml = photo_submission("uuid:photos-1", names)
+    photos = {name: f"photo {name}".encode() * 50 for name in names}
+    splits = [names[:2], names[2:4], names[4:]]
+    for index, part in enumerate(splits):
+        response = post_submission(
+            client, personas.collect_prefix, xml, {n: photos[n] for n in part}, incomplete=index < 2
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+    # Collect may re-send the last part if its response was lost.
+    assert post_submission(client, personas.collect_prefix, xml, {names[4]: photos[names[4]]}).status_code == 201
+    session.commit()
+    row = session.scalars(select(Submission)).one()
+    assert (row.attachments_expected, row.attachments_present) == (5, 5)
+    attachments = session.scalars(select(SubmissionAttachment)).all()
+    assert sorted(a.name for a in attachments) == sorted(names)
+    assert all(a.blob_sha256 for a in attachments)
+    assert _count(session, SubmissionVersion) == 1
+
+
+def test_edit_chain_sent_newest_first(app: Flask, client: FlaskClient, personas: Personas, session: Session) -> None:
+    publish_form(app, personas.project_id, PHOTO_XFORM, "photo_visit.xml")
+    v1 = photo_submission("uuid:v1", ["a.jpg"], site="one")
+    v2 = photo_submission("uuid:v2", ["a.jpg"], site="two", deprecated_id="uuid:v1")
+    v3 = photo_submission("uuid:v3", ["a.jpg", "b.jpg"], site="three", deprecated_id="uuid:v2")
+    assert post_submission(client, personas.collect_prefix, v3, {"b.jpg": b"b"}).status_code == 201
+    assert post_submission(client, personas.collect_prefix, v2).status_code == 201
+    assert _count(session, Submission) == 1
+    assert post_submission(client, personas.collect_prefix, v1, {"a.jpg": b"a"}).status_code == 201
+    session.commit()
+    row = session.scalars(select(Submission)).one()
+    assert (row.instance_id, row.current_instance_id, row.edits) == ("uuid:v1", "uuid:v3", 2)
+    assert (row.attachments_expected, row.attachments_present) == (2, 2)
+    assert _count(session, SubmissionVersion) == 3
+
+
+def test_same_instance_in_two_projects(app: Flask, client: FlaskClient, personas: Personas, session: Session) -> None:
+    publish_form(app, personas.project_id, PHOTO_XFORM, "photo_visit.xml")
+    publish_form(app, personas.other_project_id, PHOTO_XFORM, "photo_visit.xml")
+    xml = photo_submission("uuid:twice", [])
+    assert post_submission(client, personas.collect_prefix, xml).status_code == 201
+    other = f"/v1/projects/{personas.other_project_id}"
+    assert post_submission(client, other, xml, headers=personas.admin.basic).status_code == 201
+    assert _count(session, Submission) == 2
+
+
+@pytest.mark.usefixtures("published_coop")
+def test_same_id_other_xml_is_409_and_kept_once(client: FlaskClient, personas: Personas, session: Session) -> None:
+    xml = example_submission("coop_diagnostic", "02")
+    assert post_submission(client, personas.collect_prefix, xml).status_code == 201
+    changed = xml.replace(b"</data>", b"<!-- changed --></data>")
+    for _ in range(2):
+        response = post_submission(client, personas.collect_prefix, changed)
+        assert response.status_code == 409
+        assert b"different XML" in response.data
+    french = post_submission(client, personas.collect_prefix, changed, headers={"Accept-Language": "fr-FR,fr;q=0.9"})
+    assert "contenu différent".encode() in french.data
+    assert _count(session, RefusedSubmission) == 1
+    assert _count(session, SubmissionVersion) == 1
