@@ -13,6 +13,8 @@ Rules:
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -23,7 +25,9 @@ from server.db.models.submissions import RefusedSubmission, Submission, Submissi
 from tests.conftest import Personas
 from tests.server.fixtures_forms import publish_form, published_coop  # noqa: F401  (fixture)
 from tests.server.test_submissions_support import (
+    COLLECT_HEADERS,
     PHOTO_XFORM,
+    dump_store,
     example_submission,
     photo_submission,
     post_submission,
@@ -128,3 +132,49 @@ def test_same_id_other_xml_is_409_and_kept_once(client: FlaskClient, personas: P
     assert "contenu différent".encode() in french.data
     assert _count(session, RefusedSubmission) == 1
     assert _count(session, SubmissionVersion) == 1
+
+
+def test_chunked_body_is_accepted(app: Flask, client: FlaskClient, personas: Personas, session: Session) -> None:
+    publish_form(app, personas.project_id, PHOTO_XFORM, "photo_visit.xml")
+    xml = photo_submission("uuid:chunked", ["c.jpg"])
+    boundary = "chunkboundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="xml_submission_file"; filename="s.xml"\r\n'
+            "Content-Type: text/xml\r\n\r\n"
+        ).encode()
+        + xml
+        + (
+            f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="c.jpg"; filename="c.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + b"jpeg" * 1000
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        f"{personas.collect_prefix}/submission",
+        input_stream=io.BytesIO(body),
+        headers={
+            **COLLECT_HEADERS,
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Transfer-Encoding": "chunked",
+        },
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    session.commit()
+    row = session.scalars(select(Submission)).one()
+    assert (row.attachments_expected, row.attachments_present) == (1, 1)
+    session.commit()
+
+
+def test_the_store_dump_sees_a_stored_submission(
+    app: Flask, client: FlaskClient, personas: Personas, session: Session
+) -> None:
+    publish_form(app, personas.project_id, PHOTO_XFORM, "photo_visit.xml")
+    before = dump_store(session, app)
+    xml = photo_submission("uuid:dumped", ["d.jpg"])
+    assert post_submission(client, personas.collect_prefix, xml, {"d.jpg": b"d"}).status_code == 201
+    after = dump_store(session, app)
+    assert after[0]["submission_versions"] != before[0]["submission_versions"]
+    assert len(after[1]) == len(before[1]) + 1
