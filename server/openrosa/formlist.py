@@ -1,7 +1,141 @@
-"""OpenRosa formlist routes (filled by its issue)."""
+"""OpenRosa form serving for ODK Collect and Enketo: formList, form download, manifest, media, entity integrity.
+
+Each route answers under ``/v1/projects/<p>/`` (Digest or Basic challenge) and under
+``/v1/key/<token>/projects/<p>/`` (device token in the path), as docs/OPENROSA.md sets out; the
+rules followed are those of docs/reference/peers.md §4 (namespaces, required children, ``md5:``
+hashes of the exact bytes served, ``type="entityList"`` with ``integrityUrl``). Access needs
+``submission.create``: the formList holds only the forms the caller may fill.
+"""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+from xml.sax.saxutils import escape, quoteattr
+
+from flask import Response, current_app, request
+
+from server.blobstore import BlobStore
+from server.openrosa.auth import require_openrosa
 from server.openrosa.blueprint import bp
+from server.openrosa.responses import etag_of, xml_response
+from server.services import forms as svc
+from server.store import db_session, get_store
+
+XFORMS_LIST_NS = "http://openrosa.org/xforms/xformsList"
+MANIFEST_NS = "http://openrosa.org/xforms/xformsManifest"
+PERMISSION = "submission.create"
+_XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def _routes(suffix: str) -> list[str]:
+    return [f"/v1/projects/<int:project_id>{suffix}", f"/v1/key/<token>/projects/<int:project_id>{suffix}"]
+
+
+def _base_url(project_id: int, token: str | None) -> str:
+    """Return the absolute server URL the caller used (token or not), for downloadUrl and friends."""
+    base = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
+    if token is not None:
+        return f"{base}/v1/key/{quote(token, safe='')}/projects/{project_id}"
+    return f"{base}/v1/projects/{project_id}"
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _text(tag: str, value: str) -> str:
+    return f"<{tag}>{escape(value)}</{tag}>"
+
+
+def _add_routes(suffix: str, view: object, endpoint: str) -> None:
+    for rule in _routes(suffix):
+        bp.add_url_rule(rule, endpoint=f"{endpoint}_{'key' if '/key/' in rule else 'user'}", view_func=view)
+
+
+def form_list(project_id: int, token: str | None = None) -> Response:
+    """``GET formList``: the open, published forms (``?formID=`` filters; ``deviceID`` is accepted)."""
+    require_openrosa(PERMISSION, project_id, token)
+    form_id = request.args.get("formID") or None
+    rows = svc.form_list(db_session(), project_id, form_id)
+    base = _base_url(project_id, token)
+    parts = [_XML_DECLARATION, f'<xforms xmlns="{XFORMS_LIST_NS}">']
+    for row in rows:
+        form_url = f"{base}/forms/{_segment(row.xml_form_id)}"
+        parts.append("<xform>")
+        parts.append(_text("formID", row.xml_form_id))
+        parts.append(_text("name", row.title or row.xml_form_id))
+        parts.append(_text("version", row.version))
+        parts.append(_text("hash", f"md5:{row.xform_md5}"))
+        parts.append(_text("downloadUrl", f"{form_url}.xml"))
+        if row.has_manifest:
+            parts.append(_text("manifestUrl", f"{form_url}/manifest"))
+        parts.append("</xform>")
+    parts.append("</xforms>")
+    body = "".join(parts).encode("utf-8")
+    return xml_response(body, etag=etag_of(body))
+
+
+def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Response:
+    """``GET forms/<id>.xml``: the published XForm, byte for byte what pyxform produced."""
+    require_openrosa(PERMISSION, project_id, token)
+    md5, data = svc.served_xform(db_session(), project_id, xml_form_id)
+    response = xml_response(data, etag=md5)
+    if response.status_code == 200:
+        response.headers.set("Content-Disposition", "attachment", filename=f"{xml_form_id}.xml")
+    return response
+
+
+def manifest(project_id: int, xml_form_id: str, token: str | None = None) -> Response:
+    """``GET forms/<id>/manifest``: the media files present, itemsets.csv and entity lists."""
+    require_openrosa(PERMISSION, project_id, token)
+    entries = svc.manifest_entries(db_session(), project_id, xml_form_id)
+    base = _base_url(project_id, token)
+    form_url = f"{base}/forms/{_segment(xml_form_id)}"
+    parts = [_XML_DECLARATION, f'<manifest xmlns="{MANIFEST_NS}">']
+    for entry in entries:
+        parts.append('<mediaFile type="entityList">' if entry.is_entity_list else "<mediaFile>")
+        parts.append(_text("filename", entry.name))
+        parts.append(_text("hash", f"md5:{entry.md5}"))
+        parts.append(_text("downloadUrl", f"{form_url}/attachments/{_segment(entry.name)}"))
+        if entry.is_entity_list:
+            parts.append(_text("integrityUrl", f"{base}/datasets/{_segment(entry.list_name)}/integrity"))
+        parts.append("</mediaFile>")
+    parts.append("</manifest>")
+    body = "".join(parts).encode("utf-8")
+    return xml_response(body, etag=etag_of(body))
+
+
+def media(project_id: int, xml_form_id: str, name: str, token: str | None = None) -> Response:
+    """``GET forms/<id>/attachments/<name>``: one media file of the published version."""
+    require_openrosa(PERMISSION, project_id, token)
+    found = svc.media_file(db_session(), project_id, xml_form_id, name)
+    if found.data is not None:
+        response = Response(found.data, content_type=found.content_type)
+    else:
+        assert found.blob_sha256 is not None
+        blobs = BlobStore(get_store().storage_dir)
+        response = Response(blobs.iter_bytes(found.blob_sha256), content_type=found.content_type)
+        response.set_etag(found.blob_sha256)
+    response.headers.set("Content-Disposition", "attachment", filename=name)
+    return response
+
+
+def integrity(project_id: int, list_name: str, token: str | None = None) -> Response:
+    """``GET datasets/<list>/integrity?id=a,b``: whether each entity a device holds was deleted."""
+    require_openrosa(PERMISSION, project_id, token)
+    ids = [i.strip() for i in request.args.get("id", "").split(",") if i.strip()]
+    states = svc.entity_list_integrity(db_session(), project_id, list_name, ids)
+    parts = [_XML_DECLARATION, "<data><entities>"]
+    for entity_id, deleted in states:
+        parts.append(f"<entity id={quoteattr(entity_id)}>{_text('deleted', 'true' if deleted else 'false')}</entity>")
+    parts.append("</entities></data>")
+    return xml_response("".join(parts).encode("utf-8"))
+
+
+_add_routes("/formList", form_list, "form_list")
+_add_routes("/forms/<xml_form_id>.xml", form_xml, "form_xml")
+_add_routes("/forms/<xml_form_id>/manifest", manifest, "manifest")
+_add_routes("/forms/<xml_form_id>/attachments/<name>", media, "media")
+_add_routes("/datasets/<list_name>/integrity", integrity, "integrity")
 
 __all__ = ["bp"]

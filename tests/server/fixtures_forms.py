@@ -114,3 +114,88 @@ def published_coop(app: Flask, personas: Personas) -> PublishedForm:
 def published_entrepreneur(app: Flask, personas: Personas) -> PublishedForm:
     """The entrepreneur follow-up example (entity list), published in the personas' project."""
     return PublishedForm(*publish_form(app, personas.project_id, ENTREPRENEUR_XLSX))
+
+
+def xlsform(markdown: str) -> bytes:
+    """Build an .xlsx from markdown tables, pyxform-test style: a row ``| sheet |`` starts a sheet.
+
+    Example::
+
+        | survey |
+        |        | type | name | label |
+        |        | text | q1   | Q1    |
+    """
+    import io
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    assert book.active is not None
+    book.remove(book.active)
+    sheet = None
+    for line in markdown.strip().splitlines():
+        line = line.strip()
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0]:
+            sheet = book.create_sheet(cells[0])
+            continue
+        assert sheet is not None, "a table row before any sheet name"
+        sheet.append(cells[1:])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def multipart(data: bytes, filename: str, field: str = "file") -> tuple[bytes, str]:
+    """Return (body, content type) of a multipart/form-data upload holding one file part."""
+    boundary = "fieldsync-test-boundary-7d1e"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+MEDIA_FORM_MD = """
+| survey   |
+|          | type                              | name      | label::French (fr) | media::image::French (fr) |
+|          | select_one_from_file villages.csv | village   | Village            |                           |
+|          | note                              | welcome   | Bienvenue          | logo.png                  |
+| settings |
+|          | form_id    | version | form_title   |
+|          | media_test | 1       | Média test   |
+"""
+
+EXTERNAL_FORM_MD = """
+| survey          |
+|                 | type                        | name     | label    | choice_filter     |
+|                 | select_one region           | region   | Région   |                   |
+|                 | select_one_external province | province | Province | region=${region}  |
+| choices         |
+|                 | list_name | name  | label |
+|                 | region    | north | Nord  |
+|                 | region    | south | Sud   |
+| external_choices |
+|                 | list_name | name | label    | region |
+|                 | province  | p1   | Tanger   | north  |
+|                 | province  | p2   | Agadir   | south  |
+| settings        |
+|                 | form_id       | version |
+|                 | external_test | 1       |
+"""
+
+
+def media_form(version: str = "1", title: str = "Média test") -> bytes:
+    """A form expecting logo.png (image) and villages.csv (select_one_from_file)."""
+    return xlsform(MEDIA_FORM_MD.replace("| 1       | Média test", f"| {version} | {title}"))
+
+
+def external_form() -> bytes:
+    """A select_one_external form: pyxform's itemsets.csv becomes an attachment."""
+    return xlsform(EXTERNAL_FORM_MD)

@@ -98,3 +98,20 @@ def get_current_xform(session: Session, project_id: int, xml_form_id: str) -> tu
         .where(Form.project_id == project_id, Form.xml_form_id == xml_form_id, Form.state != "closed")
     ).one_or_none()
     return (row[0], row[1]) if row is not None else None
+
+
+def project_uses_entity_list(session: Session, project_id: int, file_name: str) -> bool:
+    """Tell whether a published version of the project's forms serves ``file_name`` as an entity list."""
+    stmt = (
+        select(FormAttachment.id)
+        .join(FormVersion, FormVersion.id == FormAttachment.form_version_id)
+        .join(Form, Form.id == FormVersion.form_id)
+        .where(
+            Form.project_id == project_id,
+            FormVersion.status == "published",
+            FormAttachment.kind == "entity_list",
+            FormAttachment.name == file_name,
+        )
+        .limit(1)
+    )
+    return session.execute(stmt).first() is not None
