@@ -1,113 +1,109 @@
-"""Helpers for the exports tests: store parsed submissions, read an export zip back as tables.
+"""Helpers for the exports tests: submit through the real doors, read an export zip back as tables.
 
-``store_submission`` uses the submissions area's ``ingest_submission`` when it is implemented and
-otherwise writes the ``submissions``/``submission_versions`` rows the same way (parsed against the
-form version the XML names; an edit, ``deprecatedID``, becomes the new current version of its chain).
+Submissions go through the submissions area, never straight into its tables:
+- ``post_submission_xml`` POSTs like ODK Collect (``/v1/projects/{p}/submission``, multipart
+  ``xml_submission_file``, HTTP Basic of a persona) and, when asked, sets the review state with the
+  review API (``PATCH .../submissions/{instanceID}``); an edit is just an XML naming ``deprecatedID``.
+- ``ingest_xml`` calls ``server.services.submissions.ingest_submission`` for code without a test client
+  (the scheduler test's committed database).
+- ``received_at(when)`` pins the server clock the ingestion reads, so ``SubmissionDate`` (and the
+  ``since``/``until`` filters on it) is deterministic in golden files.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from unittest import mock
 
-from sqlalchemy import select
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from forms.schema import FormSchema
-from forms.submission import parse_submission
-from server.db.models.forms import Form, FormVersion
-from server.db.models.submissions import Submission, SubmissionVersion
-from server.db.transaction import transaction
+from server.auth import Principal
+from server.services import submissions as submissions_svc
+from tests.conftest import Persona, Personas
+from tests.server.test_submissions_support import post_submission
 
 DEFAULT_WHEN = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+# The export's review-state names → the names the review API takes.
+REVIEW_API_STATE = {"received": "received", "hasIssues": "has_issues", "approved": "approved", "rejected": "rejected"}
 
 
-def version_schema(session: Session, form_db_id: int, version: str) -> tuple[int, FormSchema]:
-    """The id and schema of a form's version (the current one when ``version`` is unknown)."""
-    row = session.execute(
-        select(FormVersion.id, FormVersion.schema_json).where(
-            FormVersion.form_id == form_db_id, FormVersion.version == version
-        )
-    ).one_or_none()
-    if row is None:
-        form = session.get(Form, form_db_id)
-        assert form is not None and form.current_version_id is not None
-        row = session.execute(
-            select(FormVersion.id, FormVersion.schema_json).where(FormVersion.id == form.current_version_id)
-        ).one()
-    return row.id, FormSchema.from_json(row.schema_json)
+@contextmanager
+def received_at(when: datetime | None) -> Iterator[None]:
+    """Within the block, the submissions service stamps what it stores with ``when`` (no-op for None)."""
+    if when is None:
+        yield
+        return
+    with mock.patch.object(submissions_svc, "utcnow", lambda: when):
+        yield
 
 
-def store_submission(
-    session: Session,
-    project_id: int,
-    form_db_id: int,
+def post_submission_xml(
+    client: FlaskClient,
+    personas: Personas,
     xml: bytes,
     *,
-    when: datetime = DEFAULT_WHEN,
-    review_state: str = "received",
-    submitter_id: int | None = None,
-    device_id: str | None = None,
-) -> int:
-    """Store one submission XML (or an edit of one) as the submissions area does; return the version id."""
+    submitter: Persona | None = None,
+    when: datetime | None = DEFAULT_WHEN,
+    review_state: str | None = None,
+    expect: int = 201,
+) -> str | None:
+    """POST one submission XML as ODK Collect does; return its instanceID (None when refused as expected).
+
+    ``submitter`` defaults to the coach (HTTP Basic); ``review_state`` (export names: ``hasIssues``,
+    ``approved``, ``rejected``) is then set by the manager through the review API.
+    """
+    who = submitter or personas.coach
+    with received_at(when):
+        response = post_submission(
+            client, f"/v1/projects/{personas.project_id}", xml, headers=who.basic, query="?deviceID=collect%3Aexports"
+        )
+    assert response.status_code == expect, response.get_data(as_text=True)[:500]
+    if expect != 201:
+        return None
     from forms.submission import read_submission_header
 
     header = read_submission_header(xml)
-    fv_id, schema = version_schema(session, form_db_id, header.version)
-    record = parse_submission(xml, schema)
-    with transaction(session):
-        sub: Submission | None = None
-        if record.deprecated_id:
-            sub = session.scalars(
-                select(Submission)
-                .join(SubmissionVersion, SubmissionVersion.submission_id == Submission.id)
-                .where(SubmissionVersion.form_id == form_db_id, SubmissionVersion.instance_id == record.deprecated_id)
-            ).one_or_none()
-        if sub is None:
-            sub = Submission(
-                project_id=project_id,
-                form_id=form_db_id,
-                instance_id=record.instance_id,
-                current_instance_id=record.instance_id,
-                review_state=review_state,
-                edits=0,
-                submitter_id=submitter_id,
-                attachments_expected=len(record.attachments),
-                attachments_present=0,
-                created_at=when,
-                updated_at=when,
-            )
-            session.add(sub)
-            session.flush()
-        else:
-            sub.edits += 1
-            sub.review_state = review_state
-        version = SubmissionVersion(
-            submission_id=sub.id,
+    instance = header.instance_id
+    assert instance is not None, "give review states only to submissions with an instanceID"
+    if review_state is not None:
+        review(client, personas, header.form_id, instance, review_state)
+    return instance
+
+
+def review(client: FlaskClient, personas: Personas, xml_form_id: str, instance_id: str, state: str) -> None:
+    """Set a submission's review state through the review API, as the manager."""
+    response = client.patch(
+        f"/v1/projects/{personas.project_id}/forms/{xml_form_id}/submissions/{instance_id}",
+        json={"review_state": REVIEW_API_STATE[state]},
+        headers=personas.manager.headers,
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+
+
+def ingest_xml(
+    session: Session, project_id: int, xml: bytes, principal: Principal, *, when: datetime | None = DEFAULT_WHEN
+) -> submissions_svc.IngestResult:
+    """Ingest one submission through ``ingest_submission`` (the OpenRosa door's service); assert it was stored."""
+    with received_at(when):
+        result = submissions_svc.ingest_submission(
+            session,
             project_id=project_id,
-            form_id=form_db_id,
-            form_version_id=fv_id,
-            instance_id=record.instance_id,
-            deprecated_id=record.deprecated_id,
-            form_version=record.version,
             xml=xml,
-            xml_sha256=hashlib.sha256(xml).hexdigest(),
-            record=dict(record.values),
-            instance_name=record.instance_name,
-            encrypted=record.encrypted,
+            files={},
+            principal=principal,
+            device_id="collect:exports",
             source="openrosa",
-            received_at=when,
-            submitter_id=submitter_id,
-            device_id=device_id,
         )
-        session.add(version)
-        session.flush()
-        sub.current_instance_id = record.instance_id
-        return version.id
+    assert result.version_id is not None, result.outcome
+    return result
 
 
 def zip_tables(data: bytes) -> dict[str, str]:

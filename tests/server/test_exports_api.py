@@ -28,10 +28,9 @@ from server.db.queries import exports as q
 from tests.conftest import REPO, Personas
 from tests.server.fixtures_exports import (
     assert_export_holds,
+    post_submission_xml,
     rows_by_key,
-    store_submission,
     table_rows,
-    version_schema,
     zip_tables,
 )
 from tests.server.fixtures_forms import COOP_XLSX, ENTREPRENEUR_XLSX, PublishedForm, publish_form
@@ -51,13 +50,13 @@ def entrepreneur_form(app: Flask, personas: Personas) -> PublishedForm:
     return PublishedForm(*publish_form(app, personas.project_id, ENTREPRENEUR_XLSX))
 
 
-def _store_examples(session: Session, personas: Personas, form: PublishedForm) -> dict[str, dict]:
-    """Store the example submissions of ``form``; return the current values by instance id."""
+def _store_examples(client: FlaskClient, session: Session, personas: Personas, form: PublishedForm) -> dict[str, dict]:
+    """POST the example submissions of ``form`` as the coach; return the current values by instance id."""
     current: dict[str, dict] = {}
+    schema = q.form_schemas(session, q.get_form(session, personas.project_id, form.xml_form_id))[-1]
     for xml_path in sorted((SUBMISSIONS / form.xml_form_id).glob("*.xml")):
         xml = xml_path.read_bytes()
-        store_submission(session, personas.project_id, form.form_db_id, xml, submitter_id=personas.coach.id)
-        _, schema = version_schema(session, form.form_db_id, form.version)
+        post_submission_xml(client, personas, xml)
         record = parse_submission(xml, schema)
         if record.deprecated_id:
             current.pop(record.deprecated_id, None)
@@ -74,7 +73,7 @@ def test_example_forms_round_trip(
     request: pytest.FixtureRequest, client: FlaskClient, session: Session, personas: Personas, which: str
 ) -> None:
     form: PublishedForm = request.getfixturevalue("coop_form" if which == "coop_diagnostic" else "entrepreneur_form")
-    current = _store_examples(session, personas, form)
+    current = _store_examples(client, session, personas, form)
     response = client.get(_url(personas, form), headers=personas.analyst.headers)
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     assert response.is_streamed
@@ -94,7 +93,7 @@ def test_example_forms_round_trip(
 def test_repeat_rows_link_to_their_parent(
     client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm
 ) -> None:
-    _store_examples(session, personas, coop_form)
+    _store_examples(client, session, personas, coop_form)
     files = zip_tables(client.get(_url(personas, coop_form), headers=personas.analyst.headers).get_data())
     rows = rows_by_key(files)
     tamount = "uuid:2f8db99c-f871-439e-8c1f-230c48988777"
@@ -119,7 +118,7 @@ def test_labels_in_french_and_arabic(
     lang: str,
     region_label: str,
 ) -> None:
-    _store_examples(session, personas, coop_form)
+    _store_examples(client, session, personas, coop_form)
     response = client.get(
         _url(personas, coop_form, query=f"labels=labels&lang={lang}"), headers=personas.analyst.headers
     )
@@ -172,7 +171,7 @@ def test_geojson_without_geopoint_is_400(
 def test_presets_apply_and_explicit_parameters_override(
     client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm
 ) -> None:
-    _store_examples(session, personas, coop_form)
+    _store_examples(client, session, personas, coop_form)
     base = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-presets"
     body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "split_select_multiple": True}}
     created = client.post(base, json=body, headers=personas.analyst.headers)
@@ -213,7 +212,7 @@ def test_every_export_is_audited(
 
 
 def test_xlsx_and_geojson(client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm) -> None:
-    current = _store_examples(session, personas, coop_form)
+    current = _store_examples(client, session, personas, coop_form)
     xlsx = client.get(_url(personas, coop_form, "xlsx"), headers=personas.analyst.headers)
     assert xlsx.status_code == 200
     wb = load_workbook(io.BytesIO(xlsx.get_data()), read_only=True)
@@ -228,9 +227,9 @@ def test_xlsx_and_geojson(client: FlaskClient, session: Session, personas: Perso
 
 
 def test_cli_export_writes_the_same_zip(
-    app: Flask, session: Session, personas: Personas, coop_form: PublishedForm, tmp_path: Path
+    app: Flask, client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm, tmp_path: Path
 ) -> None:
-    current = _store_examples(session, personas, coop_form)
+    current = _store_examples(client, session, personas, coop_form)
     out = tmp_path / "coop.zip"
     runner = app.test_cli_runner()
     from server.scheduler import export_command

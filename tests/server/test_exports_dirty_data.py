@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from tests.conftest import REPO, Personas
-from tests.server.fixtures_exports import store_submission, table_rows, zip_tables
+from tests.server.fixtures_exports import post_submission_xml, table_rows, zip_tables
 from tests.server.fixtures_forms import COOP_XLSX, publish_form
 
 EXAMPLES = REPO / "examples" / "submissions" / "coop_diagnostic"
@@ -26,7 +26,7 @@ EXAMPLES = REPO / "examples" / "submissions" / "coop_diagnostic"
 def test_dirty_submissions_export_clean_and_counted(
     app: Flask, client: FlaskClient, session: Session, personas: Personas
 ) -> None:
-    form_db_id, _, _ = publish_form(app, personas.project_id, COOP_XLSX)
+    publish_form(app, personas.project_id, COOP_XLSX)
     first, second, edit = (p.read_bytes() for p in sorted(EXAMPLES.glob("*.xml")))
     nfd_name = unicodedata.normalize("NFD", "Coopérative Nakhil — تعاونية")
     dirty = (
@@ -41,10 +41,9 @@ def test_dirty_submissions_export_clean_and_counted(
     )
     dirty = dirty.replace("<douar>", f"<douar>{nfd_name}<!--", 1).replace("</douar>", "--></douar>", 1)
     rejected = first.decode("utf-8").replace("uuid:2f8db99c", "uuid:0ejected", 1).encode()
-    store_submission(session, personas.project_id, form_db_id, first)
-    store_submission(session, personas.project_id, form_db_id, dirty.encode())
-    store_submission(session, personas.project_id, form_db_id, edit)
-    store_submission(session, personas.project_id, form_db_id, rejected, review_state="rejected")
+    for xml in (first, dirty.encode(), edit):
+        post_submission_xml(client, personas, xml)
+    post_submission_xml(client, personas, rejected, review_state="rejected")
 
     response = client.get(
         f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export.zip", headers=personas.analyst.headers

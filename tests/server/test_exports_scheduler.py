@@ -22,12 +22,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from server import create_app
+from server.auth import Principal
 from server.db.models.exports import ExportRun
 from server.services import accounts as accounts_svc
 from server.services import exports as svc
 from server.store import get_store
 from tests.conftest import POSTGRES_URL, REPO, Personas, fresh_database_url
-from tests.server.fixtures_exports import store_submission
+from tests.server.fixtures_exports import ingest_xml
 from tests.server.fixtures_forms import COOP_XLSX, PublishedForm, publish_form
 
 T0 = datetime(2026, 12, 7, 5, 30, tzinfo=UTC)
@@ -101,12 +102,14 @@ def test_two_schedulers_run_each_export_exactly_once(backend_name: str, tmp_path
         with app.app_context():
             session = get_store().sessions()
             project = accounts_svc.create_project(session, "Scheduled")
+            coach = accounts_svc.create_user(session, "scheduled-coach", "correct horse battery")
+            principal = Principal("user", coach.id, coach.username)
             session.close()
-        form_db_id, _, _ = publish_form(app, project.id, COOP_XLSX)
+        publish_form(app, project.id, COOP_XLSX)
         with app.app_context():
             session = get_store().sessions()
             for xml in sorted((REPO / "examples" / "submissions" / "coop_diagnostic").glob("*.xml")):
-                store_submission(session, project.id, form_db_id, xml.read_bytes())
+                ingest_xml(session, project.id, xml.read_bytes(), principal)
             keeps = {"daily": 2, "weekly": 5, "third": 5}
             ids = {}
             for folder, keep in keeps.items():
