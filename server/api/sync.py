@@ -16,8 +16,8 @@ from werkzeug.exceptions import ClientDisconnected
 
 from server.api.schemas import StrictSchema
 from server.api.wire import load_json, load_query
-from server.auth import require
-from server.errors import ApiError, bad_request, render_error
+from server.auth import current_principal, require
+from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
 from server.store import db_session, get_store
 from sync.batches import PROTOCOL
@@ -30,7 +30,12 @@ TUS_HEADERS = {"Tus-Resumable": uploads.TUS_VERSION, "Cache-Control": "no-store"
 @bp.errorhandler(ApiError)
 def _sync_error(error: ApiError) -> Response:
     response = render_error(error)
-    if error.status not in (401, 403) and response.mimetype == "application/json":
+    if request.method == "HEAD":
+        # A HEAD answer has no body: do not announce a JSON one.
+        bare = Response(status=error.status)
+        bare.headers.update({k: v for k, v in response.headers.items() if k not in ("Content-Type", "Content-Length")})
+        response = bare
+    elif error.status not in (401, 403) and response.mimetype == "application/json":
         body = response.get_json()
         body["protocol"] = PROTOCOL
         response.set_data(jsonify(body).get_data())
@@ -163,10 +168,15 @@ def _int_header(name: str) -> int:
 
 @bp.post("/uploads")
 def create_upload() -> Response:
-    """Create a resumable upload (``Upload-Length``, ``Upload-Metadata: sha256 <b64>,project <b64>``)."""
+    """Create a resumable upload (``Upload-Length``, ``Upload-Metadata: sha256 <b64>,project <b64>``).
+
+    The project may also be given as ``?project=<id>`` (handy for tus clients with fixed metadata).
+    """
+    if current_principal() is None:
+        raise unauthenticated(challenge='Basic realm="Fieldsync"')
     length = _int_header("Upload-Length")
     metadata = uploads.parse_metadata(request.headers.get("Upload-Metadata", ""))
-    project = metadata.get("project", "")
+    project = metadata.get("project") or request.args.get("project", "")
     if not project.isdigit():
         raise bad_request("bad_upload_metadata", "Upload-Metadata must name the project")
     principal = require("sync.push", int(project))
