@@ -147,8 +147,10 @@ def _blob_store(blobs: BlobStore | None) -> BlobStore:
 def form_error_to_api(err: FormError) -> ApiError:
     """Turn a conversion ``FormError`` into a 400 (413 for size) that keeps pyxform's words and row."""
     status = 413 if err.code in _TOO_LARGE_CODES else 400
-    details = {"reason": err.message, **err.context}
-    return ApiError(status, err.code, err.message, details, message_fr=localized_message(err, "fr"))
+    french = localized_message(err, "fr")
+    # The admin UI shows message_fr; OpenRosa-style callers get it by Accept-Language.
+    details = {"reason": err.message, **err.context, "message_fr": french}
+    return ApiError(status, err.code, err.message, details, message_fr=french)
 
 
 def convert_form_upload(
