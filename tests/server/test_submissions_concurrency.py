@@ -1,0 +1,139 @@
+"""Concurrent writers on PostgreSQL (SYNC.md invariant 6): racing identical POSTs store one submission, no 5xx.
+
+Rule K1: a real gunicorn server with several worker processes on a fresh committed database; 8 client
+processes POST overlapping sets of 500 instances (each instance sent by 2 or 3 of them, all in the same
+order so the copies race) → exactly 500 submissions and 500 versions, every answer 201.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from tests.conftest import POSTGRES_URL, REPO, fresh_database_url
+from tests.server.test_submissions_support import COLLECT_HEADERS, PHOTO_XFORM, photo_submission
+
+INSTANCES = 500
+CLIENTS = 8
+WORKERS = 4
+
+
+def _senders(k: int) -> set[int]:
+    senders = {k % CLIENTS, (k + 3) % CLIENTS}
+    if k % 3 == 0:
+        senders.add((k + 5) % CLIENTS)
+    return senders
+
+
+def _client(args: tuple[str, int]) -> Counter[int]:
+    url, me = args
+    statuses: Counter[int] = Counter()
+    with requests.Session() as http:
+        for k in range(INSTANCES):
+            if me not in _senders(k):
+                continue
+            xml = photo_submission(f"uuid:race-{k:04d}", [], site=f"site {k} " + "x" * 1500)
+            try:
+                response = http.post(
+                    url, files={"xml_submission_file": ("s.xml", xml, "text/xml")}, headers=COLLECT_HEADERS, timeout=30
+                )
+                statuses[response.status_code] += 1
+            except requests.RequestException:
+                statuses[-1] += 1
+    return statuses
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _prepare(url: str, tmp_path: Path) -> tuple[int, str]:
+    from server import create_app
+    from server.services import accounts as accounts_svc
+    from server.store import get_store
+    from tests.server.fixtures_forms import publish_form
+
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "VAR_DIR": str(tmp_path / "var"),
+            "STORAGE_DIR": str(tmp_path / "storage"),
+            "SECRET_KEY": "race-secret",
+            "LOG_REQUESTS": False,
+        }
+    )
+    with app.app_context():
+        session = get_store().sessions()
+        project = accounts_svc.create_project(session, "Race")
+        device = accounts_svc.create_device(session, project.id, "racing phone")
+        publish_form(session, project.id, PHOTO_XFORM, "photo_visit.xml")
+        session.close()
+        get_store().engine.dispose()
+    return project.id, device.token
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="concurrent writers need PostgreSQL (SQLite has a single writer)")
+def test_racing_identical_posts_store_each_instance_once(tmp_path: Path) -> None:
+    url, cleanup = fresh_database_url("postgresql", tmp_path)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        project_id, token = _prepare(url, tmp_path)
+        port = _free_port()
+        env = {
+            **os.environ,
+            "FIELDSYNC_DATABASE_URL": url,
+            "FIELDSYNC_VAR_DIR": str(tmp_path / "var"),
+            "FIELDSYNC_STORAGE_DIR": str(tmp_path / "storage"),
+            "FIELDSYNC_SECRET_KEY": "race-secret",
+            "FIELDSYNC_LOG_REQUESTS": "0",
+        }
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}", "server.wsgi:app"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not start")
+        submit = f"{base}/v1/key/{token}/projects/{project_id}/submission"
+        with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
+            results = pool.map(_client, [(submit, me) for me in range(CLIENTS)])
+        statuses: Counter[int] = sum(results, Counter())
+        expected_requests = sum(len(_senders(k)) for k in range(INSTANCES))
+        assert statuses == Counter({201: expected_requests})
+
+        from server.db.engine import make_engine
+        from server.db.models.submissions import Submission, SubmissionVersion
+
+        engine = make_engine(url, pool_size=1, max_overflow=0)
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Submission)) == INSTANCES
+            assert conn.scalar(select(func.count()).select_from(SubmissionVersion)) == INSTANCES
+        engine.dispose()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+        cleanup()
