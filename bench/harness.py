@@ -53,8 +53,8 @@ class Settings:
     client_mode: ClientMode = field(
         default_factory=lambda: "threads" if os.environ.get("FIELDSYNC_BENCH_CLIENT_MODE") == "threads" else "processes"
     )
-    formlist_requests: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_FORMLIST_REQUESTS", 1500))
-    ingest_submissions: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_INGEST_SUBMISSIONS", 600))
+    formlist_requests: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_FORMLIST_REQUESTS", 1000))
+    ingest_submissions: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_INGEST_SUBMISSIONS", 400))
     push_batches: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_PUSH_BATCHES", 6))
     push_batch_size: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_PUSH_BATCH_SIZE", 200))
     export_sizes: tuple[int, ...] = field(
@@ -153,14 +153,15 @@ class Context:
         )
         return wait_for_conversion(response, self.admin_headers(), timeout)
 
-    def ensure_bench_form(self, extra_fields: int = 0) -> PublishedForm:
+    def ensure_bench_form(self, extra_fields: int = 0, xml_form_id: str | None = None) -> PublishedForm:
         """Publish the bench form (with ``extra_fields`` extra questions) once; return its ids."""
-        xml_form_id = bench_form_id(extra_fields)
+        xml_form_id = xml_form_id or bench_form_id(extra_fields)
         if xml_form_id in self.forms:
             return self.forms[xml_form_id]
         if not self.form_upload_available():
             raise EndpointMissing("form upload (POST /v1/projects/<project>/forms) is not available yet")
-        response = self.upload_form(build_bench_xlsform(extra_fields), f"{xml_form_id}.xlsx")
+        workbook = build_bench_xlsform(extra_fields, xml_form_id=xml_form_id)
+        response = self.upload_form(workbook, f"{xml_form_id}.xlsx")
         if response.status_code not in (200, 201):
             raise RuntimeError(f"publishing the bench form failed: {response.status_code} {response.text[:500]}")
         with psycopg.connect(self.database.url) as conn:

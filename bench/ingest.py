@@ -1,14 +1,157 @@
-"""Benchmark placeholder for ingest (its endpoint has not landed yet)."""
+"""OpenRosa ingest: ~2 KB submissions POSTed as ODK Collect does, from 1 client and from N clients.
+
+Each request is a multipart POST of one ``xml_submission_file`` to the device-token URL, with a
+unique instanceID; every answer must be ``201`` and the database must hold exactly one submission
+per instance afterwards (checked). Raw references: the same rows inserted one transaction per row
+from 1 and N connections (what a one-request-per-submission protocol costs the database at least).
+Targets (issue 4): 3x ODK Central on this class of machine, i.e. 279/s from 1 client, 441/s from 8.
+The cost model's series (clients 1 / 4 / N, form size 0 / 50 / 200 extra questions) are measured
+with fewer submissions and one round each.
+"""
 
 from __future__ import annotations
 
-from bench.harness import Context, EndpointMissing
-from bench.results import BenchmarkResult
+from typing import Any
+
+import psycopg
+
+from bench.harness import Context, EndpointMissing, PublishedForm
+from bench.load import LoadResult, PreparedRequest, run_load
+from bench.payloads import generate_submissions, multipart_body
+from bench.raw import ensure_raw
+from bench.results import BenchmarkResult, Figure, Reference, Target
+from bench.stats import latency, spread
 
 NAME = "ingest"
-TITLE = "ingest"
+TITLE = "OpenRosa submission ingest"
+ODK_CENTRAL_ONE_CLIENT = 93.0
+ODK_CENTRAL_EIGHT_CLIENTS = 147.0
+BOUNDARY = "fieldsyncbenchboundary7d0c1e"
+HEADERS = {
+    "X-OpenRosa-Version": "1.0",
+    "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+    "User-Agent": "org.odk.collect.android/v2024.3.2 (bench)",
+    "Accept-Language": "fr",
+}
+
+
+def submission_requests(context: Context, count: int, tag: str, extra_fields: int = 0) -> list[PreparedRequest]:
+    """Return ``count`` prepared submission POSTs (unique instanceIDs for ``tag``)."""
+    path = f"{context.collect_prefix}/submission?deviceID=collect%3Abench"
+    return [
+        PreparedRequest("POST", path, HEADERS, multipart_body(sub.xml, BOUNDARY))
+        for sub in generate_submissions(count, run_tag=f"ingest-{tag}", extra_fields=extra_fields)
+    ]
+
+
+def stored_count(context: Context, form: PublishedForm) -> int:
+    """Return how many submissions the form holds."""
+    with psycopg.connect(context.database.url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM submissions WHERE project_id = %s AND form_id = %s",
+            (context.project_id, form.form_id),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _load(context: Context, items: list[PreparedRequest], clients: int) -> LoadResult:
+    result = run_load(
+        context.base_url, items, clients=clients, mode=context.settings.client_mode, expected=frozenset({201})
+    )
+    if result.unexpected:
+        raise RuntimeError(f"{result.unexpected} submissions were not answered 201: {result.sample_error}")
+    return result
+
+
+def _measure(context: Context, clients: int, count: int, rounds: int, label: str) -> list[LoadResult]:
+    for warm in range(context.settings.warmup):
+        _load(context, submission_requests(context, max(40, count // 10), f"{label}-warm{warm}"), clients)
+    return [_load(context, submission_requests(context, count, f"{label}-r{i}"), clients) for i in range(rounds)]
+
+
+def _figure(
+    name: str, results: list[LoadResult], reference: Reference, target: Target | None, extra: dict[str, Any]
+) -> Figure:
+    client_cpu = sum(r.client_cpu_seconds for r in results) / max(1, sum(r.count for r in results))
+    return Figure(
+        name=name,
+        unit="submissions/s",
+        spread=spread([r.per_second for r in results]),
+        latency=latency([lat for r in results for lat in r.latencies]),
+        reference=reference,
+        target=target,
+        extra={**extra, "client_cpu_ms_per_request": round(client_cpu * 1000, 3)},
+    )
 
 
 def run(context: Context) -> BenchmarkResult:
-    """Report the benchmark as not available until its endpoint lands."""
-    raise EndpointMissing("not measured yet")
+    """Measure OpenRosa ingest from 1 and N clients against raw per-row inserts."""
+    if not context.has_route(r"/submission$", "POST"):
+        raise EndpointMissing("the OpenRosa submission route is not registered yet")
+    settings = context.settings
+    form = context.ensure_bench_form(0)
+    raw = ensure_raw(context)
+    clients = settings.clients
+    count = settings.ingest_submissions
+    before = stored_count(context, form)
+
+    one = _measure(context, 1, count, settings.rounds, "c1")
+    many = _measure(context, clients, count, settings.rounds, f"c{clients}")
+    sent = sum(r.count for r in one + many) + settings.warmup * (max(40, count // 10) * 2)
+    stored = stored_count(context, form) - before
+
+    result = BenchmarkResult(NAME, TITLE)
+    ref_one = Reference("INSERT, 1 txn/row, 1 connection", raw["median"]["per_row_1"], "rows/s")
+    ref_many = Reference(f"INSERT, 1 txn/row, {raw['connections_n']} connections", raw["median"]["per_row_n"], "rows/s")
+    result.figures.append(
+        _figure(
+            "ingest, 1 client",
+            one,
+            ref_one,
+            Target(f"≥ {3 * ODK_CENTRAL_ONE_CLIENT:.0f}/s (3× ODK Central's 93/s)", 3 * ODK_CENTRAL_ONE_CLIENT),
+            {"submissions_per_round": count},
+        )
+    )
+    result.figures.append(
+        _figure(
+            f"ingest, {clients} clients",
+            many,
+            ref_many,
+            Target(f"≥ {3 * ODK_CENTRAL_EIGHT_CLIENTS:.0f}/s (3× ODK Central's 147/s)", 3 * ODK_CENTRAL_EIGHT_CLIENTS),
+            {"submissions_per_round": count},
+        )
+    )
+    if stored != sent:
+        result.notes.append(f"**Integrity check failed**: sent {sent} distinct submissions, {stored} stored.")
+    else:
+        result.notes.append(f"Integrity: {sent} distinct submissions sent, exactly {stored} stored, every answer 201.")
+
+    # Cost-model series: one round each, fewer submissions.
+    small = max(100, count // 2)
+    by_clients: dict[int, float] = {1: spread([r.per_second for r in one]).median}
+    by_clients[clients] = spread([r.per_second for r in many]).median
+    middle = max(2, clients // 2)
+    if middle not in by_clients:
+        by_clients[middle] = _load(context, submission_requests(context, small, f"c{middle}"), middle).per_second
+    by_form_size: dict[int, float] = {}
+    for extra in settings.form_sizes:
+        sized = context.ensure_bench_form(extra)
+        items = submission_requests(context, small, f"size{extra}", extra_fields=extra)
+        _load(context, items[:20], 1)  # warm the new form's schema cache
+        by_form_size[extra] = _load(context, items[20:], 1).per_second
+        result.data.setdefault("form_ids", {})[extra] = sized.form_id
+    result.data["by_clients"] = dict(sorted(by_clients.items()))
+    result.data["by_form_size"] = by_form_size
+    result.data["avg_body_bytes"] = sum(len(r.body or b"") for r in submission_requests(context, 20, "size")) / 20
+    result.notes.append(
+        "Throughput by concurrent clients (1 round each beyond the main figures): "
+        + ", ".join(f"{c} → {v:,.0f}/s" for c, v in sorted(by_clients.items()))
+        + "; by form size (extra questions, 1 client): "
+        + ", ".join(f"+{e} → {v:,.0f}/s" for e, v in by_form_size.items())
+        + "."
+    )
+    result.notes.append(
+        f"{count} submissions per round, multipart bodies of ~{result.data['avg_body_bytes']:,.0f} B, "
+        f"clients are {settings.client_mode} with one requests.Session each (keep-alive)."
+    )
+    return result

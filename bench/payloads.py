@@ -77,7 +77,9 @@ def bench_form_id(extra_fields: int = 0) -> str:
     return BENCH_FORM_ID if extra_fields == 0 else f"{BENCH_FORM_ID}_x{extra_fields}"
 
 
-def build_bench_xlsform(extra_fields: int = 0, version: str = BENCH_FORM_VERSION) -> bytes:
+def build_bench_xlsform(
+    extra_fields: int = 0, version: str = BENCH_FORM_VERSION, xml_form_id: str | None = None
+) -> bytes:
     """Return the bench XLSForm as .xlsx bytes (``extra_fields`` adds integer questions in a group)."""
     workbook = Workbook()
     survey = workbook.active
@@ -126,7 +128,8 @@ def build_bench_xlsform(extra_fields: int = 0, version: str = BENCH_FORM_VERSION
         choices.append(row)
     settings = workbook.create_sheet("settings")
     settings.append(["form_title", "form_id", "version", "default_language"])
-    settings.append([f"Fieldsync bench ({extra_fields} extra)", bench_form_id(extra_fields), version, FR])
+    form_id = xml_form_id or bench_form_id(extra_fields)
+    settings.append([f"Fieldsync bench ({extra_fields} extra)", form_id, version, FR])
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
@@ -149,7 +152,12 @@ def _name(rng: random.Random) -> str:
 
 
 def submission_xml(
-    rng: random.Random, instance_id: str, *, extra_fields: int = 0, version: str = BENCH_FORM_VERSION
+    rng: random.Random,
+    instance_id: str,
+    *,
+    extra_fields: int = 0,
+    version: str = BENCH_FORM_VERSION,
+    xml_form_id: str | None = None,
 ) -> bytes:
     """Return the XML of one ~2 KB submission (two repeat instances, French and Arabic text)."""
     region = rng.choice(REGIONS)[0]
@@ -161,7 +169,7 @@ def submission_xml(
     observations = f"{_sentence(rng, FRENCH_WORDS, 30)} — {_sentence(rng, ARABIC_WORDS, 36)}"
     parts = [
         f'<data xmlns:jr="http://openrosa.org/javarosa" xmlns:orx="http://openrosa.org/xforms" '
-        f'id="{bench_form_id(extra_fields)}" version="{escape(version)}">',
+        f'id="{xml_form_id or bench_form_id(extra_fields)}" version="{escape(version)}">',
         f"<start>{stamp}</start><end>{stamp}</end><today>{day}</today>",
         "<identification>",
         f"<coop_name>Coopérative {escape(rng.choice(FIRST_NAMES))} تعاونية {rng.randint(1, 9999)}</coop_name>",
@@ -196,13 +204,14 @@ def submission_xml(
 
 
 def generate_submissions(
-    count: int, *, seed: int = 7, run_tag: str = "", extra_fields: int = 0
+    count: int, *, seed: int = 7, run_tag: str = "", extra_fields: int = 0, xml_form_id: str | None = None
 ) -> Iterator[Submission]:
     """Yield ``count`` submissions with unique instanceIDs (``run_tag`` keeps rounds apart)."""
     rng = random.Random(f"{seed}:{run_tag}:{extra_fields}")
     for _ in range(count):
         instance_id = f"uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}"
-        yield Submission(instance_id, submission_xml(rng, instance_id, extra_fields=extra_fields))
+        xml = submission_xml(rng, instance_id, extra_fields=extra_fields, xml_form_id=xml_form_id)
+        yield Submission(instance_id, xml)
 
 
 def multipart_body(xml: bytes, boundary: str) -> bytes:

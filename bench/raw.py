@@ -28,14 +28,14 @@ NAME = "raw"
 TITLE = "Raw PostgreSQL references (same rows, psycopg 3 alone)"
 
 
-def bench_records(count: int, run_tag: str, extra_fields: int = 0) -> list[RawRow]:
+def bench_records(count: int, run_tag: str, extra_fields: int = 0, xml_form_id: str | None = None) -> list[RawRow]:
     """Return ``count`` bench submissions as raw rows, records parsed by ``forms`` like the server does."""
     from forms.convert import convert_upload
     from forms.submission import parse_submission
 
-    schema = convert_upload(build_bench_xlsform(extra_fields), "bench.xlsx").schema
+    schema = convert_upload(build_bench_xlsform(extra_fields, xml_form_id=xml_form_id), "bench.xlsx").schema
     rows = []
-    for sub in generate_submissions(count, run_tag=run_tag, extra_fields=extra_fields):
+    for sub in generate_submissions(count, run_tag=run_tag, extra_fields=extra_fields, xml_form_id=xml_form_id):
         record = parse_submission(sub.xml, schema)
         rows.append(make_raw_row(sub.instance_id, sub.xml, json.loads(json.dumps(record.values)), BENCH_FORM_VERSION))
     return rows

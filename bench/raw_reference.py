@@ -106,15 +106,18 @@ WHERE f.project_id = %s AND f.state = 'open'
 ORDER BY f.xml_form_id
 """
 
-# What an export reads: the current version of each submission of a form, in received order.
+# What an export reads (server/db/queries/exports.py:_record_query, without its paging): every version of
+# the form's submissions with the submitter's and device's names.
 EXPORT_SELECT_SQL = """
-SELECT s.id, s.instance_id, s.review_state, s.edits, s.created_at, s.submitter_id, s.device_token_id,
-       s.attachments_expected, s.attachments_present, v.form_version, v.received_at, v.record
-FROM submissions s
-JOIN submission_versions v
-  ON v.project_id = s.project_id AND v.form_id = s.form_id AND v.instance_id = s.current_instance_id
-WHERE s.project_id = {project_id} AND s.form_id = {form_id}
-ORDER BY s.created_at, s.id
+SELECT s.id AS sid, v.id AS vid, v.instance_id, v.form_version, v.record, v.device_id, s.created_at,
+       s.current_instance_id, s.review_state, s.edits, s.attachments_present, s.attachments_expected,
+       u.username, t.name AS device_name
+FROM submission_versions v
+JOIN submissions s ON s.id = v.submission_id
+LEFT JOIN users u ON u.id = v.submitter_id
+LEFT JOIN access_tokens t ON t.id = v.device_token_id
+WHERE v.form_id = {form_id} AND v.encrypted IS false
+ORDER BY s.id, v.id
 """
 
 
@@ -316,9 +319,9 @@ def select_formlist(url: str, project_id: int, iterations: int, connections: int
     return RawTiming(iterations, elapsed, tuple(lat for part in latencies for lat in part))
 
 
-def copy_export_rows(url: str, project_id: int, form_id: int) -> tuple[RawTiming, int]:
+def copy_export_rows(url: str, form_id: int) -> tuple[RawTiming, int]:
     """``COPY (export SELECT) TO STDOUT`` of a form's rows; return the timing and the bytes read."""
-    query = EXPORT_SELECT_SQL.format(project_id=int(project_id), form_id=int(form_id))
+    query = EXPORT_SELECT_SQL.format(form_id=int(form_id))
     with psycopg.connect(url) as conn:
         count_row = conn.execute(f"SELECT count(*) FROM ({query}) q").fetchone()
         count = int(count_row[0]) if count_row else 0
