@@ -83,9 +83,16 @@ class HeldQuery(StrictSchema):
 
 def _read_body(limit: int) -> bytes:
     try:
-        return request.stream.read(limit + 1)
+        body = request.stream.read(limit + 1)
     except ClientDisconnected:
-        raise ApiError(400, "incomplete_body", "The body was cut; nothing was stored") from None
+        body = b""
+        declared = -1
+    else:
+        declared = request.content_length if request.content_length is not None else len(body)
+    if len(body) < declared <= limit or declared < 0:
+        # Fewer bytes than Content-Length announced: the connection was cut.
+        raise ApiError(400, "incomplete_body", "The body was cut; nothing was stored")
+    return body
 
 
 @bp.post("/projects/<int:project_id>/sync/push")
@@ -206,11 +213,16 @@ def head_upload(upload_id: str) -> Response:
 
 
 def _body_chunks() -> Iterator[bytes]:
+    received = 0
     while True:
         chunk = request.stream.read(uploads.CHUNK)
         if not chunk:
-            return
+            break
+        received += len(chunk)
         yield chunk
+    if request.content_length is not None and received < request.content_length:
+        # The connection was cut: what arrived is kept by the service, the client resumes from HEAD.
+        raise ClientDisconnected()
 
 
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])

@@ -56,9 +56,11 @@ class FaultyTransport:
         headers = {**self.headers, "Idempotency-Key": batch_id, "Content-Type": "application/json"}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        if declared is not None:
-            headers["Content-Length"] = str(declared)
-        return self.client.post(self.push_url, input_stream=io.BytesIO(body), headers=headers)
+        # The test client measures the stream; a larger CONTENT_LENGTH is what a cut connection looks like.
+        overrides = {"CONTENT_LENGTH": str(declared if declared is not None else len(body))}
+        return self.client.post(
+            self.push_url, input_stream=io.BytesIO(body), headers=headers, environ_overrides=overrides
+        )
 
     def push(self, device_id: str, items: Sequence[dict[str, Any]], fault: str) -> dict[str, Any] | None:
         """One attempt: the parsed response when the client got an acknowledgement, else ``None``."""
@@ -146,9 +148,10 @@ class FaultyTransport:
             "Tus-Resumable": "1.0.0",
             "Upload-Offset": str(offset),
             "Content-Type": "application/offset+octet-stream",
-            "Content-Length": str(declared if declared is not None else len(chunk)),
         }
-        return self.client.patch(url, input_stream=io.BytesIO(chunk), headers=headers)
+        # The test client measures the stream; a larger CONTENT_LENGTH is what a cut connection looks like.
+        overrides = {"CONTENT_LENGTH": str(declared if declared is not None else len(chunk))}
+        return self.client.patch(url, input_stream=io.BytesIO(chunk), headers=headers, environ_overrides=overrides)
 
 
 def canonical_dump(session: Session, project_id: int, blob_hashes: Sequence[str] = ()) -> dict[str, Any]:
