@@ -55,7 +55,7 @@ def post_submission_xml(
     review_state: str | None = None,
     expect: int = 201,
 ) -> str | None:
-    """POST one submission XML as ODK Collect does; return its instanceID (None when refused as expected).
+    """POST one submission XML as ODK Collect does; return its meta/instanceID (None: refused, or none).
 
     ``submitter`` defaults to the coach (HTTP Basic); ``review_state`` (export names: ``hasIssues``,
     ``approved``, ``rejected``) is then set by the manager through the review API.
@@ -71,11 +71,10 @@ def post_submission_xml(
     from forms.submission import read_submission_header
 
     header = read_submission_header(xml)
-    instance = header.instance_id
-    assert instance is not None, "give review states only to submissions with an instanceID"
     if review_state is not None:
-        review(client, personas, header.form_id, instance, review_state)
-    return instance
+        assert header.instance_id is not None, "give review states only to submissions with an instanceID"
+        review(client, personas, header.form_id, header.instance_id, review_state)
+    return header.instance_id
 
 
 def review(client: FlaskClient, personas: Personas, xml_form_id: str, instance_id: str, state: str) -> None:
