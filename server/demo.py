@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from server.db.models import AccessToken, Project, User
 from server.services import accounts as svc
@@ -49,3 +50,25 @@ def load_demo(base_url: str) -> Iterator[str]:
         yield f"or with a password: {base}/v1/projects/{project.id} (user coach / {DEMO_PASSWORD})"
     finally:
         session.close()
+
+
+def publish_example_forms(session: Session, project_id: int) -> Iterator[str]:
+    """Publish ``examples/forms/*.xlsx`` into the demo project (an unchanged example is left as it is)."""
+    from server.config import PROJECT_ROOT
+    from server.errors import ApiError
+    from server.services import forms as forms_svc
+
+    settings = forms_svc.UploadSettings(convert_inline=True)  # the CLI has no request to keep responsive
+    for path in sorted((PROJECT_ROOT / "examples" / "forms").glob("*.xlsx")):
+        try:
+            result = forms_svc.create_form_version(
+                session, project_id, path.read_bytes(), path.name, publish=True, actor="demo", settings=settings
+            )
+        except ApiError as exc:
+            yield f"form {path.name}: not published ({exc.code}: {exc.message})"
+            continue
+        state = "published" if result.created else "already published"
+        yield f"form {result.xml_form_id} version {result.version}: {state}"
+
+
+DEMO_STEPS.append(publish_example_forms)

@@ -8,6 +8,7 @@ people who fill it). Collect itself uses the OpenRosa routes (server/openrosa/fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -123,6 +124,8 @@ def upload_form(project_id: int) -> tuple[dict[str, Any], int]:
     query = load_query(UploadQuery())
     data, filename = _uploaded_file()
     fallback = query["form_id"] or request.headers.get("X-XlsForm-FormId-Fallback") or None
+    if fallback is not None and not re.match(FORM_ID_PATTERN, fallback):
+        raise bad_request("invalid_form_id", "The fallback form id must be an XML name", form_id=fallback)
     result = svc.create_form_version(
         db_session(),
         project_id,

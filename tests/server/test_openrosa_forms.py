@@ -28,7 +28,7 @@ from flask.testing import FlaskClient
 from lxml import etree
 
 from forms.convert import convert_upload
-from tests.conftest import Personas
+from tests.conftest import Backend, Personas
 from tests.server.fixtures_forms import (
     COOP_XLSX,
     ENTREPRENEUR_XLSX,
@@ -243,3 +243,31 @@ def test_or_urls_without_token(client: FlaskClient, personas: Personas, coop: Pu
     root = etree.fromstring(response.data)
     url = root.find(f"{L}xform/{L}downloadUrl").text
     assert _path(url) == f"{prefix}/forms/coop_diagnostic.xml"
+
+
+def test_or_served_examples_pass_odk_validate(
+    app: Flask, client: FlaskClient, prefix: str, personas: Personas, tmp_path: object, backend: Backend
+) -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import pyxform
+
+    if backend.name != "sqlite":
+        pytest.skip(reason="the served XForm bytes do not depend on the store: validated once, on SQLite")
+    if shutil.which("java") is None:
+        pytest.skip(reason="java is not on PATH; ODK Validate (shipped in pyxform) needs a JVM")
+    jar = Path(pyxform.__file__).parent / "validators" / "odk_validate" / "bin" / "ODK_Validate.jar"
+    files = []
+    for path in (COOP_XLSX, ENTREPRENEUR_XLSX):
+        _, xml_form_id, _ = publish_form(app, personas.project_id, path)
+        served = client.get(f"{prefix}/forms/{xml_form_id}.xml")
+        target = Path(str(tmp_path)) / f"{xml_form_id}.xml"
+        target.write_bytes(served.data)
+        files.append(str(target))
+    # One JVM for both files (docs/reference/xlsform.md §1.6).
+    result = subprocess.run(
+        ["java", "-Djava.awt.headless=true", "-jar", str(jar), *files], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
