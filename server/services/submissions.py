@@ -248,13 +248,14 @@ class _Ingest:
 
     def run(self) -> IngestResult:
         header, session = self.header, self.session
-        target = q.get_form_target(session, self.project_id, header.form_id, header.version)
+        deprecated_id = header.deprecated_id
+        chain_ids = [self.instance_id] + ([deprecated_id] if deprecated_id else [])
+        # Locks the edit chain of these ids on PostgreSQL: a new version, its predecessor and its
+        # successors are then read and written by one writer at a time.
+        target = q.get_form_target(session, self.project_id, header.form_id, header.version, chain_ids)
         if target is None:
             return self.result(Quarantined(UNKNOWN_FORM, f"form {header.form_id!r} is not known in this project"))
         self.form_pk = target.form_pk
-        deprecated_id = header.deprecated_id
-        chain_ids = [self.instance_id] + ([deprecated_id] if deprecated_id else [])
-        q.lock_chain(session, self.project_id, target.form_pk, chain_ids)
         related = q.related_versions(session, self.project_id, target.form_pk, self.instance_id, deprecated_id)
         form_info = FormInfo(
             header.form_id,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db.models.forms import Form, FormVersion
@@ -45,16 +45,28 @@ class RelatedVersion:
     xml_sha256: str
 
 
-def get_form_target(session: Session, project_id: int, xml_form_id: str, version: str) -> FormTarget | None:
-    """Return the form ``xml_form_id`` of a project with its published version ``version``, in one query."""
-    row = session.execute(
+def get_form_target(
+    session: Session, project_id: int, xml_form_id: str, version: str, lock_instance_ids: Sequence[str] = ()
+) -> FormTarget | None:
+    """Return the form ``xml_form_id`` of a project with its published version ``version``, in one query.
+
+    On PostgreSQL the same statement takes the edit-chain locks of ``lock_instance_ids`` (see
+    ``chain_lock_key``), saving a round trip; the caller's next statement sees every write committed
+    by a previous holder (READ COMMITTED takes a fresh snapshot per statement).
+    """
+    stmt = (
         select(Form.id, Form.state, FormVersion.id, FormVersion.xform_sha256)
         .outerjoin(
             FormVersion,
             and_(FormVersion.form_id == Form.id, FormVersion.version == version, FormVersion.status == "published"),
         )
         .where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
-    ).first()
+    )
+    if lock_instance_ids and session.get_bind().dialect.name == "postgresql":
+        # Sorted keys: two writers locking overlapping sets never deadlock.
+        keys = sorted({chain_lock_key(project_id, xml_form_id, i) for i in lock_instance_ids})
+        stmt = stmt.add_columns(*(func.pg_advisory_xact_lock(key) for key in keys))
+    row = session.execute(stmt).first()
     return FormTarget(row[0], row[1], row[2], row[3]) if row is not None else None
 
 
@@ -64,22 +76,10 @@ def get_schema_json(session: Session, version_pk: int) -> dict[str, Any] | None:
     return value
 
 
-def chain_lock_key(project_id: int, form_pk: int, instance_id: str) -> int:
-    """Return the signed 64-bit advisory-lock key of one instance id of a form."""
-    digest = hashlib.blake2b(f"{project_id}:{form_pk}:{instance_id}".encode(), digest_size=8).digest()
+def chain_lock_key(project_id: int, xml_form_id: str, instance_id: str) -> int:
+    """Return the signed 64-bit advisory-lock key of one instance id of a form (SQLite needs none: one writer)."""
+    digest = hashlib.blake2b(f"{project_id}:{xml_form_id}:{instance_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def lock_chain(session: Session, project_id: int, form_pk: int, instance_ids: Iterable[str]) -> None:
-    """Serialise writers of the same edit chain (PostgreSQL; SQLite has a single writer anyway).
-
-    Keys are taken in sorted order so two writers locking overlapping sets never deadlock.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    keys = sorted({chain_lock_key(project_id, form_pk, i) for i in instance_ids})
-    calls = ", ".join(f"pg_advisory_xact_lock(:k{n})" for n in range(len(keys)))
-    session.execute(text(f"SELECT {calls}"), {f"k{n}": key for n, key in enumerate(keys)})
 
 
 def related_versions(
