@@ -251,7 +251,8 @@ def download_attachment(project_id: int, xml_form_id: str, instance_id: str, nam
     blobs = svc.blob_store()
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = Response(stream_with_context(blobs.iter_bytes(attachment.blob_sha256)), mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    # Werkzeug quotes the name (and adds filename* for non-ASCII): names come from devices.
+    response.headers.set("Content-Disposition", "attachment", filename=name)
     response.headers["Content-Length"] = str(blobs.path_for(attachment.blob_sha256).stat().st_size)
     response.headers["ETag"] = f'"{attachment.blob_sha256}"'
     return response

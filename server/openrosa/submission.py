@@ -130,7 +130,12 @@ def _answer(result: IngestResult) -> Response:
             {"form_id": form, "version": version},
             message_fr=f"Ce projet n'a pas de formulaire « {form} » en version « {version} »",
         )
+    french = request.accept_languages.best_match(["en", "fr"]) == "fr"
     if result.missing_attachments:
         count = len(result.missing_attachments)
+        if french:
+            return message_response(f"Formulaire reçu ; {count} fichier(s) encore à envoyer", 201)
         return message_response(f"Submission received; {count} file(s) still to send", 201)
+    if french:
+        return message_response("Le formulaire a bien été envoyé en entier !", 201)
     return message_response("full submission upload was successful!", 201)

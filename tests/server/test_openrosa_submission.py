@@ -101,7 +101,9 @@ def test_edit_chain_sent_newest_first(app: Flask, client: FlaskClient, personas:
     assert post_submission(client, personas.collect_prefix, v3, {"b.jpg": b"b"}).status_code == 201
     assert post_submission(client, personas.collect_prefix, v2).status_code == 201
     assert _count(session, Submission) == 1
-    assert post_submission(client, personas.collect_prefix, v1, {"a.jpg": b"a"}).status_code == 201
+    last = post_submission(client, personas.collect_prefix, v1, {"a.jpg": b"a"}, headers={"Accept-Language": "fr"})
+    assert last.status_code == 201
+    assert "Le formulaire a bien été envoyé en entier" in last.get_data(as_text=True)
     session.commit()
     row = session.scalars(select(Submission)).one()
     assert (row.instance_id, row.current_instance_id, row.edits) == ("uuid:v1", "uuid:v3", 2)
