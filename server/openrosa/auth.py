@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
-from server.auth import Principal, principal_from_password
+from server.auth import Principal, principal_from_password, principal_from_token
+from server.db.base import utcnow
 from server.db.queries import accounts as q
 from server.errors import ApiError, forbidden
 from server.openrosa.responses import add_challenges
@@ -128,8 +129,7 @@ def _digest_principal(project_id: int, value: str) -> Principal:
 
 
 def _token_principal(token: str) -> Principal:
-    from server.auth import principal_from_token
-
+    # One look-up serves both answers: unknown (401) and revoked or expired (403, Collect shows why).
     row = q.get_token_by_hash(db_session(), token_hash(token))
     if row is None:
         raise ApiError(
@@ -138,14 +138,18 @@ def _token_principal(token: str) -> Principal:
             "This server address holds an unknown key: ask your manager for a new QR code",
             message_fr="Cette adresse contient une clé inconnue : demandez un nouveau code QR à votre responsable.",
         )
-    principal = principal_from_token(token)
-    if principal is None:
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= utcnow()):
         raise ApiError(
             403,
             "token_revoked",
             "This device's key has been revoked or has expired: ask your manager for a new QR code",
             message_fr="La clé de cet appareil a été révoquée ou a expiré : demandez un nouveau code QR.",
         )
+    if row.kind == "device":
+        return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role)
+    principal = principal_from_token(token)  # a person's API session token: their user and roles
+    if principal is None:
+        raise ApiError(403, "token_revoked", "This key belongs to a disabled account")
     return principal
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from server.db.models.forms import Form, FormAttachment, FormVersion
@@ -74,20 +75,32 @@ def get_attachment(session: Session, version_id: int, name: str) -> FormAttachme
     ).one_or_none()
 
 
-def formlist_rows(session: Session, project_id: int, xml_form_id: str | None = None) -> list[FormListRow]:
-    """Return the formList rows of a project in one query: open forms with a published version."""
+def _formlist_statement(filtered: bool) -> Select[Any]:
     has_attachments = (
         exists().where(FormAttachment.form_version_id == FormVersion.id).correlate(FormVersion).label("has_manifest")
     )
     stmt = (
         select(Form.xml_form_id, FormVersion.title, FormVersion.version, FormVersion.xform_md5, has_attachments)
         .join(FormVersion, FormVersion.id == Form.current_version_id)
-        .where(Form.project_id == project_id, Form.state == "open")
+        .where(Form.project_id == bindparam("project_id"), Form.state == "open")
         .order_by(Form.xml_form_id)
     )
-    if xml_form_id is not None:
-        stmt = stmt.where(Form.xml_form_id == xml_form_id)
-    return [FormListRow(*row) for row in session.execute(stmt).all()]
+    return stmt.where(Form.xml_form_id == bindparam("xml_form_id")) if filtered else stmt
+
+
+# Built once: formList is the hottest read (benchmarked at >= 1,000 req/s), so no per-request
+# statement construction; the compiled SQL is cached by SQLAlchemy per statement object.
+_FORMLIST = _formlist_statement(False)
+_FORMLIST_ONE = _formlist_statement(True)
+
+
+def formlist_rows(session: Session, project_id: int, xml_form_id: str | None = None) -> list[FormListRow]:
+    """Return the formList rows of a project in one query: open forms with a published version."""
+    if xml_form_id is None:
+        rows = session.execute(_FORMLIST, {"project_id": project_id})
+    else:
+        rows = session.execute(_FORMLIST_ONE, {"project_id": project_id, "xml_form_id": xml_form_id})
+    return [FormListRow(*row) for row in rows.all()]
 
 
 def get_current_xform(session: Session, project_id: int, xml_form_id: str) -> tuple[str, bytes] | None:
