@@ -80,6 +80,22 @@ def run(context: Context) -> BenchmarkResult:
     result.figures.append(
         _figure(f"formList, {clients} clients (200)", _rounds(context, full, clients, 200), ref_many, TARGET)
     )
+    # Threads or processes for the clients? Measured every run: one Python process driving N threads
+    # competes for its own GIL, which would understate the server.
+    other_mode = "threads" if settings.client_mode == "processes" else "processes"
+    other = [
+        run_load(context.base_url, [full] * (settings.formlist_requests // 2), clients=clients, mode=other_mode)
+        for _ in range(settings.rounds)
+    ]
+    result.data["client_modes"] = {
+        settings.client_mode: result.figures[-1].spread.median,
+        other_mode: spread([r.per_second for r in other]).median,
+    }
+    result.notes.append(
+        f"Client mode check, {clients} clients (200): {settings.client_mode} {result.figures[-1].spread.median:,.0f} "
+        f"req/s vs {other_mode} {result.data['client_modes'][other_mode]:,.0f} req/s; the harness uses "
+        f"{settings.client_mode} (client CPU per request is in results.json)."
+    )
     if etag:
         cached = PreparedRequest("GET", path, {**OPENROSA_HEADERS, "If-None-Match": etag})
         result.figures.append(

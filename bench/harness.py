@@ -50,12 +50,16 @@ class Settings:
     workers: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_WORKERS", default_workers()))
     threads: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_THREADS", 4))
     clients: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_CLIENTS", 8))
+    # Threads by default: on 2 cores shared with the server, paired A/B runs gave threads 20-50% more
+    # formList req/s than processes (the processes take CPU from the server); see bench/load.py.
     client_mode: ClientMode = field(
-        default_factory=lambda: "threads" if os.environ.get("FIELDSYNC_BENCH_CLIENT_MODE") == "threads" else "processes"
+        default_factory=lambda: (
+            "processes" if os.environ.get("FIELDSYNC_BENCH_CLIENT_MODE") == "processes" else "threads"
+        )
     )
     formlist_requests: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_FORMLIST_REQUESTS", 1000))
     ingest_submissions: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_INGEST_SUBMISSIONS", 400))
-    push_batches: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_PUSH_BATCHES", 6))
+    push_batches: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_PUSH_BATCHES", 4))
     push_batch_size: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_PUSH_BATCH_SIZE", 200))
     export_sizes: tuple[int, ...] = field(
         default_factory=lambda: _env_ints("FIELDSYNC_BENCH_EXPORT_SIZES", (1_000, 10_000, 100_000))

@@ -86,7 +86,7 @@ def run(context: Context) -> BenchmarkResult:
         )
     )
     clients = min(settings.clients, 4)
-    concurrent = _load(context, push_requests(context, max(batches, clients * 2), f"c{clients}"), clients)
+    concurrent = _load(context, push_requests(context, max(batches, clients), f"c{clients}"), clients)
     result.figures.append(
         Figure(
             name=f"push, {clients} clients at once",
@@ -94,7 +94,7 @@ def run(context: Context) -> BenchmarkResult:
             spread=spread([concurrent.per_second * size]),
             latency=latency(concurrent.latencies),
             reference=reference,
-            extra={"batches": max(batches, clients * 2)},
+            extra={"batches": max(batches, clients)},
         )
     )
     if statuses and set(statuses) != {"created"}:

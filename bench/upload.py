@@ -39,7 +39,8 @@ def _upload(context: Context, project_id: int, data: bytes, filename: str) -> fl
     started = time.perf_counter()
     response = requests.post(
         f"{context.base_url}/v1/projects/{project_id}/forms",
-        params={"publish": "true"},
+        # Forms without settings/form_id get their file stem, as pyxform does for a path.
+        params={"publish": "true", "form_id": Path(filename).stem},
         files={"file": (filename, data, "application/octet-stream")},
         headers=context.admin_headers(),
         timeout=900,
@@ -55,7 +56,7 @@ def _convert_in_process(data: bytes, filename: str) -> float:
     from forms.convert import convert_upload
 
     started = time.perf_counter()
-    convert_upload(data, filename)
+    convert_upload(data, filename, default_form_id=Path(filename).stem)
     return time.perf_counter() - started
 
 
