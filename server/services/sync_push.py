@@ -245,6 +245,7 @@ def _result(index: int, raw: Any, outcome: Any, **extra: Any) -> dict[str, Any]:
         result["conflict"] = {"kind": outcome.kind, "fields": list(outcome.fields)}
     if isinstance(outcome, AwaitingAttachments):
         result["missing"] = list(outcome.missing)
+        result["accepted"] = outcome.accepted.status  # created / updated / duplicate
     if isinstance(outcome, Quarantined | Rejected):
         result["reason"] = outcome.reason
         if outcome.detail:

@@ -166,12 +166,13 @@ def patch_upload(
     upload_id: str,
     offset: int,
     chunks: Iterator[bytes],
-    on_blob: Callable[[Session, str], None] | None = None,
+    on_blob: Callable[[Session, int, str], None] | None = None,
 ) -> UploadState:
     """Append a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob."""
     with transaction(session):
         row = get_upload(session, upload_id)
         length, current, sha256, content_type, done = row.length, row.offset, row.sha256, row.content_type, row.state
+        project_id = row.project_id
     if done == "done":
         if offset != current:
             raise conflict("offset_mismatch", "Upload-Offset does not match", offset=current)
@@ -195,18 +196,19 @@ def patch_upload(
         if offset + written < length:
             with transaction(session):
                 return _state(get_upload(session, upload_id))
-        return _finish(session, storage_dir, upload_id, path, sha256, length, content_type, on_blob)
+        return _finish(session, storage_dir, upload_id, project_id, path, sha256, length, content_type, on_blob)
 
 
 def _finish(
     session: Session,
     storage_dir: Path,
     upload_id: str,
+    project_id: int,
     path: Path,
     sha256: str,
     length: int,
     content_type: str,
-    on_blob: Callable[[Session, str], None] | None,
+    on_blob: Callable[[Session, int, str], None] | None,
 ) -> UploadState:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -221,19 +223,17 @@ def _finish(
         if q.set_upload_state(session, upload_id, "done", completed_at=utcnow()):
             BlobStore(storage_dir).adopt_file(session, path, sha256, length, content_type)
             if on_blob is not None:
-                on_blob(session, sha256)
+                on_blob(session, project_id, sha256)
         row = get_upload(session, upload_id)
     path.unlink(missing_ok=True)
     return _state(row)
 
 
-def blob_arrived(session: Session, sha256: str) -> None:
-    """Tell the submissions area a blob is here (submissions awaiting it may become complete)."""
+def blob_arrived(session: Session, project_id: int, sha256: str) -> None:
+    """Tell the submissions area a blob is here: pushed submissions awaiting it may become complete."""
     from server.services import submissions
 
-    hook = getattr(submissions, "blob_arrived", None)
-    if hook is not None:
-        hook(session, sha256)
+    submissions.attach_uploaded_blob(session, project_id, sha256)
 
 
 def missing_blobs(session: Session, hashes: list[str]) -> list[str]:
