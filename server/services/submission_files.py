@@ -12,14 +12,16 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from server.blobstore import CHUNK, BlobStore
 from server.errors import too_large
 from server.services.submissions import FileUpload
 
 
-def stage_upload(blobs: BlobStore, name: str, stream: BinaryIO, content_type: str | None, max_bytes: int) -> FileUpload:
+def stage_upload(
+    blobs: BlobStore, name: str, stream: IO[bytes], content_type: str | None, max_bytes: int
+) -> FileUpload:
     """Copy one uploaded file to a staging file while hashing it; ``413`` beyond ``max_bytes``."""
     digest = hashlib.sha256()
     size = 0

@@ -47,17 +47,24 @@ from server.db.upsert import insert_ignore
 from server.errors import ApiError, not_found
 from server.services.entities import apply_entity_changes
 from server.store import get_store
-from sync.outcomes import ID_CONFLICT, UNKNOWN_FORM, UNPARSEABLE_ITEM, Quarantined, Rejected
-from sync.submissions import (
-    AttachmentRef,
+from sync.outcomes import (
+    ID_CONFLICT,
+    UNKNOWN_FORM,
+    UNPARSEABLE_ITEM,
     AwaitingAttachments,
     Created,
+    Duplicate,
+    Quarantined,
+    Rejected,
+    Updated,
+)
+from sync.submissions import (
+    AttachmentRef,
     FormInfo,
     FormState,
     IncomingSubmission,
     StoredSubmission,
     SubmissionOutcome,
-    Updated,
     content_hash_xml,
     decide_submission,
     version_chain,
@@ -417,7 +424,9 @@ class _Ingest:
         if rows:
             session.execute(insert(_ATTACHMENTS), [{**row, "version_id": version_id} for row in rows])
         if new_chain:
-            missing = tuple(sorted(row["declared_sha256"] or row["name"] for row in rows if not row["blob_sha256"]))
+            missing = tuple(
+                sorted(str(row["declared_sha256"] or row["name"]) for row in rows if not row["blob_sha256"])
+            )
             return submission_id, version_id, missing
         _carry_over_attachments(session, submission_id)
         _refresh_chain(session, submission_id)
@@ -452,7 +461,9 @@ class _Ingest:
                 self.keep_refused(outcome.reason)
             return self.result(outcome, same.submission_id, same.id)
         duplicate = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
-        to_add = set(getattr(duplicate, "attachments_to_add", ()))
+        if not isinstance(duplicate, Duplicate):  # decide_submission never says otherwise for a stored id
+            return self.result(outcome, same.submission_id, same.id)
+        to_add = set(duplicate.attachments_to_add)
         changes: list[dict[str, Any]] = []
         for upload in self.files.values():
             if upload.name in to_add:
