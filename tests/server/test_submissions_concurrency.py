@@ -3,10 +3,13 @@
 Rule K1: a real gunicorn server with several worker processes on a fresh committed database; 8 client
 processes POST overlapping sets of 500 instances (each instance sent by 2 or 3 of them, all in the same
 order so the copies race) → exactly 500 submissions and 500 versions, every answer 201.
+Rule K2: the three versions of an edit chain arriving at once from three writers link into one
+submission whose current version is the newest (the per-chain advisory lock), with no deadlock.
 """
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import socket
@@ -136,4 +139,67 @@ def test_racing_identical_posts_store_each_instance_once(tmp_path: Path) -> None
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
+        cleanup()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="concurrent writers need PostgreSQL (SQLite has a single writer)")
+def test_racing_versions_of_one_chain_link_up(tmp_path: Path) -> None:
+    import random
+    import threading
+
+    from server import create_app
+    from server.db.models.submissions import Submission, SubmissionVersion
+    from server.store import get_store
+
+    chains = 40
+    url, cleanup = fresh_database_url("postgresql", tmp_path)
+    try:
+        project_id, token = _prepare(url, tmp_path)
+        app = create_app(
+            {
+                "DATABASE_URL": url,
+                "VAR_DIR": str(tmp_path / "var"),
+                "STORAGE_DIR": str(tmp_path / "storage"),
+                "SECRET_KEY": "race-secret",
+                "LOG_REQUESTS": False,
+            }
+        )
+        submit = f"/v1/key/{token}/projects/{project_id}/submission"
+        statuses: Counter[int] = Counter()
+        lock = threading.Lock()
+
+        def writer(version: int) -> None:
+            client = app.test_client()
+            order = list(range(chains))
+            random.Random(version).shuffle(order)
+            for chain in order:
+                deprecated = f"uuid:k{chain}-v{version - 1}" if version > 1 else None
+                xml = photo_submission(f"uuid:k{chain}-v{version}", [], site=f"v{version}", deprecated_id=deprecated)
+                response = client.post(
+                    submit,
+                    data={"xml_submission_file": (io.BytesIO(xml), "s.xml", "text/xml")},
+                    content_type="multipart/form-data",
+                    headers=COLLECT_HEADERS,
+                )
+                with lock:
+                    statuses[response.status_code] += 1
+
+        threads = [threading.Thread(target=writer, args=(v,)) for v in (1, 2, 3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == Counter({201: 3 * chains})
+        with app.app_context():
+            session = get_store().sessions()
+            rows = session.execute(
+                select(Submission.instance_id, Submission.current_instance_id, Submission.edits)
+            ).all()
+            assert sorted(tuple(r) for r in rows) == sorted(
+                (f"uuid:k{c}-v1", f"uuid:k{c}-v3", 2) for c in range(chains)
+            )
+            assert session.scalar(select(func.count()).select_from(SubmissionVersion)) == 3 * chains
+            session.close()
+            get_store().engine.dispose()
+    finally:
         cleanup()

@@ -146,3 +146,27 @@ def test_entity_blocks_go_to_the_entities_service(
     _, project_id, record, version_id, actor = calls[0]
     assert (project_id, version_id, actor) == (personas.project_id, result.version_id, principal.actor)
     assert record.entities and record.entities[0].create
+
+
+def test_attachment_counts_stay_per_submission_through_edits(ctx: tuple[Session, Principal]) -> None:
+    session, principal = ctx
+    photo = {"p.jpg": b"p"}
+    for k, names in enumerate((["p.jpg"], ["p.jpg", "q.jpg"], ["p.jpg", "q.jpg", "r.jpg"])):
+        files = {
+            name: svc.FileUpload(name, hashlib.sha256(data).hexdigest(), len(data), data=data)
+            for name, data in photo.items()
+            if name in names
+        }
+        _ingest(session, principal, photo_submission(f"uuid:m{k}", names), files=files)
+    # An edit of the last one that drops a photo: counts follow its current version only.
+    _ingest(session, principal, photo_submission("uuid:m2-edit", ["p.jpg", "q.jpg"], deprecated_id="uuid:m2"))
+    session.commit()
+    counts = dict(
+        session.execute(
+            select(Submission.current_instance_id, Submission.attachments_present).order_by(Submission.id)
+        ).all()
+    )
+    expected = dict(session.execute(select(Submission.current_instance_id, Submission.attachments_expected)).all())
+    session.commit()
+    assert counts == {"uuid:m0": 1, "uuid:m1": 1, "uuid:m2-edit": 1}
+    assert expected == {"uuid:m0": 1, "uuid:m1": 2, "uuid:m2-edit": 2}

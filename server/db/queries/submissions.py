@@ -147,31 +147,29 @@ def present_blobs(session: Session, shas: Iterable[str]) -> set[str]:
 
 def refresh_attachment_counts(session: Session, submission_id: int) -> None:
     """Recompute a submission's expected/present attachment counts from its current version."""
-    current = (
-        select(SubmissionVersion.id)
-        .where(
-            SubmissionVersion.project_id == Submission.project_id,
-            SubmissionVersion.form_id == Submission.form_id,
-            SubmissionVersion.instance_id == Submission.current_instance_id,
+
+    def count(*extra: Any) -> Any:
+        # One level of nesting only: the subquery correlates with the UPDATE's submissions row.
+        return (
+            select(func.count())
+            .select_from(SubmissionAttachment)
+            .join(SubmissionVersion, SubmissionVersion.id == SubmissionAttachment.version_id)
+            .where(
+                SubmissionVersion.submission_id == submission_id,
+                SubmissionVersion.instance_id == Submission.current_instance_id,
+                *extra,
+            )
+            .correlate(Submission)
+            .scalar_subquery()
         )
-        .scalar_subquery()
-    )
-    expected = (
-        select(func.count())
-        .select_from(SubmissionAttachment)
-        .where(SubmissionAttachment.version_id == current)
-        .scalar_subquery()
-    )
-    present = (
-        select(func.count())
-        .select_from(SubmissionAttachment)
-        .where(SubmissionAttachment.version_id == current, SubmissionAttachment.blob_sha256.is_not(None))
-        .scalar_subquery()
-    )
+
     session.execute(
         update(Submission)
         .where(Submission.id == submission_id)
-        .values(attachments_expected=expected, attachments_present=present)
+        .values(
+            attachments_expected=count(),
+            attachments_present=count(SubmissionAttachment.blob_sha256.is_not(None)),
+        )
     )
 
 
