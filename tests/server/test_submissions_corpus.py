@@ -55,11 +55,14 @@ def _convert(relative: str) -> ConvertedForm | None:
 
 
 def _form_for(entry: dict[str, Any]) -> tuple[str, ConvertedForm] | None:
-    """The converting form of the same source folder whose XForm id is the submission's root id."""
+    """The converting form of the same source folder whose XForm id is the submission's root id.
+
+    The index records each converting form's id, so only the matching form is converted.
+    """
     header = read_submission_header((CORPUS / entry["file"]).read_bytes())
     source = entry["file"].split("/")[1]
     for form in FORMS:
-        if form["file"].split("/")[1] != source:
+        if form["file"].split("/")[1] != source or form.get("id_string") != header.form_id:
             continue
         converted = _convert(form["file"])
         if converted is not None and converted.schema.form_id == header.form_id:
