@@ -260,27 +260,49 @@ def personas(db: sessionmaker[Session], backend: Backend, personas_by_backend: d
 # The app
 
 
+@pytest.fixture(scope="session")
+def apps_by_backend() -> dict[str, Flask]:
+    """One app per backend for the whole session (building an app registers ~200 URL rules)."""
+    return {}
+
+
 @pytest.fixture
-def app(db: sessionmaker[Session], backend: Backend, tmp_path: Path) -> Iterator[Flask]:
-    """The real app on the test's rolled-back transaction."""
+def app(
+    db: sessionmaker[Session], backend: Backend, tmp_path: Path, apps_by_backend: dict[str, Flask]
+) -> Iterator[Flask]:
+    """The real app on the test's rolled-back transaction, with its own storage folders.
+
+    The app object is shared by the tests of a backend; its configuration is restored after each
+    test, so a test may change limits or flags freely.
+    """
     from server import create_app
     from server.store import Store
 
-    flask_app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": backend.url,
-            "VAR_DIR": str(tmp_path / "var"),
-            "STORAGE_DIR": str(tmp_path / "storage"),
-            "EXPORT_DIR": str(tmp_path / "exports"),
-            "SECRET_KEY": "test-secret",
-            "LOG_REQUESTS": False,
-        }
+    flask_app = apps_by_backend.get(backend.name)
+    if flask_app is None:
+        flask_app = create_app(
+            {
+                "TESTING": True,
+                "DATABASE_URL": backend.url,
+                "VAR_DIR": str(tmp_path / "var"),
+                "SECRET_KEY": "test-secret",
+                "LOG_REQUESTS": False,
+            }
+        )
+        flask_app.extensions["fieldsync.store"].engine.dispose()
+        apps_by_backend[backend.name] = flask_app
+    saved_config = dict(flask_app.config)
+    storage = tmp_path / "storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    flask_app.config.update(
+        {"VAR_DIR": str(tmp_path / "var"), "STORAGE_DIR": str(storage), "EXPORT_DIR": str(tmp_path / "exports")}
     )
-    own = flask_app.extensions["fieldsync.store"]
-    own.engine.dispose()
-    flask_app.extensions["fieldsync.store"] = Store(backend.engine, db, own.storage_dir)
-    yield flask_app
+    flask_app.extensions["fieldsync.store"] = Store(backend.engine, db, storage)
+    try:
+        yield flask_app
+    finally:
+        flask_app.config.clear()
+        flask_app.config.update(saved_config)
 
 
 @pytest.fixture
