@@ -131,15 +131,18 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     meta["total_seconds"] = round(time.monotonic() - started, 1)
+    meta["commit"] = git_commit()
     results["meta"] = meta
-    if args.names:
-        previous = _load_previous(args.results)
+    previous = _load_previous(args.results) if args.names else {}
+    if previous.get("meta"):
+        # A partial run keeps the full run's header and notes itself; each benchmark carries its own date.
         merged = previous.get("benchmarks", {})
         merged.update(results["benchmarks"])
-        results["benchmarks"] = merged
-        if previous.get("meta"):
-            meta["partial_run"] = names
-    results["meta"]["commit"] = git_commit()
+        results = {"meta": previous["meta"], "benchmarks": merged}
+        partial = {"names": names, "date": meta["date"], "commit": meta["commit"], "seconds": meta["total_seconds"]}
+        results["meta"]["partial_runs"] = [*previous["meta"].get("partial_runs", []), partial]
+    elif not args.names:
+        meta["full_run"] = True
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     args.report.parent.mkdir(parents=True, exist_ok=True)

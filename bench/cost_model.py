@@ -97,13 +97,17 @@ def growth_rows(results: dict[str, Any]) -> list[str]:
         )
     uploads = _data(results, "upload").get("seconds", {})
     if len(uploads) >= 2:
-        items = sorted(uploads.values(), key=lambda v: v["bytes"])
-        sizes_b = [float(v["bytes"]) for v in items]
+        # Conversion time follows the form's questions and repeats (pyxform), not the workbook's bytes.
+        by_questions = all(v.get("questions") for v in uploads.values())
+        measure = "questions" if by_questions else "bytes"
+        items = sorted(uploads.values(), key=lambda v: v[measure])
+        sizes_u = [float(v[measure]) for v in items]
         secs = [min(v["server"]) for v in items]
+        unit = (lambda n: f"{n:,.0f} questions") if by_questions else (lambda n: f"{n / 1e3:,.0f} KB")
         rows.append(
-            "| Form upload + convert vs workbook size | "
-            + ", ".join(f"{b / 1e3:,.0f} KB → {s:,.1f} s" for b, s in zip(sizes_b, secs, strict=True))
-            + f" | {_k(sizes_b, secs)} |"
+            f"| Form upload + convert vs form size ({measure}) | "
+            + ", ".join(f"{unit(n)} → {s:,.1f} s" for n, s in zip(sizes_u, secs, strict=True))
+            + f" | {_k(sizes_u, secs)} |"
         )
     return rows
 

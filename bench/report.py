@@ -148,6 +148,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| Server | gunicorn, {settings.get('workers', '?')} workers × {settings.get('threads', '?')} threads "
         "(gthread, as `fieldsync serve`), access log off, on the same machine as the clients |",
         f"| Rounds | {settings.get('rounds', '?')} measured after {settings.get('warmup', '?')} warm-up |",
+        f"| Run time | {meta.get('total_seconds', 0) / 60:,.1f} min for "
+        + ("every benchmark" if meta.get("full_run") else "the benchmarks run")
+        + " (database set-up, server start and teardown included) |",
+        *(
+            f"| Partial re-run | {', '.join(p['names'])} on {p['date']} at `{p['commit']}` |"
+            for p in meta.get("partial_runs", [])
+        ),
         "",
         "How to run: `make bench` (everything, < 15 min on 2 cores) or `.venv/bin/python -m bench formlist ingest` "
         "(some benchmarks; their figures replace those in `bench/results.json` and this page is rendered again). "

@@ -68,6 +68,7 @@ def run(context: Context) -> BenchmarkResult:
     cases: list[tuple[str, str, bytes, int]] = [
         ("small: bench form (22 questions, 1 repeat)", "bench.xlsx", build_bench_xlsform(), settings.rounds)
     ]
+    questions = {"bench.xlsx": 22, Path(LARGE).name: 512, Path(LARGEST).name: 1078}
     missing = []
     for label, relative, rounds in (
         ("large: good_size.xlsx (512 questions, 12 repeats)", LARGE, settings.rounds),
@@ -104,7 +105,12 @@ def run(context: Context) -> BenchmarkResult:
                 extra={"bytes": len(data)},
             )
         )
-        result.data["seconds"][filename] = {"server": server, "in_process": local, "bytes": len(data)}
+        result.data["seconds"][filename] = {
+            "server": server,
+            "in_process": local,
+            "bytes": len(data),
+            "questions": questions.get(filename),
+        }
     result.notes.extend(missing)
     result.notes.append(
         "Seconds per upload (lower is better); the ratio is server time / in-process conversion time, so "

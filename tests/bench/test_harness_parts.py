@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from bench.cost_model import programme_scale, render_cost_model
 from bench.load import PreparedRequest, split_round_robin
 from bench.payloads import (
     REPEAT_INSTANCES,
@@ -224,3 +225,26 @@ def test_requests_are_dealt_evenly_to_clients() -> None:
     slices = split_round_robin(items, 3)
     assert [len(s) for s in slices] == [4, 3, 3]
     assert sorted(r.path for s in slices for r in s) == sorted(r.path for r in items)
+
+
+def test_programme_scale_is_monthly_visits_for_five_years() -> None:
+    assert programme_scale(1) == {"monthly": 4_900, "total": 294_000, "rush_rate": 4_900 / (8 * 3600)}
+    assert programme_scale(100)["total"] == 29_400_000
+
+
+def test_cost_model_fits_growth_and_sizes_storage() -> None:
+    export = not_available("export", "CSV zip export", "")
+    export.available = True
+    export.data = {
+        "series": {
+            "1000": {"seconds": [1.0], "peak_mib": [100.0]},
+            "10000": {"seconds": [10.0], "peak_mib": [100.0]},
+            "100000": {"seconds": [100.0], "peak_mib": [100.0]},
+        },
+        "bytes_per_submission": 3000.0,
+    }
+    text = render_cost_model({"benchmarks": {"export": export.as_dict()}})
+    assert "| Export time vs submissions | 1,000 → 1.00 s, 10,000 → 10.00 s, 100,000 → 100.00 s | k = 1.00" in text
+    assert "k = 0.00 (0 = flat)" in text
+    assert "| 1× | 294,000 (4,900/month) | 882.0 MB |" in text
+    assert "| 100× | 29,400,000 (490,000/month) | 88.2 GB |" in text
