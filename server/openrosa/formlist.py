@@ -9,6 +9,7 @@ hashes of the exact bytes served, ``type="entityList"`` with ``integrityUrl``). 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
@@ -47,7 +48,7 @@ def _text(tag: str, value: str) -> str:
     return f"<{tag}>{escape(value)}</{tag}>"
 
 
-def _add_routes(suffix: str, view: object, endpoint: str) -> None:
+def _add_routes(suffix: str, view: Callable[..., Response], endpoint: str) -> None:
     for rule in _routes(suffix):
         bp.add_url_rule(rule, endpoint=f"{endpoint}_{'key' if '/key/' in rule else 'user'}", view_func=view)
 

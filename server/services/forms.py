@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app, has_app_context
-from sqlalchemy import delete
+from sqlalchemy import Table, delete
 from sqlalchemy.orm import Session
 
 from forms.convert import ConvertedForm
@@ -215,7 +215,7 @@ def create_form_version(
         form_id = _ensure_form(session, project_id, schema)
         values = _version_values(converted, data, filename, seconds, actor)
         version_id = insert_ignore(
-            session, FormVersion.__table__, {"form_id": form_id, **values}, ["form_id", "version"], "id"
+            session, cast(Table, FormVersion.__table__), {"form_id": form_id, **values}, ["form_id", "version"], "id"
         )
         created = version_id is not None
         if created:
@@ -267,7 +267,7 @@ def create_form_version(
 def _ensure_form(session: Session, project_id: int, schema: FormSchema) -> int:
     new_id = insert_ignore(
         session,
-        Form.__table__,
+        cast(Table, Form.__table__),
         {
             "project_id": project_id,
             "xml_form_id": schema.form_id,
@@ -328,17 +328,18 @@ def _sync_attachments(
     """Make the version's attachment rows match what its schema expects, carrying files over by name."""
     expected = _expected_media(schema)
     existing = {a.name: a for a in q.list_attachments(session, version.id)}
-    for name, row in existing.items():
+    for name, stale in existing.items():
         if name not in expected:
-            session.delete(row)
+            session.delete(stale)
     previous: dict[str, FormAttachment] = {}
     if form.current_version_id is not None and form.current_version_id != version.id:
         previous = {a.name: a for a in q.list_attachments(session, form.current_version_id)}
     for name, kind in expected.items():
-        row = existing.get(name)
-        if row is None:
-            row = FormAttachment(form_version_id=version.id, name=name, kind=kind)
-            session.add(row)
+        found = existing.get(name)
+        if found is None:
+            found = FormAttachment(form_version_id=version.id, name=name, kind=kind)
+            session.add(found)
+        row = found
         row.kind = kind
         if kind == "entity_list":
             row.blob_sha256 = row.md5 = row.size = row.content_type = row.uploaded_at = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.orm import Session
@@ -75,7 +74,7 @@ def get_attachment(session: Session, version_id: int, name: str) -> FormAttachme
     ).one_or_none()
 
 
-def _formlist_statement(filtered: bool) -> Select[Any]:
+def _formlist_statement(filtered: bool) -> Select[str, str, str, str, bool]:
     has_attachments = (
         exists().where(FormAttachment.form_version_id == FormVersion.id).correlate(FormVersion).label("has_manifest")
     )
