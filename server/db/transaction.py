@@ -10,13 +10,20 @@ from sqlalchemy.orm import Session
 
 @contextmanager
 def transaction(session: Session) -> Iterator[Session]:
-    """Run the block in one fresh transaction, committed at the end or rolled back on error.
+    """Run the block in one transaction, committed at the end or rolled back on error.
 
     Authentication and look-ups before a use case read through the same session and so open an
-    implicit transaction; it holds no writes, so it is closed first and the use case starts clean
-    (its reads and writes then share one snapshot).
+    implicit transaction; the use case simply continues it (it holds no writes yet), which saves
+    a COMMIT round trip per request. On PostgreSQL (READ COMMITTED) every statement still sees the
+    latest committed data; on SQLite the write lock was already taken by ``BEGIN IMMEDIATE``.
     """
-    if session.in_transaction():
-        session.commit()
-    with session.begin():
+    if not session.in_transaction():
+        with session.begin():
+            yield session
+        return
+    try:
         yield session
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
