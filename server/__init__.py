@@ -14,7 +14,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from server.blueprints import register_blueprints
     from server.config import load_config
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(load_config(config))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = (
