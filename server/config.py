@@ -21,9 +21,12 @@ ENV_KEYS = {
     "FIELDSYNC_PUBLIC_URL": "PUBLIC_URL",
     "FIELDSYNC_LOG_REQUESTS": "LOG_REQUESTS",
     "FIELDSYNC_EXPORT_DIR": "EXPORT_DIR",
+    "FIELDSYNC_MAX_FORM_ATTACHMENT_BYTES": "MAX_FORM_ATTACHMENT_BYTES",
+    "FIELDSYNC_FORM_CONVERT_TIMEOUT": "FORM_CONVERT_TIMEOUT",
 }
 
-INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES"}
+INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES"}
+FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT"}
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -40,7 +43,11 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "MAX_PUSH_BYTES": 8 * 1024 * 1024,
         "PUBLIC_URL": None,
         "LOG_REQUESTS": True,
+        # pyxform is quadratic on repeats (one corpus form takes 20+ s): convert in a child process
+        # killed after this many seconds. Inline conversion is for tests only.
         "FORM_CONVERT_TIMEOUT": 60.0,
+        "FORM_CONVERT_INLINE": False,
+        "MAX_FORM_ATTACHMENT_BYTES": 50 * 1024 * 1024,
     }
 
 
@@ -53,7 +60,7 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
     for env_key, key in ENV_KEYS.items():
         value = os.environ.get(env_key)
         if value is not None and value != "":
-            config[key] = int(value) if key in INT_KEYS else value
+            config[key] = int(value) if key in INT_KEYS else float(value) if key in FLOAT_KEYS else value
     if isinstance(config["LOG_REQUESTS"], str):
         config["LOG_REQUESTS"] = config["LOG_REQUESTS"].lower() not in {"0", "false", "no"}
     if override:
