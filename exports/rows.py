@@ -8,10 +8,15 @@ Keys follow ODK Central: the root ``KEY`` is the instanceID; a repeat row's ``KE
 ``KEY`` + ``/<path of the repeat relative to the parent table>[n]`` (n 1-based), and its ``PARENT_KEY``
 is the parent's ``KEY``. Values the forms do not know (``formhub/uuid``, fields of no version) are not
 exported.
+
+Speed: an export runs over millions of cells, so the plan is compiled once into ``_Table``/``_Slot``
+objects (the path of every field split in advance, its cleaning memoised per column, the report keys
+built once); a row is then one pass over the table's fields with no per-cell look-up by name.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,9 +26,14 @@ from typing import Any
 from exports.cleaning import Cleaned, CleaningReport, ReportKey, clean_value
 from exports.options import ExportOptions
 from exports.records import ExportRecord
-from exports.tables import ISSUES_COLUMN, ExportPlan, TablePlan
+from exports.tables import ISSUES_COLUMN, Column, ExportPlan, TablePlan
 
 LABEL_JOIN = "; "  # select_multiple labels can contain spaces, so labels are joined with "; "
+MEMO_MAX = 4096  # cleaned values remembered per column (choices, dates, numbers repeat a lot)
+_NOT_A_VALUE = Cleaned("", issue="a group or repeat where a value was expected")
+# Bind types clean_value treats as typed; every other one is free text (normalise_text only).
+_TYPED_BINDS = frozenset({"int", "decimal", "date", "time", "dateTime", "geopoint", "odk:rank"})
+_CHOICE_CONTROLS = frozenset({"select_one", "select_multiple", "rank"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +62,9 @@ def summarise(plan: ExportPlan, row_counts: Counter[int], report: CleaningReport
     return ExportSummary(tables, report.records_read, row_counts[0], dict(report.excluded), dict(report.changes))
 
 
-def _lookup(ctx: Mapping[str, Any], rel: str) -> Any:
+def _lookup(ctx: Mapping[str, Any], segs: tuple[str, ...]) -> Any:
     node: Any = ctx
-    for seg in rel.split("/"):
+    for seg in segs:
         if isinstance(node, list):  # a group sent twice: read the first, as devices never do this
             node = node[0] if node else None
         if not isinstance(node, Mapping):
@@ -63,9 +73,8 @@ def _lookup(ctx: Mapping[str, Any], rel: str) -> Any:
     return node
 
 
-def _instances(ctx: Mapping[str, Any], rel: str) -> list[Mapping[str, Any]]:
-    parent_rel, _, last = rel.rpartition("/")
-    holder = _lookup(ctx, parent_rel) if parent_rel else ctx
+def _instances(ctx: Mapping[str, Any], holder_segs: tuple[str, ...], last: str) -> list[Mapping[str, Any]]:
+    holder = _lookup(ctx, holder_segs) if holder_segs else ctx
     if not isinstance(holder, Mapping):
         return []
     found = holder.get(last)
@@ -80,22 +89,115 @@ def _utc_iso(rec: ExportRecord) -> str:
     return rec.submission_date.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class _Slot:
+    """One field read per row: where its value sits, how it is cleaned, which columns it fills."""
+
+    __slots__ = (
+        "allowed",
+        "cols",
+        "field",
+        "header",
+        "issue_key",
+        "memo",
+        "plain",
+        "segs",
+        "single",
+        "step_keys",
+        "text",
+    )
+
+    def __init__(self, table: TablePlan, prefix: int, first: Column, plan: ExportPlan, text: bool) -> None:
+        self.field = plan.fields[first.path]
+        self.segs = tuple(first.path[prefix:].split("/"))
+        self.single = self.segs[0] if len(self.segs) == 1 else None
+        self.header = first.header  # the report and _issues name a field by its first column
+        self.issue_key: ReportKey = (table.file_name, first.header, "issue")
+        self.step_keys: dict[str, ReportKey] = {}
+        self.memo: dict[str, Cleaned] = {}
+        self.text = text
+        self.cols: list[Column] = [first]
+        self.plain = False
+        self.allowed: frozenset[str] | None = None
+
+    def step_key(self, step: str) -> ReportKey:
+        key = self.step_keys.get(step)
+        if key is None:
+            key = self.step_keys[step] = (self.issue_key[0], self.header, step)
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """A table compiled for writing rows: leading metadata, field slots, trailing metadata."""
+
+    index: int
+    plan: TablePlan
+    head: tuple[str, ...]
+    slots: tuple[_Slot, ...]
+    tail: tuple[str, ...]
+    issues_at: int
+    holder_segs: tuple[str, ...]  # where its instances sit relative to the parent row's values
+    last: str
+    rel: str
+
+
 class _RowBuilder:
     def __init__(self, plan: ExportPlan, options: ExportOptions) -> None:
         self.plan = plan
         self.options = options
-        self.children: dict[str | None, list[int]] = {}
-        for i, t in enumerate(plan.tables):
-            if t.repeat_path is not None:
-                self.children.setdefault(t.parent_repeat, []).append(i)
         self.allowed = {p: frozenset(c.name for c in cs) for p, cs in plan.choices.items()}
         self.labels = {p: {c.name: self._label(c.labels, c.name) for c in cs} for p, cs in plan.choices.items()}
+        self.tables = [self._compile(i, t) for i, t in enumerate(plan.tables)]
+        self.children: dict[str | None, list[_Table]] = {}
+        for t in self.tables:
+            if t.plan.repeat_path is not None:
+                self.children.setdefault(t.plan.parent_repeat, []).append(t)
+        root = self.tables[0]
+        by_path = {s.cols[0].path: s for s in root.slots}
+        self.field_equals = [(by_path[path], wanted) for path, wanted in options.field_equals]
+        self.clean = options.clean
 
     def _label(self, labels: Mapping[str, str], name: str) -> str:
         for key in (self.plan.lang, self.plan.default_language, "", "default"):
             if key is not None and labels.get(key):
                 return labels[key]
         return name
+
+    def _compile(self, index: int, table: TablePlan) -> _Table:
+        prefix = 0 if table.repeat_path is None else len(table.repeat_path) + 1
+        head: list[str] = []
+        tail: list[str] = []
+        slots: list[_Slot] = []
+        labelled = self.options.labels == "labels"
+        for col in table.columns:
+            if col.kind == "meta":
+                (tail if slots else head).append(col.path)
+                continue
+            if tail:
+                raise AssertionError(f"{table.file_name}: field column {col.header!r} after the metadata columns")
+            if slots and slots[-1].cols[0].path == col.path:
+                slots[-1].cols.append(col)
+                continue
+            if any(s.cols[0].path == col.path for s in slots):
+                raise AssertionError(f"{table.file_name}: the columns of {col.path!r} are not side by side")
+            field = self.plan.fields[col.path]
+            text = field.bind_type not in _TYPED_BINDS and field.control not in _CHOICE_CONTROLS
+            slots.append(_Slot(table, prefix, col, self.plan, text))
+        for s in slots:
+            s.allowed = self.allowed.get(s.cols[0].path)
+            only = s.cols[0]
+            s.plain = len(s.cols) == 1 and only.kind == "value" and not (labelled and only.path in self.labels)
+        if table.repeat_path is None:
+            holder: tuple[str, ...] = ()
+            last = rel = ""
+        else:
+            parent = table.parent_repeat
+            rel = table.repeat_path if parent is None else table.repeat_path[len(parent) + 1 :]
+            parent_rel, _, last = rel.rpartition("/")
+            holder = tuple(parent_rel.split("/")) if parent_rel else ()
+        return _Table(
+            index, table, tuple(head), tuple(slots), tuple(tail), table.headers.index(ISSUES_COLUMN), holder, last, rel
+        )
 
     def exclusion(self, rec: ExportRecord) -> str | None:
         o = self.options
@@ -116,67 +218,103 @@ class _RowBuilder:
             return "filtered:submitter"
         return None
 
+    def _emit(self, slot: _Slot, got: Cleaned, cells: list[str]) -> None:
+        """The cells of a field that is not one plain column: geopoint parts, choice flags, labels."""
+        names = got.value.split() if got.value else []
+        for col in slot.cols:
+            if col.kind == "geo_part":
+                parts = names if got.issue is None else []
+                cells.append(parts[col.part] if col.part < len(parts) else "")
+            elif col.kind == "choice_flag":
+                cells.append("" if got.value == "" else ("1" if col.choice in names else "0"))
+            elif self.options.labels == "labels" and col.path in self.labels and got.issue is None and got.value:
+                labels = self.labels[col.path]
+                if slot.field.control == "select_one":
+                    cells.append(labels.get(got.value, got.value))
+                else:
+                    cells.append(LABEL_JOIN.join(labels.get(n, n) for n in names))
+            else:
+                cells.append(got.value)
+
     def _cells(
         self,
-        table: TablePlan,
+        table: _Table,
         ctx: Mapping[str, Any],
         meta: Mapping[str, str],
         changes: list[ReportKey],
-        cleaned_out: dict[str, Cleaned] | None = None,
+        values: list[str] | None = None,
     ) -> list[str]:
-        cache: dict[str, Cleaned] = {} if cleaned_out is None else cleaned_out
-        issues: list[str] = []
-        cells: list[str] = []
-        prefix = 0 if table.repeat_path is None else len(table.repeat_path) + 1
-        for col in table.columns:
-            if col.kind == "meta":
-                cells.append(meta.get(col.path, ""))
-                continue
-            got = cache.get(col.path)
-            if got is None:
-                raw = _lookup(ctx, col.path[prefix:])
-                field = self.plan.fields[col.path]
-                if raw is None:
-                    got = Cleaned("")
-                elif not isinstance(raw, str):
-                    got = Cleaned("", issue="a group or repeat where a value was expected")
-                else:
-                    got = clean_value(raw, field, self.allowed.get(col.path), self.options.clean)
-                cache[col.path] = got
+        cells = [meta.get(name, "") for name in table.head]
+        issues: list[str] | None = None
+        clean = self.clean
+        for slot in table.slots:
+            single = slot.single
+            raw = ctx.get(single) if single is not None else _lookup(ctx, slot.segs)
+            got: Cleaned | None = None
+            if raw is None:
+                value = ""
+            elif (
+                type(raw) is str
+                and slot.text
+                and (
+                    # The common case, tested cheaply (no regex): printable text has no tabs, newlines or
+                    # unusual spaces, so with no double space, no space at either end and already NFC,
+                    # normalise_text would return it unchanged.
+                    not clean
+                    or (
+                        raw.isprintable()
+                        and "  " not in raw
+                        and raw.strip(" ") == raw
+                        and (raw.isascii() or unicodedata.is_normalized("NFC", raw))
+                    )
+                )
+            ):
+                value = raw
+            elif isinstance(raw, str):
+                memo = slot.memo
+                got = memo.get(raw)
+                if got is None:
+                    got = clean_value(raw, slot.field, slot.allowed, clean)
+                    if len(memo) >= MEMO_MAX:
+                        memo.clear()
+                    memo[raw] = got
+                value = got.value
+            else:
+                got = _NOT_A_VALUE
+                value = ""
+            if got is not None:
                 for step in got.steps:
-                    changes.append((table.file_name, col.header, step))
+                    changes.append(slot.step_key(step))
                 if got.issue is not None:
                     shown = raw if isinstance(raw, str) else ""
-                    issues.append(f"{col.header}: {got.issue} ({shown!r})")
-                    changes.append((table.file_name, col.header, "issue"))
-            if col.kind == "geo_part":
-                parts = got.value.split() if got.issue is None else []
-                cells.append(parts[col.part] if col.part < len(parts) else "")
-            elif col.kind == "choice_flag":
-                cells.append("" if got.value == "" else ("1" if col.choice in got.value.split() else "0"))
-            elif self.options.labels == "labels" and col.path in self.labels and got.issue is None and got.value:
-                names = self.labels[col.path]
-                if self.plan.fields[col.path].control == "select_one":
-                    cells.append(names.get(got.value, got.value))
-                else:
-                    cells.append(LABEL_JOIN.join(names.get(n, n) for n in got.value.split()))
+                    if issues is None:
+                        issues = []
+                    issues.append(f"{slot.header}: {got.issue} ({shown!r})")
+                    changes.append(slot.issue_key)
+            if values is not None:
+                values.append(value)
+            if slot.plain:
+                cells.append(value)
             else:
-                cells.append(got.value)
+                self._emit(slot, got if got is not None else Cleaned(value), cells)
+        cells += [meta.get(name, "") for name in table.tail]
         if issues:
-            cells[table.headers.index(ISSUES_COLUMN)] = " | ".join(issues)
+            cells[table.issues_at] = " | ".join(issues)
         return cells
 
     def _repeat_rows(
-        self, parent_repeat: str | None, ctx: Mapping[str, Any], parent_key: str, changes: list[ReportKey]
-    ) -> Iterator[tuple[int, list[str]]]:
-        for index in self.children.get(parent_repeat, ()):
-            table = self.plan.tables[index]
-            assert table.repeat_path is not None
-            rel = table.repeat_path if parent_repeat is None else table.repeat_path[len(parent_repeat) + 1 :]
-            for n, instance in enumerate(_instances(ctx, rel), start=1):
-                key = f"{parent_key}/{rel}[{n}]"
-                yield index, self._cells(table, instance, {"PARENT_KEY": parent_key, "KEY": key}, changes)
-                yield from self._repeat_rows(table.repeat_path, instance, key, changes)
+        self,
+        parent_repeat: str | None,
+        ctx: Mapping[str, Any],
+        parent_key: str,
+        changes: list[ReportKey],
+        out: list[tuple[int, list[str]]],
+    ) -> None:
+        for table in self.children.get(parent_repeat, ()):
+            for n, instance in enumerate(_instances(ctx, table.holder_segs, table.last), start=1):
+                key = f"{parent_key}/{table.rel}[{n}]"
+                out.append((table.index, self._cells(table, instance, {"PARENT_KEY": parent_key, "KEY": key}, changes)))
+                self._repeat_rows(table.plan.repeat_path, instance, key, changes, out)
 
     def rows(self, rec: ExportRecord, report: CleaningReport) -> list[tuple[int, list[str]]]:
         reason = self.exclusion(rec)
@@ -196,15 +334,23 @@ class _RowBuilder:
             "Status": "deleted" if rec.deleted else ("" if rec.current else "superseded"),
         }
         changes: list[ReportKey] = []
-        cleaned: dict[str, Cleaned] = {}
-        root = self._cells(self.plan.tables[0], rec.values, meta, changes, cleaned)
-        for path, wanted in self.options.field_equals:
-            if cleaned[path].value != wanted:
-                report.exclude("filtered:field")
-                return []
-        out = [(0, root), *self._repeat_rows(None, rec.values, rec.instance_id, changes)]
-        for key in changes:  # counted only for exported rows
-            report.changes[key] += 1
+        root_table = self.tables[0]
+        data: Mapping[str, Any] = rec.values if isinstance(rec.values, Mapping) else {}
+        if self.field_equals:
+            values: list[str] = []
+            root = self._cells(root_table, data, meta, changes, values)
+            slots = root_table.slots
+            for slot, wanted in self.field_equals:
+                if values[slots.index(slot)] != wanted:
+                    report.exclude("filtered:field")
+                    return []
+        else:
+            root = self._cells(root_table, data, meta, changes)
+        out = [(0, root)]
+        if len(self.tables) > 1:
+            self._repeat_rows(None, data, rec.instance_id, changes, out)
+        if changes:  # counted only for exported rows
+            report.changes.update(changes)
         return out
 
 
