@@ -95,3 +95,22 @@ def test_declared_attachments_wait_for_their_blob(
     last = transport.push("phone-1", [item, {"x": 3}], "ok")
     assert last is not None
     assert last["results"][0]["status"] == "duplicate", last["results"][0]
+
+
+def test_publishing_a_form_is_pulled_and_declares_its_entity_lists(
+    client: FlaskClient,
+    personas: Personas,
+    published_entrepreneur: PublishedForm,  # noqa: F811
+) -> None:
+    pulled = client.get(f"/v1/projects/{personas.project_id}/sync/pull", headers=personas.device.headers).get_json()
+    forms = [c for c in pulled["changes"] if c["collection"] == "form_version"]
+    assert [c["id"] for c in forms] == [f"{published_entrepreneur.xml_form_id}@{published_entrepreneur.version}"]
+    listed = client.get(
+        f"/v1/projects/{personas.project_id}/entities/entrepreneurs", headers=personas.device.headers
+    )
+    assert listed.status_code == 200
+    assert listed.get_json() == {"entities": []}
+    again = client.get(
+        f"/v1/projects/{personas.project_id}/sync/pull?cursor={pulled['next_cursor']}", headers=personas.device.headers
+    ).get_json()
+    assert again["changes"] == [] and again["has_more"] is False

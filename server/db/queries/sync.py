@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, or_, select, text, update
+from sqlalchemy import event, inspect, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from server.db.models import Blob
@@ -63,10 +63,57 @@ def _number_pending_changes(session: Session) -> None:
         session.execute(update(ChangeLogEntry).where(ChangeLogEntry.id == row_id).values(seq=first + offset))
 
 
+def _log_publications(session: Session, _context: Any, _instances: Any) -> None:
+    """A form version becoming published is a pull change, and declares its entity lists.
+
+    Done at flush so that every way the forms area publishes is seen, in the publishing transaction.
+    """
+    from server.db.models.forms import Form, FormVersion
+
+    for obj in [*session.new, *session.dirty]:
+        if not isinstance(obj, FormVersion) or obj.status != "published":
+            continue
+        if obj not in session.new and not inspect(obj).attrs.status.history.has_changes():
+            continue
+        with session.no_autoflush:
+            form = session.get(Form, obj.form_id)
+            if form is None:
+                continue
+            log_change(
+                session,
+                form.project_id,
+                "form_version",
+                f"{form.xml_form_id}@{obj.version}",
+                "upsert",
+                {
+                    "form_id": form.xml_form_id,
+                    "version": obj.version,
+                    "hash": f"md5:{obj.xform_md5}",
+                    "sha256": obj.xform_sha256,
+                },
+            )
+            _declare_lists(session, form.project_id, obj.schema_json)
+
+
+def _declare_lists(session: Session, project_id: int, schema_json: Any) -> None:
+    from forms.schema import FormSchema
+    from server.db.queries.entities import ensure_list
+
+    try:
+        schema = FormSchema.from_json(schema_json or {})
+    except (KeyError, TypeError, ValueError):
+        return  # a schema the forms area could not describe declares nothing
+    for declaration in schema.entities:
+        ensure_list(session, project_id, declaration.list_name, list(declaration.properties))
+
+
 def install_change_log_clock() -> None:
-    """Number pending change-log rows as the last statement of every committing session (idempotent)."""
+    """Number pending change-log rows as the last statement of every committing session, and log
+    form publications (idempotent)."""
     if not event.contains(Session, "before_commit", _number_pending_changes):
         event.listen(Session, "before_commit", _number_pending_changes)
+    if not event.contains(Session, "before_flush", _log_publications):
+        event.listen(Session, "before_flush", _log_publications)
 
 
 def changes_since(
