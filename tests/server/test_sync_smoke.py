@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -86,3 +89,52 @@ def test_push_errors_carry_the_protocol(client: FlaskClient, db: sessionmaker[Se
     reused = client.post(url, json=body, headers=personas.admin.headers)
     assert reused.status_code == 422
     assert reused.get_json()["protocol"] == "fieldsync/1"
+
+
+def test_a_batch_in_progress_is_409_with_retry_after_and_a_big_body_is_413(
+    app: Flask, client: FlaskClient, db: sessionmaker[Session], personas: Personas
+) -> None:
+    from server.db.base import utcnow
+    from server.db.queries import sync as q
+    from sync.batches import body_fingerprint
+
+    pid = fresh_project(db)
+    body = {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "busy", "items": []}
+    raw = json.dumps(body).encode()
+    session = db()
+    with session.begin():
+        assert q.claim_batch(session, pid, "busy", body_fingerprint(raw), "user:1", utcnow())
+    session.close()
+    url = f"/v1/projects/{pid}/sync/push"
+    busy = client.post(url, data=raw, headers={**personas.admin.headers, "Idempotency-Key": "busy"})
+    assert busy.status_code == 409
+    assert busy.headers["Retry-After"] == "5"
+    assert busy.get_json()["protocol"] == "fieldsync/1"
+    app.config["MAX_PUSH_BYTES"] = 100
+    big = client.post(url, data=json.dumps({**body, "batch_id": "x" * 200}), headers=personas.admin.headers)
+    assert big.status_code == 413
+    assert big.get_json()["details"] == {"max_bytes": 100, "max_items": 200}
+
+
+def test_an_item_that_crashes_is_held_and_never_blocks_the_others(
+    client: FlaskClient, db: sessionmaker[Session], personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.services import entities
+
+    real = entities.apply_op
+
+    def flaky(session: Session, entity_list: Any, entity_id: str, op: Any, **kwargs: Any) -> Any:
+        if entity_id == "boom":
+            raise RuntimeError("a bug in one item")
+        return real(session, entity_list, entity_id, op, **kwargs)
+
+    monkeypatch.setattr(entities, "apply_op", flaky)
+    pid = fresh_project(db)
+    t = FaultyTransport(client, personas.admin.headers, pid)
+    items = [entity_item("devA", 1, "boom", {"phone": "1"}), entity_item("devA", 2, "ok", {"phone": "2"})]
+    response = t.push("devA", items, "ok")
+    assert response is not None
+    assert [(r["status"], r.get("reason")) for r in response["results"]] == [
+        ("quarantined", "processing_error"),
+        ("created", None),
+    ]
