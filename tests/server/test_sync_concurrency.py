@@ -124,7 +124,19 @@ def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live
     }
     gunicorn = Path(sys.executable).parent / "gunicorn"
     process = subprocess.Popen(
-        [str(gunicorn), "-w", "4", "-b", f"127.0.0.1:{port}", "--timeout", "120", "--graceful-timeout", "1", "--preload", "server:create_app()"],
+        [
+            str(gunicorn),
+            "-w",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "1",
+            "--preload",
+            "server:create_app()",
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

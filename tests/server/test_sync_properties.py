@@ -133,6 +133,7 @@ def test_any_delivery_over_a_faulty_link_equals_one_clean_delivery(
     finally:
         session.close()
     assert faulty_dump == clean_dump  # I1, I3, I5
+    _assert_rebuild_equals_stored(db, faulty.project_id)
     assert all(first == again for first, again in faulty.replays)  # I2
     # I7: the bad items were held, every good op is stored.
     good_ops = {item["op_id"] for _, item in items if item.get("op_id", "").startswith("dev") and item not in BAD_ITEMS}
@@ -172,3 +173,26 @@ def test_a_resent_item_is_a_duplicate_and_a_reused_id_is_rejected(
     e1 = next(e for e in dump["entities"] if e[1] == "e1")
     assert '"phone": "9"' in e1[3]  # the forged op changed nothing
     assert [h[3:5] for h in dump["held"]] == [("rejected", "id_conflict")]  # and was recorded
+
+
+def _assert_rebuild_equals_stored(db: sessionmaker[Session], project_id: int) -> None:
+    """Every entity row equals the merge of all its stored ops (rebuild equals incremental)."""
+    from server.db.queries import entities as eq
+    from sync.entities import merge_entity_updates
+
+    session = db()
+    try:
+        for entity_list in eq.lists_of_project(session, project_id):
+            for row in eq.entities_of_list(session, entity_list.id):
+                state = merge_entity_updates(
+                    eq.op_from_row(r) for r in eq.op_rows(session, entity_list.id, row.entity_id)
+                )
+                assert (row.properties, row.label, row.version, row.rev, row.conflict) == (
+                    dict(state.properties),
+                    state.label,
+                    state.version,
+                    state.rev,
+                    state.conflict,
+                )
+    finally:
+        session.close()
