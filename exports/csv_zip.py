@@ -1,11 +1,12 @@
 """The CSV zip export: one CSV per table, ``cleaning_report.csv`` and ``README.txt``, streamed.
 
-Records are read once; each row goes straight to its table's spooled temporary file (in memory up to
-``SPOOL_MAX_BYTES``, then on disk), so memory does not grow with the number of submissions. The
-spooled tables are then copied into the zip (ZIP_DEFLATED) in chunks. ``write_csv_zip`` writes to any
-binary file object (seekable or not); ``iter_csv_zip`` yields the zip as ``bytes`` chunks for a
-streamed HTTP response. Its first chunk comes once every record has been read (the tables must be
-complete before the zip can hold them).
+Records are read once. The root table is written straight into its zip member (ZIP_DEFLATED) as rows
+arrive, so ``iter_csv_zip``'s first bytes leave after the first rows (an idle-timeout proxy never sees a
+silent response); each repeat table goes to its own spooled temporary file (in memory up to
+``SPOOL_MAX_BYTES``, then on disk) and is copied into the zip after the root table, in chunks. Memory
+does not grow with the number of submissions. ``write_csv_zip`` writes to any binary file object
+(seekable or not); ``iter_csv_zip`` yields the zip as ``bytes`` chunks for a streamed HTTP response. An
+error while reading records leaves an incomplete zip (callers writing files use a temporary name).
 
 CSV dialect: RFC 4180 (comma, ``"`` quoting when needed, CRLF line ends), UTF-8, with a BOM when the
 ``bom`` option is on (Excel needs it to read UTF-8 Arabic/French correctly).
@@ -29,8 +30,9 @@ from exports.rows import ExportSummary, export_rows, summarise
 from exports.tables import ExportPlan, plan_tables
 from forms.schema import FormSchema
 
-SPOOL_MAX_BYTES = 256 * 1024  # per table; beyond this a table lives in a temporary file on disk
+SPOOL_MAX_BYTES = 256 * 1024  # per repeat table; beyond this it lives in a temporary file on disk
 COPY_CHUNK_BYTES = 64 * 1024
+FLUSH_ROWS = 256  # rows formatted in memory between two writes to a table's file or zip member
 BOM = b"\xef\xbb\xbf"
 REPORT_FILE = "cleaning_report.csv"
 README_FILE = "README.txt"
@@ -50,26 +52,27 @@ class _CsvLine:
         return self._buf.getvalue().encode("utf-8")
 
 
-def spool_tables(
-    plan: ExportPlan, options: ExportOptions, records: Iterable[ExportRecord], report: CleaningReport
-) -> tuple[list[IO[bytes]], Counter[int]]:
-    """Write each table's CSV (header first) to its own spooled temporary file; return files, row counts."""
-    line = _CsvLine()
-    files: list[IO[bytes]] = []
-    try:
-        for table in plan.tables:
-            f: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115  # closed by caller
-            files.append(f)
-            f.write((BOM if options.bom else b"") + line.encode(table.headers))
-        counts: Counter[int] = Counter()
-        for index, cells in export_rows(plan, options, records, report):
-            files[index].write(line.encode(cells))
-            counts[index] += 1
-    except BaseException:
-        for f in files:
-            f.close()
-        raise
-    return files, counts
+class _TableText:
+    """One table's rows formatted by ``csv.writer`` into a text buffer, handed on as UTF-8 by ``flush``.
+
+    Formatting many rows into one buffer and encoding/writing them together costs far less than one
+    write per row; the buffer holds at most ``FLUSH_ROWS`` rows, so memory stays flat.
+    """
+
+    def __init__(self, target: IO[bytes], header: Sequence[str], bom: bool) -> None:
+        self.target = target
+        self.buf = io.StringIO()
+        self.writerow = csv.writer(self.buf, lineterminator="\r\n").writerow
+        if bom:
+            self.buf.write("\ufeff")  # UTF-8 encodes it as the BOM bytes
+        self.writerow(header)
+
+    def flush(self) -> None:
+        text = self.buf.getvalue()
+        if text:
+            self.target.write(text.encode("utf-8"))
+            self.buf.seek(0)
+            self.buf.truncate()
 
 
 def report_csv(report: CleaningReport, options: ExportOptions) -> bytes:
@@ -129,20 +132,53 @@ def readme_text(plan: ExportPlan, options: ExportOptions, summary: ExportSummary
 def _zip_members(
     zf: zipfile.ZipFile,
     plan: ExportPlan,
-    files: Sequence[IO[bytes]],
-    report: CleaningReport,
     options: ExportOptions,
-    summary: ExportSummary,
+    records: Iterable[ExportRecord],
+    report: CleaningReport,
+    done: list[ExportSummary],
 ) -> Iterator[None]:
-    """Copy the tables, report and README into ``zf``; yield after every chunk so callers can drain."""
-    for table, f in zip(plan.tables, files, strict=True):
-        f.seek(0)
-        with zf.open(table.file_name, "w", force_zip64=True) as member:
-            while chunk := f.read(COPY_CHUNK_BYTES):
-                member.write(chunk)
-                yield
+    """Write the whole zip into ``zf``; yield after every write so callers can drain; append the summary.
+
+    The root table goes straight into its zip member as records are read (the first bytes leave after
+    the first rows, not after the whole export); repeat tables are spooled, then copied in after it.
+    Member order is unchanged: root table, repeat tables in plan order, report, README.
+    """
+    spools: list[IO[bytes]] = []
+    try:
+        counts = [0] * len(plan.tables)
+        with zf.open(plan.tables[0].file_name, "w", force_zip64=True) as root:
+            tables = [_TableText(root, plan.tables[0].headers, options.bom)]
+            for table in plan.tables[1:]:
+                f: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115  # closed below
+                spools.append(f)
+                tables.append(_TableText(f, table.headers, options.bom))
+            writers = [t.writerow for t in tables]
+            pending = 0
+            for index, cells in export_rows(plan, options, records, report):
+                writers[index](cells)
+                counts[index] += 1
+                pending += 1
+                if pending >= FLUSH_ROWS:
+                    pending = 0
+                    for t in tables:
+                        t.flush()
+                    yield
+            for t in tables:
+                t.flush()
+        yield
+        for table, f in zip(plan.tables[1:], spools, strict=True):
+            f.seek(0)
+            with zf.open(table.file_name, "w", force_zip64=True) as member:
+                while chunk := f.read(COPY_CHUNK_BYTES):
+                    member.write(chunk)
+                    yield
+    finally:
+        for f in spools:
+            f.close()
+    summary = summarise(plan, Counter(dict(enumerate(counts))), report)
     zf.writestr(REPORT_FILE, report_csv(report, options))
     zf.writestr(README_FILE, readme_text(plan, options, summary).encode("utf-8"))
+    done.append(summary)
     yield
 
 
@@ -151,17 +187,11 @@ def write_csv_zip(
 ) -> ExportSummary:
     """Write the CSV zip of ``records`` (all versions' ``schemas``, oldest first) to ``out``."""
     plan = plan_tables(schemas, options)
-    report = CleaningReport()
-    files, counts = spool_tables(plan, options, records, report)
-    try:
-        summary = summarise(plan, counts, report)
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for _ in _zip_members(zf, plan, files, report, options, summary):
-                pass
-    finally:
-        for f in files:
-            f.close()
-    return summary
+    done: list[ExportSummary] = []
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for _ in _zip_members(zf, plan, options, records, CleaningReport(), done):
+            pass
+    return done[0]
 
 
 class _ChunkSink(io.RawIOBase):
@@ -197,21 +227,15 @@ def iter_csv_zip(
     plan = plan_tables(schemas, options)
 
     def chunks() -> Iterator[bytes]:
-        report = CleaningReport()
-        files, counts = spool_tables(plan, options, records, report)
-        try:
-            summary = summarise(plan, counts, report)
-            sink = _ChunkSink()
-            with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for _ in _zip_members(zf, plan, files, report, options, summary):
-                    if data := sink.drain():
-                        yield data
-            if data := sink.drain():
-                yield data
-        finally:
-            for f in files:
-                f.close()
+        done: list[ExportSummary] = []
+        sink = _ChunkSink()
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for _ in _zip_members(zf, plan, options, records, CleaningReport(), done):
+                if data := sink.drain():
+                    yield data
+        if data := sink.drain():
+            yield data
         if on_done is not None:
-            on_done(summary)
+            on_done(done[0])
 
     return chunks()

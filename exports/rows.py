@@ -29,7 +29,7 @@ from exports.records import ExportRecord
 from exports.tables import ISSUES_COLUMN, Column, ExportPlan, TablePlan
 
 LABEL_JOIN = "; "  # select_multiple labels can contain spaces, so labels are joined with "; "
-MEMO_MAX = 4096  # cleaned values remembered per column (choices, dates, numbers repeat a lot)
+MEMO_MAX = 1024  # cleaned values remembered per column (choices, dates, numbers repeat a lot)
 _NOT_A_VALUE = Cleaned("", issue="a group or repeat where a value was expected")
 # Bind types clean_value treats as typed; every other one is free text (normalise_text only).
 _TYPED_BINDS = frozenset({"int", "decimal", "date", "time", "dateTime", "geopoint", "odk:rank"})
