@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
@@ -25,7 +25,7 @@ def ensure_list(session: Session, project_id: int, name: str, properties: Sequen
     """Create the list if needed (race-free) and add any newly declared properties."""
     insert_ignore(
         session,
-        EntityList.__table__,
+        cast(Table, EntityList.__table__),
         {"project_id": project_id, "name": name, "properties": sorted(set(properties)), "created_at": utcnow()},
         ["project_id", "name"],
     )
@@ -113,7 +113,10 @@ def insert_op(
         "submission_version_id": extra.get("submission_version_id"),
         "actor": extra.get("actor", ""),
     }
-    return insert_ignore(session, EntityOpRow.__table__, values, ["list_id", "op_id"], returning="id") is not None
+    return (
+        insert_ignore(session, cast(Table, EntityOpRow.__table__), values, ["list_id", "op_id"], returning="id")
+        is not None
+    )
 
 
 def served_versions(session: Session, list_id: int, entity_id: str) -> dict[int, CausalContext]:
@@ -140,7 +143,7 @@ def record_revision(
     """Record ``version -> (rev, seen)`` once; it never changes afterwards."""
     insert_ignore(
         session,
-        EntityRevision.__table__,
+        cast(Table, EntityRevision.__table__),
         {"list_id": list_id, "entity_id": entity_id, "version": version, "rev": rev, "seen": seen},
         ["list_id", "entity_id", "version"],
     )
@@ -150,7 +153,7 @@ def ensure_entity_row(session: Session, list_id: int, entity_id: str) -> Entity:
     """The entity's row, created empty (version 0) if needed, race-free."""
     insert_ignore(
         session,
-        Entity.__table__,
+        cast(Table, Entity.__table__),
         {
             "list_id": list_id,
             "entity_id": entity_id,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, inspect, or_, select, text, update
+from sqlalchemy import Table, event, inspect, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from server.db.models import Blob
@@ -146,7 +146,7 @@ def claim_batch(session: Session, project_id: int, key: str, body_sha256: str, a
     """Insert the batch row as in progress; False when a row with this key already exists."""
     inserted = insert_ignore(
         session,
-        PushBatch.__table__,
+        cast(Table, PushBatch.__table__),
         {
             "project_id": project_id,
             "batch_key": key,
@@ -191,9 +191,9 @@ def finish_batch(session: Session, project_id: int, key: str, response: bytes) -
 def release_batch(session: Session, project_id: int, key: str) -> None:
     """Forget an in-progress batch whose processing failed, so that a retry processes it again."""
     session.execute(
-        PushBatch.__table__.delete().where(
-            PushBatch.project_id == project_id, PushBatch.batch_key == key, PushBatch.state == "in_progress"
-        )
+        cast(Table, PushBatch.__table__)
+        .delete()
+        .where(PushBatch.project_id == project_id, PushBatch.batch_key == key, PushBatch.state == "in_progress")
     )
 
 
@@ -203,7 +203,7 @@ def release_batch(session: Session, project_id: int, key: str) -> None:
 
 def hold_item(session: Session, values: dict[str, Any]) -> None:
     """Keep a raw item once per (project, fingerprint): a resent held item is not stored twice."""
-    insert_ignore(session, HeldItem.__table__, values, ["project_id", "fingerprint"])
+    insert_ignore(session, cast(Table, HeldItem.__table__), values, ["project_id", "fingerprint"])
 
 
 def get_held_item(session: Session, project_id: int, item_id: int) -> HeldItem | None:
