@@ -319,25 +319,38 @@ def _entity_lock_keys(session: Session, ctx: PushContext, items: tuple[object, .
     return keys
 
 
+def _process_one(session: Session, ctx: PushContext, index: int, raw: Any, key: str) -> dict[str, Any]:
+    try:
+        with session.begin_nested():
+            return process_item(session, ctx, index, raw)
+    except OperationalError:
+        raise  # lock trouble: retry the whole batch
+    except Exception as exc:  # one broken item must never block the others (invariant 7)
+        log.exception("push item %s of batch %s failed", index, key)
+        outcome = Quarantined(PROCESSING_ERROR, type(exc).__name__)
+        with session.begin_nested():
+            hold(session, ctx, raw, outcome)
+        return _result(index, raw, outcome)
+
+
 def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, key: str) -> bytes:
     with transaction(session):
-        # Every entity this batch touches, locked up front in sorted order: concurrent batches
-        # touching the same entities queue instead of deadlocking.
-        q.lock_keys(session, _entity_lock_keys(session, ctx, envelope.items))
-        results: list[dict[str, Any]] = []
+        # Lock order, everywhere: submission chains, then entities (the OpenRosa door takes a chain
+        # lock, then the entities its submission changes). So submission items go first; then every
+        # entity the batch's entity items touch is locked up front, in sorted order, so that
+        # concurrent batches on the same entities queue instead of deadlocking. The merge does not
+        # depend on the order in which items are applied; results are reported in item order.
+        is_entity = [_kind(raw) == "entity" for raw in envelope.items]
+        results: dict[int, dict[str, Any]] = {}
         for index, raw in enumerate(envelope.items):
-            try:
-                with session.begin_nested():
-                    result = process_item(session, ctx, index, raw)
-            except OperationalError:
-                raise  # lock trouble: retry the whole batch
-            except Exception as exc:  # one broken item must never block the others (invariant 7)
-                log.exception("push item %s of batch %s failed", index, key)
-                outcome = Quarantined(PROCESSING_ERROR, type(exc).__name__)
-                with session.begin_nested():
-                    hold(session, ctx, raw, outcome)
-                result = _result(index, raw, outcome)
-            results.append(result)
+            if not is_entity[index]:
+                results[index] = _process_one(session, ctx, index, raw, key)
+        q.lock_keys(session, _entity_lock_keys(session, ctx, envelope.items))
+        for index, raw in enumerate(envelope.items):
+            if is_entity[index]:
+                results[index] = _process_one(session, ctx, index, raw, key)
+        ordered = [results[index] for index in range(len(envelope.items))]
+        for index, result in enumerate(ordered):
             q.log_change(
                 session,
                 ctx.project_id,
@@ -348,7 +361,7 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
                 audience=ctx.principal.actor,
             )
         body = _json_bytes(
-            {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": results}
+            {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": ordered}
         )
         q.finish_batch(session, ctx.project_id, key, body)
     return body
