@@ -116,4 +116,6 @@ def test_abandoned_uploads_expire(
     assert expire_uploads(db, utcnow() + timedelta(days=31), storage) == 1
     assert expire_uploads(db, utcnow() + timedelta(days=31), storage) == 0  # claimed once
     assert not partial.exists()
+    with app.app_context():
+        assert expire_uploads(db) == 0  # the scheduler's call: app storage, now
     assert client.head(url, headers=personas.device.headers).status_code == 410
