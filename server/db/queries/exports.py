@@ -2,8 +2,10 @@
 
 ``iter_export_records`` is the hot path of every export: it reads only the parsed record and the
 metadata columns, as core rows (no ORM objects), in keyset-paginated pages of ``PAGE_SIZE``, so memory
-stays flat whatever the number of submissions. Queries never commit; on SQLite the read transaction is
-ended between pages because SQLite transactions hold the single write lock (BEGIN IMMEDIATE).
+stays flat whatever the number of submissions. The record is read as JSON text and decoded with orjson
+(several times faster than the driver's ``json.loads``, which otherwise costs more than the query).
+Queries never commit; on SQLite the read transaction is ended between pages because SQLite
+transactions hold the single write lock (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+import orjson
+from sqlalchemy import Text, and_, cast, delete, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from exports import ExportOptions, ExportRecord
@@ -64,7 +67,7 @@ def _record_query(form_id: int, options: ExportOptions) -> Any:
             sv.id.label("vid"),
             sv.instance_id,
             sv.form_version,
-            sv.record,
+            cast(sv.record, Text).label("record_json"),
             sv.device_id,
             s.created_at,
             s.current_instance_id,
@@ -107,26 +110,30 @@ def iter_export_records(
         stmt = base
         if after is not None:
             stmt = stmt.where(or_(s.id > after[0], and_(s.id == after[0], sv.id > after[1])))
-        stmt = stmt.order_by(s.id, sv.id).limit(page_size).execution_options(yield_per=page_size)
-        rows = session.execute(stmt).all()
+        # One plain round trip per page (a server-side cursor would add DECLARE/FETCH/CLOSE to each).
+        rows = session.execute(stmt.order_by(s.id, sv.id).limit(page_size)).all()
         if sqlite:
             session.rollback()  # release SQLite's write lock between pages: ingestion keeps going
+        submitters = options.submitters
         for r in rows:
             submitter = r.username or r.device_name or ""
-            if options.submitters and submitter not in options.submitters:
+            if submitters and submitter not in submitters:
                 continue  # not in SQL: the name comes from two tables; the core would drop it anyway
+            text = r.record_json
+            values = orjson.loads(text) if text else None
             yield ExportRecord(
-                instance_id=r.instance_id,
-                form_version=r.form_version or "",
-                submission_date=r.created_at,
-                values=r.record or {},
-                submitter=submitter,
-                device_id=r.device_id or "",
-                review_state=REVIEW_STATE_NAMES.get(r.review_state, r.review_state),
-                attachments_present=r.attachments_present,
-                attachments_expected=r.attachments_expected,
-                edits=r.edits,
-                current=r.instance_id == r.current_instance_id,
+                r.instance_id,
+                r.form_version or "",
+                r.created_at,
+                values or {},
+                submitter,
+                r.device_id or "",
+                REVIEW_STATE_NAMES.get(r.review_state, r.review_state),
+                r.attachments_present,
+                r.attachments_expected,
+                r.edits,
+                False,
+                r.instance_id == r.current_instance_id,
             )
         if len(rows) < page_size:
             # Reading is over: end the read transaction now rather than when the response is closed.
