@@ -65,6 +65,9 @@ def summarise(plan: ExportPlan, row_counts: Counter[int], report: CleaningReport
 def _lookup(ctx: Mapping[str, Any], segs: tuple[str, ...]) -> Any:
     node: Any = ctx
     for seg in segs:
+        if type(node) is dict:  # what JSON gives: skip the slower checks below
+            node = node.get(seg)
+            continue
         if isinstance(node, list):  # a group sent twice: read the first, as devices never do this
             node = node[0] if node else None
         if not isinstance(node, Mapping):
@@ -134,6 +137,7 @@ class _Table:
     plan: TablePlan
     head: tuple[str, ...]
     slots: tuple[_Slot, ...]
+    hot: tuple[tuple[_Slot, str | None, bool, dict[str, Cleaned], bool], ...]  # what each row reads, unpacked
     tail: tuple[str, ...]
     issues_at: int
     holder_segs: tuple[str, ...]  # where its instances sit relative to the parent row's values
@@ -195,9 +199,9 @@ class _RowBuilder:
             rel = table.repeat_path if parent is None else table.repeat_path[len(parent) + 1 :]
             parent_rel, _, last = rel.rpartition("/")
             holder = tuple(parent_rel.split("/")) if parent_rel else ()
-        return _Table(
-            index, table, tuple(head), tuple(slots), tuple(tail), table.headers.index(ISSUES_COLUMN), holder, last, rel
-        )
+        hot = tuple((s, s.single, s.text, s.memo, s.plain) for s in slots)
+        issues_at = table.headers.index(ISSUES_COLUMN)
+        return _Table(index, table, tuple(head), tuple(slots), hot, tuple(tail), issues_at, holder, last, rel)
 
     def exclusion(self, rec: ExportRecord) -> str | None:
         o = self.options
@@ -236,6 +240,15 @@ class _RowBuilder:
             else:
                 cells.append(got.value)
 
+    def _clean(self, slot: _Slot, raw: str) -> Cleaned:
+        """Clean ``raw`` for ``slot`` and remember it (the memo is emptied when full: memory stays flat)."""
+        got = clean_value(raw, slot.field, slot.allowed, self.clean)
+        memo = slot.memo
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        memo[raw] = got
+        return got
+
     def _cells(
         self,
         table: _Table,
@@ -245,18 +258,13 @@ class _RowBuilder:
         values: list[str] | None = None,
     ) -> list[str]:
         cells = [meta.get(name, "") for name in table.head]
-        issues: list[str] | None = None
+        issues: list[str] = []
         clean = self.clean
-        for slot in table.slots:
-            single = slot.single
+        for slot, single, text, memo, plain in table.hot:
             raw = ctx.get(single) if single is not None else _lookup(ctx, slot.segs)
             got: Cleaned | None = None
-            if raw is None:
-                value = ""
-            elif (
-                type(raw) is str
-                and slot.text
-                and (
+            if type(raw) is str:
+                if text and (
                     # The common case, tested cheaply (no regex): printable text has no tabs, newlines or
                     # unusual spaces, so with no double space, no space at either end and already NFC,
                     # normalise_text would return it unchanged.
@@ -267,33 +275,29 @@ class _RowBuilder:
                         and raw.strip(" ") == raw
                         and (raw.isascii() or unicodedata.is_normalized("NFC", raw))
                     )
-                )
-            ):
-                value = raw
+                ):
+                    value = raw
+                else:
+                    got = memo.get(raw) or self._clean(slot, raw)
+                    value = got.value
+            elif raw is None:
+                value = ""
             elif isinstance(raw, str):
-                memo = slot.memo
-                got = memo.get(raw)
-                if got is None:
-                    got = clean_value(raw, slot.field, slot.allowed, clean)
-                    if len(memo) >= MEMO_MAX:
-                        memo.clear()
-                    memo[raw] = got
+                got = self._clean(slot, raw)
                 value = got.value
             else:
                 got = _NOT_A_VALUE
                 value = ""
-            if got is not None:
+            if got is not None and (got.steps or got.issue is not None):
                 for step in got.steps:
                     changes.append(slot.step_key(step))
                 if got.issue is not None:
                     shown = raw if isinstance(raw, str) else ""
-                    if issues is None:
-                        issues = []
                     issues.append(f"{slot.header}: {got.issue} ({shown!r})")
                     changes.append(slot.issue_key)
             if values is not None:
                 values.append(value)
-            if slot.plain:
+            if plain:
                 cells.append(value)
             else:
                 self._emit(slot, got if got is not None else Cleaned(value), cells)
