@@ -115,25 +115,41 @@ def iter_export_records(
         if sqlite:
             session.rollback()  # release SQLite's write lock between pages: ingestion keeps going
         submitters = options.submitters
-        for r in rows:
-            submitter = r.username or r.device_name or ""
+        # Rows unpacked by position (in _record_query's column order): attribute access by name costs
+        # more than the rest of this loop.
+        for (
+            _sid,
+            _vid,
+            instance_id,
+            form_version,
+            record_json,
+            device_id,
+            created_at,
+            current_instance_id,
+            review_state,
+            edits,
+            attachments_present,
+            attachments_expected,
+            username,
+            device_name,
+        ) in rows:
+            submitter = username or device_name or ""
             if submitters and submitter not in submitters:
                 continue  # not in SQL: the name comes from two tables; the core would drop it anyway
-            text = r.record_json
-            values = orjson.loads(text) if text else None
+            values = orjson.loads(record_json) if record_json else None
             yield ExportRecord(
-                r.instance_id,
-                r.form_version or "",
-                r.created_at,
+                instance_id,
+                form_version or "",
+                created_at,
                 values or {},
                 submitter,
-                r.device_id or "",
-                REVIEW_STATE_NAMES.get(r.review_state, r.review_state),
-                r.attachments_present,
-                r.attachments_expected,
-                r.edits,
+                device_id or "",
+                REVIEW_STATE_NAMES.get(review_state, review_state),
+                attachments_present,
+                attachments_expected,
+                edits,
                 False,
-                r.instance_id == r.current_instance_id,
+                instance_id == current_instance_id,
             )
         if len(rows) < page_size:
             # Reading is over: end the read transaction now rather than when the response is closed.
