@@ -26,7 +26,7 @@ from typing import Any
 from exports.cleaning import Cleaned, CleaningReport, ReportKey, clean_value
 from exports.options import ExportOptions
 from exports.records import ExportRecord
-from exports.tables import ISSUES_COLUMN, Column, ExportPlan, TablePlan
+from exports.tables import ISSUES_COLUMN, REPEAT_META_AFTER, Column, ExportPlan, TablePlan
 
 LABEL_JOIN = "; "  # select_multiple labels can contain spaces, so labels are joined with "; "
 MEMO_MAX = 1024  # cleaned values remembered per column (choices, dates, numbers repeat a lot)
@@ -140,6 +140,7 @@ class _Table:
     hot: tuple[tuple[_Slot, str | None, bool, dict[str, Cleaned], bool], ...]  # what each row reads, unpacked
     tail: tuple[str, ...]
     issues_at: int
+    keyed: bool  # the usual repeat layout: no leading metadata, then PARENT_KEY, KEY, _issues
     holder_segs: tuple[str, ...]  # where its instances sit relative to the parent row's values
     last: str
     rel: str
@@ -201,7 +202,8 @@ class _RowBuilder:
             holder = tuple(parent_rel.split("/")) if parent_rel else ()
         hot = tuple((s, s.single, s.text, s.memo, s.plain) for s in slots)
         issues_at = table.headers.index(ISSUES_COLUMN)
-        return _Table(index, table, tuple(head), tuple(slots), hot, tuple(tail), issues_at, holder, last, rel)
+        keyed = not head and tuple(tail) == (*REPEAT_META_AFTER, ISSUES_COLUMN)
+        return _Table(index, table, tuple(head), tuple(slots), hot, tuple(tail), issues_at, keyed, holder, last, rel)
 
     def exclusion(self, rec: ExportRecord) -> str | None:
         o = self.options
@@ -253,11 +255,12 @@ class _RowBuilder:
         self,
         table: _Table,
         ctx: Mapping[str, Any],
-        meta: Mapping[str, str],
+        cells: list[str],
+        tail: list[str],
         changes: list[ReportKey],
         values: list[str] | None = None,
     ) -> list[str]:
-        cells = [meta.get(name, "") for name in table.head]
+        """The row of ``table`` for the values ``ctx``: ``cells`` (the leading metadata), fields, ``tail``."""
         issues: list[str] = []
         clean = self.clean
         for slot, single, text, memo, plain in table.hot:
@@ -301,7 +304,7 @@ class _RowBuilder:
                 cells.append(value)
             else:
                 self._emit(slot, got if got is not None else Cleaned(value), cells)
-        cells += [meta.get(name, "") for name in table.tail]
+        cells += tail
         if issues:
             cells[table.issues_at] = " | ".join(issues)
         return cells
@@ -317,7 +320,13 @@ class _RowBuilder:
         for table in self.children.get(parent_repeat, ()):
             for n, instance in enumerate(_instances(ctx, table.holder_segs, table.last), start=1):
                 key = f"{parent_key}/{table.rel}[{n}]"
-                out.append((table.index, self._cells(table, instance, {"PARENT_KEY": parent_key, "KEY": key}, changes)))
+                if table.keyed:
+                    head, tail = [], [parent_key, key, ""]
+                else:
+                    meta = {"PARENT_KEY": parent_key, "KEY": key}
+                    head = [meta.get(name, "") for name in table.head]
+                    tail = [meta.get(name, "") for name in table.tail]
+                out.append((table.index, self._cells(table, instance, head, tail, changes)))
                 self._repeat_rows(table.plan.repeat_path, instance, key, changes, out)
 
     def rows(self, rec: ExportRecord, report: CleaningReport) -> list[tuple[int, list[str]]]:
@@ -340,16 +349,18 @@ class _RowBuilder:
         changes: list[ReportKey] = []
         root_table = self.tables[0]
         data: Mapping[str, Any] = rec.values if isinstance(rec.values, Mapping) else {}
+        head = [meta.get(name, "") for name in root_table.head]
+        tail = [meta.get(name, "") for name in root_table.tail]
         if self.field_equals:
             values: list[str] = []
-            root = self._cells(root_table, data, meta, changes, values)
+            root = self._cells(root_table, data, head, tail, changes, values)
             slots = root_table.slots
             for slot, wanted in self.field_equals:
                 if values[slots.index(slot)] != wanted:
                     report.exclude("filtered:field")
                     return []
         else:
-            root = self._cells(root_table, data, meta, changes)
+            root = self._cells(root_table, data, head, tail, changes)
         out = [(0, root)]
         if len(self.tables) > 1:
             self._repeat_rows(None, data, rec.instance_id, changes, out)
