@@ -6,16 +6,18 @@ Rules checked:
 - L3 repeat KEY is ``<parent KEY>/<path>[n]``; PARENT_KEY the instanceID or the parent row's KEY.
 - L4 each option changes exactly what it says (headers, labels, splits, BOM).
 - L5 ``iter_csv_zip`` yields the same zip as ``write_csv_zip``; bad options fail before any byte.
+- L6 ``csv_line`` formats a row exactly as ``csv.writer`` does (quoting, doubled quotes, line breaks).
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
 
 import pytest
 
-from exports.csv_zip import iter_csv_zip, write_csv_zip
+from exports.csv_zip import csv_line, iter_csv_zip, write_csv_zip
 from exports.options import ExportOptionError, ExportOptions
 from tests.exports.coop_fixture import SCHEMAS, coop_values, export_files, record, table_dicts
 
@@ -177,3 +179,22 @@ def test_write_csv_zip_to_a_non_seekable_stream() -> None:
     write_csv_zip(SCHEMAS, ONE, ExportOptions(), pipe)  # type: ignore[arg-type]
     with zipfile.ZipFile(io.BytesIO(bytes(pipe.data))) as zf:
         assert zf.read("coop-children.csv").decode().replace("\r\n", "\n") == CHILDREN
+
+
+CSV_CELLS = [
+    ("plain", ["a", "b", ""]),
+    ("comma", ["a,b", "c"]),
+    ("quote", ['say "hi"', '"']),
+    ("line breaks", ["a\nb", "c\rd", "e\r\nf"]),
+    ("spaces and tabs", [" a ", "\tb"]),
+    ("arabic and french", ["تعاونية, الأمل", "Drâa"]),
+    ("lone cell", [""]),
+    ("empty cells", ["", ""]),
+]
+
+
+@pytest.mark.parametrize("cells", [c for _, c in CSV_CELLS], ids=[i for i, _ in CSV_CELLS])
+def test_csv_line_writes_what_csv_writer_writes(cells: list[str]) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(cells)
+    assert csv_line(cells) + "\r\n" == buf.getvalue()
