@@ -1,12 +1,15 @@
 """Queries of the sync area: push batches, held items, uploads, blobs and the commit-ordered change log.
 
 Change log in commit order (SYNC.md "Pull", research §8.9). Writers append rows with ``seq`` NULL
-(:func:`log_change`); just before the transaction commits, a ``before_commit`` hook runs
-``UPDATE sync_clock SET seq = seq + n WHERE id = 1 RETURNING seq`` and numbers this transaction's rows.
-That update is the last statement of the transaction and its row lock is held until commit, so on
+(:func:`log_change`, :func:`log_changes`); just before the *outermost* transaction commits, a
+``before_commit`` hook bumps ``sync_clock`` by the number of this transaction's unnumbered rows and
+numbers them in id order, in ONE statement on PostgreSQL (a data-modifying CTE; two on SQLite). That
+statement is the last of the transaction and the clock row's lock is held until commit, so on
 PostgreSQL the next writer gets higher seqs only after this one committed: **seq order is commit
 order**, and a pull reading ``seq > cursor`` can never skip a row that commits later with a lower seq.
 SQLite has one writer (``BEGIN IMMEDIATE``), so the same code is trivially in commit order there.
+Releasing a SAVEPOINT also fires ``before_commit``; the hook ignores it, so the clock row is locked
+only for the instant before the real COMMIT (concurrent pushes do not queue behind a whole batch).
 Rows written inside a savepoint that rolls back vanish with it, so only surviving rows are numbered.
 """
 
@@ -16,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, event, inspect, or_, select, text, update
+from sqlalchemy import Table, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from server.db.models import Blob
@@ -46,21 +49,68 @@ def log_change(
     session.info[_PENDING] = True
 
 
+def log_changes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append many changes in one multi-row INSERT (keys as :func:`log_change`'s arguments); numbered at commit."""
+    if not rows:
+        return
+    session.execute(
+        insert(cast(Table, ChangeLogEntry.__table__)),
+        [
+            {
+                "project_id": row["project_id"],
+                "collection": row["collection"],
+                "key": row["key"],
+                "op": row["op"],
+                "data": row["data"],
+                "audience": row.get("audience"),
+            }
+            for row in rows
+        ],
+    )
+    session.info[_PENDING] = True
+
+
+# PostgreSQL: count, bump the clock and number the rows in one round trip. The clock UPDATE is the
+# only statement that locks the clock row, and it runs right before COMMIT.
+_NUMBER_PG = text(
+    """
+    WITH pending AS (
+        SELECT id, row_number() OVER (ORDER BY id) AS rn, count(*) OVER () AS n
+        FROM change_log WHERE seq IS NULL
+    ),
+    clock AS (
+        UPDATE sync_clock SET seq = seq + (SELECT count(*) FROM pending) WHERE id = 1 RETURNING seq
+    )
+    UPDATE change_log SET seq = clock.seq - pending.n + pending.rn
+    FROM pending, clock
+    WHERE change_log.id = pending.id
+    """
+)
+_NUMBER_SQLITE = text(
+    """
+    UPDATE change_log SET seq = :first - 1 + pending.rn
+    FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM change_log WHERE seq IS NULL) AS pending
+    WHERE change_log.id = pending.id
+    """
+)
+
+
 def _number_pending_changes(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT release: number once, at the outermost commit (keep the pending flag)
     if not session.info.pop(_PENDING, False):
         return
     session.flush()
-    pending = session.scalars(
-        select(ChangeLogEntry.id).where(ChangeLogEntry.seq.is_(None)).order_by(ChangeLogEntry.id)
-    ).all()
-    if not pending:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_NUMBER_PG)
+        return
+    count = session.execute(select(func.count(ChangeLogEntry.id)).where(ChangeLogEntry.seq.is_(None))).scalar_one()
+    if not count:
         return
     top = session.execute(
-        update(SyncClock).where(SyncClock.id == 1).values(seq=SyncClock.seq + len(pending)).returning(SyncClock.seq)
+        update(SyncClock).where(SyncClock.id == 1).values(seq=SyncClock.seq + count).returning(SyncClock.seq)
     ).scalar_one()
-    first = top - len(pending) + 1
-    for offset, row_id in enumerate(pending):
-        session.execute(update(ChangeLogEntry).where(ChangeLogEntry.id == row_id).values(seq=first + offset))
+    session.execute(_NUMBER_SQLITE, {"first": top - count + 1})
 
 
 def _log_publications(session: Session, _context: Any, _instances: Any) -> None:
