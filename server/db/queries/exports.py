@@ -109,9 +109,14 @@ def iter_export_records(
     while True:
         stmt = base
         if after is not None:
-            stmt = stmt.where(or_(s.id > after[0], and_(s.id == after[0], sv.id > after[1])))
+            # Plain lower bounds on both joined ids let each index scan start at the page; with only
+            # the OR, every page re-read both tables from the first row (quadratic in submissions).
+            sub = sv.submission_id
+            stmt = stmt.where(
+                sub >= after[0], s.id >= after[0], or_(sub > after[0], and_(sub == after[0], sv.id > after[1]))
+            )
         # One plain round trip per page (a server-side cursor would add DECLARE/FETCH/CLOSE to each).
-        rows = session.execute(stmt.order_by(s.id, sv.id).limit(page_size)).all()
+        rows = session.execute(stmt.order_by(sv.submission_id, sv.id).limit(page_size)).all()
         if sqlite:
             session.rollback()  # release SQLite's write lock between pages: ingestion keeps going
         submitters = options.submitters
