@@ -11,6 +11,7 @@ transactions hold the single write lock (BEGIN IMMEDIATE).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,69 +99,85 @@ def _record_query(form_id: int, options: ExportOptions) -> Any:
     return stmt
 
 
+def _page(session: Session, base: Any, after: tuple[int, int] | None, page_size: int) -> Sequence[Any]:
+    sv, s = SubmissionVersion, Submission
+    stmt = base
+    if after is not None:
+        # Plain lower bounds on both joined ids let each index scan start at the page; with only
+        # the OR, every page re-read both tables from the first row (quadratic in submissions).
+        sub = sv.submission_id
+        stmt = stmt.where(
+            sub >= after[0], s.id >= after[0], or_(sub > after[0], and_(sub == after[0], sv.id > after[1]))
+        )
+    # One plain round trip per page (a server-side cursor would add DECLARE/FETCH/CLOSE to each).
+    return session.execute(stmt.order_by(sv.submission_id, sv.id).limit(page_size)).all()
+
+
+def _records(rows: Sequence[Any], submitters: frozenset[str]) -> Iterator[ExportRecord]:
+    # Rows unpacked by position (in _record_query's column order): attribute access by name costs
+    # more than the rest of this loop.
+    for (
+        _sid,
+        _vid,
+        instance_id,
+        form_version,
+        record_json,
+        device_id,
+        created_at,
+        current_instance_id,
+        review_state,
+        edits,
+        attachments_present,
+        attachments_expected,
+        username,
+        device_name,
+    ) in rows:
+        submitter = username or device_name or ""
+        if submitters and submitter not in submitters:
+            continue  # not in SQL: the name comes from two tables; the core would drop it anyway
+        values = orjson.loads(record_json) if record_json else None
+        yield ExportRecord(
+            instance_id,
+            form_version or "",
+            created_at,
+            values or {},
+            submitter,
+            device_id or "",
+            REVIEW_STATE_NAMES.get(review_state, review_state),
+            attachments_present,
+            attachments_expected,
+            edits,
+            False,
+            instance_id == current_instance_id,
+        )
+
+
 def iter_export_records(
     session: Session, form_id: int, options: ExportOptions, page_size: int = PAGE_SIZE
 ) -> Iterator[ExportRecord]:
     """Yield every stored version of the form's submissions as ``ExportRecord``, by submission then version."""
     base = _record_query(form_id, options)
-    sv, s = SubmissionVersion, Submission
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    after: tuple[int, int] | None = None
-    while True:
-        stmt = base
-        if after is not None:
-            # Plain lower bounds on both joined ids let each index scan start at the page; with only
-            # the OR, every page re-read both tables from the first row (quadratic in submissions).
-            sub = sv.submission_id
-            stmt = stmt.where(
-                sub >= after[0], s.id >= after[0], or_(sub > after[0], and_(sub == after[0], sv.id > after[1]))
-            )
-        # One plain round trip per page (a server-side cursor would add DECLARE/FETCH/CLOSE to each).
-        rows = session.execute(stmt.order_by(sv.submission_id, sv.id).limit(page_size)).all()
-        if sqlite:
+    if session.get_bind().dialect.name == "sqlite":
+        after: tuple[int, int] | None = None
+        while True:
+            rows = _page(session, base, after, page_size)
             session.rollback()  # release SQLite's write lock between pages: ingestion keeps going
-        submitters = options.submitters
-        # Rows unpacked by position (in _record_query's column order): attribute access by name costs
-        # more than the rest of this loop.
-        for (
-            _sid,
-            _vid,
-            instance_id,
-            form_version,
-            record_json,
-            device_id,
-            created_at,
-            current_instance_id,
-            review_state,
-            edits,
-            attachments_present,
-            attachments_expected,
-            username,
-            device_name,
-        ) in rows:
-            submitter = username or device_name or ""
-            if submitters and submitter not in submitters:
-                continue  # not in SQL: the name comes from two tables; the core would drop it anyway
-            values = orjson.loads(record_json) if record_json else None
-            yield ExportRecord(
-                instance_id,
-                form_version or "",
-                created_at,
-                values or {},
-                submitter,
-                device_id or "",
-                REVIEW_STATE_NAMES.get(review_state, review_state),
-                attachments_present,
-                attachments_expected,
-                edits,
-                False,
-                instance_id == current_instance_id,
-            )
-        if len(rows) < page_size:
-            # Reading is over: end the read transaction now rather than when the response is closed.
-            session.rollback()
-            return
-        after = (rows[-1].sid, rows[-1].vid)
+            yield from _records(rows, options.submitters)
+            if len(rows) < page_size:
+                return
+            after = (rows[-1].sid, rows[-1].vid)
+    # PostgreSQL: the next page is read on a helper thread while this one is turned into records, so
+    # the database's work (joins, JSONB to text) overlaps ours. The session is used by one thread at a
+    # time: this generator touches it only after the helper's page is done.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool:
+        future: Future[Sequence[Any]] | None = pool.submit(_page, session, base, None, page_size)
+        while future is not None:
+            rows = future.result()
+            full = len(rows) == page_size
+            future = pool.submit(_page, session, base, (rows[-1].sid, rows[-1].vid), page_size) if full else None
+            yield from _records(rows, options.submitters)
+    # Reading is over: end the read transaction now rather than when the response is closed.
+    session.rollback()
 
 
 # --- presets ---------------------------------------------------------------------------------------
