@@ -244,6 +244,9 @@ class _Ingest:
         self.who = who
         self.form_pk = 0
         self._adopted: set[str] = set()
+        # The one-statement path needs data-modifying CTEs (PostgreSQL); SQLite takes the general path.
+        self.fast = session.get_bind().dialect.name == "postgresql"
+        self.parsed: SubmissionRecord | None = None  # parsed once, kept if the general path follows
 
     def result(
         self, outcome: SubmissionOutcome, submission_id: int | None = None, version_id: int | None = None
@@ -263,12 +266,16 @@ class _Ingest:
         if target is None:
             return self.result(Quarantined(UNKNOWN_FORM, f"form {header.form_id!r} is not known in this project"))
         self.form_pk = target.form_pk
-        related = q.related_versions(session, self.project_id, target.form_pk, self.instance_id, deprecated_id)
         form_info = FormInfo(
             header.form_id,
             cast(FormState, target.state),
             frozenset({header.version}) if target.version_pk is not None else frozenset(),
         )
+        if deprecated_id is None and target.state != "closed" and target.version_pk is not None and self.fast:
+            fresh = self.fresh_chain(target.version_pk, target.version_sha256, form_info)
+            if fresh is not None:
+                return fresh
+        related = q.related_versions(session, self.project_id, target.form_pk, self.instance_id, deprecated_id)
         same = next((r for r in related if r.instance_id == self.instance_id), None)
         if same is not None:
             return self.again(same, form_info)
@@ -276,14 +283,16 @@ class _Ingest:
             # Refused before anything is parsed or written (decide_submission says which way).
             incoming = IncomingSubmission(self.instance_id, header.form_id, header.version, self.xml_sha, deprecated_id)
             return self.result(decide_submission(incoming, None, form_info))
-        try:
-            record = parse_submission(
-                self.xml,
-                _schema(session, target.version_pk, target.version_sha256),
-                instance_id_fallback=self.instance_id,
-            )
-        except SubmissionError as exc:
-            return self.result(Rejected(UNPARSEABLE_ITEM, f"{exc.code}: {exc.message}"))
+        record = self.parsed
+        if record is None:
+            try:
+                record = parse_submission(
+                    self.xml,
+                    _schema(session, target.version_pk, target.version_sha256),
+                    instance_id_fallback=self.instance_id,
+                )
+            except SubmissionError as exc:
+                return self.result(Rejected(UNPARSEABLE_ITEM, f"{exc.code}: {exc.message}"))
         expected = tuple(record.attachments)
         delivered = self.delivered_refs(expected)
         declared = tuple(ref for ref in self.declared if ref.name in expected)
@@ -318,10 +327,123 @@ class _Ingest:
             "submission.update" if deprecated_id else "submission.create",
             self.project_id,
             f"submission:{submission_id}",
-            {"form": header.form_id, "instance_id": self.instance_id, "source": self.who.source},
+            self.audit_details(),
         )
         final: SubmissionOutcome = AwaitingAttachments(missing=missing, accepted=accepted) if missing else accepted
         return self.result(final, submission_id, version_id)
+
+    def fresh_chain(self, version_pk: int, version_sha256: str | None, form_info: FormInfo) -> IngestResult | None:
+        """The common case in one write statement: a first version of a new instance (PostgreSQL).
+
+        ``None`` (nothing written) when the XML does not parse, the decision is not a plain creation,
+        or the instance id turns out to be stored or replaced already: the general path then decides.
+        """
+        session, header, who = self.session, self.header, self.who
+        try:
+            record = parse_submission(
+                self.xml, _schema(session, version_pk, version_sha256), instance_id_fallback=self.instance_id
+            )
+        except SubmissionError:
+            return None
+        self.parsed = record
+        expected = tuple(record.attachments)
+        delivered = self.delivered_refs(expected)
+        declared = tuple(ref for ref in self.declared if ref.name in expected)
+        present = {ref.sha256 for ref in delivered} | q.present_blobs(session, [ref.sha256 for ref in declared])
+        incoming = IncomingSubmission(
+            self.instance_id,
+            header.form_id,
+            header.version,
+            self.xml_sha,
+            None,
+            expected_attachments=expected,
+            attachments=(*delivered, *declared),
+        )
+        outcome = decide_submission(incoming, None, form_info, present_blobs=present, predecessor_known=False)
+        accepted = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
+        if not isinstance(accepted, Created):
+            return None
+        rows = self.attachment_rows(record, declared, present)
+        now = rows[0]["created_at"] if rows else utcnow()
+        values = {
+            "project_id": self.project_id,
+            "form_id": self.form_pk,
+            "submitter_id": who.submitter_id,
+            "device_token_id": who.device_token_id,
+            "attachments_expected": len(rows),
+            "attachments_present": sum(1 for row in rows if row["blob_sha256"]),
+            **self.version_values(version_pk, record, now),
+        }
+        # With entities the audit event follows theirs, as on the general path.
+        event = (
+            None
+            if record.entities
+            else {"actor": who.actor, "action": "submission.create", "details": self.audit_details()}
+        )
+        stored = q.insert_new_chain(session, values, event)
+        if stored is None:
+            return None
+        submission_id, version_id = stored
+        if rows:
+            session.execute(insert(_ATTACHMENTS), [{**row, "version_id": version_id} for row in rows])
+        if record.entities:
+            apply_entity_changes(session, self.project_id, record, version_id, who.actor)
+            audit.record(
+                session,
+                who.actor,
+                "submission.create",
+                self.project_id,
+                f"submission:{submission_id}",
+                self.audit_details(),
+            )
+        missing = tuple(sorted(str(row["declared_sha256"] or row["name"]) for row in rows if not row["blob_sha256"]))
+        final: SubmissionOutcome = AwaitingAttachments(missing=missing, accepted=accepted) if missing else accepted
+        return self.result(final, submission_id, version_id)
+
+    def audit_details(self) -> dict[str, Any]:
+        """The details of a ``submission.create``/``submission.update`` audit event."""
+        return {"form": self.header.form_id, "instance_id": self.instance_id, "source": self.who.source}
+
+    def attachment_rows(
+        self, record: SubmissionRecord, declared: Sequence[AttachmentRef], present: set[str]
+    ) -> list[dict[str, Any]]:
+        """Return the attachment rows of a new version, moving the delivered files into the blob store."""
+        now = utcnow()
+        expected = record.attachments
+        files_by_name = {f.name: f for f in self.files.values() if f.name in expected}
+        declared_by_name = {ref.name: ref.sha256 for ref in declared}
+        rows = []
+        for name in expected:
+            upload = files_by_name.get(name)
+            declared_sha = declared_by_name.get(name)
+            sha = upload.sha256 if upload else (declared_sha if declared_sha in present else None)
+            rows.append({"name": name, "blob_sha256": sha, "declared_sha256": declared_sha, "created_at": now})
+        for upload in files_by_name.values():
+            self.adopt(upload)
+        return rows
+
+    def version_values(self, version_pk: int, record: SubmissionRecord, now: datetime) -> dict[str, Any]:
+        """Return the columns of a new ``submission_versions`` row (all but ``submission_id``)."""
+        who = self.who
+        return {
+            "project_id": self.project_id,
+            "form_id": self.form_pk,
+            "form_version_id": version_pk,
+            "instance_id": self.instance_id,
+            "deprecated_id": record.deprecated_id,
+            "form_version": self.header.version,
+            "xml": self.xml,
+            "xml_sha256": self.xml_sha,
+            "record": dict(record.values),
+            "instance_name": record.instance_name,
+            "encrypted": record.encrypted,
+            "source": who.source,
+            "received_at": now,
+            "submitter_id": who.submitter_id,
+            "device_token_id": who.device_token_id,
+            "device_id": who.device_id,
+            "user_agent": who.user_agent,
+        }
 
     def delivered_refs(self, expected: Sequence[str]) -> tuple[AttachmentRef, ...]:
         wanted = set(expected)
@@ -354,18 +476,9 @@ class _Ingest:
         present: set[str],
     ) -> tuple[int, int, tuple[str, ...]] | None:
         """Insert the version (and its submission when it starts a new chain); ``None`` if it already existed."""
-        session, who, now = self.session, self.who, utcnow()
-        expected = record.attachments
-        files_by_name = {f.name: f for f in self.files.values() if f.name in expected}
-        declared_by_name = {ref.name: ref.sha256 for ref in declared}
-        rows = []
-        for name in expected:
-            upload = files_by_name.get(name)
-            declared_sha = declared_by_name.get(name)
-            sha = upload.sha256 if upload else (declared_sha if declared_sha in present else None)
-            rows.append({"name": name, "blob_sha256": sha, "declared_sha256": declared_sha, "created_at": now})
-        for upload in files_by_name.values():
-            self.adopt(upload)
+        session, who = self.session, self.who
+        rows = self.attachment_rows(record, declared, present)
+        now = rows[0]["created_at"] if rows else utcnow()
         chain_ids = sorted({r.submission_id for r in related})
         new_chain = not chain_ids
         if new_chain:
@@ -394,26 +507,7 @@ class _Ingest:
         version_id: int | None = insert_ignore(
             session,
             cast(Any, SubmissionVersion.__table__),
-            {
-                "submission_id": submission_id,
-                "project_id": self.project_id,
-                "form_id": self.form_pk,
-                "form_version_id": version_pk,
-                "instance_id": self.instance_id,
-                "deprecated_id": record.deprecated_id,
-                "form_version": self.header.version,
-                "xml": self.xml,
-                "xml_sha256": self.xml_sha,
-                "record": dict(record.values),
-                "instance_name": record.instance_name,
-                "encrypted": record.encrypted,
-                "source": who.source,
-                "received_at": now,
-                "submitter_id": who.submitter_id,
-                "device_token_id": who.device_token_id,
-                "device_id": who.device_id,
-                "user_agent": who.user_agent,
-            },
+            {"submission_id": submission_id, **self.version_values(version_pk, record, now)},
             ["project_id", "form_id", "instance_id"],
             returning="id",
         )

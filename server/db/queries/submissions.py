@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, and_, bindparam, cast, exists, func, literal, or_, select, true, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from server.db.models.audit import AuditEvent
 from server.db.models.forms import Form, FormVersion
 from server.db.models.submissions import (
     Submission,
@@ -70,6 +72,135 @@ def get_form_target(
     return FormTarget(row[0], row[1], row[2], row[3]) if row is not None else None
 
 
+# Columns of a new chain's first version, bound by name (``NewChain`` fields) in ``_new_chain_statement``.
+_VERSION_COLUMNS = (
+    "form_version_id",
+    "instance_id",
+    "deprecated_id",
+    "form_version",
+    "xml",
+    "xml_sha256",
+    "record",
+    "instance_name",
+    "encrypted",
+    "source",
+    "received_at",
+    "submitter_id",
+    "device_token_id",
+    "device_id",
+    "user_agent",
+)
+
+
+def _param(table: Any, column: str, name: str | None = None) -> Any:
+    # Typed: the psycopg dialect casts each parameter to its column type (bytea, jsonb, timestamptz).
+    return bindparam(name or column, type_=table.c[column].type)
+
+
+def _new_chain_statement(with_audit: bool) -> Any:
+    """Build the one PostgreSQL statement that starts a new edit chain (see ``insert_new_chain``)."""
+    subs = Submission.__table__
+    versions = SubmissionVersion.__table__
+    events = AuditEvent.__table__
+    # The version is inserted first (ON CONFLICT on the unique key decides "already stored", no SELECT
+    # whose plan could scan the form's rows) with a pre-drawn submission id; the submission row
+    # follows from its RETURNING, so a conflict writes nothing. The foreign key is checked at the
+    # end of the statement, when both rows exist. A stored version that replaces this instance id
+    # (an edit that arrived before its original) sends the caller to the general path.
+    successor = exists().where(
+        versions.c.project_id == bindparam("project_id"),
+        versions.c.form_id == bindparam("form_id"),
+        versions.c.deprecated_id == bindparam("instance_id"),
+    )
+    drawn = (
+        select(func.nextval(func.pg_get_serial_sequence("submissions", "id")).label("id"))
+        .where(~successor)
+        .cte("drawn_id")
+    )
+    new_version = (
+        postgresql.insert(versions)
+        .from_select(
+            ("submission_id", "project_id", "form_id", *_VERSION_COLUMNS),
+            select(
+                drawn.c.id,
+                _param(versions, "project_id"),
+                _param(versions, "form_id"),
+                *(_param(versions, column) for column in _VERSION_COLUMNS),
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=["project_id", "form_id", "instance_id"])
+        .returning(versions.c.id, versions.c.submission_id)
+        .cte("new_version")
+    )
+    sub_columns = (
+        "id",
+        "project_id",
+        "form_id",
+        "instance_id",
+        "current_instance_id",
+        "review_state",
+        "edits",
+        "submitter_id",
+        "device_token_id",
+        "attachments_expected",
+        "attachments_present",
+        "created_at",
+        "updated_at",
+    )
+    sub_values = [
+        new_version.c.submission_id,
+        _param(subs, "project_id"),
+        _param(subs, "form_id"),
+        _param(subs, "instance_id"),
+        _param(subs, "current_instance_id", "instance_id"),
+        literal("received", String),
+        literal(0),
+        _param(subs, "submitter_id"),
+        _param(subs, "device_token_id"),
+        _param(subs, "attachments_expected"),
+        _param(subs, "attachments_present"),
+        _param(subs, "created_at", "received_at"),
+        _param(subs, "updated_at", "received_at"),
+    ]
+    new_sub = (
+        postgresql.insert(subs).from_select(sub_columns, select(*sub_values)).returning(subs.c.id).cte("new_submission")
+    )
+    stmt = select(new_sub.c.id, new_version.c.id).select_from(new_version.join(new_sub, true()))
+    if with_audit:
+        audit_row = postgresql.insert(events).from_select(
+            ("at", "actor", "action", "project_id", "subject", "details"),
+            select(
+                _param(events, "at", "received_at"),
+                _param(events, "actor"),
+                _param(events, "action"),
+                _param(events, "project_id"),
+                literal("submission:", String) + cast(new_version.c.submission_id, String),
+                _param(events, "details"),
+            ),
+        )
+        stmt = stmt.add_cte(audit_row.cte("new_audit_event"))
+    return stmt
+
+
+_NEW_CHAIN: dict[bool, Any] = {}
+
+
+def insert_new_chain(session: Session, values: dict[str, Any], audit: dict[str, Any] | None) -> tuple[int, int] | None:
+    """Start a new edit chain in ONE statement (PostgreSQL): first version, submission and (optionally) audit event.
+
+    ``values`` holds ``project_id``, ``form_id``, the submitter columns, ``attachments_expected/present``
+    and every version column; ``audit`` holds ``actor``, ``action`` and ``details``. Nothing is written
+    when the instance id is already stored or a stored version replaces it (``deprecated_id``): then
+    ``None`` is returned and the caller takes the general path. Returns ``(submission_id, version_id)``.
+    """
+    with_audit = audit is not None
+    stmt = _NEW_CHAIN.get(with_audit)
+    if stmt is None:
+        stmt = _NEW_CHAIN[with_audit] = _new_chain_statement(with_audit)
+    row = session.execute(stmt, {**values, **(audit or {})}).first()
+    return (int(row[0]), int(row[1])) if row is not None else None
+
+
 def get_schema_json(session: Session, version_pk: int) -> dict[str, Any] | None:
     """Return the stored ``FormSchema`` JSON of a form version."""
     value: dict[str, Any] | None = session.scalar(select(FormVersion.schema_json).where(FormVersion.id == version_pk))
@@ -87,18 +218,20 @@ def related_versions(
 ) -> list[RelatedVersion]:
     """Return the stored versions that are ``instance_id``, its predecessor, or replace it."""
     ids = [instance_id] if deprecated_id is None else [instance_id, deprecated_id]
+    columns = (
+        SubmissionVersion.id,
+        SubmissionVersion.submission_id,
+        SubmissionVersion.instance_id,
+        SubmissionVersion.deprecated_id,
+        SubmissionVersion.xml_sha256,
+    )
+    same_form = (SubmissionVersion.project_id == project_id, SubmissionVersion.form_id == form_pk)
+    # A UNION of two index probes (unique key, deprecated_id index); one OR filter made PostgreSQL scan
+    # every version of the form, so each submission cost grew with the form's size.
     rows = session.execute(
-        select(
-            SubmissionVersion.id,
-            SubmissionVersion.submission_id,
-            SubmissionVersion.instance_id,
-            SubmissionVersion.deprecated_id,
-            SubmissionVersion.xml_sha256,
-        ).where(
-            SubmissionVersion.project_id == project_id,
-            SubmissionVersion.form_id == form_pk,
-            or_(SubmissionVersion.instance_id.in_(ids), SubmissionVersion.deprecated_id == instance_id),
-        )
+        select(*columns)
+        .where(*same_form, SubmissionVersion.instance_id.in_(ids))
+        .union(select(*columns).where(*same_form, SubmissionVersion.deprecated_id == instance_id))
     ).all()
     return [RelatedVersion(*row) for row in rows]
 
