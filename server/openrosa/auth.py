@@ -23,6 +23,7 @@ from flask import current_app, g, request
 from server.auth import Principal, principal_from_password, principal_from_token
 from server.db.base import utcnow
 from server.db.queries import accounts as q
+from server.db.queries.forms import DeviceTokenRow as TokenRow
 from server.errors import ApiError, forbidden
 from server.openrosa.responses import add_challenges
 from server.passwords import DIGEST_REALM, token_hash
@@ -151,6 +152,21 @@ def _token_principal(token: str) -> Principal:
     if principal is None:
         raise ApiError(403, "token_revoked", "This key belongs to a disabled account")
     return principal
+
+
+def live_device_principal(row: TokenRow) -> Principal | None:
+    """Return the principal of a device token that is neither revoked nor expired; else ``None``."""
+    if row.kind != "device" or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role)
+
+
+def adopt_principal(principal: Principal) -> None:
+    """Make ``principal`` this request's caller, as ``openrosa_principal`` does once it has authenticated."""
+    g.openrosa_device_id = request.args.get("deviceID")
+    g.principal = principal
 
 
 def openrosa_principal(project_id: int, token: str | None) -> Principal:

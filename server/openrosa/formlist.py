@@ -16,9 +16,11 @@ from xml.sax.saxutils import escape, quoteattr
 from flask import Response, current_app, request
 
 from server.blobstore import BlobStore
-from server.openrosa.auth import require_openrosa
+from server.db.queries.forms import FormListRow
+from server.openrosa.auth import adopt_principal, live_device_principal, require_openrosa
 from server.openrosa.blueprint import bp
 from server.openrosa.responses import etag_of, xml_response
+from server.passwords import token_hash
 from server.services import forms as svc
 from server.store import db_session, get_store
 
@@ -55,9 +57,12 @@ def _add_routes(suffix: str, view: Callable[..., Response], endpoint: str) -> No
 
 def form_list(project_id: int, token: str | None = None) -> Response:
     """``GET formList``: the open, published forms (``?formID=`` filters; ``deviceID`` is accepted)."""
-    require_openrosa(PERMISSION, project_id, token)
     form_id = request.args.get("formID") or None
-    rows = svc.form_list(db_session(), project_id, form_id)
+    rows = _device_form_list(project_id, token, form_id) if token is not None else None
+    if rows is None:
+        # Not a live device token of this project: the general path authenticates (or answers 401/403).
+        require_openrosa(PERMISSION, project_id, token)
+        rows = svc.form_list(db_session(), project_id, form_id)
     base = _base_url(project_id, token)
     parts = [_XML_DECLARATION, f'<xforms xmlns="{XFORMS_LIST_NS}">']
     for row in rows:
@@ -74,6 +79,19 @@ def form_list(project_id: int, token: str | None = None) -> Response:
     parts.append("</xforms>")
     body = "".join(parts).encode("utf-8")
     return xml_response(body, etag=etag_of(body))
+
+
+def _device_form_list(project_id: int, token: str, form_id: str | None) -> list[FormListRow] | None:
+    """Authenticate a device token and read its formList in one query (Collect's usual request)."""
+    found = svc.device_form_list(db_session(), token_hash(token), project_id, form_id)
+    if found is None:
+        return None
+    row, rows = found
+    principal = live_device_principal(row)
+    if principal is None or not principal.can(PERMISSION, project_id):
+        return None
+    adopt_principal(principal)
+    return rows
 
 
 def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Response:

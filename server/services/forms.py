@@ -699,6 +699,13 @@ def form_list(session: Session, project_id: int, xml_form_id: str | None = None)
     return q.formlist_rows(session, project_id, xml_form_id)
 
 
+def device_form_list(
+    session: Session, token_hash: str, project_id: int, xml_form_id: str | None = None
+) -> tuple[q.DeviceTokenRow, list[q.FormListRow]] | None:
+    """Return a path token's row with the formList rows it may see (one query; ``None`` for an unknown token)."""
+    return q.token_and_formlist_rows(session, token_hash, project_id, xml_form_id)
+
+
 def served_xform(session: Session, project_id: int, xml_form_id: str) -> tuple[str, bytes]:
     """Return (md5, bytes) of the XForm devices download (404 when unpublished or closed)."""
     found = q.get_current_xform(session, project_id, xml_form_id)

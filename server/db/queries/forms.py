@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, select
+from sqlalchemy import Select, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
+from server.db.models.accounts import AccessToken
 from server.db.models.forms import Form, FormAttachment, FormVersion
 
 
@@ -100,6 +103,67 @@ def formlist_rows(session: Session, project_id: int, xml_form_id: str | None = N
     else:
         rows = session.execute(_FORMLIST_ONE, {"project_id": project_id, "xml_form_id": xml_form_id})
     return [FormListRow(*row) for row in rows.all()]
+
+
+@dataclass(frozen=True)
+class DeviceTokenRow:
+    """The access-token columns OpenRosa authentication needs (a lean row, not the ORM object)."""
+
+    id: int
+    kind: str
+    name: str
+    project_id: int | None
+    role: str | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+
+def _token_formlist_statement(filtered: bool) -> Any:
+    listing = _formlist_statement(filtered).order_by(None).subquery("listing")
+    # The listing is joined only for a live device token of the asked project: nothing is read for others.
+    joined = AccessToken.__table__.outerjoin(
+        listing,
+        and_(
+            AccessToken.kind == "device",
+            AccessToken.project_id == bindparam("project_id"),
+            AccessToken.revoked_at.is_(None),
+        ),
+    )
+    return (
+        select(
+            AccessToken.id,
+            AccessToken.kind,
+            AccessToken.name,
+            AccessToken.project_id,
+            AccessToken.role,
+            AccessToken.revoked_at,
+            AccessToken.expires_at,
+            *listing.c,
+        )
+        .select_from(joined)
+        .where(AccessToken.token_hash == bindparam("token_hash"))
+        .order_by(listing.c.xml_form_id)
+    )
+
+
+_TOKEN_FORMLIST = {False: _token_formlist_statement(False), True: _token_formlist_statement(True)}
+
+
+def token_and_formlist_rows(
+    session: Session, token_hash: str, project_id: int, xml_form_id: str | None = None
+) -> tuple[DeviceTokenRow, list[FormListRow]] | None:
+    """Return a path token's row and, when it is a live device token of the project, its formList rows: ONE query.
+
+    ``None`` when no token has this hash. Expiry is the caller's check (it needs the clock).
+    """
+    params: dict[str, Any] = {"token_hash": token_hash, "project_id": project_id}
+    if xml_form_id is not None:
+        params["xml_form_id"] = xml_form_id
+    rows = session.execute(_TOKEN_FORMLIST[xml_form_id is not None], params).all()
+    if not rows:
+        return None
+    token = DeviceTokenRow(*rows[0][:7])
+    return token, [FormListRow(*row[7:]) for row in rows if row[7] is not None]
 
 
 def get_current_xform(session: Session, project_id: int, xml_form_id: str) -> tuple[str, bytes] | None:
