@@ -24,6 +24,7 @@ from server.auth import Principal, principal_from_password, principal_from_token
 from server.db.base import utcnow
 from server.db.queries import accounts as q
 from server.db.queries.forms import DeviceTokenRow as TokenRow
+from server.db.queries.forms import get_token_row
 from server.errors import ApiError, forbidden
 from server.openrosa.responses import add_challenges
 from server.passwords import DIGEST_REALM, token_hash
@@ -131,7 +132,7 @@ def _digest_principal(project_id: int, value: str) -> Principal:
 
 def _token_principal(token: str) -> Principal:
     # One look-up serves both answers: unknown (401) and revoked or expired (403, Collect shows why).
-    row = q.get_token_by_hash(db_session(), token_hash(token))
+    row = get_token_row(db_session(), token_hash(token))
     if row is None:
         raise ApiError(
             401,

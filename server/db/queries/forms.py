@@ -146,6 +146,23 @@ def _token_formlist_statement(filtered: bool) -> Any:
     )
 
 
+_TOKEN_ROW = select(
+    AccessToken.id,
+    AccessToken.kind,
+    AccessToken.name,
+    AccessToken.project_id,
+    AccessToken.role,
+    AccessToken.revoked_at,
+    AccessToken.expires_at,
+).where(AccessToken.token_hash == bindparam("token_hash"))
+
+
+def get_token_row(session: Session, token_hash: str) -> DeviceTokenRow | None:
+    """Return the lean row of the access token whose sha256 is ``token_hash`` (no ORM object)."""
+    row = session.execute(_TOKEN_ROW, {"token_hash": token_hash}).first()
+    return DeviceTokenRow(*row) if row is not None else None
+
+
 _TOKEN_FORMLIST = {False: _token_formlist_statement(False), True: _token_formlist_statement(True)}
 
 

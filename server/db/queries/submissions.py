@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, exists, func, literal, or_, select, true, update
+from sqlalchemy import BigInteger, String, and_, bindparam, cast, exists, func, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -56,20 +56,38 @@ def get_form_target(
     ``chain_lock_key``), saving a round trip; the caller's next statement sees every write committed
     by a previous holder (READ COMMITTED takes a fresh snapshot per statement).
     """
+    params: dict[str, Any] = {"project_id": project_id, "xml_form_id": xml_form_id, "version": version}
+    keys: list[int] = []
+    if lock_instance_ids and session.get_bind().dialect.name == "postgresql":
+        # Sorted keys: two writers locking overlapping sets never deadlock.
+        keys = sorted({chain_lock_key(project_id, xml_form_id, i) for i in lock_instance_ids})
+        params.update({f"lock_{n}": key for n, key in enumerate(keys)})
+    stmt = _FORM_TARGET.get(len(keys))
+    if stmt is None:
+        stmt = _FORM_TARGET[len(keys)] = _form_target_statement(len(keys))
+    row = session.execute(stmt, params).first()
+    return FormTarget(row[0], row[1], row[2], row[3]) if row is not None else None
+
+
+def _form_target_statement(locks: int) -> Any:
+    # Built once per number of chain locks: no statement construction or cache-key work per submission.
     stmt = (
         select(Form.id, Form.state, FormVersion.id, FormVersion.xform_sha256)
         .outerjoin(
             FormVersion,
-            and_(FormVersion.form_id == Form.id, FormVersion.version == version, FormVersion.status == "published"),
+            and_(
+                FormVersion.form_id == Form.id,
+                FormVersion.version == bindparam("version"),
+                FormVersion.status == "published",
+            ),
         )
-        .where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
+        .where(Form.project_id == bindparam("project_id"), Form.xml_form_id == bindparam("xml_form_id"))
     )
-    if lock_instance_ids and session.get_bind().dialect.name == "postgresql":
-        # Sorted keys: two writers locking overlapping sets never deadlock.
-        keys = sorted({chain_lock_key(project_id, xml_form_id, i) for i in lock_instance_ids})
-        stmt = stmt.add_columns(*(func.pg_advisory_xact_lock(key) for key in keys))
-    row = session.execute(stmt).first()
-    return FormTarget(row[0], row[1], row[2], row[3]) if row is not None else None
+    locks_taken = (func.pg_advisory_xact_lock(bindparam(f"lock_{n}", type_=BigInteger)) for n in range(locks))
+    return stmt.add_columns(*locks_taken)
+
+
+_FORM_TARGET: dict[int, Any] = {}
 
 
 # Columns of a new chain's first version, bound by name (``NewChain`` fields) in ``_new_chain_statement``.
