@@ -304,6 +304,41 @@ def _process_submission(
     return _result(index, raw, outcome)
 
 
+def _process_submissions_bulk(
+    session: Session, ctx: PushContext, items: tuple[object, ...]
+) -> dict[int, dict[str, Any]]:
+    """Store the batch's plain new submissions in a few statements; the results of the items it stored.
+
+    Every other item (entities, duplicates, edits, anything odd) is left to ``_process_one``.
+    """
+    from server.services.submission_batches import BulkItem, ingest_submissions_bulk
+
+    indexes: list[int] = []
+    bulk: list[BulkItem] = []
+    for index, raw in enumerate(items):
+        if _kind(raw) != "submission":
+            continue
+        parsed = parse_push_item(raw, index=index, device_id=ctx.device_id)
+        if not isinstance(parsed, SubmissionItem):
+            continue
+        try:
+            xml = parsed.data.encode("utf-8") if isinstance(parsed.data, str) else submission_xml_from_json(parsed)
+        except Exception:  # the one-by-one path reports it (quarantined, processing_error)
+            continue
+        indexes.append(index)
+        bulk.append(BulkItem(xml, parsed.attachments))
+    if not bulk:
+        return {}
+    ingested = ingest_submissions_bulk(
+        session, project_id=ctx.project_id, items=bulk, principal=ctx.principal, device_id=ctx.device_id
+    )
+    return {
+        index: _result(index, items[index], result.outcome)
+        for index, result in zip(indexes, ingested, strict=True)
+        if result is not None
+    }
+
+
 def _entity_lock_keys(session: Session, ctx: PushContext, items: tuple[object, ...]) -> list[str]:
     keys: list[str] = []
     list_ids: dict[str, int | None] = {}
@@ -341,25 +376,29 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
         # concurrent batches on the same entities queue instead of deadlocking. The merge does not
         # depend on the order in which items are applied; results are reported in item order.
         is_entity = [_kind(raw) == "entity" for raw in envelope.items]
-        results: dict[int, dict[str, Any]] = {}
+        results = _process_submissions_bulk(session, ctx, envelope.items)
         for index, raw in enumerate(envelope.items):
-            if not is_entity[index]:
+            if not is_entity[index] and index not in results:
                 results[index] = _process_one(session, ctx, index, raw, key)
         q.lock_keys(session, _entity_lock_keys(session, ctx, envelope.items))
         for index, raw in enumerate(envelope.items):
             if is_entity[index]:
                 results[index] = _process_one(session, ctx, index, raw, key)
         ordered = [results[index] for index in range(len(envelope.items))]
-        for index, result in enumerate(ordered):
-            q.log_change(
-                session,
-                ctx.project_id,
-                "outcome",
-                result["id"] or f"{key}#{index}",
-                "upsert",
-                {"batch_id": key, **result},
-                audience=ctx.principal.actor,
-            )
+        q.log_changes(
+            session,
+            [
+                {
+                    "project_id": ctx.project_id,
+                    "collection": "outcome",
+                    "key": result["id"] or f"{key}#{index}",
+                    "op": "upsert",
+                    "data": {"batch_id": key, **result},
+                    "audience": ctx.principal.actor,
+                }
+                for index, result in enumerate(ordered)
+            ],
+        )
         body = _json_bytes(
             {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": ordered}
         )

@@ -118,7 +118,11 @@ def create_upload(
             completed_at=now if exists else None,
         )
         session.add(row)
-        if not exists:
+        if exists:
+            # Born complete (the bytes came earlier, maybe for another project): this project's
+            # pushed submissions awaiting them become complete now, as after a last PATCH.
+            blob_arrived(session, project_id, sha256)
+        else:
             (uploads_dir(storage_dir) / upload_id).touch()
     return _state(row)
 
@@ -168,7 +172,13 @@ def patch_upload(
     chunks: Iterator[bytes],
     on_blob: Callable[[Session, int, str], None] | None = None,
 ) -> UploadState:
-    """Append a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob."""
+    """Append a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob.
+
+    ``on_blob`` runs in the transaction that adopts the blob; by default :func:`blob_arrived`
+    (pushed submissions of the project awaiting that blob become complete).
+    """
+    if on_blob is None:
+        on_blob = blob_arrived
     with transaction(session):
         row = get_upload(session, upload_id)
         length, current, sha256, content_type, done = row.length, row.offset, row.sha256, row.content_type, row.state

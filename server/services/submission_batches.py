@@ -1,0 +1,337 @@
+"""Many new submissions in a few statements: the happy path of a JSON push batch.
+
+``ingest_submissions_bulk`` takes the submissions of one push batch, decides every item in memory
+(pure: header, form routing, parse, ``sync.submissions.decide_submission``) and stores all the plain
+creations, the first version of an instance id nobody stored or replaced yet, with a handful of
+multi-row statements: chain locks (PostgreSQL), one read of stored relatives, one blob presence
+read, then multi-row INSERTs of submissions, versions, attachments and audit events inside one
+SAVEPOINT. Everything else (duplicates, id conflicts, edits, entities, unknown or closed forms,
+unparseable data) gets ``None`` and goes through ``server.services.submissions.ingest_submission``
+one by one, so those outcomes are decided by exactly the same code as before. The outcome of a bulk
+item equals what ``ingest_submission`` says for it (``created``, or ``awaiting_attachments`` with
+the same ``missing`` list).
+
+Concurrency: the same per-instance edit-chain advisory locks as the one-by-one path
+(``q.chain_lock_key``), taken in one statement in sorted order; with the locks held, the read of
+stored relatives is final, and the version INSERT keeps ``ON CONFLICT DO NOTHING`` as a belt: a
+conflict there rolls the bulk SAVEPOINT back and every item takes the one-by-one path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, func, insert, select, union_all
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from forms.errors import SubmissionError
+from forms.record import SubmissionRecord
+from forms.submission import SubmissionHeader, parse_submission, read_submission_header
+from server.auth import Principal
+from server.db.base import utcnow
+from server.db.models import AuditEvent
+from server.db.models.submissions import INSTANCE_ID_LENGTH, Submission, SubmissionAttachment, SubmissionVersion
+from server.db.queries import submissions as q
+from server.services.submissions import IngestResult, _schema
+from sync.outcomes import AwaitingAttachments, Created
+from sync.submissions import (
+    AttachmentRef,
+    FormInfo,
+    FormState,
+    IncomingSubmission,
+    SubmissionOutcome,
+    content_hash_xml,
+    decide_submission,
+)
+
+log = logging.getLogger("fieldsync.submissions")
+
+_SUBMISSIONS = cast(Table, Submission.__table__)
+_VERSIONS = cast(Table, SubmissionVersion.__table__)
+_ATTACHMENTS = cast(Table, SubmissionAttachment.__table__)
+_AUDIT = cast(Table, AuditEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkItem:
+    """One submission of a batch: its XML and the attachments the client declared for it."""
+
+    xml: bytes
+    declared: Sequence[AttachmentRef] = ()
+
+
+@dataclass(slots=True)
+class _Candidate:
+    index: int
+    header: SubmissionHeader
+    instance_id: str
+    xml: bytes
+    xml_sha: str
+    declared: tuple[AttachmentRef, ...]
+    form_pk: int = 0
+    version_pk: int = 0
+    form_info: FormInfo | None = None
+    record: SubmissionRecord | None = None
+    outcome: SubmissionOutcome | None = None
+    rows: list[dict[str, Any]] | None = None
+
+
+def _candidate(index: int, item: BulkItem) -> _Candidate | None:
+    """A new-instance candidate, or ``None`` when the one-by-one path must decide (pure)."""
+    try:
+        header = read_submission_header(item.xml)
+    except SubmissionError:
+        return None
+    instance_id = header.instance_id
+    if instance_id is None or header.deprecated_id is not None or header.encrypted:
+        return None
+    if len(instance_id) > INSTANCE_ID_LENGTH:
+        return None
+    return _Candidate(index, header, instance_id, item.xml, content_hash_xml(item.xml), tuple(item.declared))
+
+
+def _lock_chains(session: Session, project_id: int, candidates: Sequence[_Candidate]) -> None:
+    """Take every candidate's edit-chain lock in one statement, keys sorted (PostgreSQL only)."""
+    if session.get_bind().dialect.name != "postgresql" or not candidates:
+        return
+    keys = sorted({q.chain_lock_key(project_id, c.header.form_id, c.instance_id) for c in candidates})
+    # Select-list items are evaluated left to right: the locks are taken in sorted order.
+    session.execute(select(*(func.pg_advisory_xact_lock(key) for key in keys))).first()
+
+
+def _stored_relatives(session: Session, project_id: int, form_pk: int, instance_ids: Sequence[str]) -> set[str]:
+    """The instance ids among ``instance_ids`` that are stored or replaced by a stored version."""
+    same_form = (_VERSIONS.c.project_id == project_id, _VERSIONS.c.form_id == form_pk)
+    stmt = union_all(
+        select(_VERSIONS.c.instance_id.label("i")).where(*same_form, _VERSIONS.c.instance_id.in_(instance_ids)),
+        select(_VERSIONS.c.deprecated_id.label("i")).where(*same_form, _VERSIONS.c.deprecated_id.in_(instance_ids)),
+    )
+    return {row[0] for row in session.execute(stmt)}
+
+
+def _insert_ignore_versions(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_VERSIONS)
+    return stmt.on_conflict_do_nothing(index_elements=["project_id", "form_id", "instance_id"]).returning(
+        _VERSIONS.c.id, _VERSIONS.c.instance_id
+    )
+
+
+class _BulkConflict(Exception):
+    """A version INSERT hit a stored instance id after all: the batch takes the one-by-one path."""
+
+
+def ingest_submissions_bulk(
+    session: Session,
+    *,
+    project_id: int,
+    items: Sequence[BulkItem],
+    principal: Principal,
+    device_id: str | None,
+    source: str = "push",
+) -> list[IngestResult | None]:
+    """Store every plain new submission of ``items`` in a few statements; ``None`` for the others.
+
+    Runs inside the caller's transaction, in one SAVEPOINT. A ``None`` item was not touched: the
+    caller passes it to ``ingest_submission`` (in item order, after this call). If anything goes
+    wrong here the SAVEPOINT is rolled back and every item is ``None`` (one bad item never blocks
+    the others: the one-by-one path isolates it).
+    """
+    try:
+        with session.begin_nested():
+            return _ingest_bulk(session, project_id, items, principal, device_id, source)
+    except OperationalError:
+        raise  # lock trouble: the caller retries the whole batch
+    except Exception:
+        log.exception("bulk ingest of %s submissions failed; they go one by one", len(items))
+        return [None] * len(items)
+
+
+def _ingest_bulk(
+    session: Session,
+    project_id: int,
+    items: Sequence[BulkItem],
+    principal: Principal,
+    device_id: str | None,
+    source: str,
+) -> list[IngestResult | None]:
+    results: list[IngestResult | None] = [None] * len(items)
+    seen: set[tuple[str, str]] = set()
+    candidates: list[_Candidate] = []
+    for index, item in enumerate(items):
+        found = _candidate(index, item)
+        # A second copy of an instance id in the same batch is a duplicate or an id conflict: one by one.
+        if found is None or (found.header.form_id, found.instance_id) in seen:
+            continue
+        seen.add((found.header.form_id, found.instance_id))
+        candidates.append(found)
+    if not candidates:
+        return results
+    _lock_chains(session, project_id, candidates)
+
+    groups: dict[tuple[str, str], list[_Candidate]] = {}
+    for c in candidates:
+        groups.setdefault((c.header.form_id, c.header.version), []).append(c)
+    ready: list[_Candidate] = []
+    for (form_id, version), members in groups.items():
+        target = q.get_form_target(session, project_id, form_id, version)
+        if target is None or target.state == "closed" or target.version_pk is None:
+            continue
+        schema = _schema(session, target.version_pk, target.version_sha256)
+        stored = _stored_relatives(session, project_id, target.form_pk, [c.instance_id for c in members])
+        info = FormInfo(form_id, cast(FormState, target.state), frozenset({version}))
+        for c in members:
+            if c.instance_id in stored:
+                continue
+            try:
+                record = parse_submission(c.xml, schema, instance_id_fallback=c.instance_id)
+            except SubmissionError:
+                continue
+            if record.entities or record.deprecated_id is not None:
+                continue
+            c.form_pk, c.version_pk, c.form_info, c.record = target.form_pk, target.version_pk, info, record
+            ready.append(c)
+    if not ready:
+        return results
+
+    wanted: set[str] = set()
+    for c in ready:
+        assert c.record is not None
+        expected = set(c.record.attachments)
+        c.declared = tuple(ref for ref in c.declared if ref.name in expected)
+        wanted.update(ref.sha256 for ref in c.declared)
+    present = q.present_blobs(session, wanted)
+    now = utcnow()
+    accepted_items: list[_Candidate] = []
+    for c in ready:
+        assert c.record is not None and c.form_info is not None
+        incoming = IncomingSubmission(
+            c.instance_id,
+            c.header.form_id,
+            c.header.version,
+            c.xml_sha,
+            None,
+            expected_attachments=tuple(c.record.attachments),
+            attachments=c.declared,
+        )
+        outcome = decide_submission(incoming, None, c.form_info, present_blobs=present, predecessor_known=False)
+        accepted = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
+        if not isinstance(accepted, Created):
+            continue
+        declared_by_name = {ref.name: ref.sha256 for ref in c.declared}
+        c.rows = []
+        for name in c.record.attachments:
+            declared_sha = declared_by_name.get(name)
+            sha = declared_sha if declared_sha in present else None
+            c.rows.append({"name": name, "blob_sha256": sha, "declared_sha256": declared_sha, "created_at": now})
+        c.outcome = outcome
+        accepted_items.append(c)
+    if not accepted_items:
+        return results
+
+    stored_ids = _insert_all(session, project_id, accepted_items, principal, device_id, source, now)
+    for c, (submission_id, version_id) in zip(accepted_items, stored_ids, strict=True):
+        assert c.rows is not None and c.outcome is not None
+        missing = tuple(sorted(str(r["declared_sha256"] or r["name"]) for r in c.rows if not r["blob_sha256"]))
+        # As the one-by-one path: the missing list comes from the stored rows.
+        accepted = c.outcome.accepted if isinstance(c.outcome, AwaitingAttachments) else c.outcome
+        final: SubmissionOutcome = AwaitingAttachments(missing=missing, accepted=accepted) if missing else accepted
+        results[c.index] = IngestResult(
+            final, c.instance_id, submission_id, version_id, c.header.form_id, c.header.version, missing
+        )
+    return results
+
+
+def _insert_all(
+    session: Session,
+    project_id: int,
+    items: Sequence[_Candidate],
+    principal: Principal,
+    device_id: str | None,
+    source: str,
+    now: Any,
+) -> list[tuple[int, int]]:
+    """Multi-row INSERTs of the submissions, versions, attachments and audit events; their ids in item order."""
+    submitter_id = principal.id if principal.kind == "user" else None
+    device_token_id = principal.id if principal.kind == "device" else None
+    device = device_id[:255] if device_id else None
+    sub_rows = []
+    for c in items:
+        assert c.rows is not None
+        sub_rows.append(
+            {
+                "project_id": project_id,
+                "form_id": c.form_pk,
+                "instance_id": c.instance_id,
+                "current_instance_id": c.instance_id,
+                "review_state": "received",
+                "edits": 0,
+                "submitter_id": submitter_id,
+                "device_token_id": device_token_id,
+                "attachments_expected": len(c.rows),
+                "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    submission_ids = [
+        int(row[0])
+        for row in session.execute(
+            insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True), sub_rows
+        )
+    ]
+    version_rows = []
+    for c, submission_id in zip(items, submission_ids, strict=True):
+        assert c.record is not None
+        version_rows.append(
+            {
+                "submission_id": submission_id,
+                "project_id": project_id,
+                "form_id": c.form_pk,
+                "form_version_id": c.version_pk,
+                "instance_id": c.instance_id,
+                "deprecated_id": None,
+                "form_version": c.header.version,
+                "xml": c.xml,
+                "xml_sha256": c.xml_sha,
+                "record": dict(c.record.values),
+                "instance_name": c.record.instance_name,
+                "encrypted": c.record.encrypted,
+                "source": source,
+                "received_at": now,
+                "submitter_id": submitter_id,
+                "device_token_id": device_token_id,
+                "device_id": device,
+                "user_agent": None,
+            }
+        )
+    inserted = session.execute(_insert_ignore_versions(session), version_rows).all()
+    version_ids = {str(instance_id): int(version_id) for version_id, instance_id in inserted}
+    if len(version_ids) != len(items):
+        raise _BulkConflict(f"{len(items) - len(version_ids)} instance ids were stored concurrently")
+    ids = [(s, version_ids[c.instance_id]) for c, s in zip(items, submission_ids, strict=True)]
+    attachment_rows = [
+        {**row, "version_id": version_id} for c, (_, version_id) in zip(items, ids, strict=True) for row in c.rows or ()
+    ]
+    if attachment_rows:
+        session.execute(insert(_ATTACHMENTS), attachment_rows)
+    session.execute(
+        insert(_AUDIT),
+        [
+            {
+                "at": now,
+                "actor": principal.actor,
+                "action": "submission.create",
+                "project_id": project_id,
+                "subject": f"submission:{submission_id}",
+                "details": {"form": c.header.form_id, "instance_id": c.instance_id, "source": source},
+            }
+            for c, (submission_id, _) in zip(items, ids, strict=True)
+        ],
+    )
+    return ids
