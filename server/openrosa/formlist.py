@@ -14,6 +14,8 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
 from flask import Response, current_app, request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from server.blobstore import BlobStore
 from server.db.queries.forms import FormListRow
@@ -81,9 +83,21 @@ def form_list(project_id: int, token: str | None = None) -> Response:
     return xml_response(body, etag=etag_of(body))
 
 
+def _autocommit_read(session: Session) -> None:
+    """Run this request's reads without BEGIN/ROLLBACK (PostgreSQL, session on the app's engine).
+
+    formList reads in one statement, so a transaction around it adds two round trips and guarantees
+    nothing more; the pool puts the connection's isolation level back when the request ends.
+    """
+    if isinstance(session.bind, Engine) and session.bind.dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def _device_form_list(project_id: int, token: str, form_id: str | None) -> list[FormListRow] | None:
     """Authenticate a device token and read its formList in one query (Collect's usual request)."""
-    found = svc.device_form_list(db_session(), token_hash(token), project_id, form_id)
+    session = db_session()
+    _autocommit_read(session)
+    found = svc.device_form_list(session, token_hash(token), project_id, form_id)
     if found is None:
         return None
     row, rows = found
