@@ -502,6 +502,7 @@ class _Ingest:
             ).scalar_one()
         else:
             submission_id = chain_ids[0]
+            q.lock_submissions(session, chain_ids)
             if len(chain_ids) > 1:
                 _merge_chains(session, submission_id, chain_ids[1:])
         version_id: int | None = insert_ignore(
@@ -589,6 +590,7 @@ class _Ingest:
             .values(blob_sha256=_bind("sha")),
             changes,
         )
+        q.lock_submissions(session, [same.submission_id])
         _carry_over_attachments(session, same.submission_id)
         q.refresh_attachment_counts(session, same.submission_id)
         audit.record(

@@ -219,6 +219,21 @@ def insert_new_chain(session: Session, values: dict[str, Any], audit: dict[str, 
     return (int(row[0]), int(row[1])) if row is not None else None
 
 
+def lock_submissions(session: Session, submission_ids: Sequence[int]) -> None:
+    """Lock submission rows before recomputing them from their versions (PostgreSQL; SQLite has one writer).
+
+    Two writers adding different versions to one chain hold different chain locks (e.g. the original
+    and the second edit); without this row lock each recomputed the chain from a snapshot missing
+    the other's version, and the last UPDATE won. After the lock, the next statements see every
+    version committed by the previous holder. Ids in order: two writers never deadlock on them.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        select(Submission.id).where(Submission.id.in_(sorted(set(submission_ids)))).order_by(Submission.id).with_for_update()
+    ).all()
+
+
 def get_schema_json(session: Session, version_pk: int) -> dict[str, Any] | None:
     """Return the stored ``FormSchema`` JSON of a form version."""
     value: dict[str, Any] | None = session.scalar(select(FormVersion.schema_json).where(FormVersion.id == version_pk))
