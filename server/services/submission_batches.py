@@ -59,10 +59,18 @@ _AUDIT = cast(Table, AuditEvent.__table__)
 
 @dataclass(frozen=True, slots=True)
 class BulkItem:
-    """One submission of a batch: its XML and the attachments the client declared for it."""
+    """One submission of a batch: its XML and the attachments the client declared for it.
+
+    ``form_id``/``form_version``/``instance_id``, when the client stated them next to the XML (push
+    items do), save a separate header parse: they route the item, and the parsed XML must agree
+    with them, else the item goes one by one.
+    """
 
     xml: bytes
     declared: Sequence[AttachmentRef] = ()
+    form_id: str | None = None
+    form_version: str | None = None
+    instance_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -83,10 +91,13 @@ class _Candidate:
 
 def _candidate(index: int, item: BulkItem) -> _Candidate | None:
     """A new-instance candidate, or ``None`` when the one-by-one path must decide (pure)."""
-    try:
-        header = read_submission_header(item.xml)
-    except SubmissionError:
-        return None
+    if item.form_id and item.form_version is not None and item.instance_id:
+        header = SubmissionHeader(item.form_id, item.form_version, item.instance_id, None, False, "")
+    else:
+        try:
+            header = read_submission_header(item.xml)
+        except SubmissionError:
+            return None
     instance_id = header.instance_id
     if instance_id is None or header.deprecated_id is not None or header.encrypted:
         return None
@@ -202,11 +213,13 @@ def _ingest_bulk(
             if c.instance_id in stored:
                 continue
             try:
-                record = parse_submission(c.xml, schema, instance_id_fallback=c.instance_id)
+                record = parse_submission(c.xml, schema)
             except SubmissionError:
                 continue
-            if record.entities or record.deprecated_id is not None:
+            if record.entities or record.deprecated_id is not None or record.encrypted:
                 continue
+            if (record.form_id, record.version, record.instance_id) != (form_id, version, c.instance_id):
+                continue  # the XML says otherwise than the item's routing fields: one by one
             c.form_pk, c.version_pk, c.form_info, c.record = target.form_pk, target.version_pk, info, record
             ready.append(c)
     if not ready:

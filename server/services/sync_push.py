@@ -326,7 +326,7 @@ def _process_submissions_bulk(
         except Exception:  # the one-by-one path reports it (quarantined, processing_error)
             continue
         indexes.append(index)
-        bulk.append(BulkItem(xml, parsed.attachments))
+        bulk.append(BulkItem(xml, parsed.attachments, parsed.form_id, parsed.form_version, parsed.instance_id))
     if not bulk:
         return {}
     ingested = ingest_submissions_bulk(
