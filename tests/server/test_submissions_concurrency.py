@@ -192,14 +192,17 @@ def test_racing_versions_of_one_chain_link_up(tmp_path: Path) -> None:
         assert statuses == Counter({201: 3 * chains})
         with app.app_context():
             session = get_store().sessions()
-            rows = session.execute(
-                select(Submission.instance_id, Submission.current_instance_id, Submission.edits)
-            ).all()
-            assert sorted(tuple(r) for r in rows) == sorted(
-                (f"uuid:k{c}-v1", f"uuid:k{c}-v3", 2) for c in range(chains)
-            )
-            assert session.scalar(select(func.count()).select_from(SubmissionVersion)) == 3 * chains
-            session.close()
-            get_store().engine.dispose()
+            try:
+                rows = session.execute(
+                    select(Submission.instance_id, Submission.current_instance_id, Submission.edits)
+                ).all()
+                assert sorted(tuple(r) for r in rows) == sorted(
+                    (f"uuid:k{c}-v1", f"uuid:k{c}-v3", 2) for c in range(chains)
+                )
+                assert session.scalar(select(func.count()).select_from(SubmissionVersion)) == 3 * chains
+            finally:
+                # An open session would make DROP SCHEMA in cleanup() wait forever on its locks.
+                session.close()
+                get_store().engine.dispose()
     finally:
         cleanup()
