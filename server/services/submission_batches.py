@@ -106,6 +106,21 @@ def _candidate(index: int, item: BulkItem) -> _Candidate | None:
     return _Candidate(index, header, instance_id, item.xml, content_hash_xml(item.xml), tuple(item.declared))
 
 
+def _named_ids(item: BulkItem, found: _Candidate | None, parsed: set[str]) -> set[str]:
+    """Every instance id an item not stored in bulk may store or touch (routing fields and XML header)."""
+    ids = set(parsed)
+    if item.instance_id:
+        ids.add(item.instance_id)
+    if found is not None:
+        ids.add(found.instance_id)
+    try:
+        header = read_submission_header(item.xml)
+    except SubmissionError:
+        return ids  # refused without a write
+    ids.update(i for i in (header.instance_id, header.deprecated_id) if i)
+    return ids
+
+
 def _lock_chains(session: Session, project_id: int, candidates: Sequence[_Candidate]) -> None:
     """Take every candidate's edit-chain lock in one statement, keys sorted (PostgreSQL only)."""
     if session.get_bind().dialect.name != "postgresql" or not candidates:
@@ -185,43 +200,67 @@ def _ingest_bulk(
     source: str,
 ) -> list[IngestResult | None]:
     results: list[IngestResult | None] = [None] * len(items)
-    seen: set[tuple[str, str]] = set()
+    found = [_candidate(index, item) for index, item in enumerate(items)]
+    if not any(found):
+        return results
+
+    # Route and parse first (reads only, no lock yet).
+    targets: dict[tuple[str, str], tuple[q.FormTarget, FormInfo] | None] = {}
+    usable: dict[int, _Candidate] = {}
+    parsed_ids: dict[int, set[str]] = {}  # ids the XML of a non-usable candidate names
+    for c in found:
+        if c is None:
+            continue
+        form_id, version = c.header.form_id, c.header.version
+        if (form_id, version) not in targets:
+            target = q.get_form_target(session, project_id, form_id, version)
+            ok = target is not None and target.state != "closed" and target.version_pk is not None
+            targets[(form_id, version)] = (
+                (target, FormInfo(form_id, cast(FormState, target.state), frozenset({version})))
+                if ok and target is not None
+                else None
+            )
+        routed = targets[(form_id, version)]
+        if routed is None:
+            continue
+        target, info = routed
+        assert target.version_pk is not None
+        try:
+            record = parse_submission(c.xml, _schema(session, target.version_pk, target.version_sha256))
+        except SubmissionError:
+            continue
+        parsed_ids[c.index] = {record.instance_id, record.deprecated_id or record.instance_id}
+        if record.entities or record.deprecated_id is not None or record.encrypted:
+            continue
+        if (record.form_id, record.version, record.instance_id) != (form_id, version, c.instance_id):
+            continue  # the XML says otherwise than the item's routing fields: one by one
+        c.form_pk, c.version_pk, c.form_info, c.record = target.form_pk, target.version_pk, info, record
+        usable[c.index] = c
+
+    # Bulk items are stored before the others; that reorders nothing that matters only if no
+    # EARLIER item of the batch names the same instance id (a copy, an edit of it, or XML whose
+    # routing fields say otherwise): such a candidate goes one by one, in item order.
+    named_before: set[str] = set()
     candidates: list[_Candidate] = []
     for index, item in enumerate(items):
-        found = _candidate(index, item)
-        # A second copy of an instance id in the same batch is a duplicate or an id conflict: one by one.
-        if found is None or (found.header.form_id, found.instance_id) in seen:
+        c = usable.get(index)
+        if c is not None and c.instance_id not in named_before:
+            candidates.append(c)
+            named_before.add(c.instance_id)
             continue
-        seen.add((found.header.form_id, found.instance_id))
-        candidates.append(found)
+        named_before |= _named_ids(item, found[index], parsed_ids.get(index, set()))
     if not candidates:
         return results
     _lock_chains(session, project_id, candidates)
 
-    groups: dict[tuple[str, str], list[_Candidate]] = {}
-    for c in candidates:
-        groups.setdefault((c.header.form_id, c.header.version), []).append(c)
     ready: list[_Candidate] = []
-    for (form_id, version), members in groups.items():
-        target = q.get_form_target(session, project_id, form_id, version)
-        if target is None or target.state == "closed" or target.version_pk is None:
-            continue
-        schema = _schema(session, target.version_pk, target.version_sha256)
-        stored = _stored_relatives(session, project_id, target.form_pk, [c.instance_id for c in members])
-        info = FormInfo(form_id, cast(FormState, target.state), frozenset({version}))
-        for c in members:
-            if c.instance_id in stored:
-                continue
-            try:
-                record = parse_submission(c.xml, schema)
-            except SubmissionError:
-                continue
-            if record.entities or record.deprecated_id is not None or record.encrypted:
-                continue
-            if (record.form_id, record.version, record.instance_id) != (form_id, version, c.instance_id):
-                continue  # the XML says otherwise than the item's routing fields: one by one
-            c.form_pk, c.version_pk, c.form_info, c.record = target.form_pk, target.version_pk, info, record
-            ready.append(c)
+    groups: dict[int, list[_Candidate]] = {}
+    for c in candidates:
+        groups.setdefault(c.form_pk, []).append(c)
+    for form_pk, members in groups.items():
+        # With the chain locks held this read is final: stored (or replaced) ids go one by one.
+        stored = _stored_relatives(session, project_id, form_pk, [c.instance_id for c in members])
+        ready.extend(c for c in members if c.instance_id not in stored)
     if not ready:
         return results
 

@@ -1,0 +1,97 @@
+"""The bulk path of push gives every item the status the one-by-one path gives it (same batch, same order)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import Personas
+from tests.server.faulty_transport import FaultyTransport
+from tests.server.fixtures_forms import publish_form, xlsform
+
+FORM_MD = """
+| survey   |
+|          | type  | name  | label |
+|          | text  | name  | Name  |
+|          | image | photo | Photo |
+| settings |
+|          | form_id   | version |
+|          | bulk_test | 3       |
+"""
+PHOTO = b"\xff\xd8 photo" * 20
+
+
+def _xml(instance_id: str, name: str, deprecated_id: str | None = None, photo: str = "") -> str:
+    deprecated = f"<deprecatedID>{deprecated_id}</deprecatedID>" if deprecated_id else ""
+    return (
+        f'<data id="bulk_test" version="3"><name>{name}</name><photo>{photo}</photo>'
+        f"<meta><instanceID>{instance_id}</instanceID>{deprecated}</meta></data>"
+    )
+
+
+def _item(instance_id: str, xml: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "submission",
+        "instance_id": instance_id,
+        "form_id": "bulk_test",
+        "form_version": "3",
+        "data": xml,
+        **extra,
+    }
+
+
+def _batch() -> list[Any]:
+    declared = [{"name": "p.jpg", "sha256": hashlib.sha256(PHOTO).hexdigest(), "size": len(PHOTO)}]
+    return [
+        _item("uuid:e1", _xml("uuid:e1", "edited", deprecated_id="uuid:x1")),  # an edit before its original
+        _item("uuid:x1", _xml("uuid:x1", "original")),
+        _item("uuid:y1", _xml("uuid:y1", "Yasmine")),
+        _item("uuid:y1", _xml("uuid:y1", "Yasmina")),  # same id, other content
+        _item("uuid:y1", _xml("uuid:y1", "Yasmine")),  # an identical copy
+        _item("uuid:z1", _xml("uuid:z1", "Zineb", photo="p.jpg"), attachments=declared),
+        _item("uuid:w2", _xml("uuid:w1", "fields disagree with the XML")),
+        _item("uuid:w1", _xml("uuid:w1", "fields disagree with the XML")),
+        _item("uuid:v1", _xml("uuid:v1", "Vanessa").replace('version="3"', 'version="9"'), form_version="9"),
+        {"type": "submission", "instance_id": "uuid:bad"},  # not a submission item
+        _item("uuid:u1", "<data id='bulk_test' version='3'><name>cut"),  # unparseable XML
+        _item("uuid:t1", _xml("uuid:t1", "Touria")),
+    ]
+
+
+def _statuses(response: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(r["status"], r.get("reason") or r.get("missing") or r.get("accepted")) for r in response["results"]]
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "one_by_one"])
+def test_bulk_and_one_by_one_answer_the_same(
+    app: Flask, client: FlaskClient, personas: Personas, monkeypatch: pytest.MonkeyPatch, bulk: bool
+) -> None:
+    publish_form(app, personas.project_id, xlsform(FORM_MD), "bulk_test.xlsx")
+    if not bulk:
+        from server.services import submission_batches
+
+        monkeypatch.setattr(
+            submission_batches, "ingest_submissions_bulk", lambda session, *, items, **kw: [None] * len(items)
+        )
+    transport = FaultyTransport(client, personas.device.headers, personas.project_id)
+    pushed = transport.push("phone-1", _batch(), "ok")
+    assert pushed is not None
+    photo_sha = hashlib.sha256(PHOTO).hexdigest()
+    assert _statuses(pushed) == [
+        ("updated", None),
+        ("created", None),
+        ("created", None),
+        ("rejected", "id_conflict"),
+        ("duplicate", None),
+        ("awaiting_attachments", [photo_sha]),
+        ("created", None),
+        ("duplicate", None),
+        ("quarantined", "unknown_form_version"),
+        ("rejected", "unparseable_item"),
+        ("rejected", "unparseable_item"),
+        ("created", None),
+    ]
