@@ -305,6 +305,7 @@ def _ingest_bulk(
         missing = tuple(sorted(str(r["declared_sha256"] or r["name"]) for r in c.rows if not r["blob_sha256"]))
         # As the one-by-one path: the missing list comes from the stored rows.
         accepted = c.outcome.accepted if isinstance(c.outcome, AwaitingAttachments) else c.outcome
+        assert isinstance(accepted, Created)  # only plain creations are stored in bulk
         final: SubmissionOutcome = AwaitingAttachments(missing=missing, accepted=accepted) if missing else accepted
         results[c.index] = IngestResult(
             final, c.instance_id, submission_id, version_id, c.header.form_id, c.header.version, missing
