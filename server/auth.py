@@ -30,6 +30,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "submission.read",
             "submission.create",
             "submission.review",
+            "submission.delete",
             "export",
             "export.schedule",
             "people.manage",

@@ -27,6 +27,7 @@ FOREIGN_DOT = "foreign_dot"  # an op's writer is not the pushing device
 INVALID_EDIT = "invalid_edit"  # an edit that deprecates itself
 UNKNOWN_FORM = "unknown_form"  # OpenRosa maps it to 404
 UNKNOWN_FORM_VERSION = "unknown_form_version"
+SUBMISSION_DELETED = "deleted"  # the instance (or the one an edit replaces) was deleted (OpenRosa 409)
 
 
 @dataclass(frozen=True, slots=True)

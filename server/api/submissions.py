@@ -1,4 +1,8 @@
-"""JSON API for submissions: list a form's submissions (cursor pages), read one, download a file, review.
+"""JSON API for submissions: list a form's submissions (cursor pages), read one, download a file, review,
+soft-delete and restore.
+
+Deleted submissions are hidden: the list shows them only with ``?deleted=true`` (then only them, the
+trash, as ODK Central does), and reading one is ``404`` unless ``?deleted=true`` is given.
 
 Handlers are thin: marshmallow in, one service call, marshmallow out. The page cursor is opaque
 (base64 of the last row's received time and id), so the ordering key can change without breaking clients.
@@ -40,6 +44,11 @@ class ListQuery(_Strict):
     until = fields.DateTime(load_default=None)
     review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES))
     submitter = fields.Integer(load_default=None)
+    deleted = fields.Boolean(load_default=False)
+
+
+class DetailQuery(_Strict):
+    deleted = fields.Boolean(load_default=False)
 
 
 class ReviewIn(_Strict):
@@ -93,6 +102,8 @@ class SubmissionOut(Schema):
     attachments_expected = fields.Integer()
     attachments_present = fields.Integer()
     encrypted = fields.Boolean()
+    deleted_at = fields.DateTime(allow_none=True)
+    deleted_by = fields.String(allow_none=True)
     data = fields.Dict()
 
 
@@ -141,6 +152,8 @@ def _summary(row: Any, version: SubmissionVersion, xml_form_id: str) -> dict[str
         "attachments_expected": row.attachments_expected,
         "attachments_present": row.attachments_present,
         "encrypted": version.encrypted,
+        "deleted_at": row.deleted_at,
+        "deleted_by": row.deleted_by,
         "data": version.record,
     }
 
@@ -210,6 +223,7 @@ def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
         until=_aware(query["until"]),
         review_state=query["review_state"],
         submitter_id=query["submitter"],
+        deleted=query["deleted"],
         limit=query["limit"],
     )
     items = SubmissionOut(many=True).dump([_summary(row, version, xml_form_id) for row, version in page.items])
@@ -220,7 +234,29 @@ def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
 def get_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
     """Read a submission (found by any of its versions' instance ids): current record, versions, files."""
     require("submission.read", project_id)
-    return _detail(project_id, svc.get_submission(db_session(), project_id, xml_form_id, instance_id))
+    query = load_query(DetailQuery())
+    detail = svc.get_submission(db_session(), project_id, xml_form_id, instance_id, deleted=query["deleted"])
+    return _detail(project_id, detail)
+
+
+@bp.delete(FORM_SUBMISSIONS + "/<instance_id>")
+def delete_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
+    """Soft-delete a submission (audited; restorable; its instance ids are then refused on resend)."""
+    principal = require("submission.delete", project_id)
+    detail = svc.delete_submission(
+        db_session(), project_id=project_id, xml_form_id=xml_form_id, instance_id=instance_id, principal=principal
+    )
+    return _detail(project_id, detail)
+
+
+@bp.post(FORM_SUBMISSIONS + "/<instance_id>/restore")
+def restore_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
+    """Restore a soft-deleted submission (audited)."""
+    principal = require("submission.delete", project_id)
+    detail = svc.restore_submission(
+        db_session(), project_id=project_id, xml_form_id=xml_form_id, instance_id=instance_id, principal=principal
+    )
+    return _detail(project_id, detail)
 
 
 @bp.patch(FORM_SUBMISSIONS + "/<instance_id>")

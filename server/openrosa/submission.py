@@ -21,7 +21,7 @@ from server.openrosa.responses import message_response
 from server.services.submission_files import discard_staged, stage_upload
 from server.services.submissions import FileUpload, IngestResult, blob_store, ingest_submission
 from server.store import db_session
-from sync.outcomes import FORM_CLOSED, ID_CONFLICT, Quarantined, Rejected
+from sync.outcomes import FORM_CLOSED, ID_CONFLICT, SUBMISSION_DELETED, Quarantined, Rejected
 
 XML_PART = "xml_submission_file"
 INCOMPLETE_PART = "*isIncomplete*"
@@ -106,6 +106,15 @@ def _answer(result: IngestResult) -> Response:
                 {"instance_id": result.instance_id},
                 message_fr=f"Un formulaire existe déjà avec cet identifiant ({result.instance_id}) mais un contenu "
                 "différent. Le nouveau contenu est conservé pour vérification, sans être appliqué.",
+            )
+        if outcome.reason == SUBMISSION_DELETED:
+            # ODK Central's 409.18: Collect shows the message, and the device stops resending.
+            raise ApiError(
+                409,
+                "submission_deleted",
+                f"This submission has been deleted ({result.instance_id}). You may not resubmit it.",
+                {"instance_id": result.instance_id},
+                message_fr=f"Ce formulaire a été supprimé ({result.instance_id}). Vous ne pouvez pas le renvoyer.",
             )
         if outcome.reason == FORM_CLOSED:
             raise ApiError(

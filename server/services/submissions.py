@@ -49,6 +49,7 @@ from server.services.entities import apply_entity_changes
 from server.store import get_store
 from sync.outcomes import (
     ID_CONFLICT,
+    SUBMISSION_DELETED,
     UNKNOWN_FORM,
     UNPARSEABLE_ITEM,
     AwaitingAttachments,
@@ -78,10 +79,12 @@ __all__ = [
     "SubmissionDetail",
     "SubmissionPage",
     "attach_uploaded_blob",
+    "delete_submission",
     "get_attachment",
     "get_submission",
     "ingest_submission",
     "list_submissions",
+    "restore_submission",
     "review_submission",
 ]
 
@@ -276,6 +279,12 @@ class _Ingest:
             if fresh is not None:
                 return fresh
         related = q.related_versions(session, self.project_id, target.form_pk, self.instance_id, deprecated_id)
+        # Only an instance id already stored (a resend, an edit, a late original) can touch a deleted
+        # submission: a new instance never gets here with relatives, so it pays nothing for this.
+        if related and q.deleted_among(session, [r.submission_id for r in related]):
+            return self.result(
+                Rejected(SUBMISSION_DELETED, f"instance {self.instance_id} belongs to a deleted submission")
+            )
         same = next((r for r in related if r.instance_id == self.instance_id), None)
         if same is not None:
             return self.again(same, form_info)
@@ -746,9 +755,10 @@ def list_submissions(
     until: datetime | None = None,
     review_state: str | None = None,
     submitter_id: int | None = None,
+    deleted: bool = False,
     limit: int = 100,
 ) -> SubmissionPage:
-    """Return a page of a form's submissions ordered by (received time, id)."""
+    """Return a page of a form's live submissions (or, with ``deleted``, the deleted ones) by (received time, id)."""
     form_pk = _form_pk(session, project_id, xml_form_id)
     rows = q.list_submissions(
         session,
@@ -759,6 +769,7 @@ def list_submissions(
         until=until,
         review_state=review_state,
         submitter_id=submitter_id,
+        deleted=deleted,
         limit=limit + 1,
     )
     page = rows[:limit]
@@ -766,11 +777,16 @@ def list_submissions(
     return SubmissionPage(page, next_cursor)
 
 
-def get_submission(session: Session, project_id: int, xml_form_id: str, instance_id: str) -> SubmissionDetail:
-    """Return the submission one of whose versions is ``instance_id`` (``404`` when none is)."""
+def get_submission(
+    session: Session, project_id: int, xml_form_id: str, instance_id: str, *, deleted: bool = False
+) -> SubmissionDetail:
+    """Return the submission one of whose versions is ``instance_id`` (``404`` when none is).
+
+    A deleted submission is ``404`` too unless ``deleted`` is set.
+    """
     form_pk = _form_pk(session, project_id, xml_form_id)
     submission = q.find_submission(session, project_id, form_pk, instance_id)
-    if submission is None:
+    if submission is None or (submission.deleted_at is not None and not deleted):
         raise not_found("submission", instance_id=instance_id)
     versions = q.list_versions(session, submission.id)
     chain = version_chain(ChainVersion(v.instance_id, v.deprecated_id) for v in versions)
@@ -833,4 +849,49 @@ def review_submission(
             f"submission:{submission.id}",
             {"instance_id": submission.current_instance_id, "from": before, "to": after, "comment": comment},
         )
+    return get_submission(session, project_id, xml_form_id, instance_id)
+
+
+def delete_submission(
+    session: Session, *, project_id: int, xml_form_id: str, instance_id: str, principal: Principal
+) -> SubmissionDetail:
+    """Soft-delete a submission (every version of its chain); audited. Deleting it again changes nothing."""
+    with transaction(session):
+        detail = get_submission(session, project_id, xml_form_id, instance_id, deleted=True)
+        submission = detail.submission
+        # The row lock orders this against an ingestion of the same chain (see q.deleted_among).
+        if not q.deleted_among(session, [submission.id]):
+            session.refresh(submission)
+            submission.deleted_at = utcnow()
+            submission.deleted_by = principal.actor
+            audit.record(
+                session,
+                principal.actor,
+                "submission.delete",
+                project_id,
+                f"submission:{submission.id}",
+                {"form": xml_form_id, "instance_id": submission.instance_id},
+            )
+    return get_submission(session, project_id, xml_form_id, instance_id, deleted=True)
+
+
+def restore_submission(
+    session: Session, *, project_id: int, xml_form_id: str, instance_id: str, principal: Principal
+) -> SubmissionDetail:
+    """Bring a soft-deleted submission back; audited. Restoring a live submission changes nothing."""
+    with transaction(session):
+        detail = get_submission(session, project_id, xml_form_id, instance_id, deleted=True)
+        submission = detail.submission
+        if q.deleted_among(session, [submission.id]):
+            session.refresh(submission)
+            submission.deleted_at = None
+            submission.deleted_by = None
+            audit.record(
+                session,
+                principal.actor,
+                "submission.restore",
+                project_id,
+                f"submission:{submission.id}",
+                {"form": xml_form_id, "instance_id": submission.instance_id},
+            )
     return get_submission(session, project_id, xml_form_id, instance_id)

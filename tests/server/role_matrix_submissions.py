@@ -1,4 +1,4 @@
-"""Role matrix rows for the submissions area: the OpenRosa submission door and the JSON read/review API."""
+"""Role matrix rows for the submissions area: the OpenRosa submission door and the JSON read/review/delete API."""
 
 from __future__ import annotations
 
@@ -61,6 +61,20 @@ CASES = [
         FORM + "/uuid:matrix-1/attachments/m.jpg",
         FORM_RULE + "/<instance_id>/attachments/<name>",
         statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
+    Case(
+        "DELETE",
+        FORM + "/uuid:matrix-1",
+        FORM_RULE + "/<instance_id>",
+        statuses(200, allowed=("admin", "manager")),
+        setup="with_submission",
+    ),
+    Case(
+        "POST",
+        FORM + "/uuid:matrix-1/restore",
+        FORM_RULE + "/<instance_id>/restore",
+        statuses(200, allowed=("admin", "manager")),
         setup="with_submission",
     ),
 ]

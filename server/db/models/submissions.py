@@ -1,7 +1,8 @@
 """Tables of the submissions area: logical submissions, their versions, attachments, refusals and reviews.
 
-* ``submissions``: one row per logical submission (an edit chain), with its review state and the
-  counters the API lists (current version, attachments expected/present).
+* ``submissions``: one row per logical submission (an edit chain), with its review state, the
+  counters the API lists (current version, attachments expected/present) and its soft deletion
+  (``deleted_at``/``deleted_by``: hidden from reads and exports, its instance ids refused on resend).
 * ``submission_versions``: one row per received XML. ``(project_id, form_id, instance_id)`` is unique:
   that constraint, not a check in Python, is what makes two racing identical POSTs store one row.
   ``record`` holds ``SubmissionRecord.values`` (groups as objects, repeats as lists, leaves as text).
@@ -64,6 +65,9 @@ class Submission(Base):
     attachments_present: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Soft deletion (restorable): NULL while the submission is live; ``deleted_by`` is the audit actor.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class SubmissionVersion(Base):

@@ -76,6 +76,7 @@ def _record_query(form_id: int, options: ExportOptions) -> Any:
             s.edits,
             s.attachments_present,
             s.attachments_expected,
+            s.deleted_at,
             submitter.username,
             device.name.label("device_name"),
         )
@@ -85,7 +86,7 @@ def _record_query(form_id: int, options: ExportOptions) -> Any:
         .where(sv.form_id == form_id, sv.encrypted.is_(False))
     )
     # Explicit filters go to the database (an index does the work); the implicit exclusions (superseded
-    # edits, rejected) stay in the pure core, which counts them in cleaning_report.csv.
+    # edits, deleted, rejected) stay in the pure core, which counts them in cleaning_report.csv.
     if options.since is not None:
         stmt = stmt.where(s.created_at >= options.since)
     if options.until is not None:
@@ -129,6 +130,7 @@ def _records(rows: Sequence[Any], submitters: frozenset[str]) -> Iterator[Export
         edits,
         attachments_present,
         attachments_expected,
+        deleted_at,
         username,
         device_name,
     ) in rows:
@@ -147,7 +149,7 @@ def _records(rows: Sequence[Any], submitters: frozenset[str]) -> Iterator[Export
             attachments_present,
             attachments_expected,
             edits,
-            False,
+            deleted_at is not None,  # every version of a deleted submission
             instance_id == current_instance_id,
         )
 

@@ -234,6 +234,18 @@ def lock_submissions(session: Session, submission_ids: Sequence[int]) -> None:
     ).all()
 
 
+def deleted_among(session: Session, submission_ids: Sequence[int]) -> set[int]:
+    """Return which of ``submission_ids`` are soft-deleted, row-locking them first on PostgreSQL.
+
+    The lock (ids in order, as ``lock_submissions``) orders an ingestion against a concurrent delete
+    or restore: whichever commits first, the other sees its write.
+    """
+    stmt = select(Submission.id, Submission.deleted_at).where(Submission.id.in_(sorted(set(submission_ids))))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.order_by(Submission.id).with_for_update()
+    return {row[0] for row in session.execute(stmt).all() if row[1] is not None}
+
+
 def get_schema_json(session: Session, version_pk: int) -> dict[str, Any] | None:
     """Return the stored ``FormSchema`` JSON of a form version."""
     value: dict[str, Any] | None = session.scalar(select(FormVersion.schema_json).where(FormVersion.id == version_pk))
@@ -361,9 +373,10 @@ def list_submissions(
     until: datetime | None = None,
     review_state: str | None = None,
     submitter_id: int | None = None,
+    deleted: bool = False,
     limit: int = 100,
 ) -> list[tuple[Submission, SubmissionVersion]]:
-    """Return a page of a form's submissions with their current version, by (received time, id)."""
+    """Return a page of a form's live (or, with ``deleted``, soft-deleted) submissions, by (received time, id)."""
     stmt = (
         select(Submission, SubmissionVersion)
         .join(
@@ -374,7 +387,11 @@ def list_submissions(
                 SubmissionVersion.instance_id == Submission.current_instance_id,
             ),
         )
-        .where(Submission.project_id == project_id, Submission.form_id == form_pk)
+        .where(
+            Submission.project_id == project_id,
+            Submission.form_id == form_pk,
+            Submission.deleted_at.is_not(None) if deleted else Submission.deleted_at.is_(None),
+        )
         .order_by(Submission.created_at, Submission.id)
         .limit(limit)
     )
