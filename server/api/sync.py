@@ -35,7 +35,8 @@ def _sync_error(error: ApiError) -> Response:
         bare = Response(status=error.status)
         bare.headers.update({k: v for k, v in response.headers.items() if k not in ("Content-Type", "Content-Length")})
         response = bare
-    elif error.status not in (401, 403) and response.mimetype == "application/json":
+    elif response.mimetype == "application/json":
+        # Even 401/403 carry the protocol key: a client must never mistake a portal's page for ours.
         body = response.get_json()
         body["protocol"] = PROTOCOL
         response.set_data(jsonify(body).get_data())
