@@ -302,19 +302,7 @@ class _Ingest:
                 )
             except SubmissionError as exc:
                 return self.result(Rejected(UNPARSEABLE_ITEM, f"{exc.code}: {exc.message}"))
-        expected = tuple(record.attachments)
-        delivered = self.delivered_refs(expected)
-        declared = tuple(ref for ref in self.declared if ref.name in expected)
-        present = {ref.sha256 for ref in delivered} | q.present_blobs(session, [ref.sha256 for ref in declared])
-        incoming = IncomingSubmission(
-            self.instance_id,
-            header.form_id,
-            header.version,
-            self.xml_sha,
-            deprecated_id,
-            expected_attachments=expected,
-            attachments=(*delivered, *declared),
-        )
+        incoming, declared, present = self.incoming(record, header.form_id, header.version, deprecated_id)
         predecessor_known = any(r.instance_id == deprecated_id for r in related)
         outcome = decide_submission(
             incoming, None, form_info, present_blobs=present, predecessor_known=predecessor_known
@@ -355,19 +343,7 @@ class _Ingest:
         except SubmissionError:
             return None
         self.parsed = record
-        expected = tuple(record.attachments)
-        delivered = self.delivered_refs(expected)
-        declared = tuple(ref for ref in self.declared if ref.name in expected)
-        present = {ref.sha256 for ref in delivered} | q.present_blobs(session, [ref.sha256 for ref in declared])
-        incoming = IncomingSubmission(
-            self.instance_id,
-            header.form_id,
-            header.version,
-            self.xml_sha,
-            None,
-            expected_attachments=expected,
-            attachments=(*delivered, *declared),
-        )
+        incoming, declared, present = self.incoming(record, header.form_id, header.version, None)
         outcome = decide_submission(incoming, None, form_info, present_blobs=present, predecessor_known=False)
         accepted = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
         if not isinstance(accepted, Created):
@@ -453,6 +429,25 @@ class _Ingest:
             "device_id": who.device_id,
             "user_agent": who.user_agent,
         }
+
+    def incoming(
+        self, record: SubmissionRecord, form_id: str, version: str, deprecated_id: str | None
+    ) -> tuple[IncomingSubmission, tuple[AttachmentRef, ...], set[str]]:
+        """Describe a freshly parsed version for the pure decision: its files, declared blobs and those present."""
+        expected = tuple(record.attachments)
+        delivered = self.delivered_refs(expected)
+        declared = tuple(ref for ref in self.declared if ref.name in expected)
+        present = {ref.sha256 for ref in delivered} | q.present_blobs(self.session, [ref.sha256 for ref in declared])
+        incoming = IncomingSubmission(
+            self.instance_id,
+            form_id,
+            version,
+            self.xml_sha,
+            deprecated_id,
+            expected_attachments=expected,
+            attachments=(*delivered, *declared),
+        )
+        return incoming, declared, present
 
     def delivered_refs(self, expected: Sequence[str]) -> tuple[AttachmentRef, ...]:
         wanted = set(expected)
