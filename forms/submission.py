@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,11 +67,23 @@ def _child(element: etree._Element, name: str) -> etree._Element | None:
     return None
 
 
+# Ingestion reads the header (to find the form version) and then the whole record from the same
+# bytes object: remember the last tree per thread so the document is parsed once. Keyed by identity
+# of an immutable ``bytes`` object that the memo keeps alive, so a hit is always the same content;
+# the tree is only read, never changed, by this module.
+_last_parse = threading.local()
+
+
 def _parse(xml: bytes) -> etree._Element:
+    if getattr(_last_parse, "xml", None) is xml:
+        root: etree._Element = _last_parse.root
+        return root
     try:
-        return parse_untrusted_xml(xml)
+        root = parse_untrusted_xml(xml)
     except XmlRejectedError as exc:
         raise SubmissionError(exc.code, exc.message) from exc
+    _last_parse.xml, _last_parse.root = xml, root
+    return root
 
 
 def _meta_text(root: etree._Element, name: str) -> str | None:
