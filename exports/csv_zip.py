@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,6 +51,13 @@ class _CsvLine:
         self._buf.truncate()
         self._writer.writerow(row)
         return self._buf.getvalue().encode("utf-8")
+
+
+def _member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
+    """Return a streamed entry stamped with the time of writing (``ZipFile.open`` alone stamps 1980)."""
+    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    info.compress_type = zf.compression
+    return info
 
 
 def csv_line(cells: Sequence[str]) -> str:
@@ -160,7 +168,7 @@ def _zip_members(
     spools: list[IO[bytes]] = []
     try:
         counts = [0] * len(plan.tables)
-        with zf.open(plan.tables[0].file_name, "w", force_zip64=True) as root:
+        with zf.open(_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
             tables = [_TableText(root, plan.tables[0].headers, options.bom)]
             for table in plan.tables[1:]:
                 f: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115  # closed below
@@ -182,7 +190,7 @@ def _zip_members(
         yield
         for table, f in zip(plan.tables[1:], spools, strict=True):
             f.seek(0)
-            with zf.open(table.file_name, "w", force_zip64=True) as member:
+            with zf.open(_member(zf, table.file_name), "w", force_zip64=True) as member:
                 while chunk := f.read(COPY_CHUNK_BYTES):
                     member.write(chunk)
                     yield
