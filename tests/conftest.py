@@ -106,22 +106,12 @@ def fresh_database_url(backend: str, tmp_dir: Path) -> tuple[str, Any]:
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """A migrated database of each kind, held open for the session."""
     from server.db.engine import make_engine
-    from server.db.migrate import upgrade_to_head
 
     name: str = request.param
-    cleanup = None
-    if name == "postgresql":
-        if not POSTGRES_URL:
-            pytest.skip(reason="FIELDSYNC_TEST_POSTGRES_URL is not set (CI sets it; see .ci/run)")
-        schema, url = create_postgres_schema(POSTGRES_URL)
-
-        def cleanup() -> None:
-            drop_postgres_schema(POSTGRES_URL, schema)
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix="fieldsync-test-"))
-        url = f"sqlite:///{tmp / 'test.sqlite3'}"
+    if name == "postgresql" and not POSTGRES_URL:
+        pytest.skip(reason="FIELDSYNC_TEST_POSTGRES_URL is not set (CI sets it; see .ci/run)")
+    url, cleanup = fresh_database_url(name, Path(tempfile.mkdtemp(prefix="fieldsync-test-")))
     engine = make_engine(url)
-    upgrade_to_head(engine)
     connection = engine.connect()
     outer = connection.begin()
     try:
@@ -130,8 +120,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         outer.rollback()
         connection.close()
         engine.dispose()
-        if cleanup:
-            cleanup()
+        cleanup()
 
 
 # ---------------------------------------------------------------------------------------------
