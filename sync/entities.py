@@ -41,6 +41,16 @@ Versions (the choice, and why)
       ``unknown_base=True``: the op is concurrent with everything, so conflicts surface instead of
       silent overwrites.
 
+Deletion and restore (``deletion_op``)
+    A deletion is an ordinary op writing the reserved field ``__deleted`` = ``"1"``; a restore writes
+    ``"0"``. So the entity stays a pure function of the SET of its ops, its history is kept, and the
+    merge rules above apply unchanged: a delete that saw the last update wins; a delete concurrent
+    with an update of other fields is a soft conflict (the entity is deleted, the update's values are
+    kept in its properties for a restore); a delete concurrent with a restore is a hard conflict on
+    ``__deleted`` with the usual provisional winner, settled by ``resolve`` or by a later delete or
+    restore that saw both. ``EntityState.deleted`` is the winning value; like ``__label``, the field
+    never appears in ``properties``. An entity nobody deleted has no ``__deleted`` write at all.
+
 ODK Collect mapping (``entity_op_from_odk``): an offline branch (``branchId``) is one writer
 ``branch:<branchId>`` whose seq is the op's position in the branch (``baseVersion - trunkVersion + 1``),
 so inside a branch ops are ordered by ``baseVersion`` through the own-chain rule even when they arrive
@@ -73,6 +83,15 @@ from sync.outcomes import (
 
 LABEL_FIELD = "__label"
 """The field name under which an op changes the entity's label."""
+
+DELETED_FIELD = "__deleted"
+"""The reserved field a deletion (``"1"``) or a restore (``"0"``) writes; never a property."""
+
+DELETED = "1"
+RESTORED = "0"
+
+RESERVED_FIELDS = frozenset({LABEL_FIELD, DELETED_FIELD})
+"""Field names that are not properties: they never show in ``EntityState.properties``."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -231,6 +250,7 @@ class EntityState:
     conflict: ConflictKind | None
     conflict_fields: tuple[FieldConflict, ...] = ()  # hard fields only, sorted by name
     concurrent_fields: tuple[str, ...] = ()  # fields written by the heads when there are several
+    deleted: bool = False  # the winning value of ``__deleted`` is ``"1"``
 
     @property
     def conflict_field_names(self) -> tuple[str, ...]:
@@ -319,6 +339,7 @@ def merge_entity_updates(ops: Iterable[EntityOp]) -> EntityState:
     conflict: ConflictKind | None = "hard" if hard else ("soft" if len(head_ops) > 1 else None)
     seen = CausalContext.from_dots(op.dot for op in distinct)
     label = values.pop(LABEL_FIELD, None)
+    deleted = values.pop(DELETED_FIELD, RESTORED) == DELETED
     return EntityState(
         properties=values,
         label=label,
@@ -329,6 +350,7 @@ def merge_entity_updates(ops: Iterable[EntityOp]) -> EntityState:
         conflict=conflict,
         conflict_fields=tuple(hard),
         concurrent_fields=concurrent_fields,
+        deleted=deleted,
     )
 
 
@@ -412,6 +434,8 @@ def resolve(
     current = dict(state.properties)
     if state.label is not None:
         current[LABEL_FIELD] = state.label
+    if state.deleted:
+        current[DELETED_FIELD] = DELETED
     written: dict[str, str] = {c.field: c.winner.value for c in state.conflict_fields}
     for name in accept_current:
         if name in current:
@@ -424,6 +448,34 @@ def resolve(
         fields=written,
         hlc=resolver.hlc,
         source=f"resolve:{resolver.writer}",
+    )
+
+
+def deletion_settled(state: EntityState, *, deleted: bool) -> bool:
+    """Whether the entity already is deleted (or restored) with no competing ``__deleted`` value.
+
+    A delete (restore) of such an entity would add nothing but a version: the server writes no op.
+    """
+    contested = any(c.field == DELETED_FIELD for c in state.conflict_fields)
+    return state.deleted == deleted and not contested
+
+
+def deletion_op(state: EntityState, base_rev: str, resolver: Resolver, *, deleted: bool = True) -> EntityOp | StaleBase:
+    """A reviewer's delete (``deleted=True``) or restore op, based on the whole current state.
+
+    It writes only ``__deleted``; its context covers every op of ``state``, so it wins over every
+    write of ``__deleted`` it saw and settles a hard conflict on that field. Updates it did not see
+    stay concurrent with it (soft conflict: the entity stays deleted, their values are kept).
+    """
+    if base_rev != state.rev:
+        return StaleBase(current_rev=state.rev, current_version=state.version)
+    return EntityOp(
+        op_id=resolver.op_id,
+        dot=Dot(resolver.writer, resolver.seq),
+        context=state.seen,
+        fields={DELETED_FIELD: DELETED if deleted else RESTORED},
+        hlc=resolver.hlc,
+        source=f"{'delete' if deleted else 'restore'}:{resolver.writer}",
     )
 
 
