@@ -130,8 +130,25 @@ def _lock_chains(session: Session, project_id: int, candidates: Sequence[_Candid
     session.execute(select(*(func.pg_advisory_xact_lock(key) for key in keys))).first()
 
 
+_STORED_RELATIVES_PG = text(
+    # One index probe per id, whatever the planner's statistics say: a LATERAL subquery with LIMIT is
+    # a parameterised scan of the unique key (or of the partial deprecated_id index). An IN list
+    # on a table never analysed was planned as a filter over every version of the form.
+    "SELECT t.i FROM unnest(CAST(:ids AS varchar[])) AS t(i)"
+    " CROSS JOIN LATERAL (SELECT 1 FROM submission_versions v WHERE v.project_id = :project_id"
+    " AND v.form_id = :form_id AND v.instance_id = t.i LIMIT 1) AS stored"
+    " UNION"
+    " SELECT t.i FROM unnest(CAST(:ids AS varchar[])) AS t(i)"
+    " CROSS JOIN LATERAL (SELECT 1 FROM submission_versions v WHERE v.project_id = :project_id"
+    " AND v.form_id = :form_id AND v.deprecated_id = t.i LIMIT 1) AS replaced"
+)
+
+
 def _stored_relatives(session: Session, project_id: int, form_pk: int, instance_ids: Sequence[str]) -> set[str]:
     """The instance ids among ``instance_ids`` that are stored or replaced by a stored version."""
+    if session.get_bind().dialect.name == "postgresql":
+        params = {"ids": list(instance_ids), "project_id": project_id, "form_id": form_pk}
+        return {row[0] for row in session.execute(_STORED_RELATIVES_PG, params)}
     same_form = (_VERSIONS.c.project_id == project_id, _VERSIONS.c.form_id == form_pk)
     stmt = union_all(
         select(_VERSIONS.c.instance_id.label("i")).where(*same_form, _VERSIONS.c.instance_id.in_(instance_ids)),

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -76,8 +77,16 @@ class SubmissionVersion(Base):
     __tablename__ = "submission_versions"
     __table_args__ = (
         UniqueConstraint("project_id", "form_id", "instance_id"),
-        # Linking a late predecessor finds the versions that replace it.
-        Index("ix_submission_versions_deprecated", "project_id", "form_id", "deprecated_id"),
+        # Linking a late predecessor finds the versions that replace it. Partial: only edits have a
+        # deprecated_id, and an instance-id probe can never wander into this index (migration 0008).
+        Index(
+            "ix_submission_versions_deprecated",
+            "project_id",
+            "form_id",
+            "deprecated_id",
+            postgresql_where=text("deprecated_id IS NOT NULL"),
+            sqlite_where=text("deprecated_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
