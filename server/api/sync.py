@@ -62,6 +62,7 @@ class EntityListQuery(StrictSchema):
     conflict = fields.String(load_default=None, validate=validate.OneOf(["hard", "soft"]))
     limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=1000))
     after = fields.String(load_default="")
+    deleted = fields.Boolean(load_default=False)
 
 
 class ResolveIn(StrictSchema):
@@ -69,6 +70,11 @@ class ResolveIn(StrictSchema):
     base_rev = fields.String(load_default=None)
     fields_ = fields.Dict(data_key="fields", keys=fields.String(), values=fields.String(), load_default=dict)
     label = fields.String(load_default=None)
+
+
+class DeletionIn(StrictSchema):
+    base_version = fields.Integer(load_default=None)
+    base_rev = fields.String(load_default=None)
 
 
 class HeldQuery(StrictSchema):
@@ -249,10 +255,12 @@ def patch_upload(upload_id: str) -> Response:
 
 @bp.get("/projects/<int:project_id>/entities/<list_name>")
 def list_entities(project_id: int, list_name: str) -> dict[str, Any]:
-    """The entities of a list (``?conflict=hard|soft``)."""
+    """The live entities of a list (``?conflict=hard|soft``; ``?deleted=true``: only the deleted ones)."""
     require("entity.read", project_id)
     args = load_query(EntityListQuery())
-    rows = entities.list_entities(db_session(), project_id, list_name, args["conflict"], args["limit"], args["after"])
+    rows = entities.list_entities(
+        db_session(), project_id, list_name, args["conflict"], args["limit"], args["after"], args["deleted"]
+    )
     return {"entities": rows}
 
 
@@ -279,6 +287,34 @@ def resolve_entity(project_id: int, list_name: str, entity_id: str) -> dict[str,
         label=body["label"],
         actor=principal.actor,
     )
+
+
+def _set_deleted(project_id: int, list_name: str, entity_id: str, *, deleted: bool) -> dict[str, Any]:
+    principal = require("entity.resolve", project_id)
+    # The body is optional: without a base the op is based on the current state.
+    body = load_json(DeletionIn()) if request.get_data(cache=True).strip() else DeletionIn().load({})
+    return entities.set_entity_deleted(
+        db_session(),
+        project_id,
+        list_name,
+        entity_id,
+        deleted=deleted,
+        base_version=body["base_version"],
+        base_rev=body["base_rev"],
+        actor=principal.actor,
+    )
+
+
+@bp.delete("/projects/<int:project_id>/entities/<list_name>/<entity_id>")
+def delete_entity(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
+    """Delete an entity (kept with its history; idempotent; a stale ``base_version``/``base_rev`` is ``409``)."""
+    return _set_deleted(project_id, list_name, entity_id, deleted=True)
+
+
+@bp.post("/projects/<int:project_id>/entities/<list_name>/<entity_id>/restore")
+def restore_entity(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
+    """Restore a deleted entity with its properties (idempotent; a stale base is ``409``)."""
+    return _set_deleted(project_id, list_name, entity_id, deleted=False)
 
 
 @bp.get("/projects/<int:project_id>/conflicts")

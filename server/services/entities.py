@@ -1,10 +1,16 @@
 """Entity use cases: declare lists, apply changes (from submissions and from pushed entity items),
-materialise an entity from its ops, review and resolve conflicts, and serve a list as CSV.
+materialise an entity from its ops, review and resolve conflicts, delete and restore, and serve a
+list as CSV.
 
 The server only stores ops and re-materialises: every decision is ``sync.entities`` (the merge is a
 pure function of the set of ops, so the order in which they arrive never matters). Each entity is
 materialised under a per-entity lock (a PostgreSQL advisory lock, taken in sorted order by the push
 service; SQLite has one writer), from the **full** op set of that entity, never incrementally.
+
+Deletion (ODK Central's entity delete and restore) is an op too, writing ``__deleted`` (see
+``sync.entities``): the history stays, a deleted entity leaves the entity-list CSV and the default
+list view, and its change-log row for pull says ``op: "delete"`` (a restore logs ``upsert`` again).
+Only reviewers write ``__deleted``: a device or submission naming it is quarantined (unknown property).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from server.db.queries.sync import lock_keys, log_change
 from server.db.transaction import transaction
 from server.errors import ApiError, not_found
 from sync.entities import (
+    DELETED_FIELD,
     EMPTY_CONTEXT,
     LABEL_FIELD,
     EntityOp,
@@ -34,6 +41,8 @@ from sync.entities import (
     Resolver,
     StaleBase,
     decide_entity_op,
+    deletion_op,
+    deletion_settled,
     entity_op_fingerprint,
     entity_op_from_odk,
     merge_entity_updates,
@@ -119,6 +128,7 @@ def materialize(session: Session, entity_list: EntityList, entity_id: str) -> tu
     row.rev = state.rev
     row.conflict = state.conflict
     row.conflict_fields = _conflict_json(state)
+    row.deleted = state.deleted
     row.updated_at = utcnow()
     session.flush()
     log_change(
@@ -126,7 +136,8 @@ def materialize(session: Session, entity_list: EntityList, entity_id: str) -> tu
         entity_list.project_id,
         "entity",
         f"{entity_list.name}/{entity_id}",
-        "upsert",
+        # A device drops a deleted entity; any later change of it while still deleted says so again.
+        "delete" if state.deleted else "upsert",
         entity_json(entity_list.name, row),
     )
     return row, state
@@ -140,9 +151,16 @@ def apply_op(
     *,
     actor: str,
     submission_version_id: int | None = None,
+    reviewer: bool = False,
 ) -> AppliedOp:
-    """Store one op (idempotently) and re-materialise its entity; the caller holds the entity lock."""
-    unknown = sorted(set(op.fields) - set(entity_list.properties) - {LABEL_FIELD})
+    """Store one op (idempotently) and re-materialise its entity; the caller holds the entity lock.
+
+    Only a ``reviewer`` op (resolve, delete, restore) may write ``__deleted``.
+    """
+    allowed = (set(entity_list.properties) - {DELETED_FIELD}) | {LABEL_FIELD}
+    if reviewer:
+        allowed.add(DELETED_FIELD)
+    unknown = sorted(set(op.fields) - allowed)
     if unknown:
         return AppliedOp(Quarantined(UNKNOWN_PROPERTY, f"not properties of {entity_list.name}: {', '.join(unknown)}"))
     stored = [q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id)]
@@ -235,11 +253,18 @@ def _list_or_404(session: Session, project_id: int, list_name: str) -> EntityLis
 
 
 def list_entities(
-    session: Session, project_id: int, list_name: str, conflict: str | None, limit: int, after: str
+    session: Session,
+    project_id: int,
+    list_name: str,
+    conflict: str | None,
+    limit: int,
+    after: str,
+    deleted: bool = False,
 ) -> list[dict[str, Any]]:
-    """The entities of a list (optionally only hard/soft conflicts)."""
+    """The live entities of a list, or with ``deleted`` only the deleted ones (optionally only conflicts)."""
     entity_list = _list_or_404(session, project_id, list_name)
-    return [entity_json(list_name, r) for r in q.entities_of_list(session, entity_list.id, conflict, limit, after)]
+    rows = q.entities_of_list(session, entity_list.id, conflict, limit, after, deleted=deleted)
+    return [entity_json(list_name, r) for r in rows]
 
 
 def entity_detail(session: Session, project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
@@ -293,7 +318,7 @@ def resolve_entity(
         state = merge_entity_updates(q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id))
         if base_version is not None and base_version != state.version:
             raise _stale(state.rev, state.version)
-        unknown = sorted(set(fields) - set(entity_list.properties))
+        unknown = sorted(set(fields) - (set(entity_list.properties) - {DELETED_FIELD}))
         if unknown:
             raise ApiError(400, UNKNOWN_PROPERTY, "These are not properties of the list", {"fields": unknown})
         chosen = dict(fields)
@@ -313,7 +338,7 @@ def resolve_entity(
         )
         if isinstance(op, StaleBase):
             raise _stale(op.current_rev, op.current_version)
-        applied = apply_op(session, entity_list, entity_id, op, actor=actor)
+        applied = apply_op(session, entity_list, entity_id, op, actor=actor, reviewer=True)
         audit.record(
             session,
             actor,
@@ -326,6 +351,61 @@ def resolve_entity(
         return entity_json(list_name, applied.entity)
 
 
+def set_entity_deleted(
+    session: Session,
+    project_id: int,
+    list_name: str,
+    entity_id: str,
+    *,
+    deleted: bool,
+    base_version: int | None,
+    base_rev: str | None,
+    actor: str,
+) -> dict[str, Any]:
+    """Delete (or restore) an entity: a reviewer op writing ``__deleted``, based on the current state.
+
+    ``409`` when ``base_version``/``base_rev`` is given and stale. An entity already deleted (restored)
+    with no competing ``__deleted`` value is answered as it is: no op, no version, no audit row.
+    """
+    with transaction(session):
+        entity_list = _list_or_404(session, project_id, list_name)
+        lock_keys(session, [entity_lock_key(entity_list.id, entity_id)])
+        row = q.get_entity(session, entity_list.id, entity_id)
+        if row is None or row.version == 0:
+            raise not_found("entity", list=list_name, id=entity_id)
+        state = merge_entity_updates(q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id))
+        if base_version is not None and base_version != state.version:
+            raise _stale(state.rev, state.version)
+        if base_rev is not None and base_rev != state.rev:
+            raise _stale(state.rev, state.version)
+        if deletion_settled(state, deleted=deleted):
+            return entity_json(list_name, row)
+        writer = f"srv:{actor}"
+        op = deletion_op(
+            state,
+            state.rev,
+            Resolver(
+                writer=writer,
+                seq=q.next_server_seq(session, entity_list.id, entity_id, writer),
+                op_id=str(uuid.uuid4()),
+                hlc=int(utcnow().timestamp() * 1000),
+            ),
+            deleted=deleted,
+        )
+        assert not isinstance(op, StaleBase)  # based on the state just read, under the entity's lock
+        applied = apply_op(session, entity_list, entity_id, op, actor=actor, reviewer=True)
+        assert applied.entity is not None
+        audit.record(
+            session,
+            actor,
+            "entity.delete" if deleted else "entity.restore",
+            project_id,
+            f"{list_name}/{entity_id}",
+            {"op_id": op.op_id, "base_rev": state.rev, "version": applied.entity.version},
+        )
+        return entity_json(list_name, applied.entity)
+
+
 def _stale(rev: str, version: int) -> ApiError:
     return ApiError(
         409, "stale_base", "The entity changed since you loaded it", {"current_rev": rev, "current_version": version}
@@ -335,20 +415,20 @@ def _stale(rev: str, version: int) -> ApiError:
 def entity_list_csv(session: Session, project_id: int, list_name: str, properties: Sequence[str]) -> bytes:
     """The entity list as ODK Collect reads it: ``name,label,__version,__trunkVersion,__branchId,<properties>``.
 
+    Deleted entities are left out: Collect drops an entity missing from a newer list.
+
     ``__trunkVersion`` and ``__branchId`` are empty: they are set by Collect on offline updates only.
     """
     entity_list = q.get_list(session, project_id, list_name)
-    properties = [p for p in properties if p not in CSV_SYSTEM_COLUMNS]
+    properties = [p for p in properties if p not in CSV_SYSTEM_COLUMNS and p != DELETED_FIELD]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*CSV_SYSTEM_COLUMNS, *properties])
     if entity_list is not None:
         after = ""
         while True:
-            rows = q.entities_of_list(session, entity_list.id, None, 1000, after)
+            rows = q.entities_of_list(session, entity_list.id, None, 1000, after, deleted=False)
             for row in rows:
-                if row.deleted:
-                    continue
                 writer.writerow(
                     [
                         row.entity_id,

@@ -151,6 +151,20 @@ CASES = [
         json={"fields": {"phone": "2"}},
     ),
     Case(
+        "DELETE",
+        "/v1/projects/{pid}/entities/entrepreneurs/e1",
+        "/v1/projects/<int:project_id>/entities/<list_name>/<entity_id>",
+        statuses(200, allowed=MANAGERS),
+        setup="with_entity",
+    ),
+    Case(
+        "POST",
+        "/v1/projects/{pid}/entities/entrepreneurs/e1/restore",
+        "/v1/projects/<int:project_id>/entities/<list_name>/<entity_id>/restore",
+        statuses(200, allowed=MANAGERS),
+        setup="with_entity",
+    ),
+    Case(
         "GET", "/v1/projects/{pid}/conflicts", "/v1/projects/<int:project_id>/conflicts", statuses(200, allowed=READERS)
     ),
     Case(

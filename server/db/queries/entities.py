@@ -50,10 +50,18 @@ def get_entity(session: Session, list_id: int, entity_id: str) -> Entity | None:
 
 
 def entities_of_list(
-    session: Session, list_id: int, conflict: str | None = None, limit: int = 1000, after: str = ""
+    session: Session,
+    list_id: int,
+    conflict: str | None = None,
+    limit: int = 1000,
+    after: str = "",
+    *,
+    deleted: bool | None = None,
 ) -> Sequence[Entity]:
-    """Entities of a list by id (keyset-paginated), optionally only those with a conflict kind."""
+    """Entities of a list by id (keyset-paginated), optionally only a conflict kind or a deleted state."""
     stmt = select(Entity).where(Entity.list_id == list_id, Entity.entity_id > after, Entity.version > 0)
+    if deleted is not None:
+        stmt = stmt.where(Entity.deleted == deleted)
     if conflict is not None:
         stmt = stmt.where(Entity.conflict == conflict)
     return session.scalars(stmt.order_by(Entity.entity_id).limit(limit)).all()
