@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from datetime import timedelta
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+import orjson
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -73,8 +75,34 @@ class PushReply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _reply_bytes(obj: Any) -> bytes:
+    """A batch's reply body (a few hundred results): orjson, the same compact sorted JSON as ``_json_bytes``."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _json_bytes(obj)
+
+
+def _loads(data: bytes) -> Any:
+    """Parse a push body exactly as ``json.loads`` would, with orjson doing the work when it agrees.
+
+    orjson is several times faster on a 200-item body (~0.5 MB), but it turns integers beyond 64 bits
+    into floats (a 24-digit bank account number would silently lose digits) and refuses NaN literals.
+    A body with a run of 19+ digits anywhere, or one orjson refuses, is parsed by ``json``.
+    """
+    if _LONG_DIGITS.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data.decode("utf-8"))
 
 
 def error_reply(
@@ -92,7 +120,6 @@ def error_reply(
 def limits(max_bytes: int) -> dict[str, int]:
     """The limits a client must respect (stated in every 413)."""
     return {"max_bytes": max_bytes, "max_items": MAX_ITEMS_PER_PUSH}
-
 
 class IncompleteBody(Exception):
     """The body was cut or does not decode: nothing is stored, the client retries."""
@@ -121,7 +148,7 @@ def decode_body(raw: bytes, content_encoding: str, max_bytes: int) -> Any:
     else:
         raise IncompleteBody(f"unsupported Content-Encoding {content_encoding!r}")
     try:
-        return data, json.loads(data.decode("utf-8"))
+        return data, _loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise IncompleteBody(f"the body is not complete JSON: {exc}") from None
 
@@ -399,7 +426,7 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
                 for index, result in enumerate(ordered)
             ],
         )
-        body = _json_bytes(
+        body = _reply_bytes(
             {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": ordered}
         )
         q.finish_batch(session, ctx.project_id, key, body)
