@@ -8,6 +8,8 @@ repaired into the real character; SX6 ordinary documents parse.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from forms.errors import XmlRejectedError
@@ -75,6 +77,60 @@ def test_nesting_at_the_limit_parses() -> None:
     """SX3: exactly max_depth levels is fine."""
     payload = b"<a>" * 64 + b"</a>" * 64
     assert parse_untrusted_xml(payload).tag == "a"
+
+
+@pytest.mark.parametrize(
+    ("innermost", "refused"),
+    [
+        (b"<b/>", True),
+        (b"<!-- c -->", True),
+        (b"<?pi data?>", True),
+        (b"text", False),
+        (b"<![CDATA[x]]>", False),
+        (b"", False),
+    ],
+    ids=["element", "comment", "processing-instruction", "text", "cdata", "nothing"],
+)
+def test_depth_counts_comments_and_processing_instructions(innermost: bytes, refused: bool) -> None:
+    """SX3: below 64 nested elements, an element, comment or PI is one level too deep; text is not a level."""
+    payload = b"<a>" * 64 + innermost + b"</a>" * 64
+    if refused:
+        with pytest.raises(XmlRejectedError) as info:
+            parse_untrusted_xml(payload)
+        assert info.value.code == "xml_too_deep"
+    else:
+        assert parse_untrusted_xml(payload).tag == "a"
+
+
+def test_depth_ignores_nodes_beside_the_root() -> None:
+    """SX3: comments and PIs before or after the document element are not below it."""
+    payload = b"<!-- lead --><?pi x?>" + b"<a>" * 64 + b"</a>" * 64 + b"<!-- trail -->"
+    assert parse_untrusted_xml(payload).tag == "a"
+
+
+def test_depth_limit_is_a_parameter() -> None:
+    """SX3: the limit is the caller's (each limit gets its own check)."""
+    payload = b"<a><b><c/></b></a>"
+    assert parse_untrusted_xml(payload, max_depth=3).tag == "a"
+    with pytest.raises(XmlRejectedError) as info:
+        parse_untrusted_xml(payload, max_depth=2)
+    assert info.value.code == "xml_too_deep"
+
+
+def test_parsing_in_threads_keeps_documents_apart() -> None:
+    """SX6: the reused per-thread parser gives each thread its own documents, errors included."""
+    def work(worker: int) -> list[str]:
+        seen = []
+        for i in range(200):
+            if i % 7 == 0:
+                with pytest.raises(XmlRejectedError):
+                    parse_untrusted_xml(b"<a><b></a>")
+            seen.append(parse_untrusted_xml(b"<a><b>%d-%d</b></a>" % (worker, i))[0].text or "")
+        return seen
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(8)))
+    assert results == [[f"{worker}-{i}" for i in range(200)] for worker in range(8)]
 
 
 def test_oversized_document_is_refused() -> None:
