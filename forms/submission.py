@@ -61,8 +61,11 @@ def _text(element: etree._Element) -> str:
 
 
 def _child(element: etree._Element, name: str) -> etree._Element | None:
+    """The first child element named ``name``; an empty name (a path with an empty step) names none."""
     for child in element:
-        if _local(child) == name:
+        # _local gives "" for comments and PIs: without the name check, an empty step would pick
+        # a comment, whose text cannot be read as an element's.
+        if name and _local(child) == name:
             return child
     return None
 

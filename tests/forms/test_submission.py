@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from forms.errors import SubmissionError
-from forms.schema import FormSchema
+from forms.schema import EntityDeclaration, Field, FormSchema
 from forms.submission import (
     flatten_values,
     normalize_datetime_offset,
@@ -116,6 +116,32 @@ def test_entity_update_versions() -> None:
         None,
         "b-1",
     )
+
+
+def test_entity_property_outside_its_scope_ignores_comments() -> None:
+    """SB6: an entity in a repeat whose list is only declared at the top level finds no property there.
+
+    The top-level declaration's property path has nothing below the repeat's path (an empty step);
+    a comment in the repeat instance must not be taken for the property's element.
+    """
+    schema = FormSchema(
+        form_id="t",
+        version="1",
+        title="t",
+        fields=(
+            Field(path="a", name="a", kind="question"),
+            Field(path="r", name="r", kind="repeat"),
+            Field(path="r/b", name="b", kind="question", repeat="r"),
+        ),
+        entities=(EntityDeclaration(list_name="trees", properties={"height": "a"}),),
+    )
+    for inside in (b"", b"<!-- note -->", b"<?pi x?>"):
+        xml = (
+            b'<data id="t"><a>7</a><r>' + inside + b'<b>x</b><meta><entity dataset="trees" id="e-1" create="1"/>'
+            b"</meta></r><meta><instanceID>uuid:3</instanceID></meta></data>"
+        )
+        (change,) = parse_submission(xml, schema).entities
+        assert (change.list_name, dict(change.properties)) == ("trees", {})
 
 
 @pytest.mark.parametrize(
