@@ -339,13 +339,14 @@ def _insert_all(
     source: str,
     now: Any,
 ) -> list[tuple[int, int]]:
-    """Multi-row INSERTs of the submissions, versions, attachments and audit events; their ids in item order."""
+    """Write submissions, versions, attachments and audit events; ``(submission id, version id)`` in item order."""
     submitter_id = principal.id if principal.kind == "user" else None
     device_token_id = principal.id if principal.kind == "device" else None
     device = device_id[:255] if device_id else None
     sub_rows = []
+    version_rows = []
     for c in items:
-        assert c.rows is not None
+        assert c.rows is not None and c.record is not None
         sub_rows.append(
             {
                 "project_id": project_id,
@@ -362,27 +363,8 @@ def _insert_all(
                 "updated_at": now,
             }
         )
-    drawn = _draw_ids(session, len(items))
-    if drawn is not None:
-        # Ids drawn up front: plain executemany INSERTs (one parsed statement, pipelined by psycopg)
-        # instead of one huge multi-row VALUES with RETURNING that the driver must parse each time.
-        for row, (submission_id, _) in zip(sub_rows, drawn, strict=True):
-            row["id"] = submission_id
-        session.execute(insert(_SUBMISSIONS), sub_rows)
-        submission_ids = [submission_id for submission_id, _ in drawn]
-    else:
-        submission_ids = [
-            int(row[0])
-            for row in session.execute(
-                insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True), sub_rows
-            )
-        ]
-    version_rows = []
-    for c, submission_id in zip(items, submission_ids, strict=True):
-        assert c.record is not None
         version_rows.append(
             {
-                "submission_id": submission_id,
                 "project_id": project_id,
                 "form_id": c.form_pk,
                 "form_version_id": c.version_pk,
@@ -402,36 +384,56 @@ def _insert_all(
                 "user_agent": None,
             }
         )
+    drawn = _draw_ids(session, len(items))
     if drawn is not None:
-        # A stored instance id (impossible with the chain locks held) fails the unique key: the
-        # SAVEPOINT rolls back and every item goes one by one.
-        for row, (_, version_id) in zip(version_rows, drawn, strict=True):
-            row["id"] = version_id
-        session.execute(insert(_VERSIONS), version_rows)
-        version_ids = {c.instance_id: version_id for c, (_, version_id) in zip(items, drawn, strict=True)}
+        ids = drawn
+        for sub_row, version_row, (submission_id, version_id) in zip(sub_rows, version_rows, ids, strict=True):
+            sub_row["id"] = version_row["submission_id"] = submission_id
+            version_row["id"] = version_id
+        # One pipelined statement per chain (submission + version + audit event). A stored instance
+        # id (impossible with the chain locks held) fails the unique key: the SAVEPOINT rolls back
+        # and every item goes one by one.
+        audits = _audit_rows(items, ids, principal, project_id, source, now)
+        q.insert_new_chains(session, sub_rows, version_rows, audits)
     else:
+        submission_ids = [
+            int(row[0])
+            for row in session.execute(
+                insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True), sub_rows
+            )
+        ]
+        for version_row, submission_id in zip(version_rows, submission_ids, strict=True):
+            version_row["submission_id"] = submission_id
         inserted = session.execute(_insert_ignore_versions(session), version_rows).all()
         version_ids = {str(instance_id): int(version_id) for version_id, instance_id in inserted}
-    if len(version_ids) != len(items):
-        raise _BulkConflict(f"{len(items) - len(version_ids)} instance ids were stored concurrently")
-    ids = [(s, version_ids[c.instance_id]) for c, s in zip(items, submission_ids, strict=True)]
+        if len(version_ids) != len(items):
+            raise _BulkConflict(f"{len(items) - len(version_ids)} instance ids were stored concurrently")
+        ids = [(s, version_ids[c.instance_id]) for c, s in zip(items, submission_ids, strict=True)]
+        session.execute(insert(_AUDIT), _audit_rows(items, ids, principal, project_id, source, now))
     attachment_rows = [
         {**row, "version_id": version_id} for c, (_, version_id) in zip(items, ids, strict=True) for row in c.rows or ()
     ]
     if attachment_rows:
         session.execute(insert(_ATTACHMENTS), attachment_rows)
-    session.execute(
-        insert(_AUDIT),
-        [
-            {
-                "at": now,
-                "actor": principal.actor,
-                "action": "submission.create",
-                "project_id": project_id,
-                "subject": f"submission:{submission_id}",
-                "details": {"form": c.header.form_id, "instance_id": c.instance_id, "source": source},
-            }
-            for c, (submission_id, _) in zip(items, ids, strict=True)
-        ],
-    )
     return ids
+
+
+def _audit_rows(
+    items: Sequence[_Candidate],
+    ids: Sequence[tuple[int, int]],
+    principal: Principal,
+    project_id: int,
+    source: str,
+    now: Any,
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": now,
+            "actor": principal.actor,
+            "action": "submission.create",
+            "project_id": project_id,
+            "subject": f"submission:{submission_id}",
+            "details": {"form": c.header.form_id, "instance_id": c.instance_id, "source": source},
+        }
+        for c, (submission_id, _) in zip(items, ids, strict=True)
+    ]
