@@ -70,6 +70,37 @@ def log_changes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     session.info[_PENDING] = True
 
 
+def log_changes_numbered(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append many changes with their seqs taken now: the transaction's LAST writes before commit.
+
+    Bumping the clock locks its row until commit, exactly as the commit-time numbering does, so seq
+    order stays commit order; the rows are inserted with their seq instead of being inserted
+    unnumbered and then updated (a push batch's 200 outcome rows were written twice). Rows logged
+    unnumbered in the same transaction are still numbered at commit, after these.
+    """
+    if not rows:
+        return
+    top = session.execute(
+        update(SyncClock).where(SyncClock.id == 1).values(seq=SyncClock.seq + len(rows)).returning(SyncClock.seq)
+    ).scalar_one()
+    first = top - len(rows) + 1
+    session.execute(
+        insert(cast(Table, ChangeLogEntry.__table__)),
+        [
+            {
+                "seq": first + index,
+                "project_id": row["project_id"],
+                "collection": row["collection"],
+                "key": row["key"],
+                "op": row["op"],
+                "data": row["data"],
+                "audience": row.get("audience"),
+            }
+            for index, row in enumerate(rows)
+        ],
+    )
+
+
 # PostgreSQL: count, bump the clock and number the rows in one round trip. The clock UPDATE is the
 # only statement that locks the clock row, and it runs right before COMMIT.
 _NUMBER_PG = text(
