@@ -3,7 +3,7 @@
 Serves change-log rows with ``seq`` above the cursor, in seq order. Seqs are allocated from the
 ``sync_clock`` row as the last statement of each writing transaction (``server.db.queries.sync``), so
 seq order is commit order and a row that commits later always gets a higher seq: a pull never skips a
-concurrently committed change. Rows are entity upserts (everyone in the project), published form
+concurrently committed change. Rows are entity upserts and deletes (everyone in the project), published form
 versions (logged by the forms area through ``log_change``) and the caller's own item outcomes.
 """
 
