@@ -26,6 +26,10 @@ _INDEX_RE = re.compile(r"\[\d+\]")
 # A time part followed by an offset lacking minutes ("+03") or its colon ("+0300").
 _SHORT_OFFSET_RE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)([+-])(\d{2})(\d{2})?$")
 _ENCRYPTED_MARKERS = ("base64EncryptedKey", "encryptedXmlFile")
+_META_NAMES = ("instanceID", "deprecatedID", "instanceName")
+# lxml tag filters matching a local name in any namespace (or none); the matching runs in C.
+_ROOT_HEADER_TAGS = tuple(f"{{*}}{name}" for name in ("meta", *_ENCRYPTED_MARKERS))
+_META_HEADER_TAGS = tuple(f"{{*}}{name}" for name in _META_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +56,15 @@ def _elements(element: etree._Element) -> list[etree._Element]:
     return [child for child in element if _local(child)]
 
 
-def _has_elements(element: etree._Element) -> bool:
-    return any(isinstance(child.tag, str) for child in element)
-
-
 def _text(element: etree._Element) -> str:
+    if len(element) == 0:
+        # No child nodes at all (comments and processing instructions count): the text is ``.text``,
+        # read in C; itertext is only needed to skip comments inside mixed content.
+        return element.text or ""
+    return _joined_text(element)
+
+
+def _joined_text(element: etree._Element) -> str:
     return "".join(t if isinstance(t, str) else t.decode() for t in element.itertext())
 
 
@@ -89,57 +97,121 @@ def _parse(xml: bytes) -> etree._Element:
     return root
 
 
-def _meta_text(root: etree._Element, name: str) -> str | None:
-    meta = _child(root, "meta")
-    node = _child(meta, name) if meta is not None else None
-    if node is None:
-        return None
-    value = _text(node).strip()
-    return value or None
+def _meta_texts(meta: etree._Element | None) -> dict[str, str | None]:
+    """The stripped text (``None`` when blank) of the first meta child with each of ``_META_NAMES``."""
+    found: dict[str, str | None] = {}
+    if meta is None:
+        return found
+    for child in meta.iterchildren(*_META_HEADER_TAGS):
+        name = _local(child)
+        if name not in found:
+            found[name] = _text(child).strip() or None
+    return found
 
 
-def _header(root: etree._Element) -> SubmissionHeader:
+def _header(root: etree._Element) -> tuple[SubmissionHeader, str | None]:
+    """The routing header and meta/instanceName; only the root's meta and encryption markers are visited."""
     form_id = (root.get("id") or "").strip()
     if not form_id:
         raise SubmissionError("form_id_missing", "The submission's root element has no id attribute.")
-    encrypted = (root.get("encrypted") or "").strip().lower() in ("yes", "true") or any(
-        _child(root, marker) is not None for marker in _ENCRYPTED_MARKERS
-    )
-    instance_id = _meta_text(root, "instanceID") or (root.get("instanceID") or "").strip() or None
-    return SubmissionHeader(
+    meta: etree._Element | None = None
+    has_encrypted_marker = False
+    for child in root.iterchildren(*_ROOT_HEADER_TAGS):
+        if _local(child) != "meta":
+            has_encrypted_marker = True
+        elif meta is None:  # the first meta counts, as for any named child
+            meta = child
+    encrypted = (root.get("encrypted") or "").strip().lower() in ("yes", "true") or has_encrypted_marker
+    meta_texts = _meta_texts(meta)
+    instance_id = meta_texts.get("instanceID") or (root.get("instanceID") or "").strip() or None
+    header = SubmissionHeader(
         form_id=form_id,
         version=(root.get("version") or "").strip(),
         instance_id=instance_id,
-        deprecated_id=_meta_text(root, "deprecatedID"),
+        deprecated_id=meta_texts.get("deprecatedID"),
         encrypted=encrypted,
         root_name=_local(root),
     )
+    return header, meta_texts.get("instanceName")
 
 
 def read_submission_header(xml: bytes) -> SubmissionHeader:
     """Read form id, version, instance ids and the encrypted flag (cheap: no schema needed)."""
-    return _header(_parse(xml))
+    return _header(_parse(xml))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _SchemaPaths:
+    """Path sets derived from one schema, computed once per schema object rather than per submission."""
+
+    repeats: frozenset[str]
+    known: frozenset[str]
+    binary: frozenset[str]
+    # Every binary path and each of its ancestors: the attachment walk skips any other subtree.
+    binary_and_ancestors: frozenset[str]
+
+
+class _SchemaPathsCache(threading.local):
+    # FormSchema is unhashable (it holds dicts) and, with slots, cannot be weakly referenced, so the
+    # cache is keyed by id(). Each entry holds the schema itself: while it is cached its id cannot be
+    # reused by another object, and the ``is`` check makes a stale id impossible to match. Per thread,
+    # so no locking; bounded because workers may see many form versions over time.
+    limit = 32
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, tuple[FormSchema, _SchemaPaths]] = {}
+
+
+_schema_paths_cache = _SchemaPathsCache()
+
+
+def _schema_paths(schema: FormSchema) -> _SchemaPaths:
+    entry = _schema_paths_cache.by_id.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    binary = frozenset(f.path for f in schema.fields if f.bind_type == "binary")
+    ancestors = {path.rsplit("/", depth)[0] for path in binary for depth in range(path.count("/") + 1)}
+    paths = _SchemaPaths(
+        repeats=frozenset(f.path for f in schema.repeats),
+        known=frozenset(f.path for f in schema.fields),
+        binary=binary,
+        binary_and_ancestors=frozenset(ancestors),
+    )
+    if len(_schema_paths_cache.by_id) >= _schema_paths_cache.limit:
+        _schema_paths_cache.by_id.clear()
+    _schema_paths_cache.by_id[id(schema)] = (schema, paths)
+    return paths
 
 
 class _Reader:
-    def __init__(self, schema: FormSchema | None) -> None:
-        self.repeats = {f.path for f in schema.repeats} if schema is not None else set()
-        self.known = {f.path for f in schema.fields} if schema is not None else None
+    def __init__(self, paths: _SchemaPaths | None) -> None:
+        self.repeats: frozenset[str] = paths.repeats if paths is not None else frozenset()
+        self.known: frozenset[str] | None = paths.known if paths is not None else None
         self.unknown: list[str] = []
         self._unknown_seen: set[str] = set()
 
     def values(self, element: etree._Element, prefix: str) -> dict[str, Any]:
+        """The element's children by local name; ``prefix`` is the element's path plus "/" ("" at the root).
+
+        This runs once per element of every submission, so it reads each child's tag once and
+        tests for children with ``len`` (C) instead of calling helpers per child.
+        """
         out: dict[str, Any] = {}
         repeated_unknown: set[str] = set()  # names already turned into a list under this parent
+        known = self.known
         for child in element:
-            name = _local(child)
-            if not name:
-                continue
-            path = f"{prefix}/{name}" if prefix else name
-            if self.known is not None and path not in self.known and path not in self._unknown_seen:
+            tag = child.tag
+            if not isinstance(tag, str):
+                continue  # comments and processing instructions
+            name = tag.rpartition("}")[2]
+            path = prefix + name
+            if known is not None and path not in known and path not in self._unknown_seen:
                 self._unknown_seen.add(path)
                 self.unknown.append(path)
-            value: Any = self.values(child, path) if _has_elements(child) else _text(child)
+            # No child nodes at all (comments and processing instructions count): a plain leaf. Child
+            # nodes that are all comments or PIs give no values: a leaf whose text skips them. Any
+            # child element makes a group (a group's dict is never empty).
+            value: Any = (self.values(child, path + "/") or _joined_text(child)) if len(child) else (child.text or "")
             if path in self.repeats:
                 if isinstance(value, str):
                     value = {}  # an empty repeat instance: <member/>
@@ -190,7 +262,11 @@ def _declaration_for(
 
 
 def _entities(root: etree._Element, schema: FormSchema | None) -> tuple[EntityChange, ...]:
-    repeats = {f.path for f in schema.repeats} if schema is not None else set()
+    if next(root.iter("{*}entity"), None) is None:
+        # Most submissions have no entity element at all (any namespace); checking that runs in C,
+        # while the walk below visits every group in Python.
+        return ()
+    repeats = _schema_paths(schema).repeats if schema is not None else frozenset()
     changes: list[EntityChange] = []
 
     def walk(element: etree._Element, prefix: str) -> None:
@@ -238,15 +314,37 @@ def _strip_indices(path: str) -> str:
     return _INDEX_RE.sub("", path)
 
 
-def _attachments(flat: Mapping[str, str], schema: FormSchema | None) -> tuple[str, ...]:
-    if schema is None:
-        return ()
-    binary = {f.path for f in schema.fields if f.bind_type == "binary"}
-    found: list[str] = []
-    for path, value in flat.items():
+def _attachments(values: Mapping[str, Any], paths: _SchemaPaths) -> tuple[str, ...]:
+    """The distinct non-blank values of binary fields, in ``flatten_values`` order.
+
+    Walks the values like ``flatten_values`` but only into subtrees that hold a binary field, so a
+    form without binary fields costs nothing.
+    """
+    found: dict[str, None] = {}  # an ordered set: first occurrence wins, as in the flattened order
+
+    def add(path: str, value: str) -> None:
         name = value.strip()
-        if name and _strip_indices(path) in binary and name not in found:
-            found.append(name)
+        if name and path in paths.binary:
+            found.setdefault(name)
+
+    def walk(values: Mapping[str, Any], prefix: str) -> None:
+        for name, value in values.items():
+            path = prefix + name  # without repeat indices: the schema's path
+            if path not in paths.binary_and_ancestors:
+                continue
+            if isinstance(value, str):
+                add(path, value)
+            elif isinstance(value, Mapping):
+                walk(value, path + "/")
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, Mapping):
+                        walk(item, path + "/")
+                    else:
+                        add(path, str(item))
+
+    if paths.binary:
+        walk(values, "")
     return tuple(found)
 
 
@@ -273,7 +371,7 @@ def parse_submission(
     legacy 2011-era Collect submissions that predate instanceID).
     """
     root = _parse(xml)
-    header = _header(root)
+    header, instance_name = _header(root)
     if not header.instance_id and instance_id_fallback:
         header = dataclasses.replace(header, instance_id=instance_id_fallback)
     if not header.instance_id:
@@ -290,7 +388,8 @@ def parse_submission(
             attachments=_encrypted_attachments(root),
             encrypted=True,
         )
-    reader = _Reader(schema)
+    paths = _schema_paths(schema) if schema is not None else None
+    reader = _Reader(paths)
     values = reader.values(root, "")
     return SubmissionRecord(
         form_id=header.form_id,
@@ -298,8 +397,8 @@ def parse_submission(
         instance_id=header.instance_id,
         values=values,
         deprecated_id=header.deprecated_id,
-        instance_name=_meta_text(root, "instanceName"),
-        attachments=_attachments(flatten_values(values), schema),
+        instance_name=instance_name,
+        attachments=_attachments(values, paths) if paths is not None else (),
         unknown_paths=tuple(reader.unknown),
         entities=_entities(root, schema),
         encrypted=False,
