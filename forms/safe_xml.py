@@ -79,6 +79,8 @@ def _depth_exceeds(root: etree._Element, max_depth: int) -> bool:
     # instructions; text is not a node there). Evaluated in libxml2: a Python walk over every node
     # cost more than the parse itself. Only the document element is a step target, so comments
     # beside the root do not count, as in a walk from the root.
+    if max_depth < 1:
+        return True  # the root alone is one level
     check = _per_thread.depth_checks.get(max_depth)
     if check is None:
         steps = "/".join(["*"] * max_depth)
