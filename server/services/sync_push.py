@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,7 +74,10 @@ class PushReply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Every digit becomes "0" and every other byte a space: a run of 19 digits is then a plain substring
+# search, two C passes over the body (a regex for it costs ~10 ms on a 0.5 MB body).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -97,7 +99,7 @@ def _loads(data: bytes) -> Any:
     into floats (a 24-digit bank account number would silently lose digits) and refuses NaN literals.
     A body with a run of 19+ digits anywhere, or one orjson refuses, is parsed by ``json``.
     """
-    if _LONG_DIGITS.search(data) is None:
+    if _LONG_DIGIT_RUN not in data.translate(_DIGITS_ONLY):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
