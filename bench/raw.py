@@ -16,6 +16,7 @@ from bench.raw_reference import (
     RawTarget,
     create_raw_tables,
     insert_batched,
+    insert_batched_concurrently,
     insert_copy,
     insert_one_per_transaction,
     make_raw_row,
@@ -62,7 +63,8 @@ def ensure_raw(context: Context) -> dict[str, Any]:
     target = raw_target(context)
     base = bench_records(settings.raw_rows, "raw")
     per_row_n = settings.clients
-    series: dict[str, list[Any]] = {"per_row_1": [], "per_row_n": [], "batched": [], "copy": []}
+    batched_n = min(settings.clients, 4)  # as many connections as the concurrent push series has clients
+    series: dict[str, list[Any]] = {"per_row_1": [], "per_row_n": [], "batched": [], "batched_n": [], "copy": []}
     # Warm-up: fill caches and the sequences once, unmeasured.
     insert_batched(url, relabel(base[:200], "warm"), target, settings.push_batch_size)
     for round_index in range(settings.rounds):
@@ -72,12 +74,16 @@ def ensure_raw(context: Context) -> dict[str, Any]:
             insert_one_per_transaction(url, relabel(base, f"{tag}b"), target, connections=per_row_n)
         )
         series["batched"].append(insert_batched(url, _twice(base, tag), target, settings.push_batch_size))
+        series["batched_n"].append(
+            insert_batched_concurrently(url, _twice(base, f"{tag}n"), target, batched_n, settings.push_batch_size)
+        )
         series["copy"].append(insert_copy(url, _five_times(base, tag), target))
     raw = {
         "rows": {k: [t.rows for t in v] for k, v in series.items()},
         "per_second": {k: [t.per_second for t in v] for k, v in series.items()},
         "latencies": {k: [lat for t in v for lat in t.latencies] for k, v in series.items()},
         "connections_n": per_row_n,
+        "batched_connections": batched_n,
         "batch_size": settings.push_batch_size,
         "avg_xml_bytes": sum(len(r.xml) for r in base) / len(base),
         "avg_record_bytes": sum(len(r.record_json.encode()) for r in base) / len(base),
@@ -103,6 +109,7 @@ def run(context: Context) -> BenchmarkResult:
         "per_row_1": "INSERT, one transaction per row, 1 connection",
         "per_row_n": f"INSERT, one transaction per row, {n} connections",
         "batched": f"executemany (pipeline), one transaction per {raw['batch_size']} rows",
+        "batched_n": f"executemany (pipeline), {raw.get('batched_connections', 4)} connections at once",
         "copy": "COPY FROM STDIN, one transaction",
     }
     result = BenchmarkResult(NAME, TITLE)

@@ -240,6 +240,32 @@ def insert_batched(url: str, rows: Sequence[RawRow], target: RawTarget, batch_si
     return RawTiming(len(rows), elapsed, tuple(latencies))
 
 
+def insert_batched_concurrently(
+    url: str, rows: Sequence[RawRow], target: RawTarget, connections: int, batch_size: int = 200
+) -> RawTiming:
+    """``insert_batched`` from ``connections`` connections at once (rows dealt round robin): the like-for-like
+    reference for several clients pushing together."""
+    slices = [list(rows[i::connections]) for i in range(connections)]
+    barrier = threading.Barrier(connections)
+    results: list[RawTiming | None] = [None] * connections
+    spans: list[tuple[float, float]] = [(0.0, 0.0)] * connections
+
+    def work(index: int) -> None:
+        barrier.wait()
+        start = time.perf_counter()
+        results[index] = insert_batched(url, slices[index], target, batch_size)
+        spans[index] = (start, time.perf_counter())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
+    latencies = tuple(lat for result in results if result is not None for lat in result.latencies)
+    return RawTiming(len(rows), elapsed, latencies)
+
+
 def _reserve_ids(conn: psycopg.Connection[Any], sequence: str, count: int) -> list[int]:
     cur = conn.execute(f"SELECT nextval('{sequence}') FROM generate_series(1, %s)", (count,))
     return [int(r[0]) for r in cur.fetchall()]
