@@ -66,8 +66,10 @@ def run(context: Context) -> BenchmarkResult:
     batches = settings.push_batches
 
     for warm in range(settings.warmup):
-        warm_requests = push_requests(context, 2, f"warm{warm}")
-        _load(context, warm_requests)
+        # From as many clients as there are workers, so that (most likely) every gunicorn worker has
+        # served a batch before the clock starts: a worker's first batch compiles its statements.
+        warm_requests = push_requests(context, 2 * settings.workers, f"warm{warm}")
+        _load(context, warm_requests, settings.workers)
     statuses = _check_outcomes(context, warm_requests[0]) if settings.warmup else Counter()
     rounds = [_load(context, push_requests(context, batches, f"r{i}")) for i in range(settings.rounds)]
     per_item = [r.per_second * size for r in rounds]
