@@ -2,10 +2,11 @@
 
 Requests are prepared before the clock starts (multipart and JSON bodies already encoded) so the
 clients spend their CPU on HTTP, not on building payloads. Each client speaks HTTP/1.1 through the
-standard library's ``http.client`` on one kept-alive connection: on 2 cores shared with the server,
-every millisecond of client CPU is taken from the server, and ``requests`` cost about 0.8-1.1 ms of
-CPU per request against ~0.2 ms for ``http.client`` (measured with the report's client CPU column),
-like a lean load tool (wrk, hey) would. Clients are threads (default) or forked processes.
+standard library's ``http.client`` on one kept-alive connection, as a lean load tool (wrk, hey)
+would: on 2 cores shared with the server, every millisecond of client CPU is taken from the server.
+Measured with ``client_cpu_ms_per_request`` in ``results.json``: ``requests`` took 0.66-0.83 ms per
+request; ``http.client`` took 0.42-0.68 ms on a machine whose raw database references were 2.6x
+slower, i.e. about 0.2 ms on the former one. Clients are threads (default) or forked processes.
 Measured, not assumed: on 2 cores shared with the server, 4 paired A/B runs of formList from 8
 clients gave threads 237/304/351/310 req/s against processes 160/251/291/237: processes do escape
 the client's GIL, but they take that CPU from the server, so threads skew the figures less here.
