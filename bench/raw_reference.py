@@ -192,34 +192,42 @@ class RawTiming:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-def insert_one_per_transaction(url: str, rows: Sequence[RawRow], target: RawTarget, connections: int = 1) -> RawTiming:
-    """Insert each row in its own transaction (commit per row) from ``connections`` connections."""
-    slices = [list(rows[i::connections]) for i in range(connections)]
-    conns = [psycopg.connect(url) for _ in range(connections)]
+def _run_together(connections: int, work: Any) -> float:
+    """Run ``work(index)`` in ``connections`` threads started at a barrier; seconds from first start to last end."""
     barrier = threading.Barrier(connections)
-    latencies: list[list[float]] = [[] for _ in range(connections)]
     spans: list[tuple[float, float]] = [(0.0, 0.0)] * connections
 
-    def work(index: int) -> None:
-        conn = conns[index]
-        params = [_params(row, target) for row in slices[index]]
+    def run(index: int) -> None:
         barrier.wait()
         start = time.perf_counter()
-        for item in params:
-            t0 = time.perf_counter()
-            conn.execute(INSERT_ONE, item)
-            conn.commit()
-            latencies[index].append(time.perf_counter() - t0)
+        work(index)
         spans[index] = (start, time.perf_counter())
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def insert_one_per_transaction(url: str, rows: Sequence[RawRow], target: RawTarget, connections: int = 1) -> RawTiming:
+    """Insert each row in its own transaction (commit per row) from ``connections`` connections."""
+    slices = [[_params(row, target) for row in rows[i::connections]] for i in range(connections)]
+    conns = [psycopg.connect(url) for _ in range(connections)]
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+
+    def work(index: int) -> None:
+        conn = conns[index]
+        for item in slices[index]:
+            t0 = time.perf_counter()
+            conn.execute(INSERT_ONE, item)
+            conn.commit()
+            latencies[index].append(time.perf_counter() - t0)
+
+    elapsed = _run_together(connections, work)
     for conn in conns:
         conn.close()
-    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
     return RawTiming(len(rows), elapsed, tuple(lat for part in latencies for lat in part))
 
 
@@ -246,22 +254,12 @@ def insert_batched_concurrently(
     """``insert_batched`` from ``connections`` connections at once (rows dealt round robin): the like-for-like
     reference for several clients pushing together."""
     slices = [list(rows[i::connections]) for i in range(connections)]
-    barrier = threading.Barrier(connections)
     results: list[RawTiming | None] = [None] * connections
-    spans: list[tuple[float, float]] = [(0.0, 0.0)] * connections
 
     def work(index: int) -> None:
-        barrier.wait()
-        start = time.perf_counter()
         results[index] = insert_batched(url, slices[index], target, batch_size)
-        spans[index] = (start, time.perf_counter())
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
+    elapsed = _run_together(connections, work)
     latencies = tuple(lat for result in results if result is not None for lat in result.latencies)
     return RawTiming(len(rows), elapsed, latencies)
 

@@ -310,31 +310,18 @@ def resolve_entity(
 ) -> dict[str, Any]:
     """A reviewer's resolution: an op covering every competing write (``409`` when the base is stale)."""
     with transaction(session):
-        entity_list = _list_or_404(session, project_id, list_name)
-        lock_keys(session, [entity_lock_key(entity_list.id, entity_id)])
-        row = q.get_entity(session, entity_list.id, entity_id)
-        if row is None or row.version == 0:
-            raise not_found("entity", list=list_name, id=entity_id)
-        state = merge_entity_updates(q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id))
-        if base_version is not None and base_version != state.version:
-            raise _stale(state.rev, state.version)
+        entity_list, _, state = _locked_state(session, project_id, list_name, entity_id, base_version)
         unknown = sorted(set(fields) - (set(entity_list.properties) - {DELETED_FIELD}))
         if unknown:
             raise ApiError(400, UNKNOWN_PROPERTY, "These are not properties of the list", {"fields": unknown})
         chosen = dict(fields)
         if label is not None:
             chosen[LABEL_FIELD] = label
-        writer = f"srv:{actor}"
         op = resolve(
             state,
             base_rev if base_rev is not None else state.rev,
             chosen,
-            Resolver(
-                writer=writer,
-                seq=q.next_server_seq(session, entity_list.id, entity_id, writer),
-                op_id=str(uuid.uuid4()),
-                hlc=int(utcnow().timestamp() * 1000),
-            ),
+            _reviewer(session, entity_list.id, entity_id, actor),
         )
         if isinstance(op, StaleBase):
             raise _stale(op.current_rev, op.current_version)
@@ -368,30 +355,12 @@ def set_entity_deleted(
     with no competing ``__deleted`` value is answered as it is: no op, no version, no audit row.
     """
     with transaction(session):
-        entity_list = _list_or_404(session, project_id, list_name)
-        lock_keys(session, [entity_lock_key(entity_list.id, entity_id)])
-        row = q.get_entity(session, entity_list.id, entity_id)
-        if row is None or row.version == 0:
-            raise not_found("entity", list=list_name, id=entity_id)
-        state = merge_entity_updates(q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id))
-        if base_version is not None and base_version != state.version:
-            raise _stale(state.rev, state.version)
+        entity_list, row, state = _locked_state(session, project_id, list_name, entity_id, base_version)
         if base_rev is not None and base_rev != state.rev:
             raise _stale(state.rev, state.version)
         if deletion_settled(state, deleted=deleted):
             return entity_json(list_name, row)
-        writer = f"srv:{actor}"
-        op = deletion_op(
-            state,
-            state.rev,
-            Resolver(
-                writer=writer,
-                seq=q.next_server_seq(session, entity_list.id, entity_id, writer),
-                op_id=str(uuid.uuid4()),
-                hlc=int(utcnow().timestamp() * 1000),
-            ),
-            deleted=deleted,
-        )
+        op = deletion_op(state, state.rev, _reviewer(session, entity_list.id, entity_id, actor), deleted=deleted)
         assert not isinstance(op, StaleBase)  # based on the state just read, under the entity's lock
         applied = apply_op(session, entity_list, entity_id, op, actor=actor, reviewer=True)
         assert applied.entity is not None
@@ -404,6 +373,32 @@ def set_entity_deleted(
             {"op_id": op.op_id, "base_rev": state.rev, "version": applied.entity.version},
         )
         return entity_json(list_name, applied.entity)
+
+
+def _locked_state(
+    session: Session, project_id: int, list_name: str, entity_id: str, base_version: int | None
+) -> tuple[EntityList, Entity, EntityState]:
+    """Lock an entity, read its state (``404`` if unknown) and check ``base_version`` (``409`` if stale)."""
+    entity_list = _list_or_404(session, project_id, list_name)
+    lock_keys(session, [entity_lock_key(entity_list.id, entity_id)])
+    row = q.get_entity(session, entity_list.id, entity_id)
+    if row is None or row.version == 0:
+        raise not_found("entity", list=list_name, id=entity_id)
+    state = merge_entity_updates(q.op_from_row(r) for r in q.op_rows(session, entity_list.id, entity_id))
+    if base_version is not None and base_version != state.version:
+        raise _stale(state.rev, state.version)
+    return entity_list, row, state
+
+
+def _reviewer(session: Session, list_id: int, entity_id: str, actor: str) -> Resolver:
+    """The next op identity of a reviewer (writer ``srv:<actor>``) on an entity."""
+    writer = f"srv:{actor}"
+    return Resolver(
+        writer=writer,
+        seq=q.next_server_seq(session, list_id, entity_id, writer),
+        op_id=str(uuid.uuid4()),
+        hlc=int(utcnow().timestamp() * 1000),
+    )
 
 
 def _stale(rev: str, version: int) -> ApiError:

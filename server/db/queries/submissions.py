@@ -115,6 +115,24 @@ def _param(table: Any, column: str, name: str | None = None) -> Any:
     return bindparam(name or column, type_=table.c[column].type)
 
 
+# The columns a new submission row is written with (the others keep their defaults).
+_SUBMISSION_ROW_COLUMNS = (
+    "id",
+    "project_id",
+    "form_id",
+    "instance_id",
+    "current_instance_id",
+    "review_state",
+    "edits",
+    "submitter_id",
+    "device_token_id",
+    "attachments_expected",
+    "attachments_present",
+    "created_at",
+    "updated_at",
+)
+
+
 def _new_chain_statement(with_audit: bool) -> Any:
     """Build the one PostgreSQL statement that starts a new edit chain (see ``insert_new_chain``)."""
     subs = Submission.__table__
@@ -150,21 +168,7 @@ def _new_chain_statement(with_audit: bool) -> Any:
         .returning(versions.c.id, versions.c.submission_id)
         .cte("new_version")
     )
-    sub_columns = (
-        "id",
-        "project_id",
-        "form_id",
-        "instance_id",
-        "current_instance_id",
-        "review_state",
-        "edits",
-        "submitter_id",
-        "device_token_id",
-        "attachments_expected",
-        "attachments_present",
-        "created_at",
-        "updated_at",
-    )
+    sub_columns = _SUBMISSION_ROW_COLUMNS
     sub_values = [
         new_version.c.submission_id,
         _param(subs, "project_id"),
@@ -224,8 +228,9 @@ def _chain_rows_statement() -> Any:
     subs = Submission.__table__
     versions = SubmissionVersion.__table__
     events = AuditEvent.__table__
-    sub_columns = [column.name for column in subs.c if column.name in _SUBMISSION_ROW_COLUMNS]
-    new_sub = postgresql.insert(subs).values({name: _param(subs, name, f"s_{name}") for name in sub_columns})
+    new_sub = postgresql.insert(subs).values(
+        {name: _param(subs, name, f"s_{name}") for name in _SUBMISSION_ROW_COLUMNS}
+    )
     audit_columns = ("at", "actor", "action", "project_id", "subject", "details")
     audit_row = postgresql.insert(events).values({name: _param(events, name, f"a_{name}") for name in audit_columns})
     version_columns = [column.name for column in versions.c]
@@ -239,23 +244,6 @@ def _chain_rows_statement() -> Any:
     )
 
 
-_SUBMISSION_ROW_COLUMNS = frozenset(
-    (
-        "id",
-        "project_id",
-        "form_id",
-        "instance_id",
-        "current_instance_id",
-        "review_state",
-        "edits",
-        "submitter_id",
-        "device_token_id",
-        "attachments_expected",
-        "attachments_present",
-        "created_at",
-        "updated_at",
-    )
-)
 _CHAIN_ROWS: list[Any] = []
 
 

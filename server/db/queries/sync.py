@@ -49,24 +49,22 @@ def log_change(
     session.info[_PENDING] = True
 
 
+def _change_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "project_id": row["project_id"],
+        "collection": row["collection"],
+        "key": row["key"],
+        "op": row["op"],
+        "data": row["data"],
+        "audience": row.get("audience"),
+    }
+
+
 def log_changes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append many changes in one multi-row INSERT (keys as :func:`log_change`'s arguments); numbered at commit."""
     if not rows:
         return
-    session.execute(
-        insert(cast(Table, ChangeLogEntry.__table__)),
-        [
-            {
-                "project_id": row["project_id"],
-                "collection": row["collection"],
-                "key": row["key"],
-                "op": row["op"],
-                "data": row["data"],
-                "audience": row.get("audience"),
-            }
-            for row in rows
-        ],
-    )
+    session.execute(insert(cast(Table, ChangeLogEntry.__table__)), [_change_row(row) for row in rows])
     session.info[_PENDING] = True
 
 
@@ -86,18 +84,7 @@ def log_changes_numbered(session: Session, rows: Sequence[dict[str, Any]]) -> No
     first = top - len(rows) + 1
     session.execute(
         insert(cast(Table, ChangeLogEntry.__table__)),
-        [
-            {
-                "seq": first + index,
-                "project_id": row["project_id"],
-                "collection": row["collection"],
-                "key": row["key"],
-                "op": row["op"],
-                "data": row["data"],
-                "audience": row.get("audience"),
-            }
-            for index, row in enumerate(rows)
-        ],
+        [{"seq": first + index, **_change_row(row)} for index, row in enumerate(rows)],
     )
 
 
