@@ -414,20 +414,21 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
             if is_entity[index]:
                 results[index] = _process_one(session, ctx, index, raw, key)
         ordered = [results[index] for index in range(len(envelope.items))]
-        # The outcomes are numbered now (they are the last change-log writes of this transaction):
-        # the clock stays locked from here to the commit, a few milliseconds.
+        # One pull change per batch carries every item's outcome (SYNC.md "Pull": the device's item
+        # outcomes), so a device whose push reply was lost learns them; one row, not one per item.
+        # Numbered now, as the last change-log write of this transaction: the clock stays locked from
+        # here to the commit, a few milliseconds.
         q.log_changes_numbered(
             session,
             [
                 {
                     "project_id": ctx.project_id,
-                    "collection": "outcome",
-                    "key": result["id"] or f"{key}#{index}",
+                    "collection": "batch",
+                    "key": key,
                     "op": "upsert",
-                    "data": {"batch_id": key, **result},
+                    "data": {"batch_id": key, "device_id": ctx.device_id, "results": ordered},
                     "audience": ctx.principal.actor,
                 }
-                for index, result in enumerate(ordered)
             ],
         )
         body = _reply_bytes(

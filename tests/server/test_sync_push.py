@@ -138,3 +138,33 @@ def test_an_item_that_crashes_is_held_and_never_blocks_the_others(
         ("quarantined", "processing_error"),
         ("created", None),
     ]
+
+
+def test_a_device_whose_reply_was_lost_learns_its_outcomes_from_pull(
+    client: FlaskClient, personas: Personas
+) -> None:
+    pid = personas.project_id
+    batch_id = "reply-lost-1"
+    body = {
+        "protocol": "fieldsync/1",
+        "device_id": "tab-7",
+        "batch_id": batch_id,
+        "items": [
+            {"type": "entity", "op_id": "x"},  # unparseable: rejected
+            entity_item("tab-7", 1, "e1", {"phone": "1"}, list_name="no_such_list"),  # quarantined
+        ],
+    }
+    headers = {**personas.device.headers, "Idempotency-Key": batch_id}
+    reply = client.post(f"/v1/projects/{pid}/sync/push", json=body, headers=headers)
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    results = reply.get_json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "quarantined"]
+    # The reply is lost on the way: pull tells the device every item's outcome, in one change.
+    pulled = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=personas.device.headers).get_json()
+    batches = [c for c in pulled["changes"] if c["collection"] == "batch" and c["id"] == batch_id]
+    assert len(batches) == 1
+    assert batches[0]["data"] == {"batch_id": batch_id, "device_id": "tab-7", "results": results}
+    # Outcomes are the pushing caller's own: another member pulling the project does not get them.
+    others = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=personas.coach.headers)
+    assert others.status_code == 200
+    assert [c for c in others.get_json()["changes"] if c["collection"] == "batch"] == []

@@ -16,6 +16,7 @@ from sqlalchemy import BigInteger, String, and_, bindparam, cast, exists, func, 
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from server.db import pipeline
 from server.db.models.audit import AuditEvent
 from server.db.models.forms import Form, FormVersion
 from server.db.models.submissions import (
@@ -270,7 +271,7 @@ def insert_new_chains(
         }
         for sub, version, audit in zip(submissions, versions, audits, strict=True)
     ]
-    session.execute(_CHAIN_ROWS[0], params)
+    pipeline.executemany(session, _CHAIN_ROWS[0], params)
 
 
 def lock_submissions(session: Session, submission_ids: Sequence[int]) -> None:
