@@ -372,6 +372,8 @@ def _entity_lock_keys(session: Session, ctx: PushContext, items: tuple[object, .
     keys: list[str] = []
     list_ids: dict[str, int | None] = {}
     for index, raw in enumerate(items):
+        if _kind(raw) != "entity":
+            continue  # only entity items take entity locks (and submissions need no second parse here)
         parsed = parse_push_item(raw, index=index, device_id=ctx.device_id)
         if isinstance(parsed, EntityItem):
             if parsed.list_name not in list_ids:
