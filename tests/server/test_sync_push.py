@@ -168,3 +168,35 @@ def test_a_device_whose_reply_was_lost_learns_its_outcomes_from_pull(
     others = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=personas.coach.headers)
     assert others.status_code == 200
     assert [c for c in others.get_json()["changes"] if c["collection"] == "batch"] == []
+
+
+@pytest.mark.parametrize("limit", [1, 3, 4, 500], ids=["limit-1", "limit-3", "limit-4", "limit-500"])
+def test_batch_outcomes_count_as_their_items_in_a_pull_page(
+    client: FlaskClient, personas: Personas, limit: int
+) -> None:
+    pid = personas.project_id
+    pushed = []
+    for n in range(3):
+        batch_id = f"paged-{limit}-{n}"
+        items = [{"type": "entity", "op_id": f"bad-{n}-{i}"} for i in range(2)]  # rejected, but reported
+        body = {"protocol": "fieldsync/1", "device_id": "tab-9", "batch_id": batch_id, "items": items}
+        reply = client.post(
+            f"/v1/projects/{pid}/sync/push", json=body, headers={**personas.device.headers, "Idempotency-Key": batch_id}
+        )
+        assert reply.status_code == 200, reply.get_data(as_text=True)
+        pushed.append(batch_id)
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(20):
+        page = client.get(
+            f"/v1/projects/{pid}/sync/pull?limit={limit}&cursor={cursor}", headers=personas.device.headers
+        ).get_json()
+        batches = [c for c in page["changes"] if c["collection"] == "batch"]
+        items = sum(len(c["data"]["results"]) for c in batches) + len(page["changes"]) - len(batches)
+        assert page["changes"], "a page always moves the cursor on"
+        assert items <= max(limit, 2), f"{items} items in a page of limit {limit}"
+        seen += [c["id"] for c in batches if c["id"].startswith(f"paged-{limit}-")]
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            break
+    assert seen == pushed  # every batch once, in commit order
