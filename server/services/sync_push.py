@@ -123,6 +123,7 @@ def limits(max_bytes: int) -> dict[str, int]:
     """The limits a client must respect (stated in every 413)."""
     return {"max_bytes": max_bytes, "max_items": MAX_ITEMS_PER_PUSH}
 
+
 class IncompleteBody(Exception):
     """The body was cut or does not decode: nothing is stored, the client retries."""
 
@@ -420,18 +421,14 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
         # outcomes), so a device whose push reply was lost learns them; one row, not one per item.
         # Numbered now, as the last change-log write of this transaction: the clock stays locked from
         # here to the commit, a few milliseconds.
-        q.log_changes_numbered(
+        q.log_change_numbered(
             session,
-            [
-                {
-                    "project_id": ctx.project_id,
-                    "collection": "batch",
-                    "key": key,
-                    "op": "upsert",
-                    "data": {"batch_id": key, "device_id": ctx.device_id, "results": ordered},
-                    "audience": ctx.principal.actor,
-                }
-            ],
+            ctx.project_id,
+            "batch",
+            key,
+            "upsert",
+            {"batch_id": key, "device_id": ctx.device_id, "results": ordered},
+            audience=ctx.principal.actor,
         )
         body = _reply_bytes(
             {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": ordered}

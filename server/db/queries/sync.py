@@ -1,7 +1,7 @@
 """Queries of the sync area: push batches, held items, uploads, blobs and the commit-ordered change log.
 
 Change log in commit order (SYNC.md "Pull", research §8.9). Writers append rows with ``seq`` NULL
-(:func:`log_change`, :func:`log_changes`); just before the *outermost* transaction commits, a
+(:func:`log_change`); just before the *outermost* transaction commits, a
 ``before_commit`` hook bumps ``sync_clock`` by the number of this transaction's unnumbered rows and
 numbers them in id order, in ONE statement on PostgreSQL (a data-modifying CTE; two on SQLite). That
 statement is the last of the transaction and the clock row's lock is held until commit, so on
@@ -49,47 +49,33 @@ def log_change(
     session.info[_PENDING] = True
 
 
-def _change_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "project_id": row["project_id"],
-        "collection": row["collection"],
-        "key": row["key"],
-        "op": row["op"],
-        "data": row["data"],
-        "audience": row.get("audience"),
-    }
-
-
-def log_changes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Append many changes in one multi-row INSERT (keys as :func:`log_change`'s arguments); numbered at commit."""
-    if not rows:
-        return
-    session.execute(insert(cast(Table, ChangeLogEntry.__table__)), [_change_row(row) for row in rows])
-    session.info[_PENDING] = True
-
-
-def log_changes_numbered(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Append many changes with their seqs taken now: the transaction's LAST writes before commit.
+def log_change_numbered(
+    session: Session,
+    project_id: int,
+    collection: str,
+    key: str,
+    op: str,
+    data: Any,
+    audience: str | None = None,
+) -> None:
+    """Append a change with its seq taken now (arguments as :func:`log_change`): the transaction's LAST change.
 
     Bumping the clock locks its row until commit, exactly as the commit-time numbering does, so seq
-    order stays commit order; the rows are inserted with their seq instead of being inserted
-    unnumbered and then updated (a push batch's 200 outcome rows were written twice). Rows logged
-    unnumbered in the same transaction are still numbered at commit, after these.
+    order stays commit order, and the row is written once instead of inserted and then numbered.
+    Rows logged unnumbered in the same transaction are still numbered at commit, after this one.
     """
-    if not rows:
-        return
-    top = session.execute(
-        update(SyncClock).where(SyncClock.id == 1).values(seq=SyncClock.seq + len(rows)).returning(SyncClock.seq)
+    seq = session.execute(
+        update(SyncClock).where(SyncClock.id == 1).values(seq=SyncClock.seq + 1).returning(SyncClock.seq)
     ).scalar_one()
-    first = top - len(rows) + 1
     session.execute(
-        insert(cast(Table, ChangeLogEntry.__table__)),
-        [{"seq": first + index, **_change_row(row)} for index, row in enumerate(rows)],
+        insert(cast(Table, ChangeLogEntry.__table__)).values(
+            seq=seq, project_id=project_id, collection=collection, key=key, op=op, data=data, audience=audience
+        )
     )
 
 
-# PostgreSQL: count, bump the clock and number the rows in one round trip. The clock UPDATE is the
-# only statement that locks the clock row, and it runs right before COMMIT.
+# PostgreSQL: count, bump the clock and number the rows in one round trip. It runs right before
+# COMMIT; the clock row is otherwise locked only by ``log_change_numbered``, also a last write.
 _NUMBER_PG = text(
     """
     WITH pending AS (
