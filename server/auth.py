@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from flask import g, request
 
@@ -84,16 +86,41 @@ class Principal:
 def principal_from_token(token: str) -> Principal | None:
     """Resolve a bearer or path token to a principal; ``None`` when unknown, revoked or expired."""
     row = q.get_token_by_hash(db_session(), token_hash(token))
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
+    if row is None or not token_is_live(row):
         return None
     return _principal_of_token(row)
 
 
+class _TokenState(Protocol):
+    """What both an ``AccessToken`` and a lean token row offer (read-only)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def project_id(self) -> int | None: ...
+    @property
+    def role(self) -> str | None: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def token_is_live(row: _TokenState) -> bool:
+    """Tell whether an access token (ORM object or lean row) is neither revoked nor expired."""
+    return row.revoked_at is None and (row.expires_at is None or row.expires_at > utcnow())
+
+
+def device_principal(row: _TokenState) -> Principal:
+    """The principal of a device token (ORM object or lean row)."""
+    return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role)
+
+
 def _principal_of_token(row: AccessToken) -> Principal | None:
     if row.kind == "device":
-        return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role)
+        return device_principal(row)
     if row.user_id is None:
         return None
     user = db_session().get(User, row.user_id)

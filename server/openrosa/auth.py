@@ -20,8 +20,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
-from server.auth import Principal, principal_from_password, principal_from_token
-from server.db.base import utcnow
+from server.auth import Principal, device_principal, principal_from_password, principal_from_token, token_is_live
 from server.db.queries import accounts as q
 from server.db.queries.forms import DeviceTokenRow as TokenRow
 from server.db.queries.forms import get_token_row
@@ -140,7 +139,7 @@ def _token_principal(token: str) -> Principal:
             "This server address holds an unknown key: ask your manager for a new QR code",
             message_fr="Cette adresse contient une clé inconnue : demandez un nouveau code QR à votre responsable.",
         )
-    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= utcnow()):
+    if not token_is_live(row):
         raise ApiError(
             403,
             "token_revoked",
@@ -148,7 +147,7 @@ def _token_principal(token: str) -> Principal:
             message_fr="La clé de cet appareil a été révoquée ou a expiré : demandez un nouveau code QR.",
         )
     if row.kind == "device":
-        return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role)
+        return device_principal(row)
     principal = principal_from_token(token)  # a person's API session token: their user and roles
     if principal is None:
         raise ApiError(403, "token_revoked", "This key belongs to a disabled account")
@@ -157,11 +156,7 @@ def _token_principal(token: str) -> Principal:
 
 def live_device_principal(row: TokenRow) -> Principal | None:
     """Return the principal of a device token that is neither revoked nor expired; else ``None``."""
-    if row.kind != "device" or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        return None
-    return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role)
+    return device_principal(row) if row.kind == "device" and token_is_live(row) else None
 
 
 def adopt_principal(principal: Principal) -> None:

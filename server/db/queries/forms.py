@@ -118,6 +118,18 @@ class DeviceTokenRow:
     expires_at: datetime | None
 
 
+# The columns of ``DeviceTokenRow``, in its field order.
+_TOKEN_COLUMNS = (
+    AccessToken.id,
+    AccessToken.kind,
+    AccessToken.name,
+    AccessToken.project_id,
+    AccessToken.role,
+    AccessToken.revoked_at,
+    AccessToken.expires_at,
+)
+
+
 def _token_formlist_statement(filtered: bool) -> Any:
     listing = _formlist_statement(filtered).order_by(None).subquery("listing")
     # The listing is joined only for a live device token of the asked project: nothing is read for others.
@@ -130,31 +142,14 @@ def _token_formlist_statement(filtered: bool) -> Any:
         ),
     )
     return (
-        select(
-            AccessToken.id,
-            AccessToken.kind,
-            AccessToken.name,
-            AccessToken.project_id,
-            AccessToken.role,
-            AccessToken.revoked_at,
-            AccessToken.expires_at,
-            *listing.c,
-        )
+        select(*_TOKEN_COLUMNS, *listing.c)
         .select_from(joined)
         .where(AccessToken.token_hash == bindparam("token_hash"))
         .order_by(listing.c.xml_form_id)
     )
 
 
-_TOKEN_ROW = select(
-    AccessToken.id,
-    AccessToken.kind,
-    AccessToken.name,
-    AccessToken.project_id,
-    AccessToken.role,
-    AccessToken.revoked_at,
-    AccessToken.expires_at,
-).where(AccessToken.token_hash == bindparam("token_hash"))
+_TOKEN_ROW = select(*_TOKEN_COLUMNS).where(AccessToken.token_hash == bindparam("token_hash"))
 
 
 def get_token_row(session: Session, token_hash: str) -> DeviceTokenRow | None:
@@ -179,8 +174,9 @@ def token_and_formlist_rows(
     rows = session.execute(_TOKEN_FORMLIST[xml_form_id is not None], params).all()
     if not rows:
         return None
-    token = DeviceTokenRow(*rows[0][:7])
-    return token, [FormListRow(*row[7:]) for row in rows if row[7] is not None]
+    width = len(_TOKEN_COLUMNS)
+    token = DeviceTokenRow(*rows[0][:width])
+    return token, [FormListRow(*row[width:]) for row in rows if row[width] is not None]
 
 
 def get_current_xform(session: Session, project_id: int, xml_form_id: str) -> tuple[str, bytes] | None:
