@@ -851,22 +851,7 @@ def delete_submission(
     session: Session, *, project_id: int, xml_form_id: str, instance_id: str, principal: Principal
 ) -> SubmissionDetail:
     """Soft-delete a submission (every version of its chain); audited. Deleting it again changes nothing."""
-    with transaction(session):
-        detail = get_submission(session, project_id, xml_form_id, instance_id, deleted=True)
-        submission = detail.submission
-        # The row lock orders this against an ingestion of the same chain (see q.deleted_among).
-        if not q.deleted_among(session, [submission.id]):
-            session.refresh(submission)
-            submission.deleted_at = utcnow()
-            submission.deleted_by = principal.actor
-            audit.record(
-                session,
-                principal.actor,
-                "submission.delete",
-                project_id,
-                f"submission:{submission.id}",
-                {"form": xml_form_id, "instance_id": submission.instance_id},
-            )
+    _set_deleted(session, project_id, xml_form_id, instance_id, principal, deleted=True)
     return get_submission(session, project_id, xml_form_id, instance_id, deleted=True)
 
 
@@ -874,19 +859,26 @@ def restore_submission(
     session: Session, *, project_id: int, xml_form_id: str, instance_id: str, principal: Principal
 ) -> SubmissionDetail:
     """Bring a soft-deleted submission back; audited. Restoring a live submission changes nothing."""
-    with transaction(session):
-        detail = get_submission(session, project_id, xml_form_id, instance_id, deleted=True)
-        submission = detail.submission
-        if q.deleted_among(session, [submission.id]):
-            session.refresh(submission)
-            submission.deleted_at = None
-            submission.deleted_by = None
-            audit.record(
-                session,
-                principal.actor,
-                "submission.restore",
-                project_id,
-                f"submission:{submission.id}",
-                {"form": xml_form_id, "instance_id": submission.instance_id},
-            )
+    _set_deleted(session, project_id, xml_form_id, instance_id, principal, deleted=False)
     return get_submission(session, project_id, xml_form_id, instance_id)
+
+
+def _set_deleted(
+    session: Session, project_id: int, xml_form_id: str, instance_id: str, principal: Principal, *, deleted: bool
+) -> None:
+    with transaction(session):
+        submission = get_submission(session, project_id, xml_form_id, instance_id, deleted=True).submission
+        # The row lock orders this against an ingestion of the same chain (see q.deleted_among).
+        if bool(q.deleted_among(session, [submission.id])) == deleted:
+            return  # already so: nothing written, nothing audited
+        session.refresh(submission)
+        submission.deleted_at = utcnow() if deleted else None
+        submission.deleted_by = principal.actor if deleted else None
+        audit.record(
+            session,
+            principal.actor,
+            "submission.delete" if deleted else "submission.restore",
+            project_id,
+            f"submission:{submission.id}",
+            {"form": xml_form_id, "instance_id": submission.instance_id},
+        )
