@@ -8,10 +8,10 @@ and on N connections. Target (issue 7): at least 1,000 requests/s (ODK Central: 
 from __future__ import annotations
 
 from bench.harness import Context, EndpointMissing
-from bench.load import LoadResult, PreparedRequest, run_load
+from bench.load import LoadResult, PreparedRequest, load_figure, run_load
 from bench.raw_reference import select_formlist
-from bench.results import BenchmarkResult, Figure, Reference, Target
-from bench.stats import latency, spread
+from bench.results import BenchmarkResult, Reference, Target
+from bench.stats import spread
 
 NAME = "formlist"
 TITLE = "OpenRosa formList"
@@ -34,19 +34,6 @@ def _rounds(context: Context, request: PreparedRequest, clients: int, expected: 
             raise RuntimeError(f"formList answered unexpectedly {result.unexpected} times: {result.sample_error}")
         results.append(result)
     return results
-
-
-def _figure(name: str, results: list[LoadResult], reference: Reference, target: Target | None) -> Figure:
-    client_cpu = sum(r.client_cpu_seconds for r in results) / max(1, sum(r.count for r in results))
-    return Figure(
-        name=name,
-        unit="req/s",
-        spread=spread([r.per_second for r in results]),
-        latency=latency([lat for r in results for lat in r.latencies]),
-        reference=reference,
-        target=target,
-        extra={"client_cpu_ms_per_request": round(client_cpu * 1000, 3)},
-    )
 
 
 def run(context: Context) -> BenchmarkResult:
@@ -76,10 +63,10 @@ def run(context: Context) -> BenchmarkResult:
 
     full = PreparedRequest("GET", path, dict(OPENROSA_HEADERS))
     result = BenchmarkResult(NAME, TITLE)
-    result.figures.append(_figure("formList, 1 client (200)", _rounds(context, full, 1, 200), ref_one, None))
-    result.figures.append(
-        _figure(f"formList, {clients} clients (200)", _rounds(context, full, clients, 200), ref_many, TARGET)
-    )
+    one = _rounds(context, full, 1, 200)
+    result.figures.append(load_figure("formList, 1 client (200)", "req/s", one, ref_one, None))
+    many = _rounds(context, full, clients, 200)
+    result.figures.append(load_figure(f"formList, {clients} clients (200)", "req/s", many, ref_many, TARGET))
     # Threads or processes for the clients? Measured every run: one Python process driving N threads
     # competes for its own GIL, which would understate the server.
     other_mode = "threads" if settings.client_mode == "processes" else "processes"
@@ -98,14 +85,16 @@ def run(context: Context) -> BenchmarkResult:
     )
     if etag:
         cached = PreparedRequest("GET", path, {**OPENROSA_HEADERS, "If-None-Match": etag})
+        not_modified = _rounds(context, cached, clients, 304)
         result.figures.append(
-            _figure(f"formList, {clients} clients (304)", _rounds(context, cached, clients, 304), ref_many, TARGET)
+            load_figure(f"formList, {clients} clients (304)", "req/s", not_modified, ref_many, TARGET)
         )
     else:
         result.notes.append("formList sent no ETag, so the 304 path could not be measured.")
     result.notes.append(
         f"{len(context.forms)} published forms listed; {settings.formlist_requests} requests per round; "
-        f"clients are {settings.client_mode} with one requests.Session each; URL with a device token in the path."
+        f"clients are {settings.client_mode} with one kept-alive http.client connection each; "
+        "URL with a device token in the path."
     )
     result.data["forms_listed"] = len(context.forms)
     result.data["body_bytes"] = len(first.content)

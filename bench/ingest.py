@@ -11,16 +11,14 @@ with fewer submissions and one round each.
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 
 from bench.harness import Context, EndpointMissing, PublishedForm
-from bench.load import LoadResult, PreparedRequest, run_load
+from bench.load import LoadResult, PreparedRequest, load_figure, run_load
 from bench.payloads import generate_submissions, multipart_body
 from bench.raw import ensure_raw
-from bench.results import BenchmarkResult, Figure, Reference, Target
-from bench.stats import latency, spread
+from bench.results import BenchmarkResult, Reference, Target
+from bench.stats import spread
 
 NAME = "ingest"
 TITLE = "OpenRosa submission ingest"
@@ -69,21 +67,6 @@ def _measure(context: Context, clients: int, count: int, rounds: int, label: str
     return [_load(context, submission_requests(context, count, f"{label}-r{i}"), clients) for i in range(rounds)]
 
 
-def _figure(
-    name: str, results: list[LoadResult], reference: Reference, target: Target | None, extra: dict[str, Any]
-) -> Figure:
-    client_cpu = sum(r.client_cpu_seconds for r in results) / max(1, sum(r.count for r in results))
-    return Figure(
-        name=name,
-        unit="submissions/s",
-        spread=spread([r.per_second for r in results]),
-        latency=latency([lat for r in results for lat in r.latencies]),
-        reference=reference,
-        target=target,
-        extra={**extra, "client_cpu_ms_per_request": round(client_cpu * 1000, 3)},
-    )
-
-
 def run(context: Context) -> BenchmarkResult:
     """Measure OpenRosa ingest from 1 and N clients against raw per-row inserts."""
     if not context.has_route(r"/submission$", "POST"):
@@ -104,8 +87,9 @@ def run(context: Context) -> BenchmarkResult:
     ref_one = Reference("INSERT, 1 txn/row, 1 connection", raw["median"]["per_row_1"], "rows/s")
     ref_many = Reference(f"INSERT, 1 txn/row, {raw['connections_n']} connections", raw["median"]["per_row_n"], "rows/s")
     result.figures.append(
-        _figure(
+        load_figure(
             "ingest, 1 client",
+            "submissions/s",
             one,
             ref_one,
             Target(f"≥ {3 * ODK_CENTRAL_ONE_CLIENT:.0f}/s (3× ODK Central's 93/s)", 3 * ODK_CENTRAL_ONE_CLIENT),
@@ -113,8 +97,9 @@ def run(context: Context) -> BenchmarkResult:
         )
     )
     result.figures.append(
-        _figure(
+        load_figure(
             f"ingest, {clients} clients",
+            "submissions/s",
             many,
             ref_many,
             Target(f"≥ {3 * ODK_CENTRAL_EIGHT_CLIENTS:.0f}/s (3× ODK Central's 147/s)", 3 * ODK_CENTRAL_EIGHT_CLIENTS),
@@ -152,6 +137,6 @@ def run(context: Context) -> BenchmarkResult:
     )
     result.notes.append(
         f"{count} submissions per round, multipart bodies of ~{result.data['avg_body_bytes']:,.0f} B, "
-        f"clients are {settings.client_mode} with one requests.Session each (keep-alive)."
+        f"clients are {settings.client_mode} with one kept-alive http.client connection each."
     )
     return result

@@ -26,6 +26,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bench.results import Figure, Reference, Target
+from bench.stats import latency, spread
+
 ClientMode = Literal["threads", "processes"]
 
 
@@ -204,4 +207,25 @@ def run_load(
         client_cpu_seconds=sum(o.cpu for o in outcomes),
         unexpected=sum(o.unexpected for o in outcomes),
         sample_error=next((o.sample_error for o in outcomes if o.sample_error), None),
+    )
+
+
+def load_figure(
+    name: str,
+    unit: str,
+    results: list[LoadResult],
+    reference: Reference,
+    target: Target | None,
+    extra: dict[str, Any] | None = None,
+) -> Figure:
+    """A figure over load runs: rate spread, every latency and the clients' CPU per request."""
+    client_cpu = sum(r.client_cpu_seconds for r in results) / max(1, sum(r.count for r in results))
+    return Figure(
+        name=name,
+        unit=unit,
+        spread=spread([r.per_second for r in results]),
+        latency=latency([lat for r in results for lat in r.latencies]),
+        reference=reference,
+        target=target,
+        extra={**(extra or {}), "client_cpu_ms_per_request": round(client_cpu * 1000, 3)},
     )
