@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# test processes for pytest-xdist: one per core by default (`make test PYTEST_WORKERS=0` runs in one process)
+PYTEST_WORKERS ?= auto
 
 .PHONY: run test check lint typecheck layers install bench clean
 
@@ -20,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/fieldsync serve --host 127.0.0.1 --port 5000
 
 test: $(STAMP) check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 check: lint typecheck layers
 
