@@ -6,11 +6,15 @@ the INSERTs (measured per batch, in-process). Here the statement is compiled onc
 each value only goes through its column's bind processor (UTC timestamps, JSON): the conversions
 SQLAlchemy itself applies. psycopg then pipelines the rows in one round trip, on the session's own
 connection, inside its transaction and SAVEPOINTs.
+
+Inside ``pipelined(session)`` the rows are sent without waiting for the server: PostgreSQL writes one
+chunk while Python prepares the next, and the block's end waits for every result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,21 +38,44 @@ def _compiled(stmt: ClauseElement, session: Session) -> tuple[str, _Processors]:
     return found[1], found[2]
 
 
-def _bound(process: Callable[[Any], Any] | None, value: Any) -> Any:
-    return value if process is None or value is None else process(value)
+def _driver(session: Session) -> Any:
+    driver = session.connection().connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the session's connection has no driver connection")
+    return driver
 
 
 def executemany(session: Session, stmt: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
     """Run ``stmt`` once per row, pipelined (PostgreSQL and psycopg only).
 
-    ``stmt`` takes only named bind parameters and every row gives each of them.
+    ``stmt`` takes only named bind parameters and every row gives each of them. Outside
+    ``pipelined`` this returns once the server has run every row (an error is raised here); inside,
+    it returns once the rows are sent.
     """
     if not rows:
         return
     sql, processors = _compiled(stmt, session)
-    params = [{name: _bound(processors[name], value) for name, value in row.items()} for row in rows]
-    driver = session.connection().connection.driver_connection
-    if driver is None:
-        raise RuntimeError("the session's connection has no driver connection")
-    with driver.cursor() as cursor:
+    # Only the values whose type converts them (timestamps, JSON) are touched; the others go as they are.
+    converted = [(name, process) for name, process in processors.items() if process is not None]
+    params = []
+    for row in rows:
+        values = dict(row)
+        for name, process in converted:
+            value = values[name]
+            if value is not None:
+                values[name] = process(value)
+        params.append(values)
+    with _driver(session).cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+@contextmanager
+def pipelined(session: Session) -> Iterator[None]:
+    """Let the ``executemany`` calls of this block run on the server while Python goes on (PostgreSQL).
+
+    The end of the block waits for every statement sent in it and raises the first error (psycopg's
+    own exception). Nothing else may use the session inside the block: a statement through
+    SQLAlchemy would wait for the pipeline's results out of order.
+    """
+    with _driver(session).pipeline():
+        yield

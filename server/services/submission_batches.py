@@ -31,8 +31,10 @@ from sqlalchemy.orm import Session
 
 from forms.errors import SubmissionError
 from forms.record import SubmissionRecord
+from forms.schema import FormSchema
 from forms.submission import SubmissionHeader, parse_submission, read_submission_header
 from server.auth import Principal
+from server.db import pipeline
 from server.db.base import utcnow
 from server.db.models import AuditEvent
 from server.db.models.submissions import INSTANCE_ID_LENGTH, Submission, SubmissionAttachment, SubmissionVersion
@@ -83,6 +85,7 @@ class _Candidate:
     declared: tuple[AttachmentRef, ...]
     form_pk: int = 0
     version_pk: int = 0
+    schema: FormSchema | None = None
     form_info: FormInfo | None = None
     record: SubmissionRecord | None = None
     outcome: SubmissionOutcome | None = None
@@ -214,6 +217,11 @@ def ingest_submissions_bulk(
         return [None] * len(items)
 
 
+# Items are parsed and written a chunk at a time: on PostgreSQL a chunk's rows are sent down the
+# pipeline unanswered, and the server writes them while Python parses the next chunk.
+CHUNK_ITEMS = 50
+
+
 def _ingest_bulk(
     session: Session,
     project_id: int,
@@ -227,10 +235,9 @@ def _ingest_bulk(
     if not any(found):
         return results
 
-    # Route and parse first (reads only, no lock yet).
-    targets: dict[tuple[str, str], tuple[q.FormTarget, FormInfo] | None] = {}
-    usable: dict[int, _Candidate] = {}
-    parsed_ids: dict[int, set[str]] = {}  # ids the XML of a non-usable candidate names
+    # Route every candidate by its routing fields (reads only, no lock yet).
+    targets: dict[tuple[str, str], tuple[q.FormTarget, FormInfo, FormSchema | None] | None] = {}
+    routed: list[_Candidate] = []
     for c in found:
         if c is None:
             continue
@@ -238,92 +245,57 @@ def _ingest_bulk(
         if (form_id, version) not in targets:
             target = q.get_form_target(session, project_id, form_id, version)
             ok = target is not None and target.state != "closed" and target.version_pk is not None
+            # The schema is read now: no other statement may run while the writes are pipelined.
             targets[(form_id, version)] = (
-                (target, FormInfo(form_id, cast(FormState, target.state), frozenset({version})))
+                (
+                    target,
+                    FormInfo(form_id, cast(FormState, target.state), frozenset({version})),
+                    _schema(session, cast(int, target.version_pk), target.version_sha256),
+                )
                 if ok and target is not None
                 else None
             )
-        routed = targets[(form_id, version)]
-        if routed is None:
-            continue
-        target, info = routed
-        assert target.version_pk is not None
-        try:
-            record = parse_submission(c.xml, _schema(session, target.version_pk, target.version_sha256))
-        except SubmissionError:
-            continue
-        parsed_ids[c.index] = {record.instance_id, record.deprecated_id or record.instance_id}
-        if record.entities or record.deprecated_id is not None or record.encrypted:
-            continue
-        if (record.form_id, record.version, record.instance_id) != (form_id, version, c.instance_id):
-            continue  # the XML says otherwise than the item's routing fields: one by one
-        c.form_pk, c.version_pk, c.form_info, c.record = target.form_pk, target.version_pk, info, record
-        usable[c.index] = c
+        routed_to = targets[(form_id, version)]
+        if routed_to is not None:
+            target, c.form_info, c.schema = routed_to
+            c.form_pk, c.version_pk = target.form_pk, cast(int, target.version_pk)
+            routed.append(c)
+    if not routed:
+        return results
+
+    # Every routed chain is locked up front, before anything is parsed, so the reads below are final
+    # and the writes can follow the parsing chunk by chunk. A chain locked here whose item turns out
+    # not to be a plain creation is simply locked again by the one-by-one path (the locks are reentrant).
+    _lock_chains(session, project_id, routed)
+    stored: set[tuple[int, str]] = set()
+    by_form: dict[int, list[str]] = {}
+    for c in routed:
+        by_form.setdefault(c.form_pk, []).append(c.instance_id)
+    for form_pk, instance_ids in by_form.items():
+        stored.update((form_pk, i) for i in _stored_relatives(session, project_id, form_pk, instance_ids))
+    present = q.present_blobs(session, (ref.sha256 for c in routed for ref in c.declared))
+    writer = _ChainWriter(session, project_id, principal, device_id, source, len(routed))
 
     # Bulk items are stored before the others; that reorders nothing that matters only if no
     # EARLIER item of the batch names the same instance id (a copy, an edit of it, or XML whose
     # routing fields say otherwise): such a candidate goes one by one, in item order.
     named_before: set[str] = set()
-    candidates: list[_Candidate] = []
-    for index, item in enumerate(items):
-        c = usable.get(index)
-        if c is not None and c.instance_id not in named_before:
-            candidates.append(c)
-            named_before.add(c.instance_id)
-            continue
-        named_before |= _named_ids(item, found[index], parsed_ids.get(index, set()))
-    if not candidates:
-        return results
-    _lock_chains(session, project_id, candidates)
-
-    ready: list[_Candidate] = []
-    groups: dict[int, list[_Candidate]] = {}
-    for c in candidates:
-        groups.setdefault(c.form_pk, []).append(c)
-    for form_pk, members in groups.items():
-        # With the chain locks held this read is final: stored (or replaced) ids go one by one.
-        stored = _stored_relatives(session, project_id, form_pk, [c.instance_id for c in members])
-        ready.extend(c for c in members if c.instance_id not in stored)
-    if not ready:
-        return results
-
-    wanted: set[str] = set()
-    for c in ready:
-        assert c.record is not None
-        expected = set(c.record.attachments)
-        c.declared = tuple(ref for ref in c.declared if ref.name in expected)
-        wanted.update(ref.sha256 for ref in c.declared)
-    present = q.present_blobs(session, wanted)
-    now = utcnow()
-    accepted_items: list[_Candidate] = []
-    for c in ready:
-        assert c.record is not None and c.form_info is not None
-        incoming = IncomingSubmission(
-            c.instance_id,
-            c.header.form_id,
-            c.header.version,
-            c.xml_sha,
-            None,
-            expected_attachments=tuple(c.record.attachments),
-            attachments=c.declared,
-        )
-        outcome = decide_submission(incoming, None, c.form_info, present_blobs=present, predecessor_known=False)
-        accepted = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
-        if not isinstance(accepted, Created):
-            continue
-        declared_by_name = {ref.name: ref.sha256 for ref in c.declared}
-        c.rows = []
-        for name in c.record.attachments:
-            declared_sha = declared_by_name.get(name)
-            sha = declared_sha if declared_sha in present else None
-            c.rows.append({"name": name, "blob_sha256": sha, "declared_sha256": declared_sha, "created_at": now})
-        c.outcome = outcome
-        accepted_items.append(c)
-    if not accepted_items:
-        return results
-
-    stored_ids = _insert_all(session, project_id, accepted_items, principal, device_id, source, now)
-    for c, (submission_id, version_id) in zip(accepted_items, stored_ids, strict=True):
+    routed_at = {c.index: c for c in routed}
+    with writer:
+        for start in range(0, len(items), CHUNK_ITEMS):
+            chunk: list[_Candidate] = []
+            for index in range(start, min(start + CHUNK_ITEMS, len(items))):
+                c = routed_at.get(index)
+                parsed_ids = _parse(c) if c is not None else set()
+                if c is None or c.record is None or c.instance_id in named_before:
+                    named_before |= _named_ids(items[index], found[index], parsed_ids)
+                    continue
+                named_before.add(c.instance_id)
+                # With the chain locks held the read of stored ids is final: those go one by one.
+                if (c.form_pk, c.instance_id) not in stored and _decide(c, present, writer.now):
+                    chunk.append(c)
+            writer.write(chunk)
+    for c, (submission_id, version_id) in writer.stored():
         assert c.rows is not None and c.outcome is not None
         missing = tuple(sorted(str(r["declared_sha256"] or r["name"]) for r in c.rows if not r["blob_sha256"]))
         # As the one-by-one path: the missing list comes from the stored rows.
@@ -336,92 +308,203 @@ def _ingest_bulk(
     return results
 
 
-def _insert_all(
-    session: Session,
-    project_id: int,
-    items: Sequence[_Candidate],
-    principal: Principal,
-    device_id: str | None,
-    source: str,
-    now: Any,
-) -> list[tuple[int, int]]:
-    """Write submissions, versions, attachments and audit events; ``(submission id, version id)`` in item order."""
-    submitter_id = principal.id if principal.kind == "user" else None
-    device_token_id = principal.id if principal.kind == "device" else None
-    device = device_id[:255] if device_id else None
-    sub_rows = []
-    version_rows = []
-    for c in items:
-        assert c.rows is not None and c.record is not None
-        sub_rows.append(
-            {
-                "project_id": project_id,
-                "form_id": c.form_pk,
-                "instance_id": c.instance_id,
-                "current_instance_id": c.instance_id,
-                "review_state": "received",
-                "edits": 0,
-                "submitter_id": submitter_id,
-                "device_token_id": device_token_id,
-                "attachments_expected": len(c.rows),
-                "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        version_rows.append(
-            {
-                "project_id": project_id,
-                "form_id": c.form_pk,
-                "form_version_id": c.version_pk,
-                "instance_id": c.instance_id,
-                "deprecated_id": None,
-                "form_version": c.header.version,
-                "xml": c.xml,
-                "xml_sha256": c.xml_sha,
-                "record": dict(c.record.values),
-                "instance_name": c.record.instance_name,
-                "encrypted": c.record.encrypted,
-                "source": source,
-                "received_at": now,
-                "submitter_id": submitter_id,
-                "device_token_id": device_token_id,
-                "device_id": device,
-                "user_agent": None,
-            }
-        )
-    drawn = _draw_ids(session, len(items))
-    if drawn is not None:
-        ids = drawn
-        for sub_row, version_row, (submission_id, version_id) in zip(sub_rows, version_rows, ids, strict=True):
-            sub_row["id"] = version_row["submission_id"] = submission_id
-            version_row["id"] = version_id
-        # One pipelined statement per chain (submission + version + audit event). A stored instance
-        # id (impossible with the chain locks held) fails the unique key: the SAVEPOINT rolls back
-        # and every item goes one by one.
-        audits = _audit_rows(items, ids, principal, project_id, source, now)
-        q.insert_new_chains(session, sub_rows, version_rows, audits)
-    else:
+def _parse(c: _Candidate) -> set[str]:
+    """Parse a routed candidate; keep its record when it is a plain new submission. The ids its XML names."""
+    try:
+        record = parse_submission(c.xml, c.schema)
+    except SubmissionError:
+        return set()
+    named = {record.instance_id, record.deprecated_id or record.instance_id}
+    if record.entities or record.deprecated_id is not None or record.encrypted:
+        return named
+    if (record.form_id, record.version, record.instance_id) != (c.header.form_id, c.header.version, c.instance_id):
+        return named  # the XML says otherwise than the item's routing fields: one by one
+    c.record = record
+    return named
+
+
+def _decide(c: _Candidate, present: set[str], now: Any) -> bool:
+    """Decide a candidate as ``ingest_submission`` would; prepare its attachment rows if it is a plain creation."""
+    assert c.record is not None and c.form_info is not None
+    expected = set(c.record.attachments)
+    c.declared = tuple(ref for ref in c.declared if ref.name in expected)
+    incoming = IncomingSubmission(
+        c.instance_id,
+        c.header.form_id,
+        c.header.version,
+        c.xml_sha,
+        None,
+        expected_attachments=tuple(c.record.attachments),
+        attachments=c.declared,
+    )
+    outcome = decide_submission(incoming, None, c.form_info, present_blobs=present, predecessor_known=False)
+    accepted = outcome.accepted if isinstance(outcome, AwaitingAttachments) else outcome
+    if not isinstance(accepted, Created):
+        return False
+    declared_by_name = {ref.name: ref.sha256 for ref in c.declared}
+    c.rows = []
+    for name in c.record.attachments:
+        declared_sha = declared_by_name.get(name)
+        sha = declared_sha if declared_sha in present else None
+        c.rows.append({"name": name, "blob_sha256": sha, "declared_sha256": declared_sha, "created_at": now})
+    c.outcome = outcome
+    return True
+
+
+class _ChainWriter:
+    """Writes accepted candidates: on PostgreSQL chunk by chunk down one pipeline, elsewhere all at the end.
+
+    Used as a context manager around the chunk loop; ``stored()`` then gives each written candidate
+    with its ``(submission id, version id)``, after the attachment rows are written too.
+    """
+
+    def __init__(
+        self, session: Session, project_id: int, principal: Principal, device_id: str | None, source: str, most: int
+    ) -> None:
+        self.session, self.project_id, self.principal, self.source = session, project_id, principal, source
+        self.device = device_id[:255] if device_id else None
+        self.now = utcnow()
+        # Ids for every candidate that might be written, drawn in one round trip (PostgreSQL).
+        self.ids = _draw_ids(session, most)
+        self.written: list[tuple[_Candidate, tuple[int, int]]] = []
+        self.pending: list[_Candidate] = []
+        self._pipeline: Any = None
+
+    def __enter__(self) -> _ChainWriter:
+        if self.ids is not None:
+            self._pipeline = pipeline.pipelined(self.session)
+            self._pipeline.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pipeline is not None:
+            # Waits for every chunk; a stored instance id (impossible with the chain locks held) fails
+            # the unique key here: the caller's SAVEPOINT rolls back and every item goes one by one.
+            self._pipeline.__exit__(*exc)
+        elif exc[0] is None and self.pending:
+            self._write_plain(self.pending)
+
+    def write(self, chunk: Sequence[_Candidate]) -> None:
+        """Send ``chunk`` (PostgreSQL), or keep it for the end of the block."""
+        if not chunk:
+            return
+        if self.ids is None:
+            self.pending.extend(chunk)
+            return
+        ids = self.ids[len(self.written) : len(self.written) + len(chunk)]
+        principal, now = self.principal, self.now
+        submitter_id = principal.id if principal.kind == "user" else None
+        device_token_id = principal.id if principal.kind == "device" else None
+        rows = []
+        for c, (submission_id, version_id) in zip(chunk, ids, strict=True):
+            assert c.rows is not None and c.record is not None
+            rows.append(
+                {
+                    "submission_id": submission_id,
+                    "version_id": version_id,
+                    "project_id": self.project_id,
+                    "form_id": c.form_pk,
+                    "form_version_id": c.version_pk,
+                    "instance_id": c.instance_id,
+                    "form_version": c.header.version,
+                    "xml": c.xml,
+                    "xml_sha256": c.xml_sha,
+                    "record": c.record.values,
+                    "instance_name": c.record.instance_name,
+                    "source": self.source,
+                    "received_at": now,
+                    "submitter_id": submitter_id,
+                    "device_token_id": device_token_id,
+                    "device_id": self.device,
+                    "attachments_expected": len(c.rows),
+                    "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
+                    "actor": principal.actor,
+                    "details": _audit_details(c, self.source),
+                }
+            )
+        # Sent down the pipeline; the server writes this chunk while the next one is parsed.
+        q.insert_new_chains(self.session, rows)
+        self.written.extend(zip(chunk, ids, strict=True))
+
+    def stored(self) -> list[tuple[_Candidate, tuple[int, int]]]:
+        """Write the attachment rows of every written candidate; return the candidates with their ids."""
+        attachment_rows = [
+            {**row, "version_id": version_id} for c, (_, version_id) in self.written for row in c.rows or ()
+        ]
+        if attachment_rows:
+            self.session.execute(insert(_ATTACHMENTS), attachment_rows)
+        return self.written
+
+    def _write_plain(self, items: Sequence[_Candidate]) -> None:
+        subs, versions = self._rows(items)
         submission_ids = [
             int(row[0])
-            for row in session.execute(
-                insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True), sub_rows
+            for row in self.session.execute(
+                insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True), subs
             )
         ]
-        for version_row, submission_id in zip(version_rows, submission_ids, strict=True):
+        for version_row, submission_id in zip(versions, submission_ids, strict=True):
             version_row["submission_id"] = submission_id
-        inserted = session.execute(_insert_ignore_versions(session), version_rows).all()
+        inserted = self.session.execute(_insert_ignore_versions(self.session), versions).all()
         version_ids = {str(instance_id): int(version_id) for version_id, instance_id in inserted}
         if len(version_ids) != len(items):
             raise _BulkConflict(f"{len(items) - len(version_ids)} instance ids were stored concurrently")
         ids = [(s, version_ids[c.instance_id]) for c, s in zip(items, submission_ids, strict=True)]
-        session.execute(insert(_AUDIT), _audit_rows(items, ids, principal, project_id, source, now))
-    attachment_rows = [
-        {**row, "version_id": version_id} for c, (_, version_id) in zip(items, ids, strict=True) for row in c.rows or ()
-    ]
-    if attachment_rows:
-        session.execute(insert(_ATTACHMENTS), attachment_rows)
-    return ids
+        audits = _audit_rows(items, ids, self.principal, self.project_id, self.source, self.now)
+        self.session.execute(insert(_AUDIT), audits)
+        self.written.extend(zip(items, ids, strict=True))
+
+    def _rows(self, items: Sequence[_Candidate]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The ``submissions`` and ``submission_versions`` rows of ``items`` (without ids)."""
+        principal, now = self.principal, self.now
+        submitter_id = principal.id if principal.kind == "user" else None
+        device_token_id = principal.id if principal.kind == "device" else None
+        sub_rows = []
+        version_rows = []
+        for c in items:
+            assert c.rows is not None and c.record is not None
+            sub_rows.append(
+                {
+                    "project_id": self.project_id,
+                    "form_id": c.form_pk,
+                    "instance_id": c.instance_id,
+                    "current_instance_id": c.instance_id,
+                    "review_state": "received",
+                    "edits": 0,
+                    "submitter_id": submitter_id,
+                    "device_token_id": device_token_id,
+                    "attachments_expected": len(c.rows),
+                    "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            version_rows.append(
+                {
+                    "project_id": self.project_id,
+                    "form_id": c.form_pk,
+                    "form_version_id": c.version_pk,
+                    "instance_id": c.instance_id,
+                    "deprecated_id": None,
+                    "form_version": c.header.version,
+                    "xml": c.xml,
+                    "xml_sha256": c.xml_sha,
+                    "record": dict(c.record.values),
+                    "instance_name": c.record.instance_name,
+                    "encrypted": c.record.encrypted,
+                    "source": self.source,
+                    "received_at": now,
+                    "submitter_id": submitter_id,
+                    "device_token_id": device_token_id,
+                    "device_id": self.device,
+                    "user_agent": None,
+                }
+            )
+        return sub_rows, version_rows
+
+
+def _audit_details(c: _Candidate, source: str) -> dict[str, Any]:
+    return {"form": c.header.form_id, "instance_id": c.instance_id, "source": source}
 
 
 def _audit_rows(
@@ -439,7 +522,7 @@ def _audit_rows(
             "action": "submission.create",
             "project_id": project_id,
             "subject": f"submission:{submission_id}",
-            "details": {"form": c.header.form_id, "instance_id": c.instance_id, "source": source},
+            "details": _audit_details(c, source),
         }
         for c, (submission_id, _) in zip(items, ids, strict=True)
     ]

@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from server.db.models import AuditEvent
+from server.db.models.submissions import Submission
 from tests.conftest import Personas
 from tests.server.faulty_transport import FaultyTransport
 from tests.server.fixtures_forms import publish_form, xlsform
@@ -66,20 +70,37 @@ def _statuses(response: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(r["status"], r.get("reason") or r.get("missing") or r.get("accepted")) for r in response["results"]]
 
 
-@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "one_by_one"])
+@pytest.mark.parametrize(
+    ("bulk", "chunk"),
+    [(True, 50), (True, 2), (True, 1), (False, 50)],
+    ids=["bulk", "chunks_of_2", "chunks_of_1", "one_by_one"],
+)
 def test_bulk_and_one_by_one_answer_the_same(
-    app: Flask, client: FlaskClient, personas: Personas, monkeypatch: pytest.MonkeyPatch, bulk: bool
+    app: Flask,
+    client: FlaskClient,
+    personas: Personas,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    bulk: bool,
+    chunk: int,
 ) -> None:
-    publish_form(app, personas.project_id, xlsform(FORM_MD), "bulk_test.xlsx")
-    if not bulk:
-        from server.services import submission_batches
+    from server.services import submission_batches
 
+    publish_form(app, personas.project_id, xlsform(FORM_MD), "bulk_test.xlsx")
+    # Small chunks: the writes of one chunk are pipelined while the next is parsed, across the copies,
+    # the edit and its original that the batch spreads over several chunks.
+    monkeypatch.setattr(submission_batches, "CHUNK_ITEMS", chunk)
+    if not bulk:
         monkeypatch.setattr(
             submission_batches, "ingest_submissions_bulk", lambda session, *, items, **kw: [None] * len(items)
         )
     transport = FaultyTransport(client, personas.device.headers, personas.project_id)
-    pushed = transport.push("phone-1", _batch(), "ok")
+    with caplog.at_level("ERROR", logger="fieldsync.submissions"):
+        pushed = transport.push("phone-1", _batch(), "ok")
     assert pushed is not None
+    # The bulk path did its part: it did not give up and hand every item to the one-by-one path.
+    assert [r.getMessage() for r in caplog.records if r.name == "fieldsync.submissions"] == []
     photo_sha = hashlib.sha256(PHOTO).hexdigest()
     assert _statuses(pushed) == [
         ("updated", None),
@@ -95,3 +116,20 @@ def test_bulk_and_one_by_one_answer_the_same(
         ("rejected", "unparseable_item"),
         ("created", None),
     ]
+    # Each stored chain has one audit event naming it, whichever path wrote it.
+    session.commit()
+    chains = {f"submission:{sid}": iid for sid, iid in session.execute(select(Submission.id, Submission.instance_id))}
+    events = session.execute(
+        select(AuditEvent.action, AuditEvent.actor, AuditEvent.subject, AuditEvent.details).where(
+            AuditEvent.subject.in_(list(chains))
+        )
+    ).all()
+    session.commit()
+    created = {
+        (subject, details["instance_id"], details["form"], details["source"], actor)
+        for action, actor, subject, details in events
+        if action == "submission.create"
+    }
+    device = f"device:{personas.device.id}"
+    assert created == {(subject, iid, "bulk_test", "push", device) for subject, iid in chains.items()}
+    assert len(events) == len(chains) + 1  # and the edit's submission.update
