@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -281,7 +282,7 @@ def _ingest_bulk(
     # routing fields say otherwise): such a candidate goes one by one, in item order.
     named_before: set[str] = set()
     routed_at = {c.index: c for c in routed}
-    with writer:
+    with writer.pipelined():
         for start in range(0, len(items), CHUNK_ITEMS):
             chunk: list[_Candidate] = []
             for index in range(start, min(start + CHUNK_ITEMS, len(items))):
@@ -354,8 +355,8 @@ def _decide(c: _Candidate, present: set[str], now: Any) -> bool:
 class _ChainWriter:
     """Writes accepted candidates: on PostgreSQL chunk by chunk down one pipeline, elsewhere all at the end.
 
-    Used as a context manager around the chunk loop; ``stored()`` then gives each written candidate
-    with its ``(submission id, version id)``, after the attachment rows are written too.
+    The chunk loop runs inside ``pipelined()``; ``stored()`` then gives each written candidate with its
+    ``(submission id, version id)``, after the attachment rows are written too.
     """
 
     def __init__(
@@ -366,35 +367,27 @@ class _ChainWriter:
         self.now = utcnow()
         # Ids for every candidate that might be written, drawn in one round trip (PostgreSQL).
         self.ids = _draw_ids(session, most)
+        self.submitter_id = principal.id if principal.kind == "user" else None
+        self.device_token_id = principal.id if principal.kind == "device" else None
         self.written: list[tuple[_Candidate, tuple[int, int]]] = []
         self.pending: list[_Candidate] = []
-        self._pipeline: Any = None
 
-    def __enter__(self) -> _ChainWriter:
-        if self.ids is not None:
-            self._pipeline = pipeline.pipelined(self.session)
-            self._pipeline.__enter__()
-        return self
+    def pipelined(self) -> AbstractContextManager[None]:
+        """The block the chunk loop runs in: one open pipeline on PostgreSQL, nothing elsewhere.
 
-    def __exit__(self, *exc: Any) -> None:
-        if self._pipeline is not None:
-            # Waits for every chunk; a stored instance id (impossible with the chain locks held) fails
-            # the unique key here: the caller's SAVEPOINT rolls back and every item goes one by one.
-            self._pipeline.__exit__(*exc)
-        elif exc[0] is None and self.pending:
-            self._write_plain(self.pending)
+        Its end waits for every chunk; a stored instance id (impossible with the chain locks held)
+        fails the unique key there: the caller's SAVEPOINT rolls back and every item goes one by one.
+        """
+        return pipeline.pipelined(self.session) if self.ids is not None else nullcontext()
 
     def write(self, chunk: Sequence[_Candidate]) -> None:
-        """Send ``chunk`` (PostgreSQL), or keep it for the end of the block."""
+        """Send ``chunk`` down the pipeline (PostgreSQL), or keep it for ``stored()``."""
         if not chunk:
             return
         if self.ids is None:
             self.pending.extend(chunk)
             return
         ids = self.ids[len(self.written) : len(self.written) + len(chunk)]
-        principal, now = self.principal, self.now
-        submitter_id = principal.id if principal.kind == "user" else None
-        device_token_id = principal.id if principal.kind == "device" else None
         rows = []
         for c, (submission_id, version_id) in zip(chunk, ids, strict=True):
             assert c.rows is not None and c.record is not None
@@ -412,13 +405,13 @@ class _ChainWriter:
                     "record": c.record.values,
                     "instance_name": c.record.instance_name,
                     "source": self.source,
-                    "received_at": now,
-                    "submitter_id": submitter_id,
-                    "device_token_id": device_token_id,
+                    "received_at": self.now,
+                    "submitter_id": self.submitter_id,
+                    "device_token_id": self.device_token_id,
                     "device_id": self.device,
                     "attachments_expected": len(c.rows),
                     "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
-                    "actor": principal.actor,
+                    "actor": self.principal.actor,
                     "details": _audit_details(c, self.source),
                 }
             )
@@ -427,7 +420,9 @@ class _ChainWriter:
         self.written.extend(zip(chunk, ids, strict=True))
 
     def stored(self) -> list[tuple[_Candidate, tuple[int, int]]]:
-        """Write the attachment rows of every written candidate; return the candidates with their ids."""
+        """Write what is left (SQLite: everything; then the attachment rows); return each candidate with its ids."""
+        if self.pending:
+            self._write_plain(self.pending)
         attachment_rows = [
             {**row, "version_id": version_id} for c, (_, version_id) in self.written for row in c.rows or ()
         ]
@@ -456,9 +451,7 @@ class _ChainWriter:
 
     def _rows(self, items: Sequence[_Candidate]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The ``submissions`` and ``submission_versions`` rows of ``items`` (without ids)."""
-        principal, now = self.principal, self.now
-        submitter_id = principal.id if principal.kind == "user" else None
-        device_token_id = principal.id if principal.kind == "device" else None
+        now, submitter_id, device_token_id = self.now, self.submitter_id, self.device_token_id
         sub_rows = []
         version_rows = []
         for c in items:
