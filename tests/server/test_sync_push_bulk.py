@@ -133,3 +133,36 @@ def test_bulk_and_one_by_one_answer_the_same(
     device = f"device:{personas.device.id}"
     assert created == {(subject, iid, "bulk_test", "push", device) for subject, iid in chains.items()}
     assert len(events) == len(chains) + 1  # and the edit's submission.update
+
+
+def test_a_bulk_write_that_fails_rolls_back_and_every_item_goes_one_by_one(
+    app: Flask,
+    client: FlaskClient,
+    personas: Personas,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write error inside the bulk SAVEPOINT (here: a stored id the bulk path was told is new, so its
+    INSERT hits the unique key in the middle of a pipelined chunk) stores nothing of the bulk part, and
+    the one-by-one path then answers every item as if the bulk path had not run."""
+    from server.services import submission_batches
+
+    publish_form(app, personas.project_id, xlsform(FORM_MD), "bulk_test.xlsx")
+    monkeypatch.setattr(submission_batches, "CHUNK_ITEMS", 2)
+    transport = FaultyTransport(client, personas.device.headers, personas.project_id)
+    first = transport.push("phone-1", [_item("uuid:s1", _xml("uuid:s1", "Salma"))], "ok")
+    assert first is not None and _statuses(first) == [("created", None)]
+
+    monkeypatch.setattr(submission_batches, "_stored_relatives", lambda *args: set())
+    batch = [_item(f"uuid:n{i}", _xml(f"uuid:n{i}", f"N{i}")) for i in range(3)]
+    batch.insert(2, _item("uuid:s1", _xml("uuid:s1", "Salma")))  # stored: its INSERT fails in chunk 2
+    with caplog.at_level("ERROR", logger="fieldsync.submissions"):
+        pushed = transport.push("phone-1", batch, "ok")
+    assert pushed is not None
+    assert _statuses(pushed) == [("created", None), ("created", None), ("duplicate", None), ("created", None)]
+    assert any("go one by one" in r.getMessage() for r in caplog.records)
+    listed = client.get(
+        f"/v1/projects/{personas.project_id}/forms/bulk_test/submissions", headers=personas.manager.headers
+    ).get_json()
+    stored = sorted(s["instance_id"] for s in listed["items"])
+    assert stored == ["uuid:n0", "uuid:n1", "uuid:n2", "uuid:s1"]
