@@ -34,6 +34,8 @@ class Form(Base):
     __tablename__ = "forms"
     __table_args__ = (
         UniqueConstraint("project_id", "xml_form_id"),
+        # Target of the submissions' composite foreign key (a submission's form is in its project).
+        UniqueConstraint("id", "project_id"),
         CheckConstraint("state IN ('open', 'closing', 'closed')", name="state"),
     )
 

@@ -5,6 +5,8 @@
   (``deleted_at``/``deleted_by``: hidden from reads and exports, its instance ids refused on resend).
 * ``submission_versions``: one row per received XML. ``(project_id, form_id, instance_id)`` is unique:
   that constraint, not a check in Python, is what makes two racing identical POSTs store one row.
+  Composite foreign keys (migration 0009) keep a version in its submission's project and form, and
+  a submission's form in its project.
   ``record`` holds ``SubmissionRecord.values`` (groups as objects, repeats as lists, leaves as text).
 * ``submission_attachments``: the files a version references, by name; ``blob_sha256`` stays NULL
   until the bytes arrive (multi-POST uploads, ``*isIncomplete*``).
@@ -23,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -46,13 +49,18 @@ class Submission(Base):
     __tablename__ = "submissions"
     __table_args__ = (
         CheckConstraint("review_state IN ('received', 'has_issues', 'approved', 'rejected')", name="review_state"),
+        # The form belongs to the submission's project: one composite key (one trigger per insert on
+        # PostgreSQL) instead of two. Deleting a project still cascades, through its forms.
+        ForeignKeyConstraint(["form_id", "project_id"], ["forms.id", "forms.project_id"], ondelete="CASCADE"),
+        # Target of the versions' composite foreign key (id alone is already unique).
+        UniqueConstraint("id", "project_id", "form_id"),
         # The read API pages a form's submissions by (received order, id).
         Index("ix_submissions_form_listing", "project_id", "form_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"))
-    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(BigInteger)
+    form_id: Mapped[int] = mapped_column(BigInteger)
     # The first version's instance id as known now (an earlier version arriving late becomes the root).
     instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
     # The current version is found by (project_id, form_id, current_instance_id), a unique key of
@@ -77,6 +85,13 @@ class SubmissionVersion(Base):
     __tablename__ = "submission_versions"
     __table_args__ = (
         UniqueConstraint("project_id", "form_id", "instance_id"),
+        # A version lives in its submission's project and form: one composite key instead of three
+        # (submission, project, form), checked by one trigger per insert on PostgreSQL.
+        ForeignKeyConstraint(
+            ["submission_id", "project_id", "form_id"],
+            ["submissions.id", "submissions.project_id", "submissions.form_id"],
+            ondelete="CASCADE",
+        ),
         # Linking a late predecessor finds the versions that replace it. Partial: only edits have a
         # deprecated_id, and an instance-id probe can never wander into this index (migration 0008).
         Index(
@@ -90,9 +105,9 @@ class SubmissionVersion(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    submission_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"))
-    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"))
+    submission_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    project_id: Mapped[int] = mapped_column(BigInteger)
+    form_id: Mapped[int] = mapped_column(BigInteger)
     form_version_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("form_versions.id", ondelete="CASCADE"))
     instance_id: Mapped[str] = mapped_column(String(INSTANCE_ID_LENGTH))
     deprecated_id: Mapped[str | None] = mapped_column(String(INSTANCE_ID_LENGTH))
