@@ -16,11 +16,9 @@ constraints, ``forms (id, project_id)`` and ``submissions (id, project_id, form_
 more index entry per new submission. The composite keys keep the names of the single-column keys
 they replace (the naming convention takes the first column).
 
-SQLite rebuilds the three tables (batch mode). A rebuild drops the old table, and with foreign keys
-enforced that DROP deletes every row referencing it, cascading to versions, attachments, reviews and
-everything under a form: enforcement is turned off for the rebuild (it can only change outside a
-transaction), and ``PRAGMA foreign_key_check`` then verifies every row before the commit. Later
-migrations of the same run share the connection, so they run without enforcement too.
+SQLite rebuilds the three tables (batch mode); ``migrations/env.py`` runs every migration there with
+foreign-key enforcement off (a rebuild's DROP would otherwise cascade) and checks every row before
+the commit, so a database with a submission whose form is in another project refuses the upgrade.
 
 Revision ID: 0009_composite_foreign_keys
 Revises: 0008_partial_deprecated_index
@@ -28,9 +26,6 @@ Create Date: 2026-12-08
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from alembic import op
 
@@ -48,67 +43,40 @@ VERSION_PROJECT_FK = "fk_submission_versions_project_id_projects"
 VERSION_FORM_FK = "fk_submission_versions_form_id_forms"
 
 
-@contextmanager
-def _sqlite_rebuild() -> Iterator[None]:
-    """Run SQLite table rebuilds with foreign keys off, then check every row before the commit.
-
-    ``PRAGMA foreign_keys`` is a no-op inside a transaction, so the one Alembic opened is committed
-    first (it holds nothing of this migration yet) and a new one begun with enforcement off; this
-    migration and its version stamp then commit together. The connection is soft-invalidated: the
-    pool replaces it on its next checkout with one that enforces foreign keys again.
-    """
-    bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
-        yield
-        return
-    bind.connection.invalidate(soft=True)
-    bind.exec_driver_sql("COMMIT")
-    bind.exec_driver_sql("PRAGMA foreign_keys=OFF")
-    bind.exec_driver_sql("BEGIN IMMEDIATE")
-    yield
-    broken = bind.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-    if broken:
-        raise RuntimeError(f"rows break a foreign key after the rebuild (table, rowid, parent, fk): {broken[:10]}")
-
-
 def upgrade() -> None:
     # On PostgreSQL batch mode emits plain ALTER TABLE statements; SQLite rebuilds each table.
-    with _sqlite_rebuild():
-        with op.batch_alter_table("forms") as batch:
-            batch.create_unique_constraint(FORMS_KEY, ["id", "project_id"])
-        with op.batch_alter_table("submissions") as batch:
-            batch.drop_constraint(SUBMISSION_PROJECT_FK, type_="foreignkey")
-            batch.drop_constraint(SUBMISSION_FORM_FK, type_="foreignkey")
-            batch.create_foreign_key(
-                SUBMISSION_FORM_FK, "forms", ["form_id", "project_id"], ["id", "project_id"], ondelete="CASCADE"
-            )
-            batch.create_unique_constraint(SUBMISSIONS_KEY, ["id", "project_id", "form_id"])
-        with op.batch_alter_table("submission_versions") as batch:
-            batch.drop_constraint(VERSION_SUBMISSION_FK, type_="foreignkey")
-            batch.drop_constraint(VERSION_PROJECT_FK, type_="foreignkey")
-            batch.drop_constraint(VERSION_FORM_FK, type_="foreignkey")
-            batch.create_foreign_key(
-                VERSION_SUBMISSION_FK,
-                "submissions",
-                ["submission_id", "project_id", "form_id"],
-                ["id", "project_id", "form_id"],
-                ondelete="CASCADE",
-            )
+    with op.batch_alter_table("forms") as batch:
+        batch.create_unique_constraint(FORMS_KEY, ["id", "project_id"])
+    with op.batch_alter_table("submissions") as batch:
+        batch.drop_constraint(SUBMISSION_PROJECT_FK, type_="foreignkey")
+        batch.drop_constraint(SUBMISSION_FORM_FK, type_="foreignkey")
+        batch.create_foreign_key(
+            SUBMISSION_FORM_FK, "forms", ["form_id", "project_id"], ["id", "project_id"], ondelete="CASCADE"
+        )
+        batch.create_unique_constraint(SUBMISSIONS_KEY, ["id", "project_id", "form_id"])
+    with op.batch_alter_table("submission_versions") as batch:
+        batch.drop_constraint(VERSION_SUBMISSION_FK, type_="foreignkey")
+        batch.drop_constraint(VERSION_PROJECT_FK, type_="foreignkey")
+        batch.drop_constraint(VERSION_FORM_FK, type_="foreignkey")
+        batch.create_foreign_key(
+            VERSION_SUBMISSION_FK,
+            "submissions",
+            ["submission_id", "project_id", "form_id"],
+            ["id", "project_id", "form_id"],
+            ondelete="CASCADE",
+        )
 
 
 def downgrade() -> None:
-    with _sqlite_rebuild():
-        with op.batch_alter_table("submission_versions") as batch:
-            batch.drop_constraint(VERSION_SUBMISSION_FK, type_="foreignkey")
-            batch.create_foreign_key(
-                VERSION_SUBMISSION_FK, "submissions", ["submission_id"], ["id"], ondelete="CASCADE"
-            )
-            batch.create_foreign_key(VERSION_PROJECT_FK, "projects", ["project_id"], ["id"], ondelete="CASCADE")
-            batch.create_foreign_key(VERSION_FORM_FK, "forms", ["form_id"], ["id"], ondelete="CASCADE")
-        with op.batch_alter_table("submissions") as batch:
-            batch.drop_constraint(SUBMISSIONS_KEY, type_="unique")
-            batch.drop_constraint(SUBMISSION_FORM_FK, type_="foreignkey")
-            batch.create_foreign_key(SUBMISSION_PROJECT_FK, "projects", ["project_id"], ["id"], ondelete="CASCADE")
-            batch.create_foreign_key(SUBMISSION_FORM_FK, "forms", ["form_id"], ["id"], ondelete="CASCADE")
-        with op.batch_alter_table("forms") as batch:
-            batch.drop_constraint(FORMS_KEY, type_="unique")
+    with op.batch_alter_table("submission_versions") as batch:
+        batch.drop_constraint(VERSION_SUBMISSION_FK, type_="foreignkey")
+        batch.create_foreign_key(VERSION_SUBMISSION_FK, "submissions", ["submission_id"], ["id"], ondelete="CASCADE")
+        batch.create_foreign_key(VERSION_PROJECT_FK, "projects", ["project_id"], ["id"], ondelete="CASCADE")
+        batch.create_foreign_key(VERSION_FORM_FK, "forms", ["form_id"], ["id"], ondelete="CASCADE")
+    with op.batch_alter_table("submissions") as batch:
+        batch.drop_constraint(SUBMISSIONS_KEY, type_="unique")
+        batch.drop_constraint(SUBMISSION_FORM_FK, type_="foreignkey")
+        batch.create_foreign_key(SUBMISSION_PROJECT_FK, "projects", ["project_id"], ["id"], ondelete="CASCADE")
+        batch.create_foreign_key(SUBMISSION_FORM_FK, "forms", ["form_id"], ["id"], ondelete="CASCADE")
+    with op.batch_alter_table("forms") as batch:
+        batch.drop_constraint(FORMS_KEY, type_="unique")

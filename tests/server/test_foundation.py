@@ -9,6 +9,7 @@ Rules:
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
@@ -265,3 +266,98 @@ def test_app_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     key = (tmp_path / "var" / "secret_key").read_text()
     assert app.config["SECRET_KEY"] == key and len(key) >= 40
     assert create_app().config["SECRET_KEY"] == key  # kept, not regenerated
+
+
+def _store_submissions(url: str, tmp_path: Path, count: int) -> None:
+    """Publish the photo form in a new project of ``url``'s store and POST ``count`` submissions to it."""
+    from server import create_app
+    from server.services import accounts as accounts_svc
+    from server.store import get_store
+    from tests.server.fixtures_forms import publish_form
+    from tests.server.test_submissions_support import PHOTO_XFORM, photo_submission
+
+    config = {"DATABASE_URL": url, "VAR_DIR": str(tmp_path / "var"), "STORAGE_DIR": str(tmp_path / "storage")}
+    app = create_app({**config, "SECRET_KEY": "migration-test", "LOG_REQUESTS": False})
+    with app.app_context():
+        session = get_store().sessions()
+        project = accounts_svc.create_project(session, "Migrations")
+        device = accounts_svc.create_device(session, project.id, "phone")
+        publish_form(session, project.id, PHOTO_XFORM, "photo_visit.xml")
+        session.close()
+    client = app.test_client()
+    for index in range(count):
+        xml = photo_submission(f"uuid:migrated-{index}", ["p.jpg"])
+        data = {"xml_submission_file": (io.BytesIO(xml), "submission.xml")}
+        response = client.post(f"/v1/key/{device.token}/projects/{project.id}/submission", data=data)
+        assert response.status_code == 201, response.data
+    with app.app_context():
+        get_store().engine.dispose()
+
+
+def _row_counts(url: str) -> dict[str, int]:
+    from server.db.engine import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        tables = ("forms", "submissions", "submission_versions", "submission_attachments", "audit_events")
+        counts = {t: int(connection.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one()) for t in tables}
+    engine.dispose()
+    return counts
+
+
+def test_migrating_down_and_up_keeps_every_row(fresh_url: str, tmp_path: Path) -> None:
+    """SQLite rebuilds tables to alter them: with foreign keys enforced, a rebuild's DROP would cascade
+    and delete every version and attachment (0007's downgrade did). Every row survives both ways."""
+    from alembic import command
+
+    from server.db.engine import make_engine
+    from server.db.migrate import alembic_config, current_revision, head_revision
+
+    _store_submissions(fresh_url, tmp_path, 3)
+    before = _row_counts(fresh_url)
+    assert before["submission_versions"] == 3 and before["submission_attachments"] == 3
+    engine = make_engine(fresh_url)
+    try:
+        command.downgrade(alembic_config(engine), "0006_exports")
+        assert current_revision(engine) == "0006_exports"
+        assert _row_counts(fresh_url) == before
+        command.upgrade(alembic_config(engine), "head")
+        assert current_revision(engine) == head_revision(engine)
+        assert _row_counts(fresh_url) == before
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":  # enforcement is back on for the app's connections
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_an_upgrade_refused_by_a_row_changes_nothing(fresh_url: str, tmp_path: Path) -> None:
+    """A submission whose form is in another project breaks 0009's composite key: the upgrade fails
+    and leaves the store at 0008, with its rows, on both stores."""
+    from alembic import command
+
+    from server.db.engine import make_engine
+    from server.db.migrate import alembic_config, current_revision
+
+    _store_submissions(fresh_url, tmp_path, 2)
+    engine = make_engine(fresh_url)
+    try:
+        command.downgrade(alembic_config(engine), "0008_partial_deprecated_index")
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO projects (name, created_at, archived) VALUES ('elsewhere', CURRENT_TIMESTAMP, false)"
+            )
+            connection.exec_driver_sql(
+                "UPDATE submissions SET project_id = (SELECT max(id) FROM projects)"
+                " WHERE id = (SELECT min(id) FROM submissions)"
+            )
+        before = _row_counts(fresh_url)
+        with pytest.raises(Exception, match=r"foreign key|violates"):
+            command.upgrade(alembic_config(engine), "head")
+        assert current_revision(engine) == "0008_partial_deprecated_index"
+        assert _row_counts(fresh_url) == before
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    finally:
+        engine.dispose()
