@@ -155,7 +155,8 @@ class FaultyTransport:
 
 
 def canonical_dump(session: Session, project_id: int, blob_hashes: Sequence[str] = ()) -> dict[str, Any]:
-    """What the store means for a project: entities with conflicts, ops, held items, blobs; no ids or times."""
+    """What the store means for a project: submissions with their versions and files, entities with
+    conflicts, ops, held items, blobs; no ids or times."""
     from server.db.models import Blob
     from server.db.models.sync import Entity, EntityList, EntityOpRow, HeldItem
 
@@ -195,4 +196,48 @@ def canonical_dump(session: Session, project_id: int, blob_hashes: Sequence[str]
     blobs = sorted(
         (b.sha256, b.size) for b in session.scalars(select(Blob).where(Blob.sha256.in_(list(blob_hashes) or ["-"])))
     )
-    return {"entities": entities, "ops": ops, "held": held, "blobs": blobs}
+    return {**_submissions_dump(session, project_id), "entities": entities, "ops": ops, "held": held, "blobs": blobs}
+
+
+def _submissions_dump(session: Session, project_id: int) -> dict[str, Any]:
+    """Submissions (chains), their versions and their files, by instance id: no ids or times."""
+    from server.db.models.forms import Form
+    from server.db.models.submissions import Submission, SubmissionAttachment, SubmissionVersion
+
+    form_ids = {row.id: row.xml_form_id for row in session.scalars(select(Form).where(Form.project_id == project_id))}
+    chains = {s.id: s for s in session.scalars(select(Submission).where(Submission.project_id == project_id))}
+    submissions = sorted(
+        (
+            form_ids[s.form_id],
+            s.instance_id,
+            s.current_instance_id,
+            s.edits,
+            s.review_state,
+            s.attachments_expected,
+            s.attachments_present,
+            s.deleted_at is None,
+        )
+        for s in chains.values()
+    )
+    versions = {
+        v.id: v for v in session.scalars(select(SubmissionVersion).where(SubmissionVersion.project_id == project_id))
+    }
+    version_rows = sorted(
+        (
+            chains[v.submission_id].instance_id,
+            v.instance_id,
+            v.deprecated_id or "",
+            v.form_version,
+            v.xml_sha256,
+            json.dumps(v.record, sort_keys=True),
+            v.source,
+        )
+        for v in versions.values()
+    )
+    files = sorted(
+        (versions[a.version_id].instance_id, a.name, a.blob_sha256 or "", a.declared_sha256 or "")
+        for a in session.scalars(
+            select(SubmissionAttachment).where(SubmissionAttachment.version_id.in_(list(versions) or [-1]))
+        )
+    )
+    return {"submissions": submissions, "versions": version_rows, "files": files}

@@ -1,9 +1,11 @@
 """Property tests of the sync invariants over a faulty link (SYNC.md invariants 1-5, 7, 8).
 
-Each example builds two fresh projects with the same entity list: one receives the outbox in one clean,
+Each example builds two fresh projects with the same entity list and submission form: one receives the
+outbox (entity ops, submissions with edit chains and declared photos, invalid items) in one clean,
 in-order delivery; the other over a :class:`FaultyTransport` that reorders, re-splits, drops requests,
 drops responses after commit, truncates bodies and duplicates requests, with tus uploads cut mid-chunk.
-The canonical dumps (entities with conflicts, ops, held items, blobs) must be identical.
+The canonical dumps (submissions, versions and their files, entities with conflicts, ops, held items,
+blobs) must be identical.
 
 Rules: I1 permutation/re-split, I2 replay byte-identical, I3 truncation and lost responses, I4 nothing
 acknowledged lost, I5 out-of-order offline runs converge, I7 invalid items never block, I8 blobs hash to
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Personas
 from tests.server.faulty_transport import FAULTS, FaultyTransport, canonical_dump
+from tests.server.fixtures_forms import publish_form, xlsform
 from tests.server.sync_fixtures import PROPERTIES, entity_item, fresh_project
 
 ENTITIES = ("e1", "e2")
@@ -39,6 +42,23 @@ outbox_strategy = st.fixed_dictionaries(
         "devB": st.lists(op_strategy, min_size=0, max_size=4),
     }
 )
+# One device's submissions: edit chains, each a list of the name given by each version (an edit replaces
+# the version before it, so the network may deliver an edit before its original).
+chains_strategy = st.fixed_dictionaries(
+    {
+        "devA": st.lists(st.lists(st.sampled_from(VALUES), min_size=1, max_size=3), max_size=3),
+        "devB": st.lists(st.lists(st.sampled_from(VALUES), min_size=1, max_size=3), max_size=2),
+    }
+)
+SUBMISSION_FORM = """
+| survey   |
+|          | type  | name  | label |
+|          | text  | name  | Name  |
+|          | image | photo | Photo |
+| settings |
+|          | form_id   | version |
+|          | prop_form | 1       |
+"""
 BAD_ITEMS = [
     {"type": "entity", "op_id": "broken"},  # unparseable → rejected
     entity_item("devA", 90, "e1", {"not_a_property": "x"}),  # → quarantined
@@ -64,6 +84,36 @@ def _outbox(ops: dict[str, list[tuple[str, dict[str, str], int]]], revs: dict[st
         for offset, (entity, fields, hlc) in enumerate(device_ops):
             items.append((device, entity_item(device, first + offset, entity, fields, base_rev=revs[entity], hlc=hlc)))
     items.extend(("devA", bad) for bad in BAD_ITEMS)
+    return items
+
+
+def _submission_items(chains: dict[str, list[list[str]]], blobs: list[bytes]) -> list[tuple[str, Any]]:
+    """Each device's submissions in the order it made them; every other chain's first version has a photo."""
+    items: list[tuple[str, Any]] = []
+    for device, device_chains in chains.items():
+        for number, names in enumerate(device_chains):
+            previous = ""
+            for version, name in enumerate(names):
+                instance_id = f"uuid:{device}-{number}-{version}"
+                photo = blobs[0] if blobs and version == 0 and number % 2 == 0 else None
+                deprecated = f"<deprecatedID>{previous}</deprecatedID>" if previous else ""
+                xml = (
+                    f'<data id="prop_form" version="1"><name>{name}</name><photo>{"p.jpg" if photo else ""}</photo>'
+                    f"<meta><instanceID>{instance_id}</instanceID>{deprecated}</meta></data>"
+                )
+                item: dict[str, Any] = {
+                    "type": "submission",
+                    "instance_id": instance_id,
+                    "form_id": "prop_form",
+                    "form_version": "1",
+                    "data": xml,
+                }
+                if photo is not None:
+                    item["attachments"] = [
+                        {"name": "p.jpg", "sha256": hashlib.sha256(photo).hexdigest(), "size": len(photo)}
+                    ]
+                items.append((device, item))
+                previous = instance_id
     return items
 
 
@@ -105,22 +155,29 @@ def _deliver_faulty(
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    ops=outbox_strategy, seed=st.integers(0, 2**32 - 1), blobs=st.lists(st.binary(min_size=1, max_size=300), max_size=2)
+    ops=outbox_strategy,
+    chains=chains_strategy,
+    seed=st.integers(0, 2**32 - 1),
+    blobs=st.lists(st.binary(min_size=1, max_size=300), max_size=2),
 )
 def test_any_delivery_over_a_faulty_link_equals_one_clean_delivery(
     client: FlaskClient,
     db: sessionmaker[Session],
     personas: Personas,
     ops: dict[str, list[tuple[str, dict[str, str], int]]],
+    chains: dict[str, list[list[str]]],
     seed: int,
     blobs: list[bytes],
 ) -> None:
     rng = random.Random(seed)
     clean = FaultyTransport(client, personas.admin.headers, fresh_project(db))
     faulty = FaultyTransport(client, personas.admin.headers, fresh_project(db))
+    for transport in (clean, faulty):
+        publish_form(client.application, transport.project_id, xlsform(SUBMISSION_FORM), "prop_form.xlsx")
     revs = _setup(clean)
     assert _setup(faulty) == revs  # content-derived revs: the same on both stores
-    items = _outbox(ops, revs)
+    submissions = _submission_items(chains, blobs)
+    items = _outbox(ops, revs) + submissions
     clean_results = _deliver_clean(clean, items)
     faulty_results = _deliver_faulty(faulty, items, rng)
     hashes = [clean.upload(data, rng, faulty=False) for data in blobs]
@@ -139,8 +196,16 @@ def test_any_delivery_over_a_faulty_link_equals_one_clean_delivery(
     good_ops = {item["op_id"] for _, item in items if item.get("op_id", "").startswith("dev") and item not in BAD_ITEMS}
     assert good_ops <= {op[2] for op in faulty_dump["ops"]}
     assert len(faulty_dump["held"]) == len(BAD_ITEMS)
-    # I4: every acknowledged item can be read back (stored op or held payload).
-    readable = {op[2] for op in faulty_dump["ops"]} | {h[2] for h in faulty_dump["held"]}
+    # Every submission version is stored once, chained to its original, with its photo once uploaded.
+    assert sorted(v[1] for v in faulty_dump["versions"]) == sorted(item["instance_id"] for _, item in submissions)
+    assert len(faulty_dump["submissions"]) == sum(len(c) for c in chains.values())
+    assert all(s[5] == s[6] for s in faulty_dump["submissions"])  # every declared photo arrived
+    # I4: every acknowledged item can be read back (stored op, stored version or held payload).
+    readable = (
+        {op[2] for op in faulty_dump["ops"]}
+        | {h[2] for h in faulty_dump["held"]}
+        | {v[1] for v in faulty_dump["versions"]}
+    )
     assert {r["id"] for r in faulty_results} <= readable
     assert {r["id"] for r in clean_results} <= readable
     # I8: blob bytes hash to their names.
