@@ -199,3 +199,18 @@ def media_form(version: str = "1", title: str = "Média test") -> bytes:
 def external_form() -> bytes:
     """A select_one_external form: pyxform's itemsets.csv becomes an attachment."""
     return xlsform(EXTERNAL_FORM_MD)
+
+
+def name_photo_xlsform(form_id: str, version: str) -> bytes:
+    """An XLSForm with a text ``name`` and an image ``photo`` (push tests: plain items with one declared file)."""
+    return xlsform(
+        f"""
+| survey   |
+|          | type  | name  | label |
+|          | text  | name  | Name  |
+|          | image | photo | Photo |
+| settings |
+|          | form_id   | version    |
+|          | {form_id} | {version}  |
+"""
+    )

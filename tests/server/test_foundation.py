@@ -270,25 +270,15 @@ def test_app_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def _store_submissions(url: str, tmp_path: Path, count: int) -> None:
     """Publish the photo form in a new project of ``url``'s store and POST ``count`` submissions to it."""
-    from server import create_app
-    from server.services import accounts as accounts_svc
     from server.store import get_store
-    from tests.server.fixtures_forms import publish_form
-    from tests.server.test_submissions_support import PHOTO_XFORM, photo_submission
+    from tests.server.test_submissions_support import photo_project_app, photo_submission
 
-    config = {"DATABASE_URL": url, "VAR_DIR": str(tmp_path / "var"), "STORAGE_DIR": str(tmp_path / "storage")}
-    app = create_app({**config, "SECRET_KEY": "migration-test", "LOG_REQUESTS": False})
-    with app.app_context():
-        session = get_store().sessions()
-        project = accounts_svc.create_project(session, "Migrations")
-        device = accounts_svc.create_device(session, project.id, "phone")
-        publish_form(session, project.id, PHOTO_XFORM, "photo_visit.xml")
-        session.close()
+    app, project_id, token = photo_project_app(url, tmp_path, "migration-test")
     client = app.test_client()
     for index in range(count):
         xml = photo_submission(f"uuid:migrated-{index}", ["p.jpg"])
         data = {"xml_submission_file": (io.BytesIO(xml), "submission.xml")}
-        response = client.post(f"/v1/key/{device.token}/projects/{project.id}/submission", data=data)
+        response = client.post(f"/v1/key/{token}/projects/{project_id}/submission", data=data)
         assert response.status_code == 201, response.data
     with app.app_context():
         get_store().engine.dispose()

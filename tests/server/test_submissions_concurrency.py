@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import func, select
 
 from tests.conftest import POSTGRES_URL, REPO, fresh_database_url
-from tests.server.test_submissions_support import COLLECT_HEADERS, PHOTO_XFORM, photo_submission
+from tests.server.test_submissions_support import COLLECT_HEADERS, photo_submission
 
 INSTANCES = 500
 CLIENTS = 8
@@ -64,28 +64,13 @@ def _free_port() -> int:
 
 
 def _prepare(url: str, tmp_path: Path) -> tuple[int, str]:
-    from server import create_app
-    from server.services import accounts as accounts_svc
     from server.store import get_store
-    from tests.server.fixtures_forms import publish_form
+    from tests.server.test_submissions_support import photo_project_app
 
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "VAR_DIR": str(tmp_path / "var"),
-            "STORAGE_DIR": str(tmp_path / "storage"),
-            "SECRET_KEY": "race-secret",
-            "LOG_REQUESTS": False,
-        }
-    )
+    app, project_id, token = photo_project_app(url, tmp_path, "race-secret")
     with app.app_context():
-        session = get_store().sessions()
-        project = accounts_svc.create_project(session, "Race")
-        device = accounts_svc.create_device(session, project.id, "racing phone")
-        publish_form(session, project.id, PHOTO_XFORM, "photo_visit.xml")
-        session.close()
         get_store().engine.dispose()
-    return project.id, device.token
+    return project_id, token
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="concurrent writers need PostgreSQL (SQLite has a single writer)")

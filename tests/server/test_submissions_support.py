@@ -113,3 +113,31 @@ def dump_store(session: Session, app: Flask) -> tuple[dict[str, list[str]], list
         root = Path(get_store().storage_dir)
     files = sorted((str(path.relative_to(root)), path.stat().st_size) for path in root.rglob("*") if path.is_file())
     return tables, files
+
+
+def photo_project_app(url: str, tmp_path: Path, secret_key: str) -> tuple[Flask, int, str]:
+    """An app on ``url``'s store with a new project, a device and ``PHOTO_XFORM`` published.
+
+    Returns (app, project id, device token); the caller disposes the app's engine when done.
+    """
+    from server import create_app
+    from server.services import accounts as accounts_svc
+    from server.store import get_store
+    from tests.server.fixtures_forms import publish_form
+
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "VAR_DIR": str(tmp_path / "var"),
+            "STORAGE_DIR": str(tmp_path / "storage"),
+            "SECRET_KEY": secret_key,
+            "LOG_REQUESTS": False,
+        }
+    )
+    with app.app_context():
+        session = get_store().sessions()
+        project = accounts_svc.create_project(session, "Photo visits")
+        device = accounts_svc.create_device(session, project.id, "phone")
+        publish_form(session, project.id, PHOTO_XFORM, "photo_visit.xml")
+        session.close()
+    return app, project.id, device.token

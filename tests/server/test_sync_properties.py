@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import Personas
 from tests.server.faulty_transport import FAULTS, FaultyTransport, canonical_dump
-from tests.server.fixtures_forms import publish_form, xlsform
+from tests.server.fixtures_forms import name_photo_xlsform, publish_form
 from tests.server.sync_fixtures import PROPERTIES, entity_item, fresh_project
 
 ENTITIES = ("e1", "e2")
@@ -50,15 +50,7 @@ chains_strategy = st.fixed_dictionaries(
         "devB": st.lists(st.lists(st.sampled_from(VALUES), min_size=1, max_size=3), max_size=2),
     }
 )
-SUBMISSION_FORM = """
-| survey   |
-|          | type  | name  | label |
-|          | text  | name  | Name  |
-|          | image | photo | Photo |
-| settings |
-|          | form_id   | version |
-|          | prop_form | 1       |
-"""
+SUBMISSION_FORM = name_photo_xlsform("prop_form", "1")
 BAD_ITEMS = [
     {"type": "entity", "op_id": "broken"},  # unparseable → rejected
     entity_item("devA", 90, "e1", {"not_a_property": "x"}),  # → quarantined
@@ -173,7 +165,7 @@ def test_any_delivery_over_a_faulty_link_equals_one_clean_delivery(
     clean = FaultyTransport(client, personas.admin.headers, fresh_project(db))
     faulty = FaultyTransport(client, personas.admin.headers, fresh_project(db))
     for transport in (clean, faulty):
-        publish_form(client.application, transport.project_id, xlsform(SUBMISSION_FORM), "prop_form.xlsx")
+        publish_form(client.application, transport.project_id, SUBMISSION_FORM, "prop_form.xlsx")
     revs = _setup(clean)
     assert _setup(faulty) == revs  # content-derived revs: the same on both stores
     submissions = _submission_items(chains, blobs)

@@ -15,17 +15,9 @@ from server.db.models import AuditEvent
 from server.db.models.submissions import Submission
 from tests.conftest import Personas
 from tests.server.faulty_transport import FaultyTransport
-from tests.server.fixtures_forms import publish_form, xlsform
+from tests.server.fixtures_forms import name_photo_xlsform, publish_form
 
-FORM_MD = """
-| survey   |
-|          | type  | name  | label |
-|          | text  | name  | Name  |
-|          | image | photo | Photo |
-| settings |
-|          | form_id   | version |
-|          | bulk_test | 3       |
-"""
+FORM = name_photo_xlsform("bulk_test", "3")
 PHOTO = b"\xff\xd8 photo" * 20
 
 
@@ -87,7 +79,7 @@ def test_bulk_and_one_by_one_answer_the_same(
 ) -> None:
     from server.services import submission_batches
 
-    publish_form(app, personas.project_id, xlsform(FORM_MD), "bulk_test.xlsx")
+    publish_form(app, personas.project_id, FORM, "bulk_test.xlsx")
     # Small chunks: the writes of one chunk are pipelined while the next is parsed, across the copies,
     # the edit and its original that the batch spreads over several chunks.
     monkeypatch.setattr(submission_batches, "CHUNK_ITEMS", chunk)
@@ -147,7 +139,7 @@ def test_a_bulk_write_that_fails_rolls_back_and_every_item_goes_one_by_one(
     the one-by-one path then answers every item as if the bulk path had not run."""
     from server.services import submission_batches
 
-    publish_form(app, personas.project_id, xlsform(FORM_MD), "bulk_test.xlsx")
+    publish_form(app, personas.project_id, FORM, "bulk_test.xlsx")
     monkeypatch.setattr(submission_batches, "CHUNK_ITEMS", 2)
     transport = FaultyTransport(client, personas.device.headers, personas.project_id)
     first = transport.push("phone-1", [_item("uuid:s1", _xml("uuid:s1", "Salma"))], "ok")
