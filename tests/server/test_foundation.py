@@ -179,6 +179,28 @@ def test_models_match_the_migrations(fresh_url: str) -> None:
     assert diff == []
 
 
+def test_check_constraints_have_the_models_names(fresh_url: str, tmp_path: Path) -> None:
+    """compare_metadata ignores check constraints: their names, as the models give them, are compared here."""
+    from sqlalchemy import inspect
+
+    from server.db.engine import make_engine
+
+    def names(url: str) -> dict[str, set[str]]:
+        engine = make_engine(url)
+        inspector = inspect(engine)
+        found = {t: {c["name"] for c in inspector.get_check_constraints(t)} for t in Base.metadata.tables}
+        engine.dispose()
+        return {table: checks for table, checks in found.items() if checks}
+
+    models_url = f"sqlite:///{tmp_path / 'models.sqlite3'}"
+    models = make_engine(models_url)
+    Base.metadata.create_all(models)
+    models.dispose()
+    expected = names(models_url)
+    assert expected["forms"] == {"ck_forms_state"}
+    assert names(fresh_url) == expected
+
+
 def _cli(url: str, tmp_path: Path, *args: str) -> str:
     from click.testing import CliRunner
 
