@@ -30,6 +30,17 @@ POSTGRES_URL = os.environ.get("FIELDSYNC_TEST_POSTGRES_URL")
 PERSONA_PASSWORD = "correct horse battery"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_corpus_conversions(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Corpus conversions are shared by this run's processes (see tests/corpus_conversions.py)."""
+    from tests import corpus_conversions
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # each xdist worker has a subdirectory of the run's directory
+    corpus_conversions.use_directory(base / "corpus-conversions")
+
+
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     """The shared corpus of real XLSForms and submissions (skips when absent)."""

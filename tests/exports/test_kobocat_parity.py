@@ -35,6 +35,7 @@ import pytest
 
 from exports.options import ExportOptions
 from exports.records import ExportRecord
+from tests import corpus_conversions
 from tests.exports.coop_fixture import export_files, table_dicts
 
 CASES = [
@@ -74,13 +75,12 @@ def _ours(rows_by_key: dict[str, dict[str, str]], instance: str, column: str) ->
 
 @pytest.mark.parametrize(("form", "expected_csv"), CASES, ids=[c[0] for c in CASES])
 def test_same_cells_as_kobocat(corpus_dir: Path, form: str, expected_csv: str) -> None:
-    convert = pytest.importorskip("forms.convert", reason="the XLSForm converter is not in the tree yet")
     submission = pytest.importorskip("forms.submission", reason="the submission parser is not in the tree yet")
     xls = corpus_dir / "forms" / "kobocat" / f"{form}.xls"
     expected_path = corpus_dir / "expected" / "kobocat" / expected_csv
     if not xls.is_file() or not expected_path.is_file():
         pytest.skip(reason=f"corpus files for {form} are absent")
-    schema = convert.convert_upload(xls.read_bytes(), xls.name, default_form_id=form).schema
+    schema = corpus_conversions.convert(xls.read_bytes(), xls.name, form).schema
     expected = list(csv.DictReader(io.StringIO(expected_path.read_text(encoding="utf-8"))))
     times = {row["meta/instanceID"]: row.get("_submission_time", "") for row in expected}
 

@@ -29,6 +29,7 @@ from forms.convert import ConvertedForm, convert_upload
 from forms.errors import FormError
 from forms.schema import FormSchema
 from forms.submission import flatten_values, parse_submission, read_submission_header, strip_repeat_indices
+from tests import corpus_conversions
 
 CORPUS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus").resolve()
 SLOW_SECONDS = 3.0
@@ -80,7 +81,7 @@ class CorpusConversions:
         if relative not in self._done:
             path = self.root / relative
             try:
-                self._done[relative] = convert_upload(path.read_bytes(), path.name, default_form_id=path.stem)
+                self._done[relative] = corpus_conversions.convert(path.read_bytes(), path.name, path.stem)
             except FormError as exc:
                 self._done[relative] = exc
         return self._done[relative]

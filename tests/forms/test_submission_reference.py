@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from forms.convert import convert_upload
 from forms.record import EntityChange
 from forms.safe_xml import parse_untrusted_xml
 from forms.schema import EntityDeclaration, Field, FieldKind, FormSchema
 from forms.submission import flatten_values, parse_submission
+from tests import corpus_conversions
 
 CORPUS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus").resolve()
 FALLBACK_ID = "fallback:1"
@@ -264,7 +264,7 @@ def _form_for(submission_file: str) -> FormSchema | None:
     if chosen is None:
         return None
     form_path = CORPUS / chosen["file"]
-    return convert_upload(form_path.read_bytes(), form_path.name, default_form_id=form_path.stem).schema
+    return corpus_conversions.convert(form_path.read_bytes(), form_path.name, form_path.stem).schema
 
 
 @pytest.mark.parametrize("submission_file", _submission_params())

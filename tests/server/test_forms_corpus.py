@@ -8,8 +8,8 @@ Rules:
 - CORPUS-3 a form pyxform rejects gets 400 whose ``details.reason`` is pyxform's message (with the
   sheet and row pyxform names in ``details`` when it gives them), and nothing is stored.
 Forms that take more than 3 s to convert (index.json ``convert_s``) are skipped unless
-FIELDSYNC_SLOW_TESTS=1. Conversions are cached for the session (the server's converter is routed
-through the cache), so the PostgreSQL pass only pays for the database work.
+FIELDSYNC_SLOW_TESTS=1. Conversions are shared by the run (tests/corpus_conversions.py; the server's converter is routed
+through it), so the PostgreSQL pass only pays for the database work.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from forms.convert import ConvertedForm, convert_upload
+from forms.convert import ConvertedForm
 from forms.errors import FormError
+from tests import corpus_conversions
 from tests.conftest import CORPUS, Personas
 
 SLOW_SECONDS = 3.0
@@ -57,20 +58,8 @@ def fallback_id(path: Path) -> str:
     return stem if re.match(r"[A-Za-z_]", stem) else f"_{stem}"
 
 
-_CACHE: dict[tuple[bytes, str, str | None], ConvertedForm | FormError] = {}
-
-
 def _convert(data: bytes, filename: str, default_form_id: str | None) -> ConvertedForm:
-    key = (hashlib.sha256(data).digest(), filename, default_form_id)
-    if key not in _CACHE:
-        try:
-            _CACHE[key] = convert_upload(data, filename, default_form_id=default_form_id)
-        except FormError as exc:
-            _CACHE[key] = exc
-    found = _CACHE[key]
-    if isinstance(found, FormError):
-        raise found
-    return found
+    return corpus_conversions.convert(data, filename, default_form_id)
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
 
-from forms.convert import ConvertedForm, convert_upload
+from forms.convert import ConvertedForm
 from forms.errors import FormError
 from forms.submission import parse_submission, read_submission_header
+from tests import corpus_conversions
 from tests.conftest import CORPUS, Personas
 from tests.server.fixtures_forms import publish_form
 from tests.server.test_submissions_support import post_submission
@@ -49,7 +50,7 @@ SUBMISSIONS = [e for e in INDEX if e["kind"] == "submission"]
 def _convert(relative: str) -> ConvertedForm | None:
     path = CORPUS / relative
     try:
-        return convert_upload(path.read_bytes(), path.name, default_form_id=path.stem)
+        return corpus_conversions.convert(path.read_bytes(), path.name, path.stem)
     except FormError:
         return None
 
