@@ -388,33 +388,10 @@ class _ChainWriter:
             self.pending.extend(chunk)
             return
         ids = self.ids[len(self.written) : len(self.written) + len(chunk)]
-        rows = []
-        for c, (submission_id, version_id) in zip(chunk, ids, strict=True):
-            assert c.rows is not None and c.record is not None
-            rows.append(
-                {
-                    "submission_id": submission_id,
-                    "version_id": version_id,
-                    "project_id": self.project_id,
-                    "form_id": c.form_pk,
-                    "form_version_id": c.version_pk,
-                    "instance_id": c.instance_id,
-                    "form_version": c.header.version,
-                    "xml": c.xml,
-                    "xml_sha256": c.xml_sha,
-                    "record": c.record.values,
-                    "instance_name": c.record.instance_name,
-                    "source": self.source,
-                    "received_at": self.now,
-                    "submitter_id": self.submitter_id,
-                    "device_token_id": self.device_token_id,
-                    "device_id": self.device,
-                    "attachments_expected": len(c.rows),
-                    "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
-                    "actor": self.principal.actor,
-                    "details": _audit_details(c, self.source),
-                }
-            )
+        rows = [
+            {**self._values(c), "submission_id": submission_id, "version_id": version_id}
+            for c, (submission_id, version_id) in zip(chunk, ids, strict=True)
+        ]
         # Sent down the pipeline; the server writes this chunk while the next one is parsed.
         q.insert_new_chains(self.session, rows)
         self.written.extend(zip(chunk, ids, strict=True))
@@ -430,92 +407,104 @@ class _ChainWriter:
             self.session.execute(insert(_ATTACHMENTS), attachment_rows)
         return self.written
 
+    def _values(self, c: _Candidate) -> dict[str, Any]:
+        """Every value of a new chain, by the parameter names of ``q.insert_new_chains`` (ids aside)."""
+        assert c.rows is not None and c.record is not None
+        return {
+            "project_id": self.project_id,
+            "form_id": c.form_pk,
+            "form_version_id": c.version_pk,
+            "instance_id": c.instance_id,
+            "form_version": c.header.version,
+            "xml": c.xml,
+            "xml_sha256": c.xml_sha,
+            "record": c.record.values,
+            "instance_name": c.record.instance_name,
+            "source": self.source,
+            "received_at": self.now,
+            "submitter_id": self.submitter_id,
+            "device_token_id": self.device_token_id,
+            "device_id": self.device,
+            "attachments_expected": len(c.rows),
+            "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
+            "actor": self.principal.actor,
+            "details": {"form": c.header.form_id, "instance_id": c.instance_id, "source": self.source},
+        }
+
     def _write_plain(self, items: Sequence[_Candidate]) -> None:
-        subs, versions = self._rows(items)
+        """SQLite: the same rows as the PostgreSQL statement writes, in three multi-row INSERTs."""
+        values = [self._values(c) for c in items]
         submission_ids = [
             int(row[0])
             for row in self.session.execute(
-                insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True), subs
+                insert(_SUBMISSIONS).returning(_SUBMISSIONS.c.id, sort_by_parameter_order=True),
+                [_submission_row(v) for v in values],
             )
         ]
-        for version_row, submission_id in zip(versions, submission_ids, strict=True):
-            version_row["submission_id"] = submission_id
+        versions = [_version_row(v, s) for v, s in zip(values, submission_ids, strict=True)]
         inserted = self.session.execute(_insert_ignore_versions(self.session), versions).all()
         version_ids = {str(instance_id): int(version_id) for version_id, instance_id in inserted}
         if len(version_ids) != len(items):
             raise _BulkConflict(f"{len(items) - len(version_ids)} instance ids were stored concurrently")
-        ids = [(s, version_ids[c.instance_id]) for c, s in zip(items, submission_ids, strict=True)]
-        audits = _audit_rows(items, ids, self.principal, self.project_id, self.source, self.now)
-        self.session.execute(insert(_AUDIT), audits)
-        self.written.extend(zip(items, ids, strict=True))
-
-    def _rows(self, items: Sequence[_Candidate]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The ``submissions`` and ``submission_versions`` rows of ``items`` (without ids)."""
-        now, submitter_id, device_token_id = self.now, self.submitter_id, self.device_token_id
-        sub_rows = []
-        version_rows = []
-        for c in items:
-            assert c.rows is not None and c.record is not None
-            sub_rows.append(
-                {
-                    "project_id": self.project_id,
-                    "form_id": c.form_pk,
-                    "instance_id": c.instance_id,
-                    "current_instance_id": c.instance_id,
-                    "review_state": "received",
-                    "edits": 0,
-                    "submitter_id": submitter_id,
-                    "device_token_id": device_token_id,
-                    "attachments_expected": len(c.rows),
-                    "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            version_rows.append(
-                {
-                    "project_id": self.project_id,
-                    "form_id": c.form_pk,
-                    "form_version_id": c.version_pk,
-                    "instance_id": c.instance_id,
-                    "deprecated_id": None,
-                    "form_version": c.header.version,
-                    "xml": c.xml,
-                    "xml_sha256": c.xml_sha,
-                    "record": dict(c.record.values),
-                    "instance_name": c.record.instance_name,
-                    "encrypted": c.record.encrypted,
-                    "source": self.source,
-                    "received_at": now,
-                    "submitter_id": submitter_id,
-                    "device_token_id": device_token_id,
-                    "device_id": self.device,
-                    "user_agent": None,
-                }
-            )
-        return sub_rows, version_rows
+        self.session.execute(insert(_AUDIT), [_audit_row(v, s) for v, s in zip(values, submission_ids, strict=True)])
+        self.written.extend((c, (s, version_ids[c.instance_id])) for c, s in zip(items, submission_ids, strict=True))
 
 
-def _audit_details(c: _Candidate, source: str) -> dict[str, Any]:
-    return {"form": c.header.form_id, "instance_id": c.instance_id, "source": source}
+# How the values of a chain fill its rows: what ``q.insert_new_chains``'s statement does in SQL.
+_SUBMISSION_VALUES = (
+    "project_id",
+    "form_id",
+    "instance_id",
+    "submitter_id",
+    "device_token_id",
+    "attachments_expected",
+    "attachments_present",
+)
+_VERSION_VALUES = (
+    "project_id",
+    "form_id",
+    "form_version_id",
+    "instance_id",
+    "form_version",
+    "xml",
+    "xml_sha256",
+    "record",
+    "instance_name",
+    "source",
+    "received_at",
+    "submitter_id",
+    "device_token_id",
+    "device_id",
+)
 
 
-def _audit_rows(
-    items: Sequence[_Candidate],
-    ids: Sequence[tuple[int, int]],
-    principal: Principal,
-    project_id: int,
-    source: str,
-    now: Any,
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "at": now,
-            "actor": principal.actor,
-            "action": "submission.create",
-            "project_id": project_id,
-            "subject": f"submission:{submission_id}",
-            "details": _audit_details(c, source),
-        }
-        for c, (submission_id, _) in zip(items, ids, strict=True)
-    ]
+def _submission_row(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{name: values[name] for name in _SUBMISSION_VALUES},
+        "current_instance_id": values["instance_id"],
+        "review_state": "received",
+        "edits": 0,
+        "created_at": values["received_at"],
+        "updated_at": values["received_at"],
+    }
+
+
+def _version_row(values: dict[str, Any], submission_id: int) -> dict[str, Any]:
+    return {
+        **{name: values[name] for name in _VERSION_VALUES},
+        "submission_id": submission_id,
+        "deprecated_id": None,
+        "encrypted": False,
+        "user_agent": None,
+    }
+
+
+def _audit_row(values: dict[str, Any], submission_id: int) -> dict[str, Any]:
+    return {
+        "at": values["received_at"],
+        "actor": values["actor"],
+        "action": "submission.create",
+        "project_id": values["project_id"],
+        "subject": f"submission:{submission_id}",
+        "details": values["details"],
+    }

@@ -133,24 +133,6 @@ def _param(table: Any, column: str, name: str | None = None) -> Any:
     return bindparam(name or column, type_=table.c[column].type)
 
 
-# The columns a new submission row is written with (the others keep their defaults).
-_SUBMISSION_ROW_COLUMNS = (
-    "id",
-    "project_id",
-    "form_id",
-    "instance_id",
-    "current_instance_id",
-    "review_state",
-    "edits",
-    "submitter_id",
-    "device_token_id",
-    "attachments_expected",
-    "attachments_present",
-    "created_at",
-    "updated_at",
-)
-
-
 def _new_chain_statement(with_audit: bool) -> Any:
     """Build the one PostgreSQL statement that starts a new edit chain (see ``insert_new_chain``)."""
     subs = Submission.__table__
@@ -186,7 +168,21 @@ def _new_chain_statement(with_audit: bool) -> Any:
         .returning(versions.c.id, versions.c.submission_id)
         .cte("new_version")
     )
-    sub_columns = _SUBMISSION_ROW_COLUMNS
+    sub_columns = (
+        "id",
+        "project_id",
+        "form_id",
+        "instance_id",
+        "current_instance_id",
+        "review_state",
+        "edits",
+        "submitter_id",
+        "device_token_id",
+        "attachments_expected",
+        "attachments_present",
+        "created_at",
+        "updated_at",
+    )
     sub_values = [
         new_version.c.submission_id,
         _param(subs, "project_id"),
@@ -239,31 +235,6 @@ def insert_new_chain(session: Session, values: dict[str, Any], audit: dict[str, 
         stmt = _NEW_CHAIN[with_audit] = _new_chain_statement(with_audit)
     row = session.connection().execute(stmt, {**values, **(audit or {})}).first()
     return (int(row[0]), int(row[1])) if row is not None else None
-
-
-# The parameters of one row of ``insert_new_chains``: each names one value, used wherever it goes.
-CHAIN_ROW_PARAMS = (
-    "submission_id",
-    "version_id",
-    "project_id",
-    "form_id",
-    "form_version_id",
-    "instance_id",
-    "form_version",
-    "xml",
-    "xml_sha256",
-    "record",
-    "instance_name",
-    "source",
-    "received_at",
-    "submitter_id",
-    "device_token_id",
-    "device_id",
-    "attachments_expected",
-    "attachments_present",
-    "actor",
-    "details",
-)
 
 
 def _chain_rows_statement() -> Any:
@@ -330,8 +301,11 @@ _CHAIN_ROWS: list[Any] = []
 def insert_new_chains(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write many new chains (PostgreSQL, ids drawn beforehand): one statement per chain, pipelined.
 
-    Each row gives every name of ``CHAIN_ROW_PARAMS``: the submission's and the version's ids and
-    columns, the audit event's actor and details. Only first versions of plain (not encrypted)
+    Each row gives ``submission_id`` and ``version_id``, the version's columns (``project_id``,
+    ``form_id``, ``form_version_id``, ``instance_id``, ``form_version``, ``xml``, ``xml_sha256``, ``record``,
+    ``instance_name``, ``source``, ``received_at``, ``submitter_id``, ``device_token_id``, ``device_id``),
+    the submission's ``attachments_expected``/``attachments_present`` and the audit event's ``actor``
+    and ``details``. Only first versions of plain (not encrypted)
     submissions are written this way; the audit event is ``submission.create``. One statement per
     chain instead of one per table and row: a third of the statements the server plans and runs.
     """
