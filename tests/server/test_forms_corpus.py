@@ -29,7 +29,6 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from forms.convert import ConvertedForm
 from forms.errors import FormError
 from tests import corpus_conversions
 from tests.conftest import CORPUS, Personas
@@ -58,17 +57,13 @@ def fallback_id(path: Path) -> str:
     return stem if re.match(r"[A-Za-z_]", stem) else f"_{stem}"
 
 
-def _convert(data: bytes, filename: str, default_form_id: str | None) -> ConvertedForm:
-    return corpus_conversions.convert(data, filename, default_form_id)
-
-
 @pytest.fixture
 def cached_conversions(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     """Convert in-process through the session cache (the child-process path is tested in test_forms_api)."""
     from server.services import form_conversion
 
     def inline(data: bytes, filename: str, *, default_form_id: str | None = None) -> Any:
-        return form_conversion.TimedConversion(_convert(data, filename, default_form_id), 0.0)
+        return form_conversion.TimedConversion(corpus_conversions.convert(data, filename, default_form_id), 0.0)
 
     monkeypatch.setattr(form_conversion, "convert_inline", inline)
     app.config["FORM_CONVERT_INLINE"] = True
@@ -94,7 +89,7 @@ def _upload(client: FlaskClient, personas: Personas, path: Path) -> Any:
 def test_corpus_1_converting_forms_are_served(client: FlaskClient, personas: Personas, entry: dict[str, Any]) -> None:
     _skip_slow(entry)
     path = CORPUS / entry["file"]
-    expected = _convert(path.read_bytes(), path.name, fallback_id(path))
+    expected = corpus_conversions.convert(path.read_bytes(), path.name, fallback_id(path))
     response = _upload(client, personas, path)
     assert response.status_code == 201, response.json
     xml_form_id = response.json["xml_form_id"]
@@ -133,7 +128,7 @@ def test_corpus_3_rejected_forms_get_pyxform_reason(
 ) -> None:
     path = CORPUS / entry["file"]
     with pytest.raises(FormError) as raised:
-        _convert(path.read_bytes(), path.name, fallback_id(path))
+        corpus_conversions.convert(path.read_bytes(), path.name, fallback_id(path))
     before = _counts(session)
     response = _upload(client, personas, path)
     assert response.status_code == 400, response.json
