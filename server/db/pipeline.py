@@ -1,4 +1,4 @@
-"""``executemany`` of a Core statement straight on the psycopg cursor: the hot path of a push batch.
+"""Core statements run straight on the session's psycopg connection: the hot paths of push and OpenRosa.
 
 SQLAlchemy's executemany builds every row's parameters through its compiler before psycopg sees
 them; for a batch of 200 new chains of ~40 columns that was ~8 ms of the ~30 ms of Python spent on
@@ -9,33 +9,57 @@ connection, inside its transaction and SAVEPOINTs.
 
 Inside ``pipelined(session)`` the rows are sent without waiting for the server: PostgreSQL writes one
 chunk while Python prepares the next, and the block's end waits for every result.
+
+``first_row`` does the same for the one-row statements of an OpenRosa submission (token, form
+target, new chain): SQLAlchemy's execution layer (execution context, result set-up) was about a
+sixth of that request's CPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
-_Processors = dict[str, Callable[[Any], Any] | None]
-_COMPILED: dict[tuple[int, str], tuple[ClauseElement, str, _Processors]] = {}
+_BindProcessors = list[tuple[str, Callable[[Any], Any]]]
+_ResultProcessors = list[tuple[int, Callable[[Any], Any]]]
 
 
-def _compiled(stmt: ClauseElement, session: Session) -> tuple[str, _Processors]:
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    stmt: ClauseElement  # kept with its entry, so its id cannot be reused by another object
+    sql: str
+    defaults: dict[str, Any]  # the values the statement holds itself (literals compared with, e.g. a status)
+    binds: _BindProcessors  # (name, processor) of the parameters whose type converts them (timestamps, JSON)
+    results: _ResultProcessors  # (column position, processor) of the columns whose type converts them
+
+
+_COMPILED: dict[tuple[int, str], _Compiled] = {}
+
+
+def _compiled(stmt: ClauseElement, session: Session) -> _Compiled:
     dialect = session.get_bind().dialect
     key = (id(stmt), dialect.name)
     found = _COMPILED.get(key)
-    if found is None or found[0] is not stmt:
-        compiled = stmt.compile(dialect=dialect)
-        processors = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()
-        }
-        # The statement is kept with its entry, so its id cannot be reused by another object.
-        found = _COMPILED[key] = (stmt, str(compiled), processors)
-    return found[1], found[2]
+    if found is None or found.stmt is not stmt:
+        compiled: Any = stmt.compile(dialect=dialect)
+        binds = [
+            (name, process)
+            for name, bind in compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+        results = [
+            (position, process)
+            for position, column in enumerate(compiled._result_columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+        defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
+        found = _COMPILED[key] = _Compiled(stmt, str(compiled), defaults, binds, results)
+    return found
 
 
 def _driver(session: Session) -> Any:
@@ -54,19 +78,40 @@ def executemany(session: Session, stmt: ClauseElement, rows: Sequence[Mapping[st
     """
     if not rows:
         return
-    sql, processors = _compiled(stmt, session)
-    # Only the values whose type converts them (timestamps, JSON) are touched; the others go as they are.
-    converted = [(name, process) for name, process in processors.items() if process is not None]
-    params = []
-    for row in rows:
-        values = dict(row)
-        for name, process in converted:
-            value = values[name]
-            if value is not None:
-                values[name] = process(value)
-        params.append(values)
+    compiled = _compiled(stmt, session)
+    params = [_bound(compiled, row) for row in rows]
     with _driver(session).cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(compiled.sql, params)
+
+
+def first_row(session: Session, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Run ``stmt`` with ``params`` and return its first row (values converted by their column types), or ``None``.
+
+    On the session's connection and inside its transaction; not inside ``pipelined``. ``params``
+    gives every named bind parameter of ``stmt``. Other stores than PostgreSQL run it through
+    SQLAlchemy, with the same result.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        found = session.connection().execute(stmt, params).first()
+        return tuple(found) if found is not None else None
+    compiled = _compiled(stmt, session)
+    row = _driver(session).execute(compiled.sql, _bound(compiled, params)).fetchone()
+    if row is None or not compiled.results:
+        return row
+    values = list(row)
+    for position, process in compiled.results:
+        values[position] = process(values[position])
+    return tuple(values)
+
+
+def _bound(compiled: _Compiled, row: Mapping[str, Any]) -> dict[str, Any]:
+    # Only the values whose type converts them are touched; the others go as they are.
+    values = {**compiled.defaults, **row} if compiled.defaults else dict(row)
+    for name, process in compiled.binds:
+        value = values[name]
+        if value is not None:
+            values[name] = process(value)
+    return values
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
+from server.db import pipeline
 from server.db.models.accounts import AccessToken
 from server.db.models.forms import Form, FormAttachment, FormVersion
 
@@ -154,9 +155,8 @@ _TOKEN_ROW = select(*_TOKEN_COLUMNS).where(AccessToken.token_hash == bindparam("
 
 def get_token_row(session: Session, token_hash: str) -> DeviceTokenRow | None:
     """Return the lean row of the access token whose sha256 is ``token_hash`` (no ORM object)."""
-    # Core execution on the session's connection: these run on every OpenRosa request, and the ORM's
-    # per-statement layer costs ~0.1 ms each for plain column rows.
-    row = session.connection().execute(_TOKEN_ROW, {"token_hash": token_hash}).first()
+    # Straight on the driver: this runs on every OpenRosa request (see ``pipeline.first_row``).
+    row = pipeline.first_row(session, _TOKEN_ROW, {"token_hash": token_hash})
     return DeviceTokenRow(*row) if row is not None else None
 
 

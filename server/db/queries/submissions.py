@@ -82,8 +82,8 @@ def get_form_target(
     stmt = _FORM_TARGET.get(len(keys))
     if stmt is None:
         stmt = _FORM_TARGET[len(keys)] = _form_target_statement(len(keys))
-    # Core execution on the session's connection: the ORM's per-statement layer is ~0.1 ms per call.
-    row = session.connection().execute(stmt, params).first()
+    # Straight on the driver: this runs for every submission (see ``pipeline.first_row``).
+    row = pipeline.first_row(session, stmt, params)
     return FormTarget(row[0], row[1], row[2], row[3]) if row is not None else None
 
 
@@ -233,7 +233,7 @@ def insert_new_chain(session: Session, values: dict[str, Any], audit: dict[str, 
     stmt = _NEW_CHAIN.get(with_audit)
     if stmt is None:
         stmt = _NEW_CHAIN[with_audit] = _new_chain_statement(with_audit)
-    row = session.connection().execute(stmt, {**values, **(audit or {})}).first()
+    row = pipeline.first_row(session, stmt, {**values, **(audit or {})})
     return (int(row[0]), int(row[1])) if row is not None else None
 
 
