@@ -5,6 +5,10 @@ Follows OPENROSA.md and reference/peers.md §4: Collect sends ``HEAD`` first and
 XML (``*isIncomplete*=yes`` on all but the last) and only counts ``201``/``202`` as success, so every
 accepted or already-stored submission answers ``201``. The decision itself is
 ``server.services.submissions.ingest_submission``; this module maps its outcome to HTTP.
+
+A small POST with a key in its path is read before the key is checked, so that one query checks the
+key and routes the submission (form, version, edit-chain locks); the answers stay those of the usual
+order (an unknown key is 401 whatever the body). Everything else authenticates first.
 """
 
 from __future__ import annotations
@@ -13,20 +17,33 @@ from flask import Response, current_app, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from server.auth import Principal
 from server.blobstore import BlobStore
+from server.db.queries.submissions import RoutedTarget
 from server.errors import ApiError, bad_request, too_large
-from server.openrosa.auth import require_openrosa
+from server.openrosa.auth import adopt_principal, live_device_principal, require_openrosa
 from server.openrosa.blueprint import bp
 from server.openrosa.responses import message_response
+from server.passwords import token_hash
 from server.services.submission_files import discard_staged, stage_upload
-from server.services.submissions import FileUpload, IngestResult, blob_store, ingest_submission
+from server.services.submissions import (
+    FileUpload,
+    IngestResult,
+    blob_store,
+    device_and_form_target,
+    ingest_submission,
+)
 from server.store import db_session
 from sync.outcomes import FORM_CLOSED, ID_CONFLICT, SUBMISSION_DELETED, Quarantined, Rejected
 
+PERMISSION = "submission.create"
 XML_PART = "xml_submission_file"
 INCOMPLETE_PART = "*isIncomplete*"
 # Room for the multipart framing around files whose sizes add up to the advertised limit.
 MULTIPART_ALLOWANCE = 256 * 1024
+# Bodies up to this size (a submission without big photos) are read before their key is checked, so
+# that key and form are read in one query; anyone without a key can make the server read no more.
+ONE_QUERY_BYTES = 256 * 1024
 
 __all__ = ["bp", "submission"]
 
@@ -35,7 +52,15 @@ __all__ = ["bp", "submission"]
 @bp.route("/v1/key/<token>/projects/<int:project_id>/submission", methods=["HEAD", "POST"])
 def submission(project_id: int, token: str | None = None) -> Response:
     """``HEAD``: 204 (Collect's pre-flight); ``POST``: store a submission and/or its files."""
-    principal = require_openrosa("submission.create", project_id, token)
+    # A small POST with a key in its path (Collect's usual upload) authenticates in the query that
+    # routes it (see _device_and_target); any other request authenticates first.
+    one_query = (
+        token is not None
+        and request.method == "POST"
+        and request.content_length is not None
+        and request.content_length <= ONE_QUERY_BYTES
+    )
+    principal = None if one_query else require_openrosa(PERMISSION, project_id, token)
     if request.method == "HEAD":
         return Response(status=204)
     limit = int(current_app.config["MAX_SUBMISSION_BYTES"])
@@ -44,7 +69,16 @@ def submission(project_id: int, token: str | None = None) -> Response:
         raise too_large(limit)
     staged: list[FileUpload] = []
     try:
-        xml, files = _read_parts(limit, staged)
+        try:
+            xml, files = _read_parts(limit, staged)
+        except ApiError:
+            if principal is None:
+                require_openrosa(PERMISSION, project_id, token)  # an unknown or revoked key is told first
+            raise
+        routed = None
+        if principal is None:
+            assert token is not None
+            principal, routed = _device_and_target(project_id, token, xml)
         result = ingest_submission(
             db_session(),
             project_id=project_id,
@@ -54,10 +88,28 @@ def submission(project_id: int, token: str | None = None) -> Response:
             device_id=request.args.get("deviceID"),
             source="openrosa",
             user_agent=request.headers.get("User-Agent"),
+            routed=routed,
         )
     finally:
         discard_staged(staged)
     return _answer(result)
+
+
+def _device_and_target(project_id: int, token: str, xml: bytes) -> tuple[Principal, RoutedTarget | None]:
+    """Authenticate a device key and read the submission's form target (with its chain locks): ONE query.
+
+    Anything but a live device key of this project with the right to submit (a person's key, an
+    unknown, revoked or expired one) or XML that names no routing goes the usual way, which gives
+    the same answers as for any other request.
+    """
+    found = device_and_form_target(db_session(), token_hash(token), project_id, xml)
+    if found is not None:
+        row, routed = found
+        principal = live_device_principal(row)
+        if principal is not None and principal.can(PERMISSION, project_id):
+            adopt_principal(principal)
+            return principal, routed
+    return require_openrosa(PERMISSION, project_id, token), None
 
 
 def _read_parts(limit: int, staged: list[FileUpload]) -> tuple[bytes, list[FileUpload]]:

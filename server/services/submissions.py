@@ -42,6 +42,7 @@ from server.db.models.submissions import (
 )
 from server.db.queries import audit
 from server.db.queries import submissions as q
+from server.db.queries.forms import DeviceTokenRow
 from server.db.transaction import transaction
 from server.db.upsert import insert_ignore
 from server.errors import ApiError, not_found
@@ -172,13 +173,56 @@ def ingest_submission(
     declared_attachments: Sequence[AttachmentRef] = (),
     nested: bool = False,
     user_agent: str | None = None,
+    routed: q.RoutedTarget | None = None,
 ) -> IngestResult:
     """Store one submission (or add its files) and return its outcome; own transaction, or a SAVEPOINT if ``nested``.
 
     Nothing is written for a rejected or quarantined item except an id conflict's refused payload
     (kept for review); the push door keeps quarantined payloads itself. ``files`` are keyed by the
-    file name the XML references; files the XML does not reference are ignored.
+    file name the XML references; files the XML does not reference are ignored. ``routed`` is the
+    form target this transaction already read (``device_and_form_target``); it is used when it
+    serves this submission's routing, else the target is read again.
     """
+    routing = _routing(xml)
+    if isinstance(routing, IngestResult):
+        return routing
+    header, instance_id, xml_sha = routing
+    who = _Who(
+        principal.id if principal.kind == "user" else None,
+        principal.id if principal.kind == "device" else None,
+        _clip(device_id, 255),
+        _clip(user_agent, 500),
+        source,
+        principal.actor,
+    )
+    ingest = _Ingest(session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who, routed)
+    if nested:
+        with session.begin_nested():
+            return ingest.run()
+    with transaction(session):
+        return ingest.run()
+
+
+def device_and_form_target(
+    session: Session, token_hash: str, project_id: int, xml: bytes
+) -> tuple[DeviceTokenRow, q.RoutedTarget] | None:
+    """Read an access token and the form target of a submission in one query, taking its chain locks.
+
+    ``None`` when no token has this hash or the XML names no routing (the caller then authenticates
+    the usual way, and ``ingest_submission`` reports what is wrong with the XML). The read opens the
+    transaction that ``ingest_submission`` continues.
+    """
+    routing = _routing(xml)
+    if isinstance(routing, IngestResult):
+        return None
+    header, instance_id, _ = routing
+    return q.get_token_and_form_target(
+        session, token_hash, project_id, header.form_id, header.version, _chain_ids(header, instance_id)
+    )
+
+
+def _routing(xml: bytes) -> tuple[SubmissionHeader, str, str] | IngestResult:
+    """The header, instance id and XML hash of a submission; the rejection when it cannot be routed."""
     try:
         header = read_submission_header(xml)
     except SubmissionError as exc:
@@ -204,21 +248,12 @@ def ingest_submission(
             form_id=header.form_id,
             form_version=header.version,
         )
-    who = _Who(
-        principal.id if principal.kind == "user" else None,
-        principal.id if principal.kind == "device" else None,
-        _clip(device_id, 255),
-        _clip(user_agent, 500),
-        source,
-        principal.actor,
-    )
-    if nested:
-        with session.begin_nested():
-            return _Ingest(
-                session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who
-            ).run()
-    with transaction(session):
-        return _Ingest(session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who).run()
+    return header, instance_id, xml_sha
+
+
+def _chain_ids(header: SubmissionHeader, instance_id: str) -> list[str]:
+    """The instance ids whose edit chain a submission joins: its own and the one it replaces."""
+    return [instance_id] + ([header.deprecated_id] if header.deprecated_id else [])
 
 
 class _Ingest:
@@ -235,6 +270,7 @@ class _Ingest:
         files: Mapping[str, FileUpload],
         declared: Sequence[AttachmentRef],
         who: _Who,
+        routed: q.RoutedTarget | None = None,
     ) -> None:
         self.session = session
         self.project_id = project_id
@@ -245,6 +281,7 @@ class _Ingest:
         self.files = files
         self.declared = tuple(declared)
         self.who = who
+        self.routed = routed
         self.form_pk = 0
         self._adopted: set[str] = set()
         # The one-statement path needs data-modifying CTEs (PostgreSQL); SQLite takes the general path.
@@ -262,10 +299,14 @@ class _Ingest:
     def run(self) -> IngestResult:
         header, session = self.header, self.session
         deprecated_id = header.deprecated_id
-        chain_ids = [self.instance_id] + ([deprecated_id] if deprecated_id else [])
+        chain_ids = _chain_ids(header, self.instance_id)
         # Locks the edit chain of these ids on PostgreSQL: a new version, its predecessor and its
         # successors are then read and written by one writer at a time.
-        target = q.get_form_target(session, self.project_id, header.form_id, header.version, chain_ids)
+        routed = self.routed
+        if routed is not None and routed.serves(self.project_id, header.form_id, header.version, chain_ids):
+            target = routed.target
+        else:
+            target = q.get_form_target(session, self.project_id, header.form_id, header.version, chain_ids)
         if target is None:
             return self.result(Quarantined(UNKNOWN_FORM, f"form {header.form_id!r} is not known in this project"))
         self.form_pk = target.form_pk

@@ -120,7 +120,7 @@ class DeviceTokenRow:
 
 
 # The columns of ``DeviceTokenRow``, in its field order.
-_TOKEN_COLUMNS = (
+TOKEN_COLUMNS = (
     AccessToken.id,
     AccessToken.kind,
     AccessToken.name,
@@ -143,14 +143,14 @@ def _token_formlist_statement(filtered: bool) -> Any:
         ),
     )
     return (
-        select(*_TOKEN_COLUMNS, *listing.c)
+        select(*TOKEN_COLUMNS, *listing.c)
         .select_from(joined)
         .where(AccessToken.token_hash == bindparam("token_hash"))
         .order_by(listing.c.xml_form_id)
     )
 
 
-_TOKEN_ROW = select(*_TOKEN_COLUMNS).where(AccessToken.token_hash == bindparam("token_hash"))
+_TOKEN_ROW = select(*TOKEN_COLUMNS).where(AccessToken.token_hash == bindparam("token_hash"))
 
 
 def get_token_row(session: Session, token_hash: str) -> DeviceTokenRow | None:
@@ -176,7 +176,7 @@ def token_and_formlist_rows(
     rows = session.connection().execute(_TOKEN_FORMLIST[xml_form_id is not None], params).all()
     if not rows:
         return None
-    width = len(_TOKEN_COLUMNS)
+    width = len(TOKEN_COLUMNS)
     token = DeviceTokenRow(*rows[0][:width])
     return token, [FormListRow(*row[width:]) for row in rows if row[width] is not None]
 

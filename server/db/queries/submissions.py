@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
+from server.db.models.accounts import AccessToken
 from server.db.models.audit import AuditEvent
 from server.db.models.forms import Form, FormVersion
 from server.db.models.submissions import (
@@ -41,6 +42,7 @@ from server.db.models.submissions import (
     SubmissionReview,
     SubmissionVersion,
 )
+from server.db.queries.forms import TOKEN_COLUMNS, DeviceTokenRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +75,79 @@ def get_form_target(
     ``chain_lock_key``), saving a round trip; the caller's next statement sees every write committed
     by a previous holder (READ COMMITTED takes a fresh snapshot per statement).
     """
+    params, locks = _form_target_params(session, project_id, xml_form_id, version, lock_instance_ids)
+    stmt = _FORM_TARGET.get(locks)
+    if stmt is None:
+        stmt = _FORM_TARGET[locks] = _form_target_statement(locks)
+    # Straight on the driver: this runs for every submission (see ``pipeline.first_row``).
+    row = pipeline.first_row(session, stmt, params)
+    return FormTarget(*row[:_TARGET_WIDTH]) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedTarget:
+    """A form target read for one routing (project, form, version, locked instance ids): the key and the answer."""
+
+    project_id: int
+    xml_form_id: str
+    version: str
+    lock_instance_ids: tuple[str, ...]
+    target: FormTarget | None
+
+    def serves(self, project_id: int, xml_form_id: str, version: str, lock_instance_ids: Sequence[str]) -> bool:
+        """Tell whether this read answers (and locked for) exactly that routing."""
+        return (self.project_id, self.xml_form_id, self.version, self.lock_instance_ids) == (
+            project_id,
+            xml_form_id,
+            version,
+            tuple(lock_instance_ids),
+        )
+
+
+def get_token_and_form_target(
+    session: Session,
+    token_hash: str,
+    project_id: int,
+    xml_form_id: str,
+    version: str,
+    lock_instance_ids: Sequence[str],
+) -> tuple[DeviceTokenRow, RoutedTarget] | None:
+    """Return an access token's row and the form target of a submission (``get_form_target``), in ONE query.
+
+    ``None`` when no token has this hash (nothing is locked then). The chain locks are taken whatever
+    the token: the caller decides whether it may write, and a refusal rolls back, which frees them.
+    """
+    params, locks = _form_target_params(session, project_id, xml_form_id, version, lock_instance_ids)
+    params["token_hash"] = token_hash
+    stmt = _TOKEN_AND_TARGET.get(locks)
+    if stmt is None:
+        target = _form_target_statement(locks).subquery("target")
+        stmt = _TOKEN_AND_TARGET[locks] = (
+            # The chain locks' columns are selected too: their evaluation is what takes the locks.
+            select(*TOKEN_COLUMNS, *target.c)
+            .select_from(AccessToken.__table__.outerjoin(target, true()))
+            .where(AccessToken.token_hash == bindparam("token_hash"))
+        )
+    row = pipeline.first_row(session, stmt, params)
+    if row is None:
+        return None
+    width = len(TOKEN_COLUMNS)
+    found = FormTarget(*row[width : width + _TARGET_WIDTH]) if row[width] is not None else None
+    routed = RoutedTarget(project_id, xml_form_id, version, tuple(lock_instance_ids), found)
+    return DeviceTokenRow(*row[:width]), routed
+
+
+def _form_target_params(
+    session: Session, project_id: int, xml_form_id: str, version: str, lock_instance_ids: Sequence[str]
+) -> tuple[dict[str, Any], int]:
+    """The parameters of a form-target statement and its number of chain locks (PostgreSQL takes them)."""
     params: dict[str, Any] = {"project_id": project_id, "xml_form_id": xml_form_id, "version": version}
     keys: list[int] = []
     if lock_instance_ids and session.get_bind().dialect.name == "postgresql":
         # Sorted keys: two writers locking overlapping sets never deadlock.
         keys = sorted({chain_lock_key(project_id, xml_form_id, i) for i in lock_instance_ids})
         params.update({f"lock_{n}": key for n, key in enumerate(keys)})
-    stmt = _FORM_TARGET.get(len(keys))
-    if stmt is None:
-        stmt = _FORM_TARGET[len(keys)] = _form_target_statement(len(keys))
-    # Straight on the driver: this runs for every submission (see ``pipeline.first_row``).
-    row = pipeline.first_row(session, stmt, params)
-    return FormTarget(row[0], row[1], row[2], row[3]) if row is not None else None
+    return params, len(keys)
 
 
 def _form_target_statement(locks: int) -> Any:
@@ -105,7 +168,9 @@ def _form_target_statement(locks: int) -> Any:
     return stmt.add_columns(*locks_taken)
 
 
+_TARGET_WIDTH = 4  # the columns of a FormTarget, before the chain locks' (void) columns
 _FORM_TARGET: dict[int, Any] = {}
+_TOKEN_AND_TARGET: dict[int, Any] = {}
 
 
 # Columns of a new chain's first version, bound by name (``NewChain`` fields) in ``_new_chain_statement``.
