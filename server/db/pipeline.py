@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
@@ -62,11 +63,28 @@ def _compiled(stmt: ClauseElement, session: Session) -> _Compiled:
     return found
 
 
-def _driver(session: Session) -> Any:
-    driver = session.connection().connection.driver_connection
+@contextmanager
+def _driver(session: Session, sql: str | None = None) -> Iterator[Any]:
+    """The session's psycopg connection, whose errors are raised as SQLAlchemy raises them.
+
+    That is SQLAlchemy's exception classes (callers catch ``OperationalError`` or ``IntegrityError``
+    whichever way a statement ran), and a connection the server dropped is marked invalid: the pool
+    replaces it instead of lending it to the next request, and the request's end does not roll it back.
+    """
+    connection = session.connection()
+    driver = connection.connection.driver_connection
     if driver is None:
         raise RuntimeError("the session's connection has no driver connection")
-    return driver
+    dialect = connection.dialect
+    try:
+        yield driver
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, driver, None)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from exc
 
 
 def executemany(session: Session, stmt: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -80,7 +98,7 @@ def executemany(session: Session, stmt: ClauseElement, rows: Sequence[Mapping[st
         return
     compiled = _compiled(stmt, session)
     params = [_bound(compiled, row) for row in rows]
-    with _driver(session).cursor() as cursor:
+    with _driver(session, compiled.sql) as driver, driver.cursor() as cursor:
         cursor.executemany(compiled.sql, params)
 
 
@@ -95,7 +113,8 @@ def first_row(session: Session, stmt: ClauseElement, params: Mapping[str, Any]) 
         found = session.connection().execute(stmt, params).first()
         return tuple(found) if found is not None else None
     compiled = _compiled(stmt, session)
-    row = _driver(session).execute(compiled.sql, _bound(compiled, params)).fetchone()
+    with _driver(session, compiled.sql) as driver:
+        row = driver.execute(compiled.sql, _bound(compiled, params)).fetchone()
     if row is None or not compiled.results:
         return row
     values = list(row)
@@ -118,9 +137,9 @@ def _bound(compiled: _Compiled, row: Mapping[str, Any]) -> dict[str, Any]:
 def pipelined(session: Session) -> Iterator[None]:
     """Let the ``executemany`` calls of this block run on the server while Python goes on (PostgreSQL).
 
-    The end of the block waits for every statement sent in it and raises the first error (psycopg's
-    own exception). Nothing else may use the session inside the block: a statement through
+    The end of the block waits for every statement sent in it and raises the first error (as
+    SQLAlchemy's exception). Nothing else may use the session inside the block: a statement through
     SQLAlchemy would wait for the pipeline's results out of order.
     """
-    with _driver(session).pipeline():
+    with _driver(session) as driver, driver.pipeline():
         yield

@@ -6,18 +6,25 @@ Rules:
 - P2 typed columns come back converted by their type: UTC datetimes stay UTC even when the
   connection's time zone is another one (PostgreSQL).
 - P3 no matching row gives ``None``.
+- P4 a statement the database refuses raises SQLAlchemy's exception class, not the driver's.
+- P5 a connection the server dropped is reported as SQLAlchemy reports it (``connection_invalidated``)
+  and is not lent again by the pool; closing the session after it raises nothing.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, select, text
+import psycopg
+import pytest
+from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
+from server.db.engine import make_engine
 from server.db.models.accounts import AccessToken
-from tests.conftest import Backend
+from tests.conftest import POSTGRES_URL, Backend
 
 _STATEMENT = select(AccessToken.id, AccessToken.name, AccessToken.expires_at, AccessToken.revoked_at).where(
     AccessToken.token_hash == bindparam("token_hash"), AccessToken.kind == "device"
@@ -57,3 +64,45 @@ def test_first_row_reads_what_sqlalchemy_reads(session: Session, backend: Backen
 def test_first_row_without_a_match_is_none(session: Session) -> None:
     """P3."""
     assert pipeline.first_row(session, _STATEMENT, {"token_hash": "c" * 64}) is None
+
+
+def test_driver_errors_are_sqlalchemys(session: Session, backend: Backend) -> None:
+    """P4: a refused write raises SQLAlchemy's class (callers catch ``IntegrityError`` whichever way it ran)."""
+    add = (
+        insert(AccessToken)
+        .values(token_hash=bindparam("token_hash"), kind="device", name="twin")
+        .returning(AccessToken.id)
+    )
+    _token(session, "d" * 64)
+    nested = session.begin_nested()
+    with pytest.raises(IntegrityError):
+        pipeline.first_row(session, add, {"token_hash": "d" * 64})
+    nested.rollback()
+    if backend.name == "postgresql":  # executemany is the push path's, on PostgreSQL only
+        nested = session.begin_nested()
+        with pytest.raises(IntegrityError):
+            pipeline.executemany(session, add, [{"token_hash": "e" * 64}, {"token_hash": "d" * 64}])
+        nested.rollback()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="a server-side connection drop needs PostgreSQL (SQLite has none)")
+def test_a_lost_connection_is_invalidated() -> None:
+    """P5: the driver's "connection lost" arrives as SQLAlchemy's, with the connection invalidated."""
+    assert POSTGRES_URL
+    engine = make_engine(POSTGRES_URL, pool_size=1, max_overflow=0)
+    try:
+        session = Session(engine)
+        pid = pipeline.first_row(session, select(func.pg_backend_pid()), {})
+        assert pid is not None
+        with psycopg.connect(
+            POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True
+        ) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid[0],))
+        with pytest.raises(OperationalError) as lost:
+            pipeline.first_row(session, select(func.pg_backend_pid()), {})
+        assert lost.value.connection_invalidated
+        session.close()  # nothing to roll back on a connection known to be gone: no error
+        with Session(engine) as again:
+            assert pipeline.first_row(again, select(func.pg_backend_pid()), {}) not in (None, pid)
+    finally:
+        engine.dispose()
