@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape
 
 from flask import Flask, Response, g, jsonify, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger("fieldsync.errors")
@@ -137,6 +138,24 @@ def init_app(app: Flask) -> None:
         status = error.code or 500
         code = (error.name or "error").lower().replace(" ", "_")
         return render_error(ApiError(status, code, error.description or error.name or "error"))
+
+    @app.errorhandler(DBAPIError)
+    def _store_error(error: DBAPIError) -> Response:
+        # A dropped connection, a database starting up or refusing connections, a deadlock: the
+        # database, not the request, failed. 503 tells clients (Collect keeps the form) to try again.
+        if isinstance(error, OperationalError) or error.connection_invalidated:
+            log.warning("store unavailable on %s %s", request.method, request.path, exc_info=error)
+            return render_error(
+                ApiError(
+                    503,
+                    "store_unavailable",
+                    "The server cannot use its database right now: nothing was stored, try again in a moment",
+                    headers={"Retry-After": "5"},
+                    message_fr="Le serveur ne peut pas utiliser sa base de données pour le moment : rien n'a été "
+                    "enregistré, réessayez dans un instant.",
+                )
+            )
+        return _unexpected(error)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

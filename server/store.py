@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db.engine import make_engine, make_sessionmaker
+
+log = logging.getLogger("fieldsync.store")
 
 
 @dataclass
@@ -49,4 +52,9 @@ def db_session() -> Session:
 def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:
-        session.close()
+        try:
+            session.close()
+        except Exception:
+            # The answer is already made; a connection lost at its end is invalidated by SQLAlchemy
+            # and must not turn into an error outside the app (a bare 500 from the WSGI server).
+            log.warning("closing the request's session failed", exc_info=True)
