@@ -170,6 +170,12 @@ def list_audits() -> dict[str, Any]:
     else:
         require("audit.read", params["project_id"])
     events = audit.list_events(
-        db_session(), params["project_id"], params["action"], params["limit"], params["before_id"]
+        db_session(),
+        params["project_id"],
+        params["action"],
+        params["limit"],
+        params["before_id"],
+        since=params["since"],
+        until=params["until"],
     )
     return {"events": AuditOut(many=True).dump(events)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from marshmallow import RAISE, Schema, fields, validate
 
 
@@ -79,5 +81,8 @@ class AuditOut(Schema):
 class AuditQuery(StrictSchema):
     project_id = fields.Integer(load_default=None)
     action = fields.String(load_default=None)
+    # ISO 8601; a time without an offset is UTC. ``since`` is inclusive, ``until`` exclusive.
+    since = fields.AwareDateTime(load_default=None, default_timezone=UTC)
+    until = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     before_id = fields.Integer(load_default=None)

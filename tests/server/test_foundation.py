@@ -5,12 +5,14 @@ Rules:
 - F2 malformed JSON, unknown fields and wrong types are 400 naming the field; nothing is written.
 - F3 wrong, revoked or expired credentials are 401 with the JSON error shape.
 - F4 ``init-db`` twice is harmless; an older database is upgraded; models match the migrations.
+- F5 the audit log reads by time: ``since`` (inclusive) and ``until`` (exclusive), ISO 8601 with or
+  without an offset (none is UTC); a date that does not parse is a 400 naming the field.
 """
 
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -156,6 +158,27 @@ def test_changes_are_audited(client: FlaskClient, personas: Personas) -> None:
     ).get_json()["events"]
     assert events[0]["actor"] == f"user:{personas.manager.id}"
     assert events[0]["details"] == {"role": "analyst"}
+
+
+def test_the_audit_log_reads_by_time(client: FlaskClient, personas: Personas, session: Session) -> None:
+    from server.db.models import AuditEvent
+
+    for hour in (10, 11, 12):
+        session.add(AuditEvent(actor="system", action="test.clock", at=datetime(2026, 1, 1, hour, tzinfo=UTC)))
+    session.commit()
+
+    def hours(query: str) -> list[int]:
+        response = client.get(f"/v1/audits?action=test.clock&{query}", headers=personas.admin.headers)
+        assert response.status_code == 200, response.get_json()
+        return [datetime.fromisoformat(e["at"]).astimezone(UTC).hour for e in response.get_json()["events"]]
+
+    assert hours("") == [12, 11, 10]
+    assert hours("since=2026-01-01T11:00:00Z") == [12, 11]
+    assert hours("until=2026-01-01T11:00:00Z") == [10]
+    assert hours("since=2026-01-01T11:00:00&until=2026-01-01T12:00:00") == [11]  # no offset: UTC
+    assert hours("since=2026-01-01T12:00:00%2B01:00") == [12, 11]  # 11:00 UTC
+    bad = client.get("/v1/audits?since=yesterday", headers=personas.admin.headers)
+    assert bad.status_code == 400 and "since" in bad.get_data(as_text=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -31,8 +32,10 @@ def list_events(
     action: str | None = None,
     limit: int = 100,
     before_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Sequence[AuditEvent]:
-    """Return audit events, newest first, optionally filtered."""
+    """Return audit events, newest first, optionally filtered (``since`` inclusive, ``until`` exclusive)."""
     stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if project_id is not None:
         stmt = stmt.where(AuditEvent.project_id == project_id)
@@ -40,4 +43,8 @@ def list_events(
         stmt = stmt.where(AuditEvent.action == action)
     if before_id is not None:
         stmt = stmt.where(AuditEvent.id < before_id)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.at < until)
     return session.scalars(stmt).all()
