@@ -65,6 +65,10 @@ class EntityListQuery(StrictSchema):
     deleted = fields.Boolean(load_default=False)
 
 
+class ConflictsQuery(StrictSchema):
+    deleted = fields.Boolean(load_default=False)
+
+
 class ResolveIn(StrictSchema):
     base_version = fields.Integer(load_default=None)
     base_rev = fields.String(load_default=None)
@@ -319,9 +323,10 @@ def restore_entity(project_id: int, list_name: str, entity_id: str) -> dict[str,
 
 @bp.get("/projects/<int:project_id>/conflicts")
 def conflicts(project_id: int) -> dict[str, Any]:
-    """The review queue: every entity with a conflict, hard first."""
+    """The review queue: every live entity with a conflict, hard first (``?deleted=true``: the deleted ones)."""
     require("entity.read", project_id)
-    return {"conflicts": entities.list_conflicts(db_session(), project_id)}
+    args = load_query(ConflictsQuery())
+    return {"conflicts": entities.list_conflicts(db_session(), project_id, deleted=args["deleted"])}
 
 
 # ---------------------------------------------------------------------------------------------------

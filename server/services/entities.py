@@ -291,9 +291,11 @@ def entity_detail(session: Session, project_id: int, list_name: str, entity_id: 
     return {**entity_json(list_name, row), "history": history}
 
 
-def list_conflicts(session: Session, project_id: int, limit: int = 1000) -> list[dict[str, Any]]:
-    """Every entity of a project with a conflict (hard first)."""
-    return [entity_json(name, row) for row, name in q.conflicted_entities(session, project_id, limit)]
+def list_conflicts(
+    session: Session, project_id: int, *, deleted: bool = False, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Every live (or, with ``deleted``, every deleted) entity of a project with a conflict, hard first."""
+    return [entity_json(name, row) for row, name in q.conflicted_entities(session, project_id, deleted, limit)]
 
 
 def resolve_entity(

@@ -236,6 +236,32 @@ def test_a_pushed_update_concurrent_with_a_delete_is_a_soft_conflict_and_the_ent
     assert _listed(client, headers, pushed.project_id) == []
 
 
+def test_the_review_queue_holds_live_entities_and_shows_deleted_ones_when_asked(
+    client: FlaskClient, personas: Personas, pushed: FaultyTransport
+) -> None:
+    """A conflict on a deleted entity waits out of the queue, as deleted entities do in lists (``?deleted=true``)."""
+    headers = personas.admin.headers
+    url = _entity_url(pushed)
+    seen_rev = client.get(url, headers=headers).get_json()["rev"]
+    assert client.delete(url, headers=headers).status_code == 200
+    pushed.push("devB", [entity_item("devB", 1, "awa", {"phone": "9"}, base_rev=seen_rev)], "ok")
+    # A live conflict too: two phones change binta's phone from the same base.
+    pushed.push("devA", [entity_item("devA", 2, "binta", {"phone": "1"}, label="Binta")], "ok")
+    base = client.get(_entity_url(pushed, "binta"), headers=headers).get_json()["rev"]
+    pushed.push("devB", [entity_item("devB", 2, "binta", {"phone": "2"}, base_rev=base)], "ok")
+    pushed.push("devC", [entity_item("devC", 1, "binta", {"phone": "3"}, base_rev=base)], "ok")
+    queue = f"/v1/projects/{pushed.project_id}/conflicts"
+
+    def queued(query: str = "") -> list[tuple[str, bool]]:
+        response = client.get(queue + query, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        return [(c["id"], c["deleted"]) for c in response.get_json()["conflicts"]]
+
+    assert queued() == [("binta", False)]
+    assert queued("?deleted=true") == [("awa", True)]
+    assert client.get(queue + "?deleted=maybe", headers=headers).status_code == 400
+
+
 def test_a_device_cannot_delete_through_a_push(
     client: FlaskClient, personas: Personas, pushed: FaultyTransport
 ) -> None:

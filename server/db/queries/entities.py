@@ -67,12 +67,14 @@ def entities_of_list(
     return session.scalars(stmt.order_by(Entity.entity_id).limit(limit)).all()
 
 
-def conflicted_entities(session: Session, project_id: int, limit: int = 1000) -> Sequence[tuple[Entity, str]]:
-    """Entities of a project with a conflict, with their list name (hard first)."""
+def conflicted_entities(
+    session: Session, project_id: int, deleted: bool = False, limit: int = 1000
+) -> Sequence[tuple[Entity, str]]:
+    """Live (or deleted) entities of a project with a conflict, with their list name (hard first)."""
     stmt = (
         select(Entity, EntityList.name)
         .join(EntityList, EntityList.id == Entity.list_id)
-        .where(EntityList.project_id == project_id, Entity.conflict.is_not(None))
+        .where(EntityList.project_id == project_id, Entity.conflict.is_not(None), Entity.deleted == deleted)
         .order_by(Entity.conflict, EntityList.name, Entity.entity_id)
         .limit(limit)
     )
