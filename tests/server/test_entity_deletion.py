@@ -220,15 +220,24 @@ def test_a_bad_body_is_400(
     assert client.get(_entity_url(pushed), headers=personas.admin.headers).get_json()["deleted"] is False
 
 
-def test_a_pushed_update_concurrent_with_a_delete_is_a_soft_conflict_and_the_entity_stays_deleted(
-    client: FlaskClient, personas: Personas, pushed: FaultyTransport
-) -> None:
-    headers = personas.admin.headers
+def _delete_then_push_an_update_made_before(
+    client: FlaskClient, headers: dict[str, str], pushed: FaultyTransport
+) -> dict[str, Any]:
+    """A manager deletes ``awa`` while device ``devB`` changes its phone from the revision before; the push's reply."""
     url = _entity_url(pushed)
     seen_rev = client.get(url, headers=headers).get_json()["rev"]
     assert client.delete(url, headers=headers).status_code == 200
     reply = pushed.push("devB", [entity_item("devB", 1, "awa", {"phone": "9"}, base_rev=seen_rev)], "ok")
     assert reply is not None
+    return reply
+
+
+def test_a_pushed_update_concurrent_with_a_delete_is_a_soft_conflict_and_the_entity_stays_deleted(
+    client: FlaskClient, personas: Personas, pushed: FaultyTransport
+) -> None:
+    headers = personas.admin.headers
+    url = _entity_url(pushed)
+    reply = _delete_then_push_an_update_made_before(client, headers, pushed)
     assert reply["results"][0]["status"] == "conflict"
     assert reply["results"][0]["conflict"] == {"kind": "soft", "fields": ["phone"]}
     after = client.get(url, headers=headers).get_json()
@@ -241,10 +250,7 @@ def test_the_review_queue_holds_live_entities_and_shows_deleted_ones_when_asked(
 ) -> None:
     """A conflict on a deleted entity waits out of the queue, as deleted entities do in lists (``?deleted=true``)."""
     headers = personas.admin.headers
-    url = _entity_url(pushed)
-    seen_rev = client.get(url, headers=headers).get_json()["rev"]
-    assert client.delete(url, headers=headers).status_code == 200
-    pushed.push("devB", [entity_item("devB", 1, "awa", {"phone": "9"}, base_rev=seen_rev)], "ok")
+    _delete_then_push_an_update_made_before(client, headers, pushed)
     # A live conflict too: two phones change binta's phone from the same base.
     pushed.push("devA", [entity_item("devA", 2, "binta", {"phone": "1"}, label="Binta")], "ok")
     base = client.get(_entity_url(pushed, "binta"), headers=headers).get_json()["rev"]

@@ -10,88 +10,96 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+from flask import Flask, Response
 from sqlalchemy import select, text
 
 from tests.conftest import POSTGRES_URL, fresh_database_url
 from tests.server.test_submissions_support import photo_project_app, photo_submission, post_submission
 
+pytestmark = pytest.mark.skipif(
+    not POSTGRES_URL, reason="a server-side connection drop needs PostgreSQL (SQLite has none)"
+)
 
-def _driver_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+@dataclass(frozen=True)
+class Served:
+    """An app on a database of its own, with a project, a device key and the photo form."""
+
+    app: Flask
+    prefix: str  # the device's Collect server path
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="a server-side connection drop needs PostgreSQL (SQLite has none)")
-def test_a_lost_connection_is_503_and_the_retry_stores_once(tmp_path: Path) -> None:
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """The app, its engine disposed and its database dropped afterwards."""
+    from server.store import get_store
+
+    url, cleanup = fresh_database_url("postgresql", tmp_path)
+    try:
+        app, project_id, token = photo_project_app(url, tmp_path, "outage-secret")
+        try:
+            yield Served(app, f"/v1/key/{token}/projects/{project_id}")
+        finally:
+            get_store(app).engine.dispose()
+    finally:
+        cleanup()
+
+
+def _terminate(pid: int) -> None:
+    """End a PostgreSQL backend, as a restart or an administrator would."""
+    assert POSTGRES_URL
+    with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_lost_connection_is_503_and_the_retry_stores_once(served: Served) -> None:
     """U1, U2."""
     from server.db.models.submissions import Submission
     from server.store import get_store
 
-    assert POSTGRES_URL
-    url, cleanup = fresh_database_url("postgresql", tmp_path)
-    app = None
-    try:
-        app, project_id, token = photo_project_app(url, tmp_path, "outage-secret")
-        engine = get_store(app).engine
-        client = app.test_client()
-        prefix = f"/v1/key/{token}/projects/{project_id}"
-        assert post_submission(client, prefix, photo_submission("uuid:before", [])).status_code == 201
-        # The pool lends its most recent connection first (LIFO): the next request gets this one.
-        with engine.connect() as conn:
-            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        with psycopg.connect(_driver_url(POSTGRES_URL), autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    engine = get_store(served.app).engine
+    client = served.app.test_client()
+    assert post_submission(client, served.prefix, photo_submission("uuid:before", [])).status_code == 201
+    # The pool lends its most recent connection first (LIFO): the next request gets this one.
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    _terminate(pid)
 
-        lost = post_submission(client, prefix, photo_submission("uuid:during", []))
-        body = lost.get_data(as_text=True)
-        assert lost.status_code == 503, body
-        assert lost.headers["Retry-After"] == "5"
-        assert "<OpenRosaResponse" in body and "try again" in body
+    lost = post_submission(client, served.prefix, photo_submission("uuid:during", []))
+    body = lost.get_data(as_text=True)
+    assert lost.status_code == 503, body
+    assert lost.headers["Retry-After"] == "5"
+    assert "<OpenRosaResponse" in body and "try again" in body
 
-        again = post_submission(client, prefix, photo_submission("uuid:during", []))
-        assert again.status_code == 201, again.get_data(as_text=True)
-        with engine.connect() as conn:
-            stored = conn.execute(select(Submission.instance_id).order_by(Submission.instance_id)).scalars().all()
-            assert stored == ["uuid:before", "uuid:during"]
-    finally:
-        if app is not None:
-            get_store(app).engine.dispose()
-        cleanup()
+    again = post_submission(client, served.prefix, photo_submission("uuid:during", []))
+    assert again.status_code == 201, again.get_data(as_text=True)
+    with engine.connect() as conn:
+        stored = conn.execute(select(Submission.instance_id).order_by(Submission.instance_id)).scalars().all()
+    assert stored == ["uuid:before", "uuid:during"]
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="a server-side connection drop needs PostgreSQL (SQLite has none)")
-def test_a_connection_lost_at_the_end_of_a_request_keeps_its_answer(tmp_path: Path) -> None:
+def test_a_connection_lost_at_the_end_of_a_request_keeps_its_answer(served: Served) -> None:
     """U3: the backend is terminated after the response is made, before the session closes."""
-    from flask import Response
+    from server.store import db_session
 
-    from server.store import db_session, get_store
+    terminated: list[int] = []
 
-    assert POSTGRES_URL
-    url, cleanup = fresh_database_url("postgresql", tmp_path)
-    app = None
-    try:
-        app, project_id, token = photo_project_app(url, tmp_path, "outage-secret")
-        form_url = f"/v1/key/{token}/projects/{project_id}/forms/photo_visit.xml"
-        terminated: list[int] = []
+    def drop_connection(response: Response) -> Response:
+        if not terminated:
+            terminated.append(db_session().execute(text("SELECT pg_backend_pid()")).scalar_one())
+            _terminate(terminated[0])
+        return response
 
-        def drop_connection(response: Response) -> Response:
-            if not terminated:
-                pid = db_session().execute(text("SELECT pg_backend_pid()")).scalar_one()
-                with psycopg.connect(_driver_url(POSTGRES_URL or ""), autocommit=True) as admin:
-                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                terminated.append(pid)
-            return response
-
-        app.after_request(drop_connection)
-        client = app.test_client()
-        first = client.get(form_url)
-        assert first.status_code == 200 and b"photo_visit" in first.data
-        assert terminated
-        assert client.get(form_url).status_code == 200
-    finally:
-        if app is not None:
-            get_store(app).engine.dispose()
-        cleanup()
+    served.app.after_request(drop_connection)
+    client = served.app.test_client()
+    form_url = f"{served.prefix}/forms/photo_visit.xml"
+    first = client.get(form_url)
+    assert first.status_code == 200 and b"photo_visit" in first.data
+    assert terminated
+    assert client.get(form_url).status_code == 200
