@@ -81,6 +81,7 @@ __all__ = [
     "SubmissionPage",
     "attach_uploaded_blob",
     "delete_submission",
+    "device_and_form_target",
     "get_attachment",
     "get_submission",
     "ingest_submission",
