@@ -32,6 +32,8 @@ from server.store import db_session
 # Collect caches the challenge and re-uses the nonce with a growing nc; when it expires we answer
 # stale=true and Collect retries without asking the person again.
 NONCE_LIFETIME_SECONDS = 15 * 60
+# What a phone needs on every OpenRosa route: listing and downloading forms serve submitting them.
+COLLECT_PERMISSION = "submission.create"
 _DIGEST_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
 
@@ -154,15 +156,20 @@ def _token_principal(token: str) -> Principal:
     return principal
 
 
-def live_device_principal(row: TokenRow) -> Principal | None:
-    """Return the principal of a device token that is neither revoked nor expired; else ``None``."""
-    return device_principal(row) if row.kind == "device" and token_is_live(row) else None
+def adopt_device(row: TokenRow, project_id: int) -> Principal | None:
+    """Make a live device key allowed on the project's OpenRosa routes this request's caller; else ``None``.
 
-
-def adopt_principal(principal: Principal) -> None:
-    """Make ``principal`` this request's caller, as ``openrosa_principal`` does once it has authenticated."""
+    ``None`` for a person's key, a revoked or expired one, or another project's: the caller then
+    authenticates the usual way (``require_openrosa``), which gives the right answer for each.
+    """
+    if row.kind != "device" or not token_is_live(row):
+        return None
+    principal = device_principal(row)
+    if not principal.can(COLLECT_PERMISSION, project_id):
+        return None
     g.openrosa_device_id = request.args.get("deviceID")
     g.principal = principal
+    return principal
 
 
 def openrosa_principal(project_id: int, token: str | None) -> Principal:

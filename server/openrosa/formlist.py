@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from server.blobstore import BlobStore
 from server.db.queries.forms import FormListRow
-from server.openrosa.auth import adopt_principal, live_device_principal, require_openrosa
+from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
 from server.openrosa.blueprint import bp
 from server.openrosa.responses import etag_of, xml_response
 from server.passwords import token_hash
@@ -28,7 +28,6 @@ from server.store import db_session, get_store
 
 XFORMS_LIST_NS = "http://openrosa.org/xforms/xformsList"
 MANIFEST_NS = "http://openrosa.org/xforms/xformsManifest"
-PERMISSION = "submission.create"
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
@@ -63,7 +62,7 @@ def form_list(project_id: int, token: str | None = None) -> Response:
     rows = _device_form_list(project_id, token, form_id) if token is not None else None
     if rows is None:
         # Not a live device token of this project: the general path authenticates (or answers 401/403).
-        require_openrosa(PERMISSION, project_id, token)
+        require_openrosa(COLLECT_PERMISSION, project_id, token)
         rows = svc.form_list(db_session(), project_id, form_id)
     base = _base_url(project_id, token)
     parts = [_XML_DECLARATION, f'<xforms xmlns="{XFORMS_LIST_NS}">']
@@ -101,16 +100,12 @@ def _device_form_list(project_id: int, token: str, form_id: str | None) -> list[
     if found is None:
         return None
     row, rows = found
-    principal = live_device_principal(row)
-    if principal is None or not principal.can(PERMISSION, project_id):
-        return None
-    adopt_principal(principal)
-    return rows
+    return rows if adopt_device(row, project_id) is not None else None
 
 
 def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Response:
     """``GET forms/<id>.xml``: the published XForm, byte for byte what pyxform produced."""
-    require_openrosa(PERMISSION, project_id, token)
+    require_openrosa(COLLECT_PERMISSION, project_id, token)
     md5, data = svc.served_xform(db_session(), project_id, xml_form_id)
     response = xml_response(data, etag=md5)
     if response.status_code == 200:
@@ -120,7 +115,7 @@ def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Res
 
 def manifest(project_id: int, xml_form_id: str, token: str | None = None) -> Response:
     """``GET forms/<id>/manifest``: the media files present, itemsets.csv and entity lists."""
-    require_openrosa(PERMISSION, project_id, token)
+    require_openrosa(COLLECT_PERMISSION, project_id, token)
     entries = svc.manifest_entries(db_session(), project_id, xml_form_id)
     base = _base_url(project_id, token)
     form_url = f"{base}/forms/{_segment(xml_form_id)}"
@@ -140,7 +135,7 @@ def manifest(project_id: int, xml_form_id: str, token: str | None = None) -> Res
 
 def media(project_id: int, xml_form_id: str, name: str, token: str | None = None) -> Response:
     """``GET forms/<id>/attachments/<name>``: one media file of the published version."""
-    require_openrosa(PERMISSION, project_id, token)
+    require_openrosa(COLLECT_PERMISSION, project_id, token)
     found = svc.media_file(db_session(), project_id, xml_form_id, name)
     if found.data is not None:
         response = Response(found.data, content_type=found.content_type)
@@ -155,7 +150,7 @@ def media(project_id: int, xml_form_id: str, name: str, token: str | None = None
 
 def integrity(project_id: int, list_name: str, token: str | None = None) -> Response:
     """``GET datasets/<list>/integrity?id=a,b``: whether each entity a device holds was deleted."""
-    require_openrosa(PERMISSION, project_id, token)
+    require_openrosa(COLLECT_PERMISSION, project_id, token)
     ids = [i.strip() for i in request.args.get("id", "").split(",") if i.strip()]
     states = svc.entity_list_integrity(db_session(), project_id, list_name, ids)
     parts = [_XML_DECLARATION, "<data><entities>"]

@@ -21,7 +21,7 @@ from server.auth import Principal
 from server.blobstore import BlobStore
 from server.db.queries.submissions import RoutedTarget
 from server.errors import ApiError, bad_request, too_large
-from server.openrosa.auth import adopt_principal, live_device_principal, require_openrosa
+from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
 from server.openrosa.blueprint import bp
 from server.openrosa.responses import message_response
 from server.passwords import token_hash
@@ -36,7 +36,6 @@ from server.services.submissions import (
 from server.store import db_session
 from sync.outcomes import FORM_CLOSED, ID_CONFLICT, SUBMISSION_DELETED, Quarantined, Rejected
 
-PERMISSION = "submission.create"
 XML_PART = "xml_submission_file"
 INCOMPLETE_PART = "*isIncomplete*"
 # Room for the multipart framing around files whose sizes add up to the advertised limit.
@@ -60,7 +59,7 @@ def submission(project_id: int, token: str | None = None) -> Response:
         and request.content_length is not None
         and request.content_length <= ONE_QUERY_BYTES
     )
-    principal = None if one_query else require_openrosa(PERMISSION, project_id, token)
+    principal = None if one_query else require_openrosa(COLLECT_PERMISSION, project_id, token)
     if request.method == "HEAD":
         return Response(status=204)
     limit = int(current_app.config["MAX_SUBMISSION_BYTES"])
@@ -73,7 +72,7 @@ def submission(project_id: int, token: str | None = None) -> Response:
             xml, files = _read_parts(limit, staged)
         except ApiError:
             if principal is None:
-                require_openrosa(PERMISSION, project_id, token)  # an unknown or revoked key is told first
+                require_openrosa(COLLECT_PERMISSION, project_id, token)  # an unknown or revoked key is told first
             raise
         routed = None
         if principal is None:
@@ -105,11 +104,10 @@ def _device_and_target(project_id: int, token: str, xml: bytes) -> tuple[Princip
     found = device_and_form_target(db_session(), token_hash(token), project_id, xml)
     if found is not None:
         row, routed = found
-        principal = live_device_principal(row)
-        if principal is not None and principal.can(PERMISSION, project_id):
-            adopt_principal(principal)
+        principal = adopt_device(row, project_id)
+        if principal is not None:
             return principal, routed
-    return require_openrosa(PERMISSION, project_id, token), None
+    return require_openrosa(COLLECT_PERMISSION, project_id, token), None
 
 
 def _read_parts(limit: int, staged: list[FileUpload]) -> tuple[bytes, list[FileUpload]]:
