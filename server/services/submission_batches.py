@@ -451,36 +451,9 @@ class _ChainWriter:
 
 
 # How the values of a chain fill its rows: what ``q.insert_new_chains``'s statement does in SQL.
-_SUBMISSION_VALUES = (
-    "project_id",
-    "form_id",
-    "instance_id",
-    "submitter_id",
-    "device_token_id",
-    "attachments_expected",
-    "attachments_present",
-)
-_VERSION_VALUES = (
-    "project_id",
-    "form_id",
-    "form_version_id",
-    "instance_id",
-    "form_version",
-    "xml",
-    "xml_sha256",
-    "record",
-    "instance_name",
-    "source",
-    "received_at",
-    "submitter_id",
-    "device_token_id",
-    "device_id",
-)
-
-
 def _submission_row(values: dict[str, Any]) -> dict[str, Any]:
     return {
-        **{name: values[name] for name in _SUBMISSION_VALUES},
+        **{name: values[name] for name in q.PLAIN_SUBMISSION_PARAMS},
         "current_instance_id": values["instance_id"],
         "review_state": "received",
         "edits": 0,
@@ -491,7 +464,7 @@ def _submission_row(values: dict[str, Any]) -> dict[str, Any]:
 
 def _version_row(values: dict[str, Any], submission_id: int) -> dict[str, Any]:
     return {
-        **{name: values[name] for name in _VERSION_VALUES},
+        **{name: values[name] for name in q.PLAIN_VERSION_PARAMS},
         "submission_id": submission_id,
         "deprecated_id": None,
         "encrypted": False,

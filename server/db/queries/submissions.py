@@ -193,6 +193,25 @@ _VERSION_COLUMNS = (
 )
 
 
+# What ``insert_new_chains`` writes as constants (a plain first version) rather than from parameters.
+_PLAIN_VERSION_CONSTANTS = ("deprecated_id", "encrypted", "user_agent")
+# The parameters of ``insert_new_chains`` that fill a column of the same name, per table (ids aside).
+PLAIN_SUBMISSION_PARAMS = (
+    "project_id",
+    "form_id",
+    "instance_id",
+    "submitter_id",
+    "device_token_id",
+    "attachments_expected",
+    "attachments_present",
+)
+PLAIN_VERSION_PARAMS = (
+    "project_id",
+    "form_id",
+    *(name for name in _VERSION_COLUMNS if name not in _PLAIN_VERSION_CONSTANTS),
+)
+
+
 def _param(table: Any, column: str, name: str | None = None) -> Any:
     # Typed: the psycopg dialect casts each parameter to its column type (bytea, jsonb, timestamptz).
     return bindparam(name or column, type_=table.c[column].type)
@@ -315,18 +334,12 @@ def _chain_rows_statement() -> Any:
     submission_id = _param(subs, "id", "submission_id")
     new_sub = postgresql.insert(subs).values(
         id=submission_id,
-        project_id=_param(subs, "project_id"),
-        form_id=_param(subs, "form_id"),
-        instance_id=_param(subs, "instance_id"),
         current_instance_id=_param(subs, "instance_id"),
         review_state=literal_column("'received'"),
         edits=literal_column("0"),
-        submitter_id=_param(subs, "submitter_id"),
-        device_token_id=_param(subs, "device_token_id"),
-        attachments_expected=_param(subs, "attachments_expected"),
-        attachments_present=_param(subs, "attachments_present"),
         created_at=_param(subs, "created_at", "received_at"),
         updated_at=_param(subs, "updated_at", "received_at"),
+        **{name: _param(subs, name) for name in PLAIN_SUBMISSION_PARAMS},
     )
     audit_row = postgresql.insert(events).values(
         at=_param(events, "at", "received_at"),
@@ -339,16 +352,10 @@ def _chain_rows_statement() -> Any:
     version_values = {
         "id": _param(versions, "id", "version_id"),
         "submission_id": _param(versions, "submission_id"),
-        "project_id": _param(versions, "project_id"),
-        "form_id": _param(versions, "form_id"),
         "deprecated_id": null(),
         "encrypted": false(),
         "user_agent": null(),
-        **{
-            name: _param(versions, name)
-            for name in _VERSION_COLUMNS
-            if name not in ("deprecated_id", "encrypted", "user_agent")
-        },
+        **{name: _param(versions, name) for name in PLAIN_VERSION_PARAMS},
     }
     # The submission row must exist before the version's foreign key is checked: a CTE's INSERT
     # runs to completion with the statement, and foreign keys are checked at its end.
@@ -366,13 +373,11 @@ _CHAIN_ROWS: list[Any] = []
 def insert_new_chains(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write many new chains (PostgreSQL, ids drawn beforehand): one statement per chain, pipelined.
 
-    Each row gives ``submission_id`` and ``version_id``, the version's columns (``project_id``,
-    ``form_id``, ``form_version_id``, ``instance_id``, ``form_version``, ``xml``, ``xml_sha256``, ``record``,
-    ``instance_name``, ``source``, ``received_at``, ``submitter_id``, ``device_token_id``, ``device_id``),
-    the submission's ``attachments_expected``/``attachments_present`` and the audit event's ``actor``
-    and ``details``. Only first versions of plain (not encrypted)
-    submissions are written this way; the audit event is ``submission.create``. One statement per
-    chain instead of one per table and row: a third of the statements the server plans and runs.
+    Each row gives ``submission_id`` and ``version_id``, every name of ``PLAIN_SUBMISSION_PARAMS`` and
+    ``PLAIN_VERSION_PARAMS``, and the audit event's ``actor`` and ``details``. Only first versions of
+    plain (not encrypted) submissions are written this way; the audit event is ``submission.create``.
+    One statement per chain instead of one per table and row: a third of the statements the server
+    plans and runs.
     """
     if not _CHAIN_ROWS:
         _CHAIN_ROWS.append(_chain_rows_statement())
