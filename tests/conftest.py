@@ -90,6 +90,15 @@ def drop_postgres_schema(base_url: str, schema: str) -> None:
     admin.dispose()
 
 
+def terminate_postgres_backend(pid: int) -> None:
+    """End a PostgreSQL backend (server process of one connection), as a restart or an administrator would."""
+    import psycopg
+
+    assert POSTGRES_URL
+    with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
 def fresh_database_url(backend: str, tmp_dir: Path) -> tuple[str, Any]:
     """Return (url, cleanup) for an empty, migrated database that tests may commit to."""
     from server.db.engine import make_engine

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 from server.db import pipeline
 from server.db.engine import make_engine
 from server.db.models.accounts import AccessToken
-from tests.conftest import POSTGRES_URL, Backend
+from tests.conftest import POSTGRES_URL, Backend, terminate_postgres_backend
 
 _STATEMENT = select(AccessToken.id, AccessToken.name, AccessToken.expires_at, AccessToken.revoked_at).where(
     AccessToken.token_hash == bindparam("token_hash"), AccessToken.kind == "device"
@@ -94,10 +93,7 @@ def test_a_lost_connection_is_invalidated() -> None:
         session = Session(engine)
         pid = pipeline.first_row(session, select(func.pg_backend_pid()), {})
         assert pid is not None
-        with psycopg.connect(
-            POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True
-        ) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid[0],))
+        terminate_postgres_backend(pid[0])
         with pytest.raises(OperationalError) as lost:
             pipeline.first_row(session, select(func.pg_backend_pid()), {})
         assert lost.value.connection_invalidated

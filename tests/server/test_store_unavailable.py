@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from flask import Flask, Response
 from sqlalchemy import select, text
 
-from tests.conftest import POSTGRES_URL, fresh_database_url
+from tests.conftest import POSTGRES_URL, fresh_database_url, terminate_postgres_backend
 from tests.server.test_submissions_support import photo_project_app, photo_submission, post_submission
 
 pytestmark = pytest.mark.skipif(
@@ -51,13 +50,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
         cleanup()
 
 
-def _terminate(pid: int) -> None:
-    """End a PostgreSQL backend, as a restart or an administrator would."""
-    assert POSTGRES_URL
-    with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-
 def test_a_lost_connection_is_503_and_the_retry_stores_once(served: Served) -> None:
     """U1, U2."""
     from server.db.models.submissions import Submission
@@ -69,7 +61,7 @@ def test_a_lost_connection_is_503_and_the_retry_stores_once(served: Served) -> N
     # The pool lends its most recent connection first (LIFO): the next request gets this one.
     with engine.connect() as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    _terminate(pid)
+    terminate_postgres_backend(pid)
 
     lost = post_submission(client, served.prefix, photo_submission("uuid:during", []))
     body = lost.get_data(as_text=True)
@@ -93,7 +85,7 @@ def test_a_connection_lost_at_the_end_of_a_request_keeps_its_answer(served: Serv
     def drop_connection(response: Response) -> Response:
         if not terminated:
             terminated.append(db_session().execute(text("SELECT pg_backend_pid()")).scalar_one())
-            _terminate(terminated[0])
+            terminate_postgres_backend(terminated[0])
         return response
 
     served.app.after_request(drop_connection)
