@@ -61,6 +61,11 @@ class Backend:
     url: str
     engine: Engine
     connection: Connection
+    # Built lazily on this database and dropped with it: pytest may tear a session-scoped backend down and
+    # set it up again within one process (xdist hands a worker tests of both params in any order), and a
+    # cache that outlived its database would hand out personas and tokens the new database never had.
+    personas: Personas | None = None
+    app: Flask | None = None
 
 
 def _postgres_schema_url(base_url: str, schema: str) -> str:
@@ -187,12 +192,6 @@ def _basic(username: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {raw}"}
 
 
-@pytest.fixture(scope="session")
-def personas_by_backend() -> dict[str, Personas]:
-    """Cache of personas per backend (created once per session)."""
-    return {}
-
-
 def _make_sessions(connection: Connection) -> sessionmaker[Session]:
     return sessionmaker(
         bind=connection, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
@@ -200,11 +199,11 @@ def _make_sessions(connection: Connection) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def db(backend: Backend, personas_by_backend: dict[str, Personas]) -> Iterator[sessionmaker[Session]]:
+def db(backend: Backend) -> Iterator[sessionmaker[Session]]:
     """A session factory whose every change is rolled back after the test."""
     sessions = _make_sessions(backend.connection)
-    if backend.name not in personas_by_backend:
-        personas_by_backend[backend.name] = _create_personas(sessions)
+    if backend.personas is None:
+        backend.personas = _create_personas(sessions)
     nested = backend.connection.begin_nested()
     try:
         yield sessions
@@ -260,34 +259,27 @@ def _create_personas(sessions: sessionmaker[Session]) -> Personas:
 
 
 @pytest.fixture
-def personas(db: sessionmaker[Session], backend: Backend, personas_by_backend: dict[str, Personas]) -> Personas:
+def personas(db: sessionmaker[Session], backend: Backend) -> Personas:
     """The named personas of this backend."""
-    return personas_by_backend[backend.name]
+    assert backend.personas is not None
+    return backend.personas
 
 
 # ---------------------------------------------------------------------------------------------
 # The app
 
 
-@pytest.fixture(scope="session")
-def apps_by_backend() -> dict[str, Flask]:
-    """One app per backend for the whole session (building an app registers ~200 URL rules)."""
-    return {}
-
-
 @pytest.fixture
-def app(
-    db: sessionmaker[Session], backend: Backend, tmp_path: Path, apps_by_backend: dict[str, Flask]
-) -> Iterator[Flask]:
+def app(db: sessionmaker[Session], backend: Backend, tmp_path: Path) -> Iterator[Flask]:
     """The real app on the test's rolled-back transaction, with its own storage folders.
 
-    The app object is shared by the tests of a backend; its configuration is restored after each
-    test, so a test may change limits or flags freely.
+    The app object is shared by the tests of a backend (building one registers ~200 URL rules); its
+    configuration is restored after each test, so a test may change limits or flags freely.
     """
     from server import create_app
     from server.store import Store
 
-    flask_app = apps_by_backend.get(backend.name)
+    flask_app = backend.app
     if flask_app is None:
         flask_app = create_app(
             {
@@ -299,7 +291,7 @@ def app(
             }
         )
         flask_app.extensions["fieldsync.store"].engine.dispose()
-        apps_by_backend[backend.name] = flask_app
+        backend.app = flask_app
     saved_config = dict(flask_app.config)
     storage = tmp_path / "storage"
     storage.mkdir(parents=True, exist_ok=True)
