@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# browser assets (API reference page, console preview, axe-core): npm packages Fieldsync serves itself
+ASSETS := node_modules/.installed
 # test processes for pytest-xdist: one per core by default (`make test PYTEST_WORKERS=0` runs in one process)
 PYTEST_WORKERS ?= auto
 
@@ -14,14 +16,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(ASSETS): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(ASSETS)
 
-run: $(STAMP)
+install: $(STAMP) $(ASSETS)
+
+run: $(STAMP) $(ASSETS)
 	$(BIN)/fieldsync init-db
 	$(BIN)/fieldsync demo --base-url http://127.0.0.1:5000
 	$(BIN)/fieldsync serve --host 127.0.0.1 --port 5000
 
-test: $(STAMP) check
+test: $(STAMP) $(ASSETS) check
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 check: lint typecheck layers
@@ -39,4 +45,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache
