@@ -12,7 +12,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.engine import make_url
 
 from server import create_app
-from server.db.migrate import upgrade_to_head
+from server.db.migrate import current_revision, head_revision, upgrade_to_head
 from server.errors import ApiError
 from server.services import accounts as svc
 from server.store import get_store
@@ -31,8 +31,16 @@ def main() -> None:
 @with_appcontext
 def init_db() -> None:
     """Create or upgrade the database schema to the newest migration (safe to run twice)."""
-    upgrade_to_head(get_store().engine)
-    click.echo("database is at the newest migration")
+    engine = get_store().engine
+    before = current_revision(engine)
+    upgrade_to_head(engine)
+    after = current_revision(engine)
+    if before == after:
+        click.echo(f"database is already at the newest migration ({after})")
+    elif before is None:
+        click.echo(f"created the database schema (migration {after}, of {head_revision(engine)})")
+    else:
+        click.echo(f"upgraded the database from migration {before} to {after}")
 
 
 @main.group()

@@ -250,13 +250,30 @@ def test_init_db_twice_and_upgrade_from_an_older_revision(backend: Backend, tmp_
     try:
         from alembic import command
 
+        head = head_revision(engine)
         command.upgrade(alembic_config(engine), "0001_foundation")
-        _cli(url, tmp_path, "init-db")
-        assert current_revision(engine) == head_revision(engine)
-        _cli(url, tmp_path, "init-db")
-        assert current_revision(engine) == head_revision(engine)
+        assert f"from migration 0001_foundation to {head}" in _cli(url, tmp_path, "init-db")
+        assert current_revision(engine) == head
+        assert f"already at the newest migration ({head})" in _cli(url, tmp_path, "init-db")
+        assert current_revision(engine) == head
     finally:
         engine.dispose()
+        if backend.name == "postgresql":
+            drop_postgres_schema(POSTGRES_URL, schema)
+
+
+def test_init_db_on_an_empty_database_says_it_created_the_schema(backend: Backend, tmp_path: Path) -> None:
+    if backend.name == "postgresql":
+        from tests.conftest import POSTGRES_URL, create_postgres_schema, drop_postgres_schema
+
+        assert POSTGRES_URL
+        schema, url = create_postgres_schema(POSTGRES_URL)
+    else:
+        url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    try:
+        said = _cli(url, tmp_path, "init-db")
+        assert "created the database schema" in said and "already" not in said
+    finally:
         if backend.name == "postgresql":
             drop_postgres_schema(POSTGRES_URL, schema)
 
