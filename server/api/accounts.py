@@ -31,12 +31,11 @@ from server.store import db_session
 bp = Blueprint("accounts", __name__, url_prefix="/v1")
 
 
-def collect_url(project_id: int, token: str) -> str:
-    """Return the server URL to give ODK Collect for a device token."""
+def public_url() -> str:
+    """Return the public URL of this server (``FIELDSYNC_PUBLIC_URL``, else the one the caller used)."""
     from flask import current_app
 
-    base = current_app.config.get("PUBLIC_URL") or request.host_url
-    return f"{base.rstrip('/')}/v1/key/{token}/projects/{project_id}"
+    return str(current_app.config.get("PUBLIC_URL") or request.host_url)
 
 
 @bp.post("/sessions")
@@ -147,7 +146,7 @@ def create_device(project_id: int) -> tuple[dict[str, Any], int]:
         "id": issued.id,
         "name": issued.name,
         "token": issued.token,
-        "collect_url": collect_url(project_id, issued.token),
+        "collect_url": issued.collect_url(public_url()),
         "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
     }, 201
 

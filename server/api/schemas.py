@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from server.services.password_policy import password_problem
+
+
+def _password_rule(value: str) -> None:
+    problem = password_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)
 
 
 class StrictSchema(Schema):
@@ -27,7 +35,8 @@ class ProjectOut(Schema):
 
 class UserIn(StrictSchema):
     username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{2,150}$"))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=200))
+    # The service's own rules (length, common passwords), here too so one answer names every bad field.
+    password = fields.String(required=True, load_only=True, validate=lambda value: _password_rule(value))
     is_admin = fields.Boolean(load_default=False)
 
 
