@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from flask import g, request
+from flask import Response, after_this_request, g, request
 
 from server.db.base import utcnow
 from server.db.models import AccessToken, User
 from server.db.queries import accounts as q
 from server.errors import forbidden, unauthenticated
 from server.passwords import token_hash, verify_password
-from server.store import db_session
+from server.services.accounts import LAST_USED_RESOLUTION, note_token_use
+from server.store import after_session_close, db_session, get_store
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "manager": frozenset(
@@ -88,7 +89,39 @@ def principal_from_token(token: str) -> Principal | None:
     row = q.get_token_by_hash(db_session(), token_hash(token))
     if row is None or not token_is_live(row):
         return None
+    note_use(row.id, row.last_used_at)
     return _principal_of_token(row)
+
+
+def note_use(token_id: int, last_used_at: datetime | None) -> None:
+    """Refresh a token's ``last_used_at`` after this request succeeds, if the value read is a minute old.
+
+    Costs nothing on the hot paths when the value read with the token is recent (the usual case);
+    otherwise one compare-and-set UPDATE in its own transaction once the request's session is
+    closed, so it neither holds the request's locks longer nor is lost with a failed request. A
+    refused request (4xx, 5xx) leaves the store as it was.
+    """
+    if last_used_at is not None and utcnow() - last_used_at < LAST_USED_RESOLUTION:
+        return
+    pending: set[int] = g.setdefault("used_token_ids", set())
+    if not pending:
+        after_this_request(_after_success)
+    pending.add(token_id)
+
+
+def _after_success(response: Response) -> Response:
+    if response.status_code < 400:
+        after_session_close(_write_token_use)
+    return response
+
+
+def _write_token_use() -> None:
+    session = get_store().sessions()
+    try:
+        for token_id in sorted(g.pop("used_token_ids", ())):
+            note_token_use(session, token_id)
+    finally:
+        session.close()
 
 
 class _TokenState(Protocol):

@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
-from server.auth import Principal, device_principal, principal_from_password, principal_from_token, token_is_live
+from server.auth import (
+    Principal,
+    device_principal,
+    note_use,
+    principal_from_password,
+    principal_from_token,
+    token_is_live,
+)
 from server.db.queries import accounts as q
 from server.db.queries.forms import DeviceTokenRow as TokenRow
 from server.db.queries.forms import get_token_row
@@ -149,6 +156,7 @@ def _token_principal(token: str) -> Principal:
             message_fr="La clé de cet appareil a été révoquée ou a expiré : demandez un nouveau code QR.",
         )
     if row.kind == "device":
+        note_use(row.id, row.last_used_at)
         return device_principal(row)
     principal = principal_from_token(token)  # a person's API session token: their user and roles
     if principal is None:
@@ -167,6 +175,7 @@ def adopt_device(row: TokenRow, project_id: int) -> Principal | None:
     principal = device_principal(row)
     if not principal.can(COLLECT_PERMISSION, project_id):
         return None
+    note_use(row.id, row.last_used_at)
     g.openrosa_device_id = request.args.get("deviceID")
     g.principal = principal
     return principal
