@@ -19,7 +19,7 @@ from flask import Response, after_this_request, g, request
 from server.db.base import utcnow
 from server.db.models import AccessToken, User
 from server.db.queries import accounts as q
-from server.errors import forbidden, unauthenticated
+from server.errors import ApiError, forbidden, unauthenticated
 from server.passwords import token_hash, verify_password
 from server.services.accounts import LAST_USED_RESOLUTION, note_token_use
 from server.store import after_session_close, db_session, get_store
@@ -200,17 +200,43 @@ def require(permission: str, project_id: int | None = None) -> Principal:
     if principal is None:
         raise unauthenticated(challenge='Basic realm="Fieldsync"')
     if not principal.can(permission, project_id):
-        raise forbidden(f"This needs the {permission!r} permission")
+        raise permission_denied(principal, permission, project_id)
     return principal
 
 
-def require_admin() -> Principal:
-    """Return the caller if they are an admin; else ``401``/``403``."""
+def roles_with(permission: str) -> list[str]:
+    """Return the project roles that hold ``permission``, most powerful first (admins hold every one)."""
+    return [role for role, granted in PERMISSIONS.items() if permission in granted]
+
+
+def permission_denied(principal: Principal, permission: str, project_id: int | None, action: str = "This") -> ApiError:
+    """A ``403`` naming the missing permission, the caller's role, the roles that have it, and what to do."""
+    holders = roles_with(permission)
+    wanted = " or ".join(holders)
+    role = principal.role_in(project_id) if project_id is not None else None
+    if project_id is None:
+        advice = "only an admin holds it outside a project"
+    elif principal.kind == "device":
+        advice = f"a device key acts as a coach of its project: sign in as a person with the role {wanted}"
+    elif role is None:
+        advice = f"you have no role in project {project_id}: ask one of its managers to give you one"
+    else:
+        advice = f"your role in project {project_id} is {role}: ask one of its managers for the role {wanted}"
+    return ApiError(
+        403,
+        "forbidden",
+        f"{action} needs the {permission!r} permission, which the roles {', '.join(holders)} have; {advice}",
+        {"permission": permission, "project_id": project_id, "role": role, "roles_with_permission": holders},
+    )
+
+
+def require_admin(hint: str | None = None) -> Principal:
+    """Return the caller if they are an admin; else ``401``/``403`` (``hint``: what a non-admin can do instead)."""
     principal = current_principal()
     if principal is None:
         raise unauthenticated(challenge='Basic realm="Fieldsync"')
     if not principal.is_admin:
-        raise forbidden("Only an admin can do this")
+        raise forbidden(f"Only an admin can do this: {hint}" if hint else "Only an admin can do this")
     return principal
 
 

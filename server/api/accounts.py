@@ -23,12 +23,17 @@ from server.api.wire import load_json, load_query
 from server.auth import principal_from_password, require, require_admin, require_user
 from server.db.models import User
 from server.db.queries import accounts as q
-from server.db.queries import audit
 from server.errors import not_found, unauthenticated
 from server.services import accounts as svc
+from server.services import audit_log
 from server.store import db_session
 
 bp = Blueprint("accounts", __name__, url_prefix="/v1")
+
+AUDIT_PROJECT_HINT = (
+    "a project manager reads their project's events by adding ?project_id=<id> "
+    "(GET /v1/projects lists the projects you are in)"
+)
 
 
 def public_url() -> str:
@@ -165,10 +170,10 @@ def list_audits() -> dict[str, Any]:
     """Read the audit log (admin; managers with ``project_id`` of their project)."""
     params = load_query(AuditQuery())
     if params["project_id"] is None:
-        require_admin()
+        require_admin(AUDIT_PROJECT_HINT)
     else:
         require("audit.read", params["project_id"])
-    events = audit.list_events(
+    events = audit_log.read_audit_log(
         db_session(),
         params["project_id"],
         params["action"],

@@ -81,9 +81,12 @@ class AuditOut(Schema):
     id = fields.Integer()
     at = fields.DateTime()
     actor = fields.String()
+    # The user name or device name of ``actor``/``subject`` when they are ``user:<id>``/``device:<id>``.
+    actor_name = fields.String(allow_none=True)
     action = fields.String()
     project_id = fields.Integer(allow_none=True)
     subject = fields.String(allow_none=True)
+    subject_name = fields.String(allow_none=True)
     details = fields.Dict()
 
 

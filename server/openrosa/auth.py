@@ -24,6 +24,7 @@ from server.auth import (
     Principal,
     device_principal,
     note_use,
+    permission_denied,
     principal_from_password,
     principal_from_token,
     token_is_live,
@@ -31,7 +32,7 @@ from server.auth import (
 from server.db.queries import accounts as q
 from server.db.queries.forms import DeviceTokenRow as TokenRow
 from server.db.queries.forms import get_token_row
-from server.errors import ApiError, forbidden
+from server.errors import ApiError
 from server.openrosa.responses import add_challenges
 from server.passwords import DIGEST_REALM, token_hash
 from server.store import db_session
@@ -214,5 +215,6 @@ def require_openrosa(permission: str, project_id: int, token: str | None) -> Pri
     """Authenticate (see ``openrosa_principal``) and check ``permission`` in the project (``403``)."""
     principal = openrosa_principal(project_id, token)
     if not principal.can(permission, project_id):
-        raise forbidden(f"You do not have the {permission!r} permission in this project")
+        # ODK Collect lists only the forms a caller may fill in: say so, rather than a bare permission name.
+        raise permission_denied(principal, permission, project_id, "Listing, downloading and sending forms")
     return principal
