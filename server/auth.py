@@ -212,22 +212,29 @@ def roles_with(permission: str) -> list[str]:
 def permission_denied(principal: Principal, permission: str, project_id: int | None, action: str = "This") -> ApiError:
     """A ``403`` naming the missing permission, the caller's role, the roles that have it, and what to do."""
     holders = roles_with(permission)
-    wanted = " or ".join(holders)
+    wanted = _listed(holders, "or")
     role = principal.role_in(project_id) if project_id is not None else None
     if project_id is None:
         advice = "only an admin holds it outside a project"
     elif principal.kind == "device":
-        advice = f"a device key acts as a coach of its project: sign in as a person with the role {wanted}"
+        advice = f"a device key acts as a coach of its project: sign in as a person with {wanted}"
     elif role is None:
         advice = f"you have no role in project {project_id}: ask one of its managers to give you one"
     else:
-        advice = f"your role in project {project_id} is {role}: ask one of its managers for the role {wanted}"
+        advice = f"your role in project {project_id} is {role}: ask one of its managers for {wanted}"
     return ApiError(
         403,
         "forbidden",
-        f"{action} needs the {permission!r} permission, which the roles {', '.join(holders)} have; {advice}",
+        f"{action} needs the {permission!r} permission, which {_listed(holders, 'and')} have; {advice}",
         {"permission": permission, "project_id": project_id, "role": role, "roles_with_permission": holders},
     )
+
+
+def _listed(roles: list[str], conjunction: str) -> str:
+    if not roles:
+        return "only admins"
+    words = roles[0] if len(roles) == 1 else f"{', '.join(roles[:-1])} {conjunction} {roles[-1]}"
+    return f"the role{'s' if len(roles) > 1 and conjunction == 'and' else ''} {words}"
 
 
 def require_admin(hint: str | None = None) -> Principal:

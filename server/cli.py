@@ -72,6 +72,8 @@ def _fail(error: ApiError) -> NoReturn:
 @contextmanager
 def _session() -> Iterator[Session]:
     """A session of the app's store for one command; an ``ApiError`` becomes a one-line error and exit 1."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from server.store import get_store
 
     session = get_store().sessions()
@@ -79,6 +81,12 @@ def _session() -> Iterator[Session]:
         yield session
     except ApiError as error:
         _fail(error)
+    except (OperationalError, ProgrammingError) as error:
+        # Most often a store that was never migrated ("no such table"): say what to run.
+        reason = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
+        raise click.ClickException(
+            f"The database cannot be used ({reason}): is FIELDSYNC_DATABASE_URL right, and was `fieldsync init-db` run?"
+        ) from None
     finally:
         session.close()
 

@@ -229,3 +229,9 @@ def test_demo_is_idempotent_and_its_device_url_keeps_working(cli: Cli) -> None:
     live = [line for line in cli.run("devices", "list", "--project", demo_project).splitlines() if " live " in line]
     assert len(live) == 1
     assert cli.app().test_client().get(f"{path}/formList").status_code == 200
+
+
+def test_a_store_never_migrated_says_to_run_init_db(tmp_path: Path) -> None:
+    empty = Cli(f"sqlite:///{tmp_path / 'empty.sqlite3'}", tmp_path / "var")
+    out = empty.run("users", "list", ok=False)
+    assert "fieldsync init-db" in out and "no such table" in out
