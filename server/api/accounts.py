@@ -147,13 +147,25 @@ def create_device(project_id: int) -> tuple[dict[str, Any], int]:
     issued = svc.create_device(
         db_session(), project_id, body["name"], expires_at=body["expires_at"], actor=principal.actor
     )
+    return _issued_device(issued), 201
+
+
+@bp.post("/projects/<int:project_id>/devices/<int:device_id>/reissue")
+def reissue_device(project_id: int, device_id: int) -> tuple[dict[str, Any], int]:
+    """Replace a device's token (lost phone or URL): the old one is revoked, the new one shown once (manager)."""
+    principal = require("people.manage", project_id)
+    issued = svc.reissue_device(db_session(), project_id, device_id, principal.actor)
+    return _issued_device(issued), 201
+
+
+def _issued_device(issued: svc.IssuedToken) -> dict[str, Any]:
     return {
         "id": issued.id,
         "name": issued.name,
         "token": issued.token,
         "collect_url": issued.collect_url(public_url()),
         "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
-    }, 201
+    }
 
 
 @bp.delete("/projects/<int:project_id>/devices/<int:device_id>")

@@ -3,7 +3,8 @@
 Rules: MSG-1 a 403 names the permission actually missing, the caller's role in the project and the
 roles that hold it (JSON details too); MSG-2 an analyst's formList 403 says Collect needs a role
 that may send forms; MSG-3 a manager's ``GET /v1/audits`` without ``project_id`` says to add it;
-MSG-4 audit events carry ``actor_name``/``subject_name`` (user name, device name) beside the ids.
+MSG-4 audit events carry ``actor_name``/``subject_name`` (user name, device name) beside the ids;
+DEV-1 the API reissues a device token through the service the CLI uses.
 """
 
 from __future__ import annotations
@@ -65,3 +66,18 @@ def test_audit_events_name_their_actor_and_subject(client: FlaskClient, personas
     everything = client.get("/v1/audits", headers=personas.admin.headers).get_json()["events"]
     assert all("actor_name" in e and "subject_name" in e for e in everything)
     assert any(e["actor"] == "system" and e["actor_name"] is None for e in everything)
+
+
+def test_the_api_reissues_a_device_like_the_cli(client: FlaskClient, personas: Personas) -> None:
+    """The same service as ``fieldsync devices reissue``: the old key stops, the new one works."""
+    base = f"/v1/projects/{personas.project_id}/devices"
+    old = client.post(base, json={"name": "Tél Taroudant"}, headers=personas.manager.headers).get_json()
+    new = client.post(f"{base}/{old['id']}/reissue", headers=personas.manager.headers)
+    assert new.status_code == 201
+    body = new.get_json()
+    assert body["name"] == "Tél Taroudant" and body["token"] != old["token"]
+    assert body["collect_url"].endswith(f"/v1/key/{body['token']}/projects/{personas.project_id}")
+    assert client.get(f"/v1/key/{old['token']}/projects/{personas.project_id}/formList").status_code == 403
+    assert client.get(f"/v1/key/{body['token']}/projects/{personas.project_id}/formList").status_code == 200
+    other = f"/v1/projects/{personas.other_project_id}/devices/{body['id']}/reissue"
+    assert client.post(other, headers=personas.admin.headers).status_code == 404
