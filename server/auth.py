@@ -98,8 +98,8 @@ def note_use(token_id: int, last_used_at: datetime | None) -> None:
 
     Costs nothing on the hot paths when the value read with the token is recent (the usual case);
     otherwise one compare-and-set UPDATE in its own transaction once the request's session is
-    closed, so it neither holds the request's locks longer nor is lost with a failed request. A
-    refused request (4xx, 5xx) leaves the store as it was.
+    closed, so it neither holds the request's locks longer nor waits behind them. A refused
+    request (4xx, 5xx) leaves the store as it was.
     """
     if last_used_at is not None and utcnow() - last_used_at < LAST_USED_RESOLUTION:
         return
@@ -225,7 +225,7 @@ def permission_denied(principal: Principal, permission: str, project_id: int | N
     return ApiError(
         403,
         "forbidden",
-        f"{action} needs the {permission!r} permission, which {_listed(holders, 'and')} have; {advice}",
+        f"{action} needs the {permission!r} permission, held by {_listed(holders, 'and')}; {advice}",
         {"permission": permission, "project_id": project_id, "role": role, "roles_with_permission": holders},
     )
 

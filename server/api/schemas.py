@@ -36,7 +36,7 @@ class ProjectOut(Schema):
 class UserIn(StrictSchema):
     username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{2,150}$"))
     # The service's own rules (length, common passwords), here too so one answer names every bad field.
-    password = fields.String(required=True, load_only=True, validate=lambda value: _password_rule(value))
+    password = fields.String(required=True, load_only=True, validate=_password_rule)
     is_admin = fields.Boolean(load_default=False)
 
 
