@@ -24,8 +24,12 @@ class _NoCookieSessions(SessionInterface):
         """Nothing to save."""
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the Flask app: defaults, then the environment, then ``config`` (tests)."""
+def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) -> Flask:
+    """Build the Flask app: defaults, then the environment, then ``config`` (tests).
+
+    ``http=False`` builds it without its URL rules and request log, for the command line: importing
+    every door (pyxform, openpyxl ...) would double the start-up of a command that serves nothing.
+    """
     from server import errors, request_log, store
     from server.blueprints import register_blueprints
     from server.config import load_config
@@ -44,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     errors.init_app(app)
     store.init_app(app)
-    request_log.init_app(app)
-    register_blueprints(app)
+    if http:
+        request_log.init_app(app)
+        register_blueprints(app)
     return app

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from flask import g, request
+from flask import Response, after_this_request, g, request
 
 from server.db.base import utcnow
 from server.db.models import AccessToken, User
 from server.db.queries import accounts as q
-from server.errors import forbidden, unauthenticated
+from server.errors import ApiError, forbidden, unauthenticated
 from server.passwords import token_hash, verify_password
-from server.store import db_session
+from server.services.accounts import LAST_USED_RESOLUTION, note_token_use
+from server.store import after_session_close, db_session, get_store
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "manager": frozenset(
@@ -88,7 +89,39 @@ def principal_from_token(token: str) -> Principal | None:
     row = q.get_token_by_hash(db_session(), token_hash(token))
     if row is None or not token_is_live(row):
         return None
+    note_use(row.id, row.last_used_at)
     return _principal_of_token(row)
+
+
+def note_use(token_id: int, last_used_at: datetime | None) -> None:
+    """Refresh a token's ``last_used_at`` after this request succeeds, if the value read is a minute old.
+
+    Costs nothing on the hot paths when the value read with the token is recent (the usual case);
+    otherwise one compare-and-set UPDATE in its own transaction once the request's session is
+    closed, so it neither holds the request's locks longer nor waits behind them. A refused
+    request (4xx, 5xx) leaves the store as it was.
+    """
+    if last_used_at is not None and utcnow() - last_used_at < LAST_USED_RESOLUTION:
+        return
+    pending: set[int] = g.setdefault("used_token_ids", set())
+    if not pending:
+        after_this_request(_after_success)
+    pending.add(token_id)
+
+
+def _after_success(response: Response) -> Response:
+    if response.status_code < 400:
+        after_session_close(_write_token_use)
+    return response
+
+
+def _write_token_use() -> None:
+    session = get_store().sessions()
+    try:
+        for token_id in sorted(g.pop("used_token_ids", ())):
+            note_token_use(session, token_id)
+    finally:
+        session.close()
 
 
 class _TokenState(Protocol):
@@ -167,17 +200,50 @@ def require(permission: str, project_id: int | None = None) -> Principal:
     if principal is None:
         raise unauthenticated(challenge='Basic realm="Fieldsync"')
     if not principal.can(permission, project_id):
-        raise forbidden(f"This needs the {permission!r} permission")
+        raise permission_denied(principal, permission, project_id)
     return principal
 
 
-def require_admin() -> Principal:
-    """Return the caller if they are an admin; else ``401``/``403``."""
+def roles_with(permission: str) -> list[str]:
+    """Return the project roles that hold ``permission``, most powerful first (admins hold every one)."""
+    return [role for role, granted in PERMISSIONS.items() if permission in granted]
+
+
+def permission_denied(principal: Principal, permission: str, project_id: int | None, action: str = "This") -> ApiError:
+    """A ``403`` naming the missing permission, the caller's role, the roles that have it, and what to do."""
+    holders = roles_with(permission)
+    wanted = _listed(holders, "or")
+    role = principal.role_in(project_id) if project_id is not None else None
+    if project_id is None:
+        advice = "only an admin holds it outside a project"
+    elif principal.kind == "device":
+        advice = f"a device key acts as a coach of its project: sign in as a person with {wanted}"
+    elif role is None:
+        advice = f"you have no role in project {project_id}: ask one of its managers to give you one"
+    else:
+        advice = f"your role in project {project_id} is {role}: ask one of its managers for {wanted}"
+    return ApiError(
+        403,
+        "forbidden",
+        f"{action} needs the {permission!r} permission, held by {_listed(holders, 'and')}; {advice}",
+        {"permission": permission, "project_id": project_id, "role": role, "roles_with_permission": holders},
+    )
+
+
+def _listed(roles: list[str], conjunction: str) -> str:
+    if not roles:
+        return "only admins"
+    words = roles[0] if len(roles) == 1 else f"{', '.join(roles[:-1])} {conjunction} {roles[-1]}"
+    return f"the role{'s' if len(roles) > 1 and conjunction == 'and' else ''} {words}"
+
+
+def require_admin(hint: str | None = None) -> Principal:
+    """Return the caller if they are an admin; else ``401``/``403`` (``hint``: what a non-admin can do instead)."""
     principal = current_principal()
     if principal is None:
         raise unauthenticated(challenge='Basic realm="Fieldsync"')
     if not principal.is_admin:
-        raise forbidden("Only an admin can do this")
+        raise forbidden(f"Only an admin can do this: {hint}" if hint else "Only an admin can do this")
     return principal
 
 

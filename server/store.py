@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def db_session() -> Session:
     return session
 
 
+def after_session_close(callback: Callable[[], object]) -> None:
+    """Run ``callback`` once this request's session is closed: work that must not share its transaction.
+
+    E.g. a bookkeeping write that must neither be rolled back with a failed request nor wait behind
+    its locks (on SQLite the request holds the one write lock until it ends). Errors are logged.
+    """
+    pending: list[Callable[[], object]] = g.setdefault("after_session_close", [])
+    pending.append(callback)
+
+
 def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:
@@ -58,3 +69,8 @@ def _close_session(_exc: BaseException | None) -> None:
             # The answer is already made; a connection lost at its end is invalidated by SQLAlchemy
             # and must not turn into an error outside the app (a bare 500 from the WSGI server).
             log.warning("closing the request's session failed", exc_info=True)
+    for callback in g.pop("after_session_close", ()):
+        try:
+            callback()
+        except Exception:
+            log.warning("work after the request's session failed", exc_info=True)

@@ -23,20 +23,24 @@ from server.api.wire import load_json, load_query
 from server.auth import principal_from_password, require, require_admin, require_user
 from server.db.models import User
 from server.db.queries import accounts as q
-from server.db.queries import audit
 from server.errors import not_found, unauthenticated
 from server.services import accounts as svc
+from server.services import audit_log
 from server.store import db_session
 
 bp = Blueprint("accounts", __name__, url_prefix="/v1")
 
+AUDIT_PROJECT_HINT = (
+    "a project manager reads their project's events by adding ?project_id=<id> "
+    "(GET /v1/projects lists the projects you are in)"
+)
 
-def collect_url(project_id: int, token: str) -> str:
-    """Return the server URL to give ODK Collect for a device token."""
+
+def public_url() -> str:
+    """Return the public URL of this server (``FIELDSYNC_PUBLIC_URL``, else the one the caller used)."""
     from flask import current_app
 
-    base = current_app.config.get("PUBLIC_URL") or request.host_url
-    return f"{base.rstrip('/')}/v1/key/{token}/projects/{project_id}"
+    return str(current_app.config.get("PUBLIC_URL") or request.host_url)
 
 
 @bp.post("/sessions")
@@ -143,13 +147,25 @@ def create_device(project_id: int) -> tuple[dict[str, Any], int]:
     issued = svc.create_device(
         db_session(), project_id, body["name"], expires_at=body["expires_at"], actor=principal.actor
     )
+    return _issued_device(issued), 201
+
+
+@bp.post("/projects/<int:project_id>/devices/<int:device_id>/reissue")
+def reissue_device(project_id: int, device_id: int) -> tuple[dict[str, Any], int]:
+    """Replace a device's token (lost phone or URL): the old one is revoked, the new one shown once (manager)."""
+    principal = require("people.manage", project_id)
+    issued = svc.reissue_device(db_session(), project_id, device_id, principal.actor)
+    return _issued_device(issued), 201
+
+
+def _issued_device(issued: svc.IssuedToken) -> dict[str, Any]:
     return {
         "id": issued.id,
         "name": issued.name,
         "token": issued.token,
-        "collect_url": collect_url(project_id, issued.token),
+        "collect_url": issued.collect_url(public_url()),
         "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
-    }, 201
+    }
 
 
 @bp.delete("/projects/<int:project_id>/devices/<int:device_id>")
@@ -166,10 +182,10 @@ def list_audits() -> dict[str, Any]:
     """Read the audit log (admin; managers with ``project_id`` of their project)."""
     params = load_query(AuditQuery())
     if params["project_id"] is None:
-        require_admin()
+        require_admin(AUDIT_PROJECT_HINT)
     else:
         require("audit.read", params["project_id"])
-    events = audit.list_events(
+    events = audit_log.read_audit_log(
         db_session(),
         params["project_id"],
         params["action"],

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from server.services.password_policy import password_problem
+
+
+def _password_rule(value: str) -> None:
+    problem = password_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)
 
 
 class StrictSchema(Schema):
@@ -27,7 +35,8 @@ class ProjectOut(Schema):
 
 class UserIn(StrictSchema):
     username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{2,150}$"))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=200))
+    # The service's own rules (length, common passwords), here too so one answer names every bad field.
+    password = fields.String(required=True, load_only=True, validate=_password_rule)
     is_admin = fields.Boolean(load_default=False)
 
 
@@ -72,9 +81,12 @@ class AuditOut(Schema):
     id = fields.Integer()
     at = fields.DateTime()
     actor = fields.String()
+    # The user name or device name of ``actor``/``subject`` when they are ``user:<id>``/``device:<id>``.
+    actor_name = fields.String(allow_none=True)
     action = fields.String()
     project_id = fields.Integer(allow_none=True)
     subject = fields.String(allow_none=True)
+    subject_name = fields.String(allow_none=True)
     details = fields.Dict()
 
 

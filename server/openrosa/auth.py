@@ -20,11 +20,19 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
-from server.auth import Principal, device_principal, principal_from_password, principal_from_token, token_is_live
+from server.auth import (
+    Principal,
+    device_principal,
+    note_use,
+    permission_denied,
+    principal_from_password,
+    principal_from_token,
+    token_is_live,
+)
 from server.db.queries import accounts as q
 from server.db.queries.forms import DeviceTokenRow as TokenRow
 from server.db.queries.forms import get_token_row
-from server.errors import ApiError, forbidden
+from server.errors import ApiError
 from server.openrosa.responses import add_challenges
 from server.passwords import DIGEST_REALM, token_hash
 from server.store import db_session
@@ -149,6 +157,7 @@ def _token_principal(token: str) -> Principal:
             message_fr="La clé de cet appareil a été révoquée ou a expiré : demandez un nouveau code QR.",
         )
     if row.kind == "device":
+        note_use(row.id, row.last_used_at)
         return device_principal(row)
     principal = principal_from_token(token)  # a person's API session token: their user and roles
     if principal is None:
@@ -167,6 +176,7 @@ def adopt_device(row: TokenRow, project_id: int) -> Principal | None:
     principal = device_principal(row)
     if not principal.can(COLLECT_PERMISSION, project_id):
         return None
+    note_use(row.id, row.last_used_at)
     g.openrosa_device_id = request.args.get("deviceID")
     g.principal = principal
     return principal
@@ -205,5 +215,6 @@ def require_openrosa(permission: str, project_id: int, token: str | None) -> Pri
     """Authenticate (see ``openrosa_principal``) and check ``permission`` in the project (``403``)."""
     principal = openrosa_principal(project_id, token)
     if not principal.can(permission, project_id):
-        raise forbidden(f"You do not have the {permission!r} permission in this project")
+        # ODK Collect lists only the forms a caller may fill in: say so, rather than a bare permission name.
+        raise permission_denied(principal, permission, project_id, "Listing, downloading and sending forms")
     return principal

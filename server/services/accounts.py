@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,8 +16,12 @@ from server.db.queries import audit
 from server.db.transaction import transaction
 from server.errors import ApiError, conflict, not_found
 from server.passwords import digest_ha1, hash_password, new_token, token_hash
+from server.services.password_policy import check_new_password
 
 SESSION_LIFETIME = timedelta(hours=24)
+# A token's ``last_used_at`` is written at most once per this interval: a phone sending 50 forms
+# in a minute costs one UPDATE, not 50.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -28,12 +33,18 @@ class IssuedToken:
     name: str
     project_id: int | None
     expires_at: datetime | None
+    project_name: str | None = None  # devices: the name Collect shows for the project set up by the QR code
+
+    def collect_url(self, base_url: str) -> str:
+        """Return the server URL ODK Collect is given for this device token (``base_url``: the public URL)."""
+        return f"{base_url.rstrip('/')}/v1/key/{self.token}/projects/{self.project_id}"
 
 
 def create_user(
     session: Session, username: str, password: str, *, is_admin: bool = False, actor: str = "system"
 ) -> User:
-    """Create a user; ``409`` when the name is taken."""
+    """Create a user; ``400 weak_password`` for a password NIST would refuse, ``409`` when the name is taken."""
+    check_new_password(password, username)
     with transaction(session):
         user = User(
             username=username,
@@ -51,14 +62,34 @@ def create_user(
 
 
 def set_password(session: Session, username: str, password: str, actor: str = "system") -> None:
-    """Replace a user's password."""
+    """Replace a user's password (the same rules as for a new user)."""
     with transaction(session):
         user = q.get_user_by_username(session, username)
         if user is None:
             raise not_found("user", username=username)
+        check_new_password(password, username)
         user.password_hash = hash_password(password)
         user.digest_ha1 = digest_ha1(username, password)
         audit.record(session, actor, "user.password", subject=f"user:{user.id}")
+
+
+def list_users(session: Session) -> Sequence[User]:
+    """Every user, oldest first."""
+    with transaction(session):
+        return q.list_users(session)
+
+
+def set_user_disabled(session: Session, username: str, disabled: bool, actor: str = "system") -> User:
+    """Disable (or enable again) a user: a disabled user's password and API sessions stop working at once."""
+    with transaction(session):
+        user = q.get_user_by_username(session, username)
+        if user is None:
+            raise not_found("user", username=username)
+        if user.disabled != disabled:
+            user.disabled = disabled
+            action = "user.disable" if disabled else "user.enable"
+            audit.record(session, actor, action, subject=f"user:{user.id}", details={"username": username})
+    return user
 
 
 def create_project(session: Session, name: str, actor: str = "system") -> Project:
@@ -95,25 +126,112 @@ def set_membership(session: Session, project_id: int, username: str, role: str, 
 
 
 def create_device(
-    session: Session, project_id: int, name: str, *, expires_at: datetime | None = None, actor: str = "system"
+    session: Session,
+    project_id: int,
+    name: str,
+    *,
+    expires_at: datetime | None = None,
+    actor: str = "system",
+    secret: str | None = None,
 ) -> IssuedToken:
-    """Issue a device token for a phone (role coach in the project)."""
+    """Issue a device token for a phone (role coach in the project).
+
+    ``secret`` is for the demo only, whose token is derived from the server's secret key so that
+    its URL survives a reload; every other token is random.
+    """
+    with transaction(session):
+        project = q.get_project(session, project_id)
+        if project is None:
+            raise not_found("project", project_id=project_id)
+        issued = _issue_device(session, project, name, expires_at, secret or new_token())
+        audit.record(session, actor, "device.create", project_id, f"device:{issued.id}", {"name": name})
+    return issued
+
+
+def ensure_device(session: Session, project_id: int, name: str, secret: str, actor: str = "system") -> IssuedToken:
+    """Return the device whose token is ``secret``, issuing it the first time (the demo's stable device).
+
+    ``409 device_revoked`` when that token was revoked or has expired (it cannot be revived: a
+    revoked token stays revoked), ``409 token_taken`` when it is not a device of this project.
+    """
+    with transaction(session):
+        project = q.get_project(session, project_id)
+        if project is None:
+            raise not_found("project", project_id=project_id)
+        existing = q.get_token_by_hash(session, token_hash(secret))
+        if existing is None:
+            issued = _issue_device(session, project, name, None, secret)
+            audit.record(session, actor, "device.create", project_id, f"device:{issued.id}", {"name": name})
+            return issued
+        if existing.kind != "device" or existing.project_id != project_id:
+            raise conflict("token_taken", "This token belongs to another device or project")
+        if existing.revoked_at is not None or (existing.expires_at is not None and existing.expires_at <= utcnow()):
+            raise conflict(
+                "device_revoked",
+                f"Device {existing.id} ({existing.name}) was revoked or has expired: "
+                f"list the project's devices (fieldsync devices list --project {project_id}) to find its successor",
+                device_id=existing.id,
+            )
+        return IssuedToken(existing.id, secret, existing.name, project_id, existing.expires_at, project.name)
+
+
+def _issue_device(
+    session: Session, project: Project, name: str, expires_at: datetime | None, secret: str
+) -> IssuedToken:
+    # sha256, not argon2: the secret is 256 random bits, so a fast hash cannot be brute-forced and
+    # every request finds its token by one indexed equality.
+    token = AccessToken(
+        token_hash=token_hash(secret),
+        kind="device",
+        name=name,
+        project_id=project.id,
+        role="coach",
+        expires_at=expires_at,
+    )
+    session.add(token)
+    session.flush()
+    return IssuedToken(token.id, secret, name, project.id, expires_at, project.name)
+
+
+def list_devices(session: Session, project_id: int) -> Sequence[AccessToken]:
+    """The project's device tokens, newest first (``404`` for an unknown project); secrets are never shown."""
     with transaction(session):
         if q.get_project(session, project_id) is None:
             raise not_found("project", project_id=project_id)
-        secret = new_token()
-        token = AccessToken(
-            token_hash=token_hash(secret),
-            kind="device",
-            name=name,
-            project_id=project_id,
-            role="coach",
-            expires_at=expires_at,
+        return q.list_devices(session, project_id)
+
+
+def reissue_device(session: Session, project_id: int, device_id: int, actor: str = "system") -> IssuedToken:
+    """Replace a device's token: the old one is revoked and a new one issued with the same name.
+
+    For a lost phone or a lost Collect URL: the old secret cannot be shown again (only its hash is
+    stored), so the way back is a new secret. A future expiry is kept; a past one is dropped.
+    """
+    with transaction(session):
+        old = session.get(AccessToken, device_id, with_for_update=True)
+        project = q.get_project(session, project_id)
+        if old is None or old.kind != "device" or old.project_id != project_id or project is None:
+            raise not_found("device", device_id=device_id)
+        now = utcnow()
+        if old.revoked_at is None:
+            old.revoked_at = now
+        expires_at = old.expires_at if old.expires_at is not None and old.expires_at > now else None
+        issued = _issue_device(session, project, old.name, expires_at, new_token())
+        audit.record(
+            session, actor, "device.reissue", project_id, f"device:{issued.id}", {"name": old.name, "replaces": old.id}
         )
-        session.add(token)
-        session.flush()
-        audit.record(session, actor, "device.create", project_id, f"device:{token.id}", {"name": name})
-    return IssuedToken(token.id, secret, name, project_id, expires_at)
+    return issued
+
+
+def note_token_use(session: Session, token_id: int) -> bool:
+    """Record that a token was just used; at most one write per ``LAST_USED_RESOLUTION``.
+
+    A compare-and-set in its own short transaction: concurrent requests with the same token write
+    once between them, and nothing waits on a row lock held by a request. ``True`` when it wrote.
+    """
+    now = utcnow()
+    with transaction(session):
+        return q.touch_token(session, token_id, now, now - LAST_USED_RESOLUTION)
 
 
 def revoke_device(session: Session, project_id: int, device_id: int, actor: str = "system") -> AccessToken:

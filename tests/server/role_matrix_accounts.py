@@ -54,6 +54,12 @@ CASES = [
         "/v1/projects/<int:project_id>/devices/<int:device_id>",
         statuses(200, allowed=("admin", "manager")),
     ),
+    Case(
+        "POST",
+        "/v1/projects/{pid}/devices/{spare_device}/reissue",
+        "/v1/projects/<int:project_id>/devices/<int:device_id>/reissue",
+        statuses(201, allowed=("admin", "manager")),
+    ),
     Case("GET", "/v1/audits", "/v1/audits", statuses(200, allowed=("admin",))),
     Case("GET", "/v1/audits?project_id={pid}", "/v1/audits", statuses(200, allowed=("admin", "manager"))),
     # Exchanging a password for a token needs no prior credential: anyone may try.

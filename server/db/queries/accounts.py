@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db.models import AccessToken, Membership, Project, User
@@ -58,3 +59,44 @@ def list_devices(session: Session, project_id: int) -> Sequence[AccessToken]:
         .where(AccessToken.project_id == project_id, AccessToken.kind == "device")
         .order_by(AccessToken.id.desc())
     ).all()
+
+
+def list_users(session: Session) -> Sequence[User]:
+    """Return every user, oldest first."""
+    return session.scalars(select(User).order_by(User.id)).all()
+
+
+def touch_token(session: Session, token_id: int, now: datetime, older_than: datetime) -> bool:
+    """Set a token's ``last_used_at`` to ``now`` unless it is already later than ``older_than``."""
+    result = session.execute(
+        update(AccessToken)
+        .where(
+            AccessToken.id == token_id,
+            or_(AccessToken.last_used_at.is_(None), AccessToken.last_used_at < older_than),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def actor_names(session: Session, actors: Iterable[str | None]) -> dict[str, str]:
+    """Return the name of each ``user:<id>`` (user name) and ``device:<id>`` (device name) among ``actors``."""
+    ids: dict[str, set[int]] = {"user": set(), "device": set()}
+    for actor in actors:
+        kind, _, raw = (actor or "").partition(":")
+        if kind in ids and raw.isdigit():
+            ids[kind].add(int(raw))
+    names: dict[str, str] = {}
+    if ids["user"]:
+        for user_id, username in session.execute(select(User.id, User.username).where(User.id.in_(ids["user"]))):
+            names[f"user:{user_id}"] = username
+    if ids["device"]:
+        rows = session.execute(
+            select(AccessToken.id, AccessToken.name).where(
+                AccessToken.id.in_(ids["device"]), AccessToken.kind == "device"
+            )
+        )
+        for token_id, name in rows:
+            names[f"device:{token_id}"] = name
+    return names

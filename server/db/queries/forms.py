@@ -117,6 +117,7 @@ class DeviceTokenRow:
     role: str | None
     revoked_at: datetime | None
     expires_at: datetime | None
+    last_used_at: datetime | None = None  # read with the token: a stale one is refreshed after the request
 
 
 # The columns of ``DeviceTokenRow``, in its field order.
@@ -128,6 +129,7 @@ TOKEN_COLUMNS = (
     AccessToken.role,
     AccessToken.revoked_at,
     AccessToken.expires_at,
+    AccessToken.last_used_at,
 )
 
 

@@ -1,0 +1,78 @@
+"""JSON API for refused submissions: the content a ``409 id_conflict`` ("kept for review") kept (managers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+from marshmallow import RAISE, Schema, fields, validate
+
+from server.api.wire import load_query
+from server.auth import require
+from server.services import refused_submissions as svc
+from server.store import db_session
+
+bp = Blueprint("refused_submissions", __name__, url_prefix="/v1")
+
+REFUSED = "/projects/<int:project_id>/refused-submissions"
+# Managers decide about held content (the quarantine); analysts and coaches do not see it.
+PERMISSION = "quarantine.manage"
+
+
+class RefusedQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    form_id = fields.String(load_default=None)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    after_id = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class RefusedOut(Schema):
+    id = fields.Integer()
+    form_id = fields.String()
+    instance_id = fields.String()
+    reason = fields.String()
+    xml_sha256 = fields.String()
+    size = fields.Integer()
+    source = fields.String()
+    received_at = fields.DateTime()
+    submitter = fields.String(allow_none=True)
+    device = fields.String(allow_none=True)
+    device_id = fields.String(allow_none=True)
+
+
+@bp.get(REFUSED)
+def list_refused(project_id: int) -> dict[str, Any]:
+    """List the project's refused payloads, oldest first (``?form_id=``, ``?after_id=`` pages, ``?limit=``)."""
+    require(PERMISSION, project_id)
+    params = load_query(RefusedQuery())
+    rows = svc.list_refused(
+        db_session(), project_id, xml_form_id=params["form_id"], limit=params["limit"], after_id=params["after_id"]
+    )
+    return {
+        "refused": RefusedOut(many=True).dump(rows),
+        "next_after_id": rows[-1].id if len(rows) == params["limit"] else None,
+    }
+
+
+@bp.get(REFUSED + "/<int:refused_id>")
+def get_refused(project_id: int, refused_id: int) -> dict[str, Any]:
+    """One refused payload with its XML as text and the hash of the XML stored under its instance id."""
+    require(PERMISSION, project_id)
+    detail = svc.get_refused(db_session(), project_id, refused_id)
+    result: dict[str, Any] = RefusedOut().dump(detail.summary)
+    result["xml"] = detail.xml.decode("utf-8", errors="replace")
+    result["stored_xml_sha256"] = detail.stored_xml_sha256
+    result["xml_url"] = f"/v1/projects/{project_id}/refused-submissions/{refused_id}/xml"
+    return result
+
+
+@bp.get(REFUSED + "/<int:refused_id>/xml")
+def get_refused_xml(project_id: int, refused_id: int) -> Response:
+    """The refused payload's XML, byte for byte as it arrived."""
+    require(PERMISSION, project_id)
+    detail = svc.get_refused(db_session(), project_id, refused_id)
+    response = Response(detail.xml, content_type="application/xml")
+    response.headers.set("Content-Disposition", "attachment", filename=f"refused-{refused_id}.xml")
+    return response

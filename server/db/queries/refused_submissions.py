@@ -1,0 +1,66 @@
+"""Queries over refused submissions: payloads kept for review when their instance id was stored with other XML."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.orm import Session
+
+from server.db.models import AccessToken, User
+from server.db.models.forms import Form
+from server.db.models.submissions import RefusedSubmission, SubmissionVersion
+
+# What a listing shows of each payload: everything but the XML itself (its size instead).
+_SUMMARY = (
+    RefusedSubmission.id,
+    Form.xml_form_id,
+    RefusedSubmission.instance_id,
+    RefusedSubmission.reason,
+    RefusedSubmission.xml_sha256,
+    func.length(RefusedSubmission.xml).label("size"),
+    RefusedSubmission.source,
+    RefusedSubmission.received_at,
+    User.username.label("submitter"),
+    AccessToken.name.label("device"),
+    RefusedSubmission.device_id,
+)
+
+
+def _summary_statement(project_id: int) -> Any:
+    return (
+        select(*_SUMMARY)
+        .join(Form, Form.id == RefusedSubmission.form_id)
+        .outerjoin(User, User.id == RefusedSubmission.submitter_id)
+        .outerjoin(AccessToken, AccessToken.id == RefusedSubmission.device_token_id)
+        .where(RefusedSubmission.project_id == project_id)
+    )
+
+
+def list_refused(
+    session: Session, project_id: int, xml_form_id: str | None, limit: int, after_id: int
+) -> Sequence[Row[Any]]:
+    """Return up to ``limit`` refused payloads of a project after ``after_id``, oldest first (no XML)."""
+    stmt = _summary_statement(project_id).where(RefusedSubmission.id > after_id)
+    if xml_form_id is not None:
+        stmt = stmt.where(Form.xml_form_id == xml_form_id)
+    return session.execute(stmt.order_by(RefusedSubmission.id).limit(limit)).all()
+
+
+def get_refused(session: Session, project_id: int, refused_id: int) -> tuple[Row[Any], bytes, str | None] | None:
+    """Return one refused payload's summary, its XML and the sha256 of the XML stored under its instance id."""
+    row = session.execute(
+        _summary_statement(project_id)
+        .add_columns(RefusedSubmission.xml, SubmissionVersion.xml_sha256.label("stored_sha256"))
+        .outerjoin(
+            SubmissionVersion,
+            (SubmissionVersion.project_id == RefusedSubmission.project_id)
+            & (SubmissionVersion.form_id == RefusedSubmission.form_id)
+            & (SubmissionVersion.instance_id == RefusedSubmission.instance_id),
+        )
+        .where(RefusedSubmission.id == refused_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return row, bytes(row.xml), row.stored_sha256
