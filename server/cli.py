@@ -140,10 +140,13 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
         workers = 1
     elif workers is None:
         workers = 2 * (os.cpu_count() or 1) + 1
+    _prepare_metrics_dir()
     args = [
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",
+        "python:server.gunicorn_conf",
         "--bind",
         f"{host}:{port}",
         "--workers",
@@ -159,6 +162,15 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
     click.echo(f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads)")
     sys.stdout.flush()
     os.execv(sys.executable, args)
+
+
+def _prepare_metrics_dir() -> None:
+    """Point prometheus-client's multiprocess mode at an emptied folder under VAR_DIR (before gunicorn imports it)."""
+    from server.metrics import MULTIPROC_ENV, reset_multiprocess_dir
+
+    path = os.environ.get(MULTIPROC_ENV) or os.path.join(current_app.config["VAR_DIR"], "metrics")
+    reset_multiprocess_dir(path)
+    os.environ[MULTIPROC_ENV] = path
 
 
 from server.scheduler import export_command, scheduler_command  # noqa: E402  (appended: the exports area's commands)
