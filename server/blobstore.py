@@ -5,10 +5,14 @@
 from ``FIELDSYNC_S3_*``, else boto3's usual environment). Every caller gets its store from
 :func:`blob_store`; both stores offer the same methods, so nothing else knows which one it has.
 
-The bytes are written (local: temporary name, fsync, atomic rename; S3: one PUT or a multipart upload,
-which becomes visible whole or not at all) before the row is inserted, so a row never exists without
-its bytes. An orphan object left by a rolled-back transaction is harmless: the next write of the same
-content reuses it, and ``fieldsync purge`` deletes it after the grace period.
+The row is written first (inserted, or touched when the content is already here: either way it stays
+locked until the writer commits), then the bytes are put in place if they are missing (local: atomic
+rename of an fsync'ed file; S3: one PUT or a multipart upload, visible whole or not at all), then the
+writer commits: a committed row always has its bytes. The row lock orders a writer against the blob
+garbage collector (``server/services/retention.py``), which deletes a row and its bytes in one
+transaction: a writer either touches the row first (and the collector then keeps it) or waits for the
+collector and writes row and bytes anew. An orphan file left by a rolled-back transaction is harmless:
+the next write of the same content reuses it, and ``fieldsync purge`` deletes it after the grace period.
 
 Files are streamed both ways: writes are hashed chunk by chunk into a local staging file (its hash is
 the name, known only at the end) that is then moved or uploaded; reads are iterated in chunks.
@@ -35,10 +39,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from server.db.base import utcnow
 from server.db.models import Blob
-from server.db.upsert import insert_ignore
 from server.errors import bad_request, too_large
 
 CHUNK = 256 * 1024
@@ -122,11 +127,11 @@ class BlobStore:
 
     def adopt_file(self, session: Session, path: Path, sha256: str, size: int, content_type: str) -> None:
         """Move a fully written, already hashed local file into place and record its row."""
+        record_blob(session, sha256, size, content_type)  # first: the row lock orders this against the collector
         final = self.path_for(sha256)
         if not final.is_file():
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, final)
-        record_blob(session, sha256, size, content_type)
 
     def record_present(self, session: Session, sha256: str, size: int, content_type: str) -> None:
         """Record the row of bytes already stored (the same content staged twice)."""
@@ -218,8 +223,11 @@ class BlobStore:
 
 
 def record_blob(session: Session, sha256: str, size: int, content_type: str) -> None:
-    """Insert the ``blobs`` row of stored bytes (idempotent)."""
-    insert_ignore(session, Blob.__table__, {"sha256": sha256, "size": size, "content_type": content_type}, ["sha256"])
+    """Insert the ``blobs`` row, or touch it when it exists; either way it is locked until the writer commits."""
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    stmt = module.insert(Blob.__table__).values(sha256=sha256, size=size, content_type=content_type, created_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=["sha256"], set_={"touched_at": now}))
 
 
 def _copy_body(
@@ -313,7 +321,8 @@ class S3BlobStore(BlobStore):
         return int(found["ContentLength"])
 
     def adopt_file(self, session: Session, path: Path, sha256: str, size: int, content_type: str) -> None:
-        """Upload a hashed local file (multipart when big) unless the object exists, then record its row."""
+        """Record the row, then upload a hashed local file (multipart when big) unless the object exists."""
+        record_blob(session, sha256, size, content_type)  # first: the row lock orders this against the collector
         if not self.has_file(sha256):
             self.client.upload_file(
                 str(path),
@@ -323,7 +332,6 @@ class S3BlobStore(BlobStore):
                 Config=self.transfer,
             )
         path.unlink(missing_ok=True)
-        record_blob(session, sha256, size, content_type)
 
     def open(self, sha256: str) -> BinaryIO:
         """A streaming body of the object of ``sha256`` (read in chunks; never loaded whole)."""
@@ -427,7 +435,8 @@ class S3BlobStore(BlobStore):
         return reader.digest.hexdigest()
 
     def adopt_partial(self, session: Session, upload_id: str, sha256: str, length: int, content_type: str) -> None:
-        """Copy the assembled object to its content address (server side) and record its row."""
+        """Record the row, then copy the assembled object to its content address (server side)."""
+        record_blob(session, sha256, length, content_type)
         if not self.has_file(sha256):
             self.client.copy(
                 {"Bucket": self.bucket, "Key": self._assembled_key(upload_id)},
@@ -436,7 +445,6 @@ class S3BlobStore(BlobStore):
                 ExtraArgs={"ContentType": content_type, "MetadataDirective": "REPLACE"},
                 Config=self.transfer,
             )
-        record_blob(session, sha256, length, content_type)
 
     def delete_partial(self, upload_id: str) -> None:
         """Delete an upload's segments and its assembled object."""

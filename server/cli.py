@@ -177,3 +177,8 @@ from server.scheduler import export_command, scheduler_command  # noqa: E402  (a
 
 main.add_command(scheduler_command)
 main.add_command(export_command)
+
+from server.ops_cli import COMMANDS as OPS_COMMANDS  # noqa: E402  (appended: the operations commands)
+
+for _command in OPS_COMMANDS:
+    main.add_command(_command)
