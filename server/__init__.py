@@ -26,7 +26,7 @@ class _NoCookieSessions(SessionInterface):
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app: defaults, then the environment, then ``config`` (tests)."""
-    from server import errors, metrics, request_log, store
+    from server import blobstore, errors, metrics, request_log, store
     from server.blueprints import register_blueprints
     from server.config import load_config
 
@@ -42,6 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         )
         + 1024 * 1024
     )
+    blobstore.check_config(app.config)
     errors.init_app(app)
     store.init_app(app)
     request_log.init_app(app)

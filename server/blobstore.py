@@ -534,6 +534,14 @@ def s3_settings(config: Any) -> S3Settings | None:
     )
 
 
+def check_config(config: Any) -> None:
+    """Refuse a ``FIELDSYNC_BLOB_STORE`` that is neither empty nor ``s3://bucket/prefix``, at start."""
+    try:
+        s3_settings(config)
+    except ValueError as exc:
+        raise ValueError(f"FIELDSYNC_BLOB_STORE: {exc}") from None
+
+
 def configured_blob_store() -> BlobStore | None:
     """The current app's blob store, or None outside an app (callers then use the local folders only)."""
     from flask import current_app, has_app_context

@@ -262,6 +262,13 @@ def test_a_bad_blob_store_url_is_refused(url: str) -> None:
         parse_s3_url(url)
 
 
+def test_a_bad_blob_store_stops_the_app_at_start(tmp_path: Path) -> None:
+    from server import create_app
+
+    with pytest.raises(ValueError, match="FIELDSYNC_BLOB_STORE: expected s3://bucket/prefix"):
+        create_app({"VAR_DIR": str(tmp_path), "SECRET_KEY": "x", "BLOB_STORE": "/srv/blobs"})
+
+
 def test_settings_come_from_the_config(s3_config: dict[str, Any]) -> None:
     settings = settings_of(s3_config)
     assert (settings.bucket.startswith("fieldsync-"), settings.prefix) == (True, "site-a")
