@@ -30,7 +30,7 @@ from forms.schema_json import schema_from_json
 from forms.submission import SubmissionHeader, parse_submission, read_submission_header
 from server.auth import Principal
 from server.blobstore import BlobStore
-from server.blobstore import blob_store as configured_blob_store
+from server.blobstore import blob_store as blob_store_for
 from server.db.base import utcnow
 from server.db.models.submissions import (
     INSTANCE_ID_LENGTH,
@@ -141,7 +141,7 @@ def _schema(session: Session, version_pk: int, xform_sha256: str | None) -> Form
 
 def blob_store() -> BlobStore:
     """Return the app's blob store (the configured folder or bucket)."""
-    return configured_blob_store(get_store().storage_dir)
+    return blob_store_for(get_store().storage_dir)
 
 
 @dataclass(frozen=True, slots=True)
