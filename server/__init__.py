@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
     ``http=False`` builds it without its URL rules and request log, for the command line: importing
     every door (pyxform, openpyxl ...) would double the start-up of a command that serves nothing.
     """
-    from server import errors, request_log, store
+    from server import blobstore, errors, request_log, store
     from server.blueprints import register_blueprints
     from server.config import load_config
 
@@ -46,9 +46,13 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
         )
         + 1024 * 1024
     )
+    blobstore.check_config(app.config)
     errors.init_app(app)
     store.init_app(app)
     if http:
+        from server import metrics
+
         request_log.init_app(app)
+        metrics.init_app(app)
         register_blueprints(app)
     return app

@@ -1,44 +1,87 @@
-"""Content-addressed file storage under ``FIELDSYNC_STORAGE_DIR``: bytes on disk, a row in ``blobs``.
+"""Content-addressed file storage: bytes in a folder or an S3 bucket, a row in ``blobs``.
 
-The file is written (temporary name, fsync, atomic rename) before its row is inserted, so a row
-never exists without its bytes; an orphan file left by a rolled-back transaction is harmless and
-is simply reused by the next write of the same content.
+``FIELDSYNC_BLOB_STORE`` chooses where the bytes live: empty (the default) for the folder
+``<STORAGE_DIR>/blobs``, or ``s3://bucket/prefix`` for any S3-compatible store (endpoint and credentials
+from ``FIELDSYNC_S3_*``, else boto3's usual environment). Every caller gets its store from
+:func:`blob_store`; both stores offer the same methods, so nothing else knows which one it has.
+
+The row is written first (inserted, or touched when the content is already here: either way it stays
+locked until the writer commits), then the bytes are put in place if they are missing (local: atomic
+rename of an fsync'ed file; S3: one PUT or a multipart upload, visible whole or not at all), then the
+writer commits: a committed row always has its bytes. The row lock orders a writer against the blob
+garbage collector (``server/services/retention.py``), which deletes a row and its bytes in one
+transaction: a writer either touches the row first (and the collector then keeps it) or waits for the
+collector and writes row and bytes anew. An orphan file left by a rolled-back transaction is harmless:
+the next write of the same content reuses it, and ``fieldsync purge`` deletes it after the grace period.
+
+Files are streamed both ways: writes are hashed chunk by chunk into a local staging file (its hash is
+the name, known only at the end) that is then moved or uploaded; reads are iterated in chunks.
+
+A tus upload's partial bytes live with the blobs: locally one file written in place under an
+exclusive lock; on S3 one object per PATCH (``uploads/<id>/<start>-<end>-<nonce>``), so a PATCH that
+arrives at another host continues the same upload, and the whole file is assembled by streaming the
+segments, in offset order, into a multipart upload.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from server.db.base import utcnow
 from server.db.models import Blob
-from server.db.upsert import insert_ignore
-from server.errors import too_large
+from server.errors import bad_request, too_large
 
 CHUNK = 256 * 1024
+# S3 multipart: parts of 8 MiB (S3 wants at least 5 MiB but the last); smaller files go in one PUT.
+MULTIPART_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob file as the store lists it (for garbage collection)."""
+
+    sha256: str
+    modified_at: datetime
 
 
 class BlobStore:
-    """Blobs named by sha256 under ``root/blobs``."""
+    """Blobs named by sha256 under ``root/blobs``; partial uploads under ``root/uploads``."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "blobs"
         self.tmp = Path(root) / "tmp"
+        self.partials = Path(root) / "uploads"
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
+    # --- whole blobs --------------------------------------------------------------------------
+
     def path_for(self, sha256: str) -> Path:
-        """Return where the bytes of ``sha256`` live."""
+        """Return where the bytes of ``sha256`` live (the local store only)."""
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def has_file(self, sha256: str) -> bool:
-        """Tell whether the bytes of ``sha256`` are on disk."""
+        """Tell whether the bytes of ``sha256`` are stored."""
         return self.path_for(sha256).is_file()
+
+    def size_of(self, sha256: str) -> int:
+        """The stored size of ``sha256`` in bytes."""
+        return self.path_for(sha256).stat().st_size
 
     def put_bytes(self, session: Session, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Store ``data`` (idempotently) and return its sha256."""
@@ -83,14 +126,16 @@ class BlobStore:
         return sha
 
     def adopt_file(self, session: Session, path: Path, sha256: str, size: int, content_type: str) -> None:
-        """Move a fully written, already hashed file into place and record its row."""
+        """Move a fully written, already hashed local file into place and record its row."""
+        record_blob(session, sha256, size, content_type)  # first: the row lock orders this against the collector
         final = self.path_for(sha256)
         if not final.is_file():
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, final)
-        insert_ignore(
-            session, Blob.__table__, {"sha256": sha256, "size": size, "content_type": content_type}, ["sha256"]
-        )
+
+    def record_present(self, session: Session, sha256: str, size: int, content_type: str) -> None:
+        """Record the row of bytes already stored (the same content staged twice)."""
+        record_blob(session, sha256, size, content_type)
 
     def open(self, sha256: str) -> BinaryIO:
         """Open the bytes of ``sha256`` for reading."""
@@ -101,6 +146,105 @@ class BlobStore:
         with self.open(sha256) as handle:
             yield from _read_chunks(handle)
 
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every stored blob with its modification time (garbage collection)."""
+        for path in self.root.glob("??/??/*"):
+            with contextlib.suppress(FileNotFoundError):
+                yield StoredBlob(path.name, datetime.fromtimestamp(path.stat().st_mtime, UTC))
+
+    def delete(self, sha256: str) -> None:
+        """Delete the bytes of ``sha256`` (garbage collection; the row is the caller's)."""
+        self.path_for(sha256).unlink(missing_ok=True)
+
+    # --- partial (tus) uploads ----------------------------------------------------------------
+
+    def _partial(self, upload_id: str) -> Path:
+        self.partials.mkdir(parents=True, exist_ok=True)
+        return self.partials / upload_id
+
+    def create_partial(self, upload_id: str) -> None:
+        """Make room for an upload's bytes."""
+        self._partial(upload_id).touch()
+
+    @contextlib.contextmanager
+    def partial_lock(self, upload_id: str) -> Iterator[None]:
+        """Hold an exclusive lock on one upload (one PATCH at a time, on this host)."""
+        with open(self._partial(upload_id), "ab") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def write_partial(
+        self, upload_id: str, offset: int, chunks: Iterable[bytes], limit: int
+    ) -> tuple[int, BaseException | None]:
+        """Write ``chunks`` at ``offset`` (at most ``limit`` bytes); return bytes written and a read error if any."""
+        fd = os.open(self._partial(upload_id), os.O_WRONLY)
+        try:
+            result = _copy_body(chunks, limit, lambda chunk, at: os.pwrite(fd, chunk, offset + at))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return result
+
+    def finish_partial(self, upload_id: str, length: int) -> str:
+        """Hash an upload's ``length`` bytes; return the sha256 hex ("" when bytes are missing)."""
+        digest = hashlib.sha256()
+        size = 0
+        with open(self._partial(upload_id), "rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+                size += len(block)
+        return digest.hexdigest() if size == length else ""
+
+    def adopt_partial(self, session: Session, upload_id: str, sha256: str, length: int, content_type: str) -> None:
+        """Make a finished, verified upload the blob ``sha256`` and record its row."""
+        self.adopt_file(session, self._partial(upload_id), sha256, length, content_type)
+
+    def delete_partial(self, upload_id: str) -> None:
+        """Remove what is kept of an upload (finished, failed or expired)."""
+        self._partial(upload_id).unlink(missing_ok=True)
+
+    def list_partials(self) -> Iterator[str]:
+        """The ids of every upload with bytes kept (retention)."""
+        if self.partials.is_dir():
+            yield from (p.name for p in self.partials.iterdir())
+
+    def publish_export(self, export_dir: Path, path: Path, to_prune: Callable[[list[str]], list[str]]) -> None:
+        """Make a scheduled export written at ``path`` (under ``export_dir``) available: locally it already is."""
+
+    def list_exports(self, folder: str) -> list[str]:
+        """File names of the scheduled exports in ``folder`` (relative to the export root)."""
+        return []
+
+    def list_staged(self) -> Iterator[tuple[Path, datetime]]:
+        """Staging files (local, on this host) with their modification times (retention)."""
+        for path in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                yield path, datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+def record_blob(session: Session, sha256: str, size: int, content_type: str) -> None:
+    """Insert the ``blobs`` row, or touch it when it exists; either way it is locked until the writer commits."""
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    stmt = module.insert(Blob.__table__).values(sha256=sha256, size=size, content_type=content_type, created_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=["sha256"], set_={"touched_at": now}))
+
+
+def _copy_body(
+    chunks: Iterable[bytes], limit: int, write: Callable[[bytes, int], object]
+) -> tuple[int, BaseException | None]:
+    """Hand each chunk to ``write(chunk, position)`` up to ``limit`` bytes; return bytes written and a read error."""
+    written = 0
+    try:
+        for chunk in chunks:
+            if written + len(chunk) > limit:
+                raise bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
+            write(chunk, written)
+            written += len(chunk)
+    except Exception as exc:  # a cut connection: keep what arrived
+        return written, exc
+    return written, None
+
 
 def _read_chunks(stream: BinaryIO) -> Iterator[bytes]:
     while True:
@@ -110,6 +254,317 @@ def _read_chunks(stream: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def blob_store(storage_dir: Path) -> BlobStore:
-    """Return the blob store rooted at ``storage_dir``."""
-    return BlobStore(storage_dir)
+# --- S3 ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where an S3 blob store lives and how to reach it."""
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (bucket, "some/prefix"); ValueError when it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"expected s3://bucket/prefix, got {url!r}")
+    return parts.netloc, parts.path.strip("/")
+
+
+class S3BlobStore(BlobStore):
+    """Blobs as objects ``<prefix>/blobs/<aa>/<bb>/<sha256>`` of one bucket; staging stays in a local folder."""
+
+    def __init__(self, root: Path, settings: S3Settings, client: Any | None = None) -> None:
+        self.tmp = Path(root) / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.root = self.tmp / "no-local-blobs"  # never created: path_for() names nothing on S3
+        self.partials = self.tmp / "no-local-uploads"
+        self.bucket = settings.bucket
+        self.prefix = f"{settings.prefix}/" if settings.prefix else ""
+        self.client = client or s3_client(settings)
+        from boto3.s3.transfer import TransferConfig
+
+        self.transfer = TransferConfig(
+            multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES, max_concurrency=4
+        )
+
+    def key_for(self, sha256: str) -> str:
+        """The object key of ``sha256``."""
+        return f"{self.prefix}blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            found: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return found
+
+    def has_file(self, sha256: str) -> bool:
+        """Tell whether the object of ``sha256`` exists."""
+        return self._head(self.key_for(sha256)) is not None
+
+    def size_of(self, sha256: str) -> int:
+        """The stored size of ``sha256`` in bytes."""
+        found = self._head(self.key_for(sha256))
+        if found is None:
+            raise FileNotFoundError(sha256)
+        return int(found["ContentLength"])
+
+    def adopt_file(self, session: Session, path: Path, sha256: str, size: int, content_type: str) -> None:
+        """Record the row, then upload a hashed local file (multipart when big) unless the object exists."""
+        record_blob(session, sha256, size, content_type)  # first: the row lock orders this against the collector
+        if not self.has_file(sha256):
+            self.client.upload_file(
+                str(path),
+                self.bucket,
+                self.key_for(sha256),
+                ExtraArgs={"ContentType": content_type},
+                Config=self.transfer,
+            )
+        path.unlink(missing_ok=True)
+
+    def open(self, sha256: str) -> BinaryIO:
+        """A streaming body of the object of ``sha256`` (read in chunks; never loaded whole)."""
+        body: BinaryIO = self.client.get_object(Bucket=self.bucket, Key=self.key_for(sha256))["Body"]
+        return body
+
+    def iter_bytes(self, sha256: str) -> Iterator[bytes]:
+        """Yield the object's bytes in chunks."""
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key_for(sha256))["Body"]
+        try:
+            yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()
+
+    def _list(self, prefix: str) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every stored blob object with its modification time."""
+        for item in self._list(f"{self.prefix}blobs/"):
+            yield StoredBlob(item["Key"].rsplit("/", 1)[-1], item["LastModified"])
+
+    def delete(self, sha256: str) -> None:
+        """Delete the object of ``sha256``."""
+        self.client.delete_object(Bucket=self.bucket, Key=self.key_for(sha256))
+
+    def _export_key(self, relative: str) -> str:
+        return f"{self.prefix}exports/{relative}".replace("//", "/")
+
+    def publish_export(self, export_dir: Path, path: Path, to_prune: Callable[[list[str]], list[str]]) -> None:
+        """Upload a scheduled export to ``<prefix>/exports/<folder>/<name>``, drop the local copy, prune old ones."""
+        relative = path.resolve().relative_to(export_dir.resolve())
+        self.client.upload_file(str(path), self.bucket, self._export_key(relative.as_posix()), Config=self.transfer)
+        path.unlink(missing_ok=True)
+        folder = relative.parent.as_posix()
+        for name in to_prune(self.list_exports(folder)):
+            self.client.delete_object(Bucket=self.bucket, Key=self._export_key(f"{folder}/{name}"))
+
+    def list_exports(self, folder: str) -> list[str]:
+        """File names of the scheduled exports in ``folder`` (relative to the export root)."""
+        prefix = self._export_key(f"{folder}/") if folder not in ("", ".") else self._export_key("")
+        return [item["Key"][len(prefix) :] for item in self._list(prefix) if "/" not in item["Key"][len(prefix) :]]
+
+    # --- partial uploads: one object per PATCH ---------------------------------------------------
+
+    def _segments_prefix(self, upload_id: str) -> str:
+        return f"{self.prefix}uploads/{upload_id}/"
+
+    def _assembled_key(self, upload_id: str) -> str:
+        return f"{self.prefix}tmp/{upload_id}"
+
+    def create_partial(self, upload_id: str) -> None:
+        """Nothing to prepare: segments are written by each PATCH."""
+
+    @contextlib.contextmanager
+    def partial_lock(self, upload_id: str) -> Iterator[None]:
+        """No cross-host lock: each PATCH writes its own segment and the offset moves by compare-and-set."""
+        yield
+
+    def write_partial(
+        self, upload_id: str, offset: int, chunks: Iterable[bytes], limit: int
+    ) -> tuple[int, BaseException | None]:
+        """Spool the PATCH body to a local file (keeping what arrived before a cut), then store it as a segment."""
+        fd, spool = tempfile.mkstemp(dir=self.tmp, prefix="patch-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                written, error = _copy_body(chunks, limit, lambda chunk, _at: handle.write(chunk))
+            if written:
+                key = f"{self._segments_prefix(upload_id)}{offset:016d}-{offset + written:016d}-{uuid.uuid4().hex[:8]}"
+                self.client.upload_file(spool, self.bucket, key, Config=self.transfer)
+        finally:
+            os.unlink(spool)
+        return written, error
+
+    def _chain(self, upload_id: str, length: int) -> list[str] | None:
+        """Segment keys covering [0, length) end to end (any PATCH that won a range will do), else None."""
+        by_start: dict[int, list[tuple[int, str]]] = {}
+        for item in self._list(self._segments_prefix(upload_id)):
+            start, end, _nonce = item["Key"].rsplit("/", 1)[-1].split("-")
+            by_start.setdefault(int(start), []).append((int(end), item["Key"]))
+
+        def walk(position: int) -> list[str] | None:
+            if position == length:
+                return []
+            for end, key in sorted(by_start.get(position, []), reverse=True):
+                if end <= length and (rest := walk(end)) is not None:
+                    return [key, *rest]
+            return None
+
+        return walk(0)
+
+    def finish_partial(self, upload_id: str, length: int) -> str:
+        """Stream the segments in order into one object while hashing; return the sha256 ("" if incomplete)."""
+        chain = self._chain(upload_id, length)
+        if chain is None:
+            return ""
+        reader = _SegmentReader(self.client, self.bucket, chain)
+        self.client.upload_fileobj(reader, self.bucket, self._assembled_key(upload_id), Config=self.transfer)
+        return reader.digest.hexdigest()
+
+    def adopt_partial(self, session: Session, upload_id: str, sha256: str, length: int, content_type: str) -> None:
+        """Record the row, then copy the assembled object to its content address (server side)."""
+        record_blob(session, sha256, length, content_type)
+        if not self.has_file(sha256):
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._assembled_key(upload_id)},
+                self.bucket,
+                self.key_for(sha256),
+                ExtraArgs={"ContentType": content_type, "MetadataDirective": "REPLACE"},
+                Config=self.transfer,
+            )
+
+    def delete_partial(self, upload_id: str) -> None:
+        """Delete an upload's segments and its assembled object."""
+        keys = [item["Key"] for item in self._list(self._segments_prefix(upload_id))]
+        keys.append(self._assembled_key(upload_id))
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at a time
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    def list_partials(self) -> Iterator[str]:
+        """The ids of every upload with segments kept."""
+        seen: set[str] = set()
+        for item in self._list(f"{self.prefix}uploads/"):
+            upload_id = item["Key"][len(self.prefix) + len("uploads/") :].split("/", 1)[0]
+            if upload_id not in seen:
+                seen.add(upload_id)
+                yield upload_id
+
+
+class _SegmentReader:
+    """A read()-able stream over several objects in order, hashing what it hands out."""
+
+    def __init__(self, client: Any, bucket: str, keys: list[str]) -> None:
+        self.client, self.bucket, self.keys = client, bucket, list(keys)
+        self.digest = hashlib.sha256()
+        self.body: Any = None
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (boto3 reads parts of the multipart upload this way)."""
+        wanted = CHUNK if size is None or size < 0 else size
+        out = bytearray()
+        while len(out) < wanted:
+            if self.body is None:
+                if not self.keys:
+                    break
+                self.body = self.client.get_object(Bucket=self.bucket, Key=self.keys.pop(0))["Body"]
+            block = self.body.read(wanted - len(out))
+            if not block:
+                self.body.close()
+                self.body = None
+                continue
+            out += block
+        data = bytes(out)
+        self.digest.update(data)
+        return data
+
+
+def s3_client(settings: S3Settings) -> Any:
+    """A boto3 S3 client for ``settings`` (path-style addressing when an endpoint is given: MinIO, moto)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region or "us-east-1",
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        config=Config(
+            s3={"addressing_style": "path"} if settings.endpoint_url else {},
+            retries={"max_attempts": 5, "mode": "standard"},
+            max_pool_connections=32,
+        ),
+    )
+
+
+# --- choosing the store -----------------------------------------------------------------------
+
+_STORES: dict[tuple[Any, ...], BlobStore] = {}
+_S3_KEYS = ("BLOB_STORE", "S3_ENDPOINT_URL", "S3_REGION", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+_STORES_LOCK = threading.Lock()
+
+
+def s3_settings(config: Any) -> S3Settings | None:
+    """The S3 settings of an app config (``BLOB_STORE=s3://...``), or None for the local folder."""
+    url = (config.get("BLOB_STORE") or "").strip()
+    if not url:
+        return None
+    bucket, prefix = parse_s3_url(url)
+    return S3Settings(
+        bucket,
+        prefix,
+        endpoint_url=config.get("S3_ENDPOINT_URL") or None,
+        region=config.get("S3_REGION") or None,
+        access_key_id=config.get("S3_ACCESS_KEY_ID") or None,
+        secret_access_key=config.get("S3_SECRET_ACCESS_KEY") or None,
+    )
+
+
+def check_config(config: Any) -> None:
+    """Refuse a ``FIELDSYNC_BLOB_STORE`` that is neither empty nor ``s3://bucket/prefix``, at start."""
+    try:
+        s3_settings(config)
+    except ValueError as exc:
+        raise ValueError(f"FIELDSYNC_BLOB_STORE: {exc}") from None
+
+
+def configured_blob_store() -> BlobStore | None:
+    """The current app's blob store, or None outside an app (callers then use the local folders only)."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return None
+    return blob_store(Path(current_app.config["STORAGE_DIR"]))
+
+
+def blob_store(storage_dir: Path, config: Any | None = None) -> BlobStore:
+    """The configured blob store for ``storage_dir`` (``config``: the current app's by default), one per setting."""
+    if config is None:
+        from flask import current_app, has_app_context
+
+        config = current_app.config if has_app_context() else {}
+    # The raw values are the key: a dict probe per call (this runs on every submission), parsing on a miss.
+    key = (storage_dir, *(config.get(name) for name in _S3_KEYS))
+    found = _STORES.get(key)
+    if found is None:
+        with _STORES_LOCK:
+            found = _STORES.get(key)
+            if found is None:
+                settings = s3_settings(config)
+                found = S3BlobStore(Path(storage_dir), settings) if settings else BlobStore(Path(storage_dir))
+                _STORES[key] = found
+    return found

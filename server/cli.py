@@ -32,7 +32,14 @@ if TYPE_CHECKING:
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
 # Commands whose module is imported only when they run (or when --help describes them).
-LAZY_COMMANDS = {"scheduler": "server.scheduler:scheduler_command", "export": "server.scheduler:export_command"}
+LAZY_COMMANDS = {
+    "scheduler": "server.scheduler:scheduler_command",
+    "export": "server.scheduler:export_command",
+    "purge": "server.ops_cli:purge_command",
+    "backup": "server.ops_cli:backup_command",
+    "restore": "server.ops_cli:restore_command",
+    "migrate-store": "server.ops_cli:migrate_store_command",
+}
 # Flask's group options that make no sense here: the app is Fieldsync's, its configuration FIELDSYNC_*.
 _FLASK_OPTIONS = {"env_file", "app", "debug"}
 
@@ -449,10 +456,13 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
         workers = 1
     elif workers is None:
         workers = 2 * (os.cpu_count() or 1) + 1
+    _prepare_metrics_dir()
     args = [
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",
+        "python:server.gunicorn_conf",
         "--bind",
         f"{host}:{port}",
         "--workers",
@@ -468,3 +478,12 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
     click.echo(f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads)")
     sys.stdout.flush()
     os.execv(sys.executable, args)
+
+
+def _prepare_metrics_dir() -> None:
+    """Point prometheus-client's multiprocess mode at an emptied folder under VAR_DIR (before gunicorn imports it)."""
+    from server.metrics import MULTIPROC_ENV, reset_multiprocess_dir
+
+    path = os.environ.get(MULTIPROC_ENV) or os.path.join(current_app.config["VAR_DIR"], "metrics")
+    reset_multiprocess_dir(path)
+    os.environ[MULTIPROC_ENV] = path

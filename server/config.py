@@ -23,10 +23,19 @@ ENV_KEYS = {
     "FIELDSYNC_EXPORT_DIR": "EXPORT_DIR",
     "FIELDSYNC_MAX_FORM_ATTACHMENT_BYTES": "MAX_FORM_ATTACHMENT_BYTES",
     "FIELDSYNC_FORM_CONVERT_TIMEOUT": "FORM_CONVERT_TIMEOUT",
+    "FIELDSYNC_METRICS_PUBLIC": "METRICS_PUBLIC",
+    "FIELDSYNC_BLOB_STORE": "BLOB_STORE",
+    "FIELDSYNC_S3_ENDPOINT_URL": "S3_ENDPOINT_URL",
+    "FIELDSYNC_S3_REGION": "S3_REGION",
+    "FIELDSYNC_S3_ACCESS_KEY_ID": "S3_ACCESS_KEY_ID",
+    "FIELDSYNC_S3_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY",
+    "FIELDSYNC_PURGE_AFTER_DAYS": "PURGE_AFTER_DAYS",
+    "FIELDSYNC_BLOB_GRACE_HOURS": "BLOB_GRACE_HOURS",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES"}
-FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT"}
+FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT", "PURGE_AFTER_DAYS", "BLOB_GRACE_HOURS"}
+BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC"}
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -48,6 +57,18 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "FORM_CONVERT_TIMEOUT": 60.0,
         "FORM_CONVERT_INLINE": False,
         "MAX_FORM_ATTACHMENT_BYTES": 50 * 1024 * 1024,
+        # /metrics without a credential: only for a bind that only the monitoring network reaches.
+        "METRICS_PUBLIC": False,
+        # Where blobs live: "" (a folder under STORAGE_DIR) or s3://bucket/prefix (see server/blobstore.py).
+        "BLOB_STORE": "",
+        "S3_ENDPOINT_URL": None,
+        "S3_REGION": None,
+        "S3_ACCESS_KEY_ID": None,
+        "S3_SECRET_ACCESS_KEY": None,
+        # Retention (fieldsync purge): soft-deleted submissions go after this many days (Central: 30);
+        # a blob no row references is deleted once it is older than the grace period.
+        "PURGE_AFTER_DAYS": 30.0,
+        "BLOB_GRACE_HOURS": 24.0,
     }
 
 
@@ -61,8 +82,9 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
         value = os.environ.get(env_key)
         if value is not None and value != "":
             config[key] = int(value) if key in INT_KEYS else float(value) if key in FLOAT_KEYS else value
-    if isinstance(config["LOG_REQUESTS"], str):
-        config["LOG_REQUESTS"] = config["LOG_REQUESTS"].lower() not in {"0", "false", "no"}
+    for key in BOOL_KEYS:
+        if isinstance(config[key], str):
+            config[key] = config[key].lower() not in {"0", "false", "no", ""}
     if override:
         config.update(override)
     if not config.get("SECRET_KEY"):

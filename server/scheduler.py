@@ -32,6 +32,7 @@ log = logging.getLogger("fieldsync.scheduler")
 
 EXPORT_CHECK_SECONDS = 30
 EXPIRE_UPLOADS_SECONDS = 300
+PURGE_SECONDS = 3600
 
 
 def run_exports_tick(app: Flask, now: datetime | None = None) -> list[RunOutcome]:
@@ -58,27 +59,32 @@ def expire_uploads_tick(app: Flask) -> None:
 
 
 def build_scheduler(app: Flask, export_seconds: int = EXPORT_CHECK_SECONDS) -> BlockingScheduler:
-    """A BlockingScheduler polling due exports (and expiring stale uploads) for ``app``."""
+    """A BlockingScheduler polling due exports, expiring stale uploads and running retention for ``app``."""
     scheduler = BlockingScheduler(timezone=UTC)
-    # coalesce + max_instances=1: a slow export never makes this process start the check twice at once.
-    scheduler.add_job(
-        run_exports_tick,
-        IntervalTrigger(seconds=export_seconds, timezone=UTC),
-        args=[app],
-        id="exports",
-        coalesce=True,
-        max_instances=1,
-        next_run_time=datetime.now(UTC),
-    )
-    scheduler.add_job(
-        expire_uploads_tick,
-        IntervalTrigger(seconds=EXPIRE_UPLOADS_SECONDS, timezone=UTC),
-        args=[app],
-        id="expire_uploads",
-        coalesce=True,
-        max_instances=1,
-    )
+    jobs = [
+        (run_exports_tick, export_seconds, "exports", {"next_run_time": datetime.now(UTC)}),
+        (expire_uploads_tick, EXPIRE_UPLOADS_SECONDS, "expire_uploads", {}),
+        (purge_tick, PURGE_SECONDS, "purge", {}),
+    ]
+    for function, seconds, job_id, extra in jobs:
+        # coalesce + max_instances=1: a slow export never makes this process start the check twice at once.
+        scheduler.add_job(
+            function,
+            IntervalTrigger(seconds=seconds, timezone=UTC),
+            args=[app],
+            id=job_id,
+            coalesce=True,
+            max_instances=1,
+            **extra,
+        )
     return scheduler
+
+
+def purge_tick(app: Flask) -> None:
+    """Run retention (``fieldsync purge``) for ``app``."""
+    from server.ops_cli import run_purge
+
+    log.info("purge: %s", run_purge(app))
 
 
 def _instant(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> list[datetime]:

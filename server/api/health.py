@@ -1,4 +1,9 @@
-"""``GET /healthz``: the store answers and its schema is at the newest migration."""
+"""Health checks: ``/healthz/live`` (the process answers), ``/healthz/ready`` and ``/healthz`` (the store
+answers and its schema is at the newest migration).
+
+A load balancer routes to a host while it is ready; an orchestrator restarts it only when it is not
+live, so a database outage (every host unready) does not make every web process restart at once.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,18 @@ from server.db.migrate import head_revision
 from server.store import db_session, get_store
 
 bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz/live")
+def live() -> tuple[dict[str, Any], int]:
+    """Answer 200 while the process serves requests; touches no database."""
+    return {"status": "ok"}, 200
+
+
+@bp.get("/healthz/ready")
+def ready() -> tuple[dict[str, Any], int]:
+    """Report store reachability and migration state (200 ready, 503 otherwise)."""
+    return healthz()
 
 
 @bp.get("/healthz")

@@ -289,6 +289,6 @@ def download_attachment(project_id: int, xml_form_id: str, instance_id: str, nam
     response = Response(stream_with_context(blobs.iter_bytes(attachment.blob_sha256)), mimetype=mimetype)
     # Werkzeug quotes the name (and adds filename* for non-ASCII): names come from devices.
     response.headers.set("Content-Disposition", "attachment", filename=name)
-    response.headers["Content-Length"] = str(blobs.path_for(attachment.blob_sha256).stat().st_size)
+    response.headers["Content-Length"] = str(blobs.size_of(attachment.blob_sha256))
     response.headers["ETag"] = f'"{attachment.blob_sha256}"'
     return response

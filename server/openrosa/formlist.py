@@ -17,7 +17,7 @@ from flask import Response, current_app, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from server.blobstore import BlobStore
+from server.blobstore import blob_store
 from server.db.queries.forms import FormListRow
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
 from server.openrosa.blueprint import bp
@@ -141,7 +141,7 @@ def media(project_id: int, xml_form_id: str, name: str, token: str | None = None
         response = Response(found.data, content_type=found.content_type)
     else:
         assert found.blob_sha256 is not None
-        blobs = BlobStore(get_store().storage_dir)
+        blobs = blob_store(get_store().storage_dir)
         response = Response(blobs.iter_bytes(found.blob_sha256), content_type=found.content_type)
         response.set_etag(found.blob_sha256)
     response.headers.set("Content-Disposition", "attachment", filename=name)

@@ -17,6 +17,7 @@ from flask import Response, current_app, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from server import metrics
 from server.auth import Principal
 from server.blobstore import BlobStore
 from server.db.queries.submissions import RoutedTarget
@@ -145,6 +146,7 @@ def _stage(blobs: BlobStore, key: str, storage: FileStorage, limit: int) -> File
 
 def _answer(result: IngestResult) -> Response:
     outcome = result.outcome
+    metrics.count_submission("openrosa", outcome.status)
     form, version = result.form_id or "", result.form_version or ""
     if isinstance(outcome, Rejected):
         if outcome.reason == ID_CONFLICT:

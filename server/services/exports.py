@@ -11,7 +11,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,7 @@ from exports import (
     write_xlsx,
 )
 from forms.schema import FormSchema
+from server.blobstore import configured_blob_store
 from server.db.base import utcnow
 from server.db.models.exports import EXPORT_FORMATS, ExportPreset, ExportSchedule
 from server.db.models.forms import Form
@@ -361,12 +362,17 @@ def dated_file_name(xml_form_id: str, when: datetime, fmt: str) -> str:
     return f"{safe}-{when.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
 
 
-def prune_files(folder: Path, xml_form_id: str, fmt: str, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` dated files of this form and format; return the deleted names."""
+def names_to_prune(names: Iterable[str], xml_form_id: str, fmt: str, keep: int) -> list[str]:
+    """Of ``names``, the dated files of this form and format beyond the newest ``keep``."""
     safe = re.sub(r"[^\w.\-]", "_", xml_form_id)
     pattern = re.compile(rf"^{re.escape(safe)}-\d{{8}}T\d{{6}}Z\.{re.escape(fmt)}$")
-    dated = sorted(p.name for p in folder.iterdir() if pattern.match(p.name))  # timestamps sort as text
-    removed = dated[: max(0, len(dated) - keep)]
+    dated = sorted(name for name in names if pattern.match(name))  # timestamps sort as text
+    return dated[: max(0, len(dated) - keep)]
+
+
+def prune_files(folder: Path, xml_form_id: str, fmt: str, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` dated files of this form and format; return the deleted names."""
+    removed = names_to_prune((p.name for p in folder.iterdir()), xml_form_id, fmt, keep)
     for name in removed:
         (folder / name).unlink(missing_ok=True)
     return removed
@@ -391,6 +397,11 @@ def _run_one(session: Session, due: q.DueSchedule, export_dir: Path, worker: str
         Path(tmp).unlink(missing_ok=True)
         raise
     prune_files(folder, due.xml_form_id, due.format, due.keep)
+    store = configured_blob_store()
+    if store is not None:  # on an object store the file goes to the bucket, where every host finds it
+        store.publish_export(
+            export_dir, folder / name, lambda names: names_to_prune(names, due.xml_form_id, due.format, due.keep)
+        )
     return name, summary.records_exported
 
 

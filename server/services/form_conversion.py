@@ -18,6 +18,7 @@ from typing import Any
 from forms.convert import ConvertedForm, convert_upload
 from forms.errors import FormError
 from forms.schema import FormSchema
+from server import metrics
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 _context: Any = None
@@ -116,8 +117,18 @@ def convert_with_limit(
     data: bytes, filename: str, *, timeout: float | None, inline: bool, default_form_id: str | None = None
 ) -> TimedConversion:
     """Convert an upload the configured way: inline, or in a child process limited to ``timeout`` seconds."""
-    if inline:
-        return convert_inline(data, filename, default_form_id=default_form_id)
-    return convert_in_process(
-        data, filename, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, default_form_id=default_form_id
-    )
+    try:
+        if inline:
+            converted = convert_inline(data, filename, default_form_id=default_form_id)
+        else:
+            converted = convert_in_process(
+                data, filename, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, default_form_id=default_form_id
+            )
+    except ConversionTimeout:
+        metrics.count_conversion("timeout")
+        raise
+    except Exception:
+        metrics.count_conversion("failed")
+        raise
+    metrics.count_conversion("ok")
+    return converted

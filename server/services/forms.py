@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from forms.convert import ConvertedForm
 from forms.errors import FormError, localized_message
 from forms.schema import FormSchema
-from server.blobstore import BlobStore
+from server.blobstore import BlobStore, blob_store
 from server.db.base import utcnow
 from server.db.models.forms import FORM_STATES, Form, FormAttachment, FormVersion
 from server.db.queries import audit
@@ -141,7 +141,7 @@ def _blob_store(blobs: BlobStore | None) -> BlobStore:
         return blobs
     from server.store import get_store
 
-    return BlobStore(get_store().storage_dir)
+    return blob_store(get_store().storage_dir)
 
 
 def form_error_to_api(err: FormError) -> ApiError:

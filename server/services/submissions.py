@@ -30,6 +30,7 @@ from forms.schema_json import schema_from_json
 from forms.submission import SubmissionHeader, parse_submission, read_submission_header
 from server.auth import Principal
 from server.blobstore import BlobStore
+from server.blobstore import blob_store as blob_store_for
 from server.db.base import utcnow
 from server.db.models.submissions import (
     INSTANCE_ID_LENGTH,
@@ -126,7 +127,6 @@ class IngestResult:
 # (form_version pk, XForm sha256) -> schema: a version never changes, so every worker may keep it; the
 # hash guards against a primary key reused after a rollback (SQLite reuses the highest freed id).
 _SCHEMAS: dict[tuple[int, str | None], FormSchema] = {}
-_BLOB_STORES: dict[Path, BlobStore] = {}
 
 
 def _schema(session: Session, version_pk: int, xform_sha256: str | None) -> FormSchema | None:
@@ -140,12 +140,8 @@ def _schema(session: Session, version_pk: int, xform_sha256: str | None) -> Form
 
 
 def blob_store() -> BlobStore:
-    """Return the app's blob store (one instance per storage directory)."""
-    root = get_store().storage_dir
-    found = _BLOB_STORES.get(root)
-    if found is None:
-        found = _BLOB_STORES[root] = BlobStore(root)
-    return found
+    """Return the app's blob store (the configured folder or bucket)."""
+    return blob_store_for(get_store().storage_dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,9 +502,7 @@ class _Ingest:
             blobs.put_bytes(self.session, upload.data, upload.content_type)
         elif blobs.has_file(upload.sha256):
             # The staged file was already moved into place (same content under two names).
-            blobs.adopt_file(
-                self.session, blobs.path_for(upload.sha256), upload.sha256, upload.size, upload.content_type
-            )
+            blobs.record_present(self.session, upload.sha256, upload.size, upload.content_type)
         else:
             raise ApiError(500, "staged_file_lost", f"the staged file {upload.name!r} disappeared")
         self._adopted.add(upload.sha256)

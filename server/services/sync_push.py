@@ -31,6 +31,7 @@ import orjson
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from server import metrics
 from server.auth import Principal
 from server.db.base import utcnow
 from server.db.queries import entities as eq
@@ -271,6 +272,7 @@ def hold(session: Session, ctx: PushContext, raw: Any, outcome: Quarantined | Re
 
 def _result(index: int, raw: Any, outcome: Any, **extra: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"index": index, "id": _item_key(raw), "status": outcome.status}
+    metrics.count_sync_item(_kind(raw), outcome.status, outcome.kind if isinstance(outcome, Conflict) else None)
     if isinstance(outcome, Conflict):
         result["conflict"] = {"kind": outcome.kind, "fields": list(outcome.fields)}
     if isinstance(outcome, AwaitingAttachments):

@@ -1,8 +1,10 @@
 """Resumable blob uploads (tus 1.0 core + creation + expiration; SYNC.md "Attachments", research §8.8).
 
-A partial upload lives in ``<storage>/uploads/<id>``; its offset in the ``uploads`` row is only moved
-after the bytes are fsync'ed, with a compare-and-set, so a PATCH cut mid-body keeps what arrived and the
-client resumes from ``HEAD``. Concurrent PATCHes of one upload are serialised by an exclusive file lock.
+A partial upload's bytes are kept by the blob store (``server/blobstore.py``: ``<storage>/uploads/<id>``
+locally, segments in the bucket on S3, so any host can take the next PATCH); its offset in the
+``uploads`` row is only moved after the bytes are stored, with a compare-and-set, so a PATCH cut
+mid-body keeps what arrived and the client resumes from ``HEAD``. Concurrent PATCHes of one upload are
+serialised by the store's lock (an exclusive file lock locally).
 When the last byte arrives the whole file is hashed: a mismatch with the declared sha256 discards it
 (``460``); a match adopts it into the blob store and tells the submissions area that the blob is here.
 A blob that already exists short-circuits the creation (``Upload-Offset`` = length at once).
@@ -12,10 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
-import hashlib
 import logging
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.blobstore import BlobStore
+from server.blobstore import blob_store
 from server.db.base import utcnow
 from server.db.models.sync import Upload
 from server.db.queries import sync as q
@@ -39,13 +38,6 @@ TUS_EXTENSIONS = "creation,expiration"
 UPLOAD_EXPIRES = timedelta(days=30)  # coaches stay offline for weeks
 CHUNK = 64 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def uploads_dir(storage_dir: Path) -> Path:
-    """Where partial uploads live."""
-    path = Path(storage_dir) / "uploads"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def parse_metadata(header: str) -> dict[str, str]:
@@ -123,7 +115,7 @@ def create_upload(
             # pushed submissions awaiting them become complete now, as after a last PATCH.
             blob_arrived(session, project_id, sha256)
         else:
-            (uploads_dir(storage_dir) / upload_id).touch()
+            blob_store(storage_dir).create_partial(upload_id)
     return _state(row)
 
 
@@ -141,26 +133,6 @@ def upload_state(session: Session, upload_id: str) -> UploadState:
     """The current offset of an upload (for ``HEAD``)."""
     with transaction(session):
         return _state(get_upload(session, upload_id))
-
-
-def _write_at(path: Path, offset: int, chunks: Iterator[bytes], limit: int) -> tuple[int, BaseException | None]:
-    """Write ``chunks`` at ``offset`` (at most ``limit`` bytes); return bytes written and a read error if any."""
-    written = 0
-    error: BaseException | None = None
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        try:
-            for chunk in chunks:
-                if written + len(chunk) > limit:
-                    raise bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
-                os.pwrite(fd, chunk, offset + written)
-                written += len(chunk)
-        except Exception as exc:  # a cut connection: keep what arrived
-            error = exc
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return written, error
 
 
 def patch_upload(
@@ -189,14 +161,13 @@ def patch_upload(
         return _state(row)
     if offset != current:
         raise conflict("offset_mismatch", "Upload-Offset does not match", offset=current)
-    path = uploads_dir(storage_dir) / upload_id
-    with open(path, "ab") as lock_handle:
-        fcntl.flock(lock_handle, fcntl.LOCK_EX)  # one PATCH at a time per upload (same host)
+    store = blob_store(storage_dir)
+    with store.partial_lock(upload_id):  # one PATCH at a time per upload
         with transaction(session):
             row = get_upload(session, upload_id)
             if row.offset != offset:
                 raise conflict("offset_mismatch", "Upload-Offset does not match", offset=row.offset)
-        written, error = _write_at(path, offset, chunks, length - offset)
+        written, error = store.write_partial(upload_id, offset, chunks, length - offset)
         with transaction(session):
             q.advance_upload(session, upload_id, offset, offset + written)
         if error is not None:
@@ -206,7 +177,7 @@ def patch_upload(
         if offset + written < length:
             with transaction(session):
                 return _state(get_upload(session, upload_id))
-        return _finish(session, storage_dir, upload_id, project_id, path, sha256, length, content_type, on_blob)
+        return _finish(session, storage_dir, upload_id, project_id, sha256, length, content_type, on_blob)
 
 
 def _finish(
@@ -214,28 +185,24 @@ def _finish(
     storage_dir: Path,
     upload_id: str,
     project_id: int,
-    path: Path,
     sha256: str,
     length: int,
     content_type: str,
     on_blob: Callable[[Session, int, str], None] | None,
 ) -> UploadState:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    if digest.hexdigest() != sha256:
+    store = blob_store(storage_dir)
+    if store.finish_partial(upload_id, length) != sha256:
         with transaction(session):
             q.set_upload_state(session, upload_id, "failed", completed_at=utcnow())
-        path.unlink(missing_ok=True)
+        store.delete_partial(upload_id)
         raise ApiError(460, "checksum_mismatch", "The uploaded bytes do not hash to the declared sha256; start again")
     with transaction(session):
         if q.set_upload_state(session, upload_id, "done", completed_at=utcnow()):
-            BlobStore(storage_dir).adopt_file(session, path, sha256, length, content_type)
+            store.adopt_partial(session, upload_id, sha256, length, content_type)
             if on_blob is not None:
                 on_blob(session, project_id, sha256)
         row = get_upload(session, upload_id)
-    path.unlink(missing_ok=True)
+    store.delete_partial(upload_id)
     return _state(row)
 
 
@@ -268,7 +235,7 @@ def expire_uploads(session_factory: sessionmaker[Session], storage_dir: Path, no
                 # Compare-and-set: two scheduler processes never expire (or count) one upload twice.
                 claimed = q.set_upload_state(session, upload_id, "expired", completed_at=now)
             if claimed:
-                (uploads_dir(storage_dir) / upload_id).unlink(missing_ok=True)
+                blob_store(storage_dir).delete_partial(upload_id)
                 count += 1
     finally:
         session.close()

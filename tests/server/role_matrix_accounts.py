@@ -10,6 +10,9 @@ PROJECT_PEOPLE = ("admin", "manager", "coach", "analyst", "device")
 
 CASES = [
     Case("GET", "/healthz", "/healthz", {p: 200 for p in ("anonymous", *EVERYONE)}),
+    Case("GET", "/healthz/live", "/healthz/live", {p: 200 for p in ("anonymous", *EVERYONE)}),
+    Case("GET", "/healthz/ready", "/healthz/ready", {p: 200 for p in ("anonymous", *EVERYONE)}),
+    Case("GET", "/metrics", "/metrics", statuses(200, allowed=("admin",))),
     Case("GET", "/v1/users/current", "/v1/users/current", statuses(200, allowed=PEOPLE)),
     Case("GET", "/v1/users", "/v1/users", statuses(200, allowed=("admin",))),
     Case(

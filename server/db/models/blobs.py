@@ -19,3 +19,6 @@ class Blob(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set when a writer stores or references content already here, in that writer's transaction: the
+    # row lock it takes orders it against ``fieldsync purge`` (see server/services/retention.py).
+    touched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
