@@ -34,6 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "submission.review",
             "submission.delete",
             "export",
+            "export.preset",
             "export.schedule",
             "people.manage",
             "entity.read",
