@@ -138,10 +138,10 @@ def pull(project_id: int) -> dict[str, Any]:
 
 @bp.post("/projects/<int:project_id>/blobs/missing")
 def blobs_missing(project_id: int) -> dict[str, Any]:
-    """Which of the given sha256 the server lacks."""
+    """Which of the given sha256 this project has not delivered (another project's blobs count as missing)."""
     require("sync.push", project_id)
     body = load_json(MissingIn())
-    return {"protocol": PROTOCOL, "missing": uploads.missing_blobs(db_session(), body["sha256"])}
+    return {"protocol": PROTOCOL, "missing": uploads.missing_blobs(db_session(), project_id, body["sha256"])}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""Content-addressed blobs: one row per distinct file content, named by its sha256."""
+"""Content-addressed blobs: one row per distinct file content, named by its sha256, and the projects
+that have delivered each one.
+
+The bytes are stored once whoever sends them, but a project may only *use* a blob whose bytes it has
+delivered itself (``project_blobs``): knowing a sha256 is not a right to another project's photo.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, UTCDateTime, utcnow
@@ -18,4 +23,14 @@ class Blob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ProjectBlob(Base):
+    """A blob whose bytes this project delivered (an upload, a submission's file): it may reference it."""
+
+    __tablename__ = "project_blobs"
+
+    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), ForeignKey("blobs.sha256"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

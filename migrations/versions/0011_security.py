@@ -1,0 +1,45 @@
+"""Security hardening (issue 15): which project delivered which blob.
+
+``project_blobs`` is filled from what each project already references (its submissions' attachments);
+uploads finished by deduplication are not counted, since they proved nothing about the bytes.
+
+Revision ID: 0011_security
+Revises: 0010_check_constraint_names
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from server.db.base import UTCDateTime
+
+revision = "0011_security"
+down_revision = "0010_check_constraint_names"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "project_blobs",
+        sa.Column("project_id", sa.BigInteger(), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"], ["projects.id"], name="fk_project_blobs_project_id_projects", ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(["sha256"], ["blobs.sha256"], name="fk_project_blobs_sha256_blobs"),
+        sa.PrimaryKeyConstraint("project_id", "sha256", name="pk_project_blobs"),
+    )
+    op.execute(
+        "INSERT INTO project_blobs (project_id, sha256, created_at) "
+        "SELECT DISTINCT v.project_id, a.blob_sha256, CURRENT_TIMESTAMP "
+        "FROM submission_attachments a JOIN submission_versions v ON v.id = a.version_id "
+        "WHERE a.blob_sha256 IS NOT NULL"
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("project_blobs")
