@@ -11,8 +11,10 @@ a trigger too (some importers trim them).
 Which cells: decided by the column's type in the ``FormSchema``, not by the look of the value. A cell of
 a numeric column (an ``int`` or ``decimal`` field, a geopoint part, a 0/1 choice flag) that is a plain
 number, such as ``-2.5`` or ``-9.5981``, stays a number: escaping it would turn a longitude or a loss
-into text and break every sum, and cleaning has already brought a valid value to a canonical number. A
-numeric cell that is *not* a plain number (a value the cleaning kept as sent and flagged) is escaped.
+into text and break every sum, and cleaning has already brought a valid value to a canonical number.
+An unsplit geopoint, geotrace or geoshape made only of numbers (``-1.29 36.79 0 5``) stays as sent too:
+with no name in it, no function can run. A numeric cell that is *not* of that shape (a value the
+cleaning kept as sent and flagged) is escaped.
 Every text-like cell (text, selects, dates kept as sent, labels, metadata, ``_issues``, headers) is
 escaped whenever it starts with a trigger, whatever follows: a text column then always holds text, and
 ``-5`` typed into a free-text answer reads back as the text the person wrote.
@@ -35,8 +37,12 @@ from forms.schema import Field
 # The first character of every cell that may need a look (a frozenset: ``"" in "..."`` would be True).
 _FIRST = frozenset("=+-@\t\r \n")
 _TRIGGERS = ("=", "+", "-", "@")
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_PLAIN_NUMBER = re.compile(_NUMBER)
+# A geopoint, geotrace or geoshape in one column: numbers separated by spaces (points by ";").
+_GEO_NUMBERS = re.compile(rf"{_NUMBER}(?:\s*;?\s*{_NUMBER})*\s*;?")
 _NUMERIC_BINDS = frozenset({"int", "decimal"})
+_GEO_BINDS = frozenset({"geopoint", "geotrace", "geoshape"})
 STEP = "formula_escaped"  # the cleaning report's step name
 # Exports run over millions of cells: find the few that start with one of _FIRST in C (map + compress),
 # not with a Python loop over every cell (which cost a fifth of a CSV export's time).
@@ -55,21 +61,24 @@ def neutralise(cell: str) -> str:
     return "'" + cell if cell[:1] in _FIRST and is_formula_like(cell) else cell
 
 
-def numeric_columns(table: TablePlan, fields: Mapping[str, Field]) -> frozenset[int]:
-    """Indices of the table's columns whose cells are numbers by the form's types."""
-    return frozenset(
-        i
-        for i, col in enumerate(table.columns)
-        if col.kind in ("geo_part", "choice_flag")
-        or (col.kind == "value" and fields[col.path].bind_type in _NUMERIC_BINDS)
-    )
+def numeric_columns(table: TablePlan, fields: Mapping[str, Field]) -> dict[int, re.Pattern[str]]:
+    """The table's columns whose cells are numbers by the form's types, each with the shape its numbers take."""
+    out: dict[int, re.Pattern[str]] = {}
+    for i, col in enumerate(table.columns):
+        bind = fields[col.path].bind_type if col.kind in ("value", "geo_part") else ""
+        if col.kind in ("geo_part", "choice_flag") or (col.kind == "value" and bind in _NUMERIC_BINDS):
+            out[i] = _PLAIN_NUMBER
+        elif col.kind == "value" and bind in _GEO_BINDS:
+            out[i] = _GEO_NUMBERS
+    return out
 
 
-def neutralise_row(cells: list[str], numeric: frozenset[int], escaped: Counter[int]) -> None:
+def neutralise_row(cells: list[str], numeric: Mapping[int, re.Pattern[str]], escaped: Counter[int]) -> None:
     """Escape, in place, every cell of a row a spreadsheet could run; count them by column index."""
     for i in compress(range(len(cells)), map(_STARTS_RISKY, cells)):
         cell = cells[i]
-        if i in numeric and _PLAIN_NUMBER.fullmatch(cell):
+        shape = numeric.get(i)
+        if shape is not None and shape.fullmatch(cell):
             continue
         if is_formula_like(cell):
             cells[i] = "'" + cell

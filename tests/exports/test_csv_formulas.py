@@ -99,3 +99,9 @@ def test_no_text_cell_is_ever_formula_like(name: str, region: str, device: str, 
         for column in TEXT_COLUMNS:
             cell = row[column]
             assert not is_formula_like(cell) or cell.startswith("'"), (column, cell)
+
+
+def test_an_unsplit_geopoint_of_numbers_stays_as_sent() -> None:
+    row = _root({"location": "-30.4278 -9.5981 74 5.0"}, ExportOptions(split_geopoint=False))
+    assert row["location"] == "-30.4278 -9.5981 74 5.0"
+    assert _root({"location": "-1 =cmd|x"}, ExportOptions(split_geopoint=False))["location"] == "'-1 =cmd|x"
