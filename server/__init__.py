@@ -26,7 +26,7 @@ class _NoCookieSessions(SessionInterface):
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app: defaults, then the environment, then ``config`` (tests)."""
-    from server import errors, request_log, store
+    from server import errors, request_log, store, web_security
     from server.blueprints import register_blueprints
     from server.config import load_config
 
@@ -45,5 +45,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     store.init_app(app)
     request_log.init_app(app)
+    web_security.init_app(app)
     register_blueprints(app)
     return app

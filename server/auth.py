@@ -3,7 +3,9 @@
 Roles: ``admin`` (a user flag: everything), and per project ``manager`` (forms and people),
 ``coach`` (download forms, submit, sync) and ``analyst`` (read and export). A device token acts
 as a coach of its one project. A missing or wrong credential is ``401``; a right one without the
-permission is ``403``.
+permission is ``403``. The JSON API's ``401`` sends no ``WWW-Authenticate: Basic`` challenge, so a browser
+never prompts for (and then caches and replays) Basic credentials; OpenRosa routes send their own
+Digest/Basic challenges (``server.openrosa.auth``), which ODK Collect needs.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def current_principal() -> Principal | None:
             raise unauthenticated("Malformed Basic credentials") from None
         principal = principal_from_password(username, password)
         if principal is None:
-            raise unauthenticated("Wrong username or password", challenge='Basic realm="Fieldsync"')
+            raise unauthenticated("Wrong username or password")
     g.principal = principal
     return principal
 
@@ -166,7 +168,7 @@ def require(permission: str, project_id: int | None = None) -> Principal:
     """Return the caller if they hold ``permission``; else raise ``401`` (no credential) or ``403``."""
     principal = current_principal()
     if principal is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()
     if not principal.can(permission, project_id):
         raise forbidden(f"This needs the {permission!r} permission")
     return principal
@@ -176,7 +178,7 @@ def require_admin() -> Principal:
     """Return the caller if they are an admin; else ``401``/``403``."""
     principal = current_principal()
     if principal is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()
     if not principal.is_admin:
         raise forbidden("Only an admin can do this")
     return principal
@@ -186,7 +188,7 @@ def require_user() -> Principal:
     """Return the caller if it is an authenticated person (not a device)."""
     principal = current_principal()
     if principal is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()
     if principal.kind != "user":
         raise forbidden("Devices cannot do this")
     return principal

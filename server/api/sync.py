@@ -15,7 +15,7 @@ from marshmallow import fields, validate
 from werkzeug.exceptions import ClientDisconnected
 
 from server.api.schemas import StrictSchema
-from server.api.wire import load_json, load_query
+from server.api.wire import load_json, load_query, require_json_content_type
 from server.auth import current_principal, require
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
@@ -110,6 +110,7 @@ def _read_body(limit: int) -> bytes:
 def push(project_id: int) -> Response:
     """Push a batch of submissions and entity changes (idempotent under ``Idempotency-Key``)."""
     principal = require("sync.push", project_id)
+    require_json_content_type()  # gzip is a Content-Encoding: the type is still application/json
     limit = int(current_app.config["MAX_PUSH_BYTES"])
     reply = sync_push.push(
         db_session(),
