@@ -22,7 +22,7 @@ from server.db.base import utcnow
 from server.db.models import AccessToken, User
 from server.db.queries import accounts as q
 from server.errors import forbidden, unauthenticated
-from server.passwords import token_hash, verify_password
+from server.passwords import token_hash
 from server.store import db_session
 
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -132,10 +132,16 @@ def _principal_of_token(row: AccessToken) -> Principal | None:
     return Principal("user", user.id, user.username, is_admin=user.is_admin)
 
 
-def principal_from_password(username: str, password: str) -> Principal | None:
-    """Check a username and password; ``None`` when they do not match an enabled user."""
-    user = q.get_user_by_username(db_session(), username)
-    if user is None or user.disabled or not verify_password(user.password_hash, password):
+def principal_from_password(username: str, password: str, scheme: str = "basic") -> Principal | None:
+    """Check a username and password; ``None`` when they do not match an enabled user.
+
+    Throttled, timed alike for unknown users and audited on failure (``server.services.logins``);
+    ``429`` while this account or address must pause.
+    """
+    from server.services.logins import password_login
+
+    user = password_login(db_session(), username, password, address=request.remote_addr or "-", scheme=scheme)
+    if user is None:
         return None
     return Principal("user", user.id, user.username, is_admin=user.is_admin)
 

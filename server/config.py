@@ -23,9 +23,10 @@ ENV_KEYS = {
     "FIELDSYNC_EXPORT_DIR": "EXPORT_DIR",
     "FIELDSYNC_MAX_FORM_ATTACHMENT_BYTES": "MAX_FORM_ATTACHMENT_BYTES",
     "FIELDSYNC_FORM_CONVERT_TIMEOUT": "FORM_CONVERT_TIMEOUT",
+    "FIELDSYNC_TRUSTED_PROXIES": "TRUSTED_PROXIES",
 }
 
-INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES"}
+INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES", "TRUSTED_PROXIES"}
 FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT"}
 
 
@@ -48,6 +49,9 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "FORM_CONVERT_TIMEOUT": 60.0,
         "FORM_CONVERT_INLINE": False,
         "MAX_FORM_ATTACHMENT_BYTES": 50 * 1024 * 1024,
+        # How many reverse proxies (nginx, a load balancer) stand in front: their X-Forwarded-For/-Proto/
+        # -Host are then believed, so login throttling sees the client's address, not the proxy's.
+        "TRUSTED_PROXIES": 0,
     }
 
 

@@ -19,6 +19,9 @@ style, no framing, no plugins), ``X-Content-Type-Options: nosniff``, ``X-Frame-O
 browsers), ``Referrer-Policy: no-referrer`` (a device key lives in the path: a page under
 ``/v1/key/<token>/`` must never hand it on as a referrer), and ``Strict-Transport-Security`` only when
 the request came over TLS (gunicorn honours ``X-Forwarded-Proto`` from a trusted proxy).
+
+``TRUSTED_PROXIES`` (``FIELDSYNC_TRUSTED_PROXIES``, default 0) says how many reverse proxies stand in
+front; their ``X-Forwarded-For``/``-Proto``/``-Host`` are then believed (werkzeug's ``ProxyFix``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server.errors import OPENROSA_BLUEPRINTS, ApiError
 
@@ -62,6 +66,11 @@ def is_cross_site(origin: str | None, fetch_site: str | None, own_hosts: set[str
 
 def init_app(app: Flask) -> None:
     """Refuse cross-site state changes on the JSON API and add the security headers to every response."""
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:
+        # Only as many X-Forwarded-* hops as there are proxies are believed: a client cannot forge its
+        # address (login throttling), scheme (HSTS) or host (the Origin check) past them.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
 
     @app.before_request
     def _refuse_cross_site() -> None:

@@ -1,4 +1,4 @@
-"""Security hardening (issue 15): which project delivered which blob.
+"""Security hardening (issue 15): which project delivered which blob; login throttling.
 
 ``project_blobs`` is filled from what each project already references (its submissions' attachments);
 uploads finished by deduplication are not counted, since they proved nothing about the bytes.
@@ -39,7 +39,18 @@ def upgrade() -> None:
         "FROM submission_attachments a JOIN submission_versions v ON v.id = a.version_id "
         "WHERE a.blob_sha256 IS NOT NULL"
     )
+    op.create_table(
+        "login_throttles",
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("failures", sa.BigInteger(), nullable=False),
+        sa.Column("last_failure_at", UTCDateTime(), nullable=False),
+        sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name="pk_login_throttles"),
+    )
+    op.create_index("ix_login_throttles_last_failure_at", "login_throttles", ["last_failure_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_login_throttles_last_failure_at", table_name="login_throttles")
+    op.drop_table("login_throttles")
     op.drop_table("project_blobs")

@@ -43,7 +43,7 @@ def collect_url(project_id: int, token: str) -> str:
 def create_session() -> tuple[dict[str, Any], int]:
     """Exchange a username and password for a 24-hour bearer token."""
     body = load_json(SessionIn())
-    principal = principal_from_password(body["username"], body["password"])
+    principal = principal_from_password(body["username"], body["password"], scheme="session")
     if principal is None:
         raise unauthenticated("Wrong username or password")
     user = db_session().get(User, principal.id)
