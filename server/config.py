@@ -24,6 +24,7 @@ ENV_KEYS = {
     "FIELDSYNC_MAX_FORM_ATTACHMENT_BYTES": "MAX_FORM_ATTACHMENT_BYTES",
     "FIELDSYNC_FORM_CONVERT_TIMEOUT": "FORM_CONVERT_TIMEOUT",
     "FIELDSYNC_TRUSTED_PROXIES": "TRUSTED_PROXIES",
+    "FIELDSYNC_DIGEST_AUTH": "DIGEST_AUTH",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES", "TRUSTED_PROXIES"}
@@ -52,6 +53,9 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # How many reverse proxies (nginx, a load balancer) stand in front: their X-Forwarded-For/-Proto/
         # -Host are then believed, so login throttling sees the client's address, not the proxy's.
         "TRUSTED_PROXIES": 0,
+        # OpenRosa Digest (what ODK Collect uses over plain HTTP) needs each user's HA1 stored; off, only
+        # Basic (over HTTPS) and device keys log in on OpenRosa routes. Never for admin accounts.
+        "DIGEST_AUTH": True,
     }
 
 
@@ -65,8 +69,9 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
         value = os.environ.get(env_key)
         if value is not None and value != "":
             config[key] = int(value) if key in INT_KEYS else float(value) if key in FLOAT_KEYS else value
-    if isinstance(config["LOG_REQUESTS"], str):
-        config["LOG_REQUESTS"] = config["LOG_REQUESTS"].lower() not in {"0", "false", "no"}
+    for flag in ("LOG_REQUESTS", "DIGEST_AUTH"):
+        if isinstance(config[flag], str):
+            config[flag] = config[flag].lower() not in {"0", "false", "no", "off"}
     if override:
         config.update(override)
     if not config.get("SECRET_KEY"):

@@ -1,4 +1,4 @@
-"""Security hardening (issue 15): which project delivered which blob; login throttling.
+"""Security hardening (issue 15): which project delivered which blob; login throttling; Digest replays.
 
 ``project_blobs`` is filled from what each project already references (its submissions' attachments);
 uploads finished by deduplication are not counted, since they proved nothing about the bytes.
@@ -48,9 +48,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name="pk_login_throttles"),
     )
     op.create_index("ix_login_throttles_last_failure_at", "login_throttles", ["last_failure_at"])
+    op.create_table(
+        "digest_nonce_uses",
+        sa.Column("nonce", sa.String(100), nullable=False),
+        sa.Column("nc", sa.String(8), nullable=False),
+        sa.Column("used_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("nonce", "nc", name="pk_digest_nonce_uses"),
+    )
+    op.create_index("ix_digest_nonce_uses_used_at", "digest_nonce_uses", ["used_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_digest_nonce_uses_used_at", table_name="digest_nonce_uses")
+    op.drop_table("digest_nonce_uses")
     op.drop_index("ix_login_throttles_last_failure_at", table_name="login_throttles")
     op.drop_table("login_throttles")
     op.drop_table("project_blobs")

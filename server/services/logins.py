@@ -159,3 +159,16 @@ def forget_pair(session: Session, attempt: LoginAttempt) -> None:
     with transaction(session):
         q.forget(session, [next(iter(throttle_keys(attempt.username, attempt.address)))])
         q.forget_stale(session, utcnow() - FORGET_AFTER)
+
+
+def first_use_of_digest_nonce(session: Session, nonce: str, nc: str, lifetime: timedelta) -> bool:
+    """Record an accepted Digest response's (nonce, nc); ``False`` if it was used before (a replay).
+
+    Committed now, whatever the request does next: a replay of a request that later failed is still one.
+    """
+    now = utcnow()
+    with transaction(session):
+        first = q.use_digest_nonce(session, nonce, nc.lower(), now)
+        if first and nc == "00000001":  # a nonce's first use: drop the uses of long-expired nonces
+            q.forget_digest_nonces(session, now - 2 * lifetime)
+    return first

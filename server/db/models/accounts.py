@@ -90,3 +90,16 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(BigInteger, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DigestNonceUse(Base):
+    """One accepted Digest response, by nonce and nonce count: a second use of the pair is a replay.
+
+    Rows older than twice a nonce's lifetime are deleted (their nonce is refused as stale anyway).
+    """
+
+    __tablename__ = "digest_nonce_uses"
+
+    nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
+    nc: Mapped[str] = mapped_column(String(8), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

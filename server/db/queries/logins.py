@@ -1,4 +1,5 @@
-"""Queries on login throttling (``login_throttles``): the session comes first, nothing commits."""
+"""Queries on login throttling (``login_throttles``) and Digest replays (``digest_nonce_uses``); the session
+comes first, nothing commits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from server.db.models.accounts import LoginThrottle
+from server.db.models.accounts import DigestNonceUse, LoginThrottle
+from server.db.upsert import insert_ignore
 
 
 def next_attempts(session: Session, keys: Sequence[str]) -> dict[str, datetime]:
@@ -52,3 +54,16 @@ def forget(session: Session, keys: Sequence[str]) -> None:
 def forget_stale(session: Session, before: datetime) -> None:
     """Drop every key whose last failure is older than ``before`` (keeps the table small)."""
     session.execute(delete(LoginThrottle).where(LoginThrottle.last_failure_at < before))
+
+
+def use_digest_nonce(session: Session, nonce: str, nc: str, now: datetime) -> bool:
+    """Record one use of (nonce, nc); ``False`` when it was used before (a replay), race-free."""
+    values = {"nonce": nonce, "nc": nc, "used_at": now}
+    table = DigestNonceUse.__table__
+    inserted = insert_ignore(session, table, values, ["nonce", "nc"], returning="nc")  # type: ignore[arg-type]
+    return inserted is not None
+
+
+def forget_digest_nonces(session: Session, before: datetime) -> None:
+    """Drop the uses of nonces older than ``before`` (such nonces are refused as stale anyway)."""
+    session.execute(delete(DigestNonceUse).where(DigestNonceUse.used_at < before))
