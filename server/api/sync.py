@@ -192,7 +192,7 @@ def create_upload() -> Response:
     The project may also be given as ``?project=<id>`` (handy for tus clients with fixed metadata).
     """
     if current_principal() is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()  # no Basic challenge: browsers must not prompt (issue 15)
     length = _int_header("Upload-Length")
     metadata = uploads.parse_metadata(request.headers.get("Upload-Metadata", ""))
     project = metadata.get("project") or request.args.get("project", "")

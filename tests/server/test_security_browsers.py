@@ -99,6 +99,7 @@ def test_the_json_api_401_invites_no_basic_prompt_but_openrosa_keeps_its_challen
     for response in (
         client.get("/v1/users"),
         client.get("/v1/users", headers={"Authorization": "Basic bWFsbG9yeTpub3BlLW5vcGU="}),
+        client.post("/v1/uploads", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3"}),
     ):
         assert response.status_code == 401
         assert "WWW-Authenticate" not in response.headers
