@@ -141,7 +141,7 @@ def _digest_principal(project_id: int, value: str) -> Principal:
         raise _challenge(project_id, "The Digest URI does not match the request")
     session = db_session()
     attempt = LoginAttempt(params["username"], request.remote_addr or "-", "digest")
-    check_not_paused(session, attempt, lambda reason, user: record_failure(session, attempt, reason, user, count=False))
+    check_not_paused(session, attempt)
     user = q.get_user_by_username(session, params["username"])
     known = user is not None and not user.disabled
     ha1 = user.digest_ha1 if user is not None and known else _DUMMY_HA1

@@ -23,7 +23,6 @@ a login is the first thing a request does, so that transaction holds nothing els
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -99,19 +98,6 @@ class LoginAttempt:
     scheme: str  # "basic" | "session" | "digest"
 
 
-def check_not_paused(
-    session: Session, attempt: LoginAttempt, record: Callable[[str, User | None], None]
-) -> dict[str, datetime]:
-    """Raise ``429`` when any counter of the attempt is in a pause (audited through ``record``); else its counters."""
-    now = utcnow()
-    found = q.next_attempts(session, list(throttle_keys(attempt.username, attempt.address)))
-    wait = max((at - now for at in found.values()), default=timedelta(0))
-    if wait > timedelta(0):
-        record("throttled", None)
-        raise _too_many(wait)
-    return found
-
-
 def record_failure(
     session: Session, attempt: LoginAttempt, reason: str, user: User | None, *, count: bool = True
 ) -> None:
@@ -136,12 +122,21 @@ def record_failure(
         )
 
 
+def check_not_paused(session: Session, attempt: LoginAttempt) -> dict[str, datetime]:
+    """Raise ``429`` (and audit it) when any counter of the attempt is in a pause; else return its counters."""
+    now = utcnow()
+    found = q.next_attempts(session, list(throttle_keys(attempt.username, attempt.address)))
+    wait = max((at - now for at in found.values()), default=timedelta(0))
+    if wait > timedelta(0):
+        record_failure(session, attempt, "throttled", None, count=False)
+        raise _too_many(wait)
+    return found
+
+
 def password_login(session: Session, username: str, password: str, *, address: str, scheme: str) -> User | None:
     """The enabled user whose password this is, else ``None`` (counted, audited); ``429`` during a pause."""
     attempt = LoginAttempt(username, address, scheme)
-    counters = check_not_paused(
-        session, attempt, lambda reason, user: record_failure(session, attempt, reason, user, count=False)
-    )
+    counters = check_not_paused(session, attempt)
     user = accounts_q.get_user_by_username(session, username)
     # Unknown users are checked against a dummy hash: the same argon2 work, the same answer time.
     matches = verify_password(user.password_hash if user is not None else _dummy_hash(), password)

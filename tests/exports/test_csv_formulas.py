@@ -85,7 +85,7 @@ def test_repeat_tables_are_escaped_and_every_escape_is_counted() -> None:
 TEXT_COLUMNS = ("coop_name", "region", "activities", "founded", "KEY", "SubmitterID", "DeviceID", "_issues")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     name=st.text(st.sampled_from("=+-@\t\r\n '\"x1.,é"), max_size=8),
     region=st.text(st.sampled_from("=+-@ r1"), max_size=4),
