@@ -85,3 +85,15 @@ def test_both_logs_redact_alike() -> None:
         == "POST /v1/key/***/projects/7/submission?deviceID=x HTTP/1.1"
     )
     assert redact_tokens("/v1/projects/7/forms/key") == "/v1/projects/7/forms/key"
+
+
+def test_the_error_log_redacts_tokens_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = Config()
+    parsed = config.parser().parse_args(_serve_args(monkeypatch, tmp_path))
+    config.set("logger_class", parsed.logger_class)
+    logger = config.logger_class(config)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger.error_log.addHandler(handler)
+    logger.info("Invalid request from ip=%s: %s", "10.0.0.7", f"GET {PATH} HTTP/1.1 junk")
+    assert TOKEN not in out.getvalue() and "/v1/key/***/" in out.getvalue()
