@@ -9,7 +9,8 @@ does not grow with the number of submissions. ``write_csv_zip`` writes to any bi
 error while reading records leaves an incomplete zip (callers writing files use a temporary name).
 
 CSV dialect: RFC 4180 (comma, ``"`` quoting when needed, CRLF line ends), UTF-8, with a BOM when the
-``bom`` option is on (Excel needs it to read UTF-8 Arabic/French correctly).
+``bom`` option is on (Excel needs it to read UTF-8 Arabic/French correctly). A cell a spreadsheet could
+run as a formula gets a leading apostrophe (``exports.spreadsheet_formulas``), counted in the report.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from exports.cleaning import CleaningReport
 from exports.options import ExportOptions
 from exports.records import ExportRecord
 from exports.rows import ExportSummary, export_rows, summarise
-from exports.tables import ExportPlan, plan_tables
+from exports.spreadsheet_formulas import STEP as FORMULA_STEP
+from exports.spreadsheet_formulas import neutralise, neutralise_row, numeric_columns
+from exports.tables import ExportPlan, TablePlan, plan_tables
 from forms.schema import FormSchema
 
 SPOOL_MAX_BYTES = 256 * 1024  # per repeat table; beyond this it lives in a temporary file on disk
@@ -84,13 +87,16 @@ class _TableText:
     most ``FLUSH_ROWS`` rows are held, so memory stays flat.
     """
 
-    def __init__(self, target: IO[bytes], header: Sequence[str], bom: bool) -> None:
+    def __init__(self, target: IO[bytes], table: TablePlan, plan: ExportPlan, bom: bool) -> None:
         self.target = target
         self.lines: list[str] = []
         self.bom = "\ufeff" if bom else ""  # UTF-8 encodes it as the BOM bytes
-        self.writerow(header)
+        self.numeric = numeric_columns(table, plan.fields)
+        self.escaped: Counter[int] = Counter()  # formula-like cells escaped, by column index
+        self.lines.append(csv_line([neutralise(h) for h in table.headers]))
 
-    def writerow(self, cells: Sequence[str]) -> None:
+    def writerow(self, cells: list[str]) -> None:
+        neutralise_row(cells, self.numeric, self.escaped)
         self.lines.append(csv_line(cells))
 
     def flush(self) -> None:
@@ -105,7 +111,7 @@ def report_csv(report: CleaningReport, options: ExportOptions) -> bytes:
     """The cleaning report as CSV bytes: ``table, column, step, count``."""
     line = _CsvLine()
     out = (BOM if options.bom else b"") + line.encode(["table", "column", "step", "count"])
-    return out + b"".join(line.encode([t, c, s, str(n)]) for t, c, s, n in report.rows())
+    return out + b"".join(line.encode([neutralise(t), neutralise(c), s, str(n)]) for t, c, s, n in report.rows())
 
 
 def readme_text(plan: ExportPlan, options: ExportOptions, summary: ExportSummary) -> str:
@@ -145,6 +151,9 @@ def readme_text(plan: ExportPlan, options: ExportOptions, summary: ExportSummary
         "- A value that does not fit its type or the form's choices is kept as sent and described in the",
         "  _issues column of its row.",
         "- Superseded edits, deleted and rejected submissions are left out unless included by option.",
+        "- A text cell starting with = + - @ (or a tab or line break) gets a leading ' so that spreadsheets",
+        "  show it as text instead of running it as a formula (step 'formula_escaped'); numbers in numeric",
+        "  columns, such as -2.5, are left as numbers.",
         f"Every change is counted per table, column and step in {REPORT_FILE}; rows left out are counted",
         "there with step 'excluded:<reason>'.",
         "",
@@ -173,11 +182,11 @@ def _zip_members(
     try:
         counts = [0] * len(plan.tables)
         with zf.open(_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
-            tables = [_TableText(root, plan.tables[0].headers, options.bom)]
+            tables = [_TableText(root, plan.tables[0], plan, options.bom)]
             for table in plan.tables[1:]:
                 f: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115  # closed below
                 spools.append(f)
-                tables.append(_TableText(f, table.headers, options.bom))
+                tables.append(_TableText(f, table, plan, options.bom))
             writers = [t.writerow for t in tables]
             pending = 0
             for index, cells in export_rows(plan, options, records, report):
@@ -201,6 +210,9 @@ def _zip_members(
     finally:
         for f in spools:
             f.close()
+    for table_plan, text in zip(plan.tables, tables, strict=True):
+        for i, n in text.escaped.items():
+            report.changes[(table_plan.file_name, table_plan.columns[i].header, FORMULA_STEP)] += n
     summary = summarise(plan, Counter(dict(enumerate(counts))), report)
     zf.writestr(REPORT_FILE, report_csv(report, options))
     zf.writestr(README_FILE, readme_text(plan, options, summary).encode("utf-8"))

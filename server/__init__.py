@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
     ``http=False`` builds it without its URL rules and request log, for the command line: importing
     every door (pyxform, openpyxl ...) would double the start-up of a command that serves nothing.
     """
-    from server import blobstore, errors, request_log, store
+    from server import blobstore, errors, request_log, store, web_security
     from server.blueprints import register_blueprints
     from server.config import load_config
 
@@ -53,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
         from server import metrics
 
         request_log.init_app(app)
+        web_security.init_app(app)
         metrics.init_app(app)
         register_blueprints(app)
     return app

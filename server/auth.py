@@ -3,7 +3,9 @@
 Roles: ``admin`` (a user flag: everything), and per project ``manager`` (forms and people),
 ``coach`` (download forms, submit, sync) and ``analyst`` (read and export). A device token acts
 as a coach of its one project. A missing or wrong credential is ``401``; a right one without the
-permission is ``403``.
+permission is ``403``. The JSON API's ``401`` sends no ``WWW-Authenticate: Basic`` challenge, so a browser
+never prompts for (and then caches and replays) Basic credentials; OpenRosa routes send their own
+Digest/Basic challenges (``server.openrosa.auth``), which ODK Collect needs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from server.db.base import utcnow
 from server.db.models import AccessToken, User
 from server.db.queries import accounts as q
 from server.errors import ApiError, forbidden, unauthenticated
-from server.passwords import token_hash, verify_password
+from server.passwords import token_hash
 from server.services.accounts import LAST_USED_RESOLUTION, note_token_use
 from server.store import after_session_close, db_session, get_store
 
@@ -35,6 +37,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "submission.review",
             "submission.delete",
             "export",
+            "export.preset",
             "export.schedule",
             "people.manage",
             "entity.read",
@@ -162,10 +165,16 @@ def _principal_of_token(row: AccessToken) -> Principal | None:
     return Principal("user", user.id, user.username, is_admin=user.is_admin)
 
 
-def principal_from_password(username: str, password: str) -> Principal | None:
-    """Check a username and password; ``None`` when they do not match an enabled user."""
-    user = q.get_user_by_username(db_session(), username)
-    if user is None or user.disabled or not verify_password(user.password_hash, password):
+def principal_from_password(username: str, password: str, scheme: str = "basic") -> Principal | None:
+    """Check a username and password; ``None`` when they do not match an enabled user.
+
+    Throttled, timed alike for unknown users and audited on failure (``server.services.logins``);
+    ``429`` while this account or address must pause.
+    """
+    from server.services.logins import password_login
+
+    user = password_login(db_session(), username, password, address=request.remote_addr or "-", scheme=scheme)
+    if user is None:
         return None
     return Principal("user", user.id, user.username, is_admin=user.is_admin)
 
@@ -189,7 +198,7 @@ def current_principal() -> Principal | None:
             raise unauthenticated("Malformed Basic credentials") from None
         principal = principal_from_password(username, password)
         if principal is None:
-            raise unauthenticated("Wrong username or password", challenge='Basic realm="Fieldsync"')
+            raise unauthenticated("Wrong username or password")
     g.principal = principal
     return principal
 
@@ -198,7 +207,7 @@ def require(permission: str, project_id: int | None = None) -> Principal:
     """Return the caller if they hold ``permission``; else raise ``401`` (no credential) or ``403``."""
     principal = current_principal()
     if principal is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()
     if not principal.can(permission, project_id):
         raise permission_denied(principal, permission, project_id)
     return principal
@@ -241,7 +250,7 @@ def require_admin(hint: str | None = None) -> Principal:
     """Return the caller if they are an admin; else ``401``/``403`` (``hint``: what a non-admin can do instead)."""
     principal = current_principal()
     if principal is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()
     if not principal.is_admin:
         raise forbidden(f"Only an admin can do this: {hint}" if hint else "Only an admin can do this")
     return principal
@@ -251,7 +260,7 @@ def require_user() -> Principal:
     """Return the caller if it is an authenticated person (not a device)."""
     principal = current_principal()
     if principal is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()
     if principal.kind != "user":
         raise forbidden("Devices cannot do this")
     return principal

@@ -473,6 +473,10 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
         "120",
         "--access-logfile",
         "-",
+        # Device tokens are in the path: the access log's request lines go through the same redaction
+        # as the JSON request log (server/gunicorn_log.py).
+        "--logger-class",
+        "server.gunicorn_log.RedactingLogger",
         "server.wsgi:app",
     ]
     click.echo(f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads)")

@@ -31,11 +31,13 @@ ENV_KEYS = {
     "FIELDSYNC_S3_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY",
     "FIELDSYNC_PURGE_AFTER_DAYS": "PURGE_AFTER_DAYS",
     "FIELDSYNC_BLOB_GRACE_HOURS": "BLOB_GRACE_HOURS",
+    "FIELDSYNC_TRUSTED_PROXIES": "TRUSTED_PROXIES",
+    "FIELDSYNC_DIGEST_AUTH": "DIGEST_AUTH",
 }
 
-INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES"}
+INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES", "TRUSTED_PROXIES"}
 FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT", "PURGE_AFTER_DAYS", "BLOB_GRACE_HOURS"}
-BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC"}
+BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH"}
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -69,6 +71,12 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # a blob no row references is deleted once it is older than the grace period.
         "PURGE_AFTER_DAYS": 30.0,
         "BLOB_GRACE_HOURS": 24.0,
+        # How many reverse proxies (nginx, a load balancer) stand in front: their X-Forwarded-For/-Proto/
+        # -Host are then believed, so login throttling sees the client's address, not the proxy's.
+        "TRUSTED_PROXIES": 0,
+        # OpenRosa Digest (what ODK Collect uses over plain HTTP) needs each user's HA1 stored; off, only
+        # Basic (over HTTPS) and device keys log in on OpenRosa routes. Never for admin accounts.
+        "DIGEST_AUTH": True,
     }
 
 
@@ -84,7 +92,7 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
             config[key] = int(value) if key in INT_KEYS else float(value) if key in FLOAT_KEYS else value
     for key in BOOL_KEYS:
         if isinstance(config[key], str):
-            config[key] = config[key].lower() not in {"0", "false", "no", ""}
+            config[key] = config[key].lower() not in {"0", "false", "no", "off", ""}
     if override:
         config.update(override)
     if not config.get("SECRET_KEY"):

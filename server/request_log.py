@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 from flask import Flask, Response, g, request
 
 log = logging.getLogger("fieldsync.request")
+
+# A device token travels in the path (``/v1/key/<token>/...``, as in ODK Central): whatever a log line
+# holds (a path, a request line, a referer), the segment after ``/key/`` never reaches it.
+_PATH_TOKEN = re.compile(r"(/key/)[^/?#\s]+")
 
 
 def init_app(app: Flask) -> None:
@@ -36,7 +41,7 @@ def init_app(app: Flask) -> None:
                     "event": "request",
                     "method": request.method,
                     # Device tokens travel in the path: never write them to the log.
-                    "path": _redacted(request.path),
+                    "path": redact_tokens(request.path),
                     "status": response.status_code,
                     "ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
                     "actor": principal.actor if principal is not None else None,
@@ -49,9 +54,6 @@ def init_app(app: Flask) -> None:
         return response
 
 
-def _redacted(path: str) -> str:
-    parts = path.split("/")
-    for i, part in enumerate(parts[:-1]):
-        if part == "key":
-            parts[i + 1] = "***"
-    return "/".join(parts)
+def redact_tokens(text: str) -> str:
+    """Replace every device token in a path, URL or request line with ``***``."""
+    return _PATH_TOKEN.sub(r"\1***", text)

@@ -28,8 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from forms.submission import SubmissionHeader
 from sync.entities import LABEL_FIELD, CausalContext, Dot, EntityOp
-from sync.outcomes import FOREIGN_DOT, UNPARSEABLE_ITEM, Rejected
+from sync.outcomes import FOREIGN_DOT, ITEM_MISMATCH, UNPARSEABLE_ITEM, Rejected
 from sync.submissions import AttachmentRef
 
 PROTOCOL = "fieldsync/1"
@@ -249,6 +250,29 @@ def _parse_submission(item: Mapping[str, Any], path: str) -> SubmissionItem:
         deprecated_id=_require_str(item, "deprecated_id", path, optional=True),
         attachments=_parse_attachments(item.get("attachments"), path),
     )
+
+
+def item_mismatch(item: SubmissionItem, header: SubmissionHeader) -> Rejected | None:
+    """Refuse an XML item whose ``instance_id``, ``form_id``, ``form_version`` or ``deprecated_id`` differ from its XML.
+
+    The item's fields route it and name it in the reply, while the XML is what is stored: if they
+    disagree, the client is told ``created`` for one instance while another is stored (or one form's
+    answers land under another's id). Neither side is guessed right: the item is refused.
+    """
+    pairs = (
+        ("instance_id", item.instance_id, header.instance_id, "meta/instanceID"),
+        ("form_id", item.form_id, header.form_id, "the root's id attribute"),
+        ("form_version", item.form_version, header.version, "the root's version attribute"),
+    )
+    for name, stated, in_xml, where in pairs:
+        if stated != in_xml:
+            return Rejected(ITEM_MISMATCH, f"{name} {stated!r} differs from {where} {in_xml!r} in the XML")
+    if item.deprecated_id is not None and item.deprecated_id != header.deprecated_id:
+        return Rejected(
+            ITEM_MISMATCH,
+            f"deprecated_id {item.deprecated_id!r} differs from meta/deprecatedID {header.deprecated_id!r} in the XML",
+        )
+    return None
 
 
 def _parse_field_value(value: object, where: str) -> str:

@@ -28,6 +28,7 @@ INVALID_EDIT = "invalid_edit"  # an edit that deprecates itself
 UNKNOWN_FORM = "unknown_form"  # OpenRosa maps it to 404
 UNKNOWN_FORM_VERSION = "unknown_form_version"
 SUBMISSION_DELETED = "deleted"  # the instance (or the one an edit replaces) was deleted (OpenRosa 409)
+ITEM_MISMATCH = "item_mismatch"  # a pushed item's ids are not the ones its XML states
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,5 @@ class Rejected:
         return False
 
 
-ItemOutcome: TypeAlias = (
-    Created | Updated | Duplicate | Conflict | AwaitingAttachments | Quarantined | Rejected
-)
+ItemOutcome: TypeAlias = Created | Updated | Duplicate | Conflict | AwaitingAttachments | Quarantined | Rejected
 """Every outcome one pushed item can have."""

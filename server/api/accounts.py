@@ -47,7 +47,7 @@ def public_url() -> str:
 def create_session() -> tuple[dict[str, Any], int]:
     """Exchange a username and password for a 24-hour bearer token."""
     body = load_json(SessionIn())
-    principal = principal_from_password(body["username"], body["password"])
+    principal = principal_from_password(body["username"], body["password"], scheme="session")
     if principal is None:
         raise unauthenticated("Wrong username or password")
     user = db_session().get(User, principal.id)

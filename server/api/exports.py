@@ -101,8 +101,8 @@ def list_presets(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 @bp.post(f"{_FORM}/export-presets")
 def create_preset(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], int]:
-    """Save named export options for the form (409 when the name is taken)."""
-    principal = require("export", project_id)
+    """Save named export options for the form (409 when the name is taken; managers and admins)."""
+    principal = require("export.preset", project_id)
     body = load_json(PresetIn())
     preset = svc.create_preset(db_session(), project_id, xml_form_id, body["name"], body["options"], principal.actor)
     out: dict[str, Any] = PresetOut().dump(preset)
@@ -111,8 +111,8 @@ def create_preset(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], in
 
 @bp.delete(f"{_FORM}/export-presets/<name>")
 def delete_preset(project_id: int, xml_form_id: str, name: str) -> dict[str, Any]:
-    """Delete a named export preset."""
-    principal = require("export", project_id)
+    """Delete a named export preset (managers and admins: presets are shared by the project's analysts)."""
+    principal = require("export.preset", project_id)
     svc.delete_preset(db_session(), project_id, xml_form_id, name, principal.actor)
     return {"deleted": name}
 

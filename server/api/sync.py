@@ -15,7 +15,7 @@ from marshmallow import fields, validate
 from werkzeug.exceptions import ClientDisconnected
 
 from server.api.schemas import StrictSchema
-from server.api.wire import load_json, load_query
+from server.api.wire import load_json, load_query, require_json_content_type
 from server.auth import current_principal, require
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
@@ -110,6 +110,7 @@ def _read_body(limit: int) -> bytes:
 def push(project_id: int) -> Response:
     """Push a batch of submissions and entity changes (idempotent under ``Idempotency-Key``)."""
     principal = require("sync.push", project_id)
+    require_json_content_type()  # gzip is a Content-Encoding: the type is still application/json
     limit = int(current_app.config["MAX_PUSH_BYTES"])
     reply = sync_push.push(
         db_session(),
@@ -138,10 +139,10 @@ def pull(project_id: int) -> dict[str, Any]:
 
 @bp.post("/projects/<int:project_id>/blobs/missing")
 def blobs_missing(project_id: int) -> dict[str, Any]:
-    """Which of the given sha256 the server lacks."""
+    """Which of the given sha256 this project has not delivered (another project's blobs count as missing)."""
     require("sync.push", project_id)
     body = load_json(MissingIn())
-    return {"protocol": PROTOCOL, "missing": uploads.missing_blobs(db_session(), body["sha256"])}
+    return {"protocol": PROTOCOL, "missing": uploads.missing_blobs(db_session(), project_id, body["sha256"])}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def create_upload() -> Response:
     The project may also be given as ``?project=<id>`` (handy for tus clients with fixed metadata).
     """
     if current_principal() is None:
-        raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        raise unauthenticated()  # no Basic challenge: browsers must not prompt (issue 15)
     length = _int_header("Upload-Length")
     metadata = uploads.parse_metadata(request.headers.get("Upload-Metadata", ""))
     project = metadata.get("project") or request.args.get("project", "")

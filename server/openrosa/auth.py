@@ -3,8 +3,16 @@
 OpenRosa's authentication page asks for Digest (RFC 2617: MD5, qop=auth) or Basic with a proper
 ``401`` + ``WWW-Authenticate`` challenge; ODK Collect always answers Digest and answers Basic only
 over HTTPS (docs/reference/peers.md §4). Nonces are ``<timestamp>.<HMAC(SECRET_KEY, timestamp)>``:
-any worker on any host can check them without shared state. Replay inside a nonce's lifetime is not
-prevented (that would need server state); the lifetime is short and HTTPS is recommended.
+any worker on any host can check them without shared state.
+
+Digest hardening (issue 15):
+- ``qop=auth`` is required (RFC 2069's Digest, with no nonce count or client nonce, is refused);
+- each ``(nonce, nc)`` is accepted once (``digest_nonce_uses``, in the database so it holds across
+  workers and hosts): a captured header replayed, with or without a new body, is challenged again;
+- Digest needs the stored HA1 = md5(username:realm:password), which logs in by itself. So Digest never
+  logs in an **admin** (an admin uses Basic over HTTPS or a device key on OpenRosa routes), and
+  ``DIGEST_AUTH = False`` (``FIELDSYNC_DIGEST_AUTH=0``) turns Digest off: only Basic is offered then;
+- wrong Digest responses are throttled and audited like wrong passwords (``server.services.logins``).
 A token in the path (``/v1/key/<token>/...``) needs no challenge, like ODK Central.
 """
 
@@ -16,6 +24,7 @@ import hashlib
 import hmac
 import re
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, g, request
@@ -35,6 +44,7 @@ from server.db.queries.forms import get_token_row
 from server.errors import ApiError
 from server.openrosa.responses import add_challenges
 from server.passwords import DIGEST_REALM, token_hash
+from server.services.logins import LoginAttempt, check_not_paused, first_use_of_digest_nonce, record_failure
 from server.store import db_session
 
 # Collect caches the challenge and re-uses the nonce with a growing nc; when it expires we answer
@@ -86,14 +96,20 @@ def basic_challenge() -> str:
     return f'Basic realm="{DIGEST_REALM}", charset="UTF-8"'
 
 
+def digest_enabled() -> bool:
+    """Whether this server offers and accepts Digest (``DIGEST_AUTH``, on by default)."""
+    return bool(current_app.config.get("DIGEST_AUTH", True))
+
+
 def _challenge(project_id: int, message: str, stale: bool = False) -> ApiError:
-    digest = digest_challenge(project_id, stale)
-    add_challenges(digest, basic_challenge())
+    challenges = [digest_challenge(project_id, stale)] if digest_enabled() else []
+    challenges.append(basic_challenge())
+    add_challenges(*challenges)
     return ApiError(
         401,
         "unauthenticated",
         message,
-        headers={"WWW-Authenticate": digest},
+        headers={"WWW-Authenticate": challenges[0]},
         message_fr="Identifiez-vous avec votre nom d'utilisateur et votre mot de passe.",
     )
 
@@ -107,35 +123,52 @@ def parse_digest_header(value: str) -> dict[str, str]:
     return params
 
 
+_NC = re.compile(r"[0-9a-fA-F]{8}")
+# An unknown username is checked against this HA1, so its answer takes the same path as a known one's.
+_DUMMY_HA1 = "0" * 32
+
+
 def _digest_principal(project_id: int, value: str) -> Principal:
+    if not digest_enabled():
+        raise _challenge(project_id, "Digest is turned off on this server: sign in with Basic over HTTPS")
     params = parse_digest_header(value)
     required = ("username", "realm", "nonce", "uri", "response")
     if any(not params.get(key) for key in required):
         raise _challenge(project_id, "Malformed Digest credentials")
     if params["realm"] != DIGEST_REALM or params.get("algorithm", "MD5").upper() != "MD5":
         raise _challenge(project_id, "Unsupported Digest realm or algorithm")
-    qop = params.get("qop")
-    if qop is not None and (qop != "auth" or not params.get("nc") or not params.get("cnonce")):
-        raise _challenge(project_id, "Unsupported Digest qop")
+    qop, nc, cnonce = params.get("qop"), params.get("nc") or "", params.get("cnonce")
+    # RFC 2069 Digest (no qop) has no nonce count: nothing would tell a replay from a new request.
+    if qop != "auth" or not _NC.fullmatch(nc) or not cnonce:
+        raise _challenge(project_id, "Digest needs qop=auth with nc and cnonce (RFC 2617)")
     state = nonce_state(params["nonce"])
     if state == "invalid":
         raise _challenge(project_id, "Unknown Digest nonce")
     # The digested URI must be this request's, or a response captured for one URL would open another.
     if urlsplit(params["uri"]).path != request.path:
         raise _challenge(project_id, "The Digest URI does not match the request")
-    user = q.get_user_by_username(db_session(), params["username"])
-    if user is None or user.disabled:
-        raise _challenge(project_id, "Wrong username or password")
+    session = db_session()
+    attempt = LoginAttempt(params["username"], request.remote_addr or "-", "digest")
+    check_not_paused(session, attempt)
+    user = q.get_user_by_username(session, params["username"])
+    known = user is not None and not user.disabled
+    ha1 = user.digest_ha1 if user is not None and known else _DUMMY_HA1
     ha2 = _md5(f"{request.method}:{params['uri']}")
-    if qop is None:
-        expected = _md5(f"{user.digest_ha1}:{params['nonce']}:{ha2}")
-    else:
-        expected = _md5(f"{user.digest_ha1}:{params['nonce']}:{params['nc']}:{params['cnonce']}:{qop}:{ha2}")
-    if not hmac.compare_digest(expected, params["response"].lower()):
+    expected = _md5(f"{ha1}:{params['nonce']}:{nc}:{cnonce}:{qop}:{ha2}")
+    if not hmac.compare_digest(expected, params["response"].lower()) or user is None or not known:
+        reason = "unknown_user" if user is None else "disabled" if user.disabled else "wrong_password"
+        record_failure(session, attempt, reason, user)
         raise _challenge(project_id, "Wrong username or password")
     if state == "stale":
         # Right password, old nonce: RFC 2617's stale=true lets the client retry silently.
         raise _challenge(project_id, "The Digest nonce has expired", stale=True)
+    if user.is_admin:
+        # The stored HA1 alone would answer this: it must never be enough to act as an admin.
+        record_failure(session, attempt, "digest_refused_for_admin", user, count=False)
+        raise _challenge(project_id, "Admin accounts cannot use Digest: sign in with Basic over HTTPS or a device key")
+    if not first_use_of_digest_nonce(session, params["nonce"], nc, timedelta(seconds=NONCE_LIFETIME_SECONDS)):
+        record_failure(session, attempt, "digest_replay", user, count=False)
+        raise _challenge(project_id, "This Digest response was already used: sign in again")
     return Principal("user", user.id, user.username, is_admin=user.is_admin)
 
 

@@ -263,13 +263,22 @@ def next_fire(expression: str, after: datetime) -> datetime:
     return fire.astimezone(UTC)
 
 
-def target_dir(export_dir: Path, folder: str) -> Path:
-    """The schedule's folder resolved under ``export_dir``; 400 if it would land outside it."""
+def project_export_dir(export_dir: Path, project_id: int) -> Path:
+    """``EXPORT_DIR/<project id>``: every scheduled file of a project lives below it, and nothing else does."""
+    return export_dir.resolve() / str(int(project_id))
+
+
+def target_dir(export_dir: Path, project_id: int, folder: str) -> Path:
+    """The schedule's folder resolved under the project's export directory; 400 if it would land outside it.
+
+    Resolved (symlinks followed) and checked against ``EXPORT_DIR/<project>``, so neither a ``..`` in a
+    request nor a folder stored before the check existed can reach another project's files.
+    """
     if not folder or folder.startswith(("/", "\\")) or "\x00" in folder or re.match(r"^[A-Za-z]:", folder):
         raise bad_request(
             "invalid_folder", "The folder must be a relative path under the export directory", field="folder"
         )
-    root = export_dir.resolve()
+    root = project_export_dir(export_dir, project_id)
     path = (root / folder).resolve()
     if path == root or not path.is_relative_to(root):
         raise bad_request("invalid_folder", "The folder must stay inside the export directory", field="folder")
@@ -291,7 +300,7 @@ def create_schedule(
     cron = data["cron"]
     following = next_fire(cron, now - timedelta(seconds=1))
     folder = data.get("folder") or xml_form_id
-    target_dir(export_dir, folder)
+    target_dir(export_dir, project_id, folder)
     preset = data.get("preset")
     if preset is not None and q.get_preset(session, form.id, preset) is None:
         raise bad_request("export_option_invalid", f"No preset {preset!r} for this form", field="preset")
@@ -356,32 +365,37 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
-def dated_file_name(xml_form_id: str, when: datetime, fmt: str) -> str:
-    """``<form>-<UTC timestamp>.<ext>`` for a scheduled run due at ``when``."""
+def dated_file_name(xml_form_id: str, schedule_id: int, when: datetime, fmt: str) -> str:
+    """``<form>-s<schedule>-<UTC timestamp>.<ext>`` for a run of schedule ``schedule_id`` due at ``when``.
+
+    The schedule id in the name makes each file belong to exactly one schedule: two schedules sharing a
+    folder never overwrite each other's files, and each one's ``keep`` pruning sees only its own.
+    """
     safe = re.sub(r"[^\w.\-]", "_", xml_form_id)
-    return f"{safe}-{when.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
+    return f"{safe}-s{int(schedule_id)}-{when.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
 
 
-def names_to_prune(names: Iterable[str], xml_form_id: str, fmt: str, keep: int) -> list[str]:
-    """Of ``names``, the dated files of this form and format beyond the newest ``keep``."""
+def names_to_prune(names: Iterable[str], xml_form_id: str, schedule_id: int, fmt: str, keep: int) -> list[str]:
+    """Of ``names``, the dated files of this schedule beyond the newest ``keep``."""
     safe = re.sub(r"[^\w.\-]", "_", xml_form_id)
-    pattern = re.compile(rf"^{re.escape(safe)}-\d{{8}}T\d{{6}}Z\.{re.escape(fmt)}$")
+    pattern = re.compile(rf"^{re.escape(safe)}-s{int(schedule_id)}-\d{{8}}T\d{{6}}Z\.{re.escape(fmt)}$")
     dated = sorted(name for name in names if pattern.match(name))  # timestamps sort as text
     return dated[: max(0, len(dated) - keep)]
 
 
-def prune_files(folder: Path, xml_form_id: str, fmt: str, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` dated files of this form and format; return the deleted names."""
-    removed = names_to_prune((p.name for p in folder.iterdir()), xml_form_id, fmt, keep)
+def prune_files(folder: Path, xml_form_id: str, schedule_id: int, fmt: str, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` dated files of this schedule; return the deleted names."""
+    removed = names_to_prune((p.name for p in folder.iterdir()), xml_form_id, schedule_id, fmt, keep)
     for name in removed:
         (folder / name).unlink(missing_ok=True)
     return removed
 
 
 def _run_one(session: Session, due: q.DueSchedule, export_dir: Path, worker: str) -> tuple[str, int]:
-    folder = target_dir(export_dir, due.folder)  # checked again: the tree may have changed since
+    # Checked again: the tree (a symlink) may have changed since the schedule was created.
+    folder = target_dir(export_dir, due.project_id, due.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    name = dated_file_name(due.xml_form_id, due.next_run_at, due.format)
+    name = dated_file_name(due.xml_form_id, due.id, due.next_run_at, due.format)
     query: dict[str, list[str]] = {"preset": [due.preset]} if due.preset else {}
     # Written under a temporary name and renamed: a reader never sees half a file.
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
@@ -396,11 +410,13 @@ def _run_one(session: Session, due: q.DueSchedule, export_dir: Path, worker: str
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    prune_files(folder, due.xml_form_id, due.format, due.keep)
+    prune_files(folder, due.xml_form_id, due.id, due.format, due.keep)
     store = configured_blob_store()
     if store is not None:  # on an object store the file goes to the bucket, where every host finds it
         store.publish_export(
-            export_dir, folder / name, lambda names: names_to_prune(names, due.xml_form_id, due.format, due.keep)
+            export_dir,
+            folder / name,
+            lambda names: names_to_prune(names, due.xml_form_id, due.id, due.format, due.keep),
         )
     return name, summary.records_exported
 

@@ -274,7 +274,7 @@ def _ingest_bulk(
         by_form.setdefault(c.form_pk, []).append(c.instance_id)
     for form_pk, instance_ids in by_form.items():
         stored.update((form_pk, i) for i in _stored_relatives(session, project_id, form_pk, instance_ids))
-    present = q.present_blobs(session, (ref.sha256 for c in routed for ref in c.declared))
+    present = q.present_blobs(session, project_id, (ref.sha256 for c in routed for ref in c.declared))
     writer = _ChainWriter(session, project_id, principal, device_id, source, len(routed))
 
     # Bulk items are stored before the others; that reorders nothing that matters only if no

@@ -43,6 +43,7 @@ from server.db.models.submissions import (
 )
 from server.db.queries import audit
 from server.db.queries import submissions as q
+from server.db.queries.blobs import grant_blob
 from server.db.queries.forms import DeviceTokenRow
 from server.db.transaction import transaction
 from server.db.upsert import insert_ignore
@@ -475,7 +476,8 @@ class _Ingest:
         expected = tuple(record.attachments)
         delivered = self.delivered_refs(expected)
         declared = tuple(ref for ref in self.declared if ref.name in expected)
-        present = {ref.sha256 for ref in delivered} | q.present_blobs(self.session, [ref.sha256 for ref in declared])
+        declared_shas = [ref.sha256 for ref in declared]
+        present = {ref.sha256 for ref in delivered} | q.present_blobs(self.session, self.project_id, declared_shas)
         incoming = IncomingSubmission(
             self.instance_id,
             form_id,
@@ -505,6 +507,8 @@ class _Ingest:
             blobs.record_present(self.session, upload.sha256, upload.size, upload.content_type)
         else:
             raise ApiError(500, "staged_file_lost", f"the staged file {upload.name!r} disappeared")
+        # The project delivered these bytes (hashed by us on arrival): it may reference them from now on.
+        grant_blob(self.session, self.project_id, upload.sha256)
         self._adopted.add(upload.sha256)
 
     def store_version(
@@ -580,7 +584,7 @@ class _Ingest:
         delivered = self.delivered_refs(expected)
         declared = tuple(ref for ref in self.declared if ref.name in expected)
         present = {ref.sha256 for ref in stored.attachments} | {ref.sha256 for ref in delivered}
-        present |= q.present_blobs(session, [ref.sha256 for ref in declared])
+        present |= q.present_blobs(session, self.project_id, [ref.sha256 for ref in declared])
         incoming = IncomingSubmission(
             self.instance_id,
             self.header.form_id,

@@ -31,6 +31,8 @@ import orjson
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from forms.errors import SubmissionError
+from forms.submission import read_submission_header
 from server import metrics
 from server.auth import Principal
 from server.db.base import utcnow
@@ -53,6 +55,7 @@ from sync.batches import (
     UnsupportedProtocol,
     body_fingerprint,
     decide_batch,
+    item_mismatch,
     parse_push_envelope,
     parse_push_item,
 )
@@ -320,9 +323,26 @@ def _process_entity(session: Session, ctx: PushContext, index: int, raw: Any, it
     return _result(index, raw, applied.outcome, **extra)
 
 
+def _xml_mismatch(item: SubmissionItem) -> Rejected | None:
+    """An XML item whose stated ids are not its XML's (JSON items are built from the stated ids)."""
+    if not isinstance(item.data, str):
+        return None
+    try:
+        header = read_submission_header(item.data.encode("utf-8"))
+    except SubmissionError:
+        return None  # ingestion refuses it with the parser's own words
+    return item_mismatch(item, header)
+
+
 def _process_submission(
     session: Session, ctx: PushContext, index: int, raw: Any, item: SubmissionItem
 ) -> dict[str, Any]:
+    # The bulk path only stores items whose parsed XML agrees with their fields; this is the check of
+    # the one-by-one path, before anything is written.
+    mismatch = _xml_mismatch(item)
+    if mismatch is not None:
+        hold(session, ctx, raw, mismatch)
+        return _result(index, raw, mismatch)
     try:
         ingested = _submit(session, ctx, item)
     except NotImplementedError:
@@ -351,7 +371,9 @@ def _process_submissions_bulk(
         if _kind(raw) != "submission":
             continue
         parsed = parse_push_item(raw, index=index, device_id=ctx.device_id)
-        if not isinstance(parsed, SubmissionItem):
+        # An edit is never a plain new submission; and the bulk path compares only the routing ids with
+        # the parsed XML, so an item stating a deprecated_id goes one by one, where it is checked.
+        if not isinstance(parsed, SubmissionItem) or parsed.deprecated_id is not None:
             continue
         try:
             xml = parsed.data.encode("utf-8") if isinstance(parsed.data, str) else submission_xml_from_json(parsed)

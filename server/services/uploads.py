@@ -28,6 +28,7 @@ from server.blobstore import blob_store
 from server.db.base import utcnow
 from server.db.models.sync import Upload
 from server.db.queries import sync as q
+from server.db.queries.blobs import grant_blob
 from server.db.transaction import transaction
 from server.errors import ApiError, bad_request, conflict, not_found
 
@@ -95,7 +96,9 @@ def create_upload(
     now = utcnow()
     upload_id = uuid.uuid4().hex
     with transaction(session):
-        exists = sha256 in q.present_blobs(session, [sha256])
+        # Only this project's own blobs short-circuit: deduplicating against another project's would tell
+        # the caller that a hash exists there, and would let it reference bytes it never had.
+        exists = sha256 in q.present_blobs(session, project_id, [sha256])
         row = Upload(
             id=upload_id,
             project_id=project_id,
@@ -111,8 +114,8 @@ def create_upload(
         )
         session.add(row)
         if exists:
-            # Born complete (the bytes came earlier, maybe for another project): this project's
-            # pushed submissions awaiting them become complete now, as after a last PATCH.
+            # Born complete (this project delivered the bytes earlier): its pushed submissions awaiting
+            # them become complete now, as after a last PATCH.
             blob_arrived(session, project_id, sha256)
         else:
             blob_store(storage_dir).create_partial(upload_id)
@@ -199,6 +202,7 @@ def _finish(
     with transaction(session):
         if q.set_upload_state(session, upload_id, "done", completed_at=utcnow()):
             store.adopt_partial(session, upload_id, sha256, length, content_type)
+            grant_blob(session, project_id, sha256)  # the bytes came in this project's upload
             if on_blob is not None:
                 on_blob(session, project_id, sha256)
         row = get_upload(session, upload_id)
@@ -213,13 +217,13 @@ def blob_arrived(session: Session, project_id: int, sha256: str) -> None:
     submissions.attach_uploaded_blob(session, project_id, sha256)
 
 
-def missing_blobs(session: Session, hashes: list[str]) -> list[str]:
-    """The hashes (in the order asked, once each) the server does not have."""
+def missing_blobs(session: Session, project_id: int, hashes: list[str]) -> list[str]:
+    """The hashes (in the order asked, once each) the project has not delivered (another project's count)."""
     bad = [h for h in hashes if not _HEX64.fullmatch(h)]
     if bad:
         raise bad_request("bad_sha256", "Expected 64 lowercase hex characters", values=bad[:10])
     with transaction(session):
-        present = q.present_blobs(session, hashes)
+        present = q.present_blobs(session, project_id, hashes)
     return list(dict.fromkeys(h for h in hashes if h not in present))
 
 

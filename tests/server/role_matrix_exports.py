@@ -1,5 +1,6 @@
-"""Role matrix rows for exports, export presets and export schedules (analyst, manager, admin export;
-managers and admins schedule; coaches, devices and outsiders get 403)."""
+"""Role matrix rows for exports, export presets and export schedules (analyst, manager, admin export and
+list presets; managers and admins create and delete presets and schedules; coaches, devices and outsiders
+get 403)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ CASES = [
         "POST",
         f"{_FORM}/export-presets",
         f"{_RULE}/export-presets",
-        statuses(201, allowed=EXPORTERS),
+        statuses(201, allowed=SCHEDULERS),
         json={"name": "q-{persona}", "options": {"bom": "true"}},
         setup="coop_with_preset",
     ),
@@ -76,7 +77,7 @@ CASES = [
         "DELETE",
         f"{_FORM}/export-presets/p",
         f"{_RULE}/export-presets/<name>",
-        statuses(200, allowed=EXPORTERS),
+        statuses(200, allowed=SCHEDULERS),
         setup="coop_with_preset",
     ),
     Case(

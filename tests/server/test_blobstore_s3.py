@@ -292,10 +292,11 @@ def test_scheduled_exports_go_to_the_bucket(
     export_dir = Path(app.config["EXPORT_DIR"])
     t0, due = datetime(2026, 12, 7, 5, 30, tzinfo=UTC), [datetime(2026, 12, 7, h, 0, tzinfo=UTC) for h in (6, 7)]
     body = {"cron": "0 * * * *", "folder": "daily", "keep": 1}
-    svc.create_schedule(session, personas.project_id, "coop_diagnostic", body, export_dir, "test", now=t0)
+    schedule = svc.create_schedule(session, personas.project_id, "coop_diagnostic", body, export_dir, "test", now=t0)
     session.commit()
     for when in due:
         assert [o.status for o in run_exports_tick(app, when)] == ["done"]
-    newest = svc.dated_file_name("coop_diagnostic", due[-1], "zip")
-    assert [k for k in bucket_keys(s3_config) if "/exports/" in k] == [f"site-a/exports/daily/{newest}"]
+    newest = svc.dated_file_name("coop_diagnostic", schedule.id, due[-1], "zip")
+    expected = f"site-a/exports/{personas.project_id}/daily/{newest}"  # each project's files under its own id
+    assert [k for k in bucket_keys(s3_config) if "/exports/" in k] == [expected]
     assert not any(p.is_file() for p in export_dir.rglob("*"))  # nothing kept on this host's disk

@@ -174,11 +174,11 @@ def test_presets_apply_and_explicit_parameters_override(
     _store_examples(client, session, personas, coop_form)
     base = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-presets"
     body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "split_select_multiple": True}}
-    created = client.post(base, json=body, headers=personas.analyst.headers)
+    created = client.post(base, json=body, headers=personas.manager.headers)
     assert created.status_code == 201, created.get_data(as_text=True)
     assert created.get_json()["options"]["split_select_multiple"] == ["true"]
-    assert client.post(base, json=body, headers=personas.analyst.headers).status_code == 409
-    bad = client.post(base, json={"name": "bad", "options": {"lang": "xx"}}, headers=personas.analyst.headers)
+    assert client.post(base, json=body, headers=personas.manager.headers).status_code == 409
+    bad = client.post(base, json={"name": "bad", "options": {"lang": "xx"}}, headers=personas.manager.headers)
     assert bad.status_code == 400 and bad.get_json()["details"]["field"] == "lang"
     assert [p["name"] for p in client.get(base, headers=personas.analyst.headers).get_json()["presets"]] == ["arabe"]
 
@@ -193,8 +193,8 @@ def test_presets_apply_and_explicit_parameters_override(
     root = table_rows(zip_tables(overridden.get_data())["coop_diagnostic.csv"])
     assert "Souss-Massa" in {r["location-region"] for r in root}
 
-    assert client.delete(f"{base}/arabe", headers=personas.analyst.headers).status_code == 200
-    assert client.delete(f"{base}/arabe", headers=personas.analyst.headers).status_code == 404
+    assert client.delete(f"{base}/arabe", headers=personas.manager.headers).status_code == 200
+    assert client.delete(f"{base}/arabe", headers=personas.manager.headers).status_code == 404
     assert (
         client.get(_url(personas, coop_form, query="preset=arabe"), headers=personas.analyst.headers).status_code == 400
     )

@@ -260,7 +260,7 @@ def test_bom_golden(client: FlaskClient, personas: Personas, golden: str) -> Non
 def test_preset_golden(client: FlaskClient, personas: Personas, golden: str) -> None:
     presets = f"/v1/projects/{personas.project_id}/forms/golden/export-presets"
     body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "review_state": "hasIssues"}}
-    assert client.post(presets, json=body, headers=personas.analyst.headers).status_code == 201
+    assert client.post(presets, json=body, headers=personas.manager.headers).status_code == 201
     files = zip_tables(_get(client, personas, f"{golden}?preset=arabe"))
     assert (
         _project(files[ROOT], ("KEY", "loc-region", "ReviewState"))

@@ -1,10 +1,11 @@
 """Scheduled exports: two scheduler processes at once write each due export exactly once.
 
 Rules:
-- S1 a schedule's cron is validated by APScheduler; its folder must stay under EXPORT_DIR.
+- S1 a schedule's cron is validated by APScheduler; its folder must stay under EXPORT_DIR/<project>.
 - S2 two real ``fieldsync scheduler --once`` processes, started together against one committed database
   and replaying the same three due times, produce exactly one run row and one file per (schedule, due
-  time); files are ``<form>-<UTC timestamp>.zip`` and only the newest ``keep`` remain.
+  time); files are ``<project>/<folder>/<form>-s<schedule>-<UTC timestamp>.zip`` and only the newest
+  ``keep`` remain.
 """
 
 from __future__ import annotations
@@ -155,10 +156,11 @@ def test_two_schedulers_run_each_export_exactly_once(backend_name: str, tmp_path
         )
         assert {r.status for r in runs} == {"done"}
         for folder, keep in keeps.items():
-            names = sorted(p.name for p in (export_dir / folder).iterdir())
-            expected = [svc.dated_file_name("coop_diagnostic", w, "zip") for w in DUE][-keep:]
+            where = export_dir / str(project.id) / folder
+            names = sorted(p.name for p in where.iterdir())
+            expected = [svc.dated_file_name("coop_diagnostic", ids[folder], w, "zip") for w in DUE][-keep:]
             assert names == expected  # no temporary file left, older ones pruned
-            with zipfile.ZipFile(export_dir / folder / names[-1]) as zf:
+            with zipfile.ZipFile(where / names[-1]) as zf:
                 root = zf.read("coop_diagnostic.csv").decode("utf-8")
             assert root.count("uuid:") >= 2
         assert DUE[-1] + timedelta(hours=1) > DUE[-1]

@@ -6,7 +6,8 @@ Rules:
 - AUTH-2 a full Digest round trip (RFC 2617, MD5, qop=auth) computed here with hashlib → 200.
 - AUTH-3 Digest with a wrong password, a forged nonce, or another URI → 401 with a fresh challenge.
 - AUTH-4 Digest with an expired nonce but the right password → 401 with ``stale=true``.
-- AUTH-5 Digest without qop (RFC 2069 compatibility) → 200.
+- AUTH-5 Digest without qop (RFC 2069) → 401 with a fresh challenge: it has no nonce count, so replays
+  could not be told apart (issue 15 row 12).
 - AUTH-6 Basic with the right password → 200; wrong → 401 with challenges.
 - AUTH-7 token in the path → 200 without any header; unknown token → 401 (no challenge);
   revoked token → 403; both with an OpenRosa ``<message>``.
@@ -155,11 +156,13 @@ def test_auth_4_expired_nonce_is_stale(app: Flask, client: FlaskClient, personas
     assert _challenge_params(digest)["stale"] == "true"
 
 
-def test_auth_5_digest_without_qop(client: FlaskClient, personas: Personas) -> None:
+def test_auth_5_digest_without_qop_is_refused(client: FlaskClient, personas: Personas) -> None:
     url = f"/v1/projects/{personas.project_id}/formList"
     challenge = _digest_challenge(client, url)
     header = _digest_header("coach-persona", PERSONA_PASSWORD, "GET", url, challenge, qop=False)
-    assert client.get(url, headers={"Authorization": header}).status_code == 200
+    response = client.get(url, headers={"Authorization": header})
+    assert response.status_code == 401
+    assert "qop=auth" in _message(response.data)
 
 
 def test_auth_6_basic(client: FlaskClient, personas: Personas) -> None:

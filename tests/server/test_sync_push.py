@@ -71,7 +71,10 @@ def test_push_errors_carry_the_protocol(client: FlaskClient, db: sessionmaker[Se
     pid = fresh_project(db)
     url = f"/v1/projects/{pid}/sync/push"
     bad_gzip = client.post(
-        url, data=b"\x1f\x8bnot gzip", headers={**personas.admin.headers, "Content-Encoding": "gzip"}
+        url,
+        data=b"\x1f\x8bnot gzip",
+        content_type="application/json",
+        headers={**personas.admin.headers, "Content-Encoding": "gzip"},
     )
     assert bad_gzip.status_code == 400
     assert bad_gzip.get_json()["protocol"] == "fieldsync/1"
@@ -79,6 +82,7 @@ def test_push_errors_carry_the_protocol(client: FlaskClient, db: sessionmaker[Se
     too_many = client.post(
         url,
         data=gzip.compress(json.dumps(many).encode()),
+        content_type="application/json",
         headers={**personas.admin.headers, "Content-Encoding": "gzip"},
     )
     assert too_many.status_code == 413
@@ -106,12 +110,19 @@ def test_a_batch_in_progress_is_409_with_retry_after_and_a_big_body_is_413(
         assert q.claim_batch(session, pid, "busy", body_fingerprint(raw), "user:1", utcnow())
     session.close()
     url = f"/v1/projects/{pid}/sync/push"
-    busy = client.post(url, data=raw, headers={**personas.admin.headers, "Idempotency-Key": "busy"})
+    busy = client.post(
+        url, data=raw, content_type="application/json", headers={**personas.admin.headers, "Idempotency-Key": "busy"}
+    )
     assert busy.status_code == 409
     assert busy.headers["Retry-After"] == "5"
     assert busy.get_json()["protocol"] == "fieldsync/1"
     app.config["MAX_PUSH_BYTES"] = 100
-    big = client.post(url, data=json.dumps({**body, "batch_id": "x" * 200}), headers=personas.admin.headers)
+    big = client.post(
+        url,
+        data=json.dumps({**body, "batch_id": "x" * 200}),
+        content_type="application/json",
+        headers=personas.admin.headers,
+    )
     assert big.status_code == 413
     assert big.get_json()["details"] == {"max_bytes": 100, "max_items": 200}
 

@@ -1,4 +1,5 @@
-"""Projects, users, project memberships with roles, and access tokens (devices and API sessions)."""
+"""Projects, users, project memberships with roles, access tokens (devices and API sessions), and the
+state of password-login throttling (per account and per client address, shared by every worker)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,31 @@ class AccessToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LoginThrottle(Base):
+    """Recent failed logins of one key (an account, a client address, or the pair) and when it may try again.
+
+    Shared by every worker and host through the database; forgotten once no failure happened for a
+    while (``server.services.logins``). Never a lock: ``next_attempt_at`` is at most a short pause away.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DigestNonceUse(Base):
+    """One accepted Digest response, by nonce and nonce count: a second use of the pair is a replay.
+
+    Rows older than twice a nonce's lifetime are deleted (their nonce is refused as stale anyway).
+    """
+
+    __tablename__ = "digest_nonce_uses"
+
+    nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
+    nc: Mapped[str] = mapped_column(String(8), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -481,14 +481,11 @@ def chain_attachments(session: Session, submission_id: int) -> list[tuple[int, s
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-def present_blobs(session: Session, shas: Iterable[str]) -> set[str]:
-    """Return which of ``shas`` the blobs table holds."""
-    from server.db.models import Blob
+def present_blobs(session: Session, project_id: int, shas: Iterable[str]) -> set[str]:
+    """Return which of ``shas`` the project delivered: a hash is not a right to another project's file."""
+    from server.db.queries.blobs import project_blobs
 
-    wanted = sorted(set(shas))
-    if not wanted:
-        return set()
-    return set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(wanted))).all())
+    return project_blobs(session, project_id, shas)
 
 
 def refresh_attachment_counts(session: Session, submission_id: int) -> None:

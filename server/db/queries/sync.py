@@ -22,8 +22,8 @@ from typing import Any, cast
 from sqlalchemy import Table, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from server.db.models import Blob
 from server.db.models.sync import ChangeLogEntry, HeldItem, PushBatch, SyncClock, Upload
+from server.db.queries.blobs import project_blobs
 from server.db.upsert import insert_ignore
 
 _PENDING = "fieldsync.change_log_pending"
@@ -282,12 +282,9 @@ def list_held_items(
 # Blobs and uploads
 
 
-def present_blobs(session: Session, hashes: Iterable[str]) -> set[str]:
-    """Which of ``hashes`` are stored blobs."""
-    wanted = sorted(set(hashes))
-    if not wanted:
-        return set()
-    return set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(wanted))).all())
+def present_blobs(session: Session, project_id: int, hashes: Iterable[str]) -> set[str]:
+    """Which of ``hashes`` the project delivered (another project's blob counts as missing)."""
+    return project_blobs(session, project_id, hashes)
 
 
 def get_upload(session: Session, upload_id: str) -> Upload | None:
