@@ -23,10 +23,11 @@ ENV_KEYS = {
     "FIELDSYNC_EXPORT_DIR": "EXPORT_DIR",
     "FIELDSYNC_MAX_FORM_ATTACHMENT_BYTES": "MAX_FORM_ATTACHMENT_BYTES",
     "FIELDSYNC_FORM_CONVERT_TIMEOUT": "FORM_CONVERT_TIMEOUT",
+    "FIELDSYNC_FORM_CONVERT_WAIT": "FORM_CONVERT_WAIT",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES"}
-FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT"}
+FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT", "FORM_CONVERT_WAIT"}
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -47,6 +48,9 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # killed after this many seconds. Inline conversion is for tests only.
         "FORM_CONVERT_TIMEOUT": 60.0,
         "FORM_CONVERT_INLINE": False,
+        # An upload whose conversion takes longer than this answers 202 with a job to poll
+        # (GET /v1/projects/<p>/form-conversions/<id>); 0 answers 202 at once.
+        "FORM_CONVERT_WAIT": 2.0,
         "MAX_FORM_ATTACHMENT_BYTES": 50 * 1024 * 1024,
     }
 
