@@ -266,8 +266,10 @@ def store_version_rows(
     """Store a converted upload as a version of its form, inside the caller's transaction.
 
     A spreadsheet without a version gets a generated one (``yyyymmddnn``), unless its content equals
-    the form's latest version: then the upload is a no-op answered with that version (published if
-    ``publish``). A conversion job commits this together with its own state.
+    a version the form has: then the upload is a no-op answered with that version (one content, one
+    version string, so devices and submissions agree). With ``publish`` the answered version is the
+    one devices get afterwards (a draft is published, an older version made current again). A
+    conversion job commits this together with its own state.
     """
     store = _blob_store(blobs)
     content = content_sha256(converted)
@@ -278,10 +280,8 @@ def store_version_rows(
         # Under the form's row lock (SQLite: the write lock of BEGIN IMMEDIATE) two uploads of
         # one form choose their versions one after the other: identical ones end as one version.
         q.lock_form(session, form_id)
-        latest = q.latest_version(session, form_id)
-        if latest is not None and latest.content_sha256 == content:
-            same = latest
-        else:
+        same = q.version_with_content(session, form_id, content)
+        if same is None:
             converted = _with_version(converted, next_version(q.version_strings(session, form_id), utcnow().date()))
     schema = converted.schema
     xform_sha256 = hashlib.sha256(converted.xform).hexdigest()
@@ -295,7 +295,9 @@ def store_version_rows(
     form = session.get(Form, form_id)
     assert form is not None
     _sync_attachments(session, form, version, schema, converted.itemsets, store)
-    if publish and version.status == "draft":
+    republished = publish and version.status == "published" and form.current_version_id != version.id
+    if publish and (version.status == "draft" or republished):
+        # ?publish=true means "devices get this content": an older version uploaded again becomes current.
         _publish(session, form, version)
     session.flush()
     if created or publish:

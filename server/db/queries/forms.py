@@ -56,10 +56,13 @@ def lock_form(session: Session, form_id: int) -> None:
     session.execute(select(Form.id).where(Form.id == form_id).with_for_update())
 
 
-def latest_version(session: Session, form_id: int) -> FormVersion | None:
-    """Return the form's most recently created version (the draft, else the last published one)."""
+def version_with_content(session: Session, form_id: int, content_sha256: str) -> FormVersion | None:
+    """Return the form's most recent version made from this content (``FormVersion.content_sha256``)."""
     return session.scalars(
-        select(FormVersion).where(FormVersion.form_id == form_id).order_by(FormVersion.id.desc()).limit(1)
+        select(FormVersion)
+        .where(FormVersion.form_id == form_id, FormVersion.content_sha256 == content_sha256)
+        .order_by(FormVersion.id.desc())
+        .limit(1)
     ).first()
 
 
