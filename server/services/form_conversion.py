@@ -194,6 +194,11 @@ class WarmConverters:
         with self._lock:
             return len(self._idle)
 
+    def idle_pids(self) -> list[int]:
+        """Return the process ids of the idle converters."""
+        with self._lock:
+            return [worker.process.pid for worker in self._idle if worker.process.pid is not None]
+
     def close(self) -> None:
         """Stop every idle converter."""
         with self._lock:
