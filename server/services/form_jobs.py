@@ -145,6 +145,7 @@ def upload_form(
             blobs=blobs,
             default_form_id=fallback,
         )
+    received = utcnow()  # a job's elapsed time counts from here, the wait included
     conversion = _Conversion(
         lambda: convert_with_limit(
             data, filename, timeout=settings.convert_timeout, inline=False, default_form_id=fallback
@@ -163,7 +164,7 @@ def upload_form(
             filename=filename[:255],
             publish=publish,
             created_by=actor,
-            created_at=utcnow(),
+            created_at=received,
             timeout_seconds=settings.convert_timeout,
         )
         session.add(job)
