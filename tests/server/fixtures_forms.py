@@ -154,6 +154,20 @@ def committed_forms_app(
         cleanup()
 
 
+def count_rows(app: Flask, model: Any) -> int:
+    """Return how many rows ``model``'s table holds in ``app``'s committed store."""
+    from sqlalchemy import func, select
+
+    from server.store import get_store
+
+    with app.app_context():
+        session = get_store().sessions()
+        try:
+            return session.scalar(select(func.count()).select_from(model)) or 0
+        finally:
+            session.close()
+
+
 def xlsform(markdown: str) -> bytes:
     """Build an .xlsx from markdown tables, pyxform-test style: a row ``| sheet |`` starts a sheet.
 

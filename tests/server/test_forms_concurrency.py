@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
 
 from tests.conftest import Backend
-from tests.server.fixtures_forms import committed_forms_app, media_form, xlsform
+from tests.server.fixtures_forms import committed_forms_app, count_rows, media_form, xlsform
 
 WORKERS = 4
 
@@ -52,14 +51,8 @@ def _upload_all(app: Flask, headers: dict[str, str], project_id: int, bodies: li
 
 def _versions(app: Flask) -> int:
     from server.db.models.forms import FormVersion
-    from server.store import get_store
 
-    with app.app_context():
-        session = get_store().sessions()
-        try:
-            return session.scalar(select(func.count()).select_from(FormVersion)) or 0
-        finally:
-            session.close()
+    return count_rows(app, FormVersion)
 
 
 def test_race_1_same_file(committed_app: tuple[Flask, dict[str, str], int]) -> None:

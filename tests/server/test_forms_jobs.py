@@ -27,11 +27,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.conftest import Backend, Personas
-from tests.server.fixtures_forms import committed_forms_app, media_form, xlsform
+from tests.server.fixtures_forms import committed_forms_app, count_rows, media_form, xlsform
 
 BROKEN = """
 | survey |
@@ -67,17 +66,6 @@ def _poll(client: FlaskClient, url: str, headers: dict[str, str]) -> dict[str, A
             return body
         time.sleep(0.05)
     raise AssertionError(f"the job never finished: {seen[-5:]}")
-
-
-def _count(app: Flask, model: Any) -> int:
-    from server.store import get_store
-
-    with app.app_context():
-        session = get_store().sessions()
-        try:
-            return session.scalar(select(func.count()).select_from(model)) or 0
-        finally:
-            session.close()
 
 
 def test_job_1_accepted_then_done(jobs_app: tuple[Flask, dict[str, str], int]) -> None:
@@ -121,7 +109,7 @@ def test_job_2_refused_form_fails_with_pyxform_reason(jobs_app: tuple[Flask, dic
     error = failed["error"]
     assert (error["status"], error["code"]) == (400, "xlsform_invalid")
     assert error["details"]["reason"] == error["message"]
-    assert (_count(app, Form), _count(app, FormVersion)) == (0, 0)
+    assert (count_rows(app, Form), count_rows(app, FormVersion)) == (0, 0)
 
 
 def test_job_3_timeout_fails_the_job(jobs_app: tuple[Flask, dict[str, str], int]) -> None:
@@ -143,7 +131,7 @@ def test_job_4_fast_conversion_answers_inline(jobs_app: tuple[Flask, dict[str, s
     created = _upload(app, headers, project_id, media_form())
     assert created.status_code == 201, created.json
     assert created.json["xml_form_id"] == "media_test"
-    assert _count(app, FormConversionJob) == 0
+    assert count_rows(app, FormConversionJob) == 0
 
 
 def _job(session: Session, project_id: int, **values: Any) -> int:
