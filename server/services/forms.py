@@ -221,17 +221,29 @@ def create_form_version(
     settings: UploadSettings | None = None,
     blobs: BlobStore | None = None,
     default_form_id: str | None = None,
+    generate_version: bool = True,
 ) -> FormVersionResult:
     """Convert an upload and store it as a draft (or published) version of its form (409 on a reused version).
 
     ``default_form_id`` names a workbook without settings/form_id (like ODK Central's
     ``X-XlsForm-FormId-Fallback``); without it the file name does (``forms.identity``).
+    ``generate_version=False`` keeps a missing version empty, as the server the form comes from did
+    (data collected elsewhere with the versionless XForm then matches it).
     """
     settings = settings or upload_settings()
     converted, seconds = convert_form_upload(data, filename, settings, default_form_id)
     with transaction(session):
         return store_version_rows(
-            session, project_id, converted, data, filename, seconds, publish=publish, actor=actor, blobs=blobs
+            session,
+            project_id,
+            converted,
+            data,
+            filename,
+            seconds,
+            publish=publish,
+            actor=actor,
+            blobs=blobs,
+            generate_version=generate_version,
         )
 
 
@@ -262,6 +274,7 @@ def store_version_rows(
     publish: bool,
     actor: str,
     blobs: BlobStore | None = None,
+    generate_version: bool = True,
 ) -> FormVersionResult:
     """Store a converted upload as a version of its form, inside the caller's transaction.
 
@@ -273,7 +286,7 @@ def store_version_rows(
     """
     store = _blob_store(blobs)
     content = content_sha256(converted)
-    generate = converted.schema.version == "" and converted.source_kind != "xform"
+    generate = generate_version and converted.schema.version == "" and converted.source_kind != "xform"
     form_id = _ensure_form(session, project_id, converted.schema)
     same: FormVersion | None = None
     if generate:

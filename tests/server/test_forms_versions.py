@@ -8,7 +8,8 @@ Rules:
 - GEN-3 changed content gets the next revision of the day, never a version the form has; content that
   returns after another version (A, B, A) is answered with its first version, made current again by
   ``?publish=true`` (one content, one version string: submissions made with it keep their schema).
-- GEN-4 a version written in the settings sheet is kept as written (``version_generated`` false).
+- GEN-4 a version written in the settings sheet is kept as written (``version_generated`` false); a
+  service caller bringing data collected elsewhere may keep a missing version empty.
 - ID-4 no form_id → the file name's, non-ASCII letters and spaces kept, and every URL of the form works
   with it percent-encoded (formList's downloadUrl included).
 """
@@ -19,6 +20,7 @@ import io
 from typing import Any
 from urllib.parse import quote
 
+from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
 
@@ -99,6 +101,26 @@ def test_gen_4_a_written_version_is_kept(client: FlaskClient, personas: Personas
     response = _upload(client, personas, _survey(version="v7"), "suivi.xlsx")
     assert response.status_code == 201
     assert (response.json["version"], response.json["version_generated"]) == ("v7", False)
+
+
+def test_gen_4_a_missing_version_may_stay_empty(app: Flask, personas: Personas) -> None:
+    from server.services import forms as svc
+    from server.store import get_store
+
+    with app.app_context():
+        session = get_store().sessions()
+        result = svc.create_form_version(
+            session,
+            personas.project_id,
+            _survey(),
+            "ailleurs.xlsx",
+            publish=True,
+            actor="test",
+            settings=svc.UploadSettings(convert_inline=True),
+            generate_version=False,
+        )
+        session.close()
+    assert (result.version, result.version_generated) == ("", False)
 
 
 def test_id_4_the_file_name_names_the_form(client: FlaskClient, personas: Personas) -> None:
