@@ -47,6 +47,8 @@ def _upload(context: Context, project_id: int, data: bytes, filename: str) -> fl
     )
     response = wait_for_conversion(response, context.admin_headers(), 900)
     elapsed = time.perf_counter() - started
+    if response.status_code == 200 and response.json().get("state") == "failed":  # a 202 job that failed
+        raise RuntimeError(f"converting {filename} failed: {response.json().get('error')}")
     if response.status_code not in (200, 201):
         raise RuntimeError(f"uploading {filename} answered {response.status_code}: {response.text[:300]}")
     return elapsed

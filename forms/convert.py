@@ -22,6 +22,7 @@ from pyxform.xls2json_backends import get_xlsform
 from pyxform.xls2xform import convert
 
 from forms.errors import FormError, XmlRejectedError, pyxform_context
+from forms.identity import clean_form_id, form_id_from_filename
 from forms.safe_xml import parse_untrusted_xml
 from forms.schema import FormSchema
 from forms.xform import MAX_XFORM_BYTES, MAX_XFORM_DEPTH, parse_xform
@@ -127,7 +128,7 @@ def _pyxform_error(exc: Exception) -> FormError:
 
 
 def _convert_workbook(
-    data: bytes, kind: SourceKind, default_form_id: str | None
+    data: bytes, kind: SourceKind, filename: str, default_form_id: str | None
 ) -> tuple[str, str | None, list[str]]:
     collected: list[str] = []
     with pywarnings.catch_warnings(record=True) as caught:
@@ -144,14 +145,13 @@ def _convert_workbook(
             ) from exc
         try:
             if not _has_form_id(definition.settings):
-                if not default_form_id:
-                    raise FormError(
-                        "missing_form_id",
-                        "The form has no form_id: add a 'form_id' column to the 'settings' sheet "
-                        "(and a 'version'), so this form does not collide with other forms.",
-                        {"sheet": "settings"},
-                    )
-                definition.fallback_form_name = default_form_id
+                # Like pyxform for a path and ODK Central for an upload: the uploader's fallback, else
+                # the file's name (forms/identity.py says how it is cleaned).
+                definition.fallback_form_name = (
+                    clean_form_id(default_form_id, source="form id fallback")
+                    if default_form_id is not None
+                    else form_id_from_filename(filename)
+                )
             as_dict = {f.name: getattr(definition, f.name) for f in dataclasses.fields(definition)}
             result = convert(as_dict, warnings=collected, validate=False, pretty_print=False)
         except FormError:
@@ -184,8 +184,9 @@ def _accept_xform(data: bytes) -> bytes:
 def convert_upload(data: bytes, filename: str, *, default_form_id: str | None = None) -> ConvertedForm:
     """Turn an uploaded XLSForm (.xlsx/.xls) or XForm (.xml) into a ``ConvertedForm`` or raise FormError.
 
-    ``default_form_id`` is used only when the workbook has no settings/form_id (like pyxform's file
-    stem for paths); without it such a workbook is refused with ``missing_form_id``.
+    A workbook without settings/form_id gets ``default_form_id``, else the id ``filename`` gives
+    (``forms.identity``). A workbook without a version converts without one (``schema.version`` is
+    empty): the caller chooses it (``forms.identity.next_version``) and stamps it in.
     """
     if len(data) > MAX_UPLOAD_BYTES:
         raise FormError(
@@ -198,7 +199,7 @@ def convert_upload(data: bytes, filename: str, *, default_form_id: str | None = 
         return ConvertedForm(xform=xform, itemsets=None, warnings=(), schema=schema, source_kind=kind)
     if kind == "xlsx":
         check_zip_safety(data)
-    xform_text, itemsets_text, collected = _convert_workbook(data, kind, default_form_id)
+    xform_text, itemsets_text, collected = _convert_workbook(data, kind, filename, default_form_id)
     xform = xform_text.encode("utf-8")
     itemsets = itemsets_text.encode("utf-8") if itemsets_text is not None else None
     schema = parse_xform(xform, itemsets)

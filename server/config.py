@@ -33,10 +33,11 @@ ENV_KEYS = {
     "FIELDSYNC_BLOB_GRACE_HOURS": "BLOB_GRACE_HOURS",
     "FIELDSYNC_TRUSTED_PROXIES": "TRUSTED_PROXIES",
     "FIELDSYNC_DIGEST_AUTH": "DIGEST_AUTH",
+    "FIELDSYNC_FORM_CONVERT_WAIT": "FORM_CONVERT_WAIT",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES", "TRUSTED_PROXIES"}
-FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT", "PURGE_AFTER_DAYS", "BLOB_GRACE_HOURS"}
+FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT", "FORM_CONVERT_WAIT", "PURGE_AFTER_DAYS", "BLOB_GRACE_HOURS"}
 BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH"}
 
 
@@ -58,6 +59,9 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # killed after this many seconds. Inline conversion is for tests only.
         "FORM_CONVERT_TIMEOUT": 60.0,
         "FORM_CONVERT_INLINE": False,
+        # An upload whose conversion takes longer than this answers 202 with a job to poll
+        # (GET /v1/projects/<p>/form-conversions/<id>); 0 answers 202 at once.
+        "FORM_CONVERT_WAIT": 2.0,
         "MAX_FORM_ATTACHMENT_BYTES": 50 * 1024 * 1024,
         # /metrics without a credential: only for a bind that only the monitoring network reaches.
         "METRICS_PUBLIC": False,

@@ -288,6 +288,9 @@ def app(db: sessionmaker[Session], backend: Backend, tmp_path: Path) -> Iterator
                 "VAR_DIR": str(tmp_path / "var"),
                 "SECRET_KEY": "test-secret",
                 "LOG_REQUESTS": False,
+                # Uploads finish in the request (201/200), never as a 202 job whose thread would share
+                # the test's connection; tests/server/test_forms_jobs.py tests jobs on a committed store.
+                "FORM_CONVERT_WAIT": 600.0,
             }
         )
         flask_app.extensions["fieldsync.store"].engine.dispose()

@@ -16,6 +16,7 @@ from typing import Any
 
 from forms.convert import ConvertedForm, convert_upload
 from forms.errors import FormError
+from forms.identity import form_id_from_filename
 
 _MEMORY: dict[str, ConvertedForm | FormError] = {}
 _DIRECTORY: list[Path] = []  # set once per process by the session fixture in tests/conftest.py
@@ -27,8 +28,21 @@ def use_directory(path: Path) -> None:
     _DIRECTORY[:] = [path]
 
 
+def _name_id(filename: str) -> str | None:
+    try:
+        return form_id_from_filename(filename)
+    except FormError:
+        return None
+
+
 def convert(data: bytes, filename: str, default_form_id: str | None = None) -> ConvertedForm:
-    """``convert_upload(data, filename, default_form_id=...)``, computed once per run; raises its ``FormError``."""
+    """``convert_upload(data, filename, default_form_id=...)``, computed once per run; raises its ``FormError``.
+
+    A fallback equal to the id the file name gives is the same input as no fallback (``convert_upload``
+    falls back to the file name): both share one conversion.
+    """
+    if default_form_id is not None and default_form_id == _name_id(filename):
+        default_form_id = None
     key = hashlib.sha256(repr((hashlib.sha256(data).hexdigest(), filename, default_form_id)).encode()).hexdigest()
     found = _MEMORY.get(key) or _load(key)
     if found is None:

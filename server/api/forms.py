@@ -8,17 +8,17 @@ people who fill it). Collect itself uses the OpenRosa routes (server/openrosa/fo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, request, url_for
 from marshmallow import RAISE, Schema, fields, validate
 
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.errors import bad_request
+from server.services import form_jobs
 from server.services import forms as svc
 from server.store import db_session
 
@@ -37,13 +37,11 @@ class _Strict(Schema):
         unknown = RAISE
 
 
-FORM_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,254}$"
-
-
 class UploadQuery(_Strict):
     publish = fields.Boolean(load_default=False)
-    # The id of a workbook whose settings sheet has no form_id (ODK Central: X-XlsForm-FormId-Fallback).
-    form_id = fields.String(load_default=None, validate=validate.Regexp(FORM_ID_PATTERN))
+    # The id of a workbook whose settings sheet has no form_id (else the X-XlsForm-FormId-Fallback
+    # header, percent-encoded as ODK Central's web page sends it, else the file name).
+    form_id = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
 
 
 class VersionQuery(_Strict):
@@ -64,6 +62,31 @@ class FormVersionOut(Schema):
     conversion_seconds = fields.Float(allow_none=True)
     warnings = fields.List(fields.String())
     missing_attachments = fields.List(fields.String())
+    # True when the settings sheet had no version and the server chose one (yyyymmddnn).
+    version_generated = fields.Boolean()
+
+
+class ConversionErrorOut(Schema):
+    status = fields.Integer()  # the status the upload would have answered
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict()
+
+
+class ConversionJobOut(Schema):
+    id = fields.Integer()
+    url = fields.Function(lambda job: url_for("forms.get_conversion", project_id=job.project_id, job_id=job.id))
+    state = fields.String(metadata={"enum": ["queued", "running", "done", "failed"]})
+    filename = fields.String()
+    publish = fields.Boolean()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    elapsed_seconds = fields.Float()
+    # When done: the form version, as the synchronous upload answers it.
+    result = fields.Nested(FormVersionOut, allow_none=True)
+    # When failed: the error the synchronous upload would have answered (pyxform's details kept).
+    error = fields.Nested(ConversionErrorOut, allow_none=True)
 
 
 class AttachmentOut(Schema):
@@ -118,24 +141,37 @@ def _uploaded_file() -> tuple[bytes, str]:
 
 
 @bp.post("/projects/<int:project_id>/forms")
-def upload_form(project_id: int) -> tuple[dict[str, Any], int]:
-    """Upload an XLSForm (.xlsx/.xls) or XForm as a draft, or published with ``?publish=true``."""
+def upload_form(project_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Upload an XLSForm (.xlsx/.xls) or XForm as a draft, or published with ``?publish=true``.
+
+    Answers 201 (new version) or 200 (identical re-upload) once converted, or 202 with a conversion
+    job to poll when the conversion takes longer than ``FORM_CONVERT_WAIT``.
+    """
     principal = require("form.write", project_id)
     query = load_query(UploadQuery())
     data, filename = _uploaded_file()
-    fallback = query["form_id"] or request.headers.get("X-XlsForm-FormId-Fallback") or None
-    if fallback is not None and not re.match(FORM_ID_PATTERN, fallback):
-        raise bad_request("invalid_form_id", "The fallback form id must be an XML name", form_id=fallback)
-    result = svc.create_form_version(
+    outcome = form_jobs.upload_form(
         db_session(),
         project_id,
         data,
         filename,
         publish=query["publish"],
         actor=principal.actor,
-        default_form_id=fallback,
+        form_id=query["form_id"],
+        form_id_header=request.headers.get("X-XlsForm-FormId-Fallback"),
     )
-    return FormVersionOut().dump(result), 201 if result.created else 200
+    if isinstance(outcome, form_jobs.ConversionJobInfo):
+        body: dict[str, Any] = ConversionJobOut().dump(outcome)
+        return body, 202, {"Location": body["url"], "Retry-After": "2"}
+    return FormVersionOut().dump(outcome), 201 if outcome.created else 200, {}
+
+
+@bp.get("/projects/<int:project_id>/form-conversions/<int:job_id>")
+def get_conversion(project_id: int, job_id: int) -> dict[str, Any]:
+    """Poll an upload's conversion job: queued, running, done (with the version) or failed (with the error)."""
+    require("form.write", project_id)
+    result: dict[str, Any] = ConversionJobOut().dump(form_jobs.conversion_job(db_session(), project_id, job_id))
+    return result
 
 
 @bp.get("/projects/<int:project_id>/forms")

@@ -1,15 +1,21 @@
 """Running ``forms.convert.convert_upload`` off the request thread, in a child process with a time limit.
 
 pyxform is quadratic on big repeats (docs/reference/xlsform.md §1.7: one corpus form takes 20+ s), so a
-conversion runs in its own process that is killed when ``FORM_CONVERT_TIMEOUT`` passes; the web worker
-stays responsive and the admin gets a ``conversion_timeout`` that says how long was allowed. The child
-is forked from a ``forkserver`` that has pyxform preloaded, so a conversion costs a fork, not an import.
-Tests may set ``FORM_CONVERT_INLINE`` to convert in-process (the timeout path is tested with the process).
+conversion runs in a child process that is killed when ``FORM_CONVERT_TIMEOUT`` passes; the web worker
+stays responsive and the admin gets a ``conversion_timeout`` that says how long was allowed. Children
+are forked from a ``forkserver`` that has pyxform preloaded, and are kept warm: each server process
+keeps up to ``WARM_WORKERS`` idle converters (started lazily, on the first upload), so a small form
+costs a round trip through a pipe, not a process start. A converter that times out or dies is killed
+and forgotten; one that has converted ``MAX_USES`` forms is retired (pyxform's caches and the
+allocator's arenas only grow). Tests may set ``FORM_CONVERT_INLINE`` to convert in-process (the
+timeout path and the warm workers are tested with real processes).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -21,6 +27,8 @@ from forms.schema import FormSchema
 from server import metrics
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
+WARM_WORKERS = 1
+MAX_USES = 100
 _context: Any = None
 
 
@@ -51,47 +59,42 @@ def _mp_context() -> Any:
     return _context
 
 
-def _convert_in_child(conn: Connection, data: bytes, filename: str, default_form_id: str | None) -> None:
-    """Child process body: convert and send back plain picklable values (never raise through the pipe)."""
+def _conversion_message(data: bytes, filename: str, default_form_id: str | None) -> tuple[Any, ...]:
+    """Convert and return plain picklable values (never raise: the child must always answer)."""
     try:
         result = convert_upload(data, filename, default_form_id=default_form_id)
-        conn.send(("ok", result.xform, result.itemsets, result.warnings, result.source_kind, result.schema.to_json()))
+        return ("ok", result.xform, result.itemsets, result.warnings, result.source_kind, result.schema.to_json())
     except FormError as exc:
-        conn.send(("form_error", exc.code, exc.message, _plain(exc.context)))
-    except BaseException as exc:  # the child must always answer; the parent turns this into a 400
-        conn.send(("form_error", "conversion_failed", f"{type(exc).__name__}: {exc}", {}))
+        return ("form_error", exc.code, exc.message, _plain(exc.context))
+    except BaseException as exc:  # the parent turns this into a 400
+        return ("form_error", "conversion_failed", f"{type(exc).__name__}: {exc}", {})
+
+
+def _convert_in_child(conn: Connection, data: bytes, filename: str, default_form_id: str | None) -> None:
+    """One-shot child process body: convert once and send the answer back."""
+    try:
+        conn.send(_conversion_message(data, filename, default_form_id))
     finally:
         conn.close()
+
+
+def _serve_conversions(conn: Connection) -> None:
+    """Warm child process body: convert each request it is sent until the pipe closes."""
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):  # the server process is gone, or retired this worker
+            return
+        if request is None:
+            return
+        conn.send(_conversion_message(*request))
 
 
 def _plain(context: dict[str, Any]) -> dict[str, Any]:
     return {str(k): v if isinstance(v, str | int | float | bool | type(None)) else str(v) for k, v in context.items()}
 
 
-def convert_in_process(
-    data: bytes, filename: str, *, timeout: float, default_form_id: str | None = None
-) -> TimedConversion:
-    """Convert in a child process; raise ``FormError`` for bad forms, ``ConversionTimeout`` past ``timeout``."""
-    context = _mp_context()
-    parent_end, child_end = context.Pipe(duplex=False)
-    started = time.monotonic()
-    process = context.Process(target=_convert_in_child, args=(child_end, data, filename, default_form_id), daemon=True)
-    process.start()
-    child_end.close()
-    try:
-        # Read before join: a big XForm fills the pipe and the child would block on send forever.
-        if not parent_end.poll(timeout):
-            raise ConversionTimeout(timeout, time.monotonic() - started)
-        try:
-            message = parent_end.recv()
-        except EOFError:
-            message = ("form_error", "conversion_failed", "The conversion process died (out of memory?)", {})
-    finally:
-        if process.is_alive():
-            process.kill()
-        process.join(5)
-        parent_end.close()
-    seconds = time.monotonic() - started
+def _timed(message: tuple[Any, ...], seconds: float) -> TimedConversion:
     if message[0] == "form_error":
         _, code, text, ctx = message
         raise FormError(code, text, ctx)
@@ -106,6 +109,138 @@ def convert_in_process(
     return TimedConversion(converted, seconds)
 
 
+_DIED = ("form_error", "conversion_failed", "The conversion process died (out of memory?)", {})
+
+
+def convert_in_process(
+    data: bytes, filename: str, *, timeout: float, default_form_id: str | None = None
+) -> TimedConversion:
+    """Convert in a new child process; raise ``FormError`` for bad forms, ``ConversionTimeout`` past ``timeout``."""
+    context = _mp_context()
+    parent_end, child_end = context.Pipe(duplex=False)
+    started = time.monotonic()
+    process = context.Process(target=_convert_in_child, args=(child_end, data, filename, default_form_id), daemon=True)
+    process.start()
+    child_end.close()
+    try:
+        # Read before join: a big XForm fills the pipe and the child would block on send forever.
+        if not parent_end.poll(timeout):
+            raise ConversionTimeout(timeout, time.monotonic() - started)
+        try:
+            message = parent_end.recv()
+        except EOFError:
+            message = _DIED
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        parent_end.close()
+    return _timed(message, time.monotonic() - started)
+
+
+class _Converter:
+    """One warm child process and the parent's end of its pipe."""
+
+    def __init__(self) -> None:
+        context = _mp_context()
+        self.conn, child_end = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_serve_conversions, args=(child_end,), daemon=True, name="fieldsync-form-converter"
+        )
+        self.process.start()
+        child_end.close()
+        self.uses = 0
+
+    def stop(self) -> None:
+        """Kill the child (it may be stuck in pyxform) and close the pipe."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class WarmConverters:
+    """The converter processes of one server process: idle ones are reused, busy ones never shared."""
+
+    def __init__(self, keep_idle: int = WARM_WORKERS, max_uses: int = MAX_USES) -> None:
+        self.keep_idle = keep_idle
+        self.max_uses = max_uses
+        self._idle: list[_Converter] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.started = 0  # processes started, for tests and figures
+
+    def _take(self) -> _Converter:
+        with self._lock:
+            if self._pid != os.getpid():  # forked (a pre-forking server): those children are the parent's
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.is_alive():
+                    return worker
+                worker.stop()
+            self.started += 1
+        return _Converter()
+
+    def _give_back(self, worker: _Converter) -> None:
+        worker.uses += 1
+        with self._lock:
+            if worker.uses < self.max_uses and len(self._idle) < self.keep_idle and self._pid == os.getpid():
+                self._idle.append(worker)
+                return
+        worker.stop()
+
+    def idle(self) -> int:
+        """Return how many warm converters wait for work."""
+        with self._lock:
+            return len(self._idle)
+
+    def idle_pids(self) -> list[int]:
+        """Return the process ids of the idle converters."""
+        with self._lock:
+            return [worker.process.pid for worker in self._idle if worker.process.pid is not None]
+
+    def close(self) -> None:
+        """Stop every idle converter."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
+
+    def convert(
+        self, data: bytes, filename: str, *, timeout: float, default_form_id: str | None = None
+    ) -> TimedConversion:
+        """Convert in a warm child: ``FormError`` for a bad form, ``ConversionTimeout`` (child killed) past it."""
+        worker = self._take()
+        started = time.monotonic()
+        try:
+            worker.conn.send((data, filename, default_form_id))
+            # Poll before reading: the child may still be writing a big XForm into the pipe.
+            if not worker.conn.poll(timeout):
+                worker.stop()
+                raise ConversionTimeout(timeout, time.monotonic() - started)
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.stop()
+            message = _DIED
+        else:
+            self._give_back(worker)
+        return _timed(message, time.monotonic() - started)
+
+
+_warm: WarmConverters | None = None
+_warm_lock = threading.Lock()
+
+
+def warm_converters() -> WarmConverters:
+    """Return this server process's warm converters (created on first use)."""
+    global _warm
+    with _warm_lock:
+        if _warm is None:
+            _warm = WarmConverters()
+        return _warm
+
+
 def convert_inline(data: bytes, filename: str, *, default_form_id: str | None = None) -> TimedConversion:
     """Convert in this process (tests, CLI): no time limit."""
     started = time.monotonic()
@@ -116,12 +251,12 @@ def convert_inline(data: bytes, filename: str, *, default_form_id: str | None = 
 def convert_with_limit(
     data: bytes, filename: str, *, timeout: float | None, inline: bool, default_form_id: str | None = None
 ) -> TimedConversion:
-    """Convert an upload the configured way: inline, or in a child process limited to ``timeout`` seconds."""
+    """Convert an upload the configured way: inline, or in a warm child process limited to ``timeout`` seconds."""
     try:
         if inline:
             converted = convert_inline(data, filename, default_form_id=default_form_id)
         else:
-            converted = convert_in_process(
+            converted = warm_converters().convert(
                 data, filename, timeout=timeout or DEFAULT_TIMEOUT_SECONDS, default_form_id=default_form_id
             )
     except ConversionTimeout:

@@ -13,6 +13,7 @@ so a failed upload leaves nothing behind: no form, version, attachment or blob r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from forms.convert import ConvertedForm
 from forms.errors import FormError, localized_message
+from forms.identity import next_version, stamp_version
 from forms.schema import FormSchema
 from server.blobstore import BlobStore, blob_store
 from server.db.base import utcnow
@@ -33,7 +35,7 @@ from server.db.queries import forms as q
 from server.db.transaction import transaction
 from server.db.upsert import insert_ignore
 from server.errors import ApiError, bad_request, conflict, not_found, too_large
-from server.services.form_conversion import ConversionTimeout, convert_with_limit
+from server.services.form_conversion import ConversionTimeout, TimedConversion, convert_with_limit
 
 ENTITY_SYSTEM_COLUMNS = ("name", "label", "__version", "__trunkVersion", "__branchId")
 DEFAULT_MAX_FORM_BYTES = 20 * 1024 * 1024
@@ -56,6 +58,8 @@ class UploadSettings:
     convert_timeout: float = 60.0
     convert_inline: bool = False
     max_attachment_bytes: int = 50 * 1024 * 1024
+    # How long an upload request waits for its conversion before answering 202 with a job to poll.
+    convert_wait: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class FormVersionResult:
     conversion_seconds: float | None
     warnings: tuple[str, ...]
     missing_attachments: tuple[str, ...] = ()
+    version_generated: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ def upload_settings(config: Any | None = None) -> UploadSettings:
         max_form_bytes=int(config.get("MAX_FORM_BYTES", DEFAULT_MAX_FORM_BYTES)),
         convert_timeout=float(config.get("FORM_CONVERT_TIMEOUT", 60.0)),
         convert_inline=bool(config.get("FORM_CONVERT_INLINE", False)),
+        convert_wait=float(config.get("FORM_CONVERT_WAIT", 2.0)),
         max_attachment_bytes=int(config.get("MAX_FORM_ATTACHMENT_BYTES", config.get("MAX_SUBMISSION_BYTES", 0)))
         or 50 * 1024 * 1024,
     )
@@ -153,14 +159,44 @@ def form_error_to_api(err: FormError) -> ApiError:
     return ApiError(status, err.code, err.message, details, message_fr=french)
 
 
-def convert_form_upload(
-    data: bytes, filename: str, settings: UploadSettings, default_form_id: str | None = None
-) -> tuple[ConvertedForm, float]:
-    """Convert an upload within the limits; raise ``ApiError`` (400/413/422) for anything wrong."""
+def check_form_upload(data: bytes, settings: UploadSettings) -> None:
+    """Refuse an empty upload (400) or one past ``MAX_FORM_BYTES`` (413) before any conversion."""
     if len(data) > settings.max_form_bytes:
         raise too_large(settings.max_form_bytes, "form file")
     if not data:
         raise bad_request("empty_upload", "The uploaded file is empty")
+
+
+def conversion_error_to_api(exc: FormError | ConversionTimeout) -> ApiError:
+    """Turn a failed conversion into the answer the admin gets: pyxform's 400/413, or 422 past the time limit."""
+    if isinstance(exc, FormError):
+        return form_error_to_api(exc)
+    return ApiError(
+        422,
+        "conversion_timeout",
+        f"Converting this form took longer than the limit of {exc.limit_seconds:g} s and was stopped "
+        f"after {exc.elapsed_seconds:.1f} s. Split very large repeats or ask an admin to raise "
+        "FORM_CONVERT_TIMEOUT.",
+        {"limit_seconds": exc.limit_seconds, "elapsed_seconds": round(exc.elapsed_seconds, 3)},
+        message_fr=(
+            f"La conversion du formulaire a dépassé la limite de {exc.limit_seconds:g} s "
+            f"(arrêtée après {exc.elapsed_seconds:.1f} s)."
+        ),
+    )
+
+
+def converted_or_raise(timed: TimedConversion) -> tuple[ConvertedForm, float]:
+    """Return (form, seconds) of a finished conversion, refusing a form that still has no id."""
+    if not timed.converted.schema.form_id:
+        raise bad_request("missing_form_id", "The form has no id (settings sheet, form_id column)")
+    return timed.converted, timed.seconds
+
+
+def convert_form_upload(
+    data: bytes, filename: str, settings: UploadSettings, default_form_id: str | None = None
+) -> tuple[ConvertedForm, float]:
+    """Convert an upload within the limits; raise ``ApiError`` (400/413/422) for anything wrong."""
+    check_form_upload(data, settings)
     try:
         timed = convert_with_limit(
             data,
@@ -169,24 +205,9 @@ def convert_form_upload(
             inline=settings.convert_inline,
             default_form_id=default_form_id,
         )
-    except FormError as err:
-        raise form_error_to_api(err) from None
-    except ConversionTimeout as exc:
-        raise ApiError(
-            422,
-            "conversion_timeout",
-            f"Converting this form took longer than the limit of {exc.limit_seconds:g} s and was stopped "
-            f"after {exc.elapsed_seconds:.1f} s. Split very large repeats or ask an admin to raise "
-            "FORM_CONVERT_TIMEOUT.",
-            {"limit_seconds": exc.limit_seconds, "elapsed_seconds": round(exc.elapsed_seconds, 3)},
-            message_fr=(
-                f"La conversion du formulaire a dépassé la limite de {exc.limit_seconds:g} s "
-                f"(arrêtée après {exc.elapsed_seconds:.1f} s)."
-            ),
-        ) from None
-    if not timed.converted.schema.form_id:
-        raise bad_request("missing_form_id", "The form has no id (settings sheet, form_id column)")
-    return timed.converted, timed.seconds
+    except (FormError, ConversionTimeout) as exc:
+        raise conversion_error_to_api(exc) from None
+    return converted_or_raise(timed)
 
 
 def create_form_version(
@@ -200,68 +221,147 @@ def create_form_version(
     settings: UploadSettings | None = None,
     blobs: BlobStore | None = None,
     default_form_id: str | None = None,
+    generate_version: bool = True,
 ) -> FormVersionResult:
     """Convert an upload and store it as a draft (or published) version of its form (409 on a reused version).
 
     ``default_form_id`` names a workbook without settings/form_id (like ODK Central's
-    ``X-XlsForm-FormId-Fallback``); without it such a workbook gets ``400 missing_form_id``.
+    ``X-XlsForm-FormId-Fallback``); without it the file name does (``forms.identity``).
+    ``generate_version=False`` keeps a missing version empty, as the server the form comes from did
+    (data collected elsewhere with the versionless XForm then matches it).
     """
     settings = settings or upload_settings()
     converted, seconds = convert_form_upload(data, filename, settings, default_form_id)
+    with transaction(session):
+        return store_version_rows(
+            session,
+            project_id,
+            converted,
+            data,
+            filename,
+            seconds,
+            publish=publish,
+            actor=actor,
+            blobs=blobs,
+            generate_version=generate_version,
+        )
+
+
+def content_sha256(converted: ConvertedForm) -> str:
+    """Return the hash that says two uploads are the same form: the XForm as converted, and itemsets.csv."""
+    digest = hashlib.sha256(converted.xform)
+    digest.update(b"\0")
+    digest.update(converted.itemsets or b"")
+    return digest.hexdigest()
+
+
+def _with_version(converted: ConvertedForm, version: str) -> ConvertedForm:
+    return dataclasses.replace(
+        converted,
+        xform=stamp_version(converted.xform, version),
+        schema=dataclasses.replace(converted.schema, version=version),
+    )
+
+
+def store_version_rows(
+    session: Session,
+    project_id: int,
+    converted: ConvertedForm,
+    data: bytes,
+    filename: str,
+    seconds: float,
+    *,
+    publish: bool,
+    actor: str,
+    blobs: BlobStore | None = None,
+    generate_version: bool = True,
+) -> FormVersionResult:
+    """Store a converted upload as a version of its form, inside the caller's transaction.
+
+    A spreadsheet without a version gets a generated one (``yyyymmddnn``), unless its content equals
+    a version the form has: then the upload is a no-op answered with that version (one content, one
+    version string, so devices and submissions agree). With ``publish`` the answered version is the
+    one devices get afterwards (a draft is published, an older version made current again). A
+    conversion job commits this together with its own state.
+    """
     store = _blob_store(blobs)
+    content = content_sha256(converted)
+    generate = generate_version and converted.schema.version == "" and converted.source_kind != "xform"
+    form_id = _ensure_form(session, project_id, converted.schema)
+    same: FormVersion | None = None
+    if generate:
+        # Under the form's row lock (SQLite: the write lock of BEGIN IMMEDIATE) two uploads of
+        # one form choose their versions one after the other: identical ones end as one version.
+        q.lock_form(session, form_id)
+        same = q.version_with_content(session, form_id, content)
+        if same is None:
+            converted = _with_version(converted, next_version(q.version_strings(session, form_id), utcnow().date()))
     schema = converted.schema
     xform_sha256 = hashlib.sha256(converted.xform).hexdigest()
-    with transaction(session):
-        form_id = _ensure_form(session, project_id, schema)
+    if same is not None:
+        version, created = same, False
+    else:
         values = _version_values(converted, data, filename, seconds, actor)
-        version_id = insert_ignore(
-            session, cast(Table, FormVersion.__table__), {"form_id": form_id, **values}, ["form_id", "version"], "id"
+        values["content_sha256"] = content
+        values["version_generated"] = generate
+        version, created = _place_version(session, form_id, schema, values, xform_sha256)
+    form = session.get(Form, form_id)
+    assert form is not None
+    _sync_attachments(session, form, version, schema, converted.itemsets, store)
+    republished = publish and version.status == "published" and form.current_version_id != version.id
+    if publish and (version.status == "draft" or republished):
+        # ?publish=true means "devices get this content": an older version uploaded again becomes current.
+        _publish(session, form, version)
+    session.flush()
+    if created or publish:
+        audit.record(
+            session,
+            actor,
+            "form.version_published" if version.status == "published" else "form.draft_uploaded",
+            project_id,
+            f"form:{schema.form_id}",
+            {
+                "version": version.version,
+                "version_generated": version.version_generated,
+                "filename": filename,
+                "sha256": version.xform_sha256,
+                "created": created,
+                "conversion_seconds": round(seconds, 3),
+            },
         )
-        created = version_id is not None
-        if created:
-            version = session.get(FormVersion, version_id)
-            assert version is not None
-            _drop_other_drafts(session, form_id, keep=version.id)
-        else:
-            # The version string exists (maybe inserted by a concurrent request): same bytes → the
-            # same version again; other bytes → replace it only while it is a draft.
-            version = q.get_version(session, form_id, schema.version)
-            assert version is not None
-            if version.xform_sha256 != xform_sha256:
-                if version.status != "draft":
-                    raise conflict(
-                        "version_reused",
-                        f"Version {schema.version!r} of form {schema.form_id!r} is already published with "
-                        "other content: change the version in the settings sheet and upload again.",
-                        xml_form_id=schema.form_id,
-                        version=schema.version,
-                    )
-                for key, value in values.items():
-                    setattr(version, key, value)
-                version.created_at = utcnow()
-                created = True
-        form = session.get(Form, form_id)
-        assert form is not None
-        _sync_attachments(session, form, version, schema, converted.itemsets, store)
-        if publish and version.status == "draft":
-            _publish(session, form, version)
-        session.flush()
-        if created or publish:
-            audit.record(
-                session,
-                actor,
-                "form.version_published" if version.status == "published" else "form.draft_uploaded",
-                project_id,
-                f"form:{schema.form_id}",
-                {
-                    "version": version.version,
-                    "filename": filename,
-                    "sha256": xform_sha256,
-                    "created": created,
-                    "conversion_seconds": round(seconds, 3),
-                },
-            )
-        return _result(session, form, version, created, seconds)
+    return _result(session, form, version, created, seconds)
+
+
+def _place_version(
+    session: Session, form_id: int, schema: FormSchema, values: dict[str, Any], xform_sha256: str
+) -> tuple[FormVersion, bool]:
+    """Insert the version row, or meet the existing one of that string: (row, whether it is new content)."""
+    version_id = insert_ignore(
+        session, cast(Table, FormVersion.__table__), {"form_id": form_id, **values}, ["form_id", "version"], "id"
+    )
+    if version_id is not None:
+        version = session.get(FormVersion, version_id)
+        assert version is not None
+        _drop_other_drafts(session, form_id, keep=version.id)
+        return version, True
+    # The version string exists (maybe inserted by a concurrent request): same bytes → the
+    # same version again; other bytes → replace it only while it is a draft.
+    existing = q.get_version(session, form_id, schema.version)
+    assert existing is not None
+    if existing.xform_sha256 == xform_sha256:
+        return existing, False
+    if existing.status != "draft":
+        raise conflict(
+            "version_reused",
+            f"Version {schema.version!r} of form {schema.form_id!r} is already published with "
+            "other content: change the version in the settings sheet and upload again.",
+            xml_form_id=schema.form_id,
+            version=schema.version,
+        )
+    for key, value in values.items():
+        setattr(existing, key, value)
+    existing.created_at = utcnow()
+    return existing, True
 
 
 def _ensure_form(session: Session, project_id: int, schema: FormSchema) -> int:
@@ -388,6 +488,7 @@ def _result(
         conversion_seconds=round(seconds, 3) if seconds is not None else None,
         warnings=tuple(version.warnings or ()),
         missing_attachments=_missing(session, version.id),
+        version_generated=version.version_generated,
     )
 
 

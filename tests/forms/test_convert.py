@@ -2,8 +2,8 @@
 
 Rules: CV1 the upload kind comes from magic bytes, anything else is not_a_spreadsheet;
 CV2 damaged and zip-bomb .xlsx files are refused before pyxform reads them; CV3 pyxform's errors
-become FormError with pyxform's message and the sheet/row; CV4 a workbook without settings/form_id is
-refused with missing_form_id (unless the caller supplies a default); CV5 an uploaded XForm is served
+become FormError with pyxform's message and the sheet/row; CV4 a workbook without settings/form_id takes
+the caller's default, else its file name (a name that gives no id is missing_form_id); CV5 an uploaded XForm is served
 byte for byte, and one with a DTD/entity is refused; CV6 the result carries UTF-8 XForm bytes,
 itemsets.csv, warnings and the schema.
 """
@@ -135,10 +135,13 @@ def test_non_pyxform_exception_becomes_form_error() -> None:
     assert info.value.message
 
 
-def test_missing_form_id() -> None:
-    """CV4: without settings/form_id pyxform would call the form "data"; the admin must add form_id."""
+def test_missing_form_id_comes_from_the_file_name() -> None:
+    """CV4: without settings/form_id the id is the file name's (pyxform's default for a path, Central's)."""
+    converted = convert_upload(xlsx_bytes({"survey": SIMPLE_SURVEY}), "Enquête ménages.xlsx")
+    assert converted.schema.form_id == "Enquête ménages"
+    assert converted.schema.version == ""
     with pytest.raises(FormError) as info:
-        convert_upload(xlsx_bytes({"survey": SIMPLE_SURVEY}), "form.xlsx")
+        convert_upload(xlsx_bytes({"survey": SIMPLE_SURVEY}), ".xlsx")
     assert info.value.code == "missing_form_id"
     assert "settings" in info.value.message and "form_id" in info.value.message
     assert localized_message(info.value, "fr").startswith("Ajoutez la colonne form_id")

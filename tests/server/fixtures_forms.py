@@ -7,7 +7,8 @@ are cached per test session by file content, so publishing the same example agai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from tests.conftest import REPO, Personas
+from tests.conftest import REPO, Personas, fresh_database_url
 
 EXAMPLES = REPO / "examples" / "forms"
 COOP_XLSX = EXAMPLES / "coop_diagnostic.xlsx"
@@ -114,6 +115,57 @@ def published_coop(app: Flask, personas: Personas) -> PublishedForm:
 def published_entrepreneur(app: Flask, personas: Personas) -> PublishedForm:
     """The entrepreneur follow-up example (entity list), published in the personas' project."""
     return PublishedForm(*publish_form(app, personas.project_id, ENTREPRENEUR_XLSX))
+
+
+@contextmanager
+def committed_forms_app(
+    backend_name: str, tmp_path: Path, config: dict[str, Any]
+) -> Iterator[tuple[Flask, dict[str, str], int]]:
+    """An app on a fresh database that requests commit to (threads, processes); yield (app, admin headers, project)."""
+    from server import create_app
+    from server.db.models import User
+    from server.services import accounts as svc
+    from server.store import get_store
+
+    url, cleanup = fresh_database_url(backend_name, tmp_path)
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": url,
+            "VAR_DIR": str(tmp_path / "var"),
+            "STORAGE_DIR": str(tmp_path / "storage"),
+            "SECRET_KEY": "test-secret",
+            "LOG_REQUESTS": False,
+            **config,
+        }
+    )
+    with app.app_context():
+        session = get_store().sessions()
+        project = svc.create_project(session, "Concurrence")
+        user = svc.create_user(session, "racer", "long enough password", is_admin=True)
+        db_user = session.get(User, user.id)
+        assert db_user is not None
+        token = svc.create_session_token(session, db_user).token
+        session.close()
+    try:
+        yield app, {"Authorization": f"Bearer {token}"}, project.id
+    finally:
+        get_store(app).engine.dispose()
+        cleanup()
+
+
+def count_rows(app: Flask, model: Any) -> int:
+    """Return how many rows ``model``'s table holds in ``app``'s committed store."""
+    from sqlalchemy import func, select
+
+    from server.store import get_store
+
+    with app.app_context():
+        session = get_store().sessions()
+        try:
+            return session.scalar(select(func.count()).select_from(model)) or 0
+        finally:
+            session.close()
 
 
 def xlsform(markdown: str) -> bytes:

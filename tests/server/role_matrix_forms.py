@@ -63,6 +63,32 @@ def entrepreneur(app: Flask, personas: Personas) -> dict[str, Any]:
     return {}
 
 
+def conversion_job(app: Flask, personas: Personas) -> dict[str, Any]:
+    """A finished conversion job of the project (as an upload answered 202 leaves it)."""
+    from server.db.base import utcnow
+    from server.db.models.forms import FormConversionJob
+    from server.store import get_store
+
+    with app.app_context():
+        session = get_store().sessions()
+        job = FormConversionJob(
+            project_id=personas.project_id,
+            state="failed",
+            filename="slow.xlsx",
+            publish=True,
+            created_by="test",
+            created_at=utcnow(),
+            finished_at=utcnow(),
+            timeout_seconds=60.0,
+            error={"status": 400, "code": "xlsform_invalid", "message": "bad", "details": {}},
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+        session.close()
+    return {"job": job_id}
+
+
 F = "/v1/projects/{pid}/forms/coop_diagnostic"
 KF = "/v1/key/{token}/projects/{pid}/forms/coop_diagnostic"
 
@@ -73,6 +99,14 @@ CASES = [
         f"{P}/forms",
         statuses(201, allowed=WRITERS),
         kwargs={"data": UPLOAD_BODY, "content_type": UPLOAD_TYPE},
+    ),
+    # Polling an upload's conversion: the permission of the upload.
+    Case(
+        "GET",
+        "/v1/projects/{pid}/form-conversions/{job}",
+        f"{P}/form-conversions/<int:job_id>",
+        statuses(200, allowed=WRITERS),
+        setup="conversion_job",
     ),
     Case("GET", "/v1/projects/{pid}/forms", f"{P}/forms", statuses(200, allowed=READERS), setup="coop"),
     Case("GET", F, f"{P}/forms/<xml_form_id>", statuses(200, allowed=READERS), setup="coop"),

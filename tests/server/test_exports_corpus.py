@@ -170,6 +170,8 @@ def publish_corpus_form(app: Flask, personas: Personas, source: str, stem: str, 
                 actor="test",
                 settings=settings,
                 default_form_id=form_id or _submissions_form_id(source, stem) or str(entry.get("id_string") or stem),
+                # The corpus submissions were made with the versionless XForm: keep the version empty.
+                generate_version=False,
             )
         finally:
             session.close()

@@ -231,7 +231,8 @@ BAD_INPUTS = [
     ("missing-survey-sheet", lambda: xlsform(NO_SURVEY), "nosurvey.xlsx", 400, "xlsform_invalid"),
     ("duplicate-names", lambda: xlsform(DUPLICATE_NAMES), "dup.xlsx", 400, "xlsform_invalid"),
     ("xform-with-dtd", lambda: XXE_XFORM, "xxe.xml", 400, "xform_unsafe"),
-    ("missing-form-id", lambda: xlsform(NO_FORM_ID), "noid.xlsx", 400, "missing_form_id"),
+    ("name-gives-no-form-id", lambda: xlsform(NO_FORM_ID), ".xlsx", 400, "missing_form_id"),
+    ("name-gives-bad-form-id", lambda: xlsform(NO_FORM_ID), "noid.xls.xlsx", 400, "invalid_form_id"),
     ("empty-file", lambda: b"", "empty.xlsx", 400, "empty_upload"),
 ]
 
@@ -296,8 +297,31 @@ def test_bad_1_form_id_fallback(client: FlaskClient, personas: Personas) -> None
     response = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?form_id=fallback_id")
     assert response.status_code == 201
     assert response.json["xml_form_id"] == "fallback_id"
-    bad = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?form_id=bad%20id")
+    bad = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?form_id=a/b")
     assert bad.status_code == 400
+    assert bad.json["code"] == "invalid_form_id"
+
+
+def test_bad_1_form_id_fallback_header(client: FlaskClient, personas: Personas) -> None:
+    """Central's web page percent-encodes X-XlsForm-FormId-Fallback (headers carry Latin-1 only)."""
+    response = client.post(
+        f"/v1/projects/{personas.project_id}/forms",
+        data={"file": (io.BytesIO(xlsform(NO_FORM_ID)), "noid.xlsx")},
+        headers={**personas.manager.headers, "X-XlsForm-FormId-Fallback": "enqu%C3%AAte%20m%C3%A9nages"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["xml_form_id"] == "enquête ménages"
+    detail = client.get(_form_url(personas, "enquête ménages"), headers=personas.manager.headers)
+    assert detail.status_code == 200
+    bad = client.post(
+        f"/v1/projects/{personas.project_id}/forms",
+        data={"file": (io.BytesIO(xlsform(NO_FORM_ID)), "noid.xlsx")},
+        headers={**personas.manager.headers, "X-XlsForm-FormId-Fallback": "%FF%FE"},
+        content_type="multipart/form-data",
+    )
+    assert bad.status_code == 400
+    assert bad.json["code"] == "invalid_form_id"
 
 
 # ---------------------------------------------------------------------------------------------

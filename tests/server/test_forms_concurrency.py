@@ -5,6 +5,9 @@ Rules:
   one form and one version row.
 - RACE-2 different content under one version string, published at once → one ``201``, the others
   ``409 version_reused``.
+- RACE-3 spreadsheets of one form without a version, uploaded at once: the same file → one generated
+  version, one ``201`` and the others ``200``; different files → each its own version, all ``201``
+  (the form's row is locked while a version is chosen, so two never pick the same one).
 Runs against a fresh, committed database (threads need real commits), on each store.
 """
 
@@ -17,50 +20,21 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
 
-from tests.conftest import Backend, fresh_database_url
-from tests.server.fixtures_forms import media_form
+from tests.conftest import Backend
+from tests.server.fixtures_forms import committed_forms_app, count_rows, media_form, xlsform
 
 WORKERS = 4
 
 
 @pytest.fixture
 def committed_app(backend: Backend, tmp_path: Path) -> Iterator[tuple[Flask, dict[str, str], int]]:
-    from server import create_app
-    from server.services import accounts as svc
-    from server.store import get_store
-
-    url, cleanup = fresh_database_url(backend.name, tmp_path)
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": url,
-            "VAR_DIR": str(tmp_path / "var"),
-            "STORAGE_DIR": str(tmp_path / "storage"),
-            "SECRET_KEY": "test-secret",
-            "LOG_REQUESTS": False,
-            "FORM_CONVERT_INLINE": True,
-        }
-    )
-    with app.app_context():
-        session = get_store().sessions()
-        project = svc.create_project(session, "Concurrence")
-        user = svc.create_user(session, "racer", "long enough password", is_admin=True)
-        from server.db.models import User
-
-        db_user = session.get(User, user.id)
-        assert db_user is not None
-        token = svc.create_session_token(session, db_user).token
-        session.close()
-    try:
-        yield app, {"Authorization": f"Bearer {token}"}, project.id
-    finally:
-        get_store(app).engine.dispose()
-        cleanup()
+    with committed_forms_app(backend.name, tmp_path, {"FORM_CONVERT_INLINE": True}) as made:
+        yield made
 
 
 def _upload_all(app: Flask, headers: dict[str, str], project_id: int, bodies: list[bytes]) -> list[int]:
+    """Upload every body at once (as m.xlsx, published); return the statuses, sorted."""
     def upload(body: bytes) -> int:
         client = app.test_client()
         response = client.post(
@@ -77,14 +51,8 @@ def _upload_all(app: Flask, headers: dict[str, str], project_id: int, bodies: li
 
 def _versions(app: Flask) -> int:
     from server.db.models.forms import FormVersion
-    from server.store import get_store
 
-    with app.app_context():
-        session = get_store().sessions()
-        try:
-            return session.scalar(select(func.count()).select_from(FormVersion)) or 0
-        finally:
-            session.close()
+    return count_rows(app, FormVersion)
 
 
 def test_race_1_same_file(committed_app: tuple[Flask, dict[str, str], int]) -> None:
@@ -100,3 +68,27 @@ def test_race_2_same_version_other_content(committed_app: tuple[Flask, dict[str,
     statuses = _upload_all(app, headers, project_id, bodies)
     assert statuses == [201] + [409] * (WORKERS - 1)
     assert _versions(app) == 1
+
+
+NO_VERSION = """
+| survey |
+|        | type | name | label |
+|        | text | nom  | {label} |
+"""
+
+
+def test_race_3_same_file_without_version(committed_app: tuple[Flask, dict[str, str], int]) -> None:
+    app, headers, project_id = committed_app
+    # The form exists first: inserting it is not what makes the uploads wait for each other.
+    assert _upload_all(app, headers, project_id, [xlsform(NO_VERSION.format(label="Nom"))]) == [201]
+    statuses = _upload_all(app, headers, project_id, [xlsform(NO_VERSION.format(label="Prénom"))] * WORKERS)
+    assert statuses == [200] * (WORKERS - 1) + [201]
+    assert _versions(app) == 2
+
+
+def test_race_3_other_files_without_version(committed_app: tuple[Flask, dict[str, str], int]) -> None:
+    app, headers, project_id = committed_app
+    assert _upload_all(app, headers, project_id, [xlsform(NO_VERSION.format(label="Nom"))]) == [201]
+    bodies = [xlsform(NO_VERSION.format(label=f"Nom {n}")) for n in range(WORKERS)]
+    assert _upload_all(app, headers, project_id, bodies) == [201] * WORKERS
+    assert _versions(app) == WORKERS + 1

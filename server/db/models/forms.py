@@ -1,8 +1,11 @@
-"""Tables of the forms area: forms, their versions (XForm bytes served, original upload, schema) and attachments.
+"""Tables of the forms area: forms, their versions (XForm bytes served, original upload, schema),
+attachments, and the conversion jobs of uploads that take longer than a request should wait.
 
 A form is identified by its XForm id within a project; it keeps every version it ever had. A version
 string is unique per form (the database says so, never a check in Python) and holds the exact bytes
 served to devices plus their md5 (the OpenRosa ``hash``) so ``formList`` never loads the XForm itself.
+A conversion job lives here, not in a server's memory, so whichever worker or host a poll reaches can
+answer it; its state moves by compare-and-set only.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -20,11 +24,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from server.db.base import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 FORM_STATES = ("open", "closing", "closed")
 VERSION_STATUSES = ("draft", "published")
+JOB_STATES = ("queued", "running", "done", "failed")
 ATTACHMENT_KINDS = ("image", "audio", "video", "csv", "xml", "geojson", "itemsets", "entity_list", "other")
 
 
@@ -80,6 +86,11 @@ class FormVersion(Base):
     warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
     itemsets: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     conversion_seconds: Mapped[float | None] = mapped_column(Float)
+    # sha256 of the XForm as pyxform made it (before a generated version was stamped in) and of
+    # itemsets.csv: equal for identical uploads of a spreadsheet without a version, which are no-ops.
+    # NULL for versions stored before it existed.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    version_generated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(100))
@@ -107,3 +118,32 @@ class FormAttachment(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     content_type: Mapped[str | None] = mapped_column(String(200))
     uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class FormConversionJob(Base):
+    """An upload whose conversion outlasted the request: polled until ``done`` (result) or ``failed`` (error).
+
+    ``queued`` -> ``running`` when a server process claims it (``claimed_by``), then ``done`` or
+    ``failed``; every move is an UPDATE guarded by the state it leaves, so two processes never both
+    finish one job. ``result`` is the stored version as the synchronous answer gives it; ``error`` is
+    the ``{status, code, message, details}`` the synchronous answer would have been.
+    """
+
+    __tablename__ = "form_conversion_jobs"
+    __table_args__ = (CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(10), default="queued")
+    filename: Mapped[str] = mapped_column(String(255))
+    publish: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(100))
+    # "host:pid" of the server process converting it.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The limit the converting process applies: a job running past it (plus a grace) was lost with its process.
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

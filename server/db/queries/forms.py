@@ -1,4 +1,5 @@
-"""Queries of the forms area: forms, versions, attachments, and the lean rows formList and manifests need."""
+"""Queries of the forms area: forms, versions, attachments, conversion jobs, and the lean rows formList and
+manifests need."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, select
+from sqlalchemy import Select, and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
 from server.db.models.accounts import AccessToken
-from server.db.models.forms import Form, FormAttachment, FormVersion
+from server.db.models.forms import Form, FormAttachment, FormConversionJob, FormVersion
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,26 @@ def get_version(session: Session, form_id: int, version: str) -> FormVersion | N
 def get_version_by_id(session: Session, version_id: int) -> FormVersion | None:
     """Return a form version by id."""
     return session.get(FormVersion, version_id)
+
+
+def lock_form(session: Session, form_id: int) -> None:
+    """Hold the form's row until the transaction ends (PostgreSQL; SQLite writers hold the database)."""
+    session.execute(select(Form.id).where(Form.id == form_id).with_for_update())
+
+
+def version_with_content(session: Session, form_id: int, content_sha256: str) -> FormVersion | None:
+    """Return the form's most recent version made from this content (``FormVersion.content_sha256``)."""
+    return session.scalars(
+        select(FormVersion)
+        .where(FormVersion.form_id == form_id, FormVersion.content_sha256 == content_sha256)
+        .order_by(FormVersion.id.desc())
+        .limit(1)
+    ).first()
+
+
+def version_strings(session: Session, form_id: int) -> list[str]:
+    """Return every version string the form has."""
+    return list(session.scalars(select(FormVersion.version).where(FormVersion.form_id == form_id)))
 
 
 def list_versions(session: Session, form_id: int) -> Sequence[FormVersion]:
@@ -208,3 +229,63 @@ def project_uses_entity_list(session: Session, project_id: int, file_name: str) 
         .limit(1)
     )
     return session.execute(stmt).first() is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion jobs: every state change is an UPDATE guarded by the state it leaves (compare-and-set).
+
+
+def get_job(session: Session, project_id: int, job_id: int) -> FormConversionJob | None:
+    """Return a conversion job of a project."""
+    return session.scalars(
+        select(FormConversionJob).where(FormConversionJob.id == job_id, FormConversionJob.project_id == project_id)
+    ).one_or_none()
+
+
+def claim_job(session: Session, job_id: int, worker: str, now: datetime) -> bool:
+    """Move a queued job to running for ``worker``; tell whether this call won it."""
+    result = session.execute(
+        update(FormConversionJob)
+        .where(FormConversionJob.id == job_id, FormConversionJob.state == "queued")
+        .values(state="running", claimed_by=worker, started_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _one_row(result)
+
+
+def finish_job(
+    session: Session,
+    job_id: int,
+    worker: str,
+    now: datetime,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``worker``'s running job to done (``result``) or failed (``error``); tell whether it was still its."""
+    outcome = session.execute(
+        update(FormConversionJob)
+        .where(
+            FormConversionJob.id == job_id,
+            FormConversionJob.state == "running",
+            FormConversionJob.claimed_by == worker,
+        )
+        .values(state="done" if error is None else "failed", result=result, error=error, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _one_row(outcome)
+
+
+def fail_job(session: Session, job_id: int, seen_state: str, error: dict[str, Any], now: datetime) -> bool:
+    """Mark a job failed if it is still in ``seen_state`` (a lost job, found by whoever polls it)."""
+    outcome = session.execute(
+        update(FormConversionJob)
+        .where(FormConversionJob.id == job_id, FormConversionJob.state == seen_state)
+        .values(state="failed", error=error, finished_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _one_row(outcome)
+
+
+def _one_row(result: Any) -> bool:
+    return bool(result.rowcount == 1)
