@@ -26,11 +26,13 @@ class _NoCookieSessions(SessionInterface):
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app: defaults, then the environment, then ``config`` (tests)."""
-    from server import errors, request_log, store
+    from server import errors, request_body, request_log, store
     from server.blueprints import register_blueprints
     from server.config import load_config
+    from server.database_ids import DatabaseIdConverter
 
     app = Flask(__name__, static_folder=None)
+    app.url_map.converters["int"] = DatabaseIdConverter  # before any rule: ids the store can hold
     app.config.update(load_config(config))
     app.session_interface = _NoCookieSessions()
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -45,5 +47,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     store.init_app(app)
     request_log.init_app(app)
+    request_body.init_app(app)
     register_blueprints(app)
     return app

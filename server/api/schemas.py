@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 from marshmallow import RAISE, Schema, fields, validate
+
+from server.database_ids import MAX_DATABASE_ID
+
+
+class DatabaseId(fields.Integer):
+    """An id (or a counter compared with one): an integer the stores' 64-bit keys can hold.
+
+    A larger one is a 400 naming the field, not an ``OverflowError`` from the driver (a 500).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Range(min=0, max=MAX_DATABASE_ID))
+        super().__init__(**kwargs)
 
 
 class StrictSchema(Schema):
@@ -79,10 +93,10 @@ class AuditOut(Schema):
 
 
 class AuditQuery(StrictSchema):
-    project_id = fields.Integer(load_default=None)
+    project_id = DatabaseId(load_default=None)
     action = fields.String(load_default=None)
     # ISO 8601; a time without an offset is UTC. ``since`` is inclusive, ``until`` exclusive.
     since = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     until = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    before_id = fields.Integer(load_default=None)
+    before_id = DatabaseId(load_default=None)

@@ -20,6 +20,7 @@ from typing import Any
 from flask import Blueprint, Response, stream_with_context, url_for
 from marshmallow import RAISE, Schema, fields, validate
 
+from server.api.schemas import DatabaseId
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.db.models.submissions import REVIEW_STATES, SubmissionVersion
@@ -43,7 +44,7 @@ class ListQuery(_Strict):
     since = fields.DateTime(load_default=None)
     until = fields.DateTime(load_default=None)
     review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES))
-    submitter = fields.Integer(load_default=None)
+    submitter = DatabaseId(load_default=None)
     deleted = fields.Boolean(load_default=False)
 
 

@@ -14,9 +14,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import fields, validate
 from werkzeug.exceptions import ClientDisconnected
 
-from server.api.schemas import StrictSchema
+from server.api.schemas import DatabaseId, StrictSchema
 from server.api.wire import load_json, load_query
 from server.auth import current_principal, require
+from server.database_ids import parse_database_id
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
 from server.store import db_session, get_store
@@ -70,14 +71,14 @@ class ConflictsQuery(StrictSchema):
 
 
 class ResolveIn(StrictSchema):
-    base_version = fields.Integer(load_default=None)
+    base_version = DatabaseId(load_default=None)
     base_rev = fields.String(load_default=None)
     fields_ = fields.Dict(data_key="fields", keys=fields.String(), values=fields.String(), load_default=dict)
     label = fields.String(load_default=None)
 
 
 class DeletionIn(StrictSchema):
-    base_version = fields.Integer(load_default=None)
+    base_version = DatabaseId(load_default=None)
     base_rev = fields.String(load_default=None)
 
 
@@ -85,7 +86,7 @@ class HeldQuery(StrictSchema):
     status = fields.String(load_default=None, validate=validate.OneOf(["open", "released", "discarded"]))
     outcome = fields.String(load_default=None, validate=validate.OneOf(["quarantined", "rejected"]))
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    after_id = fields.Integer(load_default=0)
+    after_id = DatabaseId(load_default=0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -194,14 +195,14 @@ def create_upload() -> Response:
         raise unauthenticated(challenge='Basic realm="Fieldsync"')
     length = _int_header("Upload-Length")
     metadata = uploads.parse_metadata(request.headers.get("Upload-Metadata", ""))
-    project = metadata.get("project") or request.args.get("project", "")
-    if not project.isdigit():
-        raise bad_request("bad_upload_metadata", "Upload-Metadata must name the project")
-    principal = require("sync.push", int(project))
+    project_id = parse_database_id(metadata.get("project") or request.args.get("project", ""))
+    if project_id is None:
+        raise bad_request("bad_upload_metadata", "Upload-Metadata must name the project by its numeric id")
+    principal = require("sync.push", project_id)
     state = uploads.create_upload(
         db_session(),
         get_store().storage_dir,
-        project_id=int(project),
+        project_id=project_id,
         length=length,
         sha256=metadata.get("sha256", "").lower(),
         content_type=metadata.get("filetype", metadata.get("content_type", "")),

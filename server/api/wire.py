@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,15 +9,18 @@ from flask import request
 from marshmallow import Schema
 
 from server.errors import ApiError
+from server.json_input import ClientJsonError, JsonSyntaxError, parse_client_json
 
 
 def load_json(schema: Schema) -> dict[str, Any]:
     """Parse the JSON body and validate it with ``schema`` (unknown fields are refused)."""
     raw = request.get_data(cache=True)
     try:
-        data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = parse_client_json(raw or b"null")
+    except JsonSyntaxError as exc:
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
+    except ClientJsonError as exc:
+        raise ApiError(400, "malformed_json", f"The body is not acceptable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "The body must be a JSON object")
     loaded: dict[str, Any] = schema.load(data)
