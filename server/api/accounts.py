@@ -6,17 +6,25 @@ from typing import Any
 
 from flask import Blueprint, request
 
+from server.api.contract import documented
 from server.api.schemas import (
+    AuditListOut,
     AuditOut,
     AuditQuery,
     DeviceIn,
+    DeviceIssuedOut,
+    DeviceListOut,
     DeviceOut,
+    MemberListOut,
     MembershipIn,
     MembershipOut,
     ProjectIn,
+    ProjectListOut,
     ProjectOut,
     SessionIn,
+    SessionOut,
     UserIn,
+    UserListOut,
     UserOut,
 )
 from server.api.wire import load_json, load_query
@@ -40,6 +48,7 @@ def collect_url(project_id: int, token: str) -> str:
 
 
 @bp.post("/sessions")
+@documented({201: SessionOut}, body=SessionIn, public=True, errors=(401,))
 def create_session() -> tuple[dict[str, Any], int]:
     """Exchange a username and password for a 24-hour bearer token."""
     body = load_json(SessionIn())
@@ -53,6 +62,7 @@ def create_session() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/users/current")
+@documented({200: UserOut})
 def current_user() -> dict[str, Any]:
     """Describe the authenticated user."""
     principal = require_user()
@@ -62,6 +72,7 @@ def current_user() -> dict[str, Any]:
 
 
 @bp.get("/users")
+@documented({200: UserListOut})
 def list_users() -> dict[str, Any]:
     """List every user (admin)."""
     require_admin()
@@ -72,6 +83,7 @@ def list_users() -> dict[str, Any]:
 
 
 @bp.post("/users")
+@documented({201: UserOut}, body=UserIn, errors=(409,))
 def create_user() -> tuple[dict[str, Any], int]:
     """Create a user (admin)."""
     principal = require_admin()
@@ -83,6 +95,7 @@ def create_user() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/projects")
+@documented({200: ProjectListOut})
 def list_projects() -> dict[str, Any]:
     """List the projects the caller can see."""
     principal = require_user()
@@ -91,6 +104,7 @@ def list_projects() -> dict[str, Any]:
 
 
 @bp.post("/projects")
+@documented({201: ProjectOut}, body=ProjectIn, errors=(409,))
 def create_project() -> tuple[dict[str, Any], int]:
     """Create a project (admin)."""
     principal = require_admin()
@@ -100,6 +114,7 @@ def create_project() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/projects/<int:project_id>")
+@documented({200: ProjectOut})
 def get_project(project_id: int) -> dict[str, Any]:
     """Describe one project."""
     require("project.read", project_id)
@@ -111,6 +126,7 @@ def get_project(project_id: int) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/members")
+@documented({200: MemberListOut})
 def list_members(project_id: int) -> dict[str, Any]:
     """List a project's members and roles (manager)."""
     require("people.manage", project_id)
@@ -120,6 +136,7 @@ def list_members(project_id: int) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/members")
+@documented({201: MembershipOut}, body=MembershipIn)
 def set_member(project_id: int) -> tuple[dict[str, Any], int]:
     """Give a user a role in the project (manager)."""
     principal = require("people.manage", project_id)
@@ -129,6 +146,7 @@ def set_member(project_id: int) -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/projects/<int:project_id>/devices")
+@documented({200: DeviceListOut})
 def list_devices(project_id: int) -> dict[str, Any]:
     """List the project's device tokens (manager); secrets are never shown again."""
     require("people.manage", project_id)
@@ -136,6 +154,7 @@ def list_devices(project_id: int) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/devices")
+@documented({201: DeviceIssuedOut}, body=DeviceIn)
 def create_device(project_id: int) -> tuple[dict[str, Any], int]:
     """Issue a device token and its ODK Collect URL (manager)."""
     principal = require("people.manage", project_id)
@@ -153,6 +172,7 @@ def create_device(project_id: int) -> tuple[dict[str, Any], int]:
 
 
 @bp.delete("/projects/<int:project_id>/devices/<int:device_id>")
+@documented({200: DeviceOut})
 def revoke_device(project_id: int, device_id: int) -> dict[str, Any]:
     """Revoke a device token (manager)."""
     principal = require("people.manage", project_id)
@@ -162,6 +182,7 @@ def revoke_device(project_id: int, device_id: int) -> dict[str, Any]:
 
 
 @bp.get("/audits")
+@documented({200: AuditListOut}, query=AuditQuery)
 def list_audits() -> dict[str, Any]:
     """Read the audit log (admin; managers with ``project_id`` of their project)."""
     params = load_query(AuditQuery())

@@ -52,15 +52,22 @@ class UserOut(Schema):
     created_at = fields.DateTime()
 
 
+PROJECT_ROLES = ("manager", "coach", "analyst")
+
+
 class MembershipIn(StrictSchema):
     username = fields.String(required=True)
-    role = fields.String(required=True, validate=validate.OneOf(["manager", "coach", "analyst"]))
+    role = fields.String(
+        required=True,
+        validate=validate.OneOf(PROJECT_ROLES),
+        metadata={"description": "manager: forms and people; coach: forms, submit, sync; analyst: read, export"},
+    )
 
 
 class MembershipOut(Schema):
     username = fields.String()
     user_id = fields.Integer()
-    role = fields.String()
+    role = fields.String(validate=validate.OneOf(PROJECT_ROLES))
 
 
 class DeviceIn(StrictSchema):
@@ -77,9 +84,22 @@ class DeviceOut(Schema):
     last_used_at = fields.DateTime(allow_none=True)
 
 
+class DeviceIssuedOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    token = fields.String(metadata={"description": "Shown once: the server keeps only its hash"})
+    collect_url = fields.String(metadata={"description": "The server URL to give ODK Collect"})
+    expires_at = fields.DateTime(allow_none=True)
+
+
 class SessionIn(StrictSchema):
     username = fields.String(required=True)
     password = fields.String(required=True, load_only=True)
+
+
+class SessionOut(Schema):
+    token = fields.String(metadata={"description": "Send as `Authorization: Bearer <token>`"})
+    expires_at = fields.DateTime(allow_none=True)
 
 
 class AuditOut(Schema):
@@ -100,3 +120,23 @@ class AuditQuery(StrictSchema):
     until = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     before_id = DatabaseId(load_default=None)
+
+
+class UserListOut(Schema):
+    users = fields.List(fields.Nested(UserOut))
+
+
+class ProjectListOut(Schema):
+    projects = fields.List(fields.Nested(ProjectOut))
+
+
+class MemberListOut(Schema):
+    members = fields.List(fields.Nested(MembershipOut))
+
+
+class DeviceListOut(Schema):
+    devices = fields.List(fields.Nested(DeviceOut))
+
+
+class AuditListOut(Schema):
+    events = fields.List(fields.Nested(AuditOut))
