@@ -26,7 +26,7 @@ class _NoCookieSessions(SessionInterface):
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app: defaults, then the environment, then ``config`` (tests)."""
-    from server import errors, request_body, request_log, store
+    from server import errors, request_body, request_log, request_text, store
     from server.blueprints import register_blueprints
     from server.config import load_config
     from server.database_ids import DatabaseIdConverter
@@ -48,5 +48,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store.init_app(app)
     request_log.init_app(app)
     request_body.init_app(app)
+    request_text.init_app(app)
     register_blueprints(app)
     return app

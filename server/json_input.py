@@ -9,6 +9,8 @@ sends reaches the store as a Python value the store cannot write (issue 15, row 
   JSON column writer). Bodies deeper than :data:`MAX_JSON_DEPTH` are refused.
 - ``"\\ud800"`` is valid JSON but not Unicode: ``json.loads`` returns a lone surrogate that no UTF-8
   encoder (SQLite's, psycopg's, ours) can write. Such bodies are refused.
+- ``"\\u0000"`` is text, but PostgreSQL cannot store U+0000 (neither in ``text`` nor in ``jsonb``): the
+  same body answered 500 there and was stored on SQLite. Refused on both.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MAX_JSON_DEPTH = 64
 _DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _LONG_DIGIT_RUN = b"0" * 19
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_NUL_ESCAPE = b"\\u0000"
 
 
 class ClientJsonError(ValueError):
@@ -45,6 +48,10 @@ class JsonNotUnicode(ClientJsonError):
     """A string holds a lone UTF-16 surrogate escape (``\\ud800``): valid JSON, not text."""
 
 
+class JsonNulCharacter(ClientJsonError):
+    """A string holds U+0000, which the PostgreSQL store cannot keep."""
+
+
 def parse_client_json(data: bytes) -> Any:
     """Parse ``data`` exactly as ``json.loads`` would; raise a ``ClientJsonError`` for what the store cannot keep.
 
@@ -60,6 +67,8 @@ def parse_client_json(data: bytes) -> Any:
             pass
         else:
             _check_depth(value)  # orjson refuses lone surrogates itself, and nests up to 1024 levels
+            if _NUL_ESCAPE in data:
+                _check_no_nul(value)
             return value
     try:
         value = json.loads(data.decode("utf-8"))
@@ -70,6 +79,8 @@ def parse_client_json(data: bytes) -> Any:
     _check_depth(value)
     if _SURROGATE_ESCAPE.search(data):
         _check_unicode(value)
+    if _NUL_ESCAPE in data:
+        _check_no_nul(value)
     return value
 
 
@@ -92,3 +103,18 @@ def _check_unicode(value: Any) -> None:
         raise JsonNotUnicode(
             "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text: send UTF-8 or a pair"
         ) from None
+
+
+def _check_no_nul(value: Any) -> None:
+    # Reached only when the bytes hold the escape ``\\u0000`` (raw NUL bytes are not JSON).
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise JsonNulCharacter("a string holds U+0000 (\\u0000), which cannot be stored")
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

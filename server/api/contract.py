@@ -17,8 +17,9 @@ from marshmallow import Schema
 
 View = TypeVar("View", bound=Callable[..., Any])
 
-# An answer's content: a schema class (JSON), a media type or a tuple of them (a file), None (no body).
-Answer = type[Schema] | str | tuple[str, ...] | None
+# An answer's content: a schema class (JSON), a media type or a tuple of them (a file), None (no body),
+# or media type -> schema class, JSON Schema or None (a file) when one endpoint answers several.
+Answer = type[Schema] | str | tuple[str, ...] | Mapping[str, type[Schema] | Mapping[str, Any] | None] | None
 # A request body that is not a JSON object loaded by ``wire.load_json``: media type -> schema class or
 # JSON Schema (a file upload, a raw tus chunk, the push envelope the sync core parses item by item).
 RawBody = Mapping[str, type[Schema] | Mapping[str, Any]]

@@ -99,6 +99,28 @@ class ScheduleDeletedOut(Schema):
     deleted = fields.Integer(metadata={"description": "The schedule's id"})
 
 
+# RFC 7946: what export.geojson streams (one Point feature per submission with a geopoint).
+GEOJSON = {
+    "type": "object",
+    "required": ["type", "features"],
+    "properties": {
+        "type": {"const": "FeatureCollection"},
+        "features": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "geometry", "properties"],
+                "properties": {
+                    "type": {"const": "Feature"},
+                    "geometry": {"type": ["object", "null"]},
+                    "properties": {"type": ["object", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
 def _choices(values: Any) -> validate.OneOf:
     return validate.OneOf(sorted(values))
 
@@ -133,7 +155,7 @@ def _query() -> dict[str, list[str]]:
 
 @bp.get(f"{_FORM}/export.<any(zip, xlsx, geojson):fmt>")
 @documented(
-    {200: tuple(svc.MEDIA_TYPES.values())},
+    {200: {svc.MEDIA_TYPES["zip"]: None, svc.MEDIA_TYPES["xlsx"]: None, svc.MEDIA_TYPES["geojson"]: GEOJSON}},
     query=ExportQuery,
     errors=(409,),
     notes="`field.<path>=<value>` keeps the submissions whose root-level field has that value.",

@@ -13,7 +13,7 @@ they follow the OpenRosa specification, not this document.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,11 @@ def _content(answer: Answer) -> dict[str, Any] | None:
     if isinstance(answer, str | tuple):
         media_types = (answer,) if isinstance(answer, str) else answer
         return {m: {"schema": {"type": "string", "contentMediaType": m}} for m in media_types}
+    if isinstance(answer, Mapping):
+        return {
+            m: {"schema": {"type": "string", "contentMediaType": m} if schema is None else schema}
+            for m, schema in answer.items()
+        }
     return {"application/json": {"schema": answer}}
 
 

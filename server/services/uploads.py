@@ -64,6 +64,8 @@ def parse_metadata(header: str) -> dict[str, str]:
                 result[key] = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise bad_request("bad_upload_metadata", f"Upload-Metadata value of {key!r} is not UTF-8") from None
+            if "\x00" in result[key]:  # PostgreSQL cannot store it
+                raise bad_request("bad_upload_metadata", f"Upload-Metadata value of {key!r} holds a NUL character")
     return result
 
 
