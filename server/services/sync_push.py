@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from server.auth import Principal
 from server.db.base import utcnow
+from server.db.queries import accounts as accounts_q
 from server.db.queries import entities as eq
 from server.db.queries import sync as q
 from server.db.transaction import transaction
@@ -450,6 +451,10 @@ def push(
         return error_reply(400, "malformed_body", "Idempotency-Key and batch_id differ")
     if len(key) > 200:
         return error_reply(400, "malformed_body", "The batch id is longer than 200 characters")
+    if principal.is_admin and accounts_q.get_project(session, project_id) is None:
+        # Members and devices belong to an existing project; an admin may name any id (the batch row's
+        # foreign key refused it: a 500).
+        return error_reply(404, "not_found", "project not found", {"project_id": project_id})
     fingerprint = body_fingerprint(decoded)
     now = utcnow()
     with transaction(session):

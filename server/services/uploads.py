@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.blobstore import BlobStore
 from server.db.base import utcnow
 from server.db.models.sync import Upload
+from server.db.queries import accounts as accounts_q
 from server.db.queries import sync as q
 from server.db.transaction import transaction
 from server.errors import ApiError, bad_request, conflict, not_found
@@ -105,6 +106,8 @@ def create_upload(
     now = utcnow()
     upload_id = uuid.uuid4().hex
     with transaction(session):
+        if accounts_q.get_project(session, project_id) is None:  # an admin may name any id
+            raise not_found("project", project_id=project_id)
         exists = sha256 in q.present_blobs(session, [sha256])
         row = Upload(
             id=upload_id,

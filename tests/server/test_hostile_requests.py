@@ -256,3 +256,26 @@ def test_a_nul_character_is_a_400_on_both_stores(
         content_type="application/json" if "data" in extra else None,
     )
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "extra"),
+    [
+        ("POST", "/v1/projects/{missing}/sync/push", {"data": _push("[]")}),
+        ("GET", "/v1/projects/{missing}/sync/pull", {}),
+        (
+            "POST",
+            "/v1/uploads?project={missing}",
+            {"headers": {"Upload-Length": "1", "Upload-Metadata": "sha256 " + _b64("0" * 64)}},
+        ),
+    ],
+    ids=["push", "pull", "tus-create"],
+)
+def test_an_admin_naming_a_project_that_does_not_exist_gets_a_404(
+    client: FlaskClient, personas: Personas, method: str, path: str, extra: dict[str, Any]
+) -> None:
+    # Found by schemathesis: the batch row's foreign key refused the id (a 500).
+    headers = {**personas.admin.headers, **extra.get("headers", {})}
+    url = path.format(missing=personas.other_project_id + 10_000)
+    response = client.open(url, method=method, headers=headers, data=extra.get("data"), content_type="application/json")
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
