@@ -67,6 +67,7 @@ _ERROR_TEXT = {
     503: "The database is unavailable (nothing was stored); retry after `Retry-After` seconds",
 }
 _URL_PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_RST_LITERAL = re.compile(r"``([^`]+)``")
 
 
 class ErrorOut(Schema):
@@ -132,7 +133,7 @@ def _error_statuses(rule: Rule, contract: Contract) -> list[int]:
 
 
 def _operation(rule: Rule, method: str, view: Any, contract: Contract) -> dict[str, Any]:
-    doc = (view.__doc__ or "").strip()
+    doc = _RST_LITERAL.sub(r"`\1`", (view.__doc__ or "").strip())  # docstrings are rST, the page is Markdown
     summary, _, rest = doc.partition("\n")
     description = "\n\n".join(part for part in (rest.strip(), contract.notes) if part)
     parameters: list[dict[str, Any]] = [_path_parameter(rule, name) for name in _URL_PARAMETER.findall(rule.rule)]

@@ -238,6 +238,7 @@ def _int_header(name: str) -> int:
         Header("Upload-Metadata", "sha256 <base64>,project <base64>[,filetype <base64>]", required=True),
         TUS_RESUMABLE,
     ),
+    errors=(413,),
     response_headers={"Location": "The upload's URL", **TUS_ANSWER_HEADERS},
 )
 def create_upload() -> Response:

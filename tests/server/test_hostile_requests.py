@@ -26,6 +26,7 @@ from tests.conftest import Personas
 from tests.server.fixtures_forms import PublishedForm, published_coop  # noqa: F401  (fixture)
 
 HUGE = "103661007264632242176"  # 21 digits: beyond a signed 64-bit key
+MAX_ID = 2**63 - 1
 
 
 def _projects(session: Session) -> int:
@@ -176,8 +177,21 @@ def test_an_export_separator_with_a_control_character_is_a_400(
         ("POST", f"/v1/projects/{HUGE}/forms/f/attachments/photo.jpg"),
         ("DELETE", "/v1/projects/{pid}/devices/" + HUGE),
         ("POST", "/v1/projects/{pid}/quarantine/" + HUGE + "/release"),
+        # Found by schemathesis: 405, because another method's rule matched the same path.
+        ("POST", "/v1/projects/10000000000000000001/devices"),
+        ("POST", f"/v1/projects/{MAX_ID + 1}/members"),
     ],
-    ids=["project", "pull", "integrity", "integrity-key", "form-attachment", "device", "quarantine-item"],
+    ids=[
+        "project",
+        "pull",
+        "integrity",
+        "integrity-key",
+        "form-attachment",
+        "device",
+        "quarantine-item",
+        "20-digit-project-beside-a-get",
+        "just-beyond-beside-a-get",
+    ],
 )
 def test_an_id_beyond_64_bits_in_a_url_is_a_404(
     client: FlaskClient, personas: Personas, method: str, path: str
