@@ -30,6 +30,9 @@ HeaderMode = Literal["names", "labels"]
 
 # The review states ODK Central uses; ``received`` is a submission nobody reviewed yet.
 REVIEW_STATES = frozenset({"received", "hasIssues", "edited", "approved", "rejected"})
+LABEL_MODES: tuple[LabelMode, ...] = ("values", "labels")
+HEADER_MODES: tuple[HeaderMode, ...] = ("names", "labels")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ExportOptionError(ValueError):
@@ -74,8 +77,9 @@ class ExportOptions:
                 raise ExportOptionError(name, "needs a time zone (naive datetimes are ambiguous)")
         if self.since and self.until and self.since >= self.until:
             raise ExportOptionError("until", "must be after since")
-        if self.separator == "" or "\n" in self.separator or "," in self.separator:
-            raise ExportOptionError("separator", "must be non-empty and contain no comma or newline")
+        if self.separator == "" or "," in self.separator or _CONTROL.search(self.separator):
+            # A control character in a header breaks XLSX (openpyxl refuses it mid-stream) and CSV readers.
+            raise ExportOptionError("separator", "must be non-empty and contain no comma, newline or control character")
         unknown = self.review_states - REVIEW_STATES
         if unknown:
             raise ExportOptionError("review_state", f"unknown review state(s): {', '.join(sorted(unknown))}")
@@ -146,7 +150,7 @@ def options_from_query(query: Mapping[str, QueryValue], ignore: Collection[str] 
             continue
         if key in ("labels", "headers"):
             text = _one(key, raw).strip().lower()
-            allowed = ("values", "labels") if key == "labels" else ("names", "labels")
+            allowed: tuple[str, ...] = LABEL_MODES if key == "labels" else HEADER_MODES
             if text not in allowed:
                 raise ExportOptionError(key, f"expected one of {', '.join(allowed)}, got {text!r}")
             kwargs[key] = text

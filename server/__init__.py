@@ -30,11 +30,13 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
     ``http=False`` builds it without its URL rules and request log, for the command line: importing
     every door (pyxform, openpyxl ...) would double the start-up of a command that serves nothing.
     """
-    from server import blobstore, errors, request_log, store, web_security
+    from server import blobstore, errors, request_body, request_log, request_text, store, web_security
     from server.blueprints import register_blueprints
     from server.config import load_config
+    from server.database_ids import DatabaseIdConverter
 
     app = Flask(__name__, static_folder=None)
+    app.url_map.converters["int"] = DatabaseIdConverter  # before any rule: ids the store can hold
     app.config.update(load_config(config))
     app.session_interface = _NoCookieSessions()
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -53,6 +55,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
         from server import metrics
 
         request_log.init_app(app)
+        request_body.init_app(app)
+        request_text.init_app(app)
         web_security.init_app(app)
         metrics.init_app(app)
         register_blueprints(app)

@@ -6,17 +6,25 @@ from typing import Any
 
 from flask import Blueprint, request
 
+from server.api.contract import documented
 from server.api.schemas import (
+    AuditListOut,
     AuditOut,
     AuditQuery,
     DeviceIn,
+    DeviceIssuedOut,
+    DeviceListOut,
     DeviceOut,
+    MemberListOut,
     MembershipIn,
     MembershipOut,
     ProjectIn,
+    ProjectListOut,
     ProjectOut,
     SessionIn,
+    SessionOut,
     UserIn,
+    UserListOut,
     UserOut,
 )
 from server.api.wire import load_json, load_query
@@ -44,6 +52,7 @@ def public_url() -> str:
 
 
 @bp.post("/sessions")
+@documented({201: SessionOut}, body=SessionIn, public=True, errors=(401,))
 def create_session() -> tuple[dict[str, Any], int]:
     """Exchange a username and password for a 24-hour bearer token."""
     body = load_json(SessionIn())
@@ -57,6 +66,7 @@ def create_session() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/users/current")
+@documented({200: UserOut})
 def current_user() -> dict[str, Any]:
     """Describe the authenticated user."""
     principal = require_user()
@@ -66,6 +76,7 @@ def current_user() -> dict[str, Any]:
 
 
 @bp.get("/users")
+@documented({200: UserListOut})
 def list_users() -> dict[str, Any]:
     """List every user (admin)."""
     require_admin()
@@ -76,6 +87,7 @@ def list_users() -> dict[str, Any]:
 
 
 @bp.post("/users")
+@documented({201: UserOut}, body=UserIn, errors=(409,))
 def create_user() -> tuple[dict[str, Any], int]:
     """Create a user (admin)."""
     principal = require_admin()
@@ -87,6 +99,7 @@ def create_user() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/projects")
+@documented({200: ProjectListOut})
 def list_projects() -> dict[str, Any]:
     """List the projects the caller can see."""
     principal = require_user()
@@ -95,6 +108,7 @@ def list_projects() -> dict[str, Any]:
 
 
 @bp.post("/projects")
+@documented({201: ProjectOut}, body=ProjectIn, errors=(409,))
 def create_project() -> tuple[dict[str, Any], int]:
     """Create a project (admin)."""
     principal = require_admin()
@@ -104,6 +118,7 @@ def create_project() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/projects/<int:project_id>")
+@documented({200: ProjectOut})
 def get_project(project_id: int) -> dict[str, Any]:
     """Describe one project."""
     require("project.read", project_id)
@@ -115,6 +130,7 @@ def get_project(project_id: int) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/members")
+@documented({200: MemberListOut})
 def list_members(project_id: int) -> dict[str, Any]:
     """List a project's members and roles (manager)."""
     require("people.manage", project_id)
@@ -124,6 +140,7 @@ def list_members(project_id: int) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/members")
+@documented({201: MembershipOut}, body=MembershipIn)
 def set_member(project_id: int) -> tuple[dict[str, Any], int]:
     """Give a user a role in the project (manager)."""
     principal = require("people.manage", project_id)
@@ -133,6 +150,7 @@ def set_member(project_id: int) -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/projects/<int:project_id>/devices")
+@documented({200: DeviceListOut})
 def list_devices(project_id: int) -> dict[str, Any]:
     """List the project's device tokens (manager); secrets are never shown again."""
     require("people.manage", project_id)
@@ -140,6 +158,7 @@ def list_devices(project_id: int) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/devices")
+@documented({201: DeviceIssuedOut}, body=DeviceIn)
 def create_device(project_id: int) -> tuple[dict[str, Any], int]:
     """Issue a device token and its ODK Collect URL (manager)."""
     principal = require("people.manage", project_id)
@@ -151,6 +170,7 @@ def create_device(project_id: int) -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/projects/<int:project_id>/devices/<int:device_id>/reissue")
+@documented({201: DeviceIssuedOut})
 def reissue_device(project_id: int, device_id: int) -> tuple[dict[str, Any], int]:
     """Replace a device's token (lost phone or URL): the old one is revoked, the new one shown once (manager)."""
     principal = require("people.manage", project_id)
@@ -169,6 +189,7 @@ def _issued_device(issued: svc.IssuedToken) -> dict[str, Any]:
 
 
 @bp.delete("/projects/<int:project_id>/devices/<int:device_id>")
+@documented({200: DeviceOut})
 def revoke_device(project_id: int, device_id: int) -> dict[str, Any]:
     """Revoke a device token (manager)."""
     principal = require("people.manage", project_id)
@@ -178,6 +199,7 @@ def revoke_device(project_id: int, device_id: int) -> dict[str, Any]:
 
 
 @bp.get("/audits")
+@documented({200: AuditListOut}, query=AuditQuery)
 def list_audits() -> dict[str, Any]:
     """Read the audit log (admin; managers with ``project_id`` of their project)."""
     params = load_query(AuditQuery())

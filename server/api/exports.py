@@ -12,6 +12,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request, stream_with_context
 from marshmallow import RAISE, Schema, fields, validate
 
+from exports.options import HEADER_MODES, LABEL_MODES
+from exports.options import REVIEW_STATES as EXPORT_REVIEW_STATES
+from server.api.contract import documented
 from server.api.wire import load_json
 from server.auth import require
 from server.db.models.exports import EXPORT_FORMATS
@@ -57,23 +60,93 @@ class RunOut(Schema):
     scheduled_for = fields.DateTime()
     status = fields.String()
     claimed_by = fields.String()
-    finished_at = fields.DateTime()
-    file_name = fields.String()
-    records = fields.Integer()
-    error = fields.String()
+    finished_at = fields.DateTime(allow_none=True)
+    file_name = fields.String(allow_none=True)
+    records = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
 
 
 class ScheduleOut(Schema):
     id = fields.Integer()
     cron = fields.String()
-    preset = fields.String()
+    preset = fields.String(allow_none=True)
     folder = fields.String()
     keep = fields.Integer()
-    format = fields.String()
+    format = fields.String(validate=validate.OneOf(EXPORT_FORMATS))
     enabled = fields.Boolean()
     next_run_at = fields.DateTime()
     created_by = fields.String()
     created_at = fields.DateTime()
+
+
+class ScheduleWithRunsOut(ScheduleOut):
+    runs = fields.List(fields.Nested(RunOut), metadata={"description": "The newest runs first"})
+
+
+class ScheduleListOut(Schema):
+    schedules = fields.List(fields.Nested(ScheduleWithRunsOut))
+
+
+class PresetListOut(Schema):
+    presets = fields.List(fields.Nested(PresetOut))
+
+
+class PresetDeletedOut(Schema):
+    deleted = fields.String(metadata={"description": "The preset's name"})
+
+
+class ScheduleDeletedOut(Schema):
+    deleted = fields.Integer(metadata={"description": "The schedule's id"})
+
+
+# RFC 7946: what export.geojson streams (one Point feature per submission with a geopoint).
+GEOJSON = {
+    "type": "object",
+    "required": ["type", "features"],
+    "properties": {
+        "type": {"const": "FeatureCollection"},
+        "features": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "geometry", "properties"],
+                "properties": {
+                    "type": {"const": "Feature"},
+                    "geometry": {"type": ["object", "null"]},
+                    "properties": {"type": ["object", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
+def _choices(values: Any) -> validate.OneOf:
+    return validate.OneOf(sorted(values))
+
+
+class ExportQuery(Schema):
+    """The options of an export (``exports.options_from_query`` parses them; docs/EXPORTS.md)."""
+
+    labels = fields.String(validate=_choices(LABEL_MODES), metadata={"description": "Choice values or labels"})
+    lang = fields.String(metadata={"description": "The language of labels (a language of the form)"})
+    headers = fields.String(validate=_choices(HEADER_MODES), metadata={"description": "Field names or labels"})
+    group_paths = fields.Boolean(metadata={"description": "Prefix headers with their groups (default true)"})
+    separator = fields.String(metadata={"description": "Between group names in headers (default `-`)"})
+    split_select_multiple = fields.Boolean(metadata={"description": "One 0/1 column per choice"})
+    split_geopoint = fields.Boolean(metadata={"description": "Latitude, longitude, altitude, accuracy columns"})
+    since = fields.String(metadata={"description": "Received on or after (ISO 8601 date or dateTime; UTC)"})
+    until = fields.String(metadata={"description": "Received before (ISO 8601 date or dateTime; UTC)"})
+    review_state = fields.List(fields.String(validate=_choices(EXPORT_REVIEW_STATES)))
+    version = fields.List(fields.String(), metadata={"description": "Only these form versions"})
+    submitter = fields.List(fields.String(), metadata={"description": "Only these submitters"})
+    include_edits = fields.Boolean()
+    include_deleted = fields.Boolean()
+    include_rejected = fields.Boolean()
+    bom = fields.Boolean(metadata={"description": "A UTF-8 byte-order mark (for Excel)"})
+    clean = fields.Boolean(metadata={"description": "Apply the cleaning steps (default true)"})
+    geojson_field = fields.String(metadata={"description": "The geopoint of the GeoJSON (default: the first)"})
+    preset = fields.String(metadata={"description": "A saved preset; the other options override its values"})
 
 
 def _query() -> dict[str, list[str]]:
@@ -81,6 +154,12 @@ def _query() -> dict[str, list[str]]:
 
 
 @bp.get(f"{_FORM}/export.<any(zip, xlsx, geojson):fmt>")
+@documented(
+    {200: {svc.MEDIA_TYPES["zip"]: None, svc.MEDIA_TYPES["xlsx"]: None, svc.MEDIA_TYPES["geojson"]: GEOJSON}},
+    query=ExportQuery,
+    errors=(409,),
+    notes="`field.<path>=<value>` keeps the submissions whose root-level field has that value.",
+)
 def export(project_id: int, xml_form_id: str, fmt: str) -> Response:
     """Stream the form's export (options in the query string; 400 naming a bad one before any byte)."""
     principal = require("export", project_id)
@@ -92,6 +171,7 @@ def export(project_id: int, xml_form_id: str, fmt: str) -> Response:
 
 
 @bp.get(f"{_FORM}/export-presets")
+@documented({200: PresetListOut})
 def list_presets(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """List the form's named export presets."""
     require("export", project_id)
@@ -100,6 +180,7 @@ def list_presets(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.post(f"{_FORM}/export-presets")
+@documented({201: PresetOut}, body=PresetIn, errors=(409,))
 def create_preset(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], int]:
     """Save named export options for the form (409 when the name is taken; managers and admins)."""
     principal = require("export.preset", project_id)
@@ -110,6 +191,7 @@ def create_preset(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], in
 
 
 @bp.delete(f"{_FORM}/export-presets/<name>")
+@documented({200: PresetDeletedOut})
 def delete_preset(project_id: int, xml_form_id: str, name: str) -> dict[str, Any]:
     """Delete a named export preset (managers and admins: presets are shared by the project's analysts)."""
     principal = require("export.preset", project_id)
@@ -122,6 +204,7 @@ def _export_dir() -> Path:
 
 
 @bp.get(f"{_FORM}/export-schedules")
+@documented({200: ScheduleListOut})
 def list_schedules(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """List the form's scheduled exports with their newest runs."""
     require("export", project_id)
@@ -132,6 +215,7 @@ def list_schedules(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.post(f"{_FORM}/export-schedules")
+@documented({201: ScheduleOut}, body=ScheduleIn, errors=(409,))
 def create_schedule(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], int]:
     """Schedule an export of the form (cron, preset, folder under EXPORT_DIR, keep the last N files)."""
     principal = require("export.schedule", project_id)
@@ -142,6 +226,7 @@ def create_schedule(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], 
 
 
 @bp.delete(f"{_FORM}/export-schedules/<int:schedule_id>")
+@documented({200: ScheduleDeletedOut})
 def delete_schedule(project_id: int, xml_form_id: str, schedule_id: int) -> dict[str, Any]:
     """Delete a scheduled export (files already written stay)."""
     principal = require("export.schedule", project_id)

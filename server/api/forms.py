@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, request, url_for
 from marshmallow import RAISE, Schema, fields, validate
 
+from server.api.contract import Header, documented
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.errors import bad_request
@@ -37,6 +38,26 @@ class _Strict(Schema):
         unknown = RAISE
 
 
+FORM_STATES = ("open", "closing", "closed")
+_FILE_PART = {"type": "string", "contentMediaType": "application/octet-stream"}
+FORM_UPLOAD = {
+    "multipart/form-data": {
+        "type": "object",
+        "properties": {"file": {**_FILE_PART, "description": "The XLSForm (.xlsx, .xls) or XForm (.xml)"}},
+        "required": ["file"],
+    }
+}
+ATTACHMENT_UPLOAD = {
+    "application/octet-stream": _FILE_PART,
+    "multipart/form-data": {"type": "object", "properties": {"file": _FILE_PART}, "required": ["file"]},
+}
+FORM_ID_FALLBACK = Header(
+    "X-XlsForm-FormId-Fallback",
+    "The form id of a workbook whose settings sheet has no form_id (as ODK Central; percent-encoded)",
+    {"type": "string"},
+)
+
+
 class UploadQuery(_Strict):
     publish = fields.Boolean(load_default=False)
     # The id of a workbook whose settings sheet has no form_id (else the X-XlsForm-FormId-Fallback
@@ -49,12 +70,16 @@ class VersionQuery(_Strict):
 
 
 class StatePatch(_Strict):
-    state = fields.String(required=True, validate=validate.OneOf(["open", "closing", "closed"]))
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(FORM_STATES),
+        metadata={"description": "open: accepts submissions; closing: no new devices get it; closed: refuses them"},
+    )
 
 
 class FormVersionOut(Schema):
-    id = fields.Integer(attribute="form_db_id")
-    xml_form_id = fields.String()
+    id = fields.Integer(attribute="form_db_id", metadata={"description": "The form's database id"})
+    xml_form_id = fields.String(metadata={"description": "The form id every URL of the form uses"})
     version = fields.String()
     status = fields.String()
     title = fields.String()
@@ -116,7 +141,7 @@ class FormOut(Schema):
     id = fields.Integer()
     xml_form_id = fields.String()
     title = fields.String()
-    state = fields.String()
+    state = fields.String(validate=validate.OneOf(FORM_STATES))
     current_version = fields.String(allow_none=True)
     draft_version = fields.String(allow_none=True)
     created_at = fields.DateTime()
@@ -130,6 +155,35 @@ class FormDetailOut(FormOut):
     warnings = fields.List(fields.String())
 
 
+class FormListOut(Schema):
+    forms = fields.List(fields.Nested(FormOut))
+
+
+class AttachmentListOut(Schema):
+    version = fields.String(allow_none=True)
+    attachments = fields.List(fields.Nested(AttachmentOut))
+    missing = fields.List(fields.String())
+
+
+class FormSchemaOut(Schema):
+    """The JSON ``FormSchema`` of a version (forms/schema_json.py)."""
+
+    schema_json_version = fields.Integer()
+    form_id = fields.String()
+    version = fields.String()
+    title = fields.String()
+    root_name = fields.String()
+    languages = fields.List(fields.String())
+    default_language = fields.String(allow_none=True)
+    encrypted = fields.Boolean()
+    instance_name = fields.String(allow_none=True)
+    language_names = fields.Dict(keys=fields.String(), values=fields.String())
+    fields_ = fields.List(fields.Dict(), data_key="fields")
+    choice_lists = fields.Dict(keys=fields.String(), values=fields.Dict())
+    media = fields.List(fields.Dict())
+    entities = fields.List(fields.Dict())
+
+
 def _uploaded_file() -> tuple[bytes, str]:
     upload = request.files.get("file")
     if upload is None:
@@ -141,6 +195,17 @@ def _uploaded_file() -> tuple[bytes, str]:
 
 
 @bp.post("/projects/<int:project_id>/forms")
+@documented(
+    {200: FormVersionOut, 201: FormVersionOut, 202: ConversionJobOut},
+    query=UploadQuery,
+    raw_body=FORM_UPLOAD,
+    headers=(FORM_ID_FALLBACK,),
+    errors=(409, 422),
+    notes=(
+        "201 for a new version, 200 when the same content was uploaded before, 202 with a conversion job "
+        "to poll (its URL in Location) when the conversion takes longer than FORM_CONVERT_WAIT seconds."
+    ),
+)
 def upload_form(project_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Upload an XLSForm (.xlsx/.xls) or XForm as a draft, or published with ``?publish=true``.
 
@@ -167,6 +232,7 @@ def upload_form(project_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 
 @bp.get("/projects/<int:project_id>/form-conversions/<int:job_id>")
+@documented({200: ConversionJobOut})
 def get_conversion(project_id: int, job_id: int) -> dict[str, Any]:
     """Poll an upload's conversion job: queued, running, done (with the version) or failed (with the error)."""
     require("form.write", project_id)
@@ -175,6 +241,7 @@ def get_conversion(project_id: int, job_id: int) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/forms")
+@documented({200: FormListOut})
 def list_forms(project_id: int) -> dict[str, Any]:
     """List a project's forms with their published and draft versions."""
     require("form.read", project_id)
@@ -182,6 +249,7 @@ def list_forms(project_id: int) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>")
+@documented({200: FormDetailOut})
 def get_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """Describe a form: metadata, every version, warnings, attachments and the missing ones."""
     require("form.read", project_id)
@@ -190,6 +258,7 @@ def get_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.patch("/projects/<int:project_id>/forms/<xml_form_id>")
+@documented({200: FormDetailOut}, body=StatePatch)
 def patch_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """Change a form's state (``open``, ``closing``, ``closed``)."""
     principal = require("form.write", project_id)
@@ -200,6 +269,7 @@ def patch_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/forms/<xml_form_id>/publish")
+@documented({200: FormVersionOut}, errors=(409,))
 def publish_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """Publish the form's draft."""
     principal = require("form.write", project_id)
@@ -210,6 +280,7 @@ def publish_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/schema")
+@documented({200: FormSchemaOut}, query=VersionQuery)
 def get_schema(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """Return the JSON ``FormSchema`` of the published version (or ``?version=``; the draft if unpublished)."""
     require("form.read", project_id)
@@ -218,6 +289,7 @@ def get_schema(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>/xlsx")
+@documented({200: tuple(dict.fromkeys(_SOURCE_TYPES.values()))})
 def get_source(project_id: int, xml_form_id: str, version: str) -> Response:
     """Return the file a version was uploaded as (XLSForm, or XForm when one was uploaded)."""
     require("form.read", project_id)
@@ -228,6 +300,7 @@ def get_source(project_id: int, xml_form_id: str, version: str) -> Response:
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/attachments")
+@documented({200: AttachmentListOut})
 def list_attachments(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """List the files the draft (else the published version) expects, and which are present."""
     require("form.read", project_id)
@@ -252,6 +325,7 @@ def _request_chunks() -> Iterator[bytes]:
 
 
 @bp.post("/projects/<int:project_id>/forms/<xml_form_id>/attachments/<name>")
+@documented({201: AttachmentOut}, raw_body=ATTACHMENT_UPLOAD, errors=(409,))
 def upload_attachment(project_id: int, xml_form_id: str, name: str) -> tuple[dict[str, Any], int]:
     """Upload a media or data file the form expects (raw body, or multipart part ``file``)."""
     principal = require("form.write", project_id)

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response
 from marshmallow import RAISE, Schema, fields, validate
 
+from server.api.contract import documented
 from server.api.wire import load_query
 from server.auth import require
 from server.services import refused_submissions as svc
@@ -42,7 +43,19 @@ class RefusedOut(Schema):
     device_id = fields.String(allow_none=True)
 
 
+class RefusedListOut(Schema):
+    refused = fields.List(fields.Nested(RefusedOut))
+    next_after_id = fields.Integer(allow_none=True)
+
+
+class RefusedDetailOut(RefusedOut):
+    xml = fields.String()
+    stored_xml_sha256 = fields.String(allow_none=True)
+    xml_url = fields.String()
+
+
 @bp.get(REFUSED)
+@documented({200: RefusedListOut}, query=RefusedQuery)
 def list_refused(project_id: int) -> dict[str, Any]:
     """List the project's refused payloads, oldest first (``?form_id=``, ``?after_id=`` pages, ``?limit=``)."""
     require(PERMISSION, project_id)
@@ -57,6 +70,7 @@ def list_refused(project_id: int) -> dict[str, Any]:
 
 
 @bp.get(REFUSED + "/<int:refused_id>")
+@documented({200: RefusedDetailOut})
 def get_refused(project_id: int, refused_id: int) -> dict[str, Any]:
     """One refused payload with its XML as text and the hash of the XML stored under its instance id."""
     require(PERMISSION, project_id)
@@ -69,6 +83,7 @@ def get_refused(project_id: int, refused_id: int) -> dict[str, Any]:
 
 
 @bp.get(REFUSED + "/<int:refused_id>/xml")
+@documented({200: "application/xml"})
 def get_refused_xml(project_id: int, refused_id: int) -> Response:
     """The refused payload's XML, byte for byte as it arrived."""
     require(PERMISSION, project_id)

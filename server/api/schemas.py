@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from server.database_ids import MAX_DATABASE_ID
 from server.services.password_policy import password_problem
 
 
@@ -13,6 +15,17 @@ def _password_rule(value: str) -> None:
     problem = password_problem(value)
     if problem is not None:
         raise ValidationError(problem)
+
+
+class DatabaseId(fields.Integer):
+    """An id (or a counter compared with one): an integer the stores' 64-bit keys can hold.
+
+    A larger one is a 400 naming the field, not an ``OverflowError`` from the driver (a 500).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Range(min=0, max=MAX_DATABASE_ID))
+        super().__init__(**kwargs)
 
 
 class StrictSchema(Schema):
@@ -47,15 +60,22 @@ class UserOut(Schema):
     created_at = fields.DateTime()
 
 
+PROJECT_ROLES = ("manager", "coach", "analyst")
+
+
 class MembershipIn(StrictSchema):
     username = fields.String(required=True)
-    role = fields.String(required=True, validate=validate.OneOf(["manager", "coach", "analyst"]))
+    role = fields.String(
+        required=True,
+        validate=validate.OneOf(PROJECT_ROLES),
+        metadata={"description": "manager: forms and people; coach: forms, submit, sync; analyst: read, export"},
+    )
 
 
 class MembershipOut(Schema):
     username = fields.String()
     user_id = fields.Integer()
-    role = fields.String()
+    role = fields.String(validate=validate.OneOf(PROJECT_ROLES))
 
 
 class DeviceIn(StrictSchema):
@@ -72,9 +92,22 @@ class DeviceOut(Schema):
     last_used_at = fields.DateTime(allow_none=True)
 
 
+class DeviceIssuedOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    token = fields.String(metadata={"description": "Shown once: the server keeps only its hash"})
+    collect_url = fields.String(metadata={"description": "The server URL to give ODK Collect"})
+    expires_at = fields.DateTime(allow_none=True)
+
+
 class SessionIn(StrictSchema):
     username = fields.String(required=True)
     password = fields.String(required=True, load_only=True)
+
+
+class SessionOut(Schema):
+    token = fields.String(metadata={"description": "Send as `Authorization: Bearer <token>`"})
+    expires_at = fields.DateTime(allow_none=True)
 
 
 class AuditOut(Schema):
@@ -91,10 +124,30 @@ class AuditOut(Schema):
 
 
 class AuditQuery(StrictSchema):
-    project_id = fields.Integer(load_default=None)
+    project_id = DatabaseId(load_default=None)
     action = fields.String(load_default=None)
     # ISO 8601; a time without an offset is UTC. ``since`` is inclusive, ``until`` exclusive.
     since = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     until = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    before_id = fields.Integer(load_default=None)
+    before_id = DatabaseId(load_default=None)
+
+
+class UserListOut(Schema):
+    users = fields.List(fields.Nested(UserOut))
+
+
+class ProjectListOut(Schema):
+    projects = fields.List(fields.Nested(ProjectOut))
+
+
+class MemberListOut(Schema):
+    members = fields.List(fields.Nested(MembershipOut))
+
+
+class DeviceListOut(Schema):
+    devices = fields.List(fields.Nested(DeviceOut))
+
+
+class AuditListOut(Schema):
+    events = fields.List(fields.Nested(AuditOut))

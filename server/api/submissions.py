@@ -20,6 +20,8 @@ from typing import Any
 from flask import Blueprint, Response, stream_with_context, url_for
 from marshmallow import RAISE, Schema, fields, validate
 
+from server.api.contract import documented
+from server.api.schemas import DatabaseId
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.db.models.submissions import REVIEW_STATES, SubmissionVersion
@@ -43,7 +45,7 @@ class ListQuery(_Strict):
     since = fields.DateTime(load_default=None)
     until = fields.DateTime(load_default=None)
     review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES))
-    submitter = fields.Integer(load_default=None)
+    submitter = DatabaseId(load_default=None)
     deleted = fields.Boolean(load_default=False)
 
 
@@ -79,8 +81,8 @@ class VersionOut(Schema):
 
 
 class ReviewOut(Schema):
-    from_state = fields.String()
-    to_state = fields.String()
+    from_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
+    to_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
     comment = fields.String(allow_none=True)
     actor = fields.String()
     at = fields.DateTime()
@@ -92,7 +94,7 @@ class SubmissionOut(Schema):
     form_id = fields.String()
     form_version = fields.String()
     instance_name = fields.String(allow_none=True)
-    review_state = fields.String()
+    review_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
     edited = fields.Boolean()
     edits = fields.Integer()
     submitter_id = fields.Integer(allow_none=True)
@@ -111,6 +113,11 @@ class SubmissionDetailOut(SubmissionOut):
     files = fields.List(fields.Nested(FileOut))
     versions = fields.List(fields.Nested(VersionOut))
     reviews = fields.List(fields.Nested(ReviewOut))
+
+
+class SubmissionPageOut(Schema):
+    items = fields.List(fields.Nested(SubmissionOut))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as ?cursor= for the next page"})
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -210,6 +217,7 @@ def _detail(project_id: int, detail: svc.SubmissionDetail) -> dict[str, Any]:
 
 
 @bp.get(FORM_SUBMISSIONS)
+@documented({200: SubmissionPageOut}, query=ListQuery)
 def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
     """List a form's submissions (current versions), oldest received first, one page at a time."""
     require("submission.read", project_id)
@@ -231,6 +239,7 @@ def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.get(FORM_SUBMISSIONS + "/<instance_id>")
+@documented({200: SubmissionDetailOut}, query=DetailQuery)
 def get_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
     """Read a submission (found by any of its versions' instance ids): current record, versions, files."""
     require("submission.read", project_id)
@@ -240,6 +249,7 @@ def get_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[
 
 
 @bp.delete(FORM_SUBMISSIONS + "/<instance_id>")
+@documented({200: SubmissionDetailOut}, errors=(409,))
 def delete_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
     """Soft-delete a submission (audited; restorable; its instance ids are then refused on resend)."""
     principal = require("submission.delete", project_id)
@@ -250,6 +260,7 @@ def delete_submission(project_id: int, xml_form_id: str, instance_id: str) -> di
 
 
 @bp.post(FORM_SUBMISSIONS + "/<instance_id>/restore")
+@documented({200: SubmissionDetailOut}, errors=(409,))
 def restore_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
     """Restore a soft-deleted submission (audited)."""
     principal = require("submission.delete", project_id)
@@ -260,6 +271,7 @@ def restore_submission(project_id: int, xml_form_id: str, instance_id: str) -> d
 
 
 @bp.patch(FORM_SUBMISSIONS + "/<instance_id>")
+@documented({200: SubmissionDetailOut}, body=ReviewIn)
 def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
     """Set a submission's review state and/or add a review comment (audited)."""
     principal = require("submission.review", project_id)
@@ -279,6 +291,7 @@ def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> di
 
 
 @bp.get(FORM_SUBMISSIONS + "/<instance_id>/attachments/<name>")
+@documented({200: "*/*"})
 def download_attachment(project_id: int, xml_form_id: str, instance_id: str, name: str) -> Response:
     """Download one file of a submission version."""
     require("submission.read", project_id)

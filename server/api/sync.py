@@ -14,9 +14,24 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import fields, validate
 from werkzeug.exceptions import ClientDisconnected
 
-from server.api.schemas import StrictSchema
+from server.api.contract import Header, documented
+from server.api.schemas import DatabaseId, StrictSchema
+from server.api.sync_wire import (
+    ConflictListOut,
+    EntityDetailOut,
+    EntityListOut,
+    EntityOut,
+    HeldListOut,
+    HeldOut,
+    MissingOut,
+    PullOut,
+    PushIn,
+    PushReplyOut,
+    ReleaseOut,
+)
 from server.api.wire import load_json, load_query, require_json_content_type
 from server.auth import current_principal, require
+from server.database_ids import parse_database_id
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
 from server.store import db_session, get_store
@@ -70,22 +85,35 @@ class ConflictsQuery(StrictSchema):
 
 
 class ResolveIn(StrictSchema):
-    base_version = fields.Integer(load_default=None)
+    base_version = DatabaseId(load_default=None)
     base_rev = fields.String(load_default=None)
     fields_ = fields.Dict(data_key="fields", keys=fields.String(), values=fields.String(), load_default=dict)
     label = fields.String(load_default=None)
 
 
 class DeletionIn(StrictSchema):
-    base_version = fields.Integer(load_default=None)
+    base_version = DatabaseId(load_default=None)
     base_rev = fields.String(load_default=None)
+
+
+class UploadCreateQuery(StrictSchema):
+    project = fields.String(load_default="", metadata={"description": "The project id, if not in Upload-Metadata"})
+
+
+TUS_RESUMABLE = Header("Tus-Resumable", "The tus version the client speaks", {"type": "string", "enum": ["1.0.0"]})
+TUS_ANSWER_HEADERS = {
+    "Tus-Resumable": "1.0.0",
+    "Upload-Offset": "Bytes received so far",
+    "Upload-Length": "The upload's full size",
+    "Upload-Expires": "When an unfinished upload is dropped (HTTP date)",
+}
 
 
 class HeldQuery(StrictSchema):
     status = fields.String(load_default=None, validate=validate.OneOf(["open", "released", "discarded"]))
     outcome = fields.String(load_default=None, validate=validate.OneOf(["quarantined", "rejected"]))
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    after_id = fields.Integer(load_default=0)
+    after_id = DatabaseId(load_default=0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -107,6 +135,16 @@ def _read_body(limit: int) -> bytes:
 
 
 @bp.post("/projects/<int:project_id>/sync/push")
+@documented(
+    {200: PushReplyOut},
+    raw_body={"application/json": PushIn},
+    headers=(
+        Header("Idempotency-Key", "Equal to batch_id when given", {"type": "string", "maxLength": 200}),
+        Header("Content-Encoding", "gzip for a compressed body", {"type": "string", "enum": ["gzip", "identity"]}),
+    ),
+    errors=(409, 422, 426),
+    notes="Each item is answered on its own in `results` (a bad item is `rejected`, never the batch).",
+)
 def push(project_id: int) -> Response:
     """Push a batch of submissions and entity changes (idempotent under ``Idempotency-Key``)."""
     principal = require("sync.push", project_id)
@@ -127,6 +165,7 @@ def push(project_id: int) -> Response:
 
 
 @bp.get("/projects/<int:project_id>/sync/pull")
+@documented({200: PullOut}, query=PullQuery)
 def pull(project_id: int) -> dict[str, Any]:
     """Changes since an opaque cursor, in commit order."""
     principal = require("sync.pull", project_id)
@@ -138,6 +177,7 @@ def pull(project_id: int) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/blobs/missing")
+@documented({200: MissingOut}, body=MissingIn)
 def blobs_missing(project_id: int) -> dict[str, Any]:
     """Which of the given sha256 this project has not delivered (another project's blobs count as missing)."""
     require("sync.push", project_id)
@@ -165,6 +205,11 @@ def _max_upload() -> int:
 
 
 @bp.route("/uploads", methods=["OPTIONS"], provide_automatic_options=False)
+@documented(
+    {204: None},
+    public=True,
+    response_headers={"Tus-Version": "1.0.0", "Tus-Extension": "Extensions", "Tus-Max-Size": "Bytes"},
+)
 def uploads_options() -> Response:
     """tus discovery: version, extensions and the size limit."""
     return _tus_response(
@@ -186,6 +231,17 @@ def _int_header(name: str) -> int:
 
 
 @bp.post("/uploads")
+@documented(
+    {201: None},
+    query=UploadCreateQuery,
+    headers=(
+        Header("Upload-Length", "The file's size in bytes", {"type": "string", "pattern": "^[0-9]+$"}, True),
+        Header("Upload-Metadata", "sha256 <base64>,project <base64>[,filetype <base64>]", required=True),
+        TUS_RESUMABLE,
+    ),
+    errors=(413,),
+    response_headers={"Location": "The upload's URL", **TUS_ANSWER_HEADERS},
+)
 def create_upload() -> Response:
     """Create a resumable upload (``Upload-Length``, ``Upload-Metadata: sha256 <b64>,project <b64>``).
 
@@ -195,14 +251,15 @@ def create_upload() -> Response:
         raise unauthenticated()  # no Basic challenge: browsers must not prompt (issue 15)
     length = _int_header("Upload-Length")
     metadata = uploads.parse_metadata(request.headers.get("Upload-Metadata", ""))
-    project = metadata.get("project") or request.args.get("project", "")
-    if not project.isdigit():
-        raise bad_request("bad_upload_metadata", "Upload-Metadata must name the project")
-    principal = require("sync.push", int(project))
+    query = load_query(UploadCreateQuery())
+    project_id = parse_database_id(metadata.get("project") or query["project"])
+    if project_id is None:
+        raise bad_request("bad_upload_metadata", "Upload-Metadata must name the project by its numeric id")
+    principal = require("sync.push", project_id)
     state = uploads.create_upload(
         db_session(),
         get_store().storage_dir,
-        project_id=int(project),
+        project_id=project_id,
         length=length,
         sha256=metadata.get("sha256", "").lower(),
         content_type=metadata.get("filetype", metadata.get("content_type", "")),
@@ -218,6 +275,7 @@ def _authorize_upload(upload_id: str) -> None:
 
 
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
+@documented({200: None}, errors=(410,), response_headers=TUS_ANSWER_HEADERS)
 def head_upload(upload_id: str) -> Response:
     """The offset to resume from."""
     _authorize_upload(upload_id)
@@ -238,6 +296,16 @@ def _body_chunks() -> Iterator[bytes]:
 
 
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])
+@documented(
+    {204: None},
+    raw_body={"application/offset+octet-stream": {"type": "string", "contentMediaType": "application/octet-stream"}},
+    headers=(
+        Header("Upload-Offset", "Where these bytes start", {"type": "string", "pattern": "^[0-9]+$"}, True),
+        TUS_RESUMABLE,
+    ),
+    errors=(409, 410, 415, 460),
+    response_headers=TUS_ANSWER_HEADERS,
+)
 def patch_upload(upload_id: str) -> Response:
     """Continue an upload at ``Upload-Offset`` (bytes that arrived before a cut are kept)."""
     _authorize_upload(upload_id)
@@ -259,6 +327,7 @@ def patch_upload(upload_id: str) -> Response:
 
 
 @bp.get("/projects/<int:project_id>/entities/<list_name>")
+@documented({200: EntityListOut}, query=EntityListQuery)
 def list_entities(project_id: int, list_name: str) -> dict[str, Any]:
     """The live entities of a list (``?conflict=hard|soft``; ``?deleted=true``: only the deleted ones)."""
     require("entity.read", project_id)
@@ -270,6 +339,7 @@ def list_entities(project_id: int, list_name: str) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/entities/<list_name>/<entity_id>")
+@documented({200: EntityDetailOut})
 def entity_detail(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
     """An entity's state and its history with every competing value."""
     require("entity.read", project_id)
@@ -277,6 +347,7 @@ def entity_detail(project_id: int, list_name: str, entity_id: str) -> dict[str, 
 
 
 @bp.post("/projects/<int:project_id>/entities/<list_name>/<entity_id>/resolve")
+@documented({200: EntityOut}, body=ResolveIn, errors=(409,))
 def resolve_entity(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
     """Resolve an entity's conflict (``base_version``/``base_rev`` must be current, else ``409``)."""
     principal = require("entity.resolve", project_id)
@@ -311,18 +382,21 @@ def _set_deleted(project_id: int, list_name: str, entity_id: str, *, deleted: bo
 
 
 @bp.delete("/projects/<int:project_id>/entities/<list_name>/<entity_id>")
+@documented({200: EntityOut}, body=DeletionIn, body_required=False, errors=(409,))
 def delete_entity(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
     """Delete an entity (kept with its history; idempotent; a stale ``base_version``/``base_rev`` is ``409``)."""
     return _set_deleted(project_id, list_name, entity_id, deleted=True)
 
 
 @bp.post("/projects/<int:project_id>/entities/<list_name>/<entity_id>/restore")
+@documented({200: EntityOut}, body=DeletionIn, body_required=False, errors=(409,))
 def restore_entity(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
     """Restore a deleted entity with its properties (idempotent; a stale base is ``409``)."""
     return _set_deleted(project_id, list_name, entity_id, deleted=False)
 
 
 @bp.get("/projects/<int:project_id>/conflicts")
+@documented({200: ConflictListOut}, query=ConflictsQuery)
 def conflicts(project_id: int) -> dict[str, Any]:
     """The review queue: every live entity with a conflict, hard first (``?deleted=true``: the deleted ones)."""
     require("entity.read", project_id)
@@ -335,6 +409,7 @@ def conflicts(project_id: int) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/quarantine")
+@documented({200: HeldListOut}, query=HeldQuery)
 def list_quarantine(project_id: int) -> dict[str, Any]:
     """Held items (quarantined and refused payloads)."""
     require("quarantine.manage", project_id)
@@ -343,6 +418,7 @@ def list_quarantine(project_id: int) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/quarantine/<int:item_id>/release")
+@documented({200: ReleaseOut}, errors=(409,))
 def release_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
     """Re-process a held item through the push path."""
     principal = require("quarantine.manage", project_id)
@@ -350,6 +426,7 @@ def release_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
 
 
 @bp.post("/projects/<int:project_id>/quarantine/<int:item_id>/discard")
+@documented({200: HeldOut}, errors=(409,))
 def discard_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
     """Discard a held item (kept and audited)."""
     principal = require("quarantine.manage", project_id)

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from server.auth import Principal
+from server.db.queries import accounts as accounts_q
 from server.db.queries import sync as q
 from server.db.transaction import transaction
-from server.errors import ApiError
+from server.errors import ApiError, not_found
 from sync.batches import PROTOCOL
 from sync.cursor import InvalidCursor, decode_cursor, encode_cursor
 
@@ -42,6 +43,8 @@ def pull(
         except InvalidCursor as exc:
             raise ApiError(400, exc.code, str(exc)) from None
     limit = max(1, min(limit, MAX_PULL_LIMIT))
+    if principal.is_admin and accounts_q.get_project(session, project_id) is None:
+        raise not_found("project", project_id=project_id)  # members and devices always name a real one
     with transaction(session):
         rows = q.changes_since(session, project_id, after, principal.actor, limit + 1)
     # A page holds at most ``limit`` items: a batch's outcome change counts as its item count, so a

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.blobstore import blob_store
 from server.db.base import utcnow
 from server.db.models.sync import Upload
+from server.db.queries import accounts as accounts_q
 from server.db.queries import sync as q
 from server.db.queries.blobs import grant_blob
 from server.db.transaction import transaction
@@ -57,6 +58,8 @@ def parse_metadata(header: str) -> dict[str, str]:
                 result[key] = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise bad_request("bad_upload_metadata", f"Upload-Metadata value of {key!r} is not UTF-8") from None
+            if "\x00" in result[key]:  # PostgreSQL cannot store it
+                raise bad_request("bad_upload_metadata", f"Upload-Metadata value of {key!r} holds a NUL character")
     return result
 
 
@@ -96,6 +99,8 @@ def create_upload(
     now = utcnow()
     upload_id = uuid.uuid4().hex
     with transaction(session):
+        if accounts_q.get_project(session, project_id) is None:  # an admin may name any id
+            raise not_found("project", project_id=project_id)
         # Only this project's own blobs short-circuit: deduplicating against another project's would tell
         # the caller that a hash exists there, and would let it reference bytes it never had.
         exists = sha256 in q.present_blobs(session, project_id, [sha256])
