@@ -23,10 +23,25 @@ ENV_KEYS = {
     "FIELDSYNC_EXPORT_DIR": "EXPORT_DIR",
     "FIELDSYNC_MAX_FORM_ATTACHMENT_BYTES": "MAX_FORM_ATTACHMENT_BYTES",
     "FIELDSYNC_FORM_CONVERT_TIMEOUT": "FORM_CONVERT_TIMEOUT",
+    "FIELDSYNC_WEBHOOKS_ALLOW_PRIVATE": "WEBHOOKS_ALLOW_PRIVATE",
+    "FIELDSYNC_WEBHOOKS_RETRY_FOR": "WEBHOOKS_RETRY_FOR",
+    "FIELDSYNC_WEBHOOKS_TIMEOUT": "WEBHOOKS_TIMEOUT",
+    "FIELDSYNC_WEBHOOKS_BACKOFF_BASE": "WEBHOOKS_BACKOFF_BASE",
+    "FIELDSYNC_WEBHOOKS_BACKOFF_MAX": "WEBHOOKS_BACKOFF_MAX",
+    "FIELDSYNC_WEBHOOKS_LEASE": "WEBHOOKS_LEASE",
+    "FIELDSYNC_WEBHOOKS_POLL": "WEBHOOKS_POLL",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES"}
-FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT"}
+FLOAT_KEYS = {
+    "FORM_CONVERT_TIMEOUT",
+    "WEBHOOKS_RETRY_FOR",
+    "WEBHOOKS_TIMEOUT",
+    "WEBHOOKS_BACKOFF_BASE",
+    "WEBHOOKS_BACKOFF_MAX",
+    "WEBHOOKS_LEASE",
+    "WEBHOOKS_POLL",
+}
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -48,6 +63,16 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "FORM_CONVERT_TIMEOUT": 60.0,
         "FORM_CONVERT_INLINE": False,
         "MAX_FORM_ATTACHMENT_BYTES": 50 * 1024 * 1024,
+        # Webhooks: private, loopback and link-local targets are refused unless an admin allows them.
+        "WEBHOOKS_ALLOW_PRIVATE": False,
+        # Seconds a delivery is retried before it becomes a dead letter (offices lose power for days).
+        "WEBHOOKS_RETRY_FOR": 3 * 24 * 3600.0,
+        "WEBHOOKS_TIMEOUT": 10.0,
+        "WEBHOOKS_BACKOFF_BASE": 5.0,
+        "WEBHOOKS_BACKOFF_MAX": 3600.0,
+        # A dispatcher's hold on a subscription's queue; a killed dispatcher's queue is taken over after it.
+        "WEBHOOKS_LEASE": 60.0,
+        "WEBHOOKS_POLL": 1.0,
     }
 
 
@@ -61,8 +86,9 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
         value = os.environ.get(env_key)
         if value is not None and value != "":
             config[key] = int(value) if key in INT_KEYS else float(value) if key in FLOAT_KEYS else value
-    if isinstance(config["LOG_REQUESTS"], str):
-        config["LOG_REQUESTS"] = config["LOG_REQUESTS"].lower() not in {"0", "false", "no"}
+    for flag in ("LOG_REQUESTS", "WEBHOOKS_ALLOW_PRIVATE"):
+        if isinstance(config[flag], str):
+            config[flag] = config[flag].lower() not in {"0", "false", "no", ""}
     if override:
         config.update(override)
     if not config.get("SECRET_KEY"):
