@@ -17,6 +17,11 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
 
 
+def message_id(event_id: int) -> str:
+    """The ``webhook-id`` of an event: the same at every attempt and replay, so receivers drop duplicates."""
+    return f"msg_{event_id}"
+
+
 def new_secret() -> str:
     """A fresh signing secret, as receivers' Standard Webhooks libraries expect it."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")

@@ -75,7 +75,8 @@ def settled_events(session: Session, limit: int) -> list[tuple[int, int, str, st
     after a larger one. Only events written by a transaction older than the oldest one still
     running (``pg_snapshot_xmin``) are taken: every transaction that could still add an event
     before them has finished, so the order fanned out here is never contradicted by a later commit.
-    The caller's own transaction counts as settled (tests, and a caller that writes then fans out).
+    The caller's own transaction counts as settled (tests, and a caller that writes then fans out),
+    and so does a row without a transaction id (written by hand, or restored from elsewhere).
     """
     stmt = select(_EVENTS.c.id, _EVENTS.c.project_id, _EVENTS.c.kind, _EVENTS.c.form_id).where(
         _EVENTS.c.fanned_out.is_(False)
@@ -83,7 +84,7 @@ def settled_events(session: Session, limit: int) -> list[tuple[int, int, str, st
     if session.get_bind().dialect.name == "postgresql":
         horizon = sql_cast(sql_cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
         own = sql_cast(sql_cast(func.pg_current_xact_id_if_assigned(), Text), BigInteger)
-        stmt = stmt.where(or_(_EVENTS.c.txid < horizon, _EVENTS.c.txid == own))
+        stmt = stmt.where(or_(_EVENTS.c.txid < horizon, _EVENTS.c.txid == own, _EVENTS.c.txid.is_(None)))
     rows = session.execute(stmt.order_by(_EVENTS.c.id).limit(limit)).all()
     return [(int(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows]
 
