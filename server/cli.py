@@ -165,3 +165,7 @@ from server.scheduler import export_command, scheduler_command  # noqa: E402  (a
 
 main.add_command(scheduler_command)
 main.add_command(export_command)
+
+from server.webhook_dispatcher import webhooks_command  # noqa: E402  (appended: the webhooks area's command)
+
+main.add_command(webhooks_command)

@@ -147,15 +147,14 @@ def subscription_wants(subscription: WebhookSubscription, kind: str, form_id: st
 
 def _due_head(now: datetime) -> Any:
     """``EXISTS`` a pending delivery of the subscription that is its head (lowest id) and is due."""
+    pending = _DELIVERIES.alias("pending")
     head = (
-        select(func.min(_DELIVERIES.c.id))
-        .where(_DELIVERIES.c.subscription_id == _SUBS.c.id, _DELIVERIES.c.status == "pending")
+        select(func.min(pending.c.id))
+        .where(pending.c.subscription_id == _SUBS.c.id, pending.c.status == "pending")
+        .correlate(_SUBS)
         .scalar_subquery()
     )
-    return exists().where(
-        _DELIVERIES.c.id == head,
-        _DELIVERIES.c.next_attempt_at <= now,
-    )
+    return exists().where(_DELIVERIES.c.id == head, _DELIVERIES.c.next_attempt_at <= now).correlate(_SUBS)
 
 
 def claim_subscription(session: Session, owner: str, now: datetime, lease_until: datetime) -> int | None:
