@@ -28,7 +28,6 @@ def upgrade() -> None:
         sa.Column("form_id", sa.String(255), nullable=True),
         sa.Column("payload", JSONType, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("txid", sa.BigInteger(), nullable=True),
         sa.Column("fanned_out", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_events"),
         sa.ForeignKeyConstraint(

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 from sqlalchemy import Table, Text, bindparam
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
 from server.db.base import utcnow
 from server.db.models.webhooks import EVENT_KINDS, Event
@@ -29,23 +28,16 @@ def _param(column: str, name: str | None = None) -> Any:
     return bindparam(name or column, type_=_EVENTS.c[column].type)
 
 
-_STATEMENTS: dict[str, Insert] = {}
-
-
-def _statement(dialect: str) -> Insert:
-    found = _STATEMENTS.get(dialect)
-    if found is None:
-        found = _STATEMENTS[dialect] = event_insert(
-            dialect,
-            project_id=_param("project_id"),
-            kind=_param("kind"),
-            pattern=bindparam("pattern", type_=Text()),
-            subject=_param("subject"),
-            form_id=_param("form_id"),
-            payload=_param("payload"),
-            created_at=_param("created_at"),
-        )
-    return found
+# Built once: every outbox write of every service runs this one statement.
+_INSERT = event_insert(
+    project_id=_param("project_id"),
+    kind=_param("kind"),
+    pattern=bindparam("pattern", type_=Text()),
+    subject=_param("subject"),
+    form_id=_param("form_id"),
+    payload=_param("payload"),
+    created_at=_param("created_at"),
+)
 
 
 def record_event(
@@ -62,9 +54,8 @@ def record_event(
     ``payload`` is what the dispatcher needs to render the record later (ids of immutable rows, or a
     snapshot of a mutable one); ``form_id`` is the XForm id, matched against subscriptions' form filter.
     """
-    dialect = session.get_bind().dialect.name
     session.execute(
-        _statement(dialect),
+        _INSERT,
         {
             "project_id": project_id,
             "kind": kind,

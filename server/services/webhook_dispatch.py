@@ -2,9 +2,10 @@
 
 Safe to run several at once, on several hosts, against one database:
 
-- **Fan-out** (``fan_out``) turns settled outbox events into one delivery per matching subscription,
-  under a transaction-scoped advisory lock (PostgreSQL; SQLite has one writer), so delivery ids
-  follow an order no later commit can contradict (see ``q.settled_events``).
+- **Fan-out** (``fan_out``) turns committed outbox events into one delivery per matching subscription,
+  one dispatcher at a time (a transaction-scoped advisory lock on PostgreSQL; SQLite has one
+  writer), so delivery ids follow the order in which events became visible: commit order (see
+  ``q.unqueued_events``).
 - **Claim** (``deliver_some``): a dispatcher leases one subscription whose oldest pending delivery
   is due (``FOR UPDATE SKIP LOCKED`` and a compare-and-set on the lease columns, with an expiry).
   Only the lease holder sends, and only the oldest pending delivery: events of one subscription go
@@ -35,7 +36,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from server.db.base import utcnow
-from server.db.models.webhooks import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from server.db.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from server.db.queries import webhooks as q
 from server.db.transaction import transaction
 from server.services import webhook_transport as transport
@@ -58,7 +59,7 @@ class DispatchSettings:
     allow_private: bool = False
     base_url: str = "http://127.0.0.1:5000"
     fanout_batch: int = 1000
-    per_claim: int = 100  # deliveries sent under one lease before the subscription's turn passes
+    per_claim: int = 50  # deliveries sent under one lease before the subscription's turn passes
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DispatchSettings:
@@ -90,11 +91,11 @@ def backoff_delay(attempts: int, settings: DispatchSettings, rng: random.Random)
 
 
 def fan_out(session: Session, settings: DispatchSettings) -> int:
-    """Queue a delivery per matching subscription for every settled event; return how many events were taken."""
+    """Queue a delivery per matching subscription for the oldest unqueued events; return how many were taken."""
     with transaction(session):
         if not q.lock_fanout(session):
             return 0  # another dispatcher is fanning out right now
-        events = q.settled_events(session, settings.fanout_batch)
+        events = q.unqueued_events(session, settings.fanout_batch)
         if not events:
             return 0
         by_project: dict[int, list[WebhookSubscription]] = {}
@@ -130,28 +131,30 @@ class _Message:
     give_up_at: datetime
 
 
-def _next_message(session: Session, subscription_id: int, now: datetime, base_url: str) -> _Message | None:
-    """The subscription's head delivery, rendered and ready to sign, if it is due."""
+def _due_messages(session: Session, subscription_id: int, now: datetime, base_url: str, limit: int) -> list[_Message]:
+    """The subscription's next pending deliveries in order, rendered, up to the first that is not due yet."""
     subscription = session.get(WebhookSubscription, subscription_id)
     if subscription is None or subscription.state != "active":
-        return None
-    head = q.head_delivery(session, subscription_id)
-    if head is None or head.next_attempt_at > now:
-        return None
-    event = session.get(Event, head.event_id)
-    assert event is not None  # deliveries cascade with their event
+        return []
     keys = [subscription.secret]
     if subscription.previous_secret and subscription.previous_secret_until and subscription.previous_secret_until > now:
         keys.append(subscription.previous_secret)
-    return _Message(
-        head.id,
-        subscription.url,
-        render(session, subscription, event, base_url),
-        tuple(keys),
-        message_id(event.id),
-        head.attempts,
-        head.give_up_at,
-    )
+    messages = []
+    for delivery, event in q.pending_deliveries(session, subscription_id, limit):
+        if delivery.next_attempt_at > now:
+            break  # the queue waits for this one's retry time
+        messages.append(
+            _Message(
+                delivery.id,
+                subscription.url,
+                render(session, subscription, event, base_url),
+                tuple(keys),
+                message_id(event.id),
+                delivery.attempts,
+                delivery.give_up_at,
+            )
+        )
+    return messages
 
 
 def _outcome(answer: transport.Answer) -> str:
@@ -188,6 +191,7 @@ def _record(
         dead = retry_at > message.give_up_at
         values = {**common, "status": "dead"} if dead else {**common, "next_attempt_at": retry_at}
     with transaction(session):
+        q.commit_without_waiting_for_disk(session)
         if not q.finish_attempt(session, message.delivery_id, subscription_id, owner, values):
             return False  # our lease ran out and another dispatcher took the queue: it decides now
         session.add(
@@ -228,23 +232,28 @@ def deliver_some(
         return 0
     attempts = 0
     try:
-        while attempts < settings.per_claim:
+        going = True
+        while going and attempts < settings.per_claim:
+            # The next few deliveries are read in one query; each is still recorded with a compare-and-set.
             with transaction(session):
-                message = _next_message(session, subscription_id, utcnow(), settings.base_url)
-            if message is None:
+                batch = _due_messages(
+                    session, subscription_id, utcnow(), settings.base_url, min(20, settings.per_claim - attempts)
+                )
+            if not batch:
                 break
-            timestamp = int(time.time())
-            headers = signed_headers(message.keys, message.message_id, timestamp, message.body)
-            answer = send(
-                message.url,
-                message.body,
-                {**headers, "X-Fieldsync-Dispatcher": owner},
-                timeout=settings.timeout,
-                allow_private=settings.allow_private,
-            )
-            attempts += 1
-            if not _record(session, subscription_id, owner, message, answer, settings, rng):
-                break
+            for message in batch:
+                headers = signed_headers(message.keys, message.message_id, int(time.time()), message.body)
+                answer = send(
+                    message.url,
+                    message.body,
+                    {**headers, "X-Fieldsync-Dispatcher": owner},
+                    timeout=settings.timeout,
+                    allow_private=settings.allow_private,
+                )
+                attempts += 1
+                going = _record(session, subscription_id, owner, message, answer, settings, rng)
+                if not going:
+                    break
     finally:
         with transaction(session):
             q.release_lease(session, subscription_id, owner, utcnow())
@@ -268,7 +277,8 @@ def run(
         name = f"{owner}/{index}"
         try:
             while not stop.is_set():
-                busy = fan_out(session, settings) if index == 0 else 0
+                # Every worker fans out (one at a time, by a try-lock): deliveries never wait for a busy one.
+                busy = fan_out(session, settings)
                 sent = deliver_some(session, name, settings, rng)
                 if not busy and not sent:
                     if once:

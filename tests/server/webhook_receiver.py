@@ -1,6 +1,6 @@
 """A real HTTP receiver on loopback for the webhook tests: records every request, answers as it is told.
 
-``Receiver.plan`` decides each answer: a callable taking the request's ``webhook-id`` and returning one of
+``Receiver.plan`` decides each answer: a callable taking the request's headers (lower-case names) and returning one of
 ``("status", code)``, ``("sleep", seconds)`` (answer 200 after that long, usually past the client's
 timeout), ``("drop", None)`` (close the connection without an answer), or ``("hold", None)`` (count the
 message as received, then never answer: the dispatcher is killed meanwhile).
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Plan = Callable[[str], tuple[str, Any]]
+Plan = Callable[[dict[str, str]], tuple[str, Any]]
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Received:
 class Receiver:
     """A threaded HTTP server on 127.0.0.1 and what it received."""
 
-    plan: Plan = field(default=lambda _id: ("status", 200))
+    plan: Plan = field(default=lambda _headers: ("status", 200))
     requests: list[Received] = field(default_factory=list)
     held: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,7 +50,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                action, value = receiver.plan(headers.get("webhook-id", ""))
+                action, value = receiver.plan(headers)
                 answered: int | None = None
                 if action == "status":
                     answered = int(value)

@@ -39,11 +39,9 @@ EVENT_KINDS = (
 
 
 class Event(Base):
-    """One committed change, as the outbox keeps it until every subscription has it.
+    """One committed change, as the outbox keeps it until the fan-out has queued it for every subscription.
 
-    ``txid`` is the PostgreSQL transaction id that wrote the row (``NULL`` on SQLite, whose single
-    writer commits in id order): the fan-out only takes events below the oldest running transaction,
-    so an event is never sequenced before an older one that is still committing.
+    ``fanned_out`` rows stay: a manager may replay them (retention is a later concern).
     """
 
     __tablename__ = "events"
@@ -56,7 +54,6 @@ class Event(Base):
     form_id: Mapped[str | None] = mapped_column(String(255))  # the XForm id the change belongs to, if any
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    txid: Mapped[int | None] = mapped_column(BigInteger)
     fanned_out: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

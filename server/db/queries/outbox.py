@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, Text, exists, func, literal, null, or_, select
+from sqlalchemy import Table, Text, exists, literal, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import Insert
@@ -43,15 +43,7 @@ def wanted(project_id: Any, pattern: Any, form_id: Any) -> ColumnElement[bool]:
     )
 
 
-def current_txid(dialect: str) -> ColumnElement[Any]:
-    """The writing transaction's id on PostgreSQL (what the fan-out orders by), ``NULL`` elsewhere."""
-    if dialect != "postgresql":
-        return null()
-    return sql_cast(sql_cast(func.pg_current_xact_id(), Text), BigInteger)
-
-
 def event_insert(
-    dialect: str,
     *,
     project_id: Any,
     kind: Any,
@@ -65,7 +57,7 @@ def event_insert(
 
     The arguments are SQL expressions (bind parameters, or columns of a CTE on the hot paths).
     """
-    columns = ("project_id", "kind", "subject", "form_id", "payload", "created_at", "txid", "fanned_out")
+    columns = ("project_id", "kind", "subject", "form_id", "payload", "created_at", "fanned_out")
     row = select(
         project_id,
         kind,
@@ -73,7 +65,6 @@ def event_insert(
         form_id,
         payload,
         created_at,
-        current_txid(dialect),
         literal(False),
     ).where(wanted(project_id, pattern, form_id))
     return _EVENTS.insert().from_select(columns, row)

@@ -321,7 +321,6 @@ def _created_event(submission_id: Any, version_id: Any, instance_id: Any, form_v
     """
     xml_form_id = bindparam("xml_form_id", type_=String())
     return event_insert(
-        "postgresql",
         project_id=_param(Submission.__table__, "project_id"),
         kind=literal("submission.created", String),
         pattern=literal(kind_pattern("submission.created"), String),
