@@ -273,22 +273,25 @@ def run(
 
     def worker(index: int) -> None:
         rng = random.Random()
-        session = sessions()
         name = f"{owner}/{index}"
-        try:
-            while not stop.is_set():
+        session = sessions()
+        while not stop.is_set():
+            try:
                 # Every worker fans out (one at a time, by a try-lock): deliveries never wait for a busy one.
                 busy = fan_out(session, settings)
                 sent = deliver_some(session, name, settings, rng)
-                if not busy and not sent:
-                    if once:
-                        return
-                    stop.wait(settings.poll * (0.5 + rng.random()))
-        except Exception:
-            log.exception("webhook dispatcher worker %s stopped", name)
-            raise
-        finally:
-            session.close()
+            except Exception:
+                # The database went away (a restart, a power cut): keep trying, a fresh session each time.
+                log.exception("webhook dispatcher worker %s: an iteration failed; retrying", name)
+                session.close()
+                session = sessions()
+                stop.wait(min(30.0, settings.poll * 10))
+                continue
+            if not busy and not sent:
+                if once:
+                    break
+                stop.wait(settings.poll * (0.5 + rng.random()))
+        session.close()
 
     threads = [threading.Thread(target=worker, args=(i,), name=f"webhooks-{i}", daemon=True) for i in range(workers)]
     for thread in threads:

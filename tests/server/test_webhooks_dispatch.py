@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
+from bench.webhook_receiver import Receiver
 from server.db.base import utcnow
 from server.db.models.webhooks import WebhookDelivery, WebhookSubscription
 from server.db.queries import webhooks as q
@@ -37,7 +38,6 @@ from server.services import webhooks as hooks
 from server.services.outbox import record_event
 from server.store import get_store
 from tests.conftest import Personas
-from tests.server.webhook_receiver import Receiver
 
 SETTINGS = dispatch.DispatchSettings(backoff_base=10.0, backoff_max=100.0, allow_private=True, timeout=2.0)
 
@@ -260,3 +260,21 @@ def test_a_submission_payload_has_its_record_labels_and_attachment_links(
     assert flat["meta/instanceID"] == result.instance_id and flat["_xform_id_string"] == "coop_diagnostic"
     assert flat["identification/coop_name"] == body["data"]["record"]["identification"]["coop_name"]
     assert json.loads(by_path["/hook"].body) == body
+
+
+def test_a_worker_survives_a_database_error(store: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    calls: list[str] = []
+    real = dispatch.fan_out
+
+    def flaky(session: Session, settings: dispatch.DispatchSettings) -> int:
+        calls.append("fan_out")
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return real(session, settings)
+
+    monkeypatch.setattr(dispatch, "fan_out", flaky)
+    quick = dispatch.DispatchSettings(poll=0.001)
+    dispatch.run(get_store().sessions, "t", quick, threading.Event(), workers=1, once=True)
+    assert calls == ["fan_out", "fan_out"]

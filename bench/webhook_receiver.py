@@ -1,4 +1,4 @@
-"""A real HTTP receiver on loopback for the webhook tests: records every request, answers as it is told.
+"""A real HTTP receiver on loopback for the webhook tests and bench: records every request, answers as told.
 
 ``Receiver.plan`` decides each answer: a callable taking the request's headers (lower-case names) and returning one of
 ``("status", code)``, ``("sleep", seconds)`` (answer 200 after that long, usually past the client's
