@@ -190,6 +190,26 @@ def _record(
         retry_at = now + timedelta(seconds=delay)
         dead = retry_at > message.give_up_at
         values = {**common, "status": "dead"} if dead else {**common, "next_attempt_at": retry_at}
+    renew_until = now + timedelta(seconds=settings.lease)
+    go_on = outcome == "delivered" or values.get("status") == "dead"
+    if outcome != "gone" and session.get_bind().dialect.name == "postgresql":
+        with transaction(session):
+            recorded, renewed = q.record_outcome_pg(
+                session,
+                {
+                    "delivery_id": message.delivery_id,
+                    "subscription_id": subscription_id,
+                    "owner": owner,
+                    "at": now,
+                    "status": values.get("status", "pending"),
+                    "delivered_at": values.get("delivered_at"),
+                    "next_attempt_at": values.get("next_attempt_at"),
+                    "renew": go_on,
+                    "lease_until": renew_until,
+                    **common,
+                },
+            )
+        return recorded and renewed
     with transaction(session):
         q.commit_without_waiting_for_disk(session)
         if not q.finish_attempt(session, message.delivery_id, subscription_id, owner, values):
@@ -212,8 +232,8 @@ def _record(
             subscription.updated_at = now
             log.warning("webhook subscription %s disabled: its receiver answered 410 Gone", subscription_id)
             return False
-        if outcome == "delivered" or values.get("status") == "dead":
-            return q.renew_lease(session, subscription_id, owner, now + timedelta(seconds=settings.lease))
+        if go_on:
+            return q.renew_lease(session, subscription_id, owner, renew_until)
     return False  # the head waits for its retry time
 
 

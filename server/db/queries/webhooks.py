@@ -225,6 +225,37 @@ def commit_without_waiting_for_disk(session: Session) -> None:
         session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
+_OUTCOME_PG = text(
+    # One round trip for what a sent message changes: the delivery (compare-and-set on our lease),
+    # its attempt row, the lease's renewal, and a commit that need not wait for the disk.
+    "WITH d AS (UPDATE webhook_deliveries SET status = CAST(:status AS varchar),"
+    " delivered_at = CAST(:delivered_at AS timestamptz),"
+    " next_attempt_at = COALESCE(CAST(:next_attempt_at AS timestamptz), next_attempt_at),"
+    " last_status = CAST(:last_status AS integer), last_error = CAST(:last_error AS text),"
+    " last_response_ms = CAST(:last_response_ms AS integer), attempts = attempts + 1"
+    " WHERE id = :delivery_id AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_subscriptions"
+    " WHERE id = :subscription_id AND lease_owner = CAST(:owner AS varchar)) RETURNING id),"
+    " a AS (INSERT INTO webhook_attempts (delivery_id, at, status_code, error, response_ms, dispatcher)"
+    " SELECT id, CAST(:at AS timestamptz), CAST(:last_status AS integer), CAST(:last_error AS text),"
+    " CAST(:last_response_ms AS integer), CAST(:owner AS varchar) FROM d),"
+    " s AS (UPDATE webhook_subscriptions SET lease_until = CAST(:lease_until AS timestamptz)"
+    " WHERE id = :subscription_id AND lease_owner = CAST(:owner AS varchar) AND state = 'active'"
+    " AND CAST(:renew AS boolean) AND EXISTS (SELECT 1 FROM d) RETURNING id)"
+    " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM s), set_config('synchronous_commit', 'off', true)"
+)
+
+
+def record_outcome_pg(session: Session, params: dict[str, Any]) -> tuple[bool, bool]:
+    """PostgreSQL: record a sent message's outcome in one statement; (recorded, lease renewed).
+
+    ``params``: ``delivery_id``, ``subscription_id``, ``owner``, ``at``, ``status``, ``delivered_at``,
+    ``next_attempt_at`` (``None`` keeps it), ``last_status``, ``last_error``, ``last_response_ms``,
+    ``renew`` and ``lease_until``.
+    """
+    row = session.execute(_OUTCOME_PG, params).one()
+    return bool(row[0]), bool(row[1])
+
+
 def finish_attempt(
     session: Session, delivery_id: int, subscription_id: int, owner: str, values: dict[str, Any]
 ) -> bool:
