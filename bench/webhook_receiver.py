@@ -26,6 +26,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answered: int | None  # the status sent, None when no answer was sent
+    verified: Any = None  # what ``Receiver.verify`` returned for it (checked on arrival, as a receiver must)
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Receiver:
     """A threaded HTTP server on 127.0.0.1 and what it received."""
 
     plan: Plan = field(default=lambda _headers: ("status", 200))
+    # Called with (path, headers, body) on arrival; its result or the error it raised is kept on the request.
+    verify: Callable[[str, dict[str, str], bytes], Any] | None = None
     requests: list[Received] = field(default_factory=list)
     held: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,6 +54,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 action, value = receiver.plan(headers)
+                verified: Any = None
+                if receiver.verify is not None:
+                    try:
+                        verified = receiver.verify(self.path, headers, body)
+                    except Exception as exc:  # kept for the check: a request that does not verify
+                        verified = exc
                 answered: int | None = None
                 if action == "status":
                     answered = int(value)
@@ -60,7 +69,7 @@ class Receiver:
                 elif action == "hold":
                     answered = 200  # processed: only the answer never leaves
                 with receiver.lock:
-                    receiver.requests.append(Received(self.path, headers, body, answered))
+                    receiver.requests.append(Received(self.path, headers, body, answered, verified))
                 if action == "hold":
                     receiver.held.set()
                     time.sleep(30)
