@@ -66,6 +66,9 @@ class Settings:
     )
     form_sizes: tuple[int, ...] = field(default_factory=lambda: _env_ints("FIELDSYNC_BENCH_FORM_SIZES", (0, 50, 200)))
     raw_rows: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_RAW_ROWS", 1000))
+    webhook_events: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_WEBHOOK_EVENTS", 1000))
+    # The acceptance scenario's size (issue 20 asks for 10,000); 0 skips it.
+    webhook_chaos_events: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_WEBHOOK_CHAOS_EVENTS", 10_000))
     upload_largest: bool = field(default_factory=lambda: os.environ.get("FIELDSYNC_BENCH_UPLOAD_LARGEST", "1") != "0")
     admin_url: str = field(
         default_factory=lambda: os.environ.get(

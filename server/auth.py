@@ -46,6 +46,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "sync.push",
             "sync.pull",
             "audit.read",
+            "webhook.manage",
         }
     ),
     "coach": frozenset({"project.read", "form.read", "submission.create", "sync.push", "sync.pull", "entity.read"}),

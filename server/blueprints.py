@@ -7,7 +7,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    from server.api import accounts, exports, forms, health, openapi, refused_submissions, submissions, sync
+    from server.api import accounts, exports, forms, health, openapi, refused_submissions, submissions, sync, webhooks
     from server.openrosa import formlist, submission  # noqa: F401  (their routes attach to the blueprint)
     from server.openrosa.blueprint import bp as openrosa_bp
 
@@ -18,5 +18,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(refused_submissions.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(exports.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(openrosa_bp)
     app.register_blueprint(openapi.bp)

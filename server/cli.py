@@ -39,6 +39,7 @@ LAZY_COMMANDS = {
     "backup": "server.ops_cli:backup_command",
     "restore": "server.ops_cli:restore_command",
     "migrate-store": "server.ops_cli:migrate_store_command",
+    "webhooks": "server.webhook_dispatcher:webhooks_command",
 }
 # Flask's group options that make no sense here: the app is Fieldsync's, its configuration FIELDSYNC_*.
 _FLASK_OPTIONS = {"env_file", "app", "debug"}

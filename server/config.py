@@ -34,11 +34,29 @@ ENV_KEYS = {
     "FIELDSYNC_TRUSTED_PROXIES": "TRUSTED_PROXIES",
     "FIELDSYNC_DIGEST_AUTH": "DIGEST_AUTH",
     "FIELDSYNC_FORM_CONVERT_WAIT": "FORM_CONVERT_WAIT",
+    "FIELDSYNC_WEBHOOKS_ALLOW_PRIVATE": "WEBHOOKS_ALLOW_PRIVATE",
+    "FIELDSYNC_WEBHOOKS_RETRY_FOR": "WEBHOOKS_RETRY_FOR",
+    "FIELDSYNC_WEBHOOKS_TIMEOUT": "WEBHOOKS_TIMEOUT",
+    "FIELDSYNC_WEBHOOKS_BACKOFF_BASE": "WEBHOOKS_BACKOFF_BASE",
+    "FIELDSYNC_WEBHOOKS_BACKOFF_MAX": "WEBHOOKS_BACKOFF_MAX",
+    "FIELDSYNC_WEBHOOKS_LEASE": "WEBHOOKS_LEASE",
+    "FIELDSYNC_WEBHOOKS_POLL": "WEBHOOKS_POLL",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES", "TRUSTED_PROXIES"}
-FLOAT_KEYS = {"FORM_CONVERT_TIMEOUT", "FORM_CONVERT_WAIT", "PURGE_AFTER_DAYS", "BLOB_GRACE_HOURS"}
-BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH"}
+FLOAT_KEYS = {
+    "FORM_CONVERT_TIMEOUT",
+    "FORM_CONVERT_WAIT",
+    "PURGE_AFTER_DAYS",
+    "BLOB_GRACE_HOURS",
+    "WEBHOOKS_RETRY_FOR",
+    "WEBHOOKS_TIMEOUT",
+    "WEBHOOKS_BACKOFF_BASE",
+    "WEBHOOKS_BACKOFF_MAX",
+    "WEBHOOKS_LEASE",
+    "WEBHOOKS_POLL",
+}
+BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE"}
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -81,6 +99,16 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # OpenRosa Digest (what ODK Collect uses over plain HTTP) needs each user's HA1 stored; off, only
         # Basic (over HTTPS) and device keys log in on OpenRosa routes. Never for admin accounts.
         "DIGEST_AUTH": True,
+        # Webhooks: private, loopback and link-local targets are refused unless an admin allows them.
+        "WEBHOOKS_ALLOW_PRIVATE": False,
+        # Seconds a delivery is retried before it becomes a dead letter (offices lose power for days).
+        "WEBHOOKS_RETRY_FOR": 3 * 24 * 3600.0,
+        "WEBHOOKS_TIMEOUT": 10.0,
+        "WEBHOOKS_BACKOFF_BASE": 5.0,
+        "WEBHOOKS_BACKOFF_MAX": 3600.0,
+        # A dispatcher's hold on a subscription's queue; a killed dispatcher's queue is taken over after it.
+        "WEBHOOKS_LEASE": 60.0,
+        "WEBHOOKS_POLL": 1.0,
     }
 
 

@@ -32,6 +32,7 @@ from server.db.queries import entities as q
 from server.db.queries.sync import lock_keys, log_change
 from server.db.transaction import transaction
 from server.errors import ApiError, not_found
+from server.services.outbox import record_event
 from sync.entities import (
     DELETED_FIELD,
     EMPTY_CONTEXT,
@@ -152,10 +153,13 @@ def apply_op(
     actor: str,
     submission_version_id: int | None = None,
     reviewer: bool = False,
+    form_id: str | None = None,
 ) -> AppliedOp:
     """Store one op (idempotently) and re-materialise its entity; the caller holds the entity lock.
 
-    Only a ``reviewer`` op (resolve, delete, restore) may write ``__deleted``.
+    Only a ``reviewer`` op (resolve, delete, restore) may write ``__deleted``; a reviewer's caller
+    records its own event (``entity.resolved``...), the others get ``entity.created/updated/conflicted``
+    here. ``form_id`` is the XForm id of the submission the op came from, if any.
     """
     allowed = (set(entity_list.properties) - {DELETED_FIELD}) | {LABEL_FIELD}
     if reviewer:
@@ -178,7 +182,36 @@ def apply_op(
         {"actor": actor, "submission_version_id": submission_version_id},
     )
     row, _ = materialize(session, entity_list, entity_id)
+    if not reviewer:
+        kind = (
+            "entity.created"
+            if isinstance(outcome, Created)
+            else "entity.conflicted"
+            if isinstance(outcome, Conflict)
+            else "entity.updated"
+        )
+        _record_entity_event(session, entity_list, row, kind, actor, form_id, submission_version_id)
     return AppliedOp(outcome, row)
+
+
+def _record_entity_event(
+    session: Session,
+    entity_list: EntityList,
+    row: Entity,
+    kind: str,
+    actor: str,
+    form_id: str | None = None,
+    submission_version_id: int | None = None,
+) -> None:
+    """The outbox event of an entity change: a snapshot of the entity as this change left it."""
+    record_event(
+        session,
+        entity_list.project_id,
+        kind,
+        f"entity:{entity_list.name}/{row.entity_id}",
+        {"entity": entity_json(entity_list.name, row), "actor": actor, "submission_version_id": submission_version_id},
+        form_id=form_id,
+    )
 
 
 def context_for_base_rev(session: Session, list_id: int, entity_id: str, base_rev: str | None) -> tuple[Any, bool]:
@@ -236,6 +269,7 @@ def apply_entity_changes(
                     op,
                     actor=actor,
                     submission_version_id=submission_version_id,
+                    form_id=getattr(record, "form_id", None),
                 )
             )
     return results
@@ -328,6 +362,8 @@ def resolve_entity(
         if isinstance(op, StaleBase):
             raise _stale(op.current_rev, op.current_version)
         applied = apply_op(session, entity_list, entity_id, op, actor=actor, reviewer=True)
+        assert applied.entity is not None
+        _record_entity_event(session, entity_list, applied.entity, "entity.resolved", actor)
         audit.record(
             session,
             actor,
@@ -366,6 +402,9 @@ def set_entity_deleted(
         assert not isinstance(op, StaleBase)  # based on the state just read, under the entity's lock
         applied = apply_op(session, entity_list, entity_id, op, actor=actor, reviewer=True)
         assert applied.entity is not None
+        _record_entity_event(
+            session, entity_list, applied.entity, "entity.deleted" if deleted else "entity.restored", actor
+        )
         audit.record(
             session,
             actor,

@@ -36,6 +36,7 @@ from server.db.transaction import transaction
 from server.db.upsert import insert_ignore
 from server.errors import ApiError, bad_request, conflict, not_found, too_large
 from server.services.form_conversion import ConversionTimeout, TimedConversion, convert_with_limit
+from server.services.outbox import record_event
 
 ENTITY_SYSTEM_COLUMNS = ("name", "label", "__version", "__trunkVersion", "__branchId")
 DEFAULT_MAX_FORM_BYTES = 20 * 1024 * 1024
@@ -466,6 +467,14 @@ def _publish(session: Session, form: Form, version: FormVersion) -> None:
     form.current_version_id = version.id
     form.title = version.title
     form.updated_at = utcnow()
+    record_event(
+        session,
+        form.project_id,
+        "form.published",
+        f"form:{form.xml_form_id}",
+        {"xml_form_id": form.xml_form_id, "version": version.version, "title": version.title},
+        form_id=form.xml_form_id,
+    )
 
 
 def _missing(session: Session, version_id: int) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ from server.db.base import utcnow
 from server.db.models import AuditEvent
 from server.db.models.submissions import INSTANCE_ID_LENGTH, Submission, SubmissionAttachment, SubmissionVersion
 from server.db.queries import submissions as q
+from server.services.outbox import created_payload, record_event
 from server.services.submissions import IngestResult, _schema
 from sync.outcomes import AwaitingAttachments, Created
 from sync.submissions import (
@@ -429,6 +430,7 @@ class _ChainWriter:
             "attachments_present": sum(1 for r in c.rows if r["blob_sha256"]),
             "actor": self.principal.actor,
             "details": {"form": c.header.form_id, "instance_id": c.instance_id, "source": self.source},
+            "xml_form_id": c.header.form_id,
         }
 
     def _write_plain(self, items: Sequence[_Candidate]) -> None:
@@ -447,6 +449,15 @@ class _ChainWriter:
         if len(version_ids) != len(items):
             raise _BulkConflict(f"{len(items) - len(version_ids)} instance ids were stored concurrently")
         self.session.execute(insert(_AUDIT), [_audit_row(v, s) for v, s in zip(values, submission_ids, strict=True)])
+        for c, s in zip(items, submission_ids, strict=True):
+            record_event(
+                self.session,
+                self.project_id,
+                "submission.created",
+                f"submission:{s}",
+                created_payload(s, version_ids[c.instance_id], c.instance_id, c.header.version),
+                form_id=c.header.form_id,
+            )
         self.written.extend((c, (s, version_ids[c.instance_id])) for c, s in zip(items, submission_ids, strict=True))
 
 

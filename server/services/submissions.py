@@ -49,6 +49,7 @@ from server.db.transaction import transaction
 from server.db.upsert import insert_ignore
 from server.errors import ApiError, not_found
 from server.services.entities import apply_entity_changes
+from server.services.outbox import created_payload, record_event
 from server.store import get_store
 from sync.outcomes import (
     ID_CONFLICT,
@@ -355,6 +356,14 @@ class _Ingest:
             again = q.related_versions(session, self.project_id, target.form_pk, self.instance_id, None)
             return self.again(next(r for r in again if r.instance_id == self.instance_id), form_info)
         submission_id, version_id, missing = stored
+        record_event(
+            session,
+            self.project_id,
+            "submission.updated" if deprecated_id else "submission.created",
+            f"submission:{submission_id}",
+            created_payload(submission_id, version_id, self.instance_id, header.version),
+            form_id=header.form_id,
+        )
         if record.entities:
             apply_entity_changes(session, self.project_id, record, version_id, self.who.actor)
         audit.record(
@@ -397,6 +406,7 @@ class _Ingest:
             "attachments_expected": len(rows),
             "attachments_present": sum(1 for row in rows if row["blob_sha256"]),
             **self.version_values(version_pk, record, now),
+            "xml_form_id": header.form_id,
         }
         # With entities the audit event follows theirs, as on the general path.
         event = (
@@ -876,6 +886,21 @@ def review_submission(
         )
         submission.review_state = after
         submission.updated_at = utcnow()
+        record_event(
+            session,
+            project_id,
+            "submission.reviewed",
+            f"submission:{submission.id}",
+            {
+                "submission_id": submission.id,
+                "instance_id": submission.current_instance_id,
+                "from": before,
+                "to": after,
+                "comment": comment,
+                "actor": principal.actor,
+            },
+            form_id=xml_form_id,
+        )
         audit.record(
             session,
             principal.actor,
@@ -914,6 +939,14 @@ def _set_deleted(
         session.refresh(submission)
         submission.deleted_at = utcnow() if deleted else None
         submission.deleted_by = principal.actor if deleted else None
+        record_event(
+            session,
+            project_id,
+            "submission.deleted" if deleted else "submission.restored",
+            f"submission:{submission.id}",
+            {"submission_id": submission.id, "instance_id": submission.current_instance_id, "actor": principal.actor},
+            form_id=xml_form_id,
+        )
         audit.record(
             session,
             principal.actor,

@@ -43,6 +43,7 @@ from server.db.models.submissions import (
     SubmissionVersion,
 )
 from server.db.queries.forms import TOKEN_COLUMNS, DeviceTokenRow
+from server.db.queries.outbox import event_insert, kind_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +287,14 @@ def _new_chain_statement(with_audit: bool) -> Any:
         postgresql.insert(subs).from_select(sub_columns, select(*sub_values)).returning(subs.c.id).cte("new_submission")
     )
     stmt = select(new_sub.c.id, new_version.c.id).select_from(new_version.join(new_sub, true()))
+    stmt = stmt.add_cte(
+        _created_event(
+            new_version.c.submission_id,
+            new_version.c.id,
+            _param(versions, "instance_id"),
+            _param(versions, "form_version"),
+        ).cte("new_outbox_event")
+    )
     if with_audit:
         audit_row = postgresql.insert(events).from_select(
             ("at", "actor", "action", "project_id", "subject", "details"),
@@ -305,11 +314,38 @@ def _new_chain_statement(with_audit: bool) -> Any:
 _NEW_CHAIN: dict[bool, Any] = {}
 
 
+def _created_event(submission_id: Any, version_id: Any, instance_id: Any, form_version: Any) -> Any:
+    """The outbox row of a new chain (``submission.created``), written only if a subscription wants it.
+
+    The row takes the ``xml_form_id`` parameter (the XForm id, for subscriptions' form filter).
+    """
+    xml_form_id = bindparam("xml_form_id", type_=String())
+    return event_insert(
+        project_id=_param(Submission.__table__, "project_id"),
+        kind=literal("submission.created", String),
+        pattern=literal(kind_pattern("submission.created"), String),
+        subject=literal("submission:", String) + cast(submission_id, String),
+        form_id=xml_form_id,
+        payload=func.jsonb_build_object(
+            literal("submission_id", String),
+            submission_id,
+            literal("version_id", String),
+            version_id,
+            literal("instance_id", String),
+            instance_id,
+            literal("form_version", String),
+            form_version,
+        ),
+        created_at=_param(Submission.__table__, "created_at", "received_at"),
+    )
+
+
 def insert_new_chain(session: Session, values: dict[str, Any], audit: dict[str, Any] | None) -> tuple[int, int] | None:
     """Start a new edit chain in ONE statement (PostgreSQL): first version, submission and (optionally) audit event.
 
     ``values`` holds ``project_id``, ``form_id``, the submitter columns, ``attachments_expected/present``
-    and every version column; ``audit`` holds ``actor``, ``action`` and ``details``. Nothing is written
+    and every version column, and ``xml_form_id`` (for the outbox row: ``submission.created`` when a
+    webhook subscription wants it); ``audit`` holds ``actor``, ``action`` and ``details``. Nothing is written
     when the instance id is already stored or a stored version replaces it (``deprecated_id``): then
     ``None`` is returned and the caller takes the general path. Returns ``(submission_id, version_id)``.
     """
@@ -357,6 +393,12 @@ def _chain_rows_statement() -> Any:
         "user_agent": null(),
         **{name: _param(versions, name) for name in PLAIN_VERSION_PARAMS},
     }
+    created = _created_event(
+        submission_id,
+        _param(versions, "id", "version_id"),
+        _param(versions, "instance_id"),
+        _param(versions, "form_version"),
+    )
     # The submission row must exist before the version's foreign key is checked: a CTE's INSERT
     # runs to completion with the statement, and foreign keys are checked at its end.
     return (
@@ -364,6 +406,7 @@ def _chain_rows_statement() -> Any:
         .values(version_values)
         .add_cte(new_sub.cte("new_submission"))
         .add_cte(audit_row.cte("new_audit_event"))
+        .add_cte(created.cte("new_outbox_event"))
     )
 
 
@@ -374,7 +417,8 @@ def insert_new_chains(session: Session, rows: Sequence[Mapping[str, Any]]) -> No
     """Write many new chains (PostgreSQL, ids drawn beforehand): one statement per chain, pipelined.
 
     Each row gives ``submission_id`` and ``version_id``, every name of ``PLAIN_SUBMISSION_PARAMS`` and
-    ``PLAIN_VERSION_PARAMS``, and the audit event's ``actor`` and ``details``. Only first versions of
+    ``PLAIN_VERSION_PARAMS``, the audit event's ``actor`` and ``details``, and ``xml_form_id`` (the
+    outbox row, written only when a webhook subscription wants it). Only first versions of
     plain (not encrypted) submissions are written this way; the audit event is ``submission.create``.
     One statement per chain instead of one per table and row: a third of the statements the server
     plans and runs.
