@@ -46,4 +46,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store.init_app(app)
     request_log.init_app(app)
     register_blueprints(app)
+    from server import console
+
+    # After the blueprints: the console's cookie sessions replace _NoCookieSessions on its paths only.
+    console.init_app(app)
     return app

@@ -23,6 +23,7 @@ ENV_KEYS = {
     "FIELDSYNC_EXPORT_DIR": "EXPORT_DIR",
     "FIELDSYNC_MAX_FORM_ATTACHMENT_BYTES": "MAX_FORM_ATTACHMENT_BYTES",
     "FIELDSYNC_FORM_CONVERT_TIMEOUT": "FORM_CONVERT_TIMEOUT",
+    "FIELDSYNC_TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES"}
@@ -48,6 +49,8 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "FORM_CONVERT_TIMEOUT": 60.0,
         "FORM_CONVERT_INLINE": False,
         "MAX_FORM_ATTACHMENT_BYTES": 50 * 1024 * 1024,
+        # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto (the console's cookie is then Secure).
+        "TRUST_PROXY_HEADERS": False,
     }
 
 
@@ -61,8 +64,9 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
         value = os.environ.get(env_key)
         if value is not None and value != "":
             config[key] = int(value) if key in INT_KEYS else float(value) if key in FLOAT_KEYS else value
-    if isinstance(config["LOG_REQUESTS"], str):
-        config["LOG_REQUESTS"] = config["LOG_REQUESTS"].lower() not in {"0", "false", "no"}
+    for flag in ("LOG_REQUESTS", "TRUST_PROXY_HEADERS"):
+        if isinstance(config[flag], str):
+            config[flag] = config[flag].lower() not in {"0", "false", "no", ""}
     if override:
         config.update(override)
     if not config.get("SECRET_KEY"):
