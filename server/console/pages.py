@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 
 from server.auth import Principal, require_user
 from server.console import bp
-from server.console.i18n import LOCALES, current_locale
+from server.console.i18n import LOCALES, current_locale, locale_display_name
 from server.console.schemas import LocaleForm, PasswordForm, SignInForm
 from server.console.sessions import CSRF_FIELD, check_csrf, csrf_token
 from server.errors import ApiError
@@ -117,6 +117,7 @@ def _page_context() -> dict[str, Any]:
         "error_message": error_message,
         "take_notice": take_notice,
         "can": can,
+        "language_name": locale_display_name,
     }
 
 

@@ -1,15 +1,9 @@
 // Progressive enhancement only: every page works without this file.
-// - the language menu submits itself when changed;
 // - forms with data-confirm ask first;
 // - file uploads accept a dropped file and show their progress (the page the server answers replaces this one).
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
-
-  document.addEventListener("change", function (event) {
-    var form = event.target.form;
-    if (form && form.hasAttribute("data-autosubmit")) form.submit();
-  });
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
