@@ -44,6 +44,7 @@ def load_demo(base_url: str) -> Iterator[str]:
         for step in DEMO_STEPS:
             yield from step(session, project.id)
         base = base_url.rstrip("/")
+        yield f"web console: {base}/ (sign in as admin, password '{DEMO_PASSWORD}')"
         yield f"demo project: {DEMO_PROJECT} (id {project.id})"
         yield f"users (password '{DEMO_PASSWORD}'): " + ", ".join(u for u, _ in DEMO_USERS)
         yield f"ODK Collect server URL: {base}/v1/key/{issued.token}/projects/{project.id}"

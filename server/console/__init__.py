@@ -31,4 +31,4 @@ def init_app(app: Flask) -> None:
     sessions.init_app(app, first_segments)
 
 
-from server.console import pages, views_forms, views_people, views_projects  # noqa: E402,F401  (routes attach to bp)
+from server.console import pages, views_forms, views_people, views_preview, views_projects  # noqa: E402,F401  (routes)

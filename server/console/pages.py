@@ -23,7 +23,9 @@ from server.services.signin import SignedIn
 from server.store import db_session
 
 # Endpoints a visitor who is not signed in may reach.
-PUBLIC_ENDPOINTS = frozenset({"console.sign_in_page", "console.sign_in", "console.set_locale", "console.static"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"console.sign_in_page", "console.sign_in", "console.set_locale", "console.static", "console.asset"}
+)
 
 # Field error codes (console/schemas.py) and the API's field messages, in words the pages translate.
 FIELD_MESSAGES = {
@@ -57,6 +59,48 @@ ERROR_MESSAGES = {
     "conversion_timeout": lazy_gettext("Converting this form took too long and was stopped."),
     "missing_form_id": lazy_gettext("The form has no id: fill form_id in the settings sheet."),
     "invalid_input": lazy_gettext("Check the fields marked below."),
+}
+
+
+# Audit actions (server/services/*: audit.record) and attachment kinds, in words the pages translate.
+AUDIT_ACTIONS = {
+    "user.create": lazy_gettext("User created"),
+    "user.password": lazy_gettext("Password changed"),
+    "user.sign_in": lazy_gettext("Signed in to the console"),
+    "session.create": lazy_gettext("API session opened"),
+    "project.create": lazy_gettext("Project created"),
+    "project.archive": lazy_gettext("Project archived"),
+    "project.restore": lazy_gettext("Project restored"),
+    "membership.set": lazy_gettext("Role given"),
+    "device.create": lazy_gettext("Phone set up"),
+    "device.revoke": lazy_gettext("Phone revoked"),
+    "form.draft_uploaded": lazy_gettext("Draft uploaded"),
+    "form.version_published": lazy_gettext("Version published"),
+    "form.state_changed": lazy_gettext("Form state changed"),
+    "form.attachment_uploaded": lazy_gettext("Form file uploaded"),
+    "form.export": lazy_gettext("Data exported"),
+    "submission.create": lazy_gettext("Submission received"),
+    "submission.update": lazy_gettext("Submission edited"),
+    "submission.attachments": lazy_gettext("Submission files received"),
+    "submission.review": lazy_gettext("Submission reviewed"),
+    "submission.delete": lazy_gettext("Submission deleted"),
+    "submission.restore": lazy_gettext("Submission restored"),
+    "entity.resolve": lazy_gettext("Entity conflict resolved"),
+    "entity.delete": lazy_gettext("Entity deleted"),
+    "entity.restore": lazy_gettext("Entity restored"),
+    "quarantine.release": lazy_gettext("Quarantined item released"),
+    "quarantine.discard": lazy_gettext("Quarantined item discarded"),
+}
+ATTACHMENT_KINDS = {
+    "image": lazy_gettext("image"),
+    "audio": lazy_gettext("audio"),
+    "video": lazy_gettext("video"),
+    "csv": lazy_gettext("CSV list"),
+    "xml": lazy_gettext("XML list"),
+    "geojson": lazy_gettext("GeoJSON map"),
+    "itemsets": lazy_gettext("choice list (itemsets)"),
+    "entity_list": lazy_gettext("entity list"),
+    "other": lazy_gettext("other file"),
 }
 
 
@@ -118,6 +162,9 @@ def _page_context() -> dict[str, Any]:
         "take_notice": take_notice,
         "can": can,
         "language_name": locale_display_name,
+        "audit_actions": AUDIT_ACTIONS,
+        "action_name": lambda code: str(AUDIT_ACTIONS.get(code, code)),
+        "kind_name": lambda code: str(ATTACHMENT_KINDS.get(code, code)),
     }
 
 

@@ -117,6 +117,20 @@ CONSOLE_CASES = [
         signed_in(200, allowed=READERS),
         setup="coop",
     ),
+    ConsoleCase(
+        "GET",
+        f"{FORM}/versions/2026112901/preview",
+        f"{P}/forms/<xml_form_id>/versions/<version>/preview",
+        signed_in(200, allowed=READERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "GET",
+        "/console/assets/vue/vue.runtime.esm-browser.prod.js",
+        "/console/assets/<package>/<path:filename>",
+        signed_in(200),
+        public=True,
+    ),
     ConsoleCase("GET", "/projects/{pid}/members", f"{P}/members", signed_in(200, allowed=WRITERS)),
     ConsoleCase(
         "POST",

@@ -2,8 +2,9 @@
 
 Stories (issue 17):
 - S1 an admin signs in, creates a project, uploads a broken XLSForm and sees the error with its row, uploads
-  the cooperative diagnostic, publishes it, adds a media file, creates a phone; the QR code on the page
-  decodes to Collect settings whose server URL serves the formList (a real HTTP GET to the live server);
+  the cooperative diagnostic, previews it in ODK Web Forms, publishes it, adds a media file, creates a phone;
+  the QR code on the page decodes to Collect settings whose server URL serves the formList (a real HTTP GET
+  to the live server);
 - S2 a manager adds a coach to the project and revokes a phone.
 - A1 every page in both directions: axe-core finds no serious or critical violation; screenshots at
   360 px and 1280 px go to var/screenshots/ for a person to look at.
@@ -77,6 +78,9 @@ def test_s1_admin_sets_up_a_programme(page: Any, live_server: LiveServer, locale
 
     _upload(page, COOP_XLSX.read_bytes(), COOP_XLSX.name)
     page.wait_for_url(re.compile(r"/forms/coop_diagnostic$"))
+    page.locator("section[aria-labelledby=draft-title] a[href$='/preview']").click()
+    page.get_by_text("Identification de la coopérative").first.wait_for()  # rendered by ODK Web Forms
+    page.go_back()
     page.locator("section[aria-labelledby=draft-title] button[type=submit]").click()
     page.wait_for_url(re.compile(r"/forms/coop_diagnostic$"))
     assert words["published"] in page.locator(".notice").inner_text()
@@ -138,7 +142,10 @@ PAGES = [
     ("users", "/users"),
     ("account", "/account"),
     ("not-found", f"{P}/forms/no_such_form"),
+    ("preview", f"{P}/forms/coop_diagnostic/versions/2026112901/preview"),
 ]
+# ODK Web Forms' own markup (a third-party component) is left out of axe: Fieldsync's page around it is not.
+AXE_EXCLUDE = {"preview": "#preview"}
 TAB_WALKED = {"projects", "forms", "form", "phones", "members"}
 FOCUSABLE = "a[href], button, input:not([type=hidden]), select, summary, [tabindex]:not([tabindex='-1'])"
 
@@ -180,8 +187,10 @@ def test_a1_a2_every_page_is_accessible_and_photographed(
         page.locator("#f-name").fill("Téléphone photo")
         page.locator("#f-name").locator("xpath=ancestor::form").locator("button[type=submit]").click()
         page.wait_for_selector("#qr svg")
+    if name == "preview":
+        page.get_by_text("Identification de la coopérative").first.wait_for()
     assert page.locator("html").get_attribute("dir") == ("rtl" if locale == "ar" else "ltr")
     screenshot(page, f"{locale}-{name}")
-    assert axe_violations(page) == []
+    assert axe_violations(page, AXE_EXCLUDE.get(name)) == []
     if name in TAB_WALKED:
         assert _tab_walk(page) == []
