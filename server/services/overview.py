@@ -105,14 +105,18 @@ def entity_lists(session: Session, project_id: int) -> list[EntityListRow]:
 
 
 def _names(session: Session, refs: set[str]) -> dict[str, str]:
-    """Resolve ``user:<id>`` / ``device:<id>`` references to names (others are shown as they are)."""
-    ids: dict[str, set[int]] = {"user": set(), "device": set()}
+    """Resolve ``user:<id>``, ``device:<id>``, ``project:<id>`` and ``form:<id>`` references to names."""
+    ids: dict[str, set[int]] = {"user": set(), "device": set(), "project": set()}
+    names: dict[str, str] = {}
     for ref in refs:
         kind, _, raw_id = ref.partition(":")
         if kind in ids and raw_id.isdigit():
             ids[kind].add(int(raw_id))
-    names = {f"user:{k}": v for k, v in q.usernames(session, ids["user"]).items()}
+        elif kind == "form" and raw_id:
+            names[ref] = raw_id
+    names.update({f"user:{k}": v for k, v in q.usernames(session, ids["user"]).items()})
     names.update({f"device:{k}": v for k, v in q.device_names(session, ids["device"]).items()})
+    names.update({f"project:{k}": v for k, v in q.project_names(session, ids["project"]).items()})
     return names
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from server.db.models import AccessToken, User
+from server.db.models import AccessToken, Project, User
 from server.db.models.submissions import Submission
 from server.db.models.sync import Entity, EntityList, HeldItem
 
@@ -66,6 +66,15 @@ def usernames(session: Session, user_ids: Iterable[int]) -> dict[int, str]:
         return {}
     rows = session.execute(select(User.id, User.username).where(User.id.in_(ids))).all()
     return {user_id: username for user_id, username in rows}
+
+
+def project_names(session: Session, project_ids: Iterable[int]) -> dict[int, str]:
+    """Return {project id: name} for the given ids."""
+    ids = set(project_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Project.id, Project.name).where(Project.id.in_(ids))).all()
+    return {project_id: name for project_id, name in rows}
 
 
 def device_names(session: Session, token_ids: Iterable[int]) -> dict[int, str]:

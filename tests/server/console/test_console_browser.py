@@ -126,6 +126,32 @@ def test_s2_manager_adds_a_coach_and_revokes_a_phone(page: Any, live_server: Liv
     assert words["revoked"] in page.locator("tr", has_text=f"Lost phone {locale}").inner_text()
 
 
+@pytest.mark.parametrize("locale", ["ar"])
+def test_s3_every_core_flow_works_without_javascript(browser: Any, live_server: LiveServer, locale: str) -> None:
+    context = browser.new_context(locale=locale, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page, live_server, "admin")
+        page.fill("#f-name", "Sans JavaScript")
+        page.locator("#f-name").locator("xpath=ancestor::form").locator("button[type=submit]").click()
+        page.wait_for_url(re.compile(r"/projects/\d+/forms$"))
+        page.set_input_files(
+            "#f-file",
+            files=[{"name": "coop.xlsx", "mimeType": "application/octet-stream", "buffer": COOP_XLSX.read_bytes()}],
+        )
+        page.locator("#f-file").locator("xpath=ancestor::form").locator("button[type=submit]").click()
+        page.wait_for_url(re.compile(r"/forms/coop_diagnostic$"))
+        page.locator("section[aria-labelledby=draft-title] button[type=submit]").click()
+        page.wait_for_url(re.compile(r"/forms/coop_diagnostic$"))
+        assert "نُشرت" in page.locator(".notice").inner_text()
+        page.goto(page.url.split("/forms/")[0] + "/phones")
+        page.fill("#f-name", "Sans JS")
+        page.locator("#f-name").locator("xpath=ancestor::form").locator("button[type=submit]").click()
+        assert decode_settings(_decode_qr(page))["project"]["name"] == "Sans JavaScript"
+    finally:
+        context.close()
+
+
 P = "/projects/{pid}"
 PAGES = [
     ("signin", "/signin"),
