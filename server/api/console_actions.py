@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response
 from marshmallow import fields, validate
 
+from server.api import downloads
 from server.api.schemas import ProjectOut, StrictSchema
 from server.api.wire import load_json
 from server.auth import require, require_admin, require_user
@@ -65,6 +66,4 @@ def get_version_xform(project_id: int, xml_form_id: str, version: str) -> Respon
     """Return the XForm a version serves (draft or published)."""
     require("form.read", project_id)
     data = forms_svc.version_xform(db_session(), project_id, xml_form_id, version)
-    response = Response(data, content_type="text/xml; charset=utf-8")
-    response.headers.set("Content-Disposition", "attachment", filename=f"{xml_form_id}-{version}.xml")
-    return response
+    return downloads.version_xform(data, xml_form_id, version)

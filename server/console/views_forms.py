@@ -9,6 +9,7 @@ from typing import Any
 from flask import Response, redirect, request, url_for
 from werkzeug.datastructures import FileStorage
 
+from server.api import downloads
 from server.auth import require
 from server.console import bp
 from server.console.pages import load_form, notice, render
@@ -20,11 +21,6 @@ from server.services import overview
 from server.store import db_session
 
 _CHUNK = 256 * 1024
-_SOURCE_TYPES = {
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "xls": "application/vnd.ms-excel",
-    "xform": "text/xml; charset=utf-8",
-}
 
 
 def _forms_page(project_id: int, status: int = 200, **context: Any) -> tuple[str, int]:
@@ -159,10 +155,7 @@ def upload_media(project_id: int, xml_form_id: str) -> Response | tuple[str, int
 def download_source(project_id: int, xml_form_id: str, version: str) -> Response:
     """Download the file a version was uploaded as (its XLSForm, or the XForm when one was uploaded)."""
     require("form.read", project_id)
-    filename, kind, data = forms_svc.version_source(db_session(), project_id, xml_form_id, version)
-    response = Response(data, content_type=_SOURCE_TYPES.get(kind, "application/octet-stream"))
-    response.headers.set("Content-Disposition", "attachment", filename=filename)
-    return response
+    return downloads.version_source(*forms_svc.version_source(db_session(), project_id, xml_form_id, version))
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>/xform")
@@ -170,6 +163,4 @@ def download_xform(project_id: int, xml_form_id: str, version: str) -> Response:
     """Download the XForm a version serves."""
     require("form.read", project_id)
     data = forms_svc.version_xform(db_session(), project_id, xml_form_id, version)
-    response = Response(data, content_type="text/xml; charset=utf-8")
-    response.headers.set("Content-Disposition", "attachment", filename=f"{xml_form_id}-{version}.xml")
-    return response
+    return downloads.version_xform(data, xml_form_id, version)

@@ -22,16 +22,7 @@ from flask.testing import FlaskClient
 from tests.conftest import PERSONA_PASSWORD, Personas
 from tests.server.console.test_console_roles import page_csrf, sign_in
 from tests.server.fixtures_forms import xlsform
-
-DUPLICATE_NAMES = """
-| survey   |
-|          | type | name | label |
-|          | text | q1   | Q1    |
-|          | text | q1   | Q1 encore |
-| settings |
-|          | form_id |
-|          | dup     |
-"""
+from tests.server.test_forms_api import DUPLICATE_NAMES
 
 
 def _cookie(response: object) -> str:
