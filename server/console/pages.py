@@ -74,6 +74,7 @@ AUDIT_ACTIONS = {
     "membership.set": lazy_gettext("Role given"),
     "device.create": lazy_gettext("Phone set up"),
     "device.revoke": lazy_gettext("Phone revoked"),
+    "device.reissue": lazy_gettext("New QR code issued"),
     "form.draft_uploaded": lazy_gettext("Draft uploaded"),
     "form.version_published": lazy_gettext("Version published"),
     "form.state_changed": lazy_gettext("Form state changed"),

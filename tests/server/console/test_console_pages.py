@@ -181,3 +181,23 @@ def test_c5_a_broken_xlsform_shows_its_sheet_and_row(app: Flask, client: FlaskCl
     html = response.get_data(as_text=True)
     assert re.search(r"Feuille « survey », ligne 3", html)
     assert 'aria-describedby="upload-error"' in html
+
+
+def test_c6_a_new_qr_code_retires_the_old_token(app: Flask, client: FlaskClient, personas: Personas) -> None:
+    from server.services import accounts as svc
+    from server.store import get_store
+
+    csrf = sign_in(client, "manager-persona")
+    with app.app_context():
+        issued = svc.create_device(get_store().sessions(), personas.project_id, "Téléphone perdu")
+    old_url = f"/v1/key/{issued.token}/projects/{personas.project_id}/formList"
+    assert client.get(old_url).status_code == 200
+    response = client.post(f"/projects/{personas.project_id}/phones/{issued.id}/reissue", data={"csrf_token": csrf})
+    assert response.status_code == 201
+    assert response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
+    assert "<svg" in html
+    new_url = re.search(r'<code dir="ltr" class="url">http://localhost(/v1/key/[^<]+)</code>', html)
+    assert new_url is not None
+    assert client.get(f"{new_url.group(1)}/formList").status_code == 200
+    assert client.get(old_url).status_code in (401, 403)
