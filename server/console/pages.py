@@ -138,7 +138,7 @@ def _console_request() -> Response | None:
 def _console_headers(response: Response) -> Response:
     """Pages are never cached by shared caches and never framed; every asset is our own."""
     response.headers.setdefault("Cache-Control", "no-store" if response.mimetype == "text/html" else "private")
-    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers.setdefault(

@@ -49,19 +49,34 @@ def _import_map() -> str:
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>/preview")
-def preview(project_id: int, xml_form_id: str, version: str) -> Response:
+def preview(project_id: int, xml_form_id: str, version: str) -> tuple[str, int]:
     """A version's form, filled in the browser with ODK Web Forms (nothing is sent to the server)."""
     require("form.read", project_id)
     session = db_session()
     forms_svc.version_xform(session, project_id, xml_form_id, version)  # 404 for an unknown version
-    import_map = _import_map()
-    body, status = render(
+    return render(
         "preview.html",
         project=overview.get_project(session, project_id),
         form=forms_svc.describe_form(session, project_id, xml_form_id),
         version=version,
-        import_map=import_map,
         installed=assets_installed(),
+    )
+
+
+@bp.get("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>/preview/frame")
+def preview_frame(project_id: int, xml_form_id: str, version: str) -> Response:
+    """The frame Web Forms runs in: its own page, so its styles never reach the console's."""
+    require("form.read", project_id)
+    language, direction = overview.form_direction(db_session(), project_id, xml_form_id, version)
+    import_map = _import_map()
+    body, status = render(
+        "preview_frame.html",
+        project_id=project_id,
+        xml_form_id=xml_form_id,
+        version=version,
+        import_map=import_map,
+        form_language=language,
+        form_direction=direction,
     )
     response = Response(body, status=status, mimetype="text/html")
     digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
@@ -69,6 +84,7 @@ def preview(project_id: int, xml_form_id: str, version: str) -> Response:
     response.headers["Content-Security-Policy"] = (
         f"default-src 'self'; script-src 'self' 'sha256-{digest}' 'wasm-unsafe-eval'; "
         "connect-src 'self' data:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-        "font-src 'self' data:; frame-ancestors 'none'"
+        "font-src 'self' data:; frame-ancestors 'self'"
     )
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response

@@ -131,6 +131,18 @@ def form_languages(session: Session, project_id: int, xml_form_id: str) -> tuple
     return tuple(str(language) for language in schema.get("languages") or ())
 
 
+RTL_LANGUAGES = ("ar", "fa", "he", "ur")
+
+
+def form_direction(session: Session, project_id: int, xml_form_id: str, version: str) -> tuple[str, str]:
+    """Return (language code, ``ltr``/``rtl``) of a version's default language, for its preview."""
+    schema = forms_svc.form_schema(session, project_id, xml_form_id, version)
+    languages = [str(language) for language in schema.get("languages") or ()]
+    language = str(schema.get("default_language") or (languages[0] if languages else "") or "")
+    code = language.rsplit("(", 1)[-1].rstrip(")").split("-")[0].strip().lower() if language else ""
+    return code, "rtl" if code in RTL_LANGUAGES else "ltr"
+
+
 def audit_page(session: Session, project_id: int | None, action: str | None, before_id: int | None) -> AuditPage:
     """Return a page of audit events (newest first, optionally of one project and one action) with names."""
     events = audit.list_events(session, project_id, action, AUDIT_PAGE_SIZE + 1, before_id)

@@ -126,6 +126,13 @@ CONSOLE_CASES = [
     ),
     ConsoleCase(
         "GET",
+        f"{FORM}/versions/2026112901/preview/frame",
+        f"{P}/forms/<xml_form_id>/versions/<version>/preview/frame",
+        signed_in(200, allowed=READERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "GET",
         "/console/assets/vue/vue.runtime.esm-browser.prod.js",
         "/console/assets/<package>/<path:filename>",
         signed_in(200),

@@ -2,7 +2,7 @@
 import { createApp, h } from "vue";
 import { OdkWebForm, webFormsPlugin } from "/console/assets/web-forms/index.js";
 
-const root = document.getElementById("preview");
+const root = document.getElementById("form");
 const response = await fetch(root.dataset.xform, { credentials: "same-origin" });
 const formXml = await response.text();
 const app = createApp({
