@@ -215,7 +215,8 @@ def safe_next(target: str | None) -> str:
     """A local path to go back to after signing in or switching language (never another site)."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
+        # "//host" and "/\\host" both leave the site in browsers.
+        if not parts.scheme and not parts.netloc and target.startswith("/") and target[1:2] not in ("/", "\\"):
             return target
     return url_for("console.index")
 

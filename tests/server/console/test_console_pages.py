@@ -95,8 +95,8 @@ def test_c3_api_credentials_do_not_open_the_console(client: FlaskClient, persona
 
 @pytest.mark.parametrize(
     ("target", "landing"),
-    [("/audit", "/audit"), ("//evil.example/x", "/"), ("https://evil.example/", "/")],
-    ids=["local", "protocol-relative", "absolute"],
+    [("/audit", "/audit"), ("//evil.example/x", "/"), ("/\\evil.example/x", "/"), ("https://evil.example/", "/")],
+    ids=["local", "protocol-relative", "backslash", "absolute"],
 )
 def test_c3_sign_in_goes_back_only_to_local_pages(client: FlaskClient, target: str, landing: str) -> None:
     token = page_csrf(client, "/signin")
