@@ -8,7 +8,7 @@ ASSETS := node_modules/.installed
 # test processes for pytest-xdist: one per core by default (`make test PYTEST_WORKERS=0` runs in one process)
 PYTEST_WORKERS ?= auto
 
-.PHONY: run test check lint typecheck layers install bench clean
+.PHONY: run test check lint typecheck layers install bench clean messages
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ typecheck: $(STAMP)
 
 layers: $(STAMP)
 	$(BIN)/lint-imports
+
+# The console's gettext catalogues: extract messages.pot, then add its new messages to each locale's .po
+# (translate them; tests/server/console/test_catalogues.py fails while one is missing). The .po files are
+# compiled in memory when the app starts (server/console/i18n.py): no .mo file to build.
+CONSOLE := server/console
+messages: $(STAMP)
+	$(BIN)/pybabel --quiet extract -F $(CONSOLE)/babel.cfg -k lazy_gettext --no-location --omit-header --sort-output \
+		-o $(CONSOLE)/translations/messages.pot $(CONSOLE)
+	$(BIN)/pybabel --quiet update -i $(CONSOLE)/translations/messages.pot -d $(CONSOLE)/translations \
+		--no-fuzzy-matching --ignore-obsolete --width 120
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -52,7 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
     errors.init_app(app)
     store.init_app(app)
     if http:
-        from server import metrics
+        from server import console, metrics
 
         request_log.init_app(app)
         request_body.init_app(app)
@@ -60,4 +60,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
         web_security.init_app(app)
         metrics.init_app(app)
         register_blueprints(app)
+        # After the blueprints: the console's cookie sessions replace _NoCookieSessions on its paths only.
+        console.init_app(app)
     return app

@@ -7,7 +7,19 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    from server.api import accounts, exports, forms, health, openapi, refused_submissions, submissions, sync, webhooks
+    from server.api import (
+        accounts,
+        console_actions,
+        exports,
+        forms,
+        health,
+        openapi,
+        refused_submissions,
+        submissions,
+        sync,
+        webhooks,
+    )
+    from server.console import bp as console_bp
     from server.openrosa import formlist, submission  # noqa: F401  (their routes attach to the blueprint)
     from server.openrosa.blueprint import bp as openrosa_bp
 
@@ -21,3 +33,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(openrosa_bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(console_actions.bp)
+    app.register_blueprint(console_bp)

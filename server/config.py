@@ -41,6 +41,7 @@ ENV_KEYS = {
     "FIELDSYNC_WEBHOOKS_BACKOFF_MAX": "WEBHOOKS_BACKOFF_MAX",
     "FIELDSYNC_WEBHOOKS_LEASE": "WEBHOOKS_LEASE",
     "FIELDSYNC_WEBHOOKS_POLL": "WEBHOOKS_POLL",
+    "FIELDSYNC_TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS",
 }
 
 INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES", "TRUSTED_PROXIES"}
@@ -56,7 +57,7 @@ FLOAT_KEYS = {
     "WEBHOOKS_LEASE",
     "WEBHOOKS_POLL",
 }
-BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE"}
+BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE", "TRUST_PROXY_HEADERS"}
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -109,6 +110,8 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # A dispatcher's hold on a subscription's queue; a killed dispatcher's queue is taken over after it.
         "WEBHOOKS_LEASE": 60.0,
         "WEBHOOKS_POLL": 1.0,
+        # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto (the console's cookie is then Secure).
+        "TRUST_PROXY_HEADERS": False,
     }
 
 

@@ -59,6 +59,7 @@ def load_demo(base_url: str, *, qr: bool = False) -> Iterator[str]:
         for step in DEMO_STEPS:
             yield from step(session, project.id)
         base = base_url.rstrip("/")
+        yield f"web console: {base}/ (sign in as admin, password '{DEMO_PASSWORD}')"
         yield f"demo project: {DEMO_PROJECT} (id {project.id})"
         yield f"users (password '{DEMO_PASSWORD}'): " + ", ".join(u for u, _ in DEMO_USERS)
         if device is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, request, url_for
 from marshmallow import RAISE, Schema, fields, validate
 
+from server.api import downloads
 from server.api.contract import Header, documented
 from server.api.wire import load_json, load_query
 from server.auth import require
@@ -25,11 +26,6 @@ from server.store import db_session
 
 bp = Blueprint("forms", __name__, url_prefix="/v1")
 
-_SOURCE_TYPES = {
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "xls": "application/vnd.ms-excel",
-    "xform": "text/xml; charset=utf-8",
-}
 _CHUNK = 256 * 1024
 
 
@@ -289,14 +285,11 @@ def get_schema(project_id: int, xml_form_id: str) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>/xlsx")
-@documented({200: tuple(dict.fromkeys(_SOURCE_TYPES.values()))})
+@documented({200: tuple(dict.fromkeys(downloads.SOURCE_TYPES.values()))})
 def get_source(project_id: int, xml_form_id: str, version: str) -> Response:
     """Return the file a version was uploaded as (XLSForm, or XForm when one was uploaded)."""
     require("form.read", project_id)
-    filename, kind, data = svc.version_source(db_session(), project_id, xml_form_id, version)
-    response = Response(data, content_type=_SOURCE_TYPES.get(kind, "application/octet-stream"))
-    response.headers.set("Content-Disposition", "attachment", filename=filename)
-    return response
+    return downloads.version_source(*svc.version_source(db_session(), project_id, xml_form_id, version))
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/attachments")

@@ -661,6 +661,12 @@ def version_source(session: Session, project_id: int, xml_form_id: str, version:
     return found.source_filename, found.source_kind, found.source
 
 
+def version_xform(session: Session, project_id: int, xml_form_id: str, version: str) -> bytes:
+    """Return the XForm bytes a version serves (its conversion, for any version, draft or published)."""
+    form = _get_form(session, project_id, xml_form_id)
+    return _version_for(session, form, version).xform
+
+
 def list_form_attachments(
     session: Session, project_id: int, xml_form_id: str
 ) -> tuple[str | None, tuple[AttachmentInfo, ...]]:

@@ -37,6 +37,8 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The language this person reads the console in (fr, ar, en); NULL: the browser's Accept-Language.
+    locale: Mapped[str | None] = mapped_column(String(10))
 
 
 class Membership(Base):

@@ -1,0 +1,88 @@
+"""What the console's HTML forms may send: marshmallow schemas whose errors are short codes the pages translate.
+
+Unknown fields are excluded rather than refused: a browser sends the CSRF token and the submit button too.
+"""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from server.db.models.accounts import PROJECT_ROLES
+from server.db.models.forms import FORM_STATES
+from server.services.signin import LOCALES
+
+REQUIRED = {"required": "required", "null": "required"}
+
+
+def _text(max_length: int, **kwargs: object) -> fields.String:
+    return fields.String(
+        required=True,
+        error_messages=REQUIRED,
+        validate=validate.Length(min=1, max=max_length, error="length"),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+class ConsoleForm(Schema):
+    """A console form: extra fields (CSRF token, buttons) are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class SignInForm(ConsoleForm):
+    username = _text(150)
+    password = _text(200)
+    next = fields.String(load_default="")
+
+
+class PasswordForm(ConsoleForm):
+    current_password = _text(200)
+    new_password = _text(200)
+
+
+class LocaleForm(ConsoleForm):
+    locale = fields.String(required=True, error_messages=REQUIRED, validate=validate.OneOf(LOCALES, error="choice"))
+    next = fields.String(load_default="")
+
+
+class ProjectForm(ConsoleForm):
+    name = _text(200)
+
+
+class ArchiveForm(ConsoleForm):
+    archived = fields.Boolean(required=True, error_messages=REQUIRED)
+
+
+class UserForm(ConsoleForm):
+    username = fields.String(
+        required=True,
+        error_messages=REQUIRED,
+        validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{2,150}$", error="username"),
+    )
+    password = fields.String(
+        required=True, error_messages=REQUIRED, validate=validate.Length(min=8, max=200, error="password_length")
+    )
+    is_admin = fields.Boolean(load_default=False)
+
+
+class MemberForm(ConsoleForm):
+    username = _text(150)
+    role = fields.String(required=True, error_messages=REQUIRED, validate=validate.OneOf(PROJECT_ROLES, error="choice"))
+
+
+class PhoneForm(ConsoleForm):
+    name = _text(200)
+
+
+class StateForm(ConsoleForm):
+    state = fields.String(required=True, error_messages=REQUIRED, validate=validate.OneOf(FORM_STATES, error="choice"))
+
+
+class MediaForm(ConsoleForm):
+    name = _text(255)
+
+
+class AuditFilter(ConsoleForm):
+    action = fields.String(load_default=None, validate=validate.Length(max=80, error="length"))
+    before_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})

@@ -1,0 +1,203 @@
+"""The console without a browser: cookies only on console paths (HttpOnly, SameSite=Lax, Secure behind TLS),
+CSRF on every POST, sign-in and sign-out, password change, the language of each page, pyxform's row.
+
+Rules:
+- C1 OpenRosa and JSON API responses never set a cookie; the console's cookie is HttpOnly and SameSite=Lax,
+  and Secure when the request came over TLS (or a trusted proxy says so).
+- C2 a POST without this session's CSRF token changes nothing (400).
+- C3 API credentials never open the console; a password change signs the user's other sessions out.
+- C4 the locale is the user's stored choice, else Accept-Language; Arabic pages are right to left.
+- C5 a broken XLSForm comes back next to the file field with its sheet and row.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import PERSONA_PASSWORD, Personas
+from tests.server.console.test_console_roles import page_csrf, sign_in
+from tests.server.fixtures_forms import xlsform
+from tests.server.test_forms_api import DUPLICATE_NAMES
+
+
+def _cookie(response: object) -> str:
+    return ";".join(response.headers.getlist("Set-Cookie"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/v1/projects", "/v1/projects/{pid}/formList"], ids=["health", "api", "openrosa"]
+)
+def test_c1_api_and_openrosa_never_set_a_cookie(client: FlaskClient, personas: Personas, path: str) -> None:
+    sign_in(client, "admin-persona")  # the browser now holds a console cookie and sends it everywhere
+    response = client.get(path.format(pid=personas.project_id), headers=personas.admin.headers)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "opened"),
+    [
+        ("/v1/projects", False),
+        ("/v1/key/abc/projects/1/formList", False),
+        ("/healthz", False),
+        ("/projects", True),
+        ("/", True),
+    ],
+    ids=["api", "openrosa", "health", "console-page", "console-home"],
+)
+def test_c1_sessions_open_only_on_console_paths(app: Flask, path: str, opened: bool) -> None:
+    from flask import request
+
+    with app.test_request_context(path, headers={"Cookie": "fieldsync_console=anything"}):
+        assert (app.session_interface.open_session(app, request) is not None) is opened
+
+
+@pytest.mark.parametrize(
+    ("base_url", "headers", "trust", "secure"),
+    [
+        ("http://localhost", {}, False, False),
+        ("https://localhost", {}, False, True),
+        ("http://localhost", {"X-Forwarded-Proto": "https"}, True, True),
+        ("http://localhost", {"X-Forwarded-Proto": "https"}, False, False),
+    ],
+    ids=["http", "tls", "trusted-proxy", "untrusted-proxy-header"],
+)
+def test_c1_console_cookie_flags(
+    app: Flask, client: FlaskClient, base_url: str, headers: dict[str, str], trust: bool, secure: bool
+) -> None:
+    app.config["TRUST_PROXY_HEADERS"] = trust
+    cookie = _cookie(client.get("/signin", base_url=base_url, headers=headers))
+    assert "fieldsync_console=" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert ("Secure" in cookie) is secure
+
+
+@pytest.mark.parametrize("token", ["", "forged-token"], ids=["none", "forged"])
+def test_c2_post_without_the_csrf_token_changes_nothing(client: FlaskClient, token: str) -> None:
+    sign_in(client, "admin-persona")
+    response = client.post("/projects", data={"name": "Projet sans jeton", "csrf_token": token})
+    assert response.status_code == 400
+    assert "Projet sans jeton" not in client.get("/projects").get_data(as_text=True)
+
+
+def test_c3_api_credentials_do_not_open_the_console(client: FlaskClient, personas: Personas) -> None:
+    for headers in (personas.admin.headers, personas.admin.basic):
+        response = client.get("/projects", headers=headers)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/signin")
+
+
+@pytest.mark.parametrize(
+    ("target", "landing"),
+    [("/audit", "/audit"), ("//evil.example/x", "/"), ("/\\evil.example/x", "/"), ("https://evil.example/", "/")],
+    ids=["local", "protocol-relative", "backslash", "absolute"],
+)
+def test_c3_sign_in_goes_back_only_to_local_pages(client: FlaskClient, target: str, landing: str) -> None:
+    token = page_csrf(client, "/signin")
+    response = client.post(
+        "/signin",
+        data={"csrf_token": token, "username": "admin-persona", "password": PERSONA_PASSWORD, "next": target},
+    )
+    assert response.headers["Location"] == landing
+
+
+def test_c3_wrong_password_and_sign_out(client: FlaskClient) -> None:
+    token = page_csrf(client, "/signin")
+    refused = client.post("/signin", data={"csrf_token": token, "username": "admin-persona", "password": "nope"})
+    assert refused.status_code == 401
+    assert 'role="alert"' in refused.get_data(as_text=True)
+    csrf = sign_in(client, "admin-persona")
+    assert client.post("/signout", data={"csrf_token": csrf}).status_code == 302
+    assert client.get("/projects").status_code == 302
+
+
+def test_c3_password_change_signs_other_sessions_out(app: Flask, personas: Personas) -> None:
+    here, elsewhere = app.test_client(), app.test_client()
+    csrf = sign_in(here, "manager-persona")
+    sign_in(elsewhere, "manager-persona")
+    changed = here.post(
+        "/account/password",
+        data={"csrf_token": csrf, "current_password": PERSONA_PASSWORD, "new_password": "a brand new secret"},
+    )
+    assert changed.status_code == 302
+    assert here.get("/account").status_code == 200
+    assert elsewhere.get("/account").status_code == 302
+    assert app.test_client().get("/v1/users/current", headers=personas.manager.basic).status_code == 401
+
+
+def test_c3_password_change_errors_stay_next_to_their_fields(client: FlaskClient) -> None:
+    csrf = sign_in(client, "coach-persona")
+    response = client.post(
+        "/account/password", data={"csrf_token": csrf, "current_password": "wrong", "new_password": "short"}
+    )
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert 'id="f-current_password-error"' in html
+    assert 'id="f-new_password-error"' in html
+
+
+@pytest.mark.parametrize(
+    ("accept", "lang", "direction", "text"),
+    [
+        ("ar,fr;q=0.5", "ar", "rtl", "تسجيل الدخول"),
+        ("fr-MA", "fr", "ltr", "Connexion"),
+        ("en-GB", "en", "ltr", "Sign in"),
+        ("de", "fr", "ltr", "Connexion"),
+    ],
+    ids=["ar", "fr", "en", "unknown-falls-back-to-fr"],
+)
+def test_c4_accept_language(client: FlaskClient, accept: str, lang: str, direction: str, text: str) -> None:
+    html = client.get("/signin", headers={"Accept-Language": accept}).get_data(as_text=True)
+    assert f'<html lang="{lang}" dir="{direction}">' in html
+    assert text in html
+
+
+def test_c4_the_users_choice_wins_and_is_stored(app: Flask) -> None:
+    first = app.test_client()
+    csrf = sign_in(first, "analyst-persona")
+    assert first.post("/locale", data={"csrf_token": csrf, "locale": "ar", "next": "/projects"}).status_code == 302
+    later = app.test_client()
+    sign_in(later, "analyst-persona")
+    html = later.get("/projects", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="ar" dir="rtl">' in html
+
+
+def test_c5_a_broken_xlsform_shows_its_sheet_and_row(app: Flask, client: FlaskClient, personas: Personas) -> None:
+    app.config["FORM_CONVERT_INLINE"] = True
+    csrf = sign_in(client, "manager-persona")
+    response = client.post(
+        f"/projects/{personas.project_id}/forms",
+        data={"csrf_token": csrf, "file": (io.BytesIO(xlsform(DUPLICATE_NAMES)), "dup.xlsx")},
+        content_type="multipart/form-data",
+        headers={"Accept-Language": "fr"},
+    )
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert re.search(r"Feuille « survey », ligne 3", html)
+    assert 'aria-describedby="upload-error"' in html
+
+
+def test_c6_a_new_qr_code_retires_the_old_token(app: Flask, client: FlaskClient, personas: Personas) -> None:
+    from server.services import accounts as svc
+    from server.store import get_store
+
+    csrf = sign_in(client, "manager-persona")
+    with app.app_context():
+        issued = svc.create_device(get_store().sessions(), personas.project_id, "Téléphone perdu")
+    old_url = f"/v1/key/{issued.token}/projects/{personas.project_id}/formList"
+    assert client.get(old_url).status_code == 200
+    response = client.post(f"/projects/{personas.project_id}/phones/{issued.id}/reissue", data={"csrf_token": csrf})
+    assert response.status_code == 201
+    assert response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
+    assert "<svg" in html
+    new_url = re.search(r'<code dir="ltr" class="url">http://localhost(/v1/key/[^<]+)</code>', html)
+    assert new_url is not None
+    assert client.get(f"{new_url.group(1)}/formList").status_code == 200
+    assert client.get(old_url).status_code in (401, 403)

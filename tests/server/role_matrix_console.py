@@ -1,0 +1,204 @@
+"""Role matrix rows for the web console and for the JSON twins of its actions (server/api/console_actions.py).
+
+Console pages authenticate by their own cookie session only: the bearer tokens this matrix sends are
+ignored there, so every persona is sent to sign in (302) and every POST without the session's CSRF
+token is refused (400) before anything else happens. What each role may do once signed in to the
+console is checked by tests/server/console/test_console_roles.py over ``CONSOLE_CASES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.server.fixtures_forms import ENTREPRENEUR_XLSX
+from tests.server.role_matrix import PERSONAS, Case, statuses
+from tests.server.role_matrix_forms import coop, coop_draft, media_draft  # noqa: F401  (setups named by the cases)
+
+PEOPLE = ("admin", "manager", "coach", "analyst", "outsider")
+READERS = ("admin", "manager", "coach", "analyst")
+WRITERS = ("admin", "manager")
+FORM = "/projects/{pid}/forms/coop_diagnostic"
+P = "/projects/<int:project_id>"
+
+
+@dataclass(frozen=True)
+class ConsoleCase:
+    """A console route and the status each signed-in person gets (``data``: the posted form)."""
+
+    method: str
+    path: str
+    rule: str
+    expected: dict[str, int]
+    data: dict[str, Any] = field(default_factory=dict)
+    setup: str | None = None  # a setup function of tests/server/role_matrix_forms.py
+    public: bool = False  # reachable without signing in
+
+
+def signed_in(ok: int, *, allowed: tuple[str, ...] = PEOPLE, denied: int = 403) -> dict[str, int]:
+    """Expected statuses of the signed-in people."""
+    return {p: ok if p in allowed else denied for p in PEOPLE}
+
+
+def _upload() -> dict[str, Any]:
+    return {"file": (ENTREPRENEUR_XLSX.read_bytes(), "entrepreneur_followup.xlsx")}
+
+
+CONSOLE_CASES = [
+    ConsoleCase("GET", "/", "/", signed_in(302)),
+    ConsoleCase("GET", "/signin", "/signin", signed_in(200), public=True),
+    ConsoleCase(
+        "POST", "/signin", "/signin", signed_in(401), {"username": "admin-persona", "password": "no"}, public=True
+    ),
+    ConsoleCase("POST", "/signout", "/signout", signed_in(302)),
+    ConsoleCase("POST", "/locale", "/locale", signed_in(302), {"locale": "ar", "next": "/projects"}, public=True),
+    ConsoleCase("GET", "/console/static/console.css", "/console/static/<path:filename>", signed_in(200), public=True),
+    ConsoleCase("GET", "/account", "/account", signed_in(200)),
+    ConsoleCase(
+        "POST",
+        "/account/password",
+        "/account/password",
+        signed_in(400),
+        {"current_password": "not the password", "new_password": "a long new password"},
+    ),
+    ConsoleCase("GET", "/projects", "/projects", signed_in(200)),
+    ConsoleCase("POST", "/projects", "/projects", signed_in(302, allowed=("admin",)), {"name": "Projet console"}),
+    ConsoleCase(
+        "POST", "/projects/{pid}/archive", f"{P}/archive", signed_in(302, allowed=("admin",)), {"archived": "true"}
+    ),
+    ConsoleCase("GET", "/users", "/users", signed_in(200, allowed=("admin",))),
+    ConsoleCase(
+        "POST",
+        "/users",
+        "/users",
+        signed_in(302, allowed=("admin",)),
+        {"username": "new-console-user", "password": "long enough pw"},
+    ),
+    ConsoleCase("GET", "/audit", "/audit", signed_in(200, allowed=("admin",))),
+    ConsoleCase("GET", "/projects/{pid}/audit", f"{P}/audit", signed_in(200, allowed=WRITERS)),
+    ConsoleCase("GET", "/projects/{pid}/entities", f"{P}/entities", signed_in(200, allowed=READERS)),
+    ConsoleCase("GET", "/projects/{pid}/forms", f"{P}/forms", signed_in(200, allowed=READERS), setup="coop"),
+    ConsoleCase("POST", "/projects/{pid}/forms", f"{P}/forms", signed_in(302, allowed=WRITERS), _upload()),
+    ConsoleCase("GET", FORM, f"{P}/forms/<xml_form_id>", signed_in(200, allowed=READERS), setup="coop"),
+    ConsoleCase(
+        "POST",
+        f"{FORM}/publish",
+        f"{P}/forms/<xml_form_id>/publish",
+        signed_in(302, allowed=WRITERS),
+        setup="coop_draft",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{FORM}/state",
+        f"{P}/forms/<xml_form_id>/state",
+        signed_in(302, allowed=WRITERS),
+        {"state": "closing"},
+        setup="coop",
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/forms/media_test/media",
+        f"{P}/forms/<xml_form_id>/media",
+        signed_in(302, allowed=WRITERS),
+        {"name": "logo.png", "file": (b"\x89PNG fake", "logo.png")},
+        setup="media_draft",
+    ),
+    ConsoleCase(
+        "GET",
+        f"{FORM}/versions/2026112901/source",
+        f"{P}/forms/<xml_form_id>/versions/<version>/source",
+        signed_in(200, allowed=READERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "GET",
+        f"{FORM}/versions/2026112901/xform",
+        f"{P}/forms/<xml_form_id>/versions/<version>/xform",
+        signed_in(200, allowed=READERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "GET",
+        f"{FORM}/versions/2026112901/preview",
+        f"{P}/forms/<xml_form_id>/versions/<version>/preview",
+        signed_in(200, allowed=READERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "GET",
+        f"{FORM}/versions/2026112901/preview/frame",
+        f"{P}/forms/<xml_form_id>/versions/<version>/preview/frame",
+        signed_in(200, allowed=READERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "GET",
+        "/console/assets/vue/vue.runtime.esm-browser.prod.js",
+        "/console/assets/<package>/<path:filename>",
+        signed_in(200),
+        public=True,
+    ),
+    ConsoleCase("GET", "/projects/{pid}/members", f"{P}/members", signed_in(200, allowed=WRITERS)),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/members",
+        f"{P}/members",
+        signed_in(302, allowed=WRITERS),
+        {"username": "analyst-persona", "role": "analyst"},
+    ),
+    ConsoleCase("GET", "/projects/{pid}/phones", f"{P}/phones", signed_in(200, allowed=WRITERS)),
+    ConsoleCase(
+        "POST", "/projects/{pid}/phones", f"{P}/phones", signed_in(201, allowed=WRITERS), {"name": "Téléphone"}
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/phones/{spare_device}/revoke",
+        f"{P}/phones/<int:device_id>/revoke",
+        signed_in(302, allowed=WRITERS),
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/phones/{spare_device}/reissue",
+        f"{P}/phones/<int:device_id>/reissue",
+        signed_in(201, allowed=WRITERS),
+    ),
+]
+
+
+def _with_api_credentials(case: ConsoleCase) -> Case:
+    """What a persona gets on a console route with only the API's credentials: sign in, or no CSRF token."""
+    if case.method == "POST":
+        expected = {p: 400 for p in PERSONAS}
+    elif case.public:
+        expected = {p: 200 for p in PERSONAS}
+    else:
+        expected = {p: 302 for p in PERSONAS}
+    return Case(case.method, case.path, case.rule, expected)
+
+
+CASES = [_with_api_credentials(c) for c in CONSOLE_CASES]
+CASES += [
+    Case(
+        "PATCH",
+        "/v1/projects/{pid}",
+        "/v1/projects/<int:project_id>",
+        statuses(200, allowed=("admin",)),
+        json={"archived": False},
+    ),
+    # A wrong current password: people get 400 (the password is checked), devices 403.
+    Case(
+        "POST",
+        "/v1/users/current/password",
+        "/v1/users/current/password",
+        statuses(400, allowed=PEOPLE),
+        json={"current_password": "not it", "new_password": "a long new password"},
+    ),
+    Case("PATCH", "/v1/users/current", "/v1/users/current", statuses(200, allowed=PEOPLE), json={"locale": "ar"}),
+    Case(
+        "GET",
+        "/v1/projects/{pid}/forms/coop_diagnostic/versions/2026112901/xform",
+        "/v1/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>/xform",
+        statuses(200, allowed=("admin", "manager", "coach", "analyst", "device")),
+        setup="coop",
+    ),
+]
