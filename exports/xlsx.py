@@ -170,22 +170,15 @@ def _converter(ws: WriteOnlyWorksheet, kind: CellKind) -> Convert:
     text = _text_converter(ws)
     if kind == "text":
         return text
-    if kind == "integer":
+    if kind in ("integer", "decimal"):
+        shape, cast = (_INTEGER, int) if kind == "integer" else (_DECIMAL, float)
 
-        def integer(value: str) -> object:
-            if _INTEGER.fullmatch(value) and _significant_digits(value) <= EXCEL_DIGITS:
-                return int(value)
+        def number(value: str) -> object:
+            if shape.fullmatch(value) and _significant_digits(value) <= EXCEL_DIGITS:
+                return cast(value)
             return text(value)
 
-        return integer
-    if kind == "decimal":
-
-        def decimal(value: str) -> object:
-            if _DECIMAL.fullmatch(value) and _significant_digits(value) <= EXCEL_DIGITS:
-                return float(value)
-            return text(value)
-
-        return decimal
+        return number
     if kind == "boolean":
 
         def boolean(value: str) -> object:
