@@ -64,7 +64,7 @@ def _convert(sources: list[tuple[Path, str | None]], out: Path, profiles: Path) 
         args = [SOFFICE or "soffice", f"-env:UserInstallation={profile}", "--headless", "--norestore"]
         args += [f"--infilter={infilter}"] if infilter else []
         args += ["--convert-to", "ods", "--outdir", str(out), str(path)]
-        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))  # noqa: S603
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     for proc in procs:
         output, _ = proc.communicate(timeout=180)
         assert proc.returncode == 0, output.decode(errors="replace")
@@ -76,7 +76,7 @@ Cell = tuple[str, str]  # (office:value-type, the value LibreOffice holds: offic
 def _sheets(ods: Path) -> tuple[dict[str, list[list[Cell]]], ElementTree.Element]:
     """Every table of an ODS file as rows of (type, value), and the content tree."""
     with zipfile.ZipFile(ods) as zf:
-        root = ElementTree.fromstring(zf.read("content.xml"))  # noqa: S314  # a file LibreOffice just wrote
+        root = ElementTree.fromstring(zf.read("content.xml"))  # a file LibreOffice just wrote
     sheets: dict[str, list[list[Cell]]] = {}
     for table in root.iter(_q("table:table")):
         rows = []
