@@ -82,7 +82,7 @@ _WIDE_COLUMNS = {"KEY": 44, "PARENT_KEY": 44, "_issues": 40}  # uuid:… keys; i
 MAX_WIDTH = 50
 
 # Right-to-left scripts, by language code or English name as forms write them ("Arabic (ar)", "ar").
-_RTL_CODES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ku", "ps", "sd", "ug", "ur", "yi"})
+_RTL_CODES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "ps", "sd", "ug", "ur", "yi"})
 _RTL_NAMES = frozenset({"arabic", "darija", "dari", "hebrew", "pashto", "persian", "farsi", "sindhi", "urdu"})
 _RTL_SCRIPT = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")  # Hebrew, Arabic, Syriac, Thaana ...
 _LANG_CODE = re.compile(r"\(([^)]+)\)\s*$")
