@@ -135,7 +135,8 @@ def options_from_query(query: Mapping[str, QueryValue], ignore: Collection[str] 
     ``split_select_multiple``, ``split_geopoint``, ``since``, ``until``, ``review_state``, ``version``,
     ``submitter`` (repeatable or comma-separated), ``field.<path>=<value>``, ``include_edits``,
     ``include_deleted``, ``include_rejected``, ``bom``, ``clean``, ``geojson_field``. Unknown keys are an
-    error (a typo must not silently export everything) unless listed in ``ignore``.
+    error (a typo must not silently export everything) unless listed in ``ignore``. Yes/no options take
+    ``true``/``false``, ``1``/``0``, ``yes``/``no`` or ``on``/``off``; ``bom=true`` is the CSV for Excel.
     """
     kwargs: dict[str, object] = {}
     field_equals: list[tuple[str, str]] = []

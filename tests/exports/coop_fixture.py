@@ -27,7 +27,7 @@ import csv
 import io
 import zipfile
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from exports.csv_zip import write_csv_zip
@@ -157,3 +157,19 @@ def export_files(
 def table_dicts(text: str) -> list[dict[str, str]]:
     """Parse CSV text into one dict per row."""
     return list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+
+
+def same_as_csv(cell: object, text: str) -> bool:
+    """Whether an XLSX cell read back by openpyxl holds what ``text`` says in the CSV, in its type."""
+    if cell is None or text == "":
+        return cell is None and text == ""
+    if isinstance(cell, bool):
+        return text in (("true", "1") if cell else ("false", "0"))
+    if isinstance(cell, int | float):
+        return float(text) == cell
+    if isinstance(cell, datetime):  # openpyxl reads a date as a datetime at midnight
+        parsed = datetime.fromisoformat(text) if len(text) > 10 else datetime.combine(date.fromisoformat(text), time())
+        return parsed.replace(tzinfo=None) == cell
+    if isinstance(cell, time):
+        return time.fromisoformat(text).replace(tzinfo=None) == cell
+    return cell == text
