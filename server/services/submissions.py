@@ -80,6 +80,7 @@ __all__ = [
     "SubmissionDetail",
     "SubmissionPage",
     "attach_uploaded_blob",
+    "cached_schema",
     "delete_submission",
     "device_and_form_target",
     "get_attachment",
@@ -137,6 +138,11 @@ def _schema(session: Session, version_pk: int, xform_sha256: str | None) -> Form
             return None
         schema = _SCHEMAS[(version_pk, xform_sha256)] = schema_from_json(data)
     return schema
+
+
+def cached_schema(session: Session, version_pk: int, xform_sha256: str | None) -> FormSchema | None:
+    """Return the parsed schema of a form version, from this worker's cache when it holds it."""
+    return _schema(session, version_pk, xform_sha256)
 
 
 def blob_store() -> BlobStore:

@@ -1,0 +1,43 @@
+"""Submissions table: each user's saved column choice per form (``submission_table_columns``).
+
+No index for the table's filters: they run on the form-listing index ``ix_submissions_form_listing``
+(project, form, received time, id), and field filters read the current version's JSON record of the
+rows that index yields (see ``server/db/queries/submission_table.py``).
+
+Revision ID: 0011_submission_table_columns
+Revises: 0010_check_constraint_names
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from server.db.base import BigIntPK, JSONType, UTCDateTime
+
+revision = "0011_submission_table_columns"
+down_revision = "0010_check_constraint_names"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "submission_table_columns",
+        sa.Column("id", BigIntPK, primary_key=True),
+        sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("form_id", sa.BigInteger(), sa.ForeignKey("forms.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("paths", JSONType, nullable=False),
+        sa.Column("language", sa.String(100), nullable=True),
+        sa.Column("display", sa.String(10), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.UniqueConstraint("user_id", "form_id"),
+        sa.CheckConstraint("display IN ('labels', 'values')", name="display"),
+    )
+    op.create_index("ix_submission_table_columns_form_id", "submission_table_columns", ["form_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_submission_table_columns_form_id", "submission_table_columns")
+    op.drop_table("submission_table_columns")
