@@ -303,7 +303,8 @@ def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
     following = None
     if page.next_cursor is not None:
         args = {**request.args.to_dict(), "cursor": page.next_cursor}
-        following = url_for("submissions.list_submissions", project_id=project_id, xml_form_id=xml_form_id, **args)
+        endpoint = "submissions.list_submissions"
+        following = url_for(endpoint, project_id=project_id, xml_form_id=xml_form_id, **args)  # type: ignore[arg-type]
     body = {
         "items": [_table_item(row, cells, xml_form_id) for row, cells in zip(page.rows, page.cells, strict=True)],
         "columns": page.columns,

@@ -226,7 +226,7 @@ def _filters(schema: FormSchema | None, query: TableQuery) -> TableFilters:
 
 
 def _sort(schema: FormSchema | None, query: TableQuery) -> TableSort:
-    direction = "desc" if query.order == "desc" else "asc"
+    direction: q.SortDirection = "desc" if query.order == "desc" else "asc"
     if query.sort != "field":
         return TableSort(None, direction)
     if not query.sort_field:
