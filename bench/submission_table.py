@@ -86,7 +86,7 @@ def _raw_statement(form_pk: int, project_id: int, query: dict[str, str], cursor:
     after = decode_cursor(cursor, sort) if cursor else None
     filters = TableFilters(fields=(FieldFilter(REGION_PATH, (REGION,)),))
     dialect = pg_dialect.dialect()
-    statement = page_statement(project_id, form_pk, filters, sort, after, PAGE + 1)
+    statement = page_statement(project_id, form_pk, filters, sort, after, PAGE + 1, "postgresql")
     compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     processors = compiled._bind_processors
     params = {k: (processors[k](v) if k in processors else v) for k, v in compiled.construct_params().items()}
