@@ -191,7 +191,9 @@ def run(context: Context) -> BenchmarkResult:
         "(HTTP, authentication, schema, JSON rendering on top of the SELECT)."
     )
     result.notes.append(
-        "No index per field: the region filter reads the JSON record of the rows the form-listing index yields "
-        "(newest first stops after a page of matches; the name sort reads and sorts the whole region per page)."
+        "No index per field: the region filter is a JSONB containment answered by one GIN index (jsonb_path_ops) "
+        "on the versions' records; newest first walks the form-listing index backwards and stops after a page of "
+        "matches; the name sort reads and sorts the region's rows on each page. Before the GIN index the name "
+        "sort's SELECT alone took ~600 ms (every record of the form read per page)."
     )
     return result
