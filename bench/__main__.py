@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bench import export, formlist, ingest, push, raw, upload, webhooks
+from bench import export, formlist, ingest, push, raw, submission_table, upload, webhooks
 from bench.database import ensure_postgres_running, fresh_database, server_version
 from bench.harness import Benchmark, Context, Settings, run_benchmark
 from bench.machine import describe_machine, git_commit
@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
     push.NAME: (push.TITLE, push.run),
     export.NAME: (export.TITLE, export.run),
     webhooks.NAME: (webhooks.TITLE, webhooks.run),
+    submission_table.NAME: (submission_table.TITLE, submission_table.run),
 }
 
 

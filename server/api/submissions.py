@@ -1,24 +1,22 @@
-"""JSON API for submissions: list a form's submissions (cursor pages), read one, download a file, review,
-soft-delete and restore.
+"""JSON API for submissions: list a form's submissions (the submissions table: filters, sorts, columns,
+cursor pages), save the caller's columns, read one, download a file, review, soft-delete and restore.
 
 Deleted submissions are hidden: the list shows them only with ``?deleted=true`` (then only them, the
 trash, as ODK Central does), and reading one is ``404`` unless ``?deleted=true`` is given.
 
 Handlers are thin: marshmallow in, one service call, marshmallow out. The page cursor is opaque
-(base64 of the last row's received time and id), so the ordering key can change without breaking clients.
+(``server.services.submission_table`` says what it holds); ``next`` is the URL of the next page with
+the same parameters. Without the new parameters the list answers as before (received time ascending).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import mimetypes
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, stream_with_context, url_for
-from marshmallow import RAISE, Schema, fields, validate
+from flask import Blueprint, Response, request, stream_with_context, url_for
+from marshmallow import RAISE, Schema, fields, pre_load, validate
 
 from server.api.contract import documented
 from server.api.schemas import DatabaseId
@@ -26,6 +24,7 @@ from server.api.wire import load_json, load_query
 from server.auth import require
 from server.db.models.submissions import REVIEW_STATES, SubmissionVersion
 from server.errors import ApiError
+from server.services import submission_table as table
 from server.services import submissions as svc
 from server.store import db_session
 
@@ -39,14 +38,64 @@ class _Strict(Schema):
         unknown = RAISE
 
 
+class CommaList(fields.List):
+    """A query-string list written ``a,b,c`` (the query string holds one value per name)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item]
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+FIELD_FILTER_PREFIX = "filter."
+
+
 class ListQuery(_Strict):
+    """The table's parameters; ``filter.<question path>=a,b`` keeps rows whose select answer is a or b."""
+
     cursor = fields.String(load_default=None)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     since = fields.DateTime(load_default=None)
     until = fields.DateTime(load_default=None)
-    review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES))
+    review_state = CommaList(fields.String(validate=validate.OneOf(REVIEW_STATES)), load_default=())
     submitter = DatabaseId(load_default=None)
+    device = DatabaseId(load_default=None)  # the device token's id
+    device_id = fields.String(load_default=None, validate=validate.Length(min=1, max=255))  # as Collect sent it
+    form_version = CommaList(fields.String(validate=validate.Length(min=1, max=255)), load_default=())
+    filters = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=500)),
+        values=CommaList(fields.String(validate=validate.Length(min=1, max=500)), validate=validate.Length(min=1)),
+        load_default=dict,
+    )
+    sort = fields.String(load_default="submitted_at", validate=validate.OneOf(table.SORT_KEYS))
+    sort_field = fields.String(load_default=None, validate=validate.Length(min=1, max=500))
+    order = fields.String(load_default="asc", validate=validate.OneOf(table.DIRECTIONS))
+    columns = CommaList(fields.String(validate=validate.Length(min=1, max=500)), load_default=None,
+                        validate=validate.Length(max=table.MAX_COLUMNS))  # fmt: skip
+    lang = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    display = fields.String(load_default=None, validate=validate.OneOf(table.DISPLAYS))
+    count = fields.Boolean(load_default=False)
     deleted = fields.Boolean(load_default=False)
+
+    @pre_load
+    def _gather_field_filters(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        gathered = {k[len(FIELD_FILTER_PREFIX) :]: v for k, v in data.items() if k.startswith(FIELD_FILTER_PREFIX)}
+        rest = {k: v for k, v in data.items() if not k.startswith(FIELD_FILTER_PREFIX)}
+        return {**rest, "filters": gathered} if gathered else rest
+
+
+class ColumnsIn(_Strict):
+    paths = fields.List(fields.String(validate=validate.Length(min=1, max=500)), required=True,
+                        validate=validate.Length(max=table.MAX_COLUMNS))  # fmt: skip
+    language = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    display = fields.String(load_default="labels", validate=validate.OneOf(table.DISPLAYS))
+
+
+class ColumnsOut(Schema):
+    paths = fields.List(fields.String())
+    language = fields.String(allow_none=True)
+    display = fields.String()
+    saved = fields.Boolean()
 
 
 class DetailQuery(_Strict):
@@ -109,37 +158,38 @@ class SubmissionOut(Schema):
     data = fields.Dict()
 
 
+class TableItemOut(SubmissionOut):
+    device_id = fields.String(allow_none=True)
+    cells = fields.List(fields.String(allow_none=True))
+
+
+class TableColumnOut(Schema):
+    path = fields.String()
+    label = fields.String()
+
+
+class TablePageOut(Schema):
+    items = fields.List(fields.Nested(TableItemOut))
+    columns = fields.List(fields.Nested(TableColumnOut))
+    language = fields.String(allow_none=True)
+    display = fields.String()
+    next_cursor = fields.String(allow_none=True)
+    next = fields.String(allow_none=True)
+    count = fields.Integer(allow_none=True)
+    count_capped = fields.Boolean()
+
+
 class SubmissionDetailOut(SubmissionOut):
     files = fields.List(fields.Nested(FileOut))
     versions = fields.List(fields.Nested(VersionOut))
     reviews = fields.List(fields.Nested(ReviewOut))
 
 
-class SubmissionPageOut(Schema):
-    items = fields.List(fields.Nested(SubmissionOut))
-    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as ?cursor= for the next page"})
-
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _encode_cursor(cursor: tuple[datetime, int]) -> str:
-    raw = json.dumps([cursor[0].isoformat(), cursor[1]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        at, last_id = json.loads(raw)
-        parsed = _aware(datetime.fromisoformat(at))
-        assert parsed is not None and isinstance(last_id, int)
-        return parsed, last_id
-    except (binascii.Error, ValueError, TypeError, AssertionError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "The cursor is not one this server issued") from None
 
 
 def _summary(row: Any, version: SubmissionVersion, xml_form_id: str) -> dict[str, Any]:
@@ -216,26 +266,85 @@ def _detail(project_id: int, detail: svc.SubmissionDetail) -> dict[str, Any]:
     return dumped
 
 
-@bp.get(FORM_SUBMISSIONS)
-@documented({200: SubmissionPageOut}, query=ListQuery)
-def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
-    """List a form's submissions (current versions), oldest received first, one page at a time."""
-    require("submission.read", project_id)
-    query = load_query(ListQuery())
-    page = svc.list_submissions(
-        db_session(),
-        project_id,
-        xml_form_id,
-        after=_decode_cursor(query["cursor"]) if query["cursor"] else None,
+def _table_query(query: dict[str, Any]) -> table.TableQuery:
+    return table.TableQuery(
+        cursor=query["cursor"],
+        limit=query["limit"],
         since=_aware(query["since"]),
         until=_aware(query["until"]),
-        review_state=query["review_state"],
+        review_states=tuple(query["review_state"]),
         submitter_id=query["submitter"],
+        device_token_id=query["device"],
+        device_id=query["device_id"],
+        form_versions=tuple(query["form_version"]),
+        field_values={path: tuple(values) for path, values in query["filters"].items()},
+        sort=query["sort"],
+        sort_field=query["sort_field"],
+        order=query["order"],
+        columns=tuple(query["columns"]) if query["columns"] is not None else None,
+        language=query["lang"],
+        display=query["display"],
+        count=query["count"],
         deleted=query["deleted"],
-        limit=query["limit"],
     )
-    items = SubmissionOut(many=True).dump([_summary(row, version, xml_form_id) for row, version in page.items])
-    return {"items": items, "next_cursor": _encode_cursor(page.next_cursor) if page.next_cursor else None}
+
+
+def _table_item(row: Any, cells: list[str | None], xml_form_id: str) -> dict[str, Any]:
+    body = _summary(row, row, xml_form_id)
+    body["device_id"] = row.device_id
+    body["cells"] = cells
+    return body
+
+
+@bp.get(FORM_SUBMISSIONS)
+@documented({200: TablePageOut}, query=ListQuery)
+def list_submissions(project_id: int, xml_form_id: str) -> dict[str, Any]:
+    """Page a form's submissions (current versions) as a table: filters, sort, columns, keyset cursor."""
+    principal = require("submission.read", project_id)
+    page = table.submissions_table(
+        db_session(), project_id, xml_form_id, _table_query(load_query(ListQuery())), principal
+    )
+    following = None
+    if page.next_cursor is not None:
+        args = {**request.args.to_dict(), "cursor": page.next_cursor}
+        endpoint = "submissions.list_submissions"
+        following = url_for(endpoint, project_id=project_id, xml_form_id=xml_form_id, **args)  # type: ignore[arg-type]
+    body = {
+        "items": [_table_item(row, cells, xml_form_id) for row, cells in zip(page.rows, page.cells, strict=True)],
+        "columns": page.columns,
+        "language": page.language,
+        "display": page.display,
+        "next_cursor": page.next_cursor,
+        "next": following,
+        "count": page.count,
+        "count_capped": page.count_capped,
+    }
+    dumped: dict[str, Any] = TablePageOut().dump(body)
+    return dumped
+
+
+@bp.get(FORM_SUBMISSIONS + "-columns")
+@documented({200: ColumnsOut})
+def get_submission_columns(project_id: int, xml_form_id: str) -> dict[str, Any]:
+    """Read the caller's saved columns of a form's submissions table."""
+    principal = require("submission.read", project_id)
+    dumped: dict[str, Any] = ColumnsOut().dump(
+        table.get_table_columns(db_session(), project_id, xml_form_id, principal)
+    )
+    return dumped
+
+
+@bp.put(FORM_SUBMISSIONS + "-columns")
+@documented({200: ColumnsOut}, body=ColumnsIn)
+def put_submission_columns(project_id: int, xml_form_id: str) -> dict[str, Any]:
+    """Save the caller's columns of a form's submissions table (question paths, language, labels or values)."""
+    principal = require("submission.read", project_id)
+    body = load_json(ColumnsIn())
+    choice = table.set_table_columns(
+        db_session(), project_id, xml_form_id, principal, body["paths"], body["language"], body["display"]
+    )
+    dumped: dict[str, Any] = ColumnsOut().dump(choice)
+    return dumped
 
 
 @bp.get(FORM_SUBMISSIONS + "/<instance_id>")

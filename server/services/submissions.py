@@ -81,14 +81,13 @@ __all__ = [
     "FileUpload",
     "IngestResult",
     "SubmissionDetail",
-    "SubmissionPage",
     "attach_uploaded_blob",
+    "cached_schema",
     "delete_submission",
     "device_and_form_target",
     "get_attachment",
     "get_submission",
     "ingest_submission",
-    "list_submissions",
     "restore_submission",
     "review_submission",
 ]
@@ -139,6 +138,11 @@ def _schema(session: Session, version_pk: int, xform_sha256: str | None) -> Form
             return None
         schema = _SCHEMAS[(version_pk, xform_sha256)] = schema_from_json(data)
     return schema
+
+
+def cached_schema(session: Session, version_pk: int, xform_sha256: str | None) -> FormSchema | None:
+    """Return the parsed schema of a form version, from this worker's cache when it holds it."""
+    return _schema(session, version_pk, xform_sha256)
 
 
 def blob_store() -> BlobStore:
@@ -760,14 +764,6 @@ def attach_uploaded_blob(session: Session, project_id: int, sha256: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class SubmissionPage:
-    """One page of a form's submissions with their current versions, and the cursor of the next page."""
-
-    items: list[tuple[Submission, SubmissionVersion]]
-    next_cursor: tuple[datetime, int] | None
-
-
-@dataclass(frozen=True, slots=True)
 class SubmissionDetail:
     """A submission with its versions in edit order (current last), their files, and its reviews."""
 
@@ -788,38 +784,6 @@ def _form_pk(session: Session, project_id: int, xml_form_id: str) -> int:
     if form_pk is None:
         raise not_found("form", form_id=xml_form_id)
     return form_pk
-
-
-def list_submissions(
-    session: Session,
-    project_id: int,
-    xml_form_id: str,
-    *,
-    after: tuple[datetime, int] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    review_state: str | None = None,
-    submitter_id: int | None = None,
-    deleted: bool = False,
-    limit: int = 100,
-) -> SubmissionPage:
-    """Return a page of a form's live submissions (or, with ``deleted``, the deleted ones) by (received time, id)."""
-    form_pk = _form_pk(session, project_id, xml_form_id)
-    rows = q.list_submissions(
-        session,
-        project_id,
-        form_pk,
-        after=after,
-        since=since,
-        until=until,
-        review_state=review_state,
-        submitter_id=submitter_id,
-        deleted=deleted,
-        limit=limit + 1,
-    )
-    page = rows[:limit]
-    next_cursor = (page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
-    return SubmissionPage(page, next_cursor)
 
 
 def get_submission(

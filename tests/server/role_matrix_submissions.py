@@ -77,4 +77,20 @@ CASES = [
         statuses(200, allowed=("admin", "manager")),
         setup="with_submission",
     ),
+    Case("GET", FORM + "-columns", FORM_RULE + "-columns", statuses(200, allowed=READERS), setup="with_submission"),
+    Case(
+        "PUT",
+        FORM + "-columns",
+        FORM_RULE + "-columns",
+        statuses(200, allowed=READERS),
+        json={"paths": ["site"], "display": "values"},
+        setup="with_submission",
+    ),
+    Case(
+        "GET",
+        FORM + "?sort=field&sort_field=site&order=desc&columns=site&count=true",
+        FORM_RULE,
+        statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
 ]

@@ -13,6 +13,7 @@
 * ``refused_submissions``: payloads refused for an id conflict (same instanceID, other XML), kept
   once per distinct content for review (SYNC.md invariant 4).
 * ``submission_reviews``: every review-state change with its comment and actor.
+* ``submission_table_columns``: the columns each user chose for a form's submissions table.
 """
 
 from __future__ import annotations
@@ -102,6 +103,17 @@ class SubmissionVersion(Base):
             postgresql_where=text("deprecated_id IS NOT NULL"),
             sqlite_where=text("deprecated_id IS NOT NULL"),
         ),
+        # The submissions table's select filters on any field (``record @> {"region": "x"}``): one GIN
+        # index serves every field of every form, where an expression index per field cannot be made
+        # ahead of time (migration 0011). SQLite cannot index JSON so: an always-empty partial index
+        # keeps the two stores' schemas alike, and the filter reads the JSON there.
+        Index(
+            "ix_submission_versions_record",
+            "record",
+            postgresql_using="gin",
+            postgresql_ops={"record": "jsonb_path_ops"},
+            sqlite_where=text("0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -174,3 +186,21 @@ class SubmissionReview(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SubmissionTableColumns(Base):
+    """A user's saved column choice for one form's submissions table (field paths, language, labels or values)."""
+
+    __tablename__ = "submission_table_columns"
+    __table_args__ = (
+        UniqueConstraint("user_id", "form_id"),
+        CheckConstraint("display IN ('labels', 'values')", name="display"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"), index=True)
+    paths: Mapped[list[str]] = mapped_column(JSONType)
+    language: Mapped[str | None] = mapped_column(String(100))
+    display: Mapped[str] = mapped_column(String(10), default="labels")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

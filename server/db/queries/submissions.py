@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -24,7 +23,6 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
-    or_,
     select,
     true,
     update,
@@ -570,52 +568,6 @@ def get_form_pk(session: Session, project_id: int, xml_form_id: str) -> int | No
         select(Form.id).where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
     )
     return value
-
-
-def list_submissions(
-    session: Session,
-    project_id: int,
-    form_pk: int,
-    *,
-    after: tuple[datetime, int] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    review_state: str | None = None,
-    submitter_id: int | None = None,
-    deleted: bool = False,
-    limit: int = 100,
-) -> list[tuple[Submission, SubmissionVersion]]:
-    """Return a page of a form's live (or, with ``deleted``, soft-deleted) submissions, by (received time, id)."""
-    stmt = (
-        select(Submission, SubmissionVersion)
-        .join(
-            SubmissionVersion,
-            and_(
-                SubmissionVersion.project_id == Submission.project_id,
-                SubmissionVersion.form_id == Submission.form_id,
-                SubmissionVersion.instance_id == Submission.current_instance_id,
-            ),
-        )
-        .where(
-            Submission.project_id == project_id,
-            Submission.form_id == form_pk,
-            Submission.deleted_at.is_not(None) if deleted else Submission.deleted_at.is_(None),
-        )
-        .order_by(Submission.created_at, Submission.id)
-        .limit(limit)
-    )
-    if after is not None:
-        at, last_id = after
-        stmt = stmt.where(or_(Submission.created_at > at, and_(Submission.created_at == at, Submission.id > last_id)))
-    if since is not None:
-        stmt = stmt.where(Submission.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(Submission.created_at < until)
-    if review_state is not None:
-        stmt = stmt.where(Submission.review_state == review_state)
-    if submitter_id is not None:
-        stmt = stmt.where(Submission.submitter_id == submitter_id)
-    return [(row[0], row[1]) for row in session.execute(stmt).all()]
 
 
 def find_submission(session: Session, project_id: int, form_pk: int, instance_id: str) -> Submission | None:
