@@ -42,10 +42,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "sync.push",
             "sync.pull",
             "audit.read",
+            "indicator.read",
+            "indicator.manage",
         }
     ),
     "coach": frozenset({"project.read", "form.read", "submission.create", "sync.push", "sync.pull", "entity.read"}),
-    "analyst": frozenset({"project.read", "form.read", "submission.read", "export", "entity.read"}),
+    "analyst": frozenset({"project.read", "form.read", "submission.read", "export", "entity.read", "indicator.read"}),
 }
 
 

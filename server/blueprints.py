@@ -7,7 +7,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Register every blueprint on ``app``."""
-    from server.api import accounts, exports, forms, health, submissions, sync
+    from server.api import accounts, exports, forms, health, indicators, submissions, sync
     from server.openrosa import formlist, submission  # noqa: F401  (their routes attach to the blueprint)
     from server.openrosa.blueprint import bp as openrosa_bp
 
@@ -17,4 +17,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(submissions.bp)
     app.register_blueprint(sync.bp)
     app.register_blueprint(exports.bp)
+    app.register_blueprint(indicators.bp)
     app.register_blueprint(openrosa_bp)
