@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bench import export, formlist, ingest, push, raw, upload
+from bench import dashboard, export, formlist, ingest, push, raw, upload
 from bench.database import ensure_postgres_running, fresh_database, server_version
 from bench.harness import Benchmark, Context, Settings, run_benchmark
 from bench.machine import describe_machine, git_commit
@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
     ingest.NAME: (ingest.TITLE, ingest.run),
     push.NAME: (push.TITLE, push.run),
     export.NAME: (export.TITLE, export.run),
+    dashboard.NAME: (dashboard.TITLE, dashboard.run),
 }
 
 

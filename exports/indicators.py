@@ -14,7 +14,7 @@ Measures:
 
 Conditions compare a field's value as text (``eq``, ``ne``, ``in``, ``not_in``), as a number (``gt``,
 ``ge``, ``lt``, ``le``; a value that is not a number never matches) or as a select_multiple answer
-(``contains``: one of its space-separated choices). A missing value equals nothing: ``eq``/``in``/
+(``contains``: one of its space-separated choices). A missing (or empty) value equals nothing: ``eq``/``in``/
 ``contains`` are false for it, ``ne``/``not_in`` true.
 
 The server computes the same figures in SQL for speed; :func:`compute` is the reference in plain
@@ -331,8 +331,14 @@ class Figures:
     cells: Mapping[tuple[str | None, str | None], Cell] = field(default_factory=dict)
 
 
+def _present(value: str | None) -> str | None:
+    """An empty answer is no answer (the CSV export cannot tell them apart either)."""
+    return None if value == "" else value
+
+
 def matches(condition: Condition, value: str | None) -> bool:
-    """Whether ``value`` (text, or None when absent) meets ``condition``."""
+    """Whether ``value`` (text, or None when absent or empty) meets ``condition``."""
+    value = _present(value)
     op = condition.op
     if op in NUMBER_OPS:
         number = _number(value)
@@ -365,11 +371,11 @@ def period_key(at: datetime | str | None, period: Period) -> str | None:
 
 
 def _add(cell: Cell, definition: IndicatorDefinition, row: IndicatorRow) -> Cell:
-    value = row.values.get(definition.measure_field) if definition.measure_field else None
+    value = _present(row.values.get(definition.measure_field)) if definition.measure_field else None
     number = _number(value) if definition.measure in ("sum", "mean") else None
     matched = definition.measure == "share" and all(matches(c, row.values.get(c.field)) for c in definition.where)
     distinct = cell.distinct
-    if definition.measure == "distinct" and value not in (None, ""):
+    if definition.measure == "distinct" and value is not None:
         distinct = distinct | {value}
     return Cell(
         rows=cell.rows + 1,
@@ -406,6 +412,6 @@ def compute(
         when: datetime | str | None = row.at
         if definition.date_field:
             when = row.values.get(definition.date_field)
-        key = (row.values.get(by) if by else None, period_key(when, period) if period else None)
+        key = (_present(row.values.get(by)) if by else None, period_key(when, period) if period else None)
         cells[key] = _add(cells.get(key, Cell()), definition, row)
     return Figures(overall, cells)

@@ -64,8 +64,8 @@ def definition_history(session: Session, project_id: int, name: str) -> list[Ind
 
 
 def _value(path: str) -> ColumnElement[Any]:
-    """A field of the current version's record, as text (NULL when absent)."""
-    return SubmissionVersion.record[tuple(path.split("/"))].as_string()
+    """A field of the current version's record, as text (NULL when absent or empty, as in exports.indicators)."""
+    return func.nullif(SubmissionVersion.record[tuple(path.split("/"))].as_string(), "", type_=String)
 
 
 def _number(expr: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
