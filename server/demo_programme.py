@@ -101,8 +101,9 @@ def beneficiary_submissions(seed: int = SEED) -> list[tuple[str, bytes]]:
     rng = random.Random(f"{seed}:beneficiaries")
     people: list[dict[str, Any]] = []
     for index in range(50):
+        commune = ("Bouizate", "Ouled Salmane")[index % 2]
         people.append(
-            {"sex": "female", "area": "rural", "region": "marrakech_safi", "commune": ("Bouizate", "Ouled Salmane")[index % 2],
+            {"sex": "female", "area": "rural", "region": "marrakech_safi", "commune": commune,
              "programme": "al_montija", "age": rng.randint(22, 55)}
         )  # fmt: skip
     for index in range(230):
