@@ -64,6 +64,9 @@ class Settings:
     export_sizes: tuple[int, ...] = field(
         default_factory=lambda: _env_ints("FIELDSYNC_BENCH_EXPORT_SIZES", (1_000, 10_000, 100_000))
     )
+    dashboard_sizes: tuple[int, ...] = field(
+        default_factory=lambda: _env_ints("FIELDSYNC_BENCH_DASHBOARD_SIZES", (100_000, 1_000_000))
+    )
     form_sizes: tuple[int, ...] = field(default_factory=lambda: _env_ints("FIELDSYNC_BENCH_FORM_SIZES", (0, 50, 200)))
     raw_rows: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_RAW_ROWS", 1000))
     webhook_events: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_WEBHOOK_EVENTS", 1000))

@@ -47,10 +47,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "sync.pull",
             "audit.read",
             "webhook.manage",
+            "indicator.read",
+            "indicator.manage",
         }
     ),
     "coach": frozenset({"project.read", "form.read", "submission.create", "sync.push", "sync.pull", "entity.read"}),
-    "analyst": frozenset({"project.read", "form.read", "submission.read", "export", "entity.read"}),
+    "analyst": frozenset({"project.read", "form.read", "submission.read", "export", "entity.read", "indicator.read"}),
 }
 
 

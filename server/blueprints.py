@@ -13,6 +13,7 @@ def register_blueprints(app: Flask) -> None:
         exports,
         forms,
         health,
+        indicators,
         openapi,
         refused_submissions,
         submissions,
@@ -31,6 +32,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(sync.bp)
     app.register_blueprint(exports.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(indicators.bp)
     app.register_blueprint(openrosa_bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(console_actions.bp)

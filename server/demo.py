@@ -94,3 +94,13 @@ def publish_example_forms(session: Session, project_id: int) -> Iterator[str]:
 
 
 DEMO_STEPS.append(publish_example_forms)
+
+
+def load_demo_programme(session: Session, project_id: int) -> Iterator[str]:
+    """The synthetic programme's submissions and indicators (see ``server.demo_programme``)."""
+    from server.demo_programme import load_programme
+
+    yield from load_programme(session, project_id)
+
+
+DEMO_STEPS.append(load_demo_programme)

@@ -1,7 +1,8 @@
 """Build the two bilingual (French/Arabic) example XLSForms that ``fieldsync demo`` publishes.
 
-This module owns the content of ``coop_diagnostic.xlsx`` (strategic diagnostic of a cooperative) and
-``entrepreneur_followup.xlsx`` (follow-up visits of women entrepreneurs, an entity list). The forms
+This module owns the content of ``coop_diagnostic.xlsx`` (strategic diagnostic of a cooperative),
+``entrepreneur_followup.xlsx`` (follow-up visits of women entrepreneurs, an entity list) and
+``beneficiary_registration.xlsx`` (the programme's direct beneficiaries, which its indicators count). The forms
 are written as plain rows here so that a reviewer can read them in a diff; the ``.xlsx`` files are
 generated from these rows and committed next to this script.
 
@@ -857,6 +858,74 @@ def entrepreneur_followup_sheets() -> Sheets:
     }
 
 
+# The programmes a beneficiary is enrolled in (the demo's synthetic programme follows them).
+PROGRAMMES: tuple[tuple[str, str, str], ...] = (
+    ("al_montija", "Al Montija (femmes rurales, Safi)", "المنتجة (النساء القرويات، آسفي)"),
+    ("women_empowerment_center", "Women Empowerment Center (Khouribga)", "مركز تمكين النساء (خريبكة)"),
+    ("femmpact", "Femmpact (Côte d'Ivoire, Sénégal)", "فامباكت (كوت ديفوار، السنغال)"),
+    ("cooperatives", "Accompagnement des coopératives", "مواكبة التعاونيات"),
+    ("youth_employability", "Employabilité des jeunes", "قابلية تشغيل الشباب"),
+)
+
+
+def beneficiary_registration_survey() -> list[Row]:
+    """Return the survey rows of the beneficiary registration (the programme's direct beneficiaries)."""
+    yes_no = "select_one yes_no"
+    return [
+        *metadata_rows(),
+        question("begin_group", "beneficiary", "Bénéficiaire", "المستفيد(ة)"),
+        question("text", "full_name", "Nom et prénom", "الاسم الكامل", required=True),
+        question("select_one sex", "sex", "Sexe", "الجنس", required=True),
+        question(
+            "integer",
+            "age",
+            "Âge",
+            "السن",
+            constraint=(". >= 12 and . <= 99", "Entre 12 et 99 ans.", "ما بين 12 و 99 سنة."),
+            required=True,
+        ),
+        question(
+            yes_no,
+            "neet",
+            "Ni en emploi, ni en études, ni en formation (NEET) ?",
+            "لا يعمل ولا يدرس ولا يتابع تكوينا؟",
+            required=True,
+        ),
+        end("group"),
+        question("begin_group", "location", "Localisation", "الموقع"),
+        question("select_one region", "region", "Région", "الجهة", required=True),
+        question("select_one area", "area", "Milieu", "الوسط", required=True),
+        question("text", "commune", "Commune", "الجماعة"),
+        end("group"),
+        question("select_one programme", "programme", "Programme", "البرنامج", required=True),
+        question("date", "enrolled_on", "Date d'inscription", "تاريخ التسجيل", required=True),
+    ]
+
+
+def beneficiary_registration_sheets() -> Sheets:
+    """Return every sheet of ``beneficiary_registration.xlsx``."""
+    choices = [
+        *choice_rows("sex", (("female", "Femme", "امرأة"), ("male", "Homme", "رجل"))),
+        *choice_rows("yes_no", (("yes", "Oui", "نعم"), ("no", "Non", "لا"))),
+        *choice_rows("area", (("rural", "Rural", "قروي"), ("urban", "Urbain", "حضري"))),
+        *choice_rows("region", REGIONS),
+        *choice_rows("programme", PROGRAMMES),
+    ]
+    return {
+        "survey": beneficiary_registration_survey(),
+        "choices": choices,
+        "settings": [
+            {
+                "form_title": "Inscription des bénéficiaires / تسجيل المستفيدين",
+                "form_id": "beneficiary_registration",
+                "version": "2026120201",
+                "default_language": FR,
+                "instance_name": "concat(${full_name}, ' – ', ${enrolled_on})",
+            }
+        ],
+    }
+
+
 def sheet_columns(sheet_name: str, rows: Sequence[Row]) -> list[str]:
     """Return the header of a sheet: known columns in a readable order, then any others."""
     present = {column for row in rows for column in row}
@@ -917,6 +986,7 @@ def example_forms() -> dict[str, Sheets]:
     return {
         "coop_diagnostic.xlsx": coop_diagnostic_sheets(),
         "entrepreneur_followup.xlsx": entrepreneur_followup_sheets(),
+        "beneficiary_registration.xlsx": beneficiary_registration_sheets(),
     }
 
 

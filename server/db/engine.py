@@ -56,6 +56,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # Indicators sum and compare numbers kept as text in submission records: SQLite has no regular
+    # expressions, so the one rule of what a number is (exports.indicators.NUMBER) runs as a function.
+    dbapi_connection.create_function("fieldsync_number", 1, _number_or_null, deterministic=True)
+
+
+def _number_or_null(value: Any) -> float | None:
+    from exports.indicators import NUMBER
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and NUMBER.match(value):
+        return float(value)
+    return None
 
 
 def _sqlite_begin(connection: Any) -> None:

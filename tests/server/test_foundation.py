@@ -313,6 +313,8 @@ def test_demo_is_idempotent(fresh_url: str, tmp_path: Path) -> None:
     first = _cli(fresh_url, tmp_path, "demo")
     second = _cli(fresh_url, tmp_path, "demo")
     assert "ODK Collect server URL" in first and "ODK Collect server URL" in second
+    assert "beneficiary_registration: 4,230 synthetic submissions loaded" in first
+    assert "beneficiary_registration already has 4,230 submissions" in second
 
 
 def test_app_factory_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

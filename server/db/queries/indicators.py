@@ -1,0 +1,175 @@
+"""Queries of the dashboard area: indicator definitions (every version) and figures in one GROUP BY.
+
+A form's figures are read in one statement over the current version of each live submission: the
+submission's row gives the review state and the arrival date, the version's JSON record the values.
+Conditions compile to SQL with the meaning ``exports.indicators`` gives them (a missing value equals
+nothing; a number is what ``NUMBER`` matches), and the statement groups by the breakdown field, the
+month and (for a distinct count) the counted value, so the few group rows fold into every figure the
+page shows: overall, by region, by month or quarter, and both, from one scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Float, String, and_, case, cast, func, literal, null, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from exports.indicators import (
+    NUMBER_OPS,
+    SQL_NUMBER_PATTERN,
+    Cell,
+    Condition,
+    Figures,
+    IndicatorDefinition,
+    Period,
+    period_key,
+)
+from server.db.models.indicators import IndicatorDefinitionRow
+from server.db.models.submissions import Submission, SubmissionVersion
+
+
+def latest_definitions(session: Session, project_id: int) -> list[IndicatorDefinitionRow]:
+    """The version in force of each indicator of a project (removed ones included, definition NULL)."""
+    newest = (
+        select(IndicatorDefinitionRow.name, func.max(IndicatorDefinitionRow.version).label("version"))
+        .where(IndicatorDefinitionRow.project_id == project_id)
+        .group_by(IndicatorDefinitionRow.name)
+        .subquery()
+    )
+    return list(
+        session.scalars(
+            select(IndicatorDefinitionRow)
+            .join(
+                newest,
+                and_(IndicatorDefinitionRow.name == newest.c.name, IndicatorDefinitionRow.version == newest.c.version),
+            )
+            .where(IndicatorDefinitionRow.project_id == project_id)
+            .order_by(IndicatorDefinitionRow.name)
+        )
+    )
+
+
+def definition_history(session: Session, project_id: int, name: str) -> list[IndicatorDefinitionRow]:
+    """Every saved version of one indicator, newest first."""
+    return list(
+        session.scalars(
+            select(IndicatorDefinitionRow)
+            .where(IndicatorDefinitionRow.project_id == project_id, IndicatorDefinitionRow.name == name)
+            .order_by(IndicatorDefinitionRow.version.desc())
+        )
+    )
+
+
+def _value(path: str) -> ColumnElement[Any]:
+    """A field of the current version's record, as text (NULL when absent or empty, as in exports.indicators)."""
+    return func.nullif(SubmissionVersion.record[tuple(path.split("/"))].as_string(), "", type_=String)
+
+
+def _number(expr: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return case((expr.op("~")(SQL_NUMBER_PATTERN), cast(expr, Float)), else_=None)
+    return func.fieldsync_number(expr, type_=Float)
+
+
+def condition_sql(condition: Condition, dialect: str) -> ColumnElement[bool]:
+    """``condition`` as a SQL boolean (false, never NULL, where the value is missing and must not match)."""
+    value = _value(condition.field)
+    op = condition.op
+    if op in NUMBER_OPS:
+        number = _number(value, dialect)
+        target = float(condition.value)  # type: ignore[arg-type]
+        compared = {"gt": number > target, "ge": number >= target, "lt": number < target, "le": number <= target}[op]
+        return and_(number.is_not(None), compared)
+    if op == "eq":
+        return and_(value.is_not(None), value == condition.value)
+    if op == "ne":
+        return or_(value.is_(None), value != condition.value)
+    if op == "in":
+        return and_(value.is_not(None), value.in_(list(condition.value)))
+    if op == "not_in":
+        return or_(value.is_(None), value.not_in(list(condition.value)))
+    spaced = literal(" ", String) + value + literal(" ", String)
+    return and_(value.is_not(None), spaced.contains(f" {condition.value} ", autoescape=True))
+
+
+def _month(definition: IndicatorDefinition, dialect: str) -> ColumnElement[Any]:
+    if definition.date_field:
+        return func.substr(_value(definition.date_field), 1, 7)
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", Submission.created_at), "YYYY-MM")
+    return func.substr(cast(Submission.created_at, String), 1, 7)
+
+
+def form_figures(
+    session: Session,
+    form_pk: int,
+    definition: IndicatorDefinition,
+    *,
+    by: str | None = None,
+    period: Period | None = None,
+) -> Figures:
+    """The figures of ``definition`` over a form's live submissions (current versions), in one statement."""
+    dialect = session.get_bind().dialect.name
+    s, sv = Submission, SubmissionVersion
+    by_expr = _value(by) if by else literal(None, String)
+    month_expr = _month(definition, dialect) if period else literal(None, String)
+    distinct_expr = _value(definition.measure_field) if definition.measure == "distinct" else literal(None, String)
+    keys = [by_expr.label("k"), month_expr.label("m"), distinct_expr.label("d")]
+    matched: ColumnElement[Any] = literal(0)
+    if definition.measure == "share":
+        matched = func.sum(case((and_(*(condition_sql(c, dialect) for c in definition.where)), 1), else_=0))
+    number: ColumnElement[Any] = cast(null(), Float)
+    if definition.measure in ("sum", "mean") and definition.measure_field:
+        number = _number(_value(definition.measure_field), dialect)
+    stmt = (
+        select(*keys, func.count().label("n"), matched.label("matched"), func.sum(number), func.count(number))
+        .select_from(s)
+        .join(sv, and_(sv.project_id == s.project_id, sv.form_id == s.form_id, sv.instance_id == s.current_instance_id))
+        .where(
+            s.form_id == form_pk,
+            s.deleted_at.is_(None),
+            s.review_state.in_(list(definition.review_states)),
+            sv.encrypted.is_(False),
+            *(condition_sql(c, dialect) for c in definition.filters),
+        )
+    )
+    grouped = [
+        e
+        for e, used in ((by_expr, by), (month_expr, period), (distinct_expr, definition.measure == "distinct"))
+        if used
+    ]
+    if grouped:
+        stmt = stmt.group_by(*grouped)
+    return fold_groups(session.execute(stmt).all(), definition, by=by, period=period)
+
+
+def fold_groups(
+    groups: Sequence[Any], definition: IndicatorDefinition, *, by: str | None, period: Period | None
+) -> Figures:
+    """Fold GROUP BY rows (key, month, distinct value, n, matched, sum, numbers) into figures."""
+    overall: dict[str, Any] = {"rows": 0, "matched": 0, "total": 0.0, "numbers": 0, "distinct": set()}
+    cells: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    for key, month, distinct, n, matched, total, numbers in groups:
+        if not n:
+            continue
+        targets = [overall]
+        if by or period:
+            cell_key = (key if by else None, period_key(month, period) if period else None)
+            targets.append(
+                cells.setdefault(cell_key, {"rows": 0, "matched": 0, "total": 0.0, "numbers": 0, "distinct": set()})
+            )
+        for target in targets:
+            target["rows"] += int(n)
+            target["matched"] += int(matched or 0)
+            target["total"] += float(total or 0.0)
+            target["numbers"] += int(numbers or 0)
+            if distinct not in (None, ""):
+                target["distinct"].add(distinct)
+    return Figures(_cell(overall), {k: _cell(v) for k, v in cells.items()})
+
+
+def _cell(parts: dict[str, Any]) -> Cell:
+    return Cell(parts["rows"], parts["matched"], parts["total"], parts["numbers"], frozenset(parts["distinct"]))

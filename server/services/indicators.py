@@ -1,0 +1,272 @@
+"""Use cases of the dashboard: a project's indicator definitions (versioned) and their live figures.
+
+A definition is checked against its source before it is saved (the form or entity list exists, every
+field it reads exists in some version of the form, none is inside a repeat), so a figure never fails
+for a reason the manager could have been told when saving. Saving the same definition again is a
+no-op; any change is a new version and the old ones stay readable. Figures are computed on every read
+from the store as it is (one GROUP BY, see ``server.db.queries.indicators``): an edit, a deletion or a
+review change shows at once, with no aggregate to keep in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from exports.indicators import (
+    PERIODS,
+    FieldNote,
+    Figures,
+    IndicatorDefinition,
+    IndicatorError,
+    IndicatorRow,
+    Period,
+    check_against_form,
+    compute,
+    parse_definition,
+)
+from forms.schema import FormSchema
+from server.db.base import utcnow
+from server.db.models.indicators import IndicatorDefinitionRow
+from server.db.queries import audit
+from server.db.queries import entities as entity_q
+from server.db.queries import exports as export_q
+from server.db.queries import indicators as q
+from server.db.transaction import transaction
+from server.errors import ApiError, bad_request, conflict, not_found
+
+
+@dataclass(frozen=True)
+class SavedIndicator:
+    """An indicator as stored: its definition in force, version and who saved it when."""
+
+    name: str
+    version: int
+    definition: IndicatorDefinition
+    created_by: str
+    created_at: datetime
+    notes: tuple[FieldNote, ...] = ()
+
+
+@dataclass(frozen=True)
+class FigureCell:
+    """One figure of a breakdown or a series: its keys, label and the parts it is made of."""
+
+    key: str | None
+    label: str | None
+    period: str | None
+    value: float | None
+    rows: int
+    matched: int
+
+
+@dataclass(frozen=True)
+class IndicatorFigures:
+    """What the dashboard shows for one indicator, and what the API answers."""
+
+    indicator: SavedIndicator
+    value: float | None
+    rows: int
+    matched: int
+    progress: float | None  # value / target
+    by: str | None
+    period: str | None
+    cells: tuple[FigureCell, ...]
+
+
+def _indicator_error(exc: IndicatorError) -> ApiError:
+    return bad_request(exc.code, exc.message, field=exc.field)
+
+
+def _form_schemas(session: Session, project_id: int, xml_form_id: str) -> tuple[int, list[FormSchema]]:
+    form = export_q.get_form(session, project_id, xml_form_id)
+    if form is None:
+        raise bad_request("unknown_form", f"The project has no form {xml_form_id!r}", field="source")
+    return form.id, export_q.form_schemas(session, form)
+
+
+def _check_source(session: Session, project_id: int, definition: IndicatorDefinition) -> tuple[FieldNote, ...]:
+    """Raise a 400 naming the problem when the source or a field is unknown; return the version notes."""
+    if definition.source == "entity_list":
+        if entity_q.get_list(session, project_id, definition.source_name) is None:
+            raise bad_request(
+                "unknown_entity_list", f"The project has no entity list {definition.source_name!r}", field="source"
+            )
+        return ()
+    _, schemas = _form_schemas(session, project_id, definition.source_name)
+    try:
+        return check_against_form(definition, schemas)
+    except IndicatorError as exc:
+        raise _indicator_error(exc) from None
+
+
+def _saved(row: IndicatorDefinitionRow, notes: tuple[FieldNote, ...] = ()) -> SavedIndicator:
+    assert row.definition is not None
+    return SavedIndicator(
+        row.name, row.version, parse_definition(row.name, row.definition), row.created_by, row.created_at, notes
+    )
+
+
+def list_indicators(session: Session, project_id: int) -> list[SavedIndicator]:
+    """The indicators in force in a project, by name (removed ones left out)."""
+    return [_saved(row) for row in q.latest_definitions(session, project_id) if row.definition is not None]
+
+
+def get_indicator(session: Session, project_id: int, name: str) -> SavedIndicator:
+    """The version in force of one indicator, with notes on form versions that lack a field; 404 if none."""
+    history = q.definition_history(session, project_id, name)
+    if not history or history[0].definition is None:
+        raise not_found("Indicator", project_id=project_id, name=name)
+    saved = _saved(history[0])
+    try:
+        notes = _check_source(session, project_id, saved.definition)
+    except ApiError:
+        notes = ()  # the form was removed since: the figures say so (an empty source)
+    return _saved(history[0], notes)
+
+
+def indicator_history(session: Session, project_id: int, name: str) -> list[IndicatorDefinitionRow]:
+    """Every saved version of one indicator, newest first; 404 when it never existed."""
+    history = q.definition_history(session, project_id, name)
+    if not history:
+        raise not_found("Indicator", project_id=project_id, name=name)
+    return history
+
+
+def save_indicator(
+    session: Session, project_id: int, name: str, raw: Mapping[str, Any], actor: str
+) -> tuple[SavedIndicator, bool]:
+    """Save a definition as the next version of ``name``; return it and whether a version was added."""
+    try:
+        definition = parse_definition(name, raw)
+    except IndicatorError as exc:
+        raise _indicator_error(exc) from None
+    with transaction(session):
+        notes = _check_source(session, project_id, definition)
+        history = q.definition_history(session, project_id, name)
+        stored = definition.to_json()
+        if history and history[0].definition == stored:
+            return _saved(history[0], notes), False
+        row = IndicatorDefinitionRow(
+            project_id=project_id,
+            name=name,
+            version=(history[0].version + 1) if history else 1,
+            definition=stored,
+            created_by=actor,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        audit.record(session, actor, "indicator.save", project_id, name, {"version": row.version})
+        try:
+            session.flush()
+        except IntegrityError:
+            # Another manager saved a version of this indicator at the same moment.
+            raise conflict("indicator_changed", "The indicator was just saved by someone else; reload it") from None
+    return _saved(row, notes), True
+
+
+def remove_indicator(session: Session, project_id: int, name: str, actor: str) -> None:
+    """Remove an indicator from the dashboard (its versions stay in the history); 404 if not in force."""
+    with transaction(session):
+        history = q.definition_history(session, project_id, name)
+        if not history or history[0].definition is None:
+            raise not_found("Indicator", project_id=project_id, name=name)
+        session.add(
+            IndicatorDefinitionRow(
+                project_id=project_id,
+                name=name,
+                version=history[0].version + 1,
+                definition=None,
+                created_by=actor,
+                created_at=utcnow(),
+            )
+        )
+        audit.record(session, actor, "indicator.remove", project_id, name, {"version": history[0].version + 1})
+        try:
+            session.flush()
+        except IntegrityError:
+            raise conflict("indicator_changed", "The indicator was just saved by someone else; reload it") from None
+
+
+def _entity_figures(
+    session: Session, project_id: int, definition: IndicatorDefinition, by: str | None, period: Period | None
+) -> Figures:
+    """Entity lists are small (hundreds of cooperatives): computed by the reference code over their rows."""
+    entity_list = entity_q.get_list(session, project_id, definition.source_name)
+    if entity_list is None:
+        return compute(definition, [])
+    rows: list[IndicatorRow] = []
+    after = ""
+    while True:
+        page = entity_q.entities_of_list(session, entity_list.id, limit=1000, after=after, deleted=False)
+        rows.extend(IndicatorRow(dict(e.properties), e.updated_at) for e in page)
+        if len(page) < 1000:
+            break
+        after = page[-1].entity_id
+    return compute(definition, rows, by=by, period=period)
+
+
+def _labels(schemas: list[FormSchema], path: str | None, language: str) -> dict[str, str]:
+    """Choice labels of ``path`` in ``language`` (the newest version's label wins)."""
+    labels: dict[str, str] = {}
+    if not path:
+        return labels
+    for schema in schemas:
+        field = schema.field_by_path(path)
+        if field is None or field.choice_list is None or field.choice_list not in schema.choice_lists:
+            continue
+        for choice in schema.choice_lists[field.choice_list].choices:
+            text = choice.labels.get(language) or choice.labels.get("") or next(iter(choice.labels.values()), "")
+            if text:
+                labels[choice.name] = text
+    return labels
+
+
+def indicator_figures(
+    session: Session,
+    project_id: int,
+    name: str,
+    *,
+    by: str | None = None,
+    period: str | None = None,
+    language: str = "fr",
+) -> IndicatorFigures:
+    """The live figures of one indicator, overall and broken down by ``by`` and/or ``period``."""
+    saved = get_indicator(session, project_id, name)
+    definition = saved.definition
+    if by is not None and by not in definition.breakdowns:
+        allowed = ", ".join(definition.breakdowns) or "none"
+        raise bad_request("bad_breakdown", f"'by' is one of the indicator's breakdowns: {allowed}", field="by")
+    if period is not None and period not in PERIODS:
+        raise bad_request("bad_period", f"'period' is one of: {', '.join(PERIODS)}", field="period")
+    chosen = cast(Period | None, period)
+    schemas: list[FormSchema] = []
+    if definition.source == "form":
+        form = export_q.get_form(session, project_id, definition.source_name)
+        if form is None:
+            figures = compute(definition, [])
+        else:
+            schemas = export_q.form_schemas(session, form)
+            figures = q.form_figures(session, form.id, definition, by=by, period=chosen)
+    else:
+        figures = _entity_figures(session, project_id, definition, by, chosen)
+    labels = _labels(schemas, by, language)
+    cells = tuple(
+        FigureCell(
+            key,
+            labels.get(key) if key is not None else None,
+            when,
+            cell.value(definition.measure),
+            cell.rows,
+            cell.matched,
+        )
+        for (key, when), cell in sorted(figures.cells.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or ""))
+    )
+    value = figures.overall.value(definition.measure)
+    progress = value / definition.target if value is not None and definition.target else None
+    return IndicatorFigures(saved, value, figures.overall.rows, figures.overall.matched, progress, by, period, cells)
