@@ -472,6 +472,14 @@ def serve(host: str, port: int, workers: int | None, threads: int) -> None:
         str(threads),
         "--timeout",
         "120",
+        # Phones, ODK Web Forms' engine and reverse proxies keep connections open 60-75 s between
+        # requests; gunicorn's 2 s default closed them under a client that then lost its next POST.
+        "--keep-alive",
+        str(int(current_app.config["KEEP_ALIVE"])),
+        # One control socket per server (gunicorn's default is one per machine user, which two servers
+        # on one machine would share).
+        "--control-socket",
+        os.path.join(current_app.config["VAR_DIR"], "gunicorn.ctl"),
         "--access-logfile",
         "-",
         # Device tokens are in the path: the access log's request lines go through the same redaction

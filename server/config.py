@@ -42,9 +42,17 @@ ENV_KEYS = {
     "FIELDSYNC_WEBHOOKS_LEASE": "WEBHOOKS_LEASE",
     "FIELDSYNC_WEBHOOKS_POLL": "WEBHOOKS_POLL",
     "FIELDSYNC_TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS",
+    "FIELDSYNC_KEEP_ALIVE": "KEEP_ALIVE",
 }
 
-INT_KEYS = {"MAX_SUBMISSION_BYTES", "MAX_FORM_BYTES", "MAX_PUSH_BYTES", "MAX_FORM_ATTACHMENT_BYTES", "TRUSTED_PROXIES"}
+INT_KEYS = {
+    "MAX_SUBMISSION_BYTES",
+    "MAX_FORM_BYTES",
+    "MAX_PUSH_BYTES",
+    "MAX_FORM_ATTACHMENT_BYTES",
+    "TRUSTED_PROXIES",
+    "KEEP_ALIVE",
+}
 FLOAT_KEYS = {
     "FORM_CONVERT_TIMEOUT",
     "FORM_CONVERT_WAIT",
@@ -112,6 +120,8 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "WEBHOOKS_POLL": 1.0,
         # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto (the console's cookie is then Secure).
         "TRUST_PROXY_HEADERS": False,
+        # Seconds gunicorn keeps an idle connection open (clients and proxies expect 60-75 s).
+        "KEEP_ALIVE": 65,
     }
 
 
