@@ -34,6 +34,12 @@ def _serve_args(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     captured: list[list[str]] = []
     monkeypatch.setattr(cli.os, "execv", lambda _exe, args: captured.append(list(args)))
     monkeypatch.setenv("FIELDSYNC_VAR_DIR", str(tmp_path))
+    # serve points prometheus-client at a multiprocess folder through the environment, and
+    # prometheus-client picks its value store when first imported, by the variable's presence: import it
+    # first, and undo the variable after the test, so this process keeps counting in memory.
+    import server.metrics  # noqa: F401
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     monkeypatch.setenv("FIELDSYNC_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite3'}")
     result = CliRunner().invoke(cli.main, ["serve", "--port", "5999"])
     assert result.exit_code == 0, result.output

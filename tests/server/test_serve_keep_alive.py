@@ -36,6 +36,12 @@ def _gunicorn_args(monkeypatch: pytest.MonkeyPatch, var_dir: Path) -> list[str]:
     captured: list[list[str]] = []
     monkeypatch.setattr(cli.os, "execv", lambda _exe, args: captured.append(list(args)))
     monkeypatch.setenv("FIELDSYNC_VAR_DIR", str(var_dir))
+    # serve points prometheus-client at a multiprocess folder through the environment, and
+    # prometheus-client picks its value store when first imported, by the variable's presence: import it
+    # first, and undo the variable after the test, so this process keeps counting in memory.
+    import server.metrics  # noqa: F401
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     monkeypatch.setenv("FIELDSYNC_DATABASE_URL", f"sqlite:///{var_dir / 'db.sqlite3'}")
     result = CliRunner().invoke(cli.main, ["serve", "--port", "5998"])
     assert result.exit_code == 0, result.output
