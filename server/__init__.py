@@ -26,7 +26,7 @@ class _NoCookieSessions(SessionInterface):
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app: defaults, then the environment, then ``config`` (tests)."""
-    from server import errors, request_log, store
+    from server import body_spool, errors, request_log, store
     from server.blueprints import register_blueprints
     from server.config import load_config
 
@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         + 1024 * 1024
     )
     errors.init_app(app)
+    body_spool.init_app(app)  # before any view: bodies are read whole before a transaction can open
     store.init_app(app)
     request_log.init_app(app)
     register_blueprints(app)

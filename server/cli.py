@@ -15,6 +15,7 @@ from server import create_app
 from server.db.migrate import upgrade_to_head
 from server.errors import ApiError
 from server.services import accounts as svc
+from server.serving import DEFAULT_THREADS, gunicorn_argv, worker_environment
 from server.store import get_store
 
 
@@ -130,35 +131,29 @@ def demo(base_url: str) -> None:
 @click.option(
     "--workers", default=None, type=int, help="gunicorn workers (PostgreSQL; SQLite always uses one process)."
 )
-@click.option("--threads", default=4, show_default=True, type=int)
+@click.option("--threads", default=DEFAULT_THREADS, show_default=True, type=int)
 @with_appcontext
 def serve(host: str, port: int, workers: int | None, threads: int) -> None:
-    """Serve with gunicorn: several workers on PostgreSQL, one process on SQLite."""
-    url = make_url(current_app.config["DATABASE_URL"])
+    """Serve with gunicorn: several workers on PostgreSQL, one process on SQLite.
+
+    Keep-alive (FIELDSYNC_KEEP_ALIVE), the silence limit for slow clients
+    (FIELDSYNC_CLIENT_SILENCE_TIMEOUT) and the control socket (FIELDSYNC_CONTROL_SOCKET) come from
+    the configuration; see server/serving.py for why.
+    """
+    config = current_app.config
+    url = make_url(config["DATABASE_URL"])
     if url.get_backend_name() == "sqlite":
         # SQLite has one writer; several processes would only queue on its lock.
         workers = 1
     elif workers is None:
         workers = 2 * (os.cpu_count() or 1) + 1
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--timeout",
-        "120",
-        "--access-logfile",
-        "-",
-        "server.wsgi:app",
-    ]
-    click.echo(f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads)")
+    args = gunicorn_argv(config, host=host, port=port, workers=workers, threads=threads)
+    click.echo(
+        f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads, "
+        f"keep-alive {config['KEEP_ALIVE']:g} s, silence limit {config['CLIENT_SILENCE_TIMEOUT']:g} s)"
+    )
     sys.stdout.flush()
-    os.execv(sys.executable, args)
+    os.execve(sys.executable, args, worker_environment(config))
 
 
 from server.scheduler import export_command, scheduler_command  # noqa: E402  (appended: the exports area's commands)

@@ -17,6 +17,7 @@ from werkzeug.exceptions import ClientDisconnected
 from server.api.schemas import StrictSchema
 from server.api.wire import load_json, load_query
 from server.auth import current_principal, require
+from server.body_spool import body_cut, keeps_partial_body
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
 from server.store import db_session, get_store
@@ -231,12 +232,13 @@ def _body_chunks() -> Iterator[bytes]:
             break
         received += len(chunk)
         yield chunk
-    if request.content_length is not None and received < request.content_length:
+    if body_cut() is not None:
         # The connection was cut: what arrived is kept by the service, the client resumes from HEAD.
         raise ClientDisconnected()
 
 
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])
+@keeps_partial_body
 def patch_upload(upload_id: str) -> Response:
     """Continue an upload at ``Upload-Offset`` (bytes that arrived before a cut are kept)."""
     _authorize_upload(upload_id)
