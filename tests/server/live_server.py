@@ -7,6 +7,7 @@ then the CLI's ``serve`` runs in a subprocess with the test's configuration.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -173,6 +174,12 @@ def read_response(sock: socket.socket) -> RawResponse | None:
     except ConnectionResetError:
         return None
     return RawResponse(int(status_line.split()[1]), headers, rest[:length])
+
+
+def tus_metadata(project_id: int, sha256: bytes = bytes(32)) -> str:
+    """An ``Upload-Metadata`` header naming the blob's raw digest and the project."""
+    b64 = base64.b64encode
+    return f"sha256 {b64(sha256).decode()},project {b64(str(project_id).encode()).decode()}"
 
 
 def multipart(parts: list[tuple[str, str, bytes, str]], boundary: str | None = None) -> tuple[bytes, str]:

@@ -12,7 +12,6 @@ Nothing here measures time: the client timeouts are generous bounds, never asser
 
 from __future__ import annotations
 
-import base64
 import socket
 import time
 import uuid
@@ -32,6 +31,7 @@ from tests.server.live_server import (
     live_server,
     read_response,
     request_bytes,
+    tus_metadata,
 )
 
 SILENCE = 2
@@ -70,12 +70,7 @@ def test_keep_alive_outlives_a_ten_second_pause(server: LiveServer) -> None:
 
 
 def _create_upload(server: LiveServer, length: int) -> str:
-    metadata = ",".join(
-        [
-            "sha256 " + base64.b64encode(bytes(32)).decode(),
-            "project " + base64.b64encode(str(server.project_id).encode()).decode(),
-        ]
-    )
+    metadata = tus_metadata(server.project_id)
     created = requests.post(
         f"{server.base_url}/v1/uploads",
         headers={**server.bearer, "Tus-Resumable": "1.0.0", "Upload-Length": str(length), "Upload-Metadata": metadata},
