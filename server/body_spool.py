@@ -10,8 +10,10 @@ client costs one thread and some disk, never a database connection or a lock, on
 A body that stops early (the client closed, the connection was reset, the client went silent for
 ``CLIENT_SILENCE_TIMEOUT`` seconds, a broken chunked encoding) is handed on as far as it arrived,
 marked in ``environ[BODY_CUT]``. Views that can keep part of a body (an OpenRosa POST's complete
-parts, a tus PATCH's bytes) say so with :func:`keeps_partial_body`; every other view answers
-``400 incomplete_body`` before it runs, so a cut body is never mistaken for a whole one.
+parts) say so with :func:`keeps_partial_body`; every other view answers ``400 incomplete_body``
+before it runs, so a cut body is never mistaken for a whole one. A view marked :func:`streams_body`
+(the tus PATCH, which writes each byte where it belongs as it arrives and answers 409 before reading a
+body it does not want) reads the body itself, holding no transaction meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from flask import Flask, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
 from server.errors import ApiError
@@ -34,6 +37,7 @@ IN_MEMORY = 1024 * 1024  # bodies up to this size stay in memory
 READ_STEP = 8 * 1024
 
 _PARTIAL_OK = "_fieldsync_keeps_partial_body"
+_STREAMS = "_fieldsync_streams_body"
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -43,6 +47,15 @@ def keeps_partial_body(view: Callable[..., Any]) -> Callable[..., Any]:
     """Mark ``view`` as able to use a body that was cut (it reads ``environ[BODY_CUT]``)."""
     setattr(view, _PARTIAL_OK, True)
     return view
+
+
+def streams_body(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``view`` as reading its body itself, as it arrives (a tus PATCH writes bytes to disk as they come).
+
+    Such a view must hold no transaction while it reads, and must treat a read error as a cut.
+    """
+    setattr(view, _STREAMS, True)
+    return keeps_partial_body(view)
 
 
 def body_cut() -> str | None:
@@ -87,9 +100,10 @@ def spool_body(source: IO[bytes], declared: int | None, cap: int) -> tuple[IO[by
 class BodySpool:
     """WSGI middleware: read the body first (see the module docstring), then call the app."""
 
-    def __init__(self, app: WSGIApp, cap: int) -> None:
+    def __init__(self, app: WSGIApp, cap: int, streams: Callable[[dict[str, Any]], bool]) -> None:
         self.app = app
         self.cap = cap
+        self.streams = streams
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Spool the body of ``environ`` and call the app with the copy."""
@@ -98,7 +112,7 @@ class BodySpool:
         chunked = (
             bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         )
-        if (declared is None or declared == 0) and not chunked:
+        if ((declared is None or declared == 0) and not chunked) or self.streams(environ):
             return self.app(environ, start_response)
         if declared is not None and declared > self.cap:
             # Refused from its headers alone (413): not worth reading.
@@ -126,7 +140,15 @@ def _closing(start_response: StartResponse) -> StartResponse:
 
 def init_app(app: Flask) -> None:
     """Spool every request body of ``app``; refuse a cut body unless the view keeps partial bodies."""
-    app.wsgi_app = BodySpool(app.wsgi_app, int(app.config["MAX_CONTENT_LENGTH"]))  # type: ignore[method-assign]
+
+    def streams(environ: dict[str, Any]) -> bool:
+        try:
+            endpoint, _ = app.url_map.bind_to_environ(environ).match()
+        except HTTPException:
+            return False
+        return bool(getattr(app.view_functions.get(str(endpoint)), _STREAMS, False))
+
+    app.wsgi_app = BodySpool(app.wsgi_app, int(app.config["MAX_CONTENT_LENGTH"]), streams)  # type: ignore[method-assign]
 
     @app.before_request
     def _refuse_cut_body() -> None:

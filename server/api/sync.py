@@ -17,7 +17,7 @@ from werkzeug.exceptions import ClientDisconnected
 from server.api.schemas import StrictSchema
 from server.api.wire import load_json, load_query
 from server.auth import current_principal, require
-from server.body_spool import body_cut, keeps_partial_body
+from server.body_spool import streams_body
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
 from server.store import db_session, get_store
@@ -25,6 +25,7 @@ from sync.batches import PROTOCOL
 
 bp = Blueprint("sync", __name__, url_prefix="/v1")
 
+BODY_READ = 8 * 1024
 TUS_HEADERS = {"Tus-Resumable": uploads.TUS_VERSION, "Cache-Control": "no-store"}
 
 
@@ -173,6 +174,7 @@ def uploads_options() -> Response:
         **{
             "Tus-Version": uploads.TUS_VERSION,
             "Tus-Extension": uploads.TUS_EXTENSIONS,
+            "Tus-Checksum-Algorithm": uploads.TUS_CHECKSUM_ALGORITHMS,
             "Tus-Max-Size": str(_max_upload()),
         },
     )
@@ -225,20 +227,23 @@ def head_upload(upload_id: str) -> Response:
 
 
 def _body_chunks() -> Iterator[bytes]:
+    """The PATCH body as it arrives (small reads: a reset loses at most one read of what arrived)."""
+    stream = request.environ["wsgi.input"]
+    declared = request.content_length
     received = 0
-    while True:
-        chunk = request.stream.read(uploads.CHUNK)
+    while declared is None or received < declared:
+        chunk = stream.read(BODY_READ if declared is None else min(BODY_READ, declared - received))
         if not chunk:
             break
         received += len(chunk)
         yield chunk
-    if body_cut() is not None:
+    if declared is not None and received < declared:
         # The connection was cut: what arrived is kept by the service, the client resumes from HEAD.
         raise ClientDisconnected()
 
 
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])
-@keeps_partial_body
+@streams_body
 def patch_upload(upload_id: str) -> Response:
     """Continue an upload at ``Upload-Offset`` (bytes that arrived before a cut are kept)."""
     _authorize_upload(upload_id)
@@ -250,9 +255,18 @@ def patch_upload(upload_id: str) -> Response:
         upload_id=upload_id,
         offset=_int_header("Upload-Offset"),
         chunks=_body_chunks(),
+        checksum=request.headers.get("Upload-Checksum"),
         on_blob=uploads.blob_arrived,
     )
     return _tus_response(204, state)
+
+
+@bp.route("/uploads/<upload_id>", methods=["DELETE"])
+def terminate_upload(upload_id: str) -> Response:
+    """tus termination: give up an upload and delete what arrived of it."""
+    _authorize_upload(upload_id)
+    uploads.terminate_upload(db_session(), get_store().storage_dir, upload_id)
+    return _tus_response(204)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Resumable blob uploads (tus 1.0 core + creation + expiration; SYNC.md "Attachments", research §8.8).
 
 A partial upload lives in ``<storage>/uploads/<id>``; its offset in the ``uploads`` row is only moved
-after the bytes are fsync'ed, with a compare-and-set, so a PATCH cut mid-body keeps what arrived and the
-client resumes from ``HEAD``. Concurrent PATCHes of one upload are serialised by an exclusive file lock.
+after the bytes are fsync'ed, with a compare-and-set that only moves it forward, so a PATCH cut mid-body
+keeps what arrived and the client resumes from ``HEAD`` (see :func:`patch_upload`). No lock is held
+while a body arrives: a PATCH behind a dead connection never waits for it. Extensions: creation,
+expiration, checksum (sha256) and termination.
 When the last byte arrives the whole file is hashed: a mismatch with the declared sha256 discards it
 (``460``); a match adopts it into the blob store and tells the submissions area that the blob is here.
 A blob that already exists short-circuits the creation (``Upload-Offset`` = length at once).
@@ -35,9 +37,12 @@ from server.errors import ApiError, bad_request, conflict, not_found
 log = logging.getLogger("fieldsync.uploads")
 
 TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = "creation,expiration"
+TUS_EXTENSIONS = "creation,expiration,checksum,termination"
+TUS_CHECKSUM_ALGORITHMS = "sha256"
 UPLOAD_EXPIRES = timedelta(days=30)  # coaches stay offline for weeks
 CHUNK = 64 * 1024
+# The offset of a PATCH in progress is made durable (fsync + compare-and-set) every this many bytes.
+PROGRESS_BYTES = 256 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -143,24 +148,39 @@ def upload_state(session: Session, upload_id: str) -> UploadState:
         return _state(get_upload(session, upload_id))
 
 
-def _write_at(path: Path, offset: int, chunks: Iterator[bytes], limit: int) -> tuple[int, BaseException | None]:
-    """Write ``chunks`` at ``offset`` (at most ``limit`` bytes); return bytes written and a read error if any."""
-    written = 0
-    error: BaseException | None = None
-    fd = os.open(path, os.O_WRONLY)
+class _Superseded(Exception):
+    """Another PATCH of the same upload got further (or completed it): this one stops."""
+
+
+def _flush(fd: int, path: Path, data: bytes | bytearray, position: int) -> None:
+    """Write ``data`` at ``position`` of the partial file, unless the upload was completed meanwhile.
+
+    The completing PATCH holds an exclusive lock while it hashes and moves the file into the blob
+    store; a writer takes a shared one for the instant of its write and checks that ``path`` is still
+    the file it opened, so no byte ever lands in a blob after it was verified.
+    """
+    fcntl.flock(fd, fcntl.LOCK_SH)
     try:
         try:
-            for chunk in chunks:
-                if written + len(chunk) > limit:
-                    raise bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
-                os.pwrite(fd, chunk, offset + written)
-                written += len(chunk)
-        except Exception as exc:  # a cut connection: keep what arrived
-            error = exc
-        os.fsync(fd)
+            moved = os.stat(path).st_ino != os.fstat(fd).st_ino
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            raise _Superseded()
+        os.pwrite(fd, data, position)
     finally:
-        os.close(fd)
-    return written, error
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _advance(session: Session, upload_id: str, start: int, end: int) -> bool:
+    """Make ``[start, end)`` count: the offset moves to ``end`` unless another PATCH is there already."""
+    with transaction(session):
+        return q.extend_upload(session, upload_id, start, end)
+
+
+def _current(session: Session, upload_id: str) -> Upload:
+    with transaction(session):
+        return get_upload(session, upload_id)
 
 
 def patch_upload(
@@ -170,43 +190,104 @@ def patch_upload(
     upload_id: str,
     offset: int,
     chunks: Iterator[bytes],
+    checksum: str | None = None,
     on_blob: Callable[[Session, int, str], None] | None = None,
 ) -> UploadState:
-    """Append a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob.
+    """Write a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob.
+
+    No lock is held while the body arrives, and no transaction: the bytes are written as they come and
+    the offset is made durable (fsync, then a compare-and-set) every ``PROGRESS_BYTES`` and where the
+    body ends, cut or not. So a HEAD during or after a cut PATCH answers what is really on disk, and a
+    client that gave up on a dead connection resumes at once with a new PATCH: the two write the same
+    bytes at the same places, the offset only moves forward, and the one left behind stops with 409.
+    With ``checksum`` (the tus checksum extension: ``sha256 <base64>`` of this PATCH's body) nothing of
+    the body counts until all of it arrived and matched (460 otherwise).
 
     ``on_blob`` runs in the transaction that adopts the blob; by default :func:`blob_arrived`
     (pushed submissions of the project awaiting that blob become complete).
     """
-    if on_blob is None:
-        on_blob = blob_arrived
-    with transaction(session):
-        row = get_upload(session, upload_id)
-        length, current, sha256, content_type, done = row.length, row.offset, row.sha256, row.content_type, row.state
-        project_id = row.project_id
-    if done == "done":
-        if offset != current:
-            raise conflict("offset_mismatch", "Upload-Offset does not match", offset=current)
-        return _state(row)
+    expected_digest = _parse_checksum(checksum) if checksum is not None else None
+    row = _current(session, upload_id)
+    length, current, sha256, content_type, project_id = (
+        row.length,
+        row.offset,
+        row.sha256,
+        row.content_type,
+        row.project_id,
+    )
     if offset != current:
         raise conflict("offset_mismatch", "Upload-Offset does not match", offset=current)
+    if row.state == "done":
+        return _state(row)
     path = uploads_dir(storage_dir) / upload_id
-    with open(path, "ab") as lock_handle:
-        fcntl.flock(lock_handle, fcntl.LOCK_EX)  # one PATCH at a time per upload (same host)
-        with transaction(session):
-            row = get_upload(session, upload_id)
-            if row.offset != offset:
-                raise conflict("offset_mismatch", "Upload-Offset does not match", offset=row.offset)
-        written, error = _write_at(path, offset, chunks, length - offset)
-        with transaction(session):
-            q.advance_upload(session, upload_id, offset, offset + written)
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        raise _behind(session, upload_id) from None
+    digest = hashlib.sha256() if expected_digest is not None else None
+    durable = end = offset
+    pending = bytearray()
+    error: BaseException | None = None
+    try:
+        try:
+            for chunk in chunks:
+                if end + len(pending) + len(chunk) > length:
+                    raise bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
+                pending += chunk
+                if digest is not None:
+                    digest.update(chunk)
+                if len(pending) >= CHUNK:
+                    _flush(fd, path, pending, end)
+                    end += len(pending)
+                    pending.clear()
+                if digest is None and end - durable >= PROGRESS_BYTES:
+                    os.fsync(fd)
+                    if not _advance(session, upload_id, offset, end):
+                        raise _Superseded()
+                    durable = end
+        except (ApiError, _Superseded):
+            raise
+        except Exception as exc:  # a cut connection, a silent client: keep what arrived
+            error = exc
+        if pending:
+            _flush(fd, path, pending, end)
+            end += len(pending)
+        os.fsync(fd)
+    except _Superseded:
+        raise _behind(session, upload_id) from None
+    finally:
+        os.close(fd)
+    if digest is not None:
         if error is not None:
-            if isinstance(error, ApiError):
-                raise error
-            raise bad_request("incomplete_body", "The connection was cut; HEAD the upload and resume")
-        if offset + written < length:
-            with transaction(session):
-                return _state(get_upload(session, upload_id))
-        return _finish(session, storage_dir, upload_id, project_id, path, sha256, length, content_type, on_blob)
+            raise bad_request("incomplete_body", "The connection was cut; a PATCH with a checksum counts only whole")
+        if digest.digest() != expected_digest:
+            raise ApiError(460, "checksum_mismatch", "The PATCH body does not match its Upload-Checksum; send it again")
+    if end > durable and not _advance(session, upload_id, offset, end):
+        raise _behind(session, upload_id)
+    if error is not None:
+        raise bad_request("incomplete_body", "The connection was cut; HEAD the upload and resume")
+    if end < length:
+        return _state(_current(session, upload_id))
+    return _finish(session, storage_dir, upload_id, project_id, path, sha256, length, content_type, on_blob)
+
+
+def _behind(session: Session, upload_id: str) -> ApiError:
+    """409 for a PATCH another one overtook (or completed): the client HEADs and carries on from there."""
+    row = _current(session, upload_id)
+    return conflict("offset_mismatch", "Another PATCH of this upload got further; HEAD it", offset=row.offset)
+
+
+def _parse_checksum(header: str) -> bytes:
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm.lower() != "sha256":
+        raise bad_request("bad_upload_checksum", "Upload-Checksum supports the algorithm sha256 only")
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != 32:
+        raise bad_request("bad_upload_checksum", "Upload-Checksum must be 'sha256 <base64 of the 32-byte digest>'")
+    return digest
 
 
 def _finish(
@@ -220,23 +301,46 @@ def _finish(
     content_type: str,
     on_blob: Callable[[Session, int, str], None] | None,
 ) -> UploadState:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    # Only the PATCH that moved the offset to the end gets here. Writers still in flight (behind
+    # this one) wait for the lock for the instant of a write, then find the file gone (_flush).
+    try:
+        handle = open(path, "rb")  # noqa: SIM115  (closed below, after the move)
+    except FileNotFoundError:
+        raise _behind(session, upload_id) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        digest = hashlib.sha256()
         while block := handle.read(CHUNK):
             digest.update(block)
-    if digest.hexdigest() != sha256:
+        if digest.hexdigest() != sha256:
+            with transaction(session):
+                q.set_upload_state(session, upload_id, "failed", completed_at=utcnow())
+            path.unlink(missing_ok=True)
+            raise ApiError(
+                460, "checksum_mismatch", "The uploaded bytes do not hash to the declared sha256; start again"
+            )
         with transaction(session):
-            q.set_upload_state(session, upload_id, "failed", completed_at=utcnow())
-        path.unlink(missing_ok=True)
-        raise ApiError(460, "checksum_mismatch", "The uploaded bytes do not hash to the declared sha256; start again")
-    with transaction(session):
-        if q.set_upload_state(session, upload_id, "done", completed_at=utcnow()):
-            BlobStore(storage_dir).adopt_file(session, path, sha256, length, content_type)
-            if on_blob is not None:
-                on_blob(session, project_id, sha256)
-        row = get_upload(session, upload_id)
+            if q.set_upload_state(session, upload_id, "done", completed_at=utcnow()):
+                BlobStore(storage_dir).adopt_file(session, path, sha256, length, content_type)
+                if on_blob is not None:
+                    on_blob(session, project_id, sha256)
+            row = get_upload(session, upload_id)
     path.unlink(missing_ok=True)
     return _state(row)
+
+
+def terminate_upload(session: Session, storage_dir: Path, upload_id: str) -> None:
+    """The tus termination extension: an open upload is given up and its partial bytes deleted.
+
+    A completed upload is left as it is (its blob may already be referenced); terminating twice is fine.
+    """
+    with transaction(session):
+        row = q.get_upload(session, upload_id)
+        if row is None:
+            raise not_found("upload", id=upload_id)
+        terminated = q.set_upload_state(session, upload_id, "failed", completed_at=utcnow())
+    if terminated:
+        (uploads_dir(storage_dir) / upload_id).unlink(missing_ok=True)
 
 
 def blob_arrived(session: Session, project_id: int, sha256: str) -> None:

@@ -12,10 +12,12 @@ Nothing here measures time: the client timeouts are generous bounds, never asser
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,31 @@ def test_two_servers_get_two_control_sockets(tmp_path: Path) -> None:
         for argv in (gunicorn_argv(c, host="127.0.0.1", port=1, workers=1) for c in (first, second))
     }
     assert len(sockets) == 2
+
+
+def test_overlapping_patches_and_the_completion_race_never_500(server: LiveServer) -> None:
+    data = bytes(range(256)) * 1200  # 307,200 bytes: past one durable step
+    metadata = tus_metadata(server.project_id, hashlib.sha256(data).digest())
+    created = requests.post(
+        f"{server.base_url}/v1/uploads",
+        headers={
+            **server.bearer,
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata,
+        },
+        timeout=30,
+    )
+    url = f"{server.base_url}{created.headers['Location']}"
+    headers = {**server.bearer, "Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+
+    def patch(_: int) -> int:
+        return requests.patch(url, data=data, headers={**headers, "Upload-Offset": "0"}, timeout=60).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(patch, range(6)))
+    assert set(statuses) <= {204, 409} and 204 in statuses, statuses
+    head = requests.head(url, headers=headers, timeout=30)
+    assert head.headers["Upload-Offset"] == str(len(data))
+    stored = [p for p in server.storage_dir.rglob(hashlib.sha256(data).hexdigest()) if p.is_file()]
+    assert [p.read_bytes() == data for p in stored] == [True]
