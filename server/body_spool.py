@@ -31,6 +31,7 @@ from server.errors import ApiError
 
 BODY_CUT = "fieldsync.body_cut"  # why the body ended early: "closed", "reset", "silence", "broken"
 DECLARED = "fieldsync.declared_length"  # the Content-Length the client announced (None if chunked)
+CLOSE_AFTER = "fieldsync.close_after"  # end the connection after this response (see close_after_response)
 IN_MEMORY = 1024 * 1024  # bodies up to this size stay in memory
 # Small reads: after a reset, gunicorn drops what it buffered of an unfinished read, so at most
 # this many of the bytes that arrived are lost (what a tus client resends).
@@ -56,6 +57,16 @@ def streams_body(view: Callable[..., Any]) -> Callable[..., Any]:
     """
     setattr(view, _STREAMS, True)
     return keeps_partial_body(view)
+
+
+def close_after_response() -> None:
+    """End this request's connection after its response (the next request opens a new one)."""
+    request.environ[CLOSE_AFTER] = True
+
+
+def body_read_whole() -> None:
+    """A streaming view read its whole body: the connection may carry the next request."""
+    request.environ[CLOSE_AFTER] = False
 
 
 def body_cut() -> str | None:
@@ -107,16 +118,28 @@ class BodySpool:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Spool the body of ``environ`` and call the app with the copy."""
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if environ.get(CLOSE_AFTER):
+                _closing(start_response)
+            return start_response(status, headers, exc_info)
+
         raw_length = environ.get("CONTENT_LENGTH") or ""
         declared = int(raw_length) if raw_length.isdigit() else None
-        chunked = (
-            bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        )
-        if ((declared is None or declared == 0) and not chunked) or self.streams(environ):
-            return self.app(environ, start_response)
+        chunked = bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get(
+            "HTTP_TRANSFER_ENCODING", ""
+        ).lower()
+        if (declared is None or declared == 0) and not chunked:
+            return self.app(environ, start)
+        if self.streams(environ):
+            # Until the view says it read the whole body, unread bytes may be left: close after the answer
+            # rather than let the server read (and the link carry) a body nobody wants.
+            environ[CLOSE_AFTER] = True
+            return self.app(environ, start)
         if declared is not None and declared > self.cap:
             # Refused from its headers alone (413): not worth reading.
-            return self.app(environ, _closing(start_response))
+            environ[CLOSE_AFTER] = True
+            return self.app(environ, start)
         spool, received, cut = spool_body(environ["wsgi.input"], None if chunked else declared, self.cap)
         environ["wsgi.input"] = spool
         environ["CONTENT_LENGTH"] = str(received)
@@ -125,8 +148,8 @@ class BodySpool:
         environ[DECLARED] = None if chunked else declared
         environ[BODY_CUT] = cut
         if cut is not None or received > self.cap:
-            start_response = _closing(start_response)
-        return ClosingIterator(self.app(environ, start_response), [spool.close])
+            environ[CLOSE_AFTER] = True
+        return ClosingIterator(self.app(environ, start), [spool.close])
 
 
 def _closing(start_response: StartResponse) -> StartResponse:

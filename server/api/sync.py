@@ -17,7 +17,7 @@ from werkzeug.exceptions import ClientDisconnected
 from server.api.schemas import StrictSchema
 from server.api.wire import load_json, load_query
 from server.auth import current_principal, require
-from server.body_spool import streams_body
+from server.body_spool import body_read_whole, streams_body
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
 from server.store import db_session, get_store
@@ -223,7 +223,7 @@ def _authorize_upload(upload_id: str) -> None:
 def head_upload(upload_id: str) -> Response:
     """The offset to resume from."""
     _authorize_upload(upload_id)
-    return _tus_response(200, uploads.upload_state(db_session(), upload_id))
+    return _tus_response(200, uploads.upload_state(db_session(), get_store().storage_dir, upload_id))
 
 
 def _body_chunks() -> Iterator[bytes]:
@@ -240,24 +240,30 @@ def _body_chunks() -> Iterator[bytes]:
     if declared is not None and received < declared:
         # The connection was cut: what arrived is kept by the service, the client resumes from HEAD.
         raise ClientDisconnected()
+    body_read_whole()
 
 
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])
 @streams_body
 def patch_upload(upload_id: str) -> Response:
     """Continue an upload at ``Upload-Offset`` (bytes that arrived before a cut are kept)."""
-    _authorize_upload(upload_id)
-    if request.mimetype != "application/offset+octet-stream":
-        raise ApiError(415, "unsupported_media_type", "PATCH needs Content-Type: application/offset+octet-stream")
-    state = uploads.patch_upload(
-        db_session(),
-        get_store().storage_dir,
-        upload_id=upload_id,
-        offset=_int_header("Upload-Offset"),
-        chunks=_body_chunks(),
-        checksum=request.headers.get("Upload-Checksum"),
-        on_blob=uploads.blob_arrived,
-    )
+    with uploads.patch_in_progress(
+        get_store().storage_dir, upload_id
+    ):  # first: a HEAD arriving meanwhile waits for this PATCH
+        if current_principal() is None:
+            raise unauthenticated(challenge='Basic realm="Fieldsync"')
+        if request.mimetype != "application/offset+octet-stream":
+            raise ApiError(415, "unsupported_media_type", "PATCH needs Content-Type: application/offset+octet-stream")
+        state = uploads.patch_upload(
+            db_session(),
+            get_store().storage_dir,
+            upload_id=upload_id,
+            offset=_int_header("Upload-Offset"),
+            chunks=_body_chunks(),
+            checksum=request.headers.get("Upload-Checksum"),
+            authorize=lambda project_id: require("sync.push", project_id),
+            on_blob=uploads.blob_arrived,
+        )
     return _tus_response(204, state)
 
 

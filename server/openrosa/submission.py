@@ -23,7 +23,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from server.auth import Principal
 from server.blobstore import BlobStore
-from server.body_spool import body_cut, keeps_partial_body
+from server.body_spool import body_cut, close_after_response, keeps_partial_body
 from server.db.queries.submissions import RoutedTarget
 from server.errors import ApiError, bad_request, too_large
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
@@ -101,6 +101,11 @@ def submission(project_id: int, token: str | None = None) -> Response:
         )
     finally:
         discard_staged(staged)
+    if files:
+        # A fresh connection for the next POST: links that cut a connection after so many bytes (mobile
+        # carriers, NAT) then give each of Collect's one-photo POSTs the whole budget again, for the
+        # price of one handshake per photo.
+        close_after_response()
     answer = _answer(result)
     if cut is not None:
         # What arrived whole is stored, but the POST is not done: anything but 201 makes Collect send

@@ -19,8 +19,10 @@ import hashlib
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -142,8 +144,64 @@ def get_upload(session: Session, upload_id: str) -> Upload:
     return row
 
 
-def upload_state(session: Session, upload_id: str) -> UploadState:
-    """The current offset of an upload (for ``HEAD``)."""
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+HEAD_WAIT = 2.0  # seconds a HEAD waits at most for the PATCHes of its upload being received
+_POLL = 0.01
+
+
+def _receiving_lock(storage_dir: Path, upload_id: str) -> Path | None:
+    """The lock file PATCHes of ``upload_id`` hold while they are received (``None``: not an upload id)."""
+    if not _UPLOAD_ID.fullmatch(upload_id):
+        return None
+    return uploads_dir(storage_dir) / f"{upload_id}.receiving"
+
+
+@contextmanager
+def patch_in_progress(storage_dir: Path, upload_id: str) -> Iterator[None]:
+    """Mark a PATCH of ``upload_id`` as being received; a door wraps the whole request in it, auth included.
+
+    A client whose connection was cut asks ``HEAD`` at once, on a new connection, while the server is
+    still writing down what the cut PATCH delivered (flush, fsync, commit: milliseconds, or longer when
+    that PATCH still waits for the database). Answered before that, HEAD gives the old offset, the client
+    resends bytes the server has, and on a link that cuts every connection after the same number of
+    bytes it never gets further. So each PATCH holds a shared lock on a file beside the partial upload
+    (the storage folder is shared by every worker and host) and HEAD waits, at most ``HEAD_WAIT``
+    seconds, until it could take that lock exclusively. A PATCH that is really alive only makes that
+    HEAD answer a little later, with the offset durable then. No database connection is held for it.
+    """
+    path = _receiving_lock(storage_dir, upload_id)
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        yield
+
+
+def _wait_for_patches(storage_dir: Path, upload_id: str) -> None:
+    path = _receiving_lock(storage_dir, upload_id)
+    if path is None or not path.exists():
+        return
+    deadline = time.monotonic() + HEAD_WAIT
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(_POLL)
+                continue
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+
+
+def upload_state(session: Session, storage_dir: Path, upload_id: str) -> UploadState:
+    """The current offset of an upload (for ``HEAD``), once the PATCHes of it being received have ended."""
+    if session.in_transaction():
+        # End the authorisation's read first: on SQLite it holds the write lock the PATCH needs to finish.
+        session.commit()
+    _wait_for_patches(storage_dir, upload_id)
     with transaction(session):
         return _state(get_upload(session, upload_id))
 
@@ -191,6 +249,7 @@ def patch_upload(
     offset: int,
     chunks: Iterator[bytes],
     checksum: str | None = None,
+    authorize: Callable[[int], object] | None = None,
     on_blob: Callable[[Session, int, str], None] | None = None,
 ) -> UploadState:
     """Write a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob.
@@ -203,22 +262,33 @@ def patch_upload(
     With ``checksum`` (the tus checksum extension: ``sha256 <base64>`` of this PATCH's body) nothing of
     the body counts until all of it arrived and matched (460 otherwise).
 
+    ``authorize(project_id)`` checks the caller may write to the upload's project (it raises if not).
     ``on_blob`` runs in the transaction that adopts the blob; by default :func:`blob_arrived`
     (pushed submissions of the project awaiting that blob become complete).
     """
-    expected_digest = _parse_checksum(checksum) if checksum is not None else None
     row = _current(session, upload_id)
-    length, current, sha256, content_type, project_id = (
-        row.length,
-        row.offset,
-        row.sha256,
-        row.content_type,
-        row.project_id,
-    )
-    if offset != current:
-        raise conflict("offset_mismatch", "Upload-Offset does not match", offset=current)
+    if authorize is not None:
+        authorize(row.project_id)
+    expected_digest = _parse_checksum(checksum) if checksum is not None else None
+    if offset != row.offset:
+        raise conflict("offset_mismatch", "Upload-Offset does not match", offset=row.offset)
     if row.state == "done":
         return _state(row)
+    with patch_in_progress(storage_dir, upload_id):
+        return _receive(session, storage_dir, upload_id, offset, chunks, expected_digest, on_blob, row)
+
+
+def _receive(
+    session: Session,
+    storage_dir: Path,
+    upload_id: str,
+    offset: int,
+    chunks: Iterator[bytes],
+    expected_digest: bytes | None,
+    on_blob: Callable[[Session, int, str], None] | None,
+    row: Upload,
+) -> UploadState:
+    length, sha256, content_type, project_id = row.length, row.sha256, row.content_type, row.project_id
     path = uploads_dir(storage_dir) / upload_id
     try:
         fd = os.open(path, os.O_WRONLY)
@@ -326,6 +396,7 @@ def _finish(
                     on_blob(session, project_id, sha256)
             row = get_upload(session, upload_id)
     path.unlink(missing_ok=True)
+    _forget(storage_dir, upload_id)
     return _state(row)
 
 
@@ -341,6 +412,13 @@ def terminate_upload(session: Session, storage_dir: Path, upload_id: str) -> Non
         terminated = q.set_upload_state(session, upload_id, "failed", completed_at=utcnow())
     if terminated:
         (uploads_dir(storage_dir) / upload_id).unlink(missing_ok=True)
+        _forget(storage_dir, upload_id)
+
+
+def _forget(storage_dir: Path, upload_id: str) -> None:
+    lock = _receiving_lock(storage_dir, upload_id)
+    if lock is not None:
+        lock.unlink(missing_ok=True)
 
 
 def blob_arrived(session: Session, project_id: int, sha256: str) -> None:
@@ -373,6 +451,7 @@ def expire_uploads(session_factory: sessionmaker[Session], storage_dir: Path, no
                 claimed = q.set_upload_state(session, upload_id, "expired", completed_at=now)
             if claimed:
                 (uploads_dir(storage_dir) / upload_id).unlink(missing_ok=True)
+                _forget(storage_dir, upload_id)
                 count += 1
     finally:
         session.close()

@@ -98,6 +98,15 @@ def test_a_cut_patch_keeps_every_byte_that_arrived(
     assert _blob(app) == DATA
 
 
+@pytest.fixture
+def short_head_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A HEAD asked from inside a PATCH (same thread) cannot wait for it: keep its bounded wait short."""
+    from server.services import uploads
+
+    monkeypatch.setattr(uploads, "HEAD_WAIT", 0.1)
+
+
+@pytest.mark.usefixtures("short_head_wait")
 def test_head_during_a_patch_answers_what_is_durable(client: FlaskClient, personas: Personas) -> None:
     url = _create(client, personas)
     seen: list[tuple[int, int]] = []
@@ -107,6 +116,7 @@ def test_head_during_a_patch_answers_what_is_durable(client: FlaskClient, person
     assert PROGRESS_BYTES <= offset <= sent
 
 
+@pytest.mark.usefixtures("short_head_wait")
 def test_a_new_patch_supersedes_a_dead_one(app: Flask, client: FlaskClient, personas: Personas) -> None:
     url = _create(client, personas)
     answers: list[int] = []
