@@ -36,6 +36,7 @@ IN_MEMORY = 1024 * 1024  # bodies up to this size stay in memory
 # Small reads: after a reset, gunicorn drops what it buffered of an unfinished read, so at most
 # this many of the bytes that arrived are lost (what a tus client resends).
 READ_STEP = 8 * 1024
+SMALL_BODY = 32 * 1024
 
 _PARTIAL_OK = "_fieldsync_keeps_partial_body"
 _STREAMS = "_fieldsync_streams_body"
@@ -91,11 +92,13 @@ def spool_body(source: IO[bytes], declared: int | None, cap: int) -> tuple[IO[by
         io.BytesIO() if declared is not None and declared <= IN_MEMORY else tempfile.SpooledTemporaryFile(IN_MEMORY)  # noqa: SIM115  (closed after the response, see BodySpool)
     )
     want = min(declared, cap + 1) if declared is not None else cap + 1
+    # A small body (a submission without photos: the hot path) in one read; a cut one has nothing to keep.
+    step = want if want <= SMALL_BODY else READ_STEP
     received = 0
     cut: str | None = None
     try:
         while received < want:
-            chunk = source.read(min(READ_STEP, want - received))
+            chunk = source.read(min(step, want - received))
             if not chunk:
                 break
             target.write(chunk)
@@ -126,9 +129,10 @@ class BodySpool:
 
         raw_length = environ.get("CONTENT_LENGTH") or ""
         declared = int(raw_length) if raw_length.isdigit() else None
-        chunked = bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get(
-            "HTTP_TRANSFER_ENCODING", ""
-        ).lower()
+        # gunicorn marks every body ``wsgi.input_terminated``; only one without a length is read to its end.
+        chunked = declared is None and (
+            bool(environ.get("wsgi.input_terminated")) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        )
         if (declared is None or declared == 0) and not chunked:
             return self.app(environ, start)
         if self.streams(environ):

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import http.client
 import json
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 
 from tests.server.collect_client import accept_content_length, split_posts
 
+RESUME_DELAY = 0.1  # seconds between a cut PATCH and the HEAD that resumes it
 MAX_TRIES = 400  # per request (or per submission, for Collect): the link always lets some bytes through
 
 
@@ -177,6 +179,10 @@ class FieldsyncPhone(Phone):
                 offset = int(head["upload-offset"])
                 continue
             assert status in (0, 409), (status, data)
+            if status == 0:
+                # As tus clients do (retry delays), and as a phone does while its link comes back: the
+                # server is given a moment to write down what the cut PATCH delivered.
+                time.sleep(RESUME_DELAY)
             status, head, _ = self._retry("HEAD", location, headers=self._auth(**tus))
             assert status == 200
             offset = int(head["upload-offset"])

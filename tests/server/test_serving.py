@@ -211,3 +211,18 @@ def test_overlapping_patches_and_the_completion_race_never_500(server: LiveServe
     assert head.headers["Upload-Offset"] == str(len(data))
     stored = [p for p in server.storage_dir.rglob(hashlib.sha256(data).hexdigest()) if p.is_file()]
     assert [p.read_bytes() == data for p in stored] == [True]
+
+
+def test_a_post_cut_by_a_clean_close_keeps_its_xml_on_the_real_server(server: LiveServer) -> None:
+    # gunicorn marks every body wsgi.input_terminated: a body that ends early must still be seen as cut.
+    raw, _ = collect_post(server, "uuid:clean-close", {"a.jpg": b"a" * 300_000})
+    sock = connect(server)
+    try:
+        sock.sendall(raw[:100_000])
+        sock.shutdown(socket.SHUT_WR)
+        answer = read_response(sock)
+    finally:
+        sock.close()
+    assert answer is not None and answer.status == 400
+    assert b"connection was cut" in answer.body
+    assert _stored(server, ["uuid:clean-close"]) == 1
