@@ -246,7 +246,7 @@ def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: di
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "\tdone\t" in run.stdout
-    assert [k for k in bucket_keys(s3_config) if "/exports/hourly/" in k]
+    assert [k for k in bucket_keys(s3_config) if f"/exports/{d.project_id}/hourly/" in k]  # per project
 
     # H5 metrics and readiness on each host
     for _ in range(20):
