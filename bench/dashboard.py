@@ -44,7 +44,7 @@ RAW_SQL = """
 SELECT v.record #>> '{identification,region}' AS region,
        to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
        count(*),
-       sum(CASE WHEN (' ' || (v.record #>> '{needs}') || ' ') LIKE '% training %' THEN 1 ELSE 0 END),
+       sum(CASE WHEN (' ' || (v.record #>> '{needs}') || ' ') LIKE '%% training %%' THEN 1 ELSE 0 END),
        sum(CASE WHEN (v.record #>> '{member_count}') ~ '^-?[0-9]+$' THEN (v.record #>> '{member_count}')::float END)
 FROM submissions s
 JOIN submission_versions v
