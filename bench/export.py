@@ -18,6 +18,7 @@ import io
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -68,13 +69,25 @@ def _sequence(conn: psycopg.Connection[Any], table: str) -> str:
     return str(row[0])
 
 
-def seed(context: Context, target: RawTarget, pool: list[RawRow], start: int, stop: int) -> float:
-    """COPY submissions ``start``..``stop`` of the export form into the real tables; return rows/s."""
+def seed(
+    context: Context,
+    target: RawTarget,
+    pool: list[RawRow],
+    start: int,
+    stop: int,
+    *,
+    chunk: int = SEED_CHUNK,
+    received_at: Callable[[int], str | None] = lambda _offset: None,
+) -> float:
+    """COPY submissions ``start``..``stop`` into the real tables, ``chunk`` rows a transaction; return rows/s.
+
+    ``received_at(offset)`` dates each chunk (None: now), so a benchmark can spread rows over months.
+    """
     began = time.perf_counter()
     with psycopg.connect(context.database.url) as conn:
         sub_seq, ver_seq = _sequence(conn, "submissions"), _sequence(conn, "submission_versions")
-        for offset in range(start, stop, SEED_CHUNK):
-            end = min(stop, offset + SEED_CHUNK)
+        for offset in range(start, stop, chunk):
+            end = min(stop, offset + chunk)
             count = end - offset
             sids = [r[0] for r in conn.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (sub_seq, count))]
             vids = [r[0] for r in conn.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (ver_seq, count))]
@@ -86,6 +99,7 @@ def seed(context: Context, target: RawTarget, pool: list[RawRow], start: int, st
                 vids,
                 submissions_table="submissions",
                 versions_table="submission_versions",
+                received_at=received_at(offset),
             )
             conn.commit()
     with psycopg.connect(context.database.url, autocommit=True) as conn:

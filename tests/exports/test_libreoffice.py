@@ -37,7 +37,7 @@ SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 if SOFFICE is None and os.environ.get("FIELDSYNC_CI"):
     raise RuntimeError("CI must have LibreOffice: .ci/run installs libreoffice-calc (soffice not found)")
 if SOFFICE is None:
-    pytest.skip("LibreOffice is not installed (soffice not found; .ci/run installs it)", allow_module_level=True)
+    pytest.skip(reason="LibreOffice is not installed (soffice not found; .ci/run installs it)", allow_module_level=True)
 
 NS = {
     "table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",

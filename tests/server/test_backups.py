@@ -178,7 +178,7 @@ def test_backup_and_restore_round_trip(
     tmp_path: Path, backend_name: str, blobs: str, request: pytest.FixtureRequest
 ) -> None:
     if backend_name == "postgresql" and not POSTGRES_URL:
-        pytest.skip("FIELDSYNC_TEST_POSTGRES_URL is not set")
+        pytest.skip(reason="FIELDSYNC_TEST_POSTGRES_URL is not set (CI sets it; see .ci/run)")
     source_config = request.getfixturevalue("s3_config") if blobs == "s3" else {}
     target_config = _another_bucket(source_config) if blobs == "s3" else {}
     source = populate(backend_name, tmp_path / "source", source_config)

@@ -180,7 +180,7 @@ def test_a_tus_upload_moves_between_hosts(tmp_path: Path, s3_config: dict[str, A
     from tests.conftest import POSTGRES_URL
 
     if backend_name == "postgresql" and not POSTGRES_URL:
-        pytest.skip("FIELDSYNC_TEST_POSTGRES_URL is not set")
+        pytest.skip(reason="FIELDSYNC_TEST_POSTGRES_URL is not set (CI sets it; see .ci/run)")
     first, second, project_id, token, close = _two_hosts(tmp_path, s3_config, backend_name)
     try:
         data = os.urandom(300_000)
