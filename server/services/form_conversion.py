@@ -135,7 +135,19 @@ def convert_in_process(
             process.kill()
         process.join(5)
         parent_end.close()
-    return _timed(message, time.monotonic() - started)
+    return _timed(message, _within(timeout, started))
+
+
+def _within(timeout: float, started: float) -> float:
+    """Return the seconds since ``started``; raise ``ConversionTimeout`` past ``timeout``.
+
+    The poll alone is not the limit: a thread descheduled between sending and polling (a busy host) would find
+    a reply that came later than the limit and take it as on time.
+    """
+    elapsed = time.monotonic() - started
+    if elapsed > timeout:
+        raise ConversionTimeout(timeout, elapsed)
+    return elapsed
 
 
 class _Converter:
@@ -224,6 +236,11 @@ class WarmConverters:
             worker.stop()
             message = _DIED
         else:
+            try:
+                _within(timeout, started)
+            except ConversionTimeout:
+                worker.stop()  # a timeout always ends the child, whichever check saw it
+                raise
             self._give_back(worker)
         return _timed(message, time.monotonic() - started)
 

@@ -89,3 +89,32 @@ def test_warm_4_concurrent_conversions_never_share_a_child(converters: WarmConve
     for n in range(3):  # max_uses=3: the kept child retires after its third conversion at most
         converters.convert(media_form(str(n)), "m.xlsx", timeout=60)
     assert pid not in converters.idle_pids()
+
+
+class _LateReader:
+    """The parent's end of a real pipe, read by a thread that a busy host descheduled before it polled."""
+
+    def __init__(self, conn: object, delay: float) -> None:
+        self._conn, self._delay = conn, delay
+
+    def poll(self, timeout: float) -> bool:
+        import time
+
+        time.sleep(self._delay)  # the child answers meanwhile: its reply is waiting when the poll starts
+        return bool(self._conn.poll(timeout))  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def test_warm_5_a_reply_found_after_the_limit_is_a_timeout(converters: WarmConverters) -> None:
+    converters.convert(media_form(), "m.xlsx", timeout=60)  # a warm child: the next conversion is quick
+    (worker,) = converters._idle
+    (pid,) = converters.idle_pids()
+    worker.conn = _LateReader(worker.conn, delay=1.0)  # type: ignore[assignment]
+    with pytest.raises(ConversionTimeout) as late:
+        converters.convert(media_form("2"), "m.xlsx", timeout=0.5)
+    assert late.value.limit_seconds == 0.5
+    assert late.value.elapsed_seconds >= 1.0
+    assert _gone(pid)
+    assert converters.idle() == 0
