@@ -2,7 +2,7 @@
 
 Every error carries a stable ``code`` (what the server maps to an HTTP status and a JSON shape),
 the original ``message`` (pyxform's text kept verbatim, it names the row) and a ``context`` dict.
-French translations of the most common messages live here too, so the admin UI can show them while
+French and Arabic translations of the most common messages live here too, so the admin UI can show them while
 keeping pyxform's original text available.
 """
 
@@ -80,72 +80,143 @@ def pyxform_context(message: str) -> dict[str, Any]:
     return context
 
 
-# Our own messages, by code, in French. pyxform's own messages are matched by pattern below.
-_FR_BY_CODE: dict[str, str] = {
-    "not_a_spreadsheet": "Le fichier n'est pas un classeur XLSForm (.xlsx ou .xls) ni un XForm (.xml).",
-    "corrupt_spreadsheet": "Le classeur est endommagé et ne peut pas être lu.",
-    "spreadsheet_too_large": "Le classeur est trop volumineux une fois décompressé.",
-    "missing_form_id": "Ajoutez la colonne form_id dans la feuille settings pour identifier le formulaire.",
-    "xform_unsafe": (
-        "Le XForm contient une déclaration DOCTYPE ou ENTITY, interdite pour des raisons de sécurité."
-    ),
-    "xform_invalid": "Le fichier XML n'est pas un XForm valide.",
-    "conversion_failed": "La conversion du formulaire a échoué.",
+# Our own messages, by code, in French and Arabic. pyxform's own messages are matched by pattern below.
+_BY_CODE: dict[str, dict[str, str]] = {
+    "not_a_spreadsheet": {
+        "fr": "Le fichier n'est pas un classeur XLSForm (.xlsx ou .xls) ni un XForm (.xml).",
+        "ar": "الملف ليس مصنّف XLSForm (‎.xlsx أو ‎.xls) ولا XForm (‎.xml).",
+    },
+    "corrupt_spreadsheet": {
+        "fr": "Le classeur est endommagé et ne peut pas être lu.",
+        "ar": "المصنّف تالف ولا يمكن قراءته.",
+    },
+    "spreadsheet_too_large": {
+        "fr": "Le classeur est trop volumineux une fois décompressé.",
+        "ar": "المصنّف كبير جدًّا بعد فكّ ضغطه.",
+    },
+    "missing_form_id": {
+        "fr": "Ajoutez la colonne form_id dans la feuille settings pour identifier le formulaire.",
+        "ar": "أضِف العمود form_id في الورقة settings لتعريف الاستمارة.",
+    },
+    "xform_unsafe": {
+        "fr": "Le XForm contient une déclaration DOCTYPE ou ENTITY, interdite pour des raisons de sécurité.",
+        "ar": "يحتوي ملف XForm على تصريح DOCTYPE أو ENTITY، وهذا ممنوع لأسباب أمنية.",
+    },
+    "xform_invalid": {
+        "fr": "Le fichier XML n'est pas un XForm valide.",
+        "ar": "ملف XML ليس XForm صالحًا.",
+    },
+    "conversion_failed": {
+        "fr": "La conversion du formulaire a échoué.",
+        "ar": "فشل تحويل الاستمارة.",
+    },
 }
 
-# (pattern in pyxform's English message, French template using the pattern's groups)
-_FR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Unknown question type '([^']*)'"), "Type de question inconnu « {0} »."),
-    (re.compile(r"List name not in choices sheet: (\S+)"), "Liste absente de la feuille choices : {0}."),
-    (re.compile(r"Duplicate column header: (\S+)"), "En-tête de colonne en double : {0}."),
+# (pattern in pyxform's English message, {language: template using the pattern's groups})
+_PATTERNS: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = (
+    (
+        re.compile(r"Unknown question type '([^']*)'"),
+        {"fr": "Type de question inconnu « {0} ».", "ar": "نوع سؤال غير معروف «{0}»."},
+    ),
+    (
+        re.compile(r"List name not in choices sheet: (\S+)"),
+        {"fr": "Liste absente de la feuille choices : {0}.", "ar": "القائمة غير موجودة في الورقة choices: {0}."},
+    ),
+    (
+        re.compile(r"Duplicate column header: (\S+)"),
+        {"fr": "En-tête de colonne en double : {0}.", "ar": "عنوان عمود مكرّر: {0}."},
+    ),
     (
         re.compile(r"Choice names must be unique for each choice list"),
-        "Les noms de choix doivent être uniques dans chaque liste (ou utilisez le paramètre "
-        "« allow_choice_duplicates »).",
+        {
+            "fr": "Les noms de choix doivent être uniques dans chaque liste (ou utilisez le paramètre "
+            "« allow_choice_duplicates »).",
+            "ar": "يجب أن تكون أسماء الخيارات فريدة في كل قائمة (أو استعمل الإعداد «allow_choice_duplicates»).",
+        },
     ),
-    (re.compile(r"Missing calculation"), "Calcul manquant (colonne calculation)."),
-    (re.compile(r"Unmatched '(\w+)'"), "« {0} » sans fin correspondante."),
+    (
+        re.compile(r"Missing calculation"),
+        {"fr": "Calcul manquant (colonne calculation).", "ar": "الحساب مفقود (العمود calculation)."},
+    ),
+    (re.compile(r"Unmatched '(\w+)'"), {"fr": "« {0} » sans fin correspondante.", "ar": "«{0}» بلا نهاية مقابلة."}),
     (
         re.compile(r"Could not find the name '([^']*)'"),
-        "Référence inconnue : aucune question nommée « {0} » dans la feuille survey.",
+        {
+            "fr": "Référence inconnue : aucune question nommée « {0} » dans la feuille survey.",
+            "ar": "مرجع غير معروف: لا يوجد سؤال باسم «{0}» في الورقة survey.",
+        },
     ),
-    (re.compile(r"There should be a choices sheet"), "Le formulaire doit contenir une feuille choices."),
-    (re.compile(r"has no label or hint"), "Une question n'a ni libellé (label) ni indication (hint)."),
+    (
+        re.compile(r"There should be a choices sheet"),
+        {"fr": "Le formulaire doit contenir une feuille choices.", "ar": "يجب أن تحتوي الاستمارة على الورقة choices."},
+    ),
+    (
+        re.compile(r"has no label or hint"),
+        {
+            "fr": "Une question n'a ni libellé (label) ni indication (hint).",
+            "ar": "سؤال بلا عنوان (label) ولا تلميح (hint).",
+        },
+    ),
     (
         re.compile(r"Headers that are different names for the same column were found: (.+?)\. "),
-        "Deux en-têtes désignent la même colonne : {0}. Renommez ou supprimez l'une d'elles.",
+        {
+            "fr": "Deux en-têtes désignent la même colonne : {0}. Renommez ou supprimez l'une d'elles.",
+            "ar": "عنوانان يدلّان على العمود نفسه: {0}. غيّر اسم أحدهما أو احذفه.",
+        },
     ),
     (
         re.compile(r"The survey sheet is either empty or missing"),
-        "La feuille survey est vide ou absente.",
+        {"fr": "La feuille survey est vide ou absente.", "ar": "الورقة survey فارغة أو غير موجودة."},
     ),
-    (re.compile(r"You must have a sheet named '([^']+)'"), "Le classeur doit contenir une feuille « {0} »."),
+    (
+        re.compile(r"You must have a sheet named '([^']+)'"),
+        {"fr": "Le classeur doit contenir une feuille « {0} ».", "ar": "يجب أن يحتوي المصنّف على ورقة «{0}»."},
+    ),
     (
         re.compile(r"the 'name' value '([^']*)' is invalid\. Questions, groups, and repeats must be unique"),
-        "Le nom « {0} » est déjà utilisé : les questions, groupes et répétitions doivent avoir un nom "
-        "unique dans leur groupe.",
+        {
+            "fr": "Le nom « {0} » est déjà utilisé : les questions, groupes et répétitions doivent avoir un nom "
+            "unique dans leur groupe.",
+            "ar": "الاسم «{0}» مستعمل من قبل: يجب أن يكون لكل سؤال ومجموعة وتكرار اسم فريد داخل مجموعته.",
+        },
     ),
-    (re.compile(r"[Dd]uplicate|same name"), "Deux éléments portent le même nom dans le même groupe."),
+    (
+        re.compile(r"[Dd]uplicate|same name"),
+        {
+            "fr": "Deux éléments portent le même nom dans le même groupe.",
+            "ar": "عنصران يحملان الاسم نفسه في المجموعة نفسها.",
+        },
+    ),
 )
+
+# Where the error is: (with a sheet, without), by language.
+_WHERE: dict[str, tuple[str, str]] = {
+    "fr": ("[feuille {sheet}, ligne {row}] ", "[ligne {row}] "),
+    "ar": ("[الورقة {sheet}، السطر {row}] ", "[السطر {row}] "),
+}
+
+#: The languages ``localized_message`` translates into (any other gets pyxform's English).
+TRANSLATED_LANGUAGES = tuple(_WHERE)
 
 
 def localized_message(err: FormError, lang: str) -> str:
-    """Return the error message in ``lang`` ("fr" supported), falling back to the original text."""
-    if not lang.lower().startswith("fr"):
+    """Return the error message in ``lang`` ("fr" or "ar"), falling back to the original text."""
+    lang = lang.lower()[:2]
+    if lang not in _WHERE:
         return err.message
     text: str | None = None
-    for pattern, template in _FR_PATTERNS:
+    for pattern, templates in _PATTERNS:
         found = pattern.search(err.message)
         if found:
-            text = template.format(*found.groups())
+            text = templates[lang].format(*found.groups())
             break
-    if text is None:
-        text = _FR_BY_CODE.get(err.code)
+    if text is None and err.code in _BY_CODE:
+        text = _BY_CODE[err.code][lang]
     if text is None:
         return err.message
     row = err.context.get("row")
     sheet = err.context.get("sheet")
     if row is not None:
-        where = f"[feuille {sheet}, ligne {row}] " if sheet else f"[ligne {row}] "
-        text = where + text
+        with_sheet, without = _WHERE[lang]
+        text = (with_sheet if sheet else without).format(sheet=sheet, row=row) + text
     return text

@@ -16,8 +16,8 @@ from server.console.pages import load_form, notice, render
 from server.console.schemas import MediaForm, StateForm
 from server.db.models.forms import FORM_STATES
 from server.errors import ApiError
+from server.services import form_jobs, overview
 from server.services import forms as forms_svc
-from server.services import overview
 from server.store import db_session
 
 _CHUNK = 256 * 1024
@@ -50,12 +50,16 @@ def _upload() -> FileStorage:
 
 @bp.post("/projects/<int:project_id>/forms")
 def upload_form(project_id: int) -> Response | tuple[str, int]:
-    """Upload an XLSForm (or XForm) as a draft; pyxform's errors come back next to the file field."""
+    """Upload an XLSForm (or XForm) as a draft; pyxform's errors come back next to the file field.
+
+    A conversion that outlasts ``FORM_CONVERT_WAIT`` becomes a job: the answer is its page, which follows the
+    job until the draft is stored (or shows why it was refused), as the API's 202 does.
+    """
     principal = require("form.write", project_id)
     try:
         upload = _upload()
         limit = forms_svc.upload_settings().max_form_bytes
-        result = forms_svc.create_form_version(
+        outcome = form_jobs.upload_form(
             db_session(),
             project_id,
             upload.stream.read(limit + 1),
@@ -65,8 +69,30 @@ def upload_form(project_id: int) -> Response | tuple[str, int]:
         )
     except ApiError as error:
         return _forms_page(project_id, error.status, upload_error=error)
+    if isinstance(outcome, form_jobs.ConversionJobInfo):
+        return redirect(url_for("console.form_job", project_id=project_id, job_id=outcome.id))
     notice("draft_uploaded")
-    return redirect(url_for("console.form", project_id=project_id, xml_form_id=result.xml_form_id))
+    return redirect(url_for("console.form", project_id=project_id, xml_form_id=outcome.xml_form_id))
+
+
+@bp.get("/projects/<int:project_id>/forms/jobs/<int:job_id>")
+def form_job(project_id: int, job_id: int) -> Response | tuple[str, int]:
+    """A long conversion: its state while it runs (the page refreshes itself), then the draft or the refusal."""
+    require("form.write", project_id)
+    job = form_jobs.conversion_job(db_session(), project_id, job_id)
+    if job.state == "done" and job.result is not None:
+        notice("draft_uploaded")
+        return redirect(url_for("console.form", project_id=project_id, xml_form_id=job.result["xml_form_id"]))
+    if job.state == "failed" and job.error is not None:
+        error = ApiError(
+            int(job.error.get("status", 400)),
+            str(job.error.get("code", "conversion_failed")),
+            str(job.error.get("message", "")),
+            job.error.get("details") or {},
+        )
+        return _forms_page(project_id, error.status, upload_error=error)
+    session = db_session()
+    return render("form_job.html", project=overview.get_project(session, project_id), job=job)
 
 
 def _form_page(project_id: int, xml_form_id: str, status: int = 200, **context: Any) -> tuple[str, int]:

@@ -155,8 +155,8 @@ def form_error_to_api(err: FormError) -> ApiError:
     """Turn a conversion ``FormError`` into a 400 (413 for size) that keeps pyxform's words and row."""
     status = 413 if err.code in _TOO_LARGE_CODES else 400
     french = localized_message(err, "fr")
-    # The admin UI shows message_fr; OpenRosa-style callers get it by Accept-Language.
-    details = {"reason": err.message, **err.context, "message_fr": french}
+    # The console shows the reader's message_<lang>; OpenRosa-style callers get French by Accept-Language.
+    details = {"reason": err.message, **err.context, "message_fr": french, "message_ar": localized_message(err, "ar")}
     return ApiError(status, err.code, err.message, details, message_fr=french)
 
 
@@ -172,17 +172,22 @@ def conversion_error_to_api(exc: FormError | ConversionTimeout) -> ApiError:
     """Turn a failed conversion into the answer the admin gets: pyxform's 400/413, or 422 past the time limit."""
     if isinstance(exc, FormError):
         return form_error_to_api(exc)
+    limit, elapsed = exc.limit_seconds, exc.elapsed_seconds
+    french = f"La conversion du formulaire a dépassé la limite de {limit:g} s (arrêtée après {elapsed:.1f} s)."
+    arabic = f"تجاوز تحويل الاستمارة الحدّ المسموح به وهو {limit:g} ث (أُوقف بعد {elapsed:.1f} ث)."
     return ApiError(
         422,
         "conversion_timeout",
-        f"Converting this form took longer than the limit of {exc.limit_seconds:g} s and was stopped "
-        f"after {exc.elapsed_seconds:.1f} s. Split very large repeats or ask an admin to raise "
+        f"Converting this form took longer than the limit of {limit:g} s and was stopped "
+        f"after {elapsed:.1f} s. Split very large repeats or ask an admin to raise "
         "FORM_CONVERT_TIMEOUT.",
-        {"limit_seconds": exc.limit_seconds, "elapsed_seconds": round(exc.elapsed_seconds, 3)},
-        message_fr=(
-            f"La conversion du formulaire a dépassé la limite de {exc.limit_seconds:g} s "
-            f"(arrêtée après {exc.elapsed_seconds:.1f} s)."
-        ),
+        {
+            "limit_seconds": limit,
+            "elapsed_seconds": round(elapsed, 3),
+            "message_fr": french,
+            "message_ar": arabic,
+        },
+        message_fr=french,
     )
 
 

@@ -79,6 +79,10 @@ CONSOLE_CASES = [
     ConsoleCase("GET", "/projects/{pid}/entities", f"{P}/entities", signed_in(200, allowed=READERS)),
     ConsoleCase("GET", "/projects/{pid}/forms", f"{P}/forms", signed_in(200, allowed=READERS), setup="coop"),
     ConsoleCase("POST", "/projects/{pid}/forms", f"{P}/forms", signed_in(302, allowed=WRITERS), _upload()),
+    # a job of another upload: writers learn it does not exist, the others may not ask
+    ConsoleCase(
+        "GET", "/projects/{pid}/forms/jobs/999999", f"{P}/forms/jobs/<int:job_id>", signed_in(404, allowed=WRITERS)
+    ),
     ConsoleCase("GET", FORM, f"{P}/forms/<xml_form_id>", signed_in(200, allowed=READERS), setup="coop"),
     ConsoleCase(
         "POST",

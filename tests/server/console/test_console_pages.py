@@ -7,19 +7,24 @@ Rules:
 - C2 a POST without this session's CSRF token changes nothing (400).
 - C3 API credentials never open the console; a password change signs the user's other sessions out.
 - C4 the locale is the user's stored choice, else Accept-Language; Arabic pages are right to left.
-- C5 a broken XLSForm comes back next to the file field with its sheet and row.
+- C5 a broken XLSForm comes back next to the file field with its sheet and row, in the reader's language.
+- C7 a conversion that outlasts the wait becomes a job page that follows it (without JavaScript: it refreshes
+  itself) to the stored draft, or to pyxform's refusal with its row; another project's job is not found.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import PERSONA_PASSWORD, Personas
+from tests.conftest import PERSONA_PASSWORD, Backend, Personas
 from tests.server.console.test_console_roles import page_csrf, sign_in
 from tests.server.fixtures_forms import xlsform
 from tests.server.test_forms_api import DUPLICATE_NAMES
@@ -168,19 +173,73 @@ def test_c4_the_users_choice_wins_and_is_stored(app: Flask) -> None:
     assert '<html lang="ar" dir="rtl">' in html
 
 
+def _upload(
+    client: FlaskClient, project_id: int, body: bytes, lang: str = "fr", name: str = "dup.xlsx", user: str = ""
+) -> Any:
+    if user:
+        sign_in(client, user, "long enough password")
+    else:
+        sign_in(client, "manager-persona")
+    csrf = page_csrf(client, f"/projects/{project_id}/forms")
+    return client.post(
+        f"/projects/{project_id}/forms",
+        data={"csrf_token": csrf, "file": (io.BytesIO(body), name)},
+        content_type="multipart/form-data",
+        headers={"Accept-Language": lang},
+    )
+
+
 def test_c5_a_broken_xlsform_shows_its_sheet_and_row(app: Flask, client: FlaskClient, personas: Personas) -> None:
     app.config["FORM_CONVERT_INLINE"] = True
-    csrf = sign_in(client, "manager-persona")
-    response = client.post(
-        f"/projects/{personas.project_id}/forms",
-        data={"csrf_token": csrf, "file": (io.BytesIO(xlsform(DUPLICATE_NAMES)), "dup.xlsx")},
-        content_type="multipart/form-data",
-        headers={"Accept-Language": "fr"},
-    )
+    response = _upload(client, personas.project_id, xlsform(DUPLICATE_NAMES))
     assert response.status_code == 400
     html = response.get_data(as_text=True)
     assert re.search(r"Feuille « survey », ligne 3", html)
     assert 'aria-describedby="upload-error"' in html
+
+
+def test_c5_pyxforms_words_in_arabic(app: Flask, client: FlaskClient, personas: Personas) -> None:
+    app.config["FORM_CONVERT_INLINE"] = True
+    response = _upload(client, personas.project_id, xlsform(DUPLICATE_NAMES), lang="ar")
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert '<p class="reason" lang="ar" dir="auto">[الورقة survey، السطر 3]' in html
+
+
+def _follow_job(client: FlaskClient, url: str) -> Any:
+    """GET the job page as its meta refresh would, until it stops refreshing."""
+    for _ in range(600):
+        page = client.get(url)
+        if page.status_code != 200 or 'http-equiv="refresh"' not in page.get_data(as_text=True):
+            return page
+        threading.Event().wait(0.1)
+    raise AssertionError("the conversion job never finished")
+
+
+def test_c7_a_long_conversion_is_followed_on_its_page(backend: Backend, tmp_path: Path) -> None:
+    from tests.server.fixtures_forms import committed_forms_app, media_form
+
+    # The job's thread commits on its own connection: a store that requests commit to, not the test's transaction.
+    with committed_forms_app(backend.name, tmp_path, {"FORM_CONVERT_INLINE": False, "FORM_CONVERT_WAIT": 0}) as made:
+        app, _, project_id = made
+        client = app.test_client()
+        forms_url = f"/projects/{project_id}/forms"
+        sent = _upload(client, project_id, media_form("7"), name="m.xlsx", user="racer")
+        assert sent.status_code == 302
+        job_url = sent.headers["Location"]
+        assert re.fullmatch(rf"{forms_url}/jobs/\d+", job_url)
+        done = _follow_job(client, job_url)
+        assert done.status_code == 302
+        assert done.headers["Location"] == f"{forms_url}/media_test"
+        assert '<span dir="ltr">7</span>' in client.get(done.headers["Location"]).get_data(as_text=True)
+
+        broken = _upload(client, project_id, xlsform(DUPLICATE_NAMES), user="racer")
+        refused = _follow_job(client, broken.headers["Location"])
+        assert refused.status_code == 400
+        assert re.search(r"Feuille « survey », ligne 3", refused.get_data(as_text=True))
+
+        elsewhere = broken.headers["Location"].replace(f"/projects/{project_id}/", f"/projects/{project_id + 1}/")
+        assert client.get(elsewhere).status_code in (403, 404)
 
 
 def test_c6_a_new_qr_code_retires_the_old_token(app: Flask, client: FlaskClient, personas: Personas) -> None:
