@@ -170,9 +170,14 @@ PAGES = [
     ("account", "/account"),
     ("not-found", f"{P}/forms/no_such_form"),
     ("preview", f"{P}/forms/coop_diagnostic/versions/2026112901/preview"),
+    ("preview-frame", f"{P}/forms/coop_diagnostic/versions/2026112901/preview/frame"),
 ]
-# ODK Web Forms' own markup (a third-party component, in the frame) is left out of axe; the page around it is not.
+# ODK Web Forms' own markup (a third-party component, in the frame) is left out of axe on the preview page; the
+# page around it is not. The frame itself is checked on its own: @getodk/web-forms 0.22.0 has icon buttons with
+# no name, inputs whose visible label is not tied to them, and low-contrast captions (its own markup and theme,
+# not Fieldsync's). The preview is an admin's check of a form; coaches fill forms in ODK Collect.
 AXE_EXCLUDE = {"preview": "#preview"}
+THIRD_PARTY_VIOLATIONS = {"preview-frame": {"button-name", "color-contrast", "label"}}
 TAB_WALKED = {"projects", "forms", "form", "phones", "members"}
 FOCUSABLE = "a[href], button, input:not([type=hidden]), select, summary, [tabindex]:not([tabindex='-1'])"
 
@@ -214,10 +219,18 @@ def test_a1_a2_every_page_is_accessible_and_photographed(
         page.locator("#f-name").fill("Téléphone photo")
         page.locator("#f-name").locator("xpath=ancestor::form").locator("button[type=submit]").click()
         page.wait_for_selector("#qr svg")
+    if name == "preview-frame":
+        page.get_by_text("Identification de la coopérative").first.wait_for()
     if name == "preview":
         page.frame_locator("#preview").get_by_text("Identification de la coopérative").first.wait_for()
-    assert page.locator("html").get_attribute("dir") == ("rtl" if locale == "ar" else "ltr")
+    if name != "preview-frame":  # the frame is in the form's own language and direction
+        assert page.locator("html").get_attribute("dir") == ("rtl" if locale == "ar" else "ltr")
     screenshot(page, f"{locale}-{name}")
-    assert axe_violations(page, AXE_EXCLUDE.get(name)) == []
+    found = axe_violations(page, AXE_EXCLUDE.get(name))
+    if name in THIRD_PARTY_VIOLATIONS:
+        # Exactly the known ones: a new kind fails, and so does an upgrade that fixes them (drop the entry then).
+        assert {v["id"] for v in found} == THIRD_PARTY_VIOLATIONS[name], found
+    else:
+        assert found == []
     if name in TAB_WALKED:
         assert _tab_walk(page) == []
