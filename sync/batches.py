@@ -346,6 +346,9 @@ class TooManyItems:
     code: str = "too_many_items"
 
 
+_ENVELOPE_KEYS = ("protocol", "device_id", "batch_id", "items")
+
+
 def parse_push_envelope(
     body: object, *, max_items: int = MAX_ITEMS_PER_PUSH
 ) -> PushEnvelope | MalformedBody | UnsupportedProtocol | TooManyItems:
@@ -355,6 +358,10 @@ def parse_push_envelope(
     protocol = body.get("protocol")
     if protocol != PROTOCOL:
         return UnsupportedProtocol(protocol=str(protocol))
+    unknown = sorted(str(key) for key in body if key not in _ENVELOPE_KEYS)
+    if unknown:
+        # The same rule as every JSON body of the API: a misspelt key is an error, never silently dropped.
+        return MalformedBody(f"unknown field(s) {', '.join(unknown)}: a push has only {', '.join(_ENVELOPE_KEYS)}")
     device_id, batch_id, items = body.get("device_id"), body.get("batch_id"), body.get("items")
     if not isinstance(device_id, str) or not device_id:
         return MalformedBody("device_id: expected a non-empty string")

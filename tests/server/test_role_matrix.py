@@ -39,9 +39,8 @@ def _fill(text: str, personas: Personas, persona: str, extra: dict[str, Any]) ->
     )
 
 
-@pytest.mark.parametrize(("area", "case"), CASES, ids=[f"{a}:{c.method} {c.path}" for a, c in CASES])
-@pytest.mark.parametrize("persona", PERSONAS)
-def test_role_matrix(client: FlaskClient, app: Flask, personas: Personas, area: str, case: Case, persona: str) -> None:
+def prepare(app: Flask, personas: Personas, area: str, case: Case, persona: str) -> tuple[str, dict[str, Any] | None]:
+    """Run the case's setup; return its path and JSON body filled for ``persona``."""
     extra: dict[str, Any] = {}
     if case.setup:
         module = importlib.import_module(f"tests.server.role_matrix_{area}")
@@ -56,6 +55,13 @@ def test_role_matrix(client: FlaskClient, app: Flask, personas: Personas, area: 
     body = None
     if case.json is not None:
         body = {k: _fill(v, personas, persona, extra) if isinstance(v, str) else v for k, v in case.json.items()}
+    return path, body
+
+
+@pytest.mark.parametrize(("area", "case"), CASES, ids=[f"{a}:{c.method} {c.path}" for a, c in CASES])
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_role_matrix(client: FlaskClient, app: Flask, personas: Personas, area: str, case: Case, persona: str) -> None:
+    path, body = prepare(app, personas, area, case, persona)
     response = client.open(path, method=case.method, json=body, headers=_headers(personas, persona), **case.kwargs)
     assert response.status_code == case.expected[persona], response.get_data(as_text=True)[:300]
     if response.status_code in (401, 403) and response.mimetype == "application/json":

@@ -278,3 +278,26 @@ def test_a_worker_survives_a_database_error(store: Session, monkeypatch: pytest.
     quick = dispatch.DispatchSettings(poll=0.001)
     dispatch.run(get_store().sessions, "t", quick, threading.Event(), workers=1, once=True)
     assert calls == ["fan_out", "fan_out"]
+
+
+def test_a_fan_out_in_another_schema_never_blocks_this_one(store: Session, personas: Personas, backend: Any) -> None:
+    """Advisory locks are database-wide: the fan-out's key is the store's own (its schema's)."""
+    if backend.name != "postgresql":
+        pytest.skip(reason="advisory locks exist on PostgreSQL only; SQLite's one writer is its lock")
+    import psycopg
+
+    from tests.conftest import POSTGRES_URL, create_postgres_schema, drop_postgres_schema
+
+    assert POSTGRES_URL
+    schema, _ = create_postgres_schema(POSTGRES_URL, prefix="fs_other_store")
+    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        with psycopg.connect(plain) as other:  # another store's dispatcher, mid fan-out, holding its lock
+            other.execute(f'SET search_path TO "{schema}"')
+            assert other.execute(q._FANOUT_LOCK_SQL.text).fetchone() == (True,)
+            subscription, _ = _subscribe(store, personas.project_id, "http://127.0.0.1:9/hook")
+            _events(store, personas.project_id, 1)
+            assert len(_deliveries(store, subscription)) == 1
+            other.rollback()
+    finally:
+        drop_postgres_schema(POSTGRES_URL, schema)

@@ -184,8 +184,20 @@ def test_p3_an_op_with_another_devices_dot_is_refused() -> None:
         ({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": {}}, MalformedBody),
         ({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": [{}] * 201}, TooManyItems),
         ([], MalformedBody),
+        (
+            {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": [], "itmes": [SUBMISSION]},
+            MalformedBody,
+        ),
     ],
-    ids=["valid", "other-protocol-426", "no-batch-id", "items-not-a-list", "too-many-items-413", "not-an-object"],
+    ids=[
+        "valid",
+        "other-protocol-426",
+        "no-batch-id",
+        "items-not-a-list",
+        "too-many-items-413",
+        "not-an-object",
+        "misspelt-key",
+    ],
 )
 def test_push_envelope(body: object, expected_type: type) -> None:
     assert isinstance(parse_push_envelope(body), expected_type)

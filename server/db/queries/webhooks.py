@@ -54,7 +54,11 @@ def queue_counts(session: Session, subscription_ids: Sequence[int]) -> dict[int,
 # ---------------------------------------------------------------------------------------------------
 # Fan-out: committed events become deliveries, in an order no later commit can contradict
 
-_FANOUT_LOCK = 7_102_204_020  # one fan-out at a time across dispatchers (PostgreSQL advisory lock key)
+# One fan-out at a time across the dispatchers of one store. Advisory locks are database-wide: the key folds in
+# the schema, so two stores in two schemas of one database (or two test runs) never wait for each other.
+_FANOUT_LOCK_SQL = text(
+    "SELECT pg_try_advisory_xact_lock(hashtextextended('fieldsync-fanout@' || current_schema(), 0))"
+)
 
 
 def lock_fanout(session: Session) -> bool:
@@ -64,7 +68,7 @@ def lock_fanout(session: Session) -> bool:
     """
     if session.get_bind().dialect.name != "postgresql":
         return True
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _FANOUT_LOCK}).scalar_one())
+    return bool(session.execute(_FANOUT_LOCK_SQL).scalar_one())
 
 
 def unqueued_events(session: Session, limit: int) -> list[tuple[int, int, str, str | None]]:
