@@ -129,7 +129,7 @@ def run(server: LiveServer, way: str, link_name: str, faults: LinkFaults, data: 
 def render(figures: list[Figure], args: argparse.Namespace) -> str:
     """The Markdown section."""
     lines = [
-        SECTION,
+        f"{SECTION}, {args.store}",
         "",
         f"`python -m bench.field_link` ({args.store}): {args.submissions} submissions x 2 photos of "
         f"{args.photo // 1024} KiB through a loopback proxy to `fieldsync serve`; Collect's way (HEAD, the "
@@ -152,15 +152,21 @@ def render(figures: list[Figure], args: argparse.Namespace) -> str:
         "Collect keeps each POST under the advertised length (2 MiB: one photo per POST) and resends a failed",
         "submission from its first POST, so a photo larger than the distance between two cuts never arrives;",
         "what does arrive is kept (the XML of every submission, every photo smaller than that distance).",
+        "Before this work the same Collect run stored 0 / 40 (a cut POST kept nothing, not even its XML), and",
+        "Fieldsync's protocol crossed 4.15x (resets) and 1.50x (clean closes) of the payload, with 500s.",
+        "The tests run the same scenarios scaled down (40 KB photos, a cut every 50 KB, both stores) and assert",
+        "the counts and the 1.2x bound. Times are wall-clock on a shared 2-core machine, loopback; the 2G",
+        "latency is applied per forwarded chunk (about 300 ms round trip), so the 2G times are approximate.",
         "",
     ]
     return "\n".join(lines)
 
 
 def write_section(text: str) -> None:
-    """Replace (or append) the section in ``docs/benchmarks.md``."""
+    """Replace (or append) the section of this store in ``docs/benchmarks.md``."""
     page = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    heading = text.split("\n", 1)[0]
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     page = pattern.sub(text + "\n", page) if pattern.search(page) else page.rstrip("\n") + "\n\n" + text + "\n"
     REPORT.write_text(page)
 

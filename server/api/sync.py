@@ -308,6 +308,7 @@ def _body_chunks() -> Iterator[bytes]:
     raw_body={"application/offset+octet-stream": {"type": "string", "contentMediaType": "application/octet-stream"}},
     headers=(
         Header("Upload-Offset", "Where these bytes start", {"type": "string", "pattern": "^[0-9]+$"}, True),
+        Header("Upload-Checksum", "sha256 <base64 of this body's digest>: nothing counts unless it matches"),
         TUS_RESUMABLE,
     ),
     errors=(409, 410, 415, 460),
@@ -337,6 +338,7 @@ def patch_upload(upload_id: str) -> Response:
 
 
 @bp.route("/uploads/<upload_id>", methods=["DELETE"])
+@documented({204: None}, headers=(TUS_RESUMABLE,), errors=(404,), response_headers=TUS_ANSWER_HEADERS)
 def terminate_upload(upload_id: str) -> Response:
     """tus termination: give up an upload and delete what arrived of it."""
     _authorize_upload(upload_id)

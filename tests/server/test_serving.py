@@ -6,6 +6,8 @@ Rules (issue 14 "Field networks", issue 13 point 9, issue 15 row 2):
   and other coaches' submissions stored.
 - SV3 Each stalled request ends after the silence limit (2 s here): the server answers or closes.
 - SV4 The gunicorn command line: keep-alive 65 s by default, one control socket per server (or none).
+- SV5 The attack of issue 15 row 2, from the attacker's side: 5 sockets that send half a body and 17 that
+  send half their headers, then nothing, block no other request, and each is ended by the server.
 
 Nothing here measures time: the client timeouts are generous bounds, never assertions.
 """
@@ -226,3 +228,33 @@ def test_a_post_cut_by_a_clean_close_keeps_its_xml_on_the_real_server(server: Li
     assert answer is not None and answer.status == 400
     assert b"connection was cut" in answer.body
     assert _stored(server, ["uuid:clean-close"]) == 1
+
+
+def test_the_slow_socket_attack_blocks_no_one(server: LiveServer) -> None:
+    # Issue 15 row 2: 5 half bodies and 17 half heads froze every request for minutes (no read timeout).
+    raw, body = collect_post(server, "uuid:attacker", {"a.jpg": b"z" * 100_000})
+    half_body = raw[: len(raw) - len(body) // 2]
+    half_head = raw[: raw.index(b"\r\n\r\n") // 2]
+    attackers = [connect(server) for _ in range(5 + 17)]
+    try:
+        for index, sock in enumerate(attackers):
+            sock.sendall(half_body if index < 5 else half_head)
+        # Every request of a coach is answered while the attacker's sockets stay open and silent.
+        assert requests.get(f"{server.base_url}/healthz", timeout=30).status_code == 200
+        coach = f"uuid:{uuid.uuid4()}"
+        sock = connect(server)
+        try:
+            sock.sendall(collect_post(server, coach, {"b.jpg": b"b" * 10_000})[0])
+            answer = read_response(sock)
+        finally:
+            sock.close()
+        assert answer is not None and answer.status == 201, server.log_tail()
+        assert _stored(server, [coach]) == 1
+        # The server ends every one of them (the 60 s client timeout is only a bound): a half body gets
+        # its 400 answer, a half head a closed connection; nothing of the attacker is stored.
+        endings = [read_response(sock) for sock in attackers]
+    finally:
+        for sock in attackers:
+            sock.close()
+    assert [e.status if e else "closed" for e in endings] == [400] * 5 + ["closed"] * 17
+    assert _stored(server, ["uuid:attacker"]) == 1  # the half body's XML part arrived whole: kept, once
