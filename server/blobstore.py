@@ -350,24 +350,28 @@ def _receive_body(
     written = durable = 0
     pending = bytearray()
     error: BaseException | None = None
-    try:
-        for chunk in chunks:
-            if written + len(pending) + len(chunk) > limit:
-                raise bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
-            pending += chunk
-            if len(pending) >= WRITE_STEP:
-                write(bytes(pending), written)
-                written += len(pending)
-                pending.clear()
-            if advance is not None and written - durable >= PROGRESS_BYTES:
-                persist(written)
-                if not advance(written):
-                    raise PartialSuperseded()
-                durable = written
-    except (PartialGone, PartialSuperseded):
-        raise
-    except Exception as exc:  # a cut connection, a silent client, a body too long: keep what arrived
-        error = exc
+    body = iter(chunks)
+    while True:
+        try:
+            chunk = next(body)
+        except StopIteration:
+            break
+        except Exception as exc:  # a cut connection, a silent client: keep what arrived
+            error = exc
+            break
+        if written + len(pending) + len(chunk) > limit:
+            error = bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
+            break
+        pending += chunk
+        if len(pending) >= WRITE_STEP:
+            write(bytes(pending), written)
+            written += len(pending)
+            pending.clear()
+        if advance is not None and written - durable >= PROGRESS_BYTES:
+            persist(written)
+            if not advance(written):
+                raise PartialSuperseded()
+            durable = written
     if error is not None and not keep_cut:
         return durable, error
     if pending:
