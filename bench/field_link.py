@@ -21,6 +21,8 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +173,26 @@ def write_section(text: str) -> None:
     REPORT.write_text(page)
 
 
+@contextmanager
+def _database(server_url: str | None) -> Iterator[str | None]:
+    """A fresh, migrated schema of the PostgreSQL server at ``server_url`` (None: SQLite, made by live_server)."""
+    if server_url is None:
+        yield None
+        return
+    from server.db.engine import make_engine
+    from server.db.migrate import upgrade_to_head
+    from tests.conftest import create_postgres_schema, drop_postgres_schema
+
+    schema, url = create_postgres_schema(server_url)
+    try:
+        engine = make_engine(url)
+        upgrade_to_head(engine)
+        engine.dispose()
+        yield url
+    finally:
+        drop_postgres_schema(server_url, schema)
+
+
 def main(argv: list[str]) -> None:
     """Run the figure and write it into the report."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -185,7 +207,11 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     args.store = "PostgreSQL" if args.database_url else "SQLite"
     figures = []
-    with tempfile.TemporaryDirectory() as tmp, live_server(Path(tmp), args.database_url) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _database(args.database_url) as url,
+        live_server(Path(tmp), url) as server,
+    ):
         for mode in ("reset", "close"):
             cuts = LinkFaults(cut_every=args.cut_every, cut_mode=mode)
             name = f"cut every {args.cut_every // 1024} KiB ({'resets' if mode == 'reset' else 'clean closes'})"
