@@ -10,22 +10,27 @@ Rules:
   none duplicated, no 5xx.
 - FL2 Fieldsync's protocol (blobs/missing, tus resumed from HEAD, pushes), with resets and with clean
   closes: 40/40 complete, every photo byte-identical, at most 1.2 x the payload on the wire, no 5xx.
+Both rules on SQLite, PostgreSQL, and SQLite with the blobs (and the tus partials) in an S3 bucket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from server.blobstore import blob_store, s3_client
 from tests.conftest import POSTGRES_URL, fresh_database_url
 from tests.server.faulty_link import FaultyLink, LinkFaults
 from tests.server.field_phones import CollectPhone, FieldsyncPhone
 from tests.server.live_server import LiveServer, live_server
+from tests.server.s3_fixtures import settings_of
 from tests.server.test_submissions_support import photo_submission
 
 SUBMISSIONS = 40
@@ -34,20 +39,47 @@ CUT_EVERY = 50_000
 # About one photo, as the 2 MiB default is for 1.5 MiB photos: Collect sends one photo per POST.
 ADVERTISED = 50_000
 
-STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not POSTGRES_URL, reason="no PostgreSQL"))]
+STORES = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.skipif(not POSTGRES_URL, reason="no PostgreSQL")),
+    "sqlite-s3",
+]
+_BLOB_CONFIG: dict[int, dict[str, Any]] = {}  # server port -> the blob store settings it runs with
+
+
+def _bucket(endpoint: str) -> dict[str, Any]:
+    bucket = f"fieldsync-{uuid.uuid4().hex[:12]}"
+    config = {
+        "BLOB_STORE": f"s3://{bucket}/field",
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_REGION": "us-east-1",
+        "S3_ACCESS_KEY_ID": "testing",
+        "S3_SECRET_ACCESS_KEY": "testing",
+    }
+    s3_client(settings_of(config)).create_bucket(Bucket=bucket)
+    return config
 
 
 @pytest.fixture(scope="module", params=STORES)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One ``fieldsync serve`` per store for the scenarios of this module."""
     tmp = tmp_path_factory.mktemp(f"field-{request.param}")
-    url, cleanup = (None, None) if request.param == "sqlite" else fresh_database_url("postgresql", tmp)
+    url, cleanup = (None, None) if request.param != "postgresql" else fresh_database_url("postgresql", tmp)
+    blobs = _bucket(request.getfixturevalue("s3_endpoint")) if request.param == "sqlite-s3" else {}
     try:
-        with live_server(tmp, url, openrosa_accept_content_length=str(ADVERTISED)) as running:
+        with live_server(
+            tmp, url, openrosa_accept_content_length=str(ADVERTISED), **{k.lower(): v for k, v in blobs.items()}
+        ) as running:
+            _BLOB_CONFIG[running.port] = blobs
             yield running
     finally:
         if cleanup is not None:
             cleanup()
+
+
+def _stored_bytes(server: LiveServer, sha: str) -> bytes | None:
+    store = blob_store(server.storage_dir, _BLOB_CONFIG.get(server.port) or None)
+    return b"".join(store.iter_bytes(sha)) if store.has_file(sha) else None
 
 
 def _week(seed: str) -> list[tuple[str, bytes, list[tuple[str, bytes]]]]:
@@ -80,9 +112,8 @@ def _stored(server: LiveServer, week: list[tuple[str, bytes, list[tuple[str, byt
     identical = 0
     for name, content in photos:
         sha = present.get(name)
-        blob = next(server.storage_dir.rglob(sha), None) if sha else None
         identical += int(
-            blob is not None and blob.read_bytes() == content and sha == hashlib.sha256(content).hexdigest()
+            sha is not None and _stored_bytes(server, sha) == content and sha == hashlib.sha256(content).hexdigest()
         )
     return {
         "versions": len(mine),
