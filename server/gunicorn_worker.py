@@ -11,6 +11,11 @@ gunicorn resets it (``setblocking``) before every request; the kernel options su
 
 Waiting *between* requests is not silence: kept-alive connections sit in gunicorn's poller, not in
 a thread, for ``--keep-alive`` seconds.
+
+gunicorn closes a connection gracefully (FIN, then up to 2 s reading until the client closes too) in
+its event loop's thread, so while it lingers no other connection is accepted or answered: ten silent
+clients ended by the limit froze the worker for 20 s (``python -m bench.stalled_clients``). This worker
+lingers in a pool of its own instead.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import os
 import socket
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -75,11 +81,29 @@ class SilenceLimitedWorker(ThreadWorker):
     def init_process(self) -> None:
         """Read the limit once per worker, then start as gthread does."""
         self.silence = silence_limit()
+        self.closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="close")
         self.log.error_log.addFilter(_SilentClients())
         super().init_process()
+
+    def finish_request(self, conn: Any, fs: Future[Any]) -> None:
+        """A connection to close is closed (lingering for the client's FIN) off the event loop's thread."""
+        try:
+            keep = fs.result() if not fs.cancelled() else False
+        except Exception:
+            keep = False
+        if keep:  # kept alive, or deferred to the poller: gunicorn's own handling
+            super().finish_request(conn, fs)
+            return
+        self.nr_conns -= 1
+        self.closer.submit(_close_gracefully, conn)
 
     def enqueue_req(self, conn: Any) -> None:
         """Before a thread reads this connection's request, bound how long it may wait for bytes."""
         with contextlib.suppress(OSError):  # the client is gone already: the thread finds out and closes
             apply_silence_limit(conn.sock, self.silence)
         super().enqueue_req(conn)
+
+
+def _close_gracefully(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # the client is gone: nothing to tell anyone
+        conn.close(graceful=True)

@@ -258,3 +258,31 @@ def test_the_slow_socket_attack_blocks_no_one(server: LiveServer) -> None:
             sock.close()
     assert [e.status if e else "closed" for e in endings] == [400] * 5 + ["closed"] * 17
     assert _stored(server, ["uuid:attacker"]) == 1  # the half body's XML part arrived whole: kept, once
+
+
+def test_a_connection_is_closed_off_the_event_loop_thread() -> None:
+    # gunicorn lingers up to 2 s for the client's FIN when it closes; in the event loop's thread, ten
+    # silent clients ended by the limit froze the worker for 20 s (bench.stalled_clients).
+    import threading
+    from concurrent.futures import Future
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from server.gunicorn_worker import SilenceLimitedWorker
+
+    closed: list[tuple[int, bool]] = []
+    done = threading.Event()
+
+    class Conn:
+        def close(self, graceful: bool = False) -> None:
+            closed.append((threading.get_ident(), graceful))
+            done.set()
+
+    worker = object.__new__(SilenceLimitedWorker)
+    worker.nr_conns = 1
+    worker.closer = Pool(1)
+    answered: Future[object] = Future()
+    answered.set_result(False)  # the request ended: close the connection
+    worker.finish_request(Conn(), answered)
+    assert done.wait(30)
+    assert worker.nr_conns == 0
+    assert closed == [(closed[0][0], True)] and closed[0][0] != threading.get_ident()
