@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 from bench.field_link import REPO, write_section
-from tests.server.live_server import collect_post, connect, live_server, read_response
+from tests.server.live_server import collect_post, connect, exchange, live_server, read_response
 from tests.server.test_serving import _stalled_requests
 
 SECTION = "## Stalled clients (SQLite)"
@@ -50,13 +50,7 @@ def main(argv: list[str]) -> None:
             slowest, asked = max(slowest, time.monotonic() - t0), asked + 1
             if time.monotonic() - last_post >= 1.0:
                 last_post = time.monotonic()
-                raw, _ = collect_post(server, f"uuid:{uuid.uuid4()}", {})
-                sock = connect(server)
-                try:
-                    sock.sendall(raw)
-                    answer = read_response(sock)
-                finally:
-                    sock.close()
+                answer = exchange(server, collect_post(server, f"uuid:{uuid.uuid4()}", {})[0])
                 sent_subs += 1
                 stored += answer is not None and answer.status == 201
             time.sleep(0.2)

@@ -150,6 +150,16 @@ class RawResponse:
     body: bytes
 
 
+def exchange(server: LiveServer, raw: bytes) -> RawResponse | None:
+    """Send ``raw`` (a whole request) on a new connection and read its response."""
+    sock = connect(server)
+    try:
+        sock.sendall(raw)
+        return read_response(sock)
+    finally:
+        sock.close()
+
+
 def read_response(sock: socket.socket) -> RawResponse | None:
     """Read one response from ``sock``; ``None`` when the server closed (or reset) the connection first."""
     data = b""

@@ -32,6 +32,7 @@ from tests.server.live_server import (
     LiveServer,
     collect_post,
     connect,
+    exchange,
     live_server,
     read_response,
     request_bytes,
@@ -133,13 +134,7 @@ def test_stalled_clients_never_freeze_the_server(server: LiveServer) -> None:
         others = [f"uuid:{uuid.uuid4()}" for _ in range(3)]
         for instance_id in others:
             assert requests.get(f"{server.base_url}/healthz", timeout=30).status_code == 200
-            raw, _ = collect_post(server, instance_id, {})
-            sock = connect(server)
-            try:
-                sock.sendall(raw)
-                answer = read_response(sock)
-            finally:
-                sock.close()
+            answer = exchange(server, collect_post(server, instance_id, {})[0])
             assert answer is not None and answer.status == 201, server.log_tail()
         assert _stored(server, others) == 3
         # Each stalled request ends (after the 2 s silence limit; the 60 s client timeout is only a bound):
@@ -242,12 +237,7 @@ def test_the_slow_socket_attack_blocks_no_one(server: LiveServer) -> None:
         # Every request of a coach is answered while the attacker's sockets stay open and silent.
         assert requests.get(f"{server.base_url}/healthz", timeout=30).status_code == 200
         coach = f"uuid:{uuid.uuid4()}"
-        sock = connect(server)
-        try:
-            sock.sendall(collect_post(server, coach, {"b.jpg": b"b" * 10_000})[0])
-            answer = read_response(sock)
-        finally:
-            sock.close()
+        answer = exchange(server, collect_post(server, coach, {"b.jpg": b"b" * 10_000})[0])
         assert answer is not None and answer.status == 201, server.log_tail()
         assert _stored(server, [coach]) == 1
         # The server ends every one of them (the 60 s client timeout is only a bound): a half body gets
