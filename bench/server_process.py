@@ -1,9 +1,10 @@
 """The server under test: set up its store with the ``fieldsync`` CLI, run gunicorn, watch its memory.
 
-gunicorn is started exactly as ``fieldsync serve`` starts it (same worker class, threads and timeout)
-but without the access log, so the figures measure Fieldsync rather than log writing. Peak memory is
-read from ``/proc/<pid>/status`` of every worker: ``VmHWM`` after resetting it through
-``/proc/<pid>/clear_refs`` when the kernel allows, and a ``VmRSS`` sampler in any case.
+gunicorn is started with ``fieldsync serve``'s command line (``server.serving.gunicorn_argv``: worker
+class, keep-alive, control socket; the threads the benchmark asks for) but without the access log, so
+the figures measure Fieldsync rather than log writing. Peak memory is read from ``/proc/<pid>/status``
+of every worker: ``VmHWM`` after resetting it through ``/proc/<pid>/clear_refs`` when the kernel
+allows, and a ``VmRSS`` sampler in any case.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+
+from server.config import default_config
+from server.serving import gunicorn_argv, worker_environment
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_ADMIN = "bench_admin"
@@ -167,15 +171,19 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start gunicorn and wait until ``/healthz`` answers 200."""
-        args = [
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.workers),
-            "--threads", str(self.threads),
-            "--timeout", "300",
-            "--graceful-timeout", "5",
-            "server.wsgi:app",
-        ]  # fmt: skip
+        config = default_config(self.work_dir / "var")
+        # The command line of ``fieldsync serve`` (worker class, keep-alive, control socket), without the
+        # access log and with a longer worker timeout for the heaviest benchmark requests.
+        args = gunicorn_argv(
+            config,
+            host="127.0.0.1",
+            port=self.port,
+            workers=self.workers,
+            threads=self.threads,
+            access_log=False,
+            extra=("--timeout", "300", "--graceful-timeout", "5"),
+        )
+        self.env = worker_environment(config, self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(args, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
     ``http=False`` builds it without its URL rules and request log, for the command line: importing
     every door (pyxform, openpyxl ...) would double the start-up of a command that serves nothing.
     """
-    from server import blobstore, errors, request_body, request_log, request_text, store, web_security
+    from server import blobstore, body_spool, errors, request_body, request_log, request_text, store, web_security
     from server.blueprints import register_blueprints
     from server.config import load_config
     from server.database_ids import DatabaseIdConverter
@@ -50,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
     )
     blobstore.check_config(app.config)
     errors.init_app(app)
+    body_spool.init_app(app)  # before any view: bodies are read whole before a transaction can open
     store.init_app(app)
     if http:
         from server import console, metrics

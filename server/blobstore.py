@@ -17,10 +17,23 @@ the next write of the same content reuses it, and ``fieldsync purge`` deletes it
 Files are streamed both ways: writes are hashed chunk by chunk into a local staging file (its hash is
 the name, known only at the end) that is then moved or uploaded; reads are iterated in chunks.
 
-A tus upload's partial bytes live with the blobs: locally one file written in place under an
-exclusive lock; on S3 one object per PATCH (``uploads/<id>/<start>-<end>-<nonce>``), so a PATCH that
-arrives at another host continues the same upload, and the whole file is assembled by streaming the
-segments, in offset order, into a multipart upload.
+A tus upload's partial bytes live with the blobs: locally one file, written in place (``pwrite``) by
+every PATCH of the upload; on S3 one object per ``PROGRESS_BYTES`` of a PATCH and one for whatever
+arrived after the last of them (``uploads/<id>/<start>-<end>-<nonce>``), so a PATCH that arrives at
+another host continues the same upload, and the whole file is assembled by streaming the segments, in
+offset order (overlapping ones read from where the previous ends), into a multipart upload.
+
+No lock is held while a PATCH body arrives (a PATCH behind a dead connection must never wait for it):
+:meth:`BlobStore.write_partial` hands the bytes to the store as they come and calls ``advance(end)``
+(the service's compare-and-set of the offset) each time ``PROGRESS_BYTES`` more are durable and where
+the body ends, cut or not. Two PATCHes of one upload may then write the same bytes at the same places;
+the offset only moves forward and the one left behind stops (:class:`PartialSuperseded`). Granularity:
+locally every byte that reached the server counts after a cut (buffered writes are flushed before the
+answer); on S3 likewise as long as the receiving process lives to store its last segment, and a PATCH
+still in progress has its bytes durable in steps of ``PROGRESS_BYTES`` (one PUT each).
+
+``receiving(upload_id)`` marks a PATCH being received (a shared lock on a file of this host's storage
+folder) and ``wait_for_receiving`` lets a HEAD wait for it: see ``server/services/uploads.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -47,6 +61,21 @@ from server.db.models import Blob
 from server.errors import bad_request, too_large
 
 CHUNK = 256 * 1024
+# A PATCH in progress makes its bytes durable (fsync locally, one segment on S3) and moves the offset
+# every this many bytes; writes to the local partial file go in steps of WRITE_STEP.
+PROGRESS_BYTES = 256 * 1024
+WRITE_STEP = 64 * 1024
+_POLL = 0.01
+
+
+class PartialGone(Exception):
+    """The partial bytes a PATCH writes to were completed or removed meanwhile (another PATCH finished it)."""
+
+
+class PartialSuperseded(Exception):
+    """Another PATCH of the same upload got further: this one stops writing."""
+
+
 # S3 multipart: parts of 8 MiB (S3 wants at least 5 MiB but the last); smaller files go in one PUT.
 MULTIPART_BYTES = 8 * 1024 * 1024
 
@@ -66,6 +95,7 @@ class BlobStore:
         self.root = Path(root) / "blobs"
         self.tmp = Path(root) / "tmp"
         self.partials = Path(root) / "uploads"
+        self.locks = Path(root) / "locks" / "uploads"
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
@@ -162,34 +192,104 @@ class BlobStore:
         self.partials.mkdir(parents=True, exist_ok=True)
         return self.partials / upload_id
 
+    def _finishing(self, upload_id: str) -> Path:
+        return self.tmp / f"finishing-{upload_id}"
+
     def create_partial(self, upload_id: str) -> None:
         """Make room for an upload's bytes."""
         self._partial(upload_id).touch()
 
-    @contextlib.contextmanager
-    def partial_lock(self, upload_id: str) -> Iterator[None]:
-        """Hold an exclusive lock on one upload (one PATCH at a time, on this host)."""
-        with open(self._partial(upload_id), "ab") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+    def _receiving_path(self, upload_id: str) -> Path:
+        self.locks.mkdir(parents=True, exist_ok=True)
+        return self.locks / upload_id
 
-    def write_partial(
-        self, upload_id: str, offset: int, chunks: Iterable[bytes], limit: int
-    ) -> tuple[int, BaseException | None]:
-        """Write ``chunks`` at ``offset`` (at most ``limit`` bytes); return bytes written and a read error if any."""
-        fd = os.open(self._partial(upload_id), os.O_WRONLY)
+    @contextlib.contextmanager
+    def receiving(self, upload_id: str) -> Iterator[None]:
+        """Mark a PATCH of ``upload_id`` as being received, on this host (a shared lock on a file).
+
+        The file is removed by the last receiver (or a waiter) that can lock it exclusively, so nothing
+        stays behind once an upload's PATCHes have ended, whichever host finishes it.
+        """
+        path = self._receiving_path(upload_id)
+        while True:
+            handle = open(path, "a")  # noqa: SIM115  (closed below)
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            if _same_file(path, handle.fileno()):
+                break
+            handle.close()  # removed between open and lock: take the new one
         try:
-            result = _copy_body(chunks, limit, lambda chunk, at: os.pwrite(fd, chunk, offset + at))
-            os.fsync(fd)
+            yield
+        finally:
+            _remove_if_unlocked(path, handle.fileno())
+            handle.close()
+
+    def wait_for_receiving(self, upload_id: str, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until no PATCH of ``upload_id`` is being received on this host."""
+        try:
+            fd = os.open(self._receiving_path(upload_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            while not _remove_if_unlocked(self._receiving_path(upload_id), fd):
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(_POLL)
         finally:
             os.close(fd)
-        return result
+
+    def write_partial(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: Iterable[bytes],
+        limit: int,
+        *,
+        advance: Callable[[int], bool] | None = None,
+        keep_cut: bool = True,
+    ) -> tuple[int, BaseException | None]:
+        """Write ``chunks`` at ``offset`` (at most ``limit`` bytes); return bytes written and a read error if any.
+
+        ``advance(end)`` is called each time ``PROGRESS_BYTES`` more are durable (``end`` counts from
+        ``offset``); False means another PATCH is further: :class:`PartialSuperseded`. A partial file
+        completed meanwhile raises :class:`PartialGone`. ``keep_cut`` is for stores that would have to
+        keep a cut body explicitly (S3); the local file keeps bytes where they land either way.
+        """
+        path = self._partial(upload_id)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise PartialGone() from None
+        try:
+            return _receive_body(
+                chunks,
+                limit,
+                lambda data, at: _write_unless_moved(fd, path, data, offset + at),
+                lambda _end: os.fsync(fd),
+                advance,
+                keep_cut=keep_cut,
+            )
+        finally:
+            os.close(fd)
 
     def finish_partial(self, upload_id: str, length: int) -> str:
-        """Hash an upload's ``length`` bytes; return the sha256 hex ("" when bytes are missing)."""
+        """Take the partial file away from writers, hash it; return the sha256 hex ("" when bytes are missing).
+
+        Under an exclusive lock the file is moved to a staging name: a writer still in flight (a PATCH
+        left behind) waits for the instant of the move, then finds its file gone and stops, so no byte
+        lands in the file after it was hashed.
+        """
+        path, staged = self._partial(upload_id), self._finishing(upload_id)
+        try:
+            with open(path, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                os.replace(path, staged)
+        except FileNotFoundError:
+            if not staged.exists():  # another PATCH finished it, or a crash after the move: hash the staged file
+                raise PartialGone() from None
         digest = hashlib.sha256()
         size = 0
-        with open(self._partial(upload_id), "rb") as handle:
+        with open(staged, "rb") as handle:
             while block := handle.read(CHUNK):
                 digest.update(block)
                 size += len(block)
@@ -197,11 +297,13 @@ class BlobStore:
 
     def adopt_partial(self, session: Session, upload_id: str, sha256: str, length: int, content_type: str) -> None:
         """Make a finished, verified upload the blob ``sha256`` and record its row."""
-        self.adopt_file(session, self._partial(upload_id), sha256, length, content_type)
+        self.adopt_file(session, self._finishing(upload_id), sha256, length, content_type)
 
     def delete_partial(self, upload_id: str) -> None:
         """Remove what is kept of an upload (finished, failed or expired)."""
         self._partial(upload_id).unlink(missing_ok=True)
+        self._finishing(upload_id).unlink(missing_ok=True)
+        self._receiving_path(upload_id).unlink(missing_ok=True)
 
     def list_partials(self) -> Iterator[str]:
         """The ids of every upload with bytes kept (retention)."""
@@ -230,20 +332,87 @@ def record_blob(session: Session, sha256: str, size: int, content_type: str) -> 
     session.execute(stmt.on_conflict_do_update(index_elements=["sha256"], set_={"touched_at": now}))
 
 
-def _copy_body(
-    chunks: Iterable[bytes], limit: int, write: Callable[[bytes, int], object]
+def _receive_body(
+    chunks: Iterable[bytes],
+    limit: int,
+    write: Callable[[bytes, int], object],
+    persist: Callable[[int], object],
+    advance: Callable[[int], bool] | None,
+    *,
+    keep_cut: bool,
 ) -> tuple[int, BaseException | None]:
-    """Hand each chunk to ``write(chunk, position)`` up to ``limit`` bytes; return bytes written and a read error."""
-    written = 0
+    """Hand a PATCH body to ``write(data, position)`` in steps, make it durable with ``persist(end)``.
+
+    Every ``PROGRESS_BYTES`` (when ``advance`` is given) ``persist`` then ``advance`` run; where the body
+    ends, cut or not, the rest is written and persisted (a cut body only with ``keep_cut``); moving the
+    offset for that last part is the caller's. Returns the bytes written and the read error, if any.
+    """
+    written = durable = 0
+    pending = bytearray()
+    error: BaseException | None = None
+    body = iter(chunks)
+    while True:
+        try:
+            chunk = next(body)
+        except StopIteration:
+            break
+        except Exception as exc:  # a cut connection, a silent client: keep what arrived
+            error = exc
+            break
+        if written + len(pending) + len(chunk) > limit:
+            error = bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
+            break
+        pending += chunk
+        if len(pending) >= WRITE_STEP:
+            write(bytes(pending), written)
+            written += len(pending)
+            pending.clear()
+        if advance is not None and written - durable >= PROGRESS_BYTES:
+            persist(written)
+            if not advance(written):
+                raise PartialSuperseded()
+            durable = written
+    if error is not None and not keep_cut:
+        return durable, error
+    if pending:
+        write(bytes(pending), written)
+        written += len(pending)
+    persist(written)
+    return written, error
+
+
+def _same_file(path: Path, fd: int) -> bool:
     try:
-        for chunk in chunks:
-            if written + len(chunk) > limit:
-                raise bad_request("upload_too_long", "The PATCH body goes past Upload-Length")
-            write(chunk, written)
-            written += len(chunk)
-    except Exception as exc:  # a cut connection: keep what arrived
-        return written, exc
-    return written, None
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _remove_if_unlocked(path: Path, fd: int) -> bool:
+    """Lock ``fd`` exclusively if nobody else holds it and remove its file; False when someone does."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    if _same_file(path, fd):
+        path.unlink(missing_ok=True)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
+def _write_unless_moved(fd: int, path: Path, data: bytes, position: int) -> None:
+    """``pwrite`` into the partial file, unless it was taken away (completed) since ``fd`` was opened.
+
+    The completing PATCH moves the file under an exclusive lock; a writer holds a shared one for the
+    instant of its write and checks that ``path`` is still its file.
+    """
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        if not _same_file(path, fd):
+            raise PartialGone()
+        os.pwrite(fd, data, position)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _read_chunks(stream: BinaryIO) -> Iterator[bytes]:
@@ -285,6 +454,7 @@ class S3BlobStore(BlobStore):
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.root = self.tmp / "no-local-blobs"  # never created: path_for() names nothing on S3
         self.partials = self.tmp / "no-local-uploads"
+        self.locks = Path(root) / "locks" / "uploads"  # this host's PATCHes being received (HEAD waits)
         self.bucket = settings.bucket
         self.prefix = f"{settings.prefix}/" if settings.prefix else ""
         self.client = client or s3_client(settings)
@@ -388,42 +558,63 @@ class S3BlobStore(BlobStore):
     def create_partial(self, upload_id: str) -> None:
         """Nothing to prepare: segments are written by each PATCH."""
 
-    @contextlib.contextmanager
-    def partial_lock(self, upload_id: str) -> Iterator[None]:
-        """No cross-host lock: each PATCH writes its own segment and the offset moves by compare-and-set."""
-        yield
-
     def write_partial(
-        self, upload_id: str, offset: int, chunks: Iterable[bytes], limit: int
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: Iterable[bytes],
+        limit: int,
+        *,
+        advance: Callable[[int], bool] | None = None,
+        keep_cut: bool = True,
     ) -> tuple[int, BaseException | None]:
-        """Spool the PATCH body to a local file (keeping what arrived before a cut), then store it as a segment."""
+        """Spool the PATCH body locally and store it as segments: one per ``PROGRESS_BYTES``, one for the rest.
+
+        A cut body's bytes are stored too (``keep_cut``), so nothing that reached this host is lost
+        while it lives; a crash loses at most the bytes since the last segment.
+        """
         fd, spool = tempfile.mkstemp(dir=self.tmp, prefix="patch-")
+        stored = 0  # of this body, in segments already
+
+        def persist(end: int) -> None:
+            nonlocal stored
+            if end <= stored:
+                return
+            handle.flush()
+            key = f"{self._segments_prefix(upload_id)}{offset + stored:016d}-{offset + end:016d}-{uuid.uuid4().hex[:8]}"
+            self.client.upload_file(spool, self.bucket, key, Config=self.transfer)
+            handle.seek(0)
+            handle.truncate()
+            stored = end
+
         try:
             with os.fdopen(fd, "wb") as handle:
-                written, error = _copy_body(chunks, limit, lambda chunk, _at: handle.write(chunk))
-            if written:
-                key = f"{self._segments_prefix(upload_id)}{offset:016d}-{offset + written:016d}-{uuid.uuid4().hex[:8]}"
-                self.client.upload_file(spool, self.bucket, key, Config=self.transfer)
+                return _receive_body(
+                    chunks, limit, lambda chunk, _at: handle.write(chunk), persist, advance, keep_cut=keep_cut
+                )
         finally:
             os.unlink(spool)
-        return written, error
 
-    def _chain(self, upload_id: str, length: int) -> list[str] | None:
-        """Segment keys covering [0, length) end to end (any PATCH that won a range will do), else None."""
-        by_start: dict[int, list[tuple[int, str]]] = {}
+    def _chain(self, upload_id: str, length: int) -> list[tuple[str, int]] | None:
+        """Segments covering [0, length) end to end, each with where to start reading it, else None.
+
+        PATCHes of one upload may overlap (one resumed while another was still arriving): from each
+        position the segment reaching furthest is taken, read from that position on.
+        """
+        segments: list[tuple[int, int, str]] = []
         for item in self._list(self._segments_prefix(upload_id)):
             start, end, _nonce = item["Key"].rsplit("/", 1)[-1].split("-")
-            by_start.setdefault(int(start), []).append((int(end), item["Key"]))
-
-        def walk(position: int) -> list[str] | None:
-            if position == length:
-                return []
-            for end, key in sorted(by_start.get(position, []), reverse=True):
-                if end <= length and (rest := walk(end)) is not None:
-                    return [key, *rest]
-            return None
-
-        return walk(0)
+            segments.append((int(start), int(end), item["Key"]))
+        chain: list[tuple[str, int]] = []
+        position = 0
+        while position < length:
+            reach = [(end, start, key) for start, end, key in segments if start <= position < end <= length]
+            if not reach:
+                return None
+            end, start, key = max(reach)
+            chain.append((key, position - start))
+            position = end
+        return chain
 
     def finish_partial(self, upload_id: str, length: int) -> str:
         """Stream the segments in order into one object while hashing; return the sha256 ("" if incomplete)."""
@@ -453,6 +644,7 @@ class S3BlobStore(BlobStore):
         for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at a time
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        self._receiving_path(upload_id).unlink(missing_ok=True)
 
     def list_partials(self) -> Iterator[str]:
         """The ids of every upload with segments kept."""
@@ -467,7 +659,7 @@ class S3BlobStore(BlobStore):
 class _SegmentReader:
     """A read()-able stream over several objects in order, hashing what it hands out."""
 
-    def __init__(self, client: Any, bucket: str, keys: list[str]) -> None:
+    def __init__(self, client: Any, bucket: str, keys: list[tuple[str, int]]) -> None:
         self.client, self.bucket, self.keys = client, bucket, list(keys)
         self.digest = hashlib.sha256()
         self.body: Any = None
@@ -480,7 +672,9 @@ class _SegmentReader:
             if self.body is None:
                 if not self.keys:
                     break
-                self.body = self.client.get_object(Bucket=self.bucket, Key=self.keys.pop(0))["Body"]
+                key, skip = self.keys.pop(0)
+                ranged = {"Range": f"bytes={skip}-"} if skip else {}
+                self.body = self.client.get_object(Bucket=self.bucket, Key=key, **ranged)["Body"]
             block = self.body.read(wanted - len(out))
             if not block:
                 self.body.close()

@@ -24,6 +24,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from server import create_app
 from server.errors import ApiError
+from server.serving import DEFAULT_THREADS, gunicorn_argv, worker_environment
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -445,51 +446,32 @@ def demo(base_url: str, qr: bool) -> None:
 @click.option(
     "--workers", default=None, type=int, help="gunicorn workers (PostgreSQL; SQLite always uses one process)."
 )
-@click.option("--threads", default=4, show_default=True, type=int)
+@click.option("--threads", default=DEFAULT_THREADS, show_default=True, type=int)
 @with_appcontext
 def serve(host: str, port: int, workers: int | None, threads: int) -> None:
-    """Serve with gunicorn: several workers on PostgreSQL, one process on SQLite."""
+    """Serve with gunicorn: several workers on PostgreSQL, one process on SQLite.
+
+    Keep-alive (FIELDSYNC_KEEP_ALIVE), the silence limit for slow clients
+    (FIELDSYNC_CLIENT_SILENCE_TIMEOUT) and the control socket (FIELDSYNC_CONTROL_SOCKET) come from
+    the configuration; see server/serving.py for why.
+    """
     from sqlalchemy.engine import make_url
 
-    url = make_url(current_app.config["DATABASE_URL"])
+    config = current_app.config
+    url = make_url(config["DATABASE_URL"])
     if url.get_backend_name() == "sqlite":
         # SQLite has one writer; several processes would only queue on its lock.
         workers = 1
     elif workers is None:
         workers = 2 * (os.cpu_count() or 1) + 1
     _prepare_metrics_dir()
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:server.gunicorn_conf",
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--timeout",
-        "120",
-        # Phones, ODK Web Forms' engine and reverse proxies keep connections open 60-75 s between
-        # requests; gunicorn's 2 s default closed them under a client that then lost its next POST.
-        "--keep-alive",
-        str(int(current_app.config["KEEP_ALIVE"])),
-        # One control socket per server (gunicorn's default is one per machine user, which two servers
-        # on one machine would share).
-        "--control-socket",
-        os.path.join(current_app.config["VAR_DIR"], "gunicorn.ctl"),
-        "--access-logfile",
-        "-",
-        # Device tokens are in the path: the access log's request lines go through the same redaction
-        # as the JSON request log (server/gunicorn_log.py).
-        "--logger-class",
-        "server.gunicorn_log.RedactingLogger",
-        "server.wsgi:app",
-    ]
-    click.echo(f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads)")
+    args = gunicorn_argv(config, host=host, port=port, workers=workers, threads=threads)
+    click.echo(
+        f"serving on http://{host}:{port} ({workers} worker(s) x {threads} threads, "
+        f"keep-alive {config['KEEP_ALIVE']:g} s, silence limit {config['CLIENT_SILENCE_TIMEOUT']:g} s)"
+    )
     sys.stdout.flush()
+    os.environ.update(worker_environment(config))  # the workers read the silence limit from it
     os.execv(sys.executable, args)
 
 

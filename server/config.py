@@ -43,6 +43,9 @@ ENV_KEYS = {
     "FIELDSYNC_WEBHOOKS_POLL": "WEBHOOKS_POLL",
     "FIELDSYNC_TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS",
     "FIELDSYNC_KEEP_ALIVE": "KEEP_ALIVE",
+    "FIELDSYNC_OPENROSA_ACCEPT_CONTENT_LENGTH": "OPENROSA_ACCEPT_CONTENT_LENGTH",
+    "FIELDSYNC_CLIENT_SILENCE_TIMEOUT": "CLIENT_SILENCE_TIMEOUT",
+    "FIELDSYNC_CONTROL_SOCKET": "CONTROL_SOCKET",
 }
 
 INT_KEYS = {
@@ -51,7 +54,7 @@ INT_KEYS = {
     "MAX_PUSH_BYTES",
     "MAX_FORM_ATTACHMENT_BYTES",
     "TRUSTED_PROXIES",
-    "KEEP_ALIVE",
+    "OPENROSA_ACCEPT_CONTENT_LENGTH",
 }
 FLOAT_KEYS = {
     "FORM_CONVERT_TIMEOUT",
@@ -64,6 +67,8 @@ FLOAT_KEYS = {
     "WEBHOOKS_BACKOFF_MAX",
     "WEBHOOKS_LEASE",
     "WEBHOOKS_POLL",
+    "KEEP_ALIVE",
+    "CLIENT_SILENCE_TIMEOUT",
 }
 BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE", "TRUST_PROXY_HEADERS"}
 
@@ -76,8 +81,20 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "STORAGE_DIR": str(var_dir / "storage"),
         "EXPORT_DIR": str(var_dir / "exports"),
         "SECRET_KEY": None,
-        # OpenRosa: advertised in X-OpenRosa-Accept-Content-Length; Collect splits uploads above it.
+        # The largest OpenRosa POST (and tus upload) accepted.
         "MAX_SUBMISSION_BYTES": 50 * 1024 * 1024,
+        # Advertised in X-OpenRosa-Accept-Content-Length. Collect puts the XML and then files in one POST
+        # while the next file still fits under it (at least one file per POST), marks all POSTs but the
+        # last `*isIncomplete*`, and on a failed POST retries the whole submission later. About one
+        # phone photo: each POST carries one photo, so a cut link costs the resend of one photo.
+        "OPENROSA_ACCEPT_CONTENT_LENGTH": 2 * 1024 * 1024,
+        # gunicorn (`fieldsync serve`): idle connections stay open this long (phones, Node clients
+        # and reverse proxies reuse connections for 60-75 s; gunicorn's 2 s loses their next POST).
+        "KEEP_ALIVE": 65.0,
+        # A request whose headers or body stop arriving for this many seconds ends, freeing its thread.
+        "CLIENT_SILENCE_TIMEOUT": 30.0,
+        # gunicorn's control socket: one per server (default under VAR_DIR); "off" disables it.
+        "CONTROL_SOCKET": str(var_dir / "gunicorn.ctl"),
         "MAX_FORM_BYTES": 20 * 1024 * 1024,
         "MAX_PUSH_BYTES": 8 * 1024 * 1024,
         "PUBLIC_URL": None,
@@ -120,8 +137,6 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "WEBHOOKS_POLL": 1.0,
         # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto (the console's cookie is then Secure).
         "TRUST_PROXY_HEADERS": False,
-        # Seconds gunicorn keeps an idle connection open (clients and proxies expect 60-75 s).
-        "KEEP_ALIVE": 65,
     }
 
 

@@ -31,6 +31,7 @@ from server.api.sync_wire import (
 )
 from server.api.wire import load_json, load_query, require_json_content_type
 from server.auth import current_principal, require
+from server.body_spool import body_read_whole, streams_body
 from server.database_ids import parse_database_id
 from server.errors import ApiError, bad_request, render_error, unauthenticated
 from server.services import entities, quarantine, sync_pull, sync_push, uploads
@@ -39,6 +40,7 @@ from sync.batches import PROTOCOL
 
 bp = Blueprint("sync", __name__, url_prefix="/v1")
 
+BODY_READ = 8 * 1024
 TUS_HEADERS = {"Tus-Resumable": uploads.TUS_VERSION, "Cache-Control": "no-store"}
 
 
@@ -218,6 +220,7 @@ def uploads_options() -> Response:
         **{
             "Tus-Version": uploads.TUS_VERSION,
             "Tus-Extension": uploads.TUS_EXTENSIONS,
+            "Tus-Checksum-Algorithm": uploads.TUS_CHECKSUM_ALGORITHMS,
             "Tus-Max-Size": str(_max_upload()),
         },
     )
@@ -279,20 +282,24 @@ def _authorize_upload(upload_id: str) -> None:
 def head_upload(upload_id: str) -> Response:
     """The offset to resume from."""
     _authorize_upload(upload_id)
-    return _tus_response(200, uploads.upload_state(db_session(), upload_id))
+    return _tus_response(200, uploads.upload_state(db_session(), get_store().storage_dir, upload_id))
 
 
 def _body_chunks() -> Iterator[bytes]:
+    """The PATCH body as it arrives (small reads: a reset loses at most one read of what arrived)."""
+    stream = request.environ["wsgi.input"]
+    declared = request.content_length
     received = 0
-    while True:
-        chunk = request.stream.read(uploads.CHUNK)
+    while declared is None or received < declared:
+        chunk = stream.read(BODY_READ if declared is None else min(BODY_READ, declared - received))
         if not chunk:
             break
         received += len(chunk)
         yield chunk
-    if request.content_length is not None and received < request.content_length:
+    if declared is not None and received < declared:
         # The connection was cut: what arrived is kept by the service, the client resumes from HEAD.
         raise ClientDisconnected()
+    body_read_whole()
 
 
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])
@@ -301,25 +308,42 @@ def _body_chunks() -> Iterator[bytes]:
     raw_body={"application/offset+octet-stream": {"type": "string", "contentMediaType": "application/octet-stream"}},
     headers=(
         Header("Upload-Offset", "Where these bytes start", {"type": "string", "pattern": "^[0-9]+$"}, True),
+        Header("Upload-Checksum", "sha256 <base64 of this body's digest>: nothing counts unless it matches"),
         TUS_RESUMABLE,
     ),
     errors=(409, 410, 415, 460),
     response_headers=TUS_ANSWER_HEADERS,
 )
+@streams_body
 def patch_upload(upload_id: str) -> Response:
     """Continue an upload at ``Upload-Offset`` (bytes that arrived before a cut are kept)."""
-    _authorize_upload(upload_id)
-    if request.mimetype != "application/offset+octet-stream":
-        raise ApiError(415, "unsupported_media_type", "PATCH needs Content-Type: application/offset+octet-stream")
-    state = uploads.patch_upload(
-        db_session(),
-        get_store().storage_dir,
-        upload_id=upload_id,
-        offset=_int_header("Upload-Offset"),
-        chunks=_body_chunks(),
-        on_blob=uploads.blob_arrived,
-    )
+    with uploads.patch_in_progress(
+        get_store().storage_dir, upload_id
+    ):  # first: a HEAD arriving meanwhile waits for this PATCH
+        if current_principal() is None:
+            raise unauthenticated()  # no Basic challenge: browsers must not prompt (issue 15)
+        if request.mimetype != "application/offset+octet-stream":
+            raise ApiError(415, "unsupported_media_type", "PATCH needs Content-Type: application/offset+octet-stream")
+        state = uploads.patch_upload(
+            db_session(),
+            get_store().storage_dir,
+            upload_id=upload_id,
+            offset=_int_header("Upload-Offset"),
+            chunks=_body_chunks(),
+            checksum=request.headers.get("Upload-Checksum"),
+            authorize=lambda project_id: require("sync.push", project_id),
+            on_blob=uploads.blob_arrived,
+        )
     return _tus_response(204, state)
+
+
+@bp.route("/uploads/<upload_id>", methods=["DELETE"])
+@documented({204: None}, headers=(TUS_RESUMABLE,), errors=(404,), response_headers=TUS_ANSWER_HEADERS)
+def terminate_upload(upload_id: str) -> Response:
+    """tus termination: give up an upload and delete what arrived of it."""
+    _authorize_upload(upload_id)
+    uploads.terminate_upload(db_session(), get_store().storage_dir, upload_id)
+    return _tus_response(204)
 
 
 # ---------------------------------------------------------------------------------------------------

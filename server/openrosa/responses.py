@@ -54,11 +54,17 @@ def add_challenges(*challenges: str) -> None:
     g.openrosa_challenges = list(challenges)
 
 
+def advertised_content_length() -> int:
+    """What Collect is told to keep each POST under: about one photo, never above what is accepted."""
+    config = current_app.config
+    return min(int(config["OPENROSA_ACCEPT_CONTENT_LENGTH"]), int(config["MAX_SUBMISSION_BYTES"]))
+
+
 @bp.after_request
 def add_openrosa_headers(response: Response) -> Response:
     """Set the OpenRosa headers on every response of the blueprint (errors and 304s included)."""
     response.headers["X-OpenRosa-Version"] = OPENROSA_VERSION
-    response.headers["X-OpenRosa-Accept-Content-Length"] = str(current_app.config["MAX_SUBMISSION_BYTES"])
+    response.headers["X-OpenRosa-Accept-Content-Length"] = str(advertised_content_length())
     if "Date" not in response.headers:
         response.headers["Date"] = formatdate(usegmt=True)
     challenges: list[str] | None = g.get("openrosa_challenges")

@@ -6,6 +6,10 @@ XML (``*isIncomplete*=yes`` on all but the last) and only counts ``201``/``202``
 accepted or already-stored submission answers ``201``. The decision itself is
 ``server.services.submissions.ingest_submission``; this module maps its outcome to HTTP.
 
+A POST cut by the network (see server/body_spool.py) keeps what arrived whole: the XML, stored as a
+submission awaiting its files exactly as after the first of Collect's split POSTs, and every complete
+file part; the answer is 400, so Collect sends the submission again and the retry adds what is missing.
+
 A small POST with a key in its path is read before the key is checked, so that one query checks the
 key and routes the submission (form, version, edit-chain locks); the answers stay those of the usual
 order (an unknown key is 401 whatever the body). Everything else authenticates first.
@@ -20,10 +24,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from server import metrics
 from server.auth import Principal
 from server.blobstore import BlobStore
+from server.body_spool import body_cut, close_after_response, keeps_partial_body
 from server.db.queries.submissions import RoutedTarget
 from server.errors import ApiError, bad_request, too_large
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
 from server.openrosa.blueprint import bp
+from server.openrosa.cut_parts import CutBody, boundary_of, complete_parts
 from server.openrosa.responses import message_response
 from server.passwords import token_hash
 from server.services.submission_files import discard_staged, stage_upload
@@ -50,6 +56,7 @@ __all__ = ["bp", "submission"]
 
 @bp.route("/v1/projects/<int:project_id>/submission", methods=["HEAD", "POST"])
 @bp.route("/v1/key/<token>/projects/<int:project_id>/submission", methods=["HEAD", "POST"])
+@keeps_partial_body
 def submission(project_id: int, token: str | None = None) -> Response:
     """``HEAD``: 204 (Collect's pre-flight); ``POST``: store a submission and/or its files."""
     # A small POST with a key in its path (Collect's usual upload) authenticates in the query that
@@ -67,10 +74,13 @@ def submission(project_id: int, token: str | None = None) -> Response:
     request.max_content_length = limit + MULTIPART_ALLOWANCE
     if request.content_length is not None and request.content_length > limit + MULTIPART_ALLOWANCE:
         raise too_large(limit)
+    cut = body_cut()
+    if cut is not None and principal is None:
+        principal = require_openrosa(COLLECT_PERMISSION, project_id, token)
     staged: list[FileUpload] = []
     try:
         try:
-            xml, files = _read_parts(limit, staged)
+            xml, files = _read_cut_parts(limit, staged) if cut is not None else _read_parts(limit, staged)
         except ApiError:
             if principal is None:
                 require_openrosa(COLLECT_PERMISSION, project_id, token)  # an unknown or revoked key is told first
@@ -92,7 +102,24 @@ def submission(project_id: int, token: str | None = None) -> Response:
         )
     finally:
         discard_staged(staged)
-    return _answer(result)
+    if files:
+        # A fresh connection for the next POST: links that cut a connection after so many bytes (mobile
+        # carriers, NAT) then give each of Collect's one-photo POSTs the whole budget again, for the
+        # price of one handshake per photo.
+        close_after_response()
+    answer = _answer(result)
+    if cut is not None:
+        # What arrived whole is stored, but the POST is not done: anything but 201 makes Collect send
+        # it again (identical XML: the files still missing are added then).
+        raise ApiError(
+            400,
+            "incomplete_body",
+            f"The connection was cut; the submission and {len(files)} complete file(s) were kept: send it again",
+            {"kept_files": [f.name for f in files]},
+            message_fr=f"La connexion a été coupée ; le formulaire et {len(files)} fichier(s) complet(s) sont "
+            "conservés : renvoyez-le",
+        )
+    return answer
 
 
 def _device_and_target(project_id: int, token: str, xml: bytes) -> tuple[Principal, RoutedTarget | None]:
@@ -133,6 +160,24 @@ def _read_parts(limit: int, staged: list[FileUpload]) -> tuple[bytes, list[FileU
             staged.append(_stage(blobs, key, storage, limit))
     except RequestEntityTooLarge:
         raise too_large(limit) from None
+    return xml, list(staged)
+
+
+def _read_cut_parts(limit: int, staged: list[FileUpload]) -> tuple[bytes, list[FileUpload]]:
+    """The XML and the files of a cut POST that arrived whole (the XML must have: else 400, nothing kept)."""
+    boundary = boundary_of(request.mimetype_params) if request.mimetype == "multipart/form-data" else None
+    body = complete_parts(request.stream, boundary, limit) if boundary else CutBody({}, [])
+    try:
+        xml_file = next((f for f in body.files if f.name == XML_PART), None)
+        xml = xml_file.read(limit + 1) if xml_file is not None else body.fields.get(XML_PART, b"")
+        if not xml.strip() or len(xml) > limit:
+            raise ApiError(400, "incomplete_body", "The connection was cut before the submission XML arrived")
+        blobs = blob_store()
+        for storage in body.files:
+            if storage.name not in (XML_PART, INCOMPLETE_PART):
+                staged.append(_stage(blobs, storage.name or "", storage, limit))
+    finally:
+        body.close()
     return xml, list(staged)
 
 

@@ -126,19 +126,9 @@ def _named_ids(item: BulkItem, found: _Candidate | None, parsed: set[str]) -> se
     return ids
 
 
-_LOCK_IN_ORDER = text(
-    # unnest yields the array in order and each row's lock is taken as that row is produced, so the
-    # locks are taken in the (sorted) order of the array; one cached statement whatever the count.
-    "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"
-)
-
-
 def _lock_chains(session: Session, project_id: int, candidates: Sequence[_Candidate]) -> None:
     """Take every candidate's edit-chain lock in one statement, keys sorted (PostgreSQL only)."""
-    if session.get_bind().dialect.name != "postgresql" or not candidates:
-        return
-    keys = sorted({q.chain_lock_key(project_id, c.header.form_id, c.instance_id) for c in candidates})
-    session.execute(_LOCK_IN_ORDER, {"keys": keys}).scalar_one()
+    q.lock_chains_in_order(session, (q.chain_lock_key(project_id, c.header.form_id, c.instance_id) for c in candidates))
 
 
 _STORED_RELATIVES_PG = text(

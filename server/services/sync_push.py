@@ -2,12 +2,13 @@
 
 Flow: read the body within ``MAX_PUSH_BYTES`` (gzip decoded with a cap; a cut or unparseable body is
 ``400 incomplete_body`` and nothing is stored) → parse the envelope (``sync.batches``) → claim the
-``Idempotency-Key`` by inserting the batch row with ``ON CONFLICT DO NOTHING`` **in its own committed
-transaction**, so a concurrent duplicate sees it (``decide_batch``: replay the stored bytes, ``422`` for
-another body, ``409`` + ``Retry-After`` while in progress) → one transaction: advisory locks on every
-touched entity in sorted order (no deadlocks), then each item inside its own SAVEPOINT (one bad item
-never blocks the others), then the response bytes stored on the batch row; the change-log clock is the
-last statement before commit. If anything fails the batch row is released, so a retry processes it again.
+``Idempotency-Key`` by inserting the batch row with ``ON CONFLICT DO NOTHING`` **in the transaction that
+processes it**, so a concurrent duplicate waits for it and then replays it (``decide_batch``: the stored
+bytes, ``422`` for another body), and a worker that dies takes its claim with it → in that transaction:
+advisory locks on every submission chain and then every touched entity, each in sorted order (no
+deadlocks), then each item inside its own SAVEPOINT (one bad item never blocks the others), then the
+response bytes stored on the batch row; the change-log clock is the last statement before commit. If
+anything fails the transaction is rolled back, claim included, so a retry processes the batch again.
 
 Submission items go through ``server.services.submissions.ingest_submission`` (the same store as the
 OpenRosa door). JSON ``data`` (keyed by field path) is turned into OpenRosa XML
@@ -38,6 +39,7 @@ from server.auth import Principal
 from server.db.base import utcnow
 from server.db.queries import accounts as accounts_q
 from server.db.queries import entities as eq
+from server.db.queries import submissions as sq
 from server.db.queries import sync as q
 from server.db.transaction import transaction
 from server.json_input import ClientJsonError, JsonSyntaxError, parse_client_json
@@ -46,7 +48,6 @@ from sync.batches import (
     MAX_ITEMS_PER_PUSH,
     PROTOCOL,
     EntityItem,
-    InProgress,
     KeyReused,
     MalformedBody,
     PushEnvelope,
@@ -405,13 +406,33 @@ def _process_one(session: Session, ctx: PushContext, index: int, raw: Any, key: 
         return _result(index, raw, outcome)
 
 
-def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, key: str) -> bytes:
+def _submission_chain_keys(ctx: PushContext, items: tuple[object, ...]) -> list[int]:
+    """The edit-chain lock keys every submission item of the batch names (``instance_id``, ``deprecated_id``)."""
+    keys = []
+    for raw in items:
+        if isinstance(raw, dict) and _kind(raw) == "submission" and isinstance(raw.get("form_id"), str):
+            for name in ("instance_id", "deprecated_id"):
+                value = raw.get(name)
+                if isinstance(value, str) and value:
+                    keys.append(sq.chain_lock_key(ctx.project_id, raw["form_id"], value))
+    return keys
+
+
+def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, key: str, fingerprint: str) -> PushReply:
     with transaction(session):
+        # The claim is part of this transaction, not committed before it: a concurrent resend of the same
+        # key waits on the uncommitted row (PostgreSQL's unique index; SQLite's single writer) and then
+        # replays the stored answer, and if this worker dies its connection's end rolls the claim back,
+        # so the next resend takes the batch over at once (it was 409 for 5 minutes: issue 15 row 7).
+        if not q.claim_batch(session, ctx.project_id, key, fingerprint, ctx.principal.actor, utcnow()):
+            return _existing_batch(session, ctx.project_id, key, fingerprint)
         # Lock order, everywhere: submission chains, then entities (the OpenRosa door takes a chain
-        # lock, then the entities its submission changes). So submission items go first; then every
-        # entity the batch's entity items touch is locked up front, in sorted order, so that
-        # concurrent batches on the same entities queue instead of deadlocking. The merge does not
+        # lock, then the entities its submission changes). Every chain any submission item names is
+        # locked first, in one statement in sorted order, so later per-item locks are re-entrant and
+        # batches of the same ids in any order queue instead of deadlocking (issue 15 row 10). Then every
+        # entity the batch's entity items touch is locked up front, in sorted order. The merge does not
         # depend on the order in which items are applied; results are reported in item order.
+        sq.lock_chains_in_order(session, _submission_chain_keys(ctx, envelope.items))
         is_entity = [_kind(raw) == "entity" for raw in envelope.items]
         results = _process_submissions_bulk(session, ctx, envelope.items)
         for index, raw in enumerate(envelope.items):
@@ -439,7 +460,33 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
             {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": ordered}
         )
         q.finish_batch(session, ctx.project_id, key, body)
-    return body
+    return PushReply(200, body)
+
+
+def _existing_batch(session: Session, project_id: int, key: str, fingerprint: str) -> PushReply:
+    """The answer for a key already stored: its stored bytes, 422 for another body, 409 while in progress."""
+    row = q.get_batch(session, project_id, key)
+    if row is None:  # cannot happen once the claim waited for the other transaction; ask for a retry
+        return error_reply(409, "batch_in_progress", "Retry the batch", headers={"Retry-After": "1"})
+    stored = StoredBatch(
+        key,
+        row.body_sha256,
+        "done" if row.state == "done" else "in_progress",
+        {"raw": True} if row.state == "done" else None,
+    )
+    decision = decide_batch(key, fingerprint, stored)
+    if isinstance(decision, Replay):
+        assert row.response is not None
+        return PushReply(200, row.response)
+    if isinstance(decision, KeyReused):
+        return error_reply(422, decision.code, "This Idempotency-Key was used for another body")
+    # A committed "in progress" row: written by a server before this version, whose worker died.
+    if not q.take_over_stale_batch(session, row.id, utcnow() - STALE_BATCH_AFTER, utcnow()):
+        return error_reply(
+            409, decision.code, "This batch is being processed", headers={"Retry-After": str(decision.retry_after_s)}
+        )
+    q.release_batch(session, project_id, key)
+    return error_reply(409, decision.code, "This batch was abandoned; send it again", headers={"Retry-After": "0"})
 
 
 def push(
@@ -480,46 +527,14 @@ def push(
         # foreign key refused it: a 500).
         return error_reply(404, "not_found", "project not found", {"project_id": project_id})
     fingerprint = body_fingerprint(decoded)
-    now = utcnow()
-    with transaction(session):
-        claimed = q.claim_batch(session, project_id, key, fingerprint, principal.actor, now)
-    if not claimed:
-        with transaction(session):
-            row = q.get_batch(session, project_id, key)
-            if row is None:  # released between our insert attempt and this read: ask for a retry
-                return error_reply(409, "batch_in_progress", "Retry the batch", headers={"Retry-After": "1"})
-            stored = StoredBatch(
-                key,
-                row.body_sha256,
-                "done" if row.state == "done" else "in_progress",
-                {"raw": True} if row.state == "done" else None,
-            )
-            decision = decide_batch(key, fingerprint, stored)
-            if isinstance(decision, Replay):
-                assert row.response is not None
-                return PushReply(200, row.response)
-            if isinstance(decision, KeyReused):
-                return error_reply(422, decision.code, "This Idempotency-Key was used for another body")
-            assert isinstance(decision, InProgress)
-            if not q.take_over_stale_batch(session, row.id, now - STALE_BATCH_AFTER, now):
-                return error_reply(
-                    409,
-                    decision.code,
-                    "This batch is being processed",
-                    headers={"Retry-After": str(decision.retry_after_s)},
-                )
     ctx = PushContext(project_id, principal, envelope.device_id)
     for attempt in range(DEADLOCK_RETRIES):
         try:
-            return PushReply(200, _process_batch(session, ctx, envelope, key))
+            return _process_batch(session, ctx, envelope, key, fingerprint)
         except OperationalError:
             session.rollback()
             log.warning("push batch %s: lock or serialisation failure (attempt %s)", key, attempt + 1)
         except BaseException:
-            session.rollback()
-            with transaction(session):
-                q.release_batch(session, project_id, key)
+            session.rollback()  # the claim goes with the transaction: a retry processes the batch again
             raise
-    with transaction(session):
-        q.release_batch(session, project_id, key)
     return error_reply(503, "busy", "The server is busy; retry the batch", headers={"Retry-After": "2"})

@@ -1,30 +1,34 @@
-"""Resumable blob uploads (tus 1.0 core + creation + expiration; SYNC.md "Attachments", research §8.8).
+"""Resumable blob uploads (tus 1.0 core + creation, expiration, checksum, termination; SYNC.md "Attachments").
 
 A partial upload's bytes are kept by the blob store (``server/blobstore.py``: ``<storage>/uploads/<id>``
-locally, segments in the bucket on S3, so any host can take the next PATCH); its offset in the
-``uploads`` row is only moved after the bytes are stored, with a compare-and-set, so a PATCH cut
-mid-body keeps what arrived and the client resumes from ``HEAD``. Concurrent PATCHes of one upload are
-serialised by the store's lock (an exclusive file lock locally).
-When the last byte arrives the whole file is hashed: a mismatch with the declared sha256 discards it
-(``460``); a match adopts it into the blob store and tells the submissions area that the blob is here.
-A blob that already exists short-circuits the creation (``Upload-Offset`` = length at once).
+locally, segments in the bucket on S3, so any host can take the next PATCH). The offset in the
+``uploads`` row is only moved after bytes are durable, with a compare-and-set that only moves it
+forward, every ``PROGRESS_BYTES`` and where the body ends, cut or not: a PATCH cut mid-body keeps what
+arrived and the client resumes from ``HEAD``. No lock is held while a body arrives, so a PATCH behind a
+dead connection never waits for it: the two write the same bytes at the same places and the one left
+behind stops with 409. The PATCH that moves the offset to the end hashes the whole file: a mismatch
+with the declared sha256 discards it (``460``); a match adopts it into the blob store and tells the
+submissions area that the blob is here. A blob the project already has short-circuits the creation
+(``Upload-Offset`` = length at once).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.blobstore import blob_store
+from server.blobstore import PROGRESS_BYTES, PartialGone, PartialSuperseded, blob_store
 from server.db.base import utcnow
 from server.db.models.sync import Upload
 from server.db.queries import accounts as accounts_q
@@ -36,9 +40,11 @@ from server.errors import ApiError, bad_request, conflict, not_found
 log = logging.getLogger("fieldsync.uploads")
 
 TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = "creation,expiration"
+TUS_EXTENSIONS = "creation,expiration,checksum,termination"
+TUS_CHECKSUM_ALGORITHMS = "sha256"
 UPLOAD_EXPIRES = timedelta(days=30)  # coaches stay offline for weeks
-CHUNK = 64 * 1024
+HEAD_WAIT = 2.0  # seconds a HEAD waits at most for the PATCHes of its upload being received
+__all__ = ["PROGRESS_BYTES"]  # re-exported: how often a PATCH in progress makes its offset durable
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -137,10 +143,51 @@ def get_upload(session: Session, upload_id: str) -> Upload:
     return row
 
 
-def upload_state(session: Session, upload_id: str) -> UploadState:
-    """The current offset of an upload (for ``HEAD``)."""
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@contextmanager
+def patch_in_progress(storage_dir: Path, upload_id: str) -> Iterator[None]:
+    """Mark a PATCH of ``upload_id`` as being received; a door wraps the whole request in it, auth included.
+
+    A client whose connection was cut asks ``HEAD`` at once, on a new connection, while the server is
+    still writing down what the cut PATCH delivered (flush, fsync or the last segment, commit:
+    milliseconds, or longer when that PATCH still waits for the database). Answered before that, HEAD
+    gives the old offset, the client resends bytes the server has, and on a link that cuts every
+    connection after the same number of bytes it never gets further. So each PATCH holds a shared lock
+    (``BlobStore.receiving``: a file of this host's storage folder, seen by every worker of the host)
+    and HEAD waits, at most ``HEAD_WAIT`` seconds, until none is held. A PATCH that is really alive only
+    makes that HEAD answer a little later, with the offset durable then. No database connection is held
+    for it. Across hosts (S3) a HEAD routed elsewhere does not wait; a resend from the older offset is
+    then accepted and overlaps harmlessly (the offset only moves forward).
+    """
+    if not _UPLOAD_ID.fullmatch(upload_id):
+        yield
+        return
+    with blob_store(storage_dir).receiving(upload_id):
+        yield
+
+
+def upload_state(session: Session, storage_dir: Path, upload_id: str) -> UploadState:
+    """The current offset of an upload (for ``HEAD``), once the PATCHes of it being received have ended."""
+    if session.in_transaction():
+        # End the authorisation's read first: on SQLite it holds the write lock the PATCH needs to finish.
+        session.commit()
+    if _UPLOAD_ID.fullmatch(upload_id):
+        blob_store(storage_dir).wait_for_receiving(upload_id, HEAD_WAIT)
     with transaction(session):
         return _state(get_upload(session, upload_id))
+
+
+def _advance(session: Session, upload_id: str, start: int, end: int) -> bool:
+    """Make ``[start, end)`` count: the offset moves to ``end`` unless another PATCH is there already."""
+    with transaction(session):
+        return q.extend_upload(session, upload_id, start, end)
+
+
+def _current(session: Session, upload_id: str) -> Upload:
+    with transaction(session):
+        return get_upload(session, upload_id)
 
 
 def patch_upload(
@@ -150,42 +197,94 @@ def patch_upload(
     upload_id: str,
     offset: int,
     chunks: Iterator[bytes],
+    checksum: str | None = None,
+    authorize: Callable[[int], object] | None = None,
     on_blob: Callable[[Session, int, str], None] | None = None,
 ) -> UploadState:
-    """Append a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob.
+    """Write a PATCH body at ``offset``; on the last byte, verify the sha256 and adopt the blob.
 
+    No lock is held while the body arrives, and no transaction: the blob store takes the bytes as they
+    come and the offset is made durable every ``PROGRESS_BYTES`` and where the body ends, cut or not.
+    So a HEAD during or after a cut PATCH answers what is really stored, and a client that gave up on a
+    dead connection resumes at once with a new PATCH; overlapping PATCHes and the completion race
+    answer 409, never 500. With ``checksum`` (the tus checksum extension: ``sha256 <base64>`` of this
+    PATCH's body) nothing of the body counts until all of it arrived and matched (460 otherwise).
+
+    ``authorize(project_id)`` checks the caller may write to the upload's project (it raises if not).
     ``on_blob`` runs in the transaction that adopts the blob; by default :func:`blob_arrived`
     (pushed submissions of the project awaiting that blob become complete).
     """
     if on_blob is None:
         on_blob = blob_arrived
-    with transaction(session):
-        row = get_upload(session, upload_id)
-        length, current, sha256, content_type, done = row.length, row.offset, row.sha256, row.content_type, row.state
-        project_id = row.project_id
-    if done == "done":
-        if offset != current:
-            raise conflict("offset_mismatch", "Upload-Offset does not match", offset=current)
+    row = _current(session, upload_id)
+    if authorize is not None:
+        authorize(row.project_id)
+    expected_digest = _parse_checksum(checksum) if checksum is not None else None
+    if offset != row.offset:
+        raise conflict("offset_mismatch", "Upload-Offset does not match", offset=row.offset)
+    if row.state == "done":
         return _state(row)
-    if offset != current:
-        raise conflict("offset_mismatch", "Upload-Offset does not match", offset=current)
+    length, sha256, content_type, project_id = row.length, row.sha256, row.content_type, row.project_id
+    body = chunks if expected_digest is None else _verified(chunks, expected_digest)
     store = blob_store(storage_dir)
-    with store.partial_lock(upload_id):  # one PATCH at a time per upload
-        with transaction(session):
-            row = get_upload(session, upload_id)
-            if row.offset != offset:
-                raise conflict("offset_mismatch", "Upload-Offset does not match", offset=row.offset)
-        written, error = store.write_partial(upload_id, offset, chunks, length - offset)
-        with transaction(session):
-            q.advance_upload(session, upload_id, offset, offset + written)
+
+    def progress(end: int) -> bool:  # the body's first ``end`` bytes are durable: make them count
+        return _advance(session, upload_id, offset, offset + end)
+
+    with patch_in_progress(storage_dir, upload_id):
+        try:
+            written, error = store.write_partial(
+                upload_id,
+                offset,
+                body,
+                length - offset,
+                advance=progress if expected_digest is None else None,
+                keep_cut=expected_digest is None,
+            )
+        except (PartialGone, PartialSuperseded):
+            raise _behind(session, upload_id) from None
+        if expected_digest is not None and error is not None:
+            if isinstance(error, ApiError):
+                raise error
+            raise bad_request("incomplete_body", "The connection was cut; a PATCH with a checksum counts only whole")
+        if written and not _advance(session, upload_id, offset, offset + written):
+            raise _behind(session, upload_id)
         if error is not None:
             if isinstance(error, ApiError):
                 raise error
             raise bad_request("incomplete_body", "The connection was cut; HEAD the upload and resume")
         if offset + written < length:
-            with transaction(session):
-                return _state(get_upload(session, upload_id))
+            return _state(_current(session, upload_id))
         return _finish(session, storage_dir, upload_id, project_id, sha256, length, content_type, on_blob)
+
+
+def _verified(chunks: Iterator[bytes], expected: bytes) -> Iterator[bytes]:
+    """``chunks``, then a 460 (as a read error: nothing counts) when they do not hash to ``expected``."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+    if digest.digest() != expected:
+        raise ApiError(460, "checksum_mismatch", "The PATCH body does not match its Upload-Checksum; send it again")
+
+
+def _behind(session: Session, upload_id: str) -> ApiError:
+    """409 for a PATCH another one overtook (or completed): the client HEADs and carries on from there."""
+    row = _current(session, upload_id)
+    return conflict("offset_mismatch", "Another PATCH of this upload got further; HEAD it", offset=row.offset)
+
+
+def _parse_checksum(header: str) -> bytes:
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm.lower() != "sha256":
+        raise bad_request("bad_upload_checksum", "Upload-Checksum supports the algorithm sha256 only")
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != 32:
+        raise bad_request("bad_upload_checksum", "Upload-Checksum must be 'sha256 <base64 of the 32-byte digest>'")
+    return digest
 
 
 def _finish(
@@ -198,8 +297,14 @@ def _finish(
     content_type: str,
     on_blob: Callable[[Session, int, str], None] | None,
 ) -> UploadState:
+    # Only the PATCH that moved the offset to the end gets here; writers still in flight behind it find
+    # the partial taken away (PartialGone) and answer 409.
     store = blob_store(storage_dir)
-    if store.finish_partial(upload_id, length) != sha256:
+    try:
+        digest = store.finish_partial(upload_id, length)
+    except PartialGone:
+        raise _behind(session, upload_id) from None
+    if digest != sha256:
         with transaction(session):
             q.set_upload_state(session, upload_id, "failed", completed_at=utcnow())
         store.delete_partial(upload_id)
@@ -213,6 +318,20 @@ def _finish(
         row = get_upload(session, upload_id)
     store.delete_partial(upload_id)
     return _state(row)
+
+
+def terminate_upload(session: Session, storage_dir: Path, upload_id: str) -> None:
+    """The tus termination extension: an open upload is given up and its partial bytes deleted.
+
+    A completed upload is left as it is (its blob may already be referenced); terminating twice is fine.
+    """
+    with transaction(session):
+        row = q.get_upload(session, upload_id)
+        if row is None:
+            raise not_found("upload", id=upload_id)
+        terminated = q.set_upload_state(session, upload_id, "failed", completed_at=utcnow())
+    if terminated:
+        blob_store(storage_dir).delete_partial(upload_id)
 
 
 def blob_arrived(session: Session, project_id: int, sha256: str) -> None:

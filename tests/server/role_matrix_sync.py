@@ -129,6 +129,13 @@ CASES = [
         },
     ),
     Case(
+        "DELETE",
+        "/v1/uploads/{upload}",
+        "/v1/uploads/<upload_id>",
+        statuses(204, allowed=SYNCERS),
+        setup="with_upload",
+    ),
+    Case(
         "GET",
         "/v1/projects/{pid}/entities/entrepreneurs",
         "/v1/projects/<int:project_id>/entities/<list_name>",

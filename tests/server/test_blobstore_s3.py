@@ -10,6 +10,10 @@ Rules:
   one bucket) becomes the blob; a PATCH cut on the first app resumes on the second.
 - S5 a tus upload whose bytes do not hash to the declared sha256 leaves nothing in the bucket.
 - S6 a ``BLOB_STORE`` that is not ``s3://bucket/prefix`` is refused clearly.
+- S7 a PATCH body on S3 is durable in segments: one per ``PROGRESS_BYTES`` while it arrives (stored before
+  the offset may move) and one for the rest, a cut body's rest included: every byte that arrived counts.
+- S8 overlapping PATCHes (a phone resumed from an older offset while a cut PATCH was still being stored)
+  leave overlapping segments; the upload is assembled from them byte for byte.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.blobstore import MULTIPART_BYTES, S3BlobStore, blob_store, parse_s3_url
+from server.blobstore import MULTIPART_BYTES, PROGRESS_BYTES, S3BlobStore, blob_store, parse_s3_url
 from server.db.models import Blob
 from tests.conftest import Personas, fresh_database_url
 from tests.server.fixtures_forms import media_form, publish_form
@@ -300,3 +304,47 @@ def test_scheduled_exports_go_to_the_bucket(
     expected = f"site-a/exports/{personas.project_id}/daily/{newest}"  # each project's files under its own id
     assert [k for k in bucket_keys(s3_config) if "/exports/" in k] == [expected]
     assert not any(p.is_file() for p in export_dir.rglob("*"))  # nothing kept on this host's disk
+
+
+def _cut_after(data: bytes, at: int, step: int = 8192) -> Any:
+    """The chunks of ``data`` as a PATCH body cut after ``at`` bytes (the connection reset)."""
+    for start in range(0, at, step):
+        yield data[start : min(start + step, at)]
+    raise ConnectionResetError("cut")
+
+
+def test_a_patch_on_s3_is_durable_in_segments_and_a_cut_keeps_every_byte(
+    tmp_path: Path, s3_config: dict[str, Any]
+) -> None:
+    store = _store(tmp_path, s3_config)
+    data = os.urandom(2 * PROGRESS_BYTES + 12_345)
+    cut_at = 2 * PROGRESS_BYTES + 7_001  # not on any boundary
+    seen: list[tuple[int, int]] = []
+
+    def advance(end: int) -> bool:
+        ranges = [k.rsplit("/", 1)[1].split("-")[:2] for k in bucket_keys(s3_config)]
+        stored = sum(int(end) - int(start) for start, end in ranges)
+        seen.append((end, stored))
+        return True
+
+    written, error = store.write_partial("u1", 0, _cut_after(data, cut_at), len(data), advance=advance)
+    assert isinstance(error, ConnectionResetError)
+    assert written == cut_at
+    assert seen == [(PROGRESS_BYTES, PROGRESS_BYTES), (2 * PROGRESS_BYTES, 2 * PROGRESS_BYTES)]
+    # The rest of what arrived is a segment of its own; a PATCH from there completes the upload.
+    rest, error = store.write_partial("u1", cut_at, iter([data[cut_at:]]), len(data) - cut_at)
+    assert (rest, error) == (len(data) - cut_at, None)
+    assert store.finish_partial("u1", len(data)) == hashlib.sha256(data).hexdigest()
+
+
+def test_overlapping_patches_on_s3_assemble_byte_for_byte(tmp_path: Path, s3_config: dict[str, Any]) -> None:
+    store = _store(tmp_path, s3_config)
+    data = os.urandom(400_000)
+    assert store.write_partial("u2", 0, _cut_after(data, 150_000), len(data))[0] == 150_000
+    # The phone had asked HEAD elsewhere before the cut PATCH's last segment was stored: it resends from 90 000.
+    assert store.write_partial("u2", 90_000, iter([data[90_000:300_000]]), len(data) - 90_000)[0] == 210_000
+    assert store.finish_partial("u2", len(data)) == ""  # [300 000, 400 000) is still missing
+    store.write_partial("u2", 300_000, iter([data[300_000:]]), 100_000)
+    assert store.finish_partial("u2", len(data)) == hashlib.sha256(data).hexdigest()
+    store.delete_partial("u2")
+    assert bucket_keys(s3_config) == []

@@ -2,7 +2,7 @@
 
 Rules:
 - OR-HDR every response (200, 304, errors) carries ``X-OpenRosa-Version: 1.0``, ``Date`` and
-  ``X-OpenRosa-Accept-Content-Length`` (= MAX_SUBMISSION_BYTES); XML answers ``text/xml; charset=utf-8``.
+  ``X-OpenRosa-Accept-Content-Length`` (= OPENROSA_ACCEPT_CONTENT_LENGTH); XML answers ``text/xml; charset=utf-8``.
 - OR-LIST formList root and every child are in the xformsList namespace; each ``<xform>`` has exactly one
   formID, name, version, hash (``md5:`` + md5 of the bytes ``downloadUrl`` serves) and downloadUrl.
 - OR-LIST-MANIFEST ``manifestUrl`` only when the form has media or entity lists.
@@ -52,7 +52,8 @@ def _check_headers(app: Flask, response: object) -> None:
     headers = response.headers  # type: ignore[attr-defined]
     assert headers["X-OpenRosa-Version"] == "1.0"
     assert headers["Date"].endswith("GMT")
-    assert headers["X-OpenRosa-Accept-Content-Length"] == str(app.config["MAX_SUBMISSION_BYTES"])
+    advertised = min(app.config["OPENROSA_ACCEPT_CONTENT_LENGTH"], app.config["MAX_SUBMISSION_BYTES"])
+    assert headers["X-OpenRosa-Accept-Content-Length"] == str(advertised)
 
 
 def _xforms(client: FlaskClient, prefix: str, query: str = "") -> list[dict[str, str]]:

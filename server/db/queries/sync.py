@@ -292,12 +292,16 @@ def get_upload(session: Session, upload_id: str) -> Upload | None:
     return session.get(Upload, upload_id)
 
 
-def advance_upload(session: Session, upload_id: str, old_offset: int, new_offset: int) -> bool:
-    """Compare-and-set the offset of an open upload; False when someone else moved it."""
+def extend_upload(session: Session, upload_id: str, start: int, end: int) -> bool:
+    """Move an open upload's offset forward to ``end`` for bytes written contiguously from ``start``.
+
+    Applies when the offset is within ``[start, end)``: everything before the offset is on disk and so
+    is ``[start, end)``, hence all of ``[0, end)``. False when another writer is at ``end`` or beyond.
+    """
     result = session.execute(
         update(Upload)
-        .where(Upload.id == upload_id, Upload.offset == old_offset, Upload.state == "open")
-        .values(offset=new_offset)
+        .where(Upload.id == upload_id, Upload.state == "open", Upload.offset >= start, Upload.offset < end)
+        .values(offset=end)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
