@@ -106,6 +106,16 @@ def _status_kib(pid: int, key: str) -> int | None:
     return None
 
 
+def process_tree(root: int) -> list[int]:
+    """Return ``root`` and every process descended from it (e.g. gunicorn, its workers, their children)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(_children(pid))
+    return found
+
+
 @dataclass
 class MemoryWatch:
     """Peak memory of the workers during a block: sampled VmRSS and (when resettable) VmHWM, in MiB."""
@@ -169,6 +179,8 @@ class Server:
         """Start gunicorn and wait until ``/healthz`` answers 200."""
         args = [
             sys.executable, "-m", "gunicorn",
+            # The same hooks and preloading as ``fieldsync serve``.
+            "--config", "python:server.gunicorn_conf",
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers),
             "--threads", str(self.threads),
