@@ -23,10 +23,14 @@ def test_foot_lazy_app_imports_no_converter(tmp_path: Path) -> None:
     code = (
         "import json, sys\n"
         "from server import create_app\n"
-        "create_app({'DATABASE_URL': 'sqlite:///%s', 'VAR_DIR': '%s', 'SECRET_KEY': 'x'})\n"
+        "create_app(json.loads(sys.argv[1]))\n"
         "print(json.dumps(sorted(m for m in ('pyxform', 'openpyxl', 'boto3') if m in sys.modules)))\n"
-    ) % (tmp_path / "db.sqlite", tmp_path / "var")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    )
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    config = {"DATABASE_URL": database, "VAR_DIR": str(tmp_path / "var"), "SECRET_KEY": "x"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(config)], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
