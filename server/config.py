@@ -31,6 +31,8 @@ ENV_KEYS = {
     "FIELDSYNC_S3_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY",
     "FIELDSYNC_PURGE_AFTER_DAYS": "PURGE_AFTER_DAYS",
     "FIELDSYNC_BLOB_GRACE_HOURS": "BLOB_GRACE_HOURS",
+    "FIELDSYNC_JOB_RETENTION_DAYS": "JOB_RETENTION_DAYS",
+    "FIELDSYNC_WEBHOOK_RETENTION_DAYS": "WEBHOOK_RETENTION_DAYS",
     "FIELDSYNC_TRUSTED_PROXIES": "TRUSTED_PROXIES",
     "FIELDSYNC_DIGEST_AUTH": "DIGEST_AUTH",
     "FIELDSYNC_FORM_CONVERT_WAIT": "FORM_CONVERT_WAIT",
@@ -58,6 +60,8 @@ FLOAT_KEYS = {
     "FORM_CONVERT_WAIT",
     "PURGE_AFTER_DAYS",
     "BLOB_GRACE_HOURS",
+    "JOB_RETENTION_DAYS",
+    "WEBHOOK_RETENTION_DAYS",
     "WEBHOOKS_RETRY_FOR",
     "WEBHOOKS_TIMEOUT",
     "WEBHOOKS_BACKOFF_BASE",
@@ -102,6 +106,10 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # a blob no row references is deleted once it is older than the grace period.
         "PURGE_AFTER_DAYS": 30.0,
         "BLOB_GRACE_HOURS": 24.0,
+        # Finished XLSForm conversion jobs and delivered webhooks (with their attempts and spent events)
+        # are deleted after this many days.
+        "JOB_RETENTION_DAYS": 30.0,
+        "WEBHOOK_RETENTION_DAYS": 30.0,
         # How many reverse proxies (nginx, a load balancer) stand in front: their X-Forwarded-For/-Proto/
         # -Host are then believed, so login throttling sees the client's address, not the proxy's.
         "TRUSTED_PROXIES": 0,
