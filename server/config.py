@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -43,7 +44,6 @@ ENV_KEYS = {
     "FIELDSYNC_WEBHOOKS_BACKOFF_MAX": "WEBHOOKS_BACKOFF_MAX",
     "FIELDSYNC_WEBHOOKS_LEASE": "WEBHOOKS_LEASE",
     "FIELDSYNC_WEBHOOKS_POLL": "WEBHOOKS_POLL",
-    "FIELDSYNC_TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS",
     "FIELDSYNC_KEEP_ALIVE": "KEEP_ALIVE",
 }
 
@@ -69,7 +69,9 @@ FLOAT_KEYS = {
     "WEBHOOKS_LEASE",
     "WEBHOOKS_POLL",
 }
-BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE", "TRUST_PROXY_HEADERS"}
+BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE"}
+# The console's former proxy switch: "1" now means TRUSTED_PROXIES=1 (when that is not set itself).
+DEPRECATED_PROXY_ENV = "FIELDSYNC_TRUST_PROXY_HEADERS"
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -126,8 +128,6 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # A dispatcher's hold on a subscription's queue; a killed dispatcher's queue is taken over after it.
         "WEBHOOKS_LEASE": 60.0,
         "WEBHOOKS_POLL": 1.0,
-        # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto (the console's cookie is then Secure).
-        "TRUST_PROXY_HEADERS": False,
         # Seconds gunicorn keeps an idle connection open (clients and proxies expect 60-75 s).
         "KEEP_ALIVE": 65,
     }
@@ -148,9 +148,23 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
             config[key] = config[key].lower() not in {"0", "false", "no", "off", ""}
     if override:
         config.update(override)
+    _apply_deprecated_proxy_switch(config)
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _stored_secret_key(Path(config["VAR_DIR"]))
     return config
+
+
+def _apply_deprecated_proxy_switch(config: dict[str, Any]) -> None:
+    legacy = config.pop("TRUST_PROXY_HEADERS", None)
+    if legacy is None:
+        legacy = os.environ.get(DEPRECATED_PROXY_ENV)
+    if isinstance(legacy, str):
+        legacy = legacy.lower() not in {"0", "false", "no", "off", ""}
+    if legacy and not int(config.get("TRUSTED_PROXIES") or 0):
+        logging.getLogger("fieldsync.config").warning(
+            "%s is deprecated: set FIELDSYNC_TRUSTED_PROXIES to the number of proxies (read as 1)", DEPRECATED_PROXY_ENV
+        )
+        config["TRUSTED_PROXIES"] = 1
 
 
 def _stored_secret_key(var_dir: Path) -> str:
