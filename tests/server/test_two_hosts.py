@@ -11,6 +11,10 @@ Rules:
 - H3 tus: an upload begun on A is resumed and finished on B; A then knows the blob.
 - H4 exports: B's CSV zip holds what A received; a scheduled export run by a scheduler with B's
   settings lands in the bucket.
+- H6 webhooks: a subscription created on A, a submission through A (and its identical resend to B),
+  a dispatcher with B's settings: the real receiver gets the event exactly once, signed (it verifies
+  with ``standardwebhooks``), and a second dispatcher run sends nothing more; A's delivery log says
+  delivered; the backlog gauge is back to zero.
 - H5 /metrics on each host counts its own requests, summed over host A's two gunicorn workers (each
   request on a new connection, so either worker may take it); /healthz/ready is 200 on both.
 """
@@ -33,7 +37,9 @@ from typing import Any
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook
 
+from bench.webhook_receiver import Receiver
 from tests.conftest import POSTGRES_URL, REPO, fresh_database_url
 from tests.server.faulty_transport import batch_id_for, envelope
 from tests.server.s3_fixtures import bucket_keys
@@ -82,6 +88,7 @@ def _host_env(url: str, folder: Path, s3_config: dict[str, Any]) -> dict[str, st
             "FIELDSYNC_SECRET_KEY": "two-hosts-secret",
             "FIELDSYNC_LOG_REQUESTS": "0",
             "FIELDSYNC_FORM_CONVERT_TIMEOUT": "60",
+            "FIELDSYNC_WEBHOOKS_ALLOW_PRIVATE": "1",  # the receiver listens on loopback
         }
     )
     env.update({f"FIELDSYNC_{k}": str(v) for k, v in s3_config.items()})
@@ -169,6 +176,13 @@ def _post_submission(base: str, d: Deployment, xml: bytes, files: dict[str, byte
 def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: dict[str, Any], tmp_path: Path) -> None:
     d = deployment
     admin = requests.auth.HTTPBasicAuth(*ADMIN)
+    receiver = Receiver().start()
+    hooks = f"/v1/projects/{d.project_id}/webhooks"
+    subscription = requests.post(
+        f"{d.a}{hooks}", json={"url": receiver.url, "events": ["submission.created"]}, auth=admin
+    )
+    assert subscription.status_code == 201, subscription.text
+    receiver.verify = lambda _path, headers, body: Webhook(subscription.json()["secret"]).verify(body, headers)
 
     # H1 OpenRosa
     for base in (d.a, d.b):
@@ -247,6 +261,30 @@ def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: di
     assert run.returncode == 0, run.stderr[-2000:]
     assert "\tdone\t" in run.stdout
     assert [k for k in bucket_keys(s3_config) if f"/exports/{d.project_id}/hourly/" in k]  # per project
+
+    # H6 webhooks: A took the submission in, a dispatcher with B's settings delivers it, once
+    for _ in range(2):
+        dispatched = subprocess.run(
+            [sys.executable, "-c", SERVE, "webhooks", "dispatch", "--once"],
+            cwd=REPO,
+            env=d.env_b,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert dispatched.returncode == 0, dispatched.stderr[-2000:]
+    try:
+        (hook,) = receiver.requests
+    finally:
+        receiver.stop()
+    assert hook.answered == 200 and not isinstance(hook.verified, Exception), hook.verified
+    assert hook.verified["type"] == "submission.created"
+    assert "uuid:two-hosts-1" in hook.body.decode()
+    log = requests.get(f"{d.a}{hooks}/{subscription.json()['id']}", auth=admin).json()
+    assert log["deliveries"] == {"pending": 0, "delivered": 1, "dead": 0}
+    backlog = requests.get(f"{d.b}/metrics", auth=admin).text
+    assert _value(backlog, "fieldsync_webhook_backlog", stage="delivery") == 0
+    assert _value(backlog, "fieldsync_webhook_backlog", stage="fan_out") == 0
 
     # H5 metrics and readiness on each host
     for _ in range(20):
