@@ -173,6 +173,15 @@ def _post_submission(base: str, d: Deployment, xml: bytes, files: dict[str, byte
     return requests.post(f"{_collect(base, d)}/submission?deviceID=collect:two", files=parts, headers=COLLECT_HEADERS)
 
 
+def _fieldsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a ``fieldsync`` command with a host's settings; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: dict[str, Any], tmp_path: Path) -> None:
     d = deployment
     admin = requests.auth.HTTPBasicAuth(*ADMIN)
@@ -250,29 +259,13 @@ def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: di
         auth=admin,
     )
     assert schedule.status_code == 201, schedule.text
-    run = subprocess.run(
-        [sys.executable, "-c", SERVE, "scheduler", "--once", "--now", "2099-01-01T00:00:00Z"],
-        cwd=REPO,
-        env=d.env_b,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = _fieldsync(d.env_b, "scheduler", "--once", "--now", "2099-01-01T00:00:00Z")
     assert "\tdone\t" in run.stdout
     assert [k for k in bucket_keys(s3_config) if f"/exports/{d.project_id}/hourly/" in k]  # per project
 
     # H6 webhooks: A took the submission in, a dispatcher with B's settings delivers it, once
     for _ in range(2):
-        dispatched = subprocess.run(
-            [sys.executable, "-c", SERVE, "webhooks", "dispatch", "--once"],
-            cwd=REPO,
-            env=d.env_b,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert dispatched.returncode == 0, dispatched.stderr[-2000:]
+        _fieldsync(d.env_b, "webhooks", "dispatch", "--once")
     try:
         (hook,) = receiver.requests
     finally:
