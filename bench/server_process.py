@@ -165,8 +165,11 @@ def watch_memory(pids: list[int]) -> Iterator[MemoryWatch]:
 class Server:
     """A running gunicorn serving ``server.wsgi:app`` on a loopback port."""
 
-    def __init__(self, env: Mapping[str, str], work_dir: Path, workers: int, threads: int = 4) -> None:
+    def __init__(
+        self, env: Mapping[str, str], work_dir: Path, workers: int, threads: int = 4, *, preload: bool = True
+    ) -> None:
         self.env = dict(env)
+        self.preload = preload
         self.work_dir = work_dir
         self.workers = workers
         self.threads = threads
@@ -177,10 +180,10 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start gunicorn and wait until ``/healthz`` answers 200."""
+        # The same hooks and preloading as ``fieldsync serve`` (the memory bench also measures without).
+        config = ["--config", "python:server.gunicorn_conf"] if self.preload else []
         args = [
-            sys.executable, "-m", "gunicorn",
-            # The same hooks and preloading as ``fieldsync serve``.
-            "--config", "python:server.gunicorn_conf",
+            sys.executable, "-m", "gunicorn", *config,
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers),
             "--threads", str(self.threads),
