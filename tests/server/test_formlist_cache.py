@@ -6,6 +6,8 @@ Rules:
 - FL-CACHE-ANY-WRITER a change made by another process (any SQL on ``forms`` or ``form_attachments``,
   not only the service's) moves the stamp in its own transaction: the next formList shows it.
 - FL-CACHE-ETAG the cached document keeps its ETag; ``If-None-Match`` still answers 304.
+- FL-CACHE-SAME after any sequence of changes (states through the API or plain SQL, attachments
+  removed), the formList served is the one rendered afresh from the rows (Hypothesis).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from server.openrosa import formlist
 from server.services import forms as svc
 from tests.conftest import Personas
 from tests.server.fixtures_forms import COOP_XLSX, ENTREPRENEUR_XLSX, media_form, publish_form
@@ -115,3 +120,45 @@ def test_fl_cache_unrelated_form_update_keeps_the_stamp(app: Flask, personas: Pe
     assert stamp != 0
     session.execute(text("UPDATE forms SET updated_at = created_at"))
     assert svc.formlist_stamp(session, personas.project_id) == stamp
+
+
+_CHANGES = st.lists(
+    st.tuples(
+        st.sampled_from(["api", "sql", "drop-attachments"]),
+        st.sampled_from(["coop_diagnostic", "media_test"]),
+        st.sampled_from(["open", "closing", "closed"]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=_CHANGES)
+def test_fl_cache_same_as_fresh(
+    app: Flask, client: FlaskClient, personas: Personas, session: Session, changes: list[tuple[str, str, str]]
+) -> None:
+    if not session.execute(text("SELECT 1 FROM forms WHERE xml_form_id = 'media_test'")).first():
+        publish_form(app, personas.project_id, COOP_XLSX)
+        publish_form(app, personas.project_id, media_form(), "media.xlsx")
+    prefix = personas.collect_prefix
+    for how, form_id, state in changes:
+        client.get(f"{prefix}/formList")  # cache what is there now
+        if how == "api":
+            url = f"/v1/projects/{personas.project_id}/forms/{form_id}"
+            assert client.patch(url, json={"state": state}, headers=personas.manager.headers).status_code == 200
+        elif how == "sql":
+            session.execute(text("UPDATE forms SET state = :s WHERE xml_form_id = :f"), {"s": state, "f": form_id})
+        else:
+            session.execute(
+                text(
+                    "DELETE FROM form_attachments WHERE form_version_id IN "
+                    "(SELECT current_version_id FROM forms WHERE xml_form_id = :f)"
+                ),
+                {"f": form_id},
+            )
+        session.flush()
+        served = client.get(f"{prefix}/formList").data
+        with app.test_request_context(f"{prefix}/formList"):
+            base = formlist._base_url(personas.project_id, personas.device.token)
+        assert served == formlist._render(base, svc.form_list(session, personas.project_id))
