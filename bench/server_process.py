@@ -110,6 +110,16 @@ def _status_kib(pid: int, key: str) -> int | None:
     return None
 
 
+def process_tree(root: int) -> list[int]:
+    """Return ``root`` and every process descended from it (e.g. gunicorn, its workers, their children)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(_children(pid))
+    return found
+
+
 @dataclass
 class MemoryWatch:
     """Peak memory of the workers during a block: sampled VmRSS and (when resettable) VmHWM, in MiB."""
@@ -159,8 +169,11 @@ def watch_memory(pids: list[int]) -> Iterator[MemoryWatch]:
 class Server:
     """A running gunicorn serving ``server.wsgi:app`` on a loopback port."""
 
-    def __init__(self, env: Mapping[str, str], work_dir: Path, workers: int, threads: int = 4) -> None:
+    def __init__(
+        self, env: Mapping[str, str], work_dir: Path, workers: int, threads: int = 4, *, preload: bool = True
+    ) -> None:
         self.env = dict(env)
+        self.preload = preload
         self.work_dir = work_dir
         self.workers = workers
         self.threads = threads
@@ -172,8 +185,9 @@ class Server:
     def start(self, timeout: float = 60.0) -> None:
         """Start gunicorn and wait until ``/healthz`` answers 200."""
         config = default_config(self.work_dir / "var")
-        # The command line of ``fieldsync serve`` (worker class, keep-alive, control socket), without the
-        # access log and with a longer worker timeout for the heaviest benchmark requests.
+        # The command line of ``fieldsync serve`` (worker class, keep-alive, control socket, its hooks and
+        # preloading), without the access log and with a longer worker timeout for the heaviest benchmark
+        # requests. ``preload=False`` drops the hooks file: the memory bench's reference layout.
         args = gunicorn_argv(
             config,
             host="127.0.0.1",
@@ -183,6 +197,9 @@ class Server:
             access_log=False,
             extra=("--timeout", "300", "--graceful-timeout", "5"),
         )
+        if not self.preload:
+            at = args.index("python:server.gunicorn_conf")
+            del args[at - 1 : at + 1]
         self.env = worker_environment(config, self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(args, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

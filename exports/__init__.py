@@ -14,13 +14,36 @@ The public API, importable from here:
 ``schemas`` are all versions of one form, oldest first; ``records`` is read once.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from exports.csv_zip import iter_csv_zip, write_csv_zip
 from exports.geojson import iter_geojson, write_geojson
 from exports.options import ExportOptionError, ExportOptions, options_from_query
 from exports.records import ExportRecord
 from exports.rows import ExportSummary, TableSummary
 from exports.tables import ExportPlan, plan_tables
-from exports.xlsx import write_xlsx
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import BinaryIO
+
+    from forms.schema import FormSchema
+
+
+def write_xlsx(
+    schemas: Sequence[FormSchema], records: Iterable[ExportRecord], options: ExportOptions, out: BinaryIO
+) -> ExportSummary:
+    """Write the tables of ``records`` as a typed XLSX workbook (``exports.xlsx.write_xlsx``).
+
+    openpyxl is imported on the first XLSX export: it costs every web worker about 20 MB that only
+    an XLSX export needs.
+    """
+    from exports.xlsx import write_xlsx as write
+
+    return write(schemas, records, options, out)
+
 
 __all__ = [
     "ExportOptionError",

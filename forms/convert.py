@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lxml import etree
-from pyxform.errors import PyXFormError
-from pyxform.xls2json_backends import get_xlsform
-from pyxform.xls2xform import convert
 
 from forms.errors import FormError, XmlRejectedError, pyxform_context
 from forms.identity import clean_form_id, form_id_from_filename
@@ -96,8 +93,7 @@ def check_zip_safety(data: bytes) -> None:
         if ratio > MAX_ZIP_RATIO:
             raise FormError(
                 "spreadsheet_too_large",
-                f"The .xlsx part '{member.filename}' expands {ratio:.0f} times, "
-                f"the limit is {MAX_ZIP_RATIO}.",
+                f"The .xlsx part '{member.filename}' expands {ratio:.0f} times, the limit is {MAX_ZIP_RATIO}.",
                 {"member": member.filename},
             )
     names = {m.filename for m in members}
@@ -114,6 +110,8 @@ def _has_form_id(settings: list[dict[str, Any]]) -> bool:
 
 
 def _pyxform_error(exc: Exception) -> FormError:
+    from pyxform.errors import PyXFormError
+
     message = str(exc).strip() or type(exc).__name__
     context = pyxform_context(message)
     if isinstance(exc, PyXFormError):
@@ -130,6 +128,13 @@ def _pyxform_error(exc: Exception) -> FormError:
 def _convert_workbook(
     data: bytes, kind: SourceKind, filename: str, default_form_id: str | None
 ) -> tuple[str, str | None, list[str]]:
+    # pyxform (and openpyxl under it) is imported here, not at module level: a web worker imports this
+    # module for its types but converts in a child process (server/services/form_conversion.py), and
+    # would otherwise carry ~30 MB it never uses.
+    from pyxform.errors import PyXFormError
+    from pyxform.xls2json_backends import get_xlsform
+    from pyxform.xls2xform import convert
+
     collected: list[str] = []
     with pywarnings.catch_warnings(record=True) as caught:
         pywarnings.simplefilter("always")
@@ -189,9 +194,7 @@ def convert_upload(data: bytes, filename: str, *, default_form_id: str | None = 
     empty): the caller chooses it (``forms.identity.next_version``) and stamps it in.
     """
     if len(data) > MAX_UPLOAD_BYTES:
-        raise FormError(
-            "spreadsheet_too_large", f"The upload is {len(data)} bytes, the limit is {MAX_UPLOAD_BYTES}."
-        )
+        raise FormError("spreadsheet_too_large", f"The upload is {len(data)} bytes, the limit is {MAX_UPLOAD_BYTES}.")
     kind = sniff_kind(data, filename)
     if kind == "xform":
         xform = _accept_xform(data)
@@ -203,6 +206,4 @@ def convert_upload(data: bytes, filename: str, *, default_form_id: str | None = 
     xform = xform_text.encode("utf-8")
     itemsets = itemsets_text.encode("utf-8") if itemsets_text is not None else None
     schema = parse_xform(xform, itemsets)
-    return ConvertedForm(
-        xform=xform, itemsets=itemsets, warnings=tuple(collected), schema=schema, source_kind=kind
-    )
+    return ConvertedForm(xform=xform, itemsets=itemsets, warnings=tuple(collected), schema=schema, source_kind=kind)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ ENV_KEYS = {
     "FIELDSYNC_S3_SECRET_ACCESS_KEY": "S3_SECRET_ACCESS_KEY",
     "FIELDSYNC_PURGE_AFTER_DAYS": "PURGE_AFTER_DAYS",
     "FIELDSYNC_BLOB_GRACE_HOURS": "BLOB_GRACE_HOURS",
+    "FIELDSYNC_JOB_RETENTION_DAYS": "JOB_RETENTION_DAYS",
+    "FIELDSYNC_WEBHOOK_RETENTION_DAYS": "WEBHOOK_RETENTION_DAYS",
     "FIELDSYNC_TRUSTED_PROXIES": "TRUSTED_PROXIES",
     "FIELDSYNC_DIGEST_AUTH": "DIGEST_AUTH",
     "FIELDSYNC_FORM_CONVERT_WAIT": "FORM_CONVERT_WAIT",
@@ -41,7 +44,6 @@ ENV_KEYS = {
     "FIELDSYNC_WEBHOOKS_BACKOFF_MAX": "WEBHOOKS_BACKOFF_MAX",
     "FIELDSYNC_WEBHOOKS_LEASE": "WEBHOOKS_LEASE",
     "FIELDSYNC_WEBHOOKS_POLL": "WEBHOOKS_POLL",
-    "FIELDSYNC_TRUST_PROXY_HEADERS": "TRUST_PROXY_HEADERS",
     "FIELDSYNC_KEEP_ALIVE": "KEEP_ALIVE",
     "FIELDSYNC_OPENROSA_ACCEPT_CONTENT_LENGTH": "OPENROSA_ACCEPT_CONTENT_LENGTH",
     "FIELDSYNC_CLIENT_SILENCE_TIMEOUT": "CLIENT_SILENCE_TIMEOUT",
@@ -61,6 +63,8 @@ FLOAT_KEYS = {
     "FORM_CONVERT_WAIT",
     "PURGE_AFTER_DAYS",
     "BLOB_GRACE_HOURS",
+    "JOB_RETENTION_DAYS",
+    "WEBHOOK_RETENTION_DAYS",
     "WEBHOOKS_RETRY_FOR",
     "WEBHOOKS_TIMEOUT",
     "WEBHOOKS_BACKOFF_BASE",
@@ -70,7 +74,9 @@ FLOAT_KEYS = {
     "KEEP_ALIVE",
     "CLIENT_SILENCE_TIMEOUT",
 }
-BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE", "TRUST_PROXY_HEADERS"}
+BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE"}
+# The console's former proxy switch: "1" now means TRUSTED_PROXIES=1 (when that is not set itself).
+DEPRECATED_PROXY_ENV = "FIELDSYNC_TRUST_PROXY_HEADERS"
 
 
 def default_config(var_dir: Path) -> dict[str, Any]:
@@ -119,6 +125,10 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # a blob no row references is deleted once it is older than the grace period.
         "PURGE_AFTER_DAYS": 30.0,
         "BLOB_GRACE_HOURS": 24.0,
+        # Finished XLSForm conversion jobs and delivered webhooks (with their attempts and spent events)
+        # are deleted after this many days.
+        "JOB_RETENTION_DAYS": 30.0,
+        "WEBHOOK_RETENTION_DAYS": 30.0,
         # How many reverse proxies (nginx, a load balancer) stand in front: their X-Forwarded-For/-Proto/
         # -Host are then believed, so login throttling sees the client's address, not the proxy's.
         "TRUSTED_PROXIES": 0,
@@ -135,8 +145,6 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # A dispatcher's hold on a subscription's queue; a killed dispatcher's queue is taken over after it.
         "WEBHOOKS_LEASE": 60.0,
         "WEBHOOKS_POLL": 1.0,
-        # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto (the console's cookie is then Secure).
-        "TRUST_PROXY_HEADERS": False,
     }
 
 
@@ -155,9 +163,23 @@ def load_config(override: Mapping[str, Any] | None = None) -> dict[str, Any]:
             config[key] = config[key].lower() not in {"0", "false", "no", "off", ""}
     if override:
         config.update(override)
+    _apply_deprecated_proxy_switch(config)
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _stored_secret_key(Path(config["VAR_DIR"]))
     return config
+
+
+def _apply_deprecated_proxy_switch(config: dict[str, Any]) -> None:
+    legacy = config.pop("TRUST_PROXY_HEADERS", None)
+    if legacy is None:
+        legacy = os.environ.get(DEPRECATED_PROXY_ENV)
+    if isinstance(legacy, str):
+        legacy = legacy.lower() not in {"0", "false", "no", "off", ""}
+    if legacy and not int(config.get("TRUSTED_PROXIES") or 0):
+        logging.getLogger("fieldsync.config").warning(
+            "%s is deprecated: set FIELDSYNC_TRUSTED_PROXIES to the number of proxies (read as 1)", DEPRECATED_PROXY_ENV
+        )
+        config["TRUSTED_PROXIES"] = 1
 
 
 def _stored_secret_key(var_dir: Path) -> str:

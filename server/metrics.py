@@ -134,6 +134,40 @@ def _deleted_submissions(session: Session) -> list[tuple[tuple[str, ...], float]
     return [((), float(n))]
 
 
+def _webhook_backlog(session: Session) -> list[tuple[tuple[str, ...], float]]:
+    from server.db.models.webhooks import Event, WebhookDelivery, WebhookSubscription
+
+    # Only the backlog's rows are read (the events index on fanned_out, the deliveries index on
+    # subscription and status): delivered history, however long, costs the scrape nothing.
+    unfanned = session.execute(select(func.count()).where(Event.fanned_out.is_(False))).scalar_one()
+    pending = session.execute(
+        select(WebhookSubscription.state, func.count())
+        .join(WebhookDelivery, WebhookDelivery.subscription_id == WebhookSubscription.id)
+        .where(WebhookDelivery.status == "pending")
+        .group_by(WebhookSubscription.state)
+    ).all()
+    return [(("fan_out", "active"), float(unfanned))] + [(("delivery", str(state)), float(n)) for state, n in pending]
+
+
+def _webhook_oldest(session: Session) -> list[tuple[tuple[str, ...], float]]:
+    from server.db.base import utcnow
+    from server.db.models.webhooks import Event, WebhookDelivery, WebhookSubscription
+
+    oldest_event = session.execute(
+        select(Event.created_at).where(Event.fanned_out.is_(False)).order_by(Event.id).limit(1)
+    ).scalar_one_or_none()
+    oldest_delivery = session.execute(
+        select(func.min(WebhookDelivery.created_at))
+        .join(WebhookSubscription, WebhookDelivery.subscription_id == WebhookSubscription.id)
+        .where(WebhookDelivery.status == "pending", WebhookSubscription.state == "active")
+    ).scalar_one_or_none()
+    now = utcnow()
+    return [
+        ((stage,), max(0.0, (now - found).total_seconds()) if found is not None else 0.0)
+        for stage, found in (("fan_out", oldest_event), ("delivery", oldest_delivery))
+    ]
+
+
 for _gauge in (
     StoreGauge("fieldsync_quarantine_items", "Held pushed items still open, by outcome.", ("outcome",), _quarantine),
     StoreGauge("fieldsync_entity_conflicts", "Live entities in conflict, by kind.", ("kind",), _entity_conflicts),
@@ -141,6 +175,18 @@ for _gauge in (
     StoreGauge("fieldsync_uploads", "Resumable uploads not finished yet.", ("state",), _open_uploads),
     StoreGauge(
         "fieldsync_submissions_soft_deleted", "Soft-deleted submissions awaiting purge.", (), _deleted_submissions
+    ),
+    StoreGauge(
+        "fieldsync_webhook_backlog",
+        "Webhook dispatcher backlog: events not fanned out yet, and pending deliveries by subscription state.",
+        ("stage", "subscription_state"),
+        _webhook_backlog,
+    ),
+    StoreGauge(
+        "fieldsync_webhook_oldest_pending_seconds",
+        "Age of the oldest event not fanned out, and of the oldest pending delivery of an active subscription.",
+        ("stage",),
+        _webhook_oldest,
     ),
 ):
     register_store_gauge(_gauge)

@@ -30,18 +30,22 @@ def run_purge(app: Flask, now: datetime | None = None) -> retention.PurgeReport:
             now or datetime.now(UTC),
             purge_after=timedelta(days=float(app.config["PURGE_AFTER_DAYS"])),
             grace=timedelta(hours=float(app.config["BLOB_GRACE_HOURS"])),
+            jobs_after=timedelta(days=float(app.config["JOB_RETENTION_DAYS"])),
+            webhooks_after=timedelta(days=float(app.config["WEBHOOK_RETENTION_DAYS"])),
         )
 
 
 @click.command("purge")
 @with_appcontext
 def purge_command() -> None:
-    """Purge old soft-deleted submissions, unreferenced blobs, expired uploads and stale staging files."""
+    """Purge old soft-deleted submissions, unreferenced blobs, expired uploads, stale staging files, old
+    conversion jobs and delivered webhooks."""
     report = run_purge(current_app._get_current_object())  # type: ignore[attr-defined]
     click.echo(
         f"purged {report.submissions} submission(s), {report.blobs} blob(s), {report.orphan_files} orphan file(s); "
         f"expired {report.uploads_expired} upload(s); removed {report.partials} partial upload(s), "
-        f"{report.staged} staging file(s)"
+        f"{report.staged} staging file(s), {report.conversion_jobs} conversion job(s), "
+        f"{report.webhook_deliveries} webhook delivery(ies) and {report.webhook_events} webhook event(s)"
     )
 
 

@@ -21,11 +21,14 @@ browsers), ``Referrer-Policy: no-referrer`` (a device key lives in the path: a p
 the request came over TLS (gunicorn honours ``X-Forwarded-Proto`` from a trusted proxy).
 
 ``TRUSTED_PROXIES`` (``FIELDSYNC_TRUSTED_PROXIES``, default 0) says how many reverse proxies stand in
-front; their ``X-Forwarded-For``/``-Proto``/``-Host`` are then believed (werkzeug's ``ProxyFix``).
+front; their ``X-Forwarded-For``/``-Proto``/``-Host`` are then believed (werkzeug's ``ProxyFix``) by
+everything: login throttling, HSTS, the Origin check and the console cookie's ``Secure`` flag. It is
+the one proxy setting; the console's older ``FIELDSYNC_TRUST_PROXY_HEADERS=1`` is read as one proxy.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
@@ -64,13 +67,34 @@ def is_cross_site(origin: str | None, fetch_site: str | None, own_hosts: set[str
     return parts.scheme not in ("http", "https") or parts.netloc.lower() not in own_hosts
 
 
+class TrustedProxies:
+    """WSGI middleware: believe as many ``X-Forwarded-*`` hops as ``TRUSTED_PROXIES`` says (read per request).
+
+    Only that many hops are believed: a client cannot forge its address (login throttling), scheme
+    (HSTS, the console cookie's ``Secure``) or host (the Origin check) past them.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.wsgi_app = app.wsgi_app
+        self._fixes: dict[int, ProxyFix] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Serve the request, through ``ProxyFix`` for the configured number of proxies."""
+        proxies = int(self.app.config.get("TRUSTED_PROXIES") or 0)
+        if proxies <= 0:
+            return self.wsgi_app(environ, start_response)
+        fix = self._fixes.get(proxies)
+        if fix is None:
+            fix = self._fixes.setdefault(
+                proxies, ProxyFix(self.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+            )
+        return fix(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     """Refuse cross-site state changes on the JSON API and add the security headers to every response."""
-    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
-    if proxies > 0:
-        # Only as many X-Forwarded-* hops as there are proxies are believed: a client cannot forge its
-        # address (login throttling), scheme (HSTS) or host (the Origin check) past them.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
+    app.wsgi_app = TrustedProxies(app)  # type: ignore[method-assign]
 
     @app.before_request
     def _refuse_cross_site() -> None:

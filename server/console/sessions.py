@@ -4,8 +4,8 @@ OpenRosa and the JSON API stay cookie-free (a signing serializer per request cos
 submission's CPU, and a phone never needs a cookie): the session interface opens a cookie session only
 when the request's first path segment is one the console's URL rules start with, and gives every other
 request Flask's null session. The cookie is ``HttpOnly``, ``SameSite=Lax``, and ``Secure`` whenever the
-request came over TLS (directly, or through a proxy that says so with ``X-Forwarded-Proto`` when
-``TRUST_PROXY_HEADERS`` is set).
+request came over TLS (directly, or through one of ``TRUSTED_PROXIES`` that says so with
+``X-Forwarded-Proto``: ``server/web_security.py`` decides which headers are believed).
 """
 
 from __future__ import annotations
@@ -20,13 +20,6 @@ from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from server.errors import ApiError
 
 CSRF_FIELD = "csrf_token"
-
-
-def request_is_secure(req: Request, trust_proxy: bool) -> bool:
-    """Tell whether the browser reached us over TLS (a trusted proxy's ``X-Forwarded-Proto`` counts)."""
-    if req.is_secure:
-        return True
-    return trust_proxy and req.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
 
 
 class ConsoleSessions(SecureCookieSessionInterface):
@@ -53,9 +46,7 @@ class ConsoleSessions(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         """``Secure`` when this request came over TLS, so the cookie never travels in clear afterwards."""
-        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request_is_secure(
-            request, bool(app.config.get("TRUST_PROXY_HEADERS"))
-        )
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
 
 
 def csrf_token() -> str:

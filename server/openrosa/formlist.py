@@ -10,6 +10,7 @@ hashes of the exact bytes served, ``type="entityList"`` with ``integrityUrl``). 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
@@ -56,15 +57,63 @@ def _add_routes(suffix: str, view: Callable[..., Response], endpoint: str) -> No
         bp.add_url_rule(rule, endpoint=f"{endpoint}_{'key' if '/key/' in rule else 'user'}", view_func=view)
 
 
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """A rendered formList document and the project stamp it was read at (or before)."""
+
+    stamp: int
+    body: bytes
+    etag: str
+
+
+class FormListCache:
+    """This process's rendered formList documents, by project, ``formID`` filter and base URL (so per device).
+
+    Valid while the project's stamp (one indexed row, read with the caller's token) has not moved; the
+    stamp moves in the transaction of every change a formList shows, so a publish is visible to the
+    next request on every process and host. Bounded: emptied when it holds too many documents.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._entries: dict[tuple[int, str | None, str], _Listing] = {}
+
+    def get(self, key: tuple[int, str | None, str], stamp: int) -> _Listing | None:
+        """Return the document cached for ``key`` if it was read at ``stamp``."""
+        found = self._entries.get(key)
+        return found if found is not None and found.stamp == stamp else None
+
+    def put(self, key: tuple[int, str | None, str], listing: _Listing) -> None:
+        """Keep ``listing`` for ``key`` (threads of one worker share the dict; each write is atomic)."""
+        if len(self._entries) >= self.capacity:
+            self._entries.clear()
+        self._entries[key] = listing
+
+
+_cache = FormListCache()
+
+
 def form_list(project_id: int, token: str | None = None) -> Response:
     """``GET formList``: the open, published forms (``?formID=`` filters; ``deviceID`` is accepted)."""
     form_id = request.args.get("formID") or None
-    rows = _device_form_list(project_id, token, form_id) if token is not None else None
-    if rows is None:
+    session = db_session()
+    stamp = _device_stamp(session, project_id, token) if token is not None else None
+    if stamp is None:
         # Not a live device token of this project: the general path authenticates (or answers 401/403).
         require_openrosa(COLLECT_PERMISSION, project_id, token)
-        rows = svc.form_list(db_session(), project_id, form_id)
+        stamp = svc.formlist_stamp(session, project_id)
     base = _base_url(project_id, token)
+    key = (project_id, form_id, base)
+    listing = _cache.get(key, stamp)
+    if listing is None:
+        # Read after the stamp: the rows are at least as new as it, so a later stamp never finds them stale.
+        body = _render(base, svc.form_list(session, project_id, form_id))
+        listing = _Listing(stamp, body, etag_of(body))
+        _cache.put(key, listing)
+    return xml_response(listing.body, etag=listing.etag)
+
+
+def _render(base: str, rows: list[FormListRow]) -> bytes:
     parts = [_XML_DECLARATION, f'<xforms xmlns="{XFORMS_LIST_NS}">']
     for row in rows:
         form_url = f"{base}/forms/{_segment(row.xml_form_id)}"
@@ -78,29 +127,27 @@ def form_list(project_id: int, token: str | None = None) -> Response:
             parts.append(_text("manifestUrl", f"{form_url}/manifest"))
         parts.append("</xform>")
     parts.append("</xforms>")
-    body = "".join(parts).encode("utf-8")
-    return xml_response(body, etag=etag_of(body))
+    return "".join(parts).encode("utf-8")
 
 
 def _autocommit_read(session: Session) -> None:
     """Run this request's reads without BEGIN/ROLLBACK (PostgreSQL, session on the app's engine).
 
-    formList reads in one statement, so a transaction around it adds two round trips and guarantees
-    nothing more; the pool puts the connection's isolation level back when the request ends.
+    formList reads in one or two statements, so a transaction around them adds two round trips and
+    guarantees nothing more; the pool puts the connection's isolation level back when the request ends.
     """
     if isinstance(session.bind, Engine) and session.bind.dialect.name == "postgresql" and not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
-def _device_form_list(project_id: int, token: str, form_id: str | None) -> list[FormListRow] | None:
-    """Authenticate a device token and read its formList in one query (Collect's usual request)."""
-    session = db_session()
+def _device_stamp(session: Session, project_id: int, token: str) -> int | None:
+    """Authenticate a device token and read its project's formList stamp in one query (Collect's usual request)."""
     _autocommit_read(session)
-    found = svc.device_form_list(session, token_hash(token), project_id, form_id)
+    found = svc.device_and_formlist_stamp(session, token_hash(token), project_id)
     if found is None:
         return None
-    row, rows = found
-    return rows if adopt_device(row, project_id) is not None else None
+    row, stamp = found
+    return stamp if adopt_device(row, project_id) is not None else None
 
 
 def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Response:

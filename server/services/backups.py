@@ -43,7 +43,9 @@ from server.db.queries import backups as q
 from server.errors import ApiError
 
 FORMAT = "fieldsync-backup/1"
-SEEDED_TABLES = {"sync_clock"}  # rows the migrations insert: a restore replaces them
+# Rows the migrations insert (sync_clock) or triggers write as other rows load (formlist_stamps,
+# migration 0023): a restore replaces them.
+SEEDED_TABLES = {"sync_clock", "formlist_stamps"}
 
 
 @dataclass(frozen=True)

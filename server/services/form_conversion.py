@@ -55,7 +55,7 @@ def _mp_context() -> Any:
         # forkserver: children fork from a clean single-threaded process (forking a threaded web worker
         # that holds database connections is unsafe); preloading pyxform makes each child cheap.
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(["forms.convert"])
+        _context.set_forkserver_preload(["forms.convert", "pyxform.xls2json_backends", "pyxform.xls2xform"])
     return _context
 
 

@@ -820,11 +820,16 @@ def form_list(session: Session, project_id: int, xml_form_id: str | None = None)
     return q.formlist_rows(session, project_id, xml_form_id)
 
 
-def device_form_list(
-    session: Session, token_hash: str, project_id: int, xml_form_id: str | None = None
-) -> tuple[q.DeviceTokenRow, list[q.FormListRow]] | None:
-    """Return a path token's row with the formList rows it may see (one query; ``None`` for an unknown token)."""
-    return q.token_and_formlist_rows(session, token_hash, project_id, xml_form_id)
+def device_and_formlist_stamp(
+    session: Session, token_hash: str, project_id: int
+) -> tuple[q.DeviceTokenRow, int] | None:
+    """Return a path token's row with the project's formList stamp (one query; ``None`` for an unknown token)."""
+    return q.token_and_formlist_stamp(session, token_hash, project_id)
+
+
+def formlist_stamp(session: Session, project_id: int) -> int:
+    """Return the project's formList stamp: it moves with every change a formList would show."""
+    return q.formlist_stamp(session, project_id)
 
 
 def served_xform(session: Session, project_id: int, xml_form_id: str) -> tuple[str, bytes]:

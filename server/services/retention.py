@@ -10,6 +10,10 @@
   about to reference is either kept (the writer touched it first) or written anew by that writer.
 - Bytes with no row at all (a writer rolled back after placing them) go after the grace period too,
   under a placeholder row so that a writer of the same content waits for the collector.
+- Conversion jobs (``form_conversion_jobs``) are deleted ``JOB_RETENTION_DAYS`` after they finished
+  (or were created, for one whose process died); a poll of such a job then answers 404.
+- Webhook deliveries are deleted ``WEBHOOK_RETENTION_DAYS`` after they were delivered (with their
+  attempts), then the outbox events no delivery needs any more; pending and dead deliveries stay.
 - Expired tus uploads are marked and their partial bytes deleted; partial bytes of finished uploads
   and local staging files older than ``STAGING_MAX_AGE`` (a request that crashed) are removed.
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -53,6 +58,9 @@ class PurgeReport:
     uploads_expired: int
     partials: int
     staged: int
+    conversion_jobs: int = 0
+    webhook_deliveries: int = 0
+    webhook_events: int = 0
 
 
 def purge_deleted_submissions(session: Session, now: datetime, older_than: timedelta) -> int:
@@ -78,6 +86,28 @@ def purge_deleted_submissions(session: Session, now: datetime, older_than: timed
         total += len(rows)
         if len(rows) < BATCH:
             return total
+
+
+def _in_batches(session: Session, step: Callable[[Session, datetime, int], int], cutoff: datetime) -> int:
+    total = 0
+    while True:
+        with transaction(session):
+            count = step(session, cutoff, BATCH)
+        total += count
+        if count < BATCH:
+            return total
+
+
+def purge_conversion_jobs(session: Session, now: datetime, older_than: timedelta) -> int:
+    """Delete conversion jobs finished (or started and abandoned) before ``now - older_than``; return how many."""
+    return _in_batches(session, q.purge_conversion_jobs, now - older_than)
+
+
+def purge_webhook_history(session: Session, now: datetime, older_than: timedelta) -> tuple[int, int]:
+    """Delete deliveries delivered before ``now - older_than``, then the events left unneeded; return both counts."""
+    cutoff = now - older_than
+    deliveries = _in_batches(session, q.purge_delivered_webhooks, cutoff)
+    return deliveries, _in_batches(session, q.purge_spent_events, cutoff)
 
 
 def collect_blob(session: Session, store: BlobStore, sha256: str, cutoff: datetime, now: datetime) -> bool:
@@ -155,11 +185,16 @@ def purge(
     *,
     purge_after: timedelta,
     grace: timedelta,
+    jobs_after: timedelta = timedelta(days=30),
+    webhooks_after: timedelta = timedelta(days=30),
 ) -> PurgeReport:
     """Run every retention step once and say what went."""
     expired = uploads.expire_uploads(sessions, storage_dir, now)
     session = sessions()
     try:
+        # Jobs first: a job row no longer there lets the blob collector below take its upload's bytes.
+        jobs = purge_conversion_jobs(session, now, jobs_after)
+        deliveries, events = purge_webhook_history(session, now, webhooks_after)
         report = PurgeReport(
             submissions=purge_deleted_submissions(session, now, purge_after),
             blobs=collect_blobs(session, store, now, grace),
@@ -167,6 +202,9 @@ def purge(
             uploads_expired=expired,
             partials=remove_finished_partials(session, store),
             staged=remove_stale_staging(store, now),
+            conversion_jobs=jobs,
+            webhook_deliveries=deliveries,
+            webhook_events=events,
         )
     finally:
         session.close()

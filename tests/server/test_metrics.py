@@ -6,6 +6,8 @@ Rules:
 - M2 requests are labelled by URL rule, never by raw path: a device token never appears in a scrape.
 - M3 OpenRosa submissions and pushed sync items are counted by outcome; conflicts by kind.
 - M4 store gauges (quarantine size, entities in conflict, soft-deleted submissions) are read at scrape time.
+- M4b the webhook dispatcher's backlog (events not fanned out, pending deliveries by subscription state)
+  and the age of its oldest item are gauges read at scrape time.
 - M5 ``/healthz/live`` answers without a database; ``/healthz/ready`` is 503 when the store is unreachable.
 - M6 under ``fieldsync serve`` (gunicorn, multiprocess mode) a scrape sums every worker's requests: in
   ``test_two_hosts.py``, whose host A runs two workers.
@@ -14,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from server.db.base import utcnow
 from server.db.models.sync import HeldItem
+from server.db.models.webhooks import Event, WebhookDelivery, WebhookSubscription
 from tests.conftest import Personas
 from tests.server.fixtures_forms import published_coop  # noqa: F401  (fixture)
 from tests.server.test_submissions_support import example_submission, post_submission
@@ -106,6 +111,57 @@ def test_store_gauges_are_read_at_scrape_time(client: FlaskClient, personas: Per
     after = _scrape(client, personas)
     assert _value(after, "fieldsync_quarantine_items", outcome="quarantined") == before + 1
     assert _value(after, "fieldsync_store_up") == 1
+
+
+def test_webhook_backlog_and_its_age_are_gauges(client: FlaskClient, personas: Personas, session: Session) -> None:
+    before = _scrape(client, personas)
+    assert _value(before, "fieldsync_webhook_oldest_pending_seconds", stage="delivery") == 0
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    subscription = WebhookSubscription(
+        project_id=personas.project_id,
+        url="http://127.0.0.1:9/hook",
+        events=["submission.*"],
+        secret="s" * 32,
+        created_by="test",
+    )
+    waiting = Event(
+        project_id=personas.project_id, kind="submission.created", subject="uuid:a", payload={}, created_at=an_hour_ago
+    )
+    sent = Event(
+        project_id=personas.project_id,
+        kind="submission.created",
+        subject="uuid:b",
+        payload={},
+        created_at=an_hour_ago,
+        fanned_out=True,
+    )
+    session.add_all([subscription, waiting, sent])
+    session.flush()
+    session.add_all(
+        [
+            WebhookDelivery(
+                subscription_id=subscription.id,
+                event_id=sent.id,
+                give_up_at=utcnow(),
+                created_at=an_hour_ago - timedelta(minutes=30),
+            ),
+            WebhookDelivery(
+                subscription_id=subscription.id,
+                event_id=sent.id,
+                give_up_at=utcnow(),
+                status="delivered",
+                created_at=an_hour_ago - timedelta(days=3),
+            ),
+        ]
+    )
+    session.commit()
+    after = _scrape(client, personas)
+    backlog = "fieldsync_webhook_backlog"
+    assert _value(after, backlog, stage="fan_out") == _value(before, backlog, stage="fan_out") + 1
+    assert _value(after, backlog, stage="delivery", subscription_state="active") == 1  # the delivered one is not
+    oldest = "fieldsync_webhook_oldest_pending_seconds"
+    assert 3600 <= _value(after, oldest, stage="fan_out") < 3600 + 600
+    assert 5400 <= _value(after, oldest, stage="delivery") < 5400 + 600
 
 
 def test_liveness_needs_no_database_and_readiness_does(tmp_path: Path) -> None:

@@ -8,6 +8,10 @@ Rules:
 - R3 expired tus uploads lose their partial bytes, finished uploads' leftovers and stale staging files go.
 - R4 a writer storing the content of a garbage blob while the collector runs never ends with a row
   without bytes, in either order (PostgreSQL, two connections).
+- R6 conversion jobs finished more than ``JOB_RETENTION_DAYS`` ago (or abandoned unfinished that long)
+  are deleted; younger ones stay.
+- R7 deliveries delivered more than ``WEBHOOK_RETENTION_DAYS`` ago go with their attempts, then the events
+  no delivery needs; pending and dead deliveries and their events stay, as do young deliveries.
 - R5 ``fieldsync purge`` runs it all and says what went; the scheduler has a purge job.
 """
 
@@ -32,8 +36,10 @@ from server.blobstore import BlobStore, blob_store
 from server.db.base import utcnow
 from server.db.models import Blob
 from server.db.models.audit import AuditEvent
+from server.db.models.forms import FormConversionJob
 from server.db.models.submissions import Submission, SubmissionAttachment, SubmissionVersion
 from server.db.models.sync import Upload
+from server.db.models.webhooks import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from server.ops_cli import purge_command, run_purge
 from server.services import retention
 from tests.conftest import POSTGRES_URL, Personas, fresh_database_url
@@ -170,6 +176,75 @@ def test_expired_uploads_and_stale_staging_are_removed(
     assert list(store.list_partials()) == []
     assert session.scalar(select(Upload.state).where(Upload.id == upload_id)) == "expired"
     assert not stale.exists() and fresh.exists()
+
+
+def _job(session: Session, project_id: int, created_days: float, finished_days: float | None) -> int:
+    now = utcnow()
+    job = FormConversionJob(
+        project_id=project_id,
+        state="queued" if finished_days is None else "done",
+        filename="f.xlsx",
+        created_by="manager",
+        created_at=now - timedelta(days=created_days),
+        finished_at=None if finished_days is None else now - timedelta(days=finished_days),
+        timeout_seconds=60.0,
+    )
+    session.add(job)
+    session.flush()
+    return job.id
+
+
+def test_old_conversion_jobs_are_purged(app: Flask, personas: Personas, session: Session) -> None:
+    _job(session, personas.project_id, 40, 40)  # finished long ago
+    _job(session, personas.project_id, 40, None)  # its process died before finishing it
+    young = _job(session, personas.project_id, 40, 2)
+    running = _job(session, personas.project_id, 0.5, None)
+    session.commit()
+    assert run_purge(app).conversion_jobs == 2
+    assert sorted(session.scalars(select(FormConversionJob.id))) == sorted([young, running])
+    app.config["JOB_RETENTION_DAYS"] = 1
+    assert run_purge(app).conversion_jobs == 1  # the job finished 2 days ago; the one created 12 h ago runs
+
+
+def test_delivered_webhooks_are_purged_with_their_events(app: Flask, personas: Personas, session: Session) -> None:
+    now = utcnow()
+    subscription = WebhookSubscription(
+        project_id=personas.project_id, url="http://127.0.0.1:9/", events=["*"], secret="s" * 32, created_by="t"
+    )
+    events = {
+        name: Event(
+            project_id=personas.project_id,
+            kind="submission.created",
+            subject=name,
+            payload={},
+            created_at=now - 40 * DAY,
+            fanned_out=True,
+        )
+        for name in ("delivered-old", "delivered-young", "pending", "dead", "unmatched")
+    }
+    session.add_all([subscription, *events.values()])
+    session.flush()
+    deliveries = {
+        "delivered-old": WebhookDelivery(status="delivered", delivered_at=now - 31 * DAY),
+        "delivered-young": WebhookDelivery(status="delivered", delivered_at=now - 2 * DAY),
+        "pending": WebhookDelivery(status="pending"),
+        "dead": WebhookDelivery(status="dead"),
+    }
+    for name, delivery in deliveries.items():
+        delivery.subscription_id, delivery.event_id, delivery.give_up_at = subscription.id, events[name].id, now
+        delivery.created_at = now - 40 * DAY
+    session.add_all(deliveries.values())
+    session.flush()
+    session.add(
+        WebhookAttempt(delivery_id=deliveries["delivered-old"].id, status_code=200, response_ms=3, dispatcher="d")
+    )
+    session.commit()
+    report = run_purge(app, now)
+    assert (report.webhook_deliveries, report.webhook_events) == (1, 2)  # delivered-old, then its event and unmatched
+    assert sorted(session.scalars(select(Event.subject))) == ["dead", "delivered-young", "pending"]
+    assert session.scalar(select(func.count()).select_from(WebhookAttempt)) == 0
+    app.config["WEBHOOK_RETENTION_DAYS"] = 1
+    assert run_purge(app, now).webhook_deliveries == 1
 
 
 def test_fieldsync_purge_reports_what_went(app: Flask) -> None:

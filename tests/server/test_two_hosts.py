@@ -11,6 +11,10 @@ Rules:
 - H3 tus: an upload begun on A is resumed and finished on B; A then knows the blob.
 - H4 exports: B's CSV zip holds what A received; a scheduled export run by a scheduler with B's
   settings lands in the bucket.
+- H6 webhooks: a subscription created on A, a submission through A (and its identical resend to B),
+  a dispatcher with B's settings: the real receiver gets the event exactly once, signed (it verifies
+  with ``standardwebhooks``), and a second dispatcher run sends nothing more; A's delivery log says
+  delivered; the backlog gauge is back to zero.
 - H5 /metrics on each host counts its own requests, summed over host A's two gunicorn workers (each
   request on a new connection, so either worker may take it); /healthz/ready is 200 on both.
 """
@@ -33,7 +37,9 @@ from typing import Any
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook
 
+from bench.webhook_receiver import Receiver
 from tests.conftest import POSTGRES_URL, REPO, fresh_database_url
 from tests.server.faulty_transport import batch_id_for, envelope
 from tests.server.s3_fixtures import bucket_keys
@@ -82,6 +88,7 @@ def _host_env(url: str, folder: Path, s3_config: dict[str, Any]) -> dict[str, st
             "FIELDSYNC_SECRET_KEY": "two-hosts-secret",
             "FIELDSYNC_LOG_REQUESTS": "0",
             "FIELDSYNC_FORM_CONVERT_TIMEOUT": "60",
+            "FIELDSYNC_WEBHOOKS_ALLOW_PRIVATE": "1",  # the receiver listens on loopback
         }
     )
     env.update({f"FIELDSYNC_{k}": str(v) for k, v in s3_config.items()})
@@ -166,9 +173,25 @@ def _post_submission(base: str, d: Deployment, xml: bytes, files: dict[str, byte
     return requests.post(f"{_collect(base, d)}/submission?deviceID=collect:two", files=parts, headers=COLLECT_HEADERS)
 
 
+def _fieldsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a ``fieldsync`` command with a host's settings; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: dict[str, Any], tmp_path: Path) -> None:
     d = deployment
     admin = requests.auth.HTTPBasicAuth(*ADMIN)
+    receiver = Receiver().start()
+    hooks = f"/v1/projects/{d.project_id}/webhooks"
+    subscription = requests.post(
+        f"{d.a}{hooks}", json={"url": receiver.url, "events": ["submission.created"]}, auth=admin
+    )
+    assert subscription.status_code == 201, subscription.text
+    receiver.verify = lambda _path, headers, body: Webhook(subscription.json()["secret"]).verify(body, headers)
 
     # H1 OpenRosa
     for base in (d.a, d.b):
@@ -236,17 +259,25 @@ def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: di
         auth=admin,
     )
     assert schedule.status_code == 201, schedule.text
-    run = subprocess.run(
-        [sys.executable, "-c", SERVE, "scheduler", "--once", "--now", "2099-01-01T00:00:00Z"],
-        cwd=REPO,
-        env=d.env_b,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = _fieldsync(d.env_b, "scheduler", "--once", "--now", "2099-01-01T00:00:00Z")
     assert "\tdone\t" in run.stdout
     assert [k for k in bucket_keys(s3_config) if f"/exports/{d.project_id}/hourly/" in k]  # per project
+
+    # H6 webhooks: A took the submission in, a dispatcher with B's settings delivers it, once
+    for _ in range(2):
+        _fieldsync(d.env_b, "webhooks", "dispatch", "--once")
+    try:
+        (hook,) = receiver.requests
+    finally:
+        receiver.stop()
+    assert hook.answered == 200 and not isinstance(hook.verified, Exception), hook.verified
+    assert hook.verified["type"] == "submission.created"
+    assert "uuid:two-hosts-1" in hook.body.decode()
+    log = requests.get(f"{d.a}{hooks}/{subscription.json()['id']}", auth=admin).json()
+    assert log["deliveries"] == {"pending": 0, "delivered": 1, "dead": 0}
+    backlog = requests.get(f"{d.b}/metrics", auth=admin).text
+    assert _value(backlog, "fieldsync_webhook_backlog", stage="delivery") == 0
+    assert _value(backlog, "fieldsync_webhook_backlog", stage="fan_out") == 0
 
     # H5 metrics and readiness on each host
     for _ in range(20):

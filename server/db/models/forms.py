@@ -147,3 +147,19 @@ class FormConversionJob(Base):
     timeout_seconds: Mapped[float] = mapped_column(Float)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class FormListStamp(Base):
+    """A value per project that changes whenever its formList could change (a publish, a state change ...).
+
+    Database triggers on ``forms`` and ``form_attachments`` (migration 0023) draw it anew (random) in the very
+    transaction that changes them, so no write path can forget it and every process and host sees
+    the change with the commit: a server keeps its formList documents and checks this one row.
+    """
+
+    __tablename__ = "formlist_stamps"
+
+    project_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    stamp: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, select, update
+from sqlalchemy import Select, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
 from server.db.models.accounts import AccessToken
-from server.db.models.forms import Form, FormAttachment, FormConversionJob, FormVersion
+from server.db.models.forms import Form, FormAttachment, FormConversionJob, FormListStamp, FormVersion
 
 
 @dataclass(frozen=True)
@@ -154,25 +154,6 @@ TOKEN_COLUMNS = (
 )
 
 
-def _token_formlist_statement(filtered: bool) -> Any:
-    listing = _formlist_statement(filtered).order_by(None).subquery("listing")
-    # The listing is joined only for a live device token of the asked project: nothing is read for others.
-    joined = AccessToken.__table__.outerjoin(
-        listing,
-        and_(
-            AccessToken.kind == "device",
-            AccessToken.project_id == bindparam("project_id"),
-            AccessToken.revoked_at.is_(None),
-        ),
-    )
-    return (
-        select(*TOKEN_COLUMNS, *listing.c)
-        .select_from(joined)
-        .where(AccessToken.token_hash == bindparam("token_hash"))
-        .order_by(listing.c.xml_form_id)
-    )
-
-
 _TOKEN_ROW = select(*TOKEN_COLUMNS).where(AccessToken.token_hash == bindparam("token_hash"))
 
 
@@ -183,25 +164,27 @@ def get_token_row(session: Session, token_hash: str) -> DeviceTokenRow | None:
     return DeviceTokenRow(*row) if row is not None else None
 
 
-_TOKEN_FORMLIST = {False: _token_formlist_statement(False), True: _token_formlist_statement(True)}
+_STAMP = select(FormListStamp.stamp).where(FormListStamp.project_id == bindparam("project_id")).scalar_subquery()
+_TOKEN_AND_STAMP = select(*TOKEN_COLUMNS, _STAMP).where(AccessToken.token_hash == bindparam("token_hash"))
+_STAMP_ONLY = select(_STAMP)
 
 
-def token_and_formlist_rows(
-    session: Session, token_hash: str, project_id: int, xml_form_id: str | None = None
-) -> tuple[DeviceTokenRow, list[FormListRow]] | None:
-    """Return a path token's row and, when it is a live device token of the project, its formList rows: ONE query.
+def token_and_formlist_stamp(session: Session, token_hash: str, project_id: int) -> tuple[DeviceTokenRow, int] | None:
+    """Return a path token's row and the project's formList stamp (0 before any form), in one query.
 
-    ``None`` when no token has this hash. Expiry is the caller's check (it needs the clock).
+    ``None`` when no token has this hash. The stamp moves in the transaction of any change to the
+    formList (triggers of migration 0023), so an unchanged stamp means an unchanged formList.
     """
-    params: dict[str, Any] = {"token_hash": token_hash, "project_id": project_id}
-    if xml_form_id is not None:
-        params["xml_form_id"] = xml_form_id
-    rows = session.connection().execute(_TOKEN_FORMLIST[xml_form_id is not None], params).all()
-    if not rows:
+    row = pipeline.first_row(session, _TOKEN_AND_STAMP, {"token_hash": token_hash, "project_id": project_id})
+    if row is None:
         return None
-    width = len(TOKEN_COLUMNS)
-    token = DeviceTokenRow(*rows[0][:width])
-    return token, [FormListRow(*row[width:]) for row in rows if row[width] is not None]
+    return DeviceTokenRow(*row[: len(TOKEN_COLUMNS)]), int(row[len(TOKEN_COLUMNS)] or 0)
+
+
+def formlist_stamp(session: Session, project_id: int) -> int:
+    """Return the project's formList stamp (0 before any form)."""
+    row = pipeline.first_row(session, _STAMP_ONLY, {"project_id": project_id})
+    return int(row[0] or 0) if row is not None else 0
 
 
 def get_current_xform(session: Session, project_id: int, xml_form_id: str) -> tuple[str, bytes] | None:

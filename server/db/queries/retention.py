@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from server.db.models import Blob
-from server.db.models.forms import FormAttachment
+from server.db.models.forms import FormAttachment, FormConversionJob
 from server.db.models.submissions import Submission, SubmissionAttachment
 from server.db.models.sync import Upload
+from server.db.models.webhooks import Event, WebhookDelivery
 
 
 def purge_deleted_submissions(
@@ -87,3 +88,41 @@ def finished_uploads(session: Session, upload_ids: Sequence[str]) -> set[str]:
         return set()
     stmt = select(Upload.id).where(Upload.id.in_(list(upload_ids)), Upload.state.in_(("done", "failed", "expired")))
     return set(session.scalars(stmt))
+
+
+def purge_conversion_jobs(session: Session, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` conversion jobs that finished before ``cutoff`` (or never did, created before it)."""
+    old = or_(
+        FormConversionJob.finished_at < cutoff,
+        and_(FormConversionJob.finished_at.is_(None), FormConversionJob.created_at < cutoff),
+    )
+    ids = select(FormConversionJob.id).where(old).order_by(FormConversionJob.id).limit(limit).scalar_subquery()
+    stmt = delete(FormConversionJob).where(FormConversionJob.id.in_(ids), old)
+    return _rowcount(session.execute(stmt, execution_options={"synchronize_session": False}))
+
+
+def purge_delivered_webhooks(session: Session, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` deliveries delivered before ``cutoff`` (their attempts go with them)."""
+    old = and_(WebhookDelivery.status == "delivered", WebhookDelivery.delivered_at < cutoff)
+    ids = select(WebhookDelivery.id).where(old).order_by(WebhookDelivery.id).limit(limit).scalar_subquery()
+    stmt = delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids), old)
+    return _rowcount(session.execute(stmt, execution_options={"synchronize_session": False}))
+
+
+def purge_spent_events(session: Session, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` outbox events fanned out before ``cutoff`` that no delivery needs any more.
+
+    A pending or dead delivery keeps its event (it is still sent, or may be replayed).
+    """
+    spent = and_(
+        Event.fanned_out.is_(True),
+        Event.created_at < cutoff,
+        ~exists().where(WebhookDelivery.event_id == Event.id),
+    )
+    ids = select(Event.id).where(spent).order_by(Event.id).limit(limit).scalar_subquery()
+    stmt = delete(Event).where(Event.id.in_(ids), spent)
+    return _rowcount(session.execute(stmt, execution_options={"synchronize_session": False}))
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

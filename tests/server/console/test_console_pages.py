@@ -75,7 +75,7 @@ def test_c1_sessions_open_only_on_console_paths(app: Flask, path: str, opened: b
 def test_c1_console_cookie_flags(
     app: Flask, client: FlaskClient, base_url: str, headers: dict[str, str], trust: bool, secure: bool
 ) -> None:
-    app.config["TRUST_PROXY_HEADERS"] = trust
+    app.config["TRUSTED_PROXIES"] = 1 if trust else 0
     cookie = _cookie(client.get("/signin", base_url=base_url, headers=headers))
     assert "fieldsync_console=" in cookie
     assert "HttpOnly" in cookie
