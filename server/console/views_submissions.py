@@ -15,6 +15,7 @@ from typing import Any
 from flask import Response, redirect, request, url_for
 
 from exports.region_map import MapPoint, render_points_svg
+from forms.schema import FormSchema
 from server.api import downloads
 from server.auth import require
 from server.console import bp
@@ -63,7 +64,19 @@ def _day(value: date | None, days: int = 0) -> datetime | None:
     return datetime.combine(value + timedelta(days=days), time(), tzinfo=UTC) if value else None
 
 
-def _query(filters: Filters, **extra: Any) -> table.TableQuery:
+def _answers_language(schema: FormSchema | None, saved: table.ColumnChoice | None = None) -> str | None:
+    """The language answers are shown in: the one asked for, else the user's saved one, else the console's
+    own language when the form is written in it (an Arabic page shows Arabic labels), else the form's default."""
+    asked = request.args.get("lang") or None
+    if asked:
+        return asked
+    if saved is not None and saved.saved and saved.language:
+        return saved.language
+    code = current_locale().code
+    return code if schema is not None and code in schema.languages else None
+
+
+def _query(filters: Filters, language: str | None, **extra: Any) -> table.TableQuery:
     v = filters.values
     sort = v.get("sort") or "submitted_at"
     return table.TableQuery(
@@ -79,17 +92,19 @@ def _query(filters: Filters, **extra: Any) -> table.TableQuery:
         sort="submitted_at" if sort == "submitted_at" else "field",
         sort_field=None if sort == "submitted_at" else sort,
         order=v.get("order") or "desc",
-        language=v.get("lang"),
+        language=language,
         display=v.get("display"),
         **extra,
     )
 
 
-def _choices(project_id: int, xml_form_id: str) -> dict[str, Any]:
+def _choices(project_id: int, xml_form_id: str, schema: FormSchema | None, language: str | None) -> dict[str, Any]:
     """What the filter form offers: versions, people, phones, select questions with their choices."""
     session = db_session()
-    schema = table.table_schema(session, project_id, xml_form_id)
-    language = table.form_language(schema, request.args.get("lang") or None) if schema else None
+    try:
+        language = table.form_language(schema, language)
+    except ApiError:
+        language = None  # the table says why; the filters still read in the form's default language
     selects = []
     questions = []
     for question in schema.fields if schema else ():
@@ -103,6 +118,7 @@ def _choices(project_id: int, xml_form_id: str) -> dict[str, Any]:
             selects.append((question.path, label, options))
     return {
         "schema": schema,
+        "answers_language": language,
         "questions": questions,
         "selects": selects,
         "versions": [v.version for v in forms_svc.describe_form(session, project_id, xml_form_id).versions],
@@ -124,24 +140,29 @@ def _common(project_id: int, xml_form_id: str) -> dict[str, Any]:
 def submissions(project_id: int, xml_form_id: str) -> tuple[str, int]:
     """A form's submissions as a table: filters, sort, the user's columns, 50 rows a page."""
     principal = require("submission.read", project_id)
-    filters = _filters()
-    context = {**_common(project_id, xml_form_id), **_choices(project_id, xml_form_id), "filters": filters}
-    if filters.errors:
-        return render("submissions.html", 400, page=None, saved=None, **context)
     session = db_session()
+    filters = _filters()
+    schema = table.table_schema(session, project_id, xml_form_id)
+    saved = table.get_table_columns(session, project_id, xml_form_id, principal)
+    language = _answers_language(schema, saved)
+    context = {**_common(project_id, xml_form_id), **_choices(project_id, xml_form_id, schema, language)}
+    shown = None if saved.saved else page_svc.default_columns(schema)
+    context.update(filters=filters, saved=saved, chosen=saved.paths if saved.saved else shown)
+    if filters.errors:
+        return render("submissions.html", 400, page=None, **context)
     try:
-        result = table.submissions_table(session, project_id, xml_form_id, _query(filters, count=True), principal)
+        query = _query(filters, language, count=True, columns=shown)
+        result = table.submissions_table(session, project_id, xml_form_id, query, principal)
     except ApiError as error:
         if error.status == 404:
             raise
-        return render("submissions.html", error.status, page=None, saved=None, error=error, **context)
-    saved = table.get_table_columns(session, project_id, xml_form_id, principal)
+        return render("submissions.html", error.status, page=None, error=error, **context)
     names = overview.names_of(
         session,
         {f"user:{r.submitter_id}" for r in result.rows if r.submitter_id}
         | {f"device:{r.device_token_id}" for r in result.rows if r.device_token_id},
     )
-    return render("submissions.html", page=result, saved=saved, names=names, **context)
+    return render("submissions.html", page=result, names=names, **context)
 
 
 @bp.post(FORM + "/submissions/columns")
@@ -169,13 +190,18 @@ def save_columns(project_id: int, xml_form_id: str) -> Response | tuple[str, int
 def submissions_map(project_id: int, xml_form_id: str) -> tuple[str, int]:
     """The geopoints of the submissions the filters keep, over Morocco's region outlines (no tile server)."""
     principal = require("submission.read", project_id)
+    session = db_session()
     filters = _filters()
-    context = {**_common(project_id, xml_form_id), **_choices(project_id, xml_form_id), "filters": filters}
+    schema = table.table_schema(session, project_id, xml_form_id)
+    language = _answers_language(schema, table.get_table_columns(session, project_id, xml_form_id, principal))
+    context = {**_common(project_id, xml_form_id), **_choices(project_id, xml_form_id, schema, language)}
+    context["filters"] = filters
     if filters.errors:
         return render("submissions_map.html", 400, points=None, svg="", **context)
     try:
+        geopoint = request.args.get("geopoint") or None
         points = page_svc.submission_points(
-            db_session(), project_id, xml_form_id, _query(filters), request.args.get("geopoint") or None, principal
+            session, project_id, xml_form_id, _query(filters, language), geopoint, principal
         )
     except ApiError as error:
         if error.status == 404:
@@ -193,7 +219,7 @@ def _submission_page(
     project_id: int, xml_form_id: str, instance_id: str, status: int = 200, **extra: Any
 ) -> tuple[str, int]:
     session = db_session()
-    language = request.args.get("lang") or None
+    language = _answers_language(table.table_schema(session, project_id, xml_form_id))
     display = "values" if request.args.get("display") == "values" else "labels"
     try:
         detail = page_svc.submission_page(

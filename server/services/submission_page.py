@@ -227,6 +227,25 @@ def _changes(answers: _Answers | None, before: Mapping[str, Any], after: Mapping
     return changes
 
 
+DEFAULT_COLUMNS = 6
+NOT_DEFAULT_CONTROLS = frozenset({"metadata", "note", "calculate"})
+
+
+def default_columns(schema: FormSchema | None) -> tuple[str, ...]:
+    """The columns a table shows before its user chooses any: the form's first questions a person answered."""
+    if schema is None:
+        return ()
+    found = [
+        f.path
+        for f in schema.fields
+        if f.kind == "question"
+        and f.repeat is None
+        and f.control not in NOT_DEFAULT_CONTROLS
+        and f.bind_type not in ("binary", "geopoint")
+    ]
+    return tuple(found[:DEFAULT_COLUMNS])
+
+
 def answer_runs(items: Sequence[Node]) -> list[list[Answer] | Group | Repeat]:
     """The nodes with consecutive answers gathered (a page shows each run as one list of questions)."""
     out: list[list[Answer] | Group | Repeat] = []
@@ -286,21 +305,21 @@ def submission_page(
 ) -> SubmissionPage:
     """Read one submission for its page (``404`` when no version is ``instance_id``; ``400`` for a language
     the form does not have)."""
+    schema = table.table_schema(session, project_id, xml_form_id)
+    chosen = table.form_language(schema, language)
     with transaction(session):
-        schema = table.table_schema(session, project_id, xml_form_id)
-        chosen = table.form_language(schema, language)
         detail = svc.get_submission(session, project_id, xml_form_id, instance_id)
         current = detail.current
         files = _present(detail.attachments[current.id])
         answers = _Answers(schema, chosen, display, files) if schema is not None else None
-        trail = audit_log.read_audit_log(
-            session, project_id, limit=AUDIT_LIMIT, subject=f"submission:{detail.submission.id}"
-        )
         refs = {r.actor for r in detail.reviews}
         refs |= {f"user:{v.submitter_id}" for v in detail.versions if v.submitter_id}
         refs |= {f"device:{v.device_token_id}" for v in detail.versions if v.device_token_id}
         names = overview.names_of(session, refs)
         versions = _versions(detail, answers, names)
+    trail = audit_log.read_audit_log(
+        session, project_id, limit=AUDIT_LIMIT, subject=f"submission:{detail.submission.id}"
+    )
     return SubmissionPage(
         detail=detail,
         schema=schema,
