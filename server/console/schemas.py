@@ -117,3 +117,4 @@ class ReviewForm(ConsoleForm):
 
     review_state = fields.String(load_default=None, validate=validate.OneOf(("", *REVIEW_STATES), error="choice"))
     comment = fields.String(load_default=None, validate=validate.Length(max=10_000, error="length"))
+    seen = fields.Integer(load_default=None, error_messages={"invalid": "number"})  # reviews the page showed

@@ -265,6 +265,7 @@ def review(project_id: int, xml_form_id: str, instance_id: str) -> Response | tu
         review_state=values.get("review_state") or None,
         comment=values.get("comment") or None,
         principal=principal,
+        seen=values.get("seen"),
     )
     notice("review_saved")
     return redirect(

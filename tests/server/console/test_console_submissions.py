@@ -211,3 +211,19 @@ def test_d5_an_analyst_cannot_review_from_the_console(client: FlaskClient, coop:
     response = client.post(page + "/review", data={"csrf_token": csrf, "review_state": "approved"})
     assert response.status_code == 403
     assert page_csrf(client, page)  # the page still works after the refusal
+
+
+def test_d5_a_review_form_sent_twice_is_written_once(client: FlaskClient, coop: Coop, personas: Personas) -> None:
+    csrf = sign_in(client, "manager-persona")
+    page = f"{coop.base}/{NAKHIL}"
+    seen = re.search(r'name="seen" value="(\d+)"', _text(client, page))
+    assert seen is not None and seen.group(1) == "0"
+    sent = {"csrf_token": csrf, "seen": "0", "review_state": "has_issues", "comment": "Photo manquante"}
+    assert client.post(page + "/review", data=sent).status_code == 302
+    assert client.post(page + "/review", data=sent).status_code == 302  # the browser sent it again
+    other = {**sent, "comment": "Et le GPS ?"}  # the same page, another comment: a new review
+    assert client.post(page + "/review", data=other).status_code == 302
+    reviews = client.get(f"/v1{page}", headers=personas.manager.headers).get_json()["reviews"]
+    assert [r["comment"] for r in reviews] == ["Photo manquante", "Et le GPS ?"]
+    audits = client.get("/v1/audits?action=submission.review", headers=personas.admin.headers).get_json()
+    assert len(audits["events"]) == 2
