@@ -82,7 +82,11 @@ def test_d1_dates_review_state_and_version(client: FlaskClient, coop: Coop) -> N
     assert _rows(_text(client, f"{coop.base}?since={(today + timedelta(days=1)).isoformat()}")) == []
     assert len(_rows(_text(client, f"{coop.base}?review_state=received&form_version=2026112901"))) == 2
     assert _rows(_text(client, f"{coop.base}?review_state=approved")) == []
-    assert len(_rows(_text(client, f"{coop.base}?sort=location/region&order=asc"))) == 2
+    by_region = _text(client, f"{coop.base}?sort=location/region&order=asc")
+    assert _rows(by_region) == [NAKHIL, TAMOUNT_EDIT]  # draa_tafilalet < souss_massa
+    assert _rows(_text(client, f"{coop.base}?sort=location/region&order=desc")) == [TAMOUNT_EDIT, NAKHIL]
+    # The sorted column's header says so and reverses the order when followed.
+    assert re.search(r'aria-sort="ascending">\s*<a href="[^"]*sort=location%2Fregion&amp;order=desc"', by_region)
 
 
 @pytest.mark.parametrize(
