@@ -261,10 +261,10 @@ def render_points_svg(
         )
     for point in points:
         x, y = frame.xy((point.lon, point.lat))
-        x, y = min(max(x, 3.0), width - 3.0), min(max(y, 3.0), frame.height - 3.0)
+        x, y = min(max(x, 6.0), width - 6.0), min(max(y, 6.0), frame.height - 6.0)
         parts.append(
             f"<a href={quoteattr(point.href)}><title>{escape(point.title)}</title>"
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="#a3241a" fill-opacity="0.8" '
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="#a3241a" fill-opacity="0.8" '
             'stroke="#fff" stroke-width="1"/></a>'
         )
     parts.append("</svg>")
