@@ -99,40 +99,21 @@ def _query(filters: Filters, language: str | None, **extra: Any) -> table.TableQ
 
 
 def _choices(project_id: int, xml_form_id: str, schema: FormSchema | None, language: str | None) -> dict[str, Any]:
-    """What the filter form offers: versions, people, phones, select questions with their choices."""
+    """What the page shows around the table: the project, the form, and what the filter form offers."""
     session = db_session()
-    try:
-        language = table.form_language(schema, language)
-    except ApiError:
-        language = None  # the table says why; the filters still read in the form's default language
-    selects = []
-    questions = []
-    for question in schema.fields if schema else ():
-        if question.kind != "question" or question.repeat is not None or question.control == "note":
-            continue
-        label = table.label_in(question.labels, language, schema, question.name)
-        questions.append((question.path, label))
-        choices = schema.choice_lists.get(question.choice_list) if schema and question.choice_list else None
-        if question.control in table.SELECT_CONTROLS and choices is not None and choices.choices:
-            options = [(c.name, table.label_in(c.labels, language, schema, c.name)) for c in choices.choices]
-            selects.append((question.path, label, options))
+    form = forms_svc.describe_form(session, project_id, xml_form_id)
+    offered = page_svc.table_choices(schema, language)
     return {
+        "project": overview.get_project(session, project_id),
+        "form": form,
         "schema": schema,
-        "answers_language": language,
-        "questions": questions,
-        "selects": selects,
-        "versions": [v.version for v in forms_svc.describe_form(session, project_id, xml_form_id).versions],
+        "answers_language": offered.language,
+        "questions": offered.questions,
+        "selects": offered.selects,
+        "versions": [v.version for v in form.versions],
         "people": [(u.id, u.username) for _, u in overview.members(session, project_id)],
         "phones": [(d.id, d.name) for d in overview.devices(session, project_id)],
         "review_states": REVIEW_STATES,
-    }
-
-
-def _common(project_id: int, xml_form_id: str) -> dict[str, Any]:
-    session = db_session()
-    return {
-        "project": overview.get_project(session, project_id),
-        "form": forms_svc.describe_form(session, project_id, xml_form_id),
     }
 
 
@@ -145,7 +126,7 @@ def submissions(project_id: int, xml_form_id: str) -> tuple[str, int]:
     schema = table.table_schema(session, project_id, xml_form_id)
     saved = table.get_table_columns(session, project_id, xml_form_id, principal)
     language = _answers_language(schema, saved)
-    context = {**_common(project_id, xml_form_id), **_choices(project_id, xml_form_id, schema, language)}
+    context = _choices(project_id, xml_form_id, schema, language)
     shown = None if saved.saved else page_svc.default_columns(schema)
     context.update(filters=filters, saved=saved, chosen=saved.paths if saved.saved else shown)
     if filters.errors:
@@ -194,7 +175,7 @@ def submissions_map(project_id: int, xml_form_id: str) -> tuple[str, int]:
     filters = _filters()
     schema = table.table_schema(session, project_id, xml_form_id)
     language = _answers_language(schema, table.get_table_columns(session, project_id, xml_form_id, principal))
-    context = {**_common(project_id, xml_form_id), **_choices(project_id, xml_form_id, schema, language)}
+    context = _choices(project_id, xml_form_id, schema, language)
     context["filters"] = filters
     if filters.errors:
         return render("submissions_map.html", 400, points=None, svg="", **context)
@@ -220,7 +201,7 @@ def _submission_page(
 ) -> tuple[str, int]:
     session = db_session()
     language = _answers_language(table.table_schema(session, project_id, xml_form_id))
-    display = "values" if request.args.get("display") == "values" else "labels"
+    display: table.Display = "values" if request.args.get("display") == "values" else "labels"
     try:
         detail = page_svc.submission_page(
             session, project_id, xml_form_id, instance_id, language=language, display=display
@@ -236,7 +217,8 @@ def _submission_page(
         sub=detail,
         runs=page_svc.answer_runs,
         review_states=REVIEW_STATES,
-        **_common(project_id, xml_form_id),
+        project=overview.get_project(session, project_id),
+        form=forms_svc.describe_form(session, project_id, xml_form_id),
         **extra,
     )
 

@@ -23,6 +23,7 @@ from forms.submission import flatten_values, strip_repeat_indices
 from server.auth import Principal
 from server.db.models.submissions import SubmissionReview, SubmissionVersion
 from server.db.transaction import transaction
+from server.errors import ApiError
 from server.services import audit_log, overview
 from server.services import submission_table as table
 from server.services import submissions as svc
@@ -227,6 +228,38 @@ def _changes(answers: _Answers | None, before: Mapping[str, Any], after: Mapping
     return changes
 
 
+@dataclass(frozen=True, slots=True)
+class TableChoices:
+    """What a table's filter form offers: questions to sort by or show, select questions with their choices."""
+
+    language: str | None
+    questions: list[tuple[str, str]]
+    selects: list[tuple[str, str, list[tuple[str, str]]]]
+
+
+def table_choices(schema: FormSchema | None, language: str | None) -> TableChoices:
+    """The questions (path, label) outside repeats and the select ones' choices, in ``language`` if the form
+    has it (else its default language: the table itself says the language is unknown)."""
+    try:
+        language = table.form_language(schema, language)
+    except ApiError:
+        language = table.form_language(schema, None)
+    questions: list[tuple[str, str]] = []
+    selects: list[tuple[str, str, list[tuple[str, str]]]] = []
+    if schema is None:
+        return TableChoices(language, questions, selects)
+    for question in schema.fields:
+        if question.kind != "question" or question.repeat is not None or question.control in HIDDEN_CONTROLS:
+            continue
+        label = table.label_in(question.labels, language, schema, question.name)
+        questions.append((question.path, label))
+        choices = schema.choice_lists.get(question.choice_list) if question.choice_list else None
+        if question.control in table.SELECT_CONTROLS and choices is not None and choices.choices:
+            options = [(c.name, table.label_in(c.labels, language, schema, c.name)) for c in choices.choices]
+            selects.append((question.path, label, options))
+    return TableChoices(language, questions, selects)
+
+
 DEFAULT_COLUMNS = 6
 NOT_DEFAULT_CONTROLS = frozenset({"metadata", "note", "calculate"})
 
@@ -409,7 +442,8 @@ def submission_points(
     chosen = path or (questions[0].path if questions else None)
     if chosen is None:
         return PointsPage(columns, None, [], 0, truncated=False)
-    located, without, cursor = [], 0, None
+    located: list[Located] = []
+    without, cursor = 0, None
     while True:
         step = replace(query, cursor=cursor, limit=min(1000, MAP_LIMIT - len(located) - without),
                        columns=(chosen,), display="values", count=False)  # fmt: skip
