@@ -122,6 +122,33 @@ def _time_server(
     return seconds
 
 
+class _Rounds:
+    """The server's timings over the rounds: each round's p95, every request, and every request per depth."""
+
+    def __init__(self) -> None:
+        self.p95s: list[float] = []
+        self.every: list[float] = []
+        self.per_depth: dict[str, list[float]] = {"first": [], "middle": [], "last": []}
+
+    def add(self, served: dict[str, list[float]]) -> None:
+        flat = [s for values in served.values() for s in values]
+        self.p95s.append(percentile(flat, 0.95) * 1000)
+        self.every.extend(flat)
+        for depth, values in served.items():
+            self.per_depth[depth].extend(values)
+
+    def figure(self, name: str, reference: Reference) -> Figure:
+        return Figure(
+            name=name,
+            unit="ms",
+            spread=spread(self.p95s),
+            latency=latency(self.every),
+            reference=reference,
+            target=Target(f"< {TARGET_MS:.0f} ms p95 (issue 18)", TARGET_MS, "at_most"),
+            extra={f"p95_ms_{d}": percentile(v, 0.95) * 1000 for d, v in self.per_depth.items()},
+        )
+
+
 def _console(context: Context) -> requests.Session:
     """A browser-like session signed in to the console as the bench admin."""
     import re
@@ -181,27 +208,12 @@ def _console_figure(
     http = _console(context)
     url = f"{context.base_url}/projects/{context.project_id}/forms/{FORM_ID}/submissions"
     _time_console(http, url, depths)  # warm-up
-    p95s: list[float] = []
-    every: list[float] = []
-    per_depth: dict[str, list[float]] = {"first": [], "middle": [], "last": []}
+    rounds = _Rounds()
     for _ in range(context.settings.rounds):
-        served = _time_console(http, url, depths)
-        flat = [s for values in served.values() for s in values]
-        p95s.append(percentile(flat, 0.95) * 1000)
-        every.extend(flat)
-        for depth, values in served.items():
-            per_depth[depth].extend(values)
-    result.figures.append(
-        Figure(
-            name=f"console table page p95, region filter, newest first (first/middle/last of {pages} API pages)",
-            unit="ms",
-            spread=spread(p95s),
-            latency=latency(every),
-            reference=Reference("the API page's SELECT through psycopg, p95", spread(raw_p95).median, "ms"),
-            target=Target(f"< {TARGET_MS:.0f} ms p95 (issue 18)", TARGET_MS, "at_most"),
-            extra={f"p95_ms_{d}": percentile(v, 0.95) * 1000 for d, v in per_depth.items()},
-        )
-    )
+        rounds.add(_time_console(http, url, depths))
+    name = f"console table page p95, region filter, newest first (first/middle/last of {pages} API pages)"
+    reference = Reference("the API page's SELECT through psycopg, p95", spread(raw_p95).median, "ms")
+    result.figures.append(rounds.figure(name, reference))
 
 
 def run(context: Context) -> BenchmarkResult:
@@ -225,33 +237,17 @@ def run(context: Context) -> BenchmarkResult:
             result.notes.append(f"**Walk check failed** ({label}): {walked:,} rows walked, {region_rows:,} match.")
         depths = [cursors[0], cursors[len(cursors) // 2], cursors[-1]]
         statements = [_raw_statement(form_pk, context.project_id, query, cursor) for cursor in depths]
-        server_p95: list[float] = []
         raw_p95: list[float] = []
-        every: list[float] = []
-        per_depth: dict[str, list[float]] = {"first": [], "middle": [], "last": []}
+        rounds = _Rounds()
         with psycopg.connect(context.database.url) as conn:
             _time_raw(conn, statements)  # warm-up
             _time_server(http, url, headers, query, depths)
             for _ in range(context.settings.rounds):
-                raw = _time_raw(conn, statements)
-                served = _time_server(http, url, headers, query, depths)
-                flat = [s for values in served.values() for s in values]
-                server_p95.append(percentile(flat, 0.95) * 1000)
-                raw_p95.append(percentile(raw, 0.95) * 1000)
-                every.extend(flat)
-                for depth, values in served.items():
-                    per_depth[depth].extend(values)
-        result.figures.append(
-            Figure(
-                name=f"table page p95, region filter, {label} (first/middle/last of {len(cursors)} pages)",
-                unit="ms",
-                spread=spread(server_p95),
-                latency=latency(every),
-                reference=Reference("the same SELECT through psycopg, p95", spread(raw_p95).median, "ms"),
-                target=Target(f"< {TARGET_MS:.0f} ms p95 (issue 18)", TARGET_MS, "at_most"),
-                extra={f"p95_ms_{d}": percentile(v, 0.95) * 1000 for d, v in per_depth.items()},
-            )
-        )
+                raw_p95.append(percentile(_time_raw(conn, statements), 0.95) * 1000)
+                rounds.add(_time_server(http, url, headers, query, depths))
+        name = f"table page p95, region filter, {label} (first/middle/last of {len(cursors)} pages)"
+        reference = Reference("the same SELECT through psycopg, p95", spread(raw_p95).median, "ms")
+        result.figures.append(rounds.figure(name, reference))
         if label == "newest first" and context.has_route(r"^/projects/<[^>]+>/forms/<[^>]+>/submissions$"):
             _console_figure(context, result, depths, len(cursors), raw_p95)
     result.data["region_rows"] = region_rows
