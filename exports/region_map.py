@@ -38,6 +38,45 @@ class RegionShape:
         return self.name_ar if language == "ar" else self.name_fr
 
 
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The map's projection: equirectangular, longitudes scaled by the cosine of the mean latitude."""
+
+    scale_x: float
+    min_x: float
+    min_y: float
+    unit: float
+    width: int
+    height: int
+
+    @staticmethod
+    def around(shapes: Sequence[RegionShape], width: int) -> Frame | None:
+        """The frame that fits every outline into ``width`` pixels (None without outlines)."""
+        points = [p for s in shapes for ring in s.rings for p in ring]
+        if not points:
+            return None
+        mean_lat = (min(p[1] for p in points) + max(p[1] for p in points)) / 2
+        scale_x = math.cos(math.radians(mean_lat))
+        xs = [p[0] * scale_x for p in points]
+        ys = [-p[1] for p in points]
+        min_x, min_y = min(xs), min(ys)
+        unit = width / max(max(xs) - min_x, max(ys) - min_y)
+        return Frame(scale_x, min_x, min_y, unit, width, round((max(ys) - min_y) * unit))
+
+    def xy(self, point: Point) -> tuple[float, float]:
+        """The pixel position of a (longitude, latitude)."""
+        return (point[0] * self.scale_x - self.min_x) * self.unit, (-point[1] - self.min_y) * self.unit
+
+    def text(self, point: Point) -> str:
+        """The pixel position as SVG path text."""
+        x, y = self.xy(point)
+        return f"{x:.1f},{y:.1f}"
+
+
+def _outline(shape: RegionShape, frame: Frame) -> str:
+    return " ".join("M" + " L".join(frame.text(p) for p in ring) + " Z" for ring in shape.rings if len(ring) > 2)
+
+
 def simplify(ring: Sequence[Point], tolerance: float) -> tuple[Point, ...]:
     """Ramer-Douglas-Peucker: drop points closer than ``tolerance`` to the line of their neighbours."""
     if len(ring) < 4:
@@ -125,23 +164,13 @@ def render_svg(
     width: int = 480,
 ) -> str:
     """The choropleth as an SVG document: one ``<path>`` per region, a legend, text alternatives."""
-    points = [p for s in shapes for ring in s.rings for p in ring]
-    if not points:
+    frame = Frame.around(shapes, width)
+    if frame is None:
         return ""
-    mean_lat = (min(p[1] for p in points) + max(p[1] for p in points)) / 2
-    scale_x = math.cos(math.radians(mean_lat))
-    xs = [p[0] * scale_x for p in points]
-    ys = [-p[1] for p in points]
-    min_x, min_y = min(xs), min(ys)
-    span = max(max(xs) - min_x, max(ys) - min_y)
-    unit = width / span
-    height = round((max(ys) - min_y) * unit)
+    height = frame.height
     legend_height = 28
     known = [v for v in values.values() if v is not None]
     bounds = classes(known)
-
-    def project(point: Point) -> str:
-        return f"{(point[0] * scale_x - min_x) * unit:.1f},{(-point[1] - min_y) * unit:.1f}"
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + legend_height}" role="img" '
@@ -153,7 +182,7 @@ def render_svg(
     ]
     for shape in shapes:
         value = values.get(shape.code)
-        path = " ".join("M" + " L".join(project(p) for p in ring) + " Z" for ring in shape.rings if len(ring) > 2)
+        path = _outline(shape, frame)
         label = f"{shape.name(language)}: {formatted(value) if value is not None else no_data}"
         parts.append(
             f'<path d="{path}" fill="{_fill(value, bounds)}" stroke="#555" stroke-width="0.6" '
@@ -175,5 +204,68 @@ def render_svg(
         f'<rect x="{x:.0f}" y="{y}" width="12" height="12" fill="{NO_DATA}" stroke="#555" stroke-width="0.5"/>'
     )
     parts.append(f'<text x="{x + 15:.0f}" y="{y + 10}" font-size="9">{escape(no_data)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class MapPoint:
+    """A point to draw: (longitude, latitude), its text alternative and the page it opens."""
+
+    lon: float
+    lat: float
+    title: str
+    href: str
+
+
+def parse_geopoint(text: str | None) -> tuple[float, float] | None:
+    """(longitude, latitude) of an ODK geopoint ``"lat lon [alt [accuracy]]"``; None if it is not one."""
+    parts = (text or "").split()
+    if len(parts) < 2:
+        return None
+    try:
+        lat, lon = float(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or math.isnan(lat + lon):
+        return None
+    return lon, lat
+
+
+def render_points_svg(
+    shapes: Sequence[RegionShape],
+    points: Sequence[MapPoint],
+    *,
+    language: str,
+    title: str,
+    width: int = 640,
+) -> str:
+    """Points over the region outlines as one SVG document; each point links to its page.
+
+    Points outside the outlines' frame (a phone's GPS in another country) are still drawn, at the edge,
+    so no submission disappears from the map; the caller says how many there are.
+    """
+    frame = Frame.around(shapes, width)
+    if frame is None:
+        return ""
+    parts = [
+        # Not role="img": the points are links a keyboard reaches (an image's children are hidden).
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {frame.height}" '
+        f'aria-labelledby="fs-points-title" class="point-map">',
+        f'<title id="fs-points-title">{escape(title)}</title>',
+    ]
+    for shape in shapes:
+        parts.append(
+            f'<path d="{_outline(shape, frame)}" fill="#f3f5f7" stroke="#555" stroke-width="0.6">'
+            f"<title>{escape(shape.name(language))}</title></path>"
+        )
+    for point in points:
+        x, y = frame.xy((point.lon, point.lat))
+        x, y = min(max(x, 6.0), width - 6.0), min(max(y, 6.0), frame.height - 6.0)
+        parts.append(
+            f"<a href={quoteattr(point.href)}><title>{escape(point.title)}</title>"
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="#a3241a" fill-opacity="0.8" '
+            'stroke="#fff" stroke-width="1"/></a>'
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -1,8 +1,13 @@
-"""The HTTP answers for a form version's files, shared by the JSON API and the console."""
+"""The HTTP answers for a form version's files and a submission's, shared by the JSON API and the console."""
 
 from __future__ import annotations
 
-from flask import Response
+import mimetypes
+
+from flask import Response, stream_with_context
+
+from server.blobstore import BlobStore
+from server.db.models.submissions import SubmissionAttachment
 
 SOURCE_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -26,3 +31,21 @@ def version_source(filename: str, kind: str, data: bytes) -> Response:
 def version_xform(data: bytes, xml_form_id: str, version: str) -> Response:
     """The XForm a version serves."""
     return attachment(data, "text/xml; charset=utf-8", f"{xml_form_id}-{version}.xml")
+
+
+# Pictures a browser may show in a page; anything else a phone sent is saved, never rendered (no HTML, no SVG).
+INLINE_IMAGES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def submission_file(attachment: SubmissionAttachment, blobs: BlobStore, *, inline_images: bool = False) -> Response:
+    """A present file of a submission, streamed from the blob store (``inline_images``: pictures shown in a page)."""
+    assert attachment.blob_sha256 is not None
+    name = attachment.name
+    mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = Response(stream_with_context(blobs.iter_bytes(attachment.blob_sha256)), mimetype=mimetype)
+    # Werkzeug quotes the name (and adds filename* for non-ASCII): names come from devices.
+    disposition = "inline" if inline_images and mimetype in INLINE_IMAGES else "attachment"
+    response.headers.set("Content-Disposition", disposition, filename=name)
+    response.headers["Content-Length"] = str(blobs.size_of(attachment.blob_sha256))
+    response.headers["ETag"] = f'"{attachment.blob_sha256}"'
+    return response

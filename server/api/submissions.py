@@ -11,19 +11,20 @@ the same parameters. Without the new parameters the list answers as before (rece
 
 from __future__ import annotations
 
-import mimetypes
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context, url_for
+from flask import Blueprint, Response, request, url_for
 from marshmallow import RAISE, Schema, fields, pre_load, validate
 
+from server.api import downloads
 from server.api.contract import documented
 from server.api.schemas import DatabaseId
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.db.models.submissions import REVIEW_STATES, SubmissionVersion
 from server.errors import ApiError
+from server.services import submission_page as page_svc
 from server.services import submission_table as table
 from server.services import submissions as svc
 from server.store import db_session
@@ -183,7 +184,6 @@ class SubmissionDetailOut(SubmissionOut):
     files = fields.List(fields.Nested(FileOut))
     versions = fields.List(fields.Nested(VersionOut))
     reviews = fields.List(fields.Nested(ReviewOut))
-
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -405,12 +405,51 @@ def download_attachment(project_id: int, xml_form_id: str, instance_id: str, nam
     """Download one file of a submission version."""
     require("submission.read", project_id)
     attachment = svc.get_attachment(db_session(), project_id, xml_form_id, instance_id, name)
-    assert attachment.blob_sha256 is not None
-    blobs = svc.blob_store()
-    mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    response = Response(stream_with_context(blobs.iter_bytes(attachment.blob_sha256)), mimetype=mimetype)
-    # Werkzeug quotes the name (and adds filename* for non-ASCII): names come from devices.
-    response.headers.set("Content-Disposition", "attachment", filename=name)
-    response.headers["Content-Length"] = str(blobs.size_of(attachment.blob_sha256))
-    response.headers["ETag"] = f'"{attachment.blob_sha256}"'
-    return response
+    return downloads.submission_file(attachment, svc.blob_store())
+
+
+class CommentIn(_Strict):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
+
+
+class CommentOut(Schema):
+    body = fields.String()
+    actor = fields.String()
+    actor_name = fields.String(allow_none=True)
+    review_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
+    created_at = fields.DateTime()
+
+
+class CommentsOut(Schema):
+    comments = fields.List(fields.Nested(CommentOut))
+
+
+def _comment(entry: page_svc.ReviewEntry) -> dict[str, Any]:
+    return {
+        "body": entry.comment,
+        "actor": entry.actor,
+        "actor_name": entry.actor_name,
+        "review_state": entry.to_state,
+        "created_at": entry.at,
+    }
+
+
+@bp.get(FORM_SUBMISSIONS + "/<instance_id>/comments")
+@documented({200: CommentsOut})
+def list_comments(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
+    """A submission's comments, oldest first (the review state each one left), as ODK Central lists them."""
+    require("submission.read", project_id)
+    entries = page_svc.list_comments(db_session(), project_id, xml_form_id, instance_id)
+    dumped: dict[str, Any] = CommentsOut().dump({"comments": [_comment(e) for e in entries]})
+    return dumped
+
+
+@bp.post(FORM_SUBMISSIONS + "/<instance_id>/comments")
+@documented({201: CommentOut}, body=CommentIn)
+def post_comment(project_id: int, xml_form_id: str, instance_id: str) -> tuple[dict[str, Any], int]:
+    """Comment on a submission without changing its review state (audited)."""
+    principal = require("submission.review", project_id)
+    body = load_json(CommentIn())
+    entry = page_svc.comment_on_submission(db_session(), project_id, xml_form_id, instance_id, body["body"], principal)
+    dumped: dict[str, Any] = CommentOut().dump(_comment(entry))
+    return dumped, 201

@@ -35,6 +35,7 @@ FIELD_MESSAGES = {
     "number": lazy_gettext("Enter a whole number."),
     "username": lazy_gettext("Use 2 to 150 letters, digits, or . _ @ -"),
     "password_length": lazy_gettext("Use at least 8 characters."),
+    "date": lazy_gettext("Enter a date such as 2026-12-31."),
     "This is not your current password.": lazy_gettext("This is not your current password."),
     "The new password needs at least 8 characters.": lazy_gettext("Use at least 8 characters."),
     "username_taken": lazy_gettext("Someone already has this username."),
@@ -59,6 +60,10 @@ ERROR_MESSAGES = {
     "conversion_timeout": lazy_gettext("Converting this form took too long and was stopped."),
     "missing_form_id": lazy_gettext("The form has no id: fill form_id in the settings sheet."),
     "invalid_input": lazy_gettext("Check the fields marked below."),
+    "invalid_cursor": lazy_gettext("This page link is out of date: start again from the first page."),
+    "invalid_field": lazy_gettext("The form has no such question outside a repeat."),
+    "invalid_sort": lazy_gettext("Choose a question to sort by."),
+    "invalid_language": lazy_gettext("The form has no such language."),
 }
 
 
@@ -317,6 +322,8 @@ NOTICES = {
     "state_changed": lazy_gettext("The form's state was changed."),
     "media_uploaded": lazy_gettext("The file was uploaded."),
     "phone_revoked": lazy_gettext("The phone was revoked: it can no longer send or download."),
+    "columns_saved": lazy_gettext("Your columns were saved for this form."),
+    "review_saved": lazy_gettext("The review was saved."),
 }
 
 

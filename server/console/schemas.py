@@ -9,6 +9,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from server.db.models.accounts import PROJECT_ROLES
 from server.db.models.forms import FORM_STATES
+from server.db.models.submissions import REVIEW_STATES
 from server.services.signin import LOCALES
 
 REQUIRED = {"required": "required", "null": "required"}
@@ -86,3 +87,34 @@ class MediaForm(ConsoleForm):
 class AuditFilter(ConsoleForm):
     action = fields.String(load_default=None, validate=validate.Length(max=80, error="length"))
     before_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})
+
+
+class TableFilter(ConsoleForm):
+    """A submissions table's GET form (empty fields are dropped before loading)."""
+
+    since = fields.Date(load_default=None, error_messages={"invalid": "date"})
+    until = fields.Date(load_default=None, error_messages={"invalid": "date"})
+    review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES, error="choice"))
+    submitter = fields.Integer(load_default=None, error_messages={"invalid": "number"})
+    device = fields.Integer(load_default=None, error_messages={"invalid": "number"})
+    form_version = fields.String(load_default=None, validate=validate.Length(max=255, error="length"))
+    sort = fields.String(load_default=None, validate=validate.Length(max=500, error="length"))
+    order = fields.String(load_default=None, validate=validate.OneOf(("asc", "desc"), error="choice"))
+    lang = fields.String(load_default=None, validate=validate.Length(max=100, error="length"))
+    display = fields.String(load_default=None, validate=validate.OneOf(("labels", "values"), error="choice"))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=2000, error="length"))
+
+
+class ColumnsForm(ConsoleForm):
+    """The columns form of a submissions table (``paths`` is read as a list from the request)."""
+
+    lang = fields.String(load_default=None, validate=validate.Length(max=100, error="length"))
+    display = fields.String(load_default="labels", validate=validate.OneOf(("labels", "values"), error="choice"))
+
+
+class ReviewForm(ConsoleForm):
+    """A reviewer's change of state and/or comment."""
+
+    review_state = fields.String(load_default=None, validate=validate.OneOf(("", *REVIEW_STATES), error="choice"))
+    comment = fields.String(load_default=None, validate=validate.Length(max=10_000, error="length"))
+    seen = fields.Integer(load_default=None, error_messages={"invalid": "number"})  # reviews the page showed

@@ -36,10 +36,13 @@ def read_audit_log(
     before_id: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    subject: str | None = None,
 ) -> list[AuditEntry]:
     """Audit events, newest first, filtered as ``audit.list_events`` filters them, with names (two queries more)."""
     with transaction(session):
-        events = audit.list_events(session, project_id, action, limit, before_id, since=since, until=until)
+        events = audit.list_events(
+            session, project_id, action, limit, before_id, since=since, until=until, subject=subject
+        )
         names = accounts_q.actor_names(session, [e.actor for e in events] + [e.subject for e in events])
     return [
         AuditEntry(

@@ -158,7 +158,8 @@ def _question(schema: FormSchema | None, path: str) -> Field:
     return found
 
 
-def _language(schema: FormSchema | None, language: str | None) -> str | None:
+def form_language(schema: FormSchema | None, language: str | None) -> str | None:
+    """``language`` if the form has it (else ``400``); the form's default language when ``None``."""
     languages = schema.languages if schema is not None else ()
     if language is None:
         return schema.default_language if schema is not None else None
@@ -167,14 +168,16 @@ def _language(schema: FormSchema | None, language: str | None) -> str | None:
     return language
 
 
-def _label(labels: Mapping[str, str], language: str | None, schema: FormSchema | None, fallback: str) -> str:
+def label_in(labels: Mapping[str, str], language: str | None, schema: FormSchema | None, fallback: str) -> str:
+    """A label in ``language``, else the form's default language, else any label, else ``fallback``."""
     for key in (language, schema.default_language if schema else None, ""):
         if key is not None and labels.get(key):
             return labels[key]
     return next((text for text in labels.values() if text), fallback)
 
 
-def _value_at(record: Mapping[str, Any], path: str) -> Any:
+def value_at(record: Mapping[str, Any], path: str) -> Any:
+    """The answer at ``path`` (``a/b/c``) of a record, ``None`` when absent."""
     node: Any = record
     for part in path.split("/"):
         if not isinstance(node, Mapping):
@@ -183,11 +186,12 @@ def _value_at(record: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def _cell_renderer(schema: FormSchema | None, question: Field, language: str | None, display: Display) -> Any:
+def cell_renderer(schema: FormSchema | None, question: Field, language: str | None, display: Display) -> Any:
+    """A function turning a stored answer of ``question`` into its cell text (choice labels or values)."""
     choices = schema.choice_lists.get(question.choice_list) if schema and question.choice_list else None
     if display == "values" or choices is None or question.control not in SELECT_CONTROLS:
         return lambda value: value if value is None or isinstance(value, str) else json.dumps(value)
-    labels = {c.name: _label(c.labels, language, schema, c.name) for c in choices.choices}
+    labels = {c.name: label_in(c.labels, language, schema, c.name) for c in choices.choices}
     if question.control == "select_one":
         return lambda value: labels.get(value, value) if isinstance(value, str) else value
     return lambda value: ", ".join(labels.get(v, v) for v in value.split()) if isinstance(value, str) else value
@@ -203,6 +207,12 @@ def _form(session: Session, project_id: int, xml_form_id: str) -> tuple[int, For
         raise not_found("form", form_id=xml_form_id)
     form_pk, version_pk, sha = found
     return form_pk, (cached_schema(session, version_pk, sha) if version_pk is not None else None)
+
+
+def table_schema(session: Session, project_id: int, xml_form_id: str) -> FormSchema | None:
+    """The published schema a form's table reads (``404`` for no such form; ``None`` before publishing)."""
+    with transaction(session):
+        return _form(session, project_id, xml_form_id)[1]
 
 
 def _filters(schema: FormSchema | None, query: TableQuery) -> TableFilters:
@@ -244,20 +254,20 @@ def submissions_table(
         after = decode_cursor(query.cursor, sort) if query.cursor else None
         saved = _saved(session, principal, form_pk) if query.columns is None else None
         paths = query.columns if query.columns is not None else tuple(saved.paths if saved else ())
-        language = _language(schema, query.language or (saved.language if saved else None))
+        language = form_language(schema, query.language or (saved.language if saved else None))
         display: Display = query.display or (saved.display if saved else "labels")
         questions = [_question(schema, path) for path in dict.fromkeys(paths)]
         rows = q.table_page(session, project_id, form_pk, filters, sort, after=after, limit=query.limit + 1)
         count = q.count_rows(session, project_id, form_pk, filters, COUNT_CAP) if query.count else None
     page = rows[: query.limit]
-    renderers = [_cell_renderer(schema, question, language, display) for question in questions]
+    renderers = [cell_renderer(schema, question, language, display) for question in questions]
     cells = [
-        [render(_value_at(row.record, f.path)) for render, f in zip(renderers, questions, strict=True)] for row in page
+        [render(value_at(row.record, f.path)) for render, f in zip(renderers, questions, strict=True)] for row in page
     ]
     return TablePage(
         rows=page,
         cells=cells,
-        columns=[Column(f.path, _label(f.labels, language, schema, f.name)) for f in questions],
+        columns=[Column(f.path, label_in(f.labels, language, schema, f.name)) for f in questions],
         language=language,
         display=display,
         next_cursor=encode_cursor(sort, page[-1]) if len(rows) > query.limit else None,
@@ -281,7 +291,7 @@ def get_table_columns(session: Session, project_id: int, xml_form_id: str, princ
     with transaction(session):
         form_pk, schema = _form(session, project_id, xml_form_id)
         saved = _saved(session, principal, form_pk)
-    return saved or ColumnChoice([], _language(schema, None), "labels", saved=False)
+    return saved or ColumnChoice([], form_language(schema, None), "labels", saved=False)
 
 
 def set_table_columns(
@@ -301,6 +311,6 @@ def set_table_columns(
         unique = list(dict.fromkeys(paths))
         for path in unique:
             _question(schema, path)
-        chosen = _language(schema, language) if language is not None else None
+        chosen = form_language(schema, language) if language is not None else None
         q.save_columns(session, principal.id, form_pk, unique, chosen, display, utcnow())
     return ColumnChoice(unique, chosen, display, saved=True)

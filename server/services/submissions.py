@@ -829,13 +829,22 @@ def review_submission(
     review_state: str | None,
     comment: str | None,
     principal: Principal,
+    seen: int | None = None,
 ) -> SubmissionDetail:
-    """Change a submission's review state and/or comment on it; every change is recorded and audited."""
+    """Change a submission's review state and/or comment on it; every change is recorded and audited.
+
+    ``seen`` is the number of reviews the sender's page showed: when a review this same person made
+    since then says exactly the same (a form sent twice, a retried request), nothing is written again.
+    """
     if review_state is not None and review_state not in REVIEW_STATES:
         raise ApiError(400, "invalid_input", f"unknown review state {review_state!r}")
     with transaction(session):
         detail = get_submission(session, project_id, xml_form_id, instance_id)
         submission = detail.submission
+        # The row lock orders two sends of one form: the second sees the first's review.
+        q.deleted_among(session, [submission.id])
+        if seen is not None and _already_reviewed(session, submission.id, seen, principal.actor, review_state, comment):
+            return detail
         before = submission.review_state
         after = review_state or before
         session.add(
@@ -874,6 +883,16 @@ def review_submission(
             {"instance_id": submission.current_instance_id, "from": before, "to": after, "comment": comment},
         )
     return get_submission(session, project_id, xml_form_id, instance_id)
+
+
+def _already_reviewed(
+    session: Session, submission_id: int, seen: int, actor: str, review_state: str | None, comment: str | None
+) -> bool:
+    since = q.list_reviews(session, submission_id)[max(seen, 0) :]
+    return any(
+        r.actor == actor and r.comment == comment and (review_state is None or r.to_state == review_state)
+        for r in since
+    )
 
 
 def delete_submission(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exports.region_map import PALETTE, classes, match_regions, render_svg, simplify
 from server.region_boundaries import region_shapes
@@ -63,3 +65,48 @@ def test_svg_has_a_titled_path_per_region_and_hatches_missing_figures(shapes) ->
 def test_classes() -> None:
     assert classes([]) == [] and classes([3.0, 3.0]) == [3.0]
     assert classes([0.0, 10.0]) == [2.0, 4.0, 6.0, 8.0, 10.0]
+
+
+# Points over the outlines (the submissions map): every point lands inside the drawing, linked, titled.
+
+
+@pytest.mark.parametrize(
+    ("text", "point"),
+    [
+        ("29.7986 -9.8231 38.0 4.6", (-9.8231, 29.7986)),
+        ("31.63 -8.0", (-8.0, 31.63)),
+        ("", None),
+        ("29.7", None),
+        ("north west", None),
+        ("95 10", None),
+        ("10 200", None),
+        ("nan 1", None),
+    ],
+    ids=["collect", "no-altitude", "empty", "one-number", "words", "latitude-range", "longitude-range", "nan"],
+)
+def test_geopoints_parse_as_lon_lat(text: str, point: tuple[float, float] | None) -> None:
+    from exports.region_map import parse_geopoint
+
+    assert parse_geopoint(text) == point
+
+
+@given(st.floats(-90, 90), st.floats(-180, 180))
+def test_every_point_is_drawn_inside_the_map(lat: float, lon: float) -> None:
+    from exports.region_map import MapPoint, RegionShape, render_points_svg
+
+    square = RegionShape(1, "Carré", "مربع", (((-10.0, 28.0), (-1.0, 28.0), (-1.0, 36.0), (-10.0, 36.0)),))
+    svg = render_points_svg([square], [MapPoint(lon, lat, "x", "/s/1")], language="fr", title="t", width=200)
+    width, height = map(float, re.search(r'viewBox="0 0 (\S+) (\S+)"', svg).groups())  # type: ignore[union-attr]
+    x, y = map(float, re.search(r'cx="(\S+)" cy="(\S+)"', svg).groups())  # type: ignore[union-attr]
+    assert 0 <= x <= width and 0 <= y <= height
+
+
+def test_points_are_links_with_titles_over_the_twelve_regions(shapes) -> None:  # type: ignore[no-untyped-def]
+    from exports.region_map import MapPoint, render_points_svg
+
+    points = [MapPoint(-9.8231, 29.7986, "Tamount <argan>", "/s/a?x=1&y=2"), MapPoint(-4.0, 31.9, "Nakhil", "/s/b")]
+    svg = render_points_svg(shapes, points, language="ar", title="Diagnostic")
+    assert svg.count("<path") == 12 and svg.count("<circle") == 2
+    assert '<a href="/s/a?x=1&amp;y=2"><title>Tamount &lt;argan&gt;</title>' in svg
+    assert "<title>سوس - ماسة</title>" in svg  # the outlines titled in the page's language
+    assert render_points_svg([], points, language="fr", title="t") == ""

@@ -169,7 +169,7 @@ CONSOLE_CASES = [
 ]
 
 
-def _with_api_credentials(case: ConsoleCase) -> Case:
+def with_api_credentials(case: ConsoleCase) -> Case:
     """What a persona gets on a console route with only the API's credentials: sign in, or no CSRF token."""
     if case.method == "POST":
         expected = {p: 400 for p in PERSONAS}
@@ -180,7 +180,7 @@ def _with_api_credentials(case: ConsoleCase) -> Case:
     return Case(case.method, case.path, case.rule, expected)
 
 
-CASES = [_with_api_credentials(c) for c in CONSOLE_CASES]
+CASES = [with_api_credentials(c) for c in CONSOLE_CASES]
 CASES += [
     Case(
         "PATCH",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, BigIntPK, JSONType, UTCDateTime, utcnow
@@ -15,6 +15,8 @@ class AuditEvent(Base):
     """One audited action (``form.publish``, ``submission.review`` ...)."""
 
     __tablename__ = "audit_events"
+    # One object's trail (a submission's page) without reading the whole project's log.
+    __table_args__ = (Index("ix_audit_events_subject", "subject", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

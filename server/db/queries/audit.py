@@ -34,6 +34,7 @@ def list_events(
     before_id: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    subject: str | None = None,
 ) -> Sequence[AuditEvent]:
     """Return audit events, newest first, optionally filtered (``since`` inclusive, ``until`` exclusive)."""
     stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
@@ -47,4 +48,6 @@ def list_events(
         stmt = stmt.where(AuditEvent.at >= since)
     if until is not None:
         stmt = stmt.where(AuditEvent.at < until)
+    if subject is not None:
+        stmt = stmt.where(AuditEvent.subject == subject)
     return session.scalars(stmt).all()

@@ -7,17 +7,33 @@ Every case runs in its own savepoint, so cases never see each other's changes.
 
 from __future__ import annotations
 
+import importlib
 import io
+import pkgutil
 import re
+from types import ModuleType
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import tests.server as server_tests
 from tests.conftest import PERSONA_PASSWORD, Backend, Personas
-from tests.server import role_matrix_forms
-from tests.server.role_matrix_console import CONSOLE_CASES, PEOPLE, ConsoleCase
+from tests.server.role_matrix_console import PEOPLE, ConsoleCase
+
+
+def _console_cases() -> list[tuple[ModuleType, ConsoleCase]]:
+    """Every ``CONSOLE_CASES`` of the ``tests/server/role_matrix_console*`` modules, with its module (setups)."""
+    cases = []
+    for found in pkgutil.iter_modules(server_tests.__path__):
+        if found.name.startswith("role_matrix_console"):
+            module = importlib.import_module(f"tests.server.{found.name}")
+            cases.extend((module, case) for case in module.CONSOLE_CASES)
+    return cases
+
+
+CONSOLE_CASES = _console_cases()
 
 
 def page_csrf(client: FlaskClient, path: str) -> str:
@@ -55,7 +71,7 @@ def test_console_role_matrix(
     with client.session_transaction() as saved:
         cookie_session = dict(saved)
     wrong = []
-    for case in CONSOLE_CASES:
+    for module, case in CONSOLE_CASES:
         nested = backend.connection.begin_nested()
         try:
             with client.session_transaction() as current:
@@ -63,7 +79,7 @@ def test_console_role_matrix(
                 current.update(cookie_session)
             extra: dict[str, Any] = {}
             if case.setup:
-                getattr(role_matrix_forms, case.setup)(app, personas)
+                getattr(module, case.setup)(app, personas)
             if "{spare_device}" in case.path:
                 with app.app_context():
                     extra["spare_device"] = svc.create_device(get_store().sessions(), personas.project_id, "spare").id
