@@ -4,6 +4,7 @@ one's own account (sign in, sign out, password, language)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +60,8 @@ ERROR_MESSAGES = {
     "conversion_timeout": lazy_gettext("Converting this form took too long and was stopped."),
     "missing_form_id": lazy_gettext("The form has no id: fill form_id in the settings sheet."),
     "invalid_input": lazy_gettext("Check the fields marked below."),
+    "stale_base": lazy_gettext("The entity changed since you loaded the page. Check the new values and try again."),
+    "already_decided": lazy_gettext("Someone already decided about this item."),
 }
 
 
@@ -166,6 +169,8 @@ def _page_context() -> dict[str, Any]:
         "audit_actions": AUDIT_ACTIONS,
         "action_name": lambda code: str(AUDIT_ACTIONS.get(code, code)),
         "kind_name": lambda code: str(ATTACHMENT_KINDS.get(code, code)),
+        "ms_datetime": lambda ms: datetime.fromtimestamp(ms / 1000, UTC),
+        "iso_datetime": datetime.fromisoformat,
     }
 
 
@@ -317,6 +322,12 @@ NOTICES = {
     "state_changed": lazy_gettext("The form's state was changed."),
     "media_uploaded": lazy_gettext("The file was uploaded."),
     "phone_revoked": lazy_gettext("The phone was revoked: it can no longer send or download."),
+    "entity_deleted": lazy_gettext("The entity was deleted: phones drop it from their list."),
+    "entity_restored": lazy_gettext("The entity was restored."),
+    "conflict_resolved": lazy_gettext("The conflict was resolved: phones receive the chosen values."),
+    "held_released": lazy_gettext("The item was released and processed."),
+    "held_again": lazy_gettext("The item was processed again and is still held: read why below."),
+    "held_discarded": lazy_gettext("The item was discarded. It is kept in the audit log."),
 }
 
 

@@ -86,3 +86,27 @@ class MediaForm(ConsoleForm):
 class AuditFilter(ConsoleForm):
     action = fields.String(load_default=None, validate=validate.Length(max=80, error="length"))
     before_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})
+
+
+class EntityTableQuery(ConsoleForm):
+    after = fields.String(load_default="", validate=validate.Length(max=200, error="length"))
+    deleted = fields.Boolean(load_default=False)
+    conflict = fields.String(load_default=None, validate=validate.OneOf(("hard", "soft"), error="choice"))
+
+
+class EntityBaseForm(ConsoleForm):
+    """The state a reviewer saw: a stale one is refused (409) rather than overwriting a newer change."""
+
+    base_version = fields.Integer(required=True, error_messages={**REQUIRED, "invalid": "number"})
+    base_rev = fields.String(load_default=None, validate=validate.Length(max=64, error="length"))
+
+
+class HeldFilter(ConsoleForm):
+    status = fields.String(
+        load_default="open", validate=validate.OneOf(("open", "released", "discarded"), error="choice")
+    )
+    after_id = fields.Integer(load_default=0, validate=validate.Range(min=0, error="number"))
+
+
+class RefusedFilter(ConsoleForm):
+    after_id = fields.Integer(load_default=0, validate=validate.Range(min=0, error="number"))

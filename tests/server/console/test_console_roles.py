@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import PERSONA_PASSWORD, Backend, Personas
-from tests.server import role_matrix_forms
+from tests.server import role_matrix_console, role_matrix_forms
 from tests.server.role_matrix_console import CONSOLE_CASES, PEOPLE, ConsoleCase
 
 
@@ -63,7 +63,8 @@ def test_console_role_matrix(
                 current.update(cookie_session)
             extra: dict[str, Any] = {}
             if case.setup:
-                getattr(role_matrix_forms, case.setup)(app, personas)
+                setup = getattr(role_matrix_console, case.setup, None) or getattr(role_matrix_forms, case.setup)
+                extra.update(setup(app, personas))
             if "{spare_device}" in case.path:
                 with app.app_context():
                     extra["spare_device"] = svc.create_device(get_store().sessions(), personas.project_id, "spare").id
