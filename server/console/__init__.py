@@ -34,6 +34,7 @@ def init_app(app: Flask) -> None:
 from server.console import (  # noqa: E402,F401  (routes)
     pages,
     views_entities,
+    views_exports,
     views_forms,
     views_held,
     views_people,

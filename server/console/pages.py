@@ -41,6 +41,10 @@ FIELD_MESSAGES = {
     "username_taken": lazy_gettext("Someone already has this username."),
     "project_name_taken": lazy_gettext("A project already has this name."),
     "unknown_user": lazy_gettext("No user has this username. An admin creates users first."),
+    "preset_name": lazy_gettext("Use 1 to 100 letters, digits, spaces, '.', '-' or '_'."),
+    "invalid_cron": lazy_gettext("Write five fields: minute hour day month weekday (for example 0 6 * * 1)."),
+    "invalid_folder": lazy_gettext("Use a relative folder name, inside the export directory."),
+    "export_option_invalid": lazy_gettext("Choose one of the presets."),
 }
 
 # Stable API error codes, in words the pages translate (anything else shows the service's own message).
@@ -62,6 +66,8 @@ ERROR_MESSAGES = {
     "invalid_input": lazy_gettext("Check the fields marked below."),
     "stale_base": lazy_gettext("The entity changed since you loaded the page. Check the new values and try again."),
     "already_decided": lazy_gettext("Someone already decided about this item."),
+    "preset_exists": lazy_gettext("The form already has a preset with this name."),
+    "form_has_no_version": lazy_gettext("The form has no published version to export yet."),
 }
 
 
@@ -328,6 +334,10 @@ NOTICES = {
     "held_released": lazy_gettext("The item was released and processed."),
     "held_again": lazy_gettext("The item was processed again and is still held: read why below."),
     "held_discarded": lazy_gettext("The item was discarded. It is kept in the audit log."),
+    "preset_saved": lazy_gettext("The preset was saved: the project's analysts can use it."),
+    "preset_deleted": lazy_gettext("The preset was deleted."),
+    "schedule_created": lazy_gettext("The export was scheduled."),
+    "schedule_deleted": lazy_gettext("The schedule was deleted; the files it wrote stay."),
 }
 
 

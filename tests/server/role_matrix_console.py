@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.server.fixtures_forms import ENTREPRENEUR_XLSX
 from tests.server.role_matrix import PERSONAS, Case, statuses
+from tests.server.role_matrix_exports import coop_with_preset, coop_with_run  # noqa: F401  (setups named by the cases)
 from tests.server.role_matrix_forms import coop, coop_draft, media_draft  # noqa: F401  (setups named by the cases)
 from tests.server.role_matrix_refused_submissions import with_refused  # noqa: F401  (a setup named by the cases)
 from tests.server.role_matrix_sync import with_entity, with_held_item  # noqa: F401  (setups named by the cases)
@@ -23,6 +24,9 @@ WRITERS = ("admin", "manager")
 FORM = "/projects/{pid}/forms/coop_diagnostic"
 P = "/projects/<int:project_id>"
 ENTITY = "/projects/{pid}/entities/entrepreneurs/e1"
+EXPORTERS = ("admin", "manager", "analyst")
+EXPORTS = f"{FORM}/exports"
+EXPORTS_RULE = f"{P}/forms/<xml_form_id>/exports"
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,51 @@ CONSOLE_CASES = [
         f"{P}/refused/<int:refused_id>/xml",
         signed_in(200, allowed=WRITERS),
         setup="with_refused",
+    ),
+    ConsoleCase("GET", EXPORTS, EXPORTS_RULE, signed_in(200, allowed=EXPORTERS), setup="coop"),
+    ConsoleCase(
+        "GET",
+        f"{EXPORTS}/download?format=xlsx",
+        f"{EXPORTS_RULE}/download",
+        signed_in(200, allowed=EXPORTERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/presets",
+        f"{EXPORTS_RULE}/presets",
+        signed_in(302, allowed=WRITERS),
+        {"name": "p2"},
+        setup="coop",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/presets/p/delete",
+        f"{EXPORTS_RULE}/presets/<name>/delete",
+        signed_in(302, allowed=WRITERS),
+        setup="coop_with_preset",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/schedules",
+        f"{EXPORTS_RULE}/schedules",
+        signed_in(302, allowed=WRITERS),
+        {"cron": "0 6 * * *"},
+        setup="coop",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/schedules/{{schedule}}/delete",
+        f"{EXPORTS_RULE}/schedules/<int:schedule_id>/delete",
+        signed_in(302, allowed=WRITERS),
+        setup="coop_with_preset",
+    ),
+    ConsoleCase(
+        "GET",
+        f"{EXPORTS}/schedules/{{schedule}}/files/{{file}}",
+        f"{EXPORTS_RULE}/schedules/<int:schedule_id>/files/<file_name>",
+        signed_in(200, allowed=EXPORTERS),
+        setup="coop_with_run",
     ),
     ConsoleCase("GET", "/projects/{pid}/members", f"{P}/members", signed_in(200, allowed=WRITERS)),
     ConsoleCase(
