@@ -10,7 +10,6 @@ The page passes axe-core and is photographed at 360 px and 1280 px.
 from __future__ import annotations
 
 import datetime as dt
-import io
 from typing import Any
 
 import openpyxl
@@ -64,7 +63,7 @@ def test_x1_analyst_exports_with_a_preset_and_finds_typed_cells(
     words = WORDS[locale]
     sign_in(page, live_server, "analyst")
     page.goto(live_server.at(f"/projects/{live_server.project_id}/forms/coop_diagnostic"))
-    page.locator(f"a[href$='/forms/coop_diagnostic/exports']").click()
+    page.locator("a[href$='/forms/coop_diagnostic/exports']").click()
     page.get_by_role("link", name=f"{words['load']} {coop_data}").click()
     assert page.locator("#o-labels").input_value() == "labels"
     page.get_by_role("button", name=words["preview"]).click()
@@ -78,7 +77,7 @@ def test_x1_analyst_exports_with_a_preset_and_finds_typed_cells(
         page.get_by_role("button", name=words["download"]).click()
     download = download_info.value
     assert download.suggested_filename == "coop_diagnostic.xlsx"
-    workbook = openpyxl.load_workbook(io.BytesIO(open(download.path(), "rb").read()))
+    workbook = openpyxl.load_workbook(download.path())
     sheet = workbook[workbook.sheetnames[0]]
     assert sheet.freeze_panes == "A2"
     header = [c.value for c in sheet[1]]
