@@ -20,11 +20,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import Personas
-from tests.server.console.test_console_roles import page_csrf, sign_in
+from tests.server.console.test_console_roles import page_csrf
+from tests.server.console.test_console_roles import sign_in as sign_in_fr
 from tests.server.role_matrix_sync import with_held_item
 from tests.server.sync_fixtures import entity_item
 
 LIST = "entrepreneurs"
+
+
+def sign_in(client: FlaskClient, username: str) -> str:
+    """Sign in and read the pages in English (the words these tests look for)."""
+    csrf = sign_in_fr(client, username)
+    assert client.post("/locale", data={"csrf_token": csrf, "locale": "en", "next": "/projects"}).status_code == 302
+    return csrf
 
 
 def _push(client: FlaskClient, personas: Personas, device: str, items: list[dict[str, Any]]) -> dict[str, Any]:
