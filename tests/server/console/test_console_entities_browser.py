@@ -103,8 +103,23 @@ def _collect_entity_list(server: LiveServer, token: str) -> dict[str, dict[str, 
     return {row["name"]: row for row in csv.DictReader(io.StringIO(listing.content.decode("utf-8")))}
 
 
+@pytest.fixture(scope="module")
+def held(live_server: LiveServer) -> dict[str, int]:
+    """One held push item and one refused submission in the live server's project (their ids)."""
+    from types import SimpleNamespace
+
+    from tests.server.role_matrix_refused_submissions import with_refused
+    from tests.server.role_matrix_sync import with_held_item
+
+    token = _phone(live_server, "Téléphone refusé")
+    project = SimpleNamespace(
+        project_id=live_server.project_id, collect_prefix=f"/v1/key/{token}/projects/{live_server.project_id}"
+    )
+    return {**with_held_item(live_server.app, project), **with_refused(live_server.app, project)}  # type: ignore[arg-type]
+
+
 def test_r1_two_offline_phones_conflict_and_the_reviewer_settles_it(
-    admin_page: Any, live_server: LiveServer, locale: str
+    admin_page: Any, live_server: LiveServer, locale: str, held: dict[str, int]
 ) -> None:
     page, words, pid = admin_page, WORDS[locale], live_server.project_id
     entity_id = str(uuid.uuid4())
@@ -164,6 +179,8 @@ def test_r1_two_offline_phones_conflict_and_the_reviewer_settles_it(
         ("entity-table", f"/projects/{pid}/entities/entrepreneurs"),
         ("quarantine", f"/projects/{pid}/quarantine"),
         ("refused", f"/projects/{pid}/refused"),
+        ("held-item", f"/projects/{pid}/quarantine/{held['held']}"),
+        ("refused-item", f"/projects/{pid}/refused/{held['refused_id']}"),
     ):
         page.goto(live_server.at(path))
         assert axe_violations(page) == [], name
