@@ -10,6 +10,7 @@ The page passes axe-core and is photographed at 360 px and 1280 px.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 import openpyxl
@@ -77,7 +78,7 @@ def test_x1_analyst_exports_with_a_preset_and_finds_typed_cells(
         page.get_by_role("button", name=words["download"]).click()
     download = download_info.value
     assert download.suggested_filename == "coop_diagnostic.xlsx"
-    workbook = openpyxl.load_workbook(download.path())
+    workbook = openpyxl.load_workbook(io.BytesIO(download.path().read_bytes()))  # the saved file has no extension
     sheet = workbook[workbook.sheetnames[0]]
     assert sheet.freeze_panes == "A2"
     header = [c.value for c in sheet[1]]
