@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
 from marshmallow import RAISE, Schema, fields, validate
 
 from exports.options import HEADER_MODES, LABEL_MODES
@@ -163,7 +163,11 @@ def _query() -> dict[str, list[str]]:
 def export(project_id: int, xml_form_id: str, fmt: str) -> Response:
     """Stream the form's export (options in the query string; 400 naming a bad one before any byte)."""
     principal = require("export", project_id)
-    stream = svc.open_export(db_session(), project_id, xml_form_id, _query(), fmt, principal.actor)
+    return export_response(svc.open_export(db_session(), project_id, xml_form_id, _query(), fmt, principal.actor))
+
+
+def export_response(stream: svc.ExportStream) -> Response:
+    """A started export as a streamed download (bytes flow as rows are read: no proxy or browser timeout)."""
     response = Response(stream_with_context(stream.chunks), mimetype=stream.media_type)
     response.headers["Content-Disposition"] = f'attachment; filename="{stream.file_name}"'
     response.headers["Cache-Control"] = "no-store"
@@ -232,3 +236,19 @@ def delete_schedule(project_id: int, xml_form_id: str, schedule_id: int) -> dict
     principal = require("export.schedule", project_id)
     svc.delete_schedule(db_session(), project_id, xml_form_id, schedule_id, principal.actor)
     return {"deleted": schedule_id}
+
+
+@bp.get(f"{_FORM}/export-schedules/<int:schedule_id>/files/<file_name>")
+@documented({200: {svc.MEDIA_TYPES["zip"]: None, svc.MEDIA_TYPES["xlsx"]: None, svc.MEDIA_TYPES["geojson"]: None}})
+def get_schedule_file(project_id: int, xml_form_id: str, schedule_id: int, file_name: str) -> Response:
+    """Download a file a scheduled run wrote (one the schedule still keeps)."""
+    require("export", project_id)
+    return schedule_file_response(
+        svc.schedule_file(db_session(), project_id, xml_form_id, schedule_id, file_name, _export_dir())
+    )
+
+
+def schedule_file_response(path: Path) -> Response:
+    """A kept scheduled export file as a download."""
+    media_type = svc.MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
+    return send_file(path, mimetype=media_type, as_attachment=True, download_name=path.name, max_age=0)

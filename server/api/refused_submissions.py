@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response
 from marshmallow import RAISE, Schema, fields, validate
 
+from server.api import downloads
 from server.api.contract import documented
 from server.api.wire import load_query
 from server.auth import require
@@ -88,6 +89,4 @@ def get_refused_xml(project_id: int, refused_id: int) -> Response:
     """The refused payload's XML, byte for byte as it arrived."""
     require(PERMISSION, project_id)
     detail = svc.get_refused(db_session(), project_id, refused_id)
-    response = Response(detail.xml, content_type="application/xml")
-    response.headers.set("Content-Disposition", "attachment", filename=f"refused-{refused_id}.xml")
-    return response
+    return downloads.attachment(detail.xml, "application/xml", f"refused-{refused_id}.xml")

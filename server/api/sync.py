@@ -441,6 +441,14 @@ def list_quarantine(project_id: int) -> dict[str, Any]:
     return {"items": quarantine.list_held(db_session(), project_id, **args)}
 
 
+@bp.get("/projects/<int:project_id>/quarantine/<int:item_id>")
+@documented({200: HeldOut})
+def get_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
+    """One held item with its raw payload and why it was held."""
+    require("quarantine.manage", project_id)
+    return quarantine.held_item(db_session(), project_id, item_id)
+
+
 @bp.post("/projects/<int:project_id>/quarantine/<int:item_id>/release")
 @documented({200: ReleaseOut}, errors=(409,))
 def release_quarantined(project_id: int, item_id: int) -> dict[str, Any]:

@@ -141,6 +141,9 @@ class EntityOpOut(Schema):
     hlc = fields.Integer()
     source = fields.String(allow_none=True)
     unknown_base = fields.Boolean()
+    base_version = fields.Integer(
+        allow_none=True, metadata={"description": "The entity version this op was based on (null: never served here)"}
+    )
     actor = fields.String(allow_none=True)
     received_at = fields.String()
 

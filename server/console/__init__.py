@@ -33,7 +33,10 @@ def init_app(app: Flask) -> None:
 
 from server.console import (  # noqa: E402,F401  (routes)
     pages,
+    views_entities,
+    views_exports,
     views_forms,
+    views_held,
     views_people,
     views_preview,
     views_projects,

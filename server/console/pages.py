@@ -4,6 +4,7 @@ one's own account (sign in, sign out, password, language)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +42,10 @@ FIELD_MESSAGES = {
     "username_taken": lazy_gettext("Someone already has this username."),
     "project_name_taken": lazy_gettext("A project already has this name."),
     "unknown_user": lazy_gettext("No user has this username. An admin creates users first."),
+    "preset_name": lazy_gettext("Use 1 to 100 letters, digits, spaces, '.', '-' or '_'."),
+    "invalid_cron": lazy_gettext("Write five fields: minute hour day month weekday (for example 0 6 * * 1)."),
+    "invalid_folder": lazy_gettext("Use a relative folder name, inside the export directory."),
+    "export_option_invalid": lazy_gettext("Choose one of the presets."),
 }
 
 # Stable API error codes, in words the pages translate (anything else shows the service's own message).
@@ -64,6 +69,10 @@ ERROR_MESSAGES = {
     "invalid_field": lazy_gettext("The form has no such question outside a repeat."),
     "invalid_sort": lazy_gettext("Choose a question to sort by."),
     "invalid_language": lazy_gettext("The form has no such language."),
+    "stale_base": lazy_gettext("The entity changed since you loaded the page. Check the new values and try again."),
+    "already_decided": lazy_gettext("Someone already decided about this item."),
+    "preset_exists": lazy_gettext("The form already has a preset with this name."),
+    "form_has_no_version": lazy_gettext("The form has no published version to export yet."),
 }
 
 
@@ -171,6 +180,8 @@ def _page_context() -> dict[str, Any]:
         "audit_actions": AUDIT_ACTIONS,
         "action_name": lambda code: str(AUDIT_ACTIONS.get(code, code)),
         "kind_name": lambda code: str(ATTACHMENT_KINDS.get(code, code)),
+        "ms_datetime": lambda ms: datetime.fromtimestamp(ms / 1000, UTC),
+        "iso_datetime": datetime.fromisoformat,
     }
 
 
@@ -324,6 +335,16 @@ NOTICES = {
     "phone_revoked": lazy_gettext("The phone was revoked: it can no longer send or download."),
     "columns_saved": lazy_gettext("Your columns were saved for this form."),
     "review_saved": lazy_gettext("The review was saved."),
+    "entity_deleted": lazy_gettext("The entity was deleted: phones drop it from their list."),
+    "entity_restored": lazy_gettext("The entity was restored."),
+    "conflict_resolved": lazy_gettext("The conflict was resolved: phones receive the chosen values."),
+    "held_released": lazy_gettext("The item was released and processed."),
+    "held_again": lazy_gettext("The item was processed again and is still held: read why below."),
+    "held_discarded": lazy_gettext("The item was discarded. It is kept in the audit log."),
+    "preset_saved": lazy_gettext("The preset was saved: the project's analysts can use it."),
+    "preset_deleted": lazy_gettext("The preset was deleted."),
+    "schedule_created": lazy_gettext("The export was scheduled."),
+    "schedule_deleted": lazy_gettext("The schedule was deleted; the files it wrote stay."),
 }
 
 

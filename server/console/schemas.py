@@ -5,9 +5,10 @@ Unknown fields are excluded rather than refused: a browser sends the CSRF token 
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
 from server.db.models.accounts import PROJECT_ROLES
+from server.db.models.exports import EXPORT_FORMATS
 from server.db.models.forms import FORM_STATES
 from server.db.models.submissions import REVIEW_STATES
 from server.services.signin import LOCALES
@@ -118,3 +119,47 @@ class ReviewForm(ConsoleForm):
     review_state = fields.String(load_default=None, validate=validate.OneOf(("", *REVIEW_STATES), error="choice"))
     comment = fields.String(load_default=None, validate=validate.Length(max=10_000, error="length"))
     seen = fields.Integer(load_default=None, error_messages={"invalid": "number"})  # reviews the page showed
+class EntityTableQuery(ConsoleForm):
+    after = fields.String(load_default="", validate=validate.Length(max=200, error="length"))
+    deleted = fields.Boolean(load_default=False)
+    conflict = fields.String(load_default=None, validate=validate.OneOf(("hard", "soft"), error="choice"))
+
+
+class EntityBaseForm(ConsoleForm):
+    """The state a reviewer saw: a stale one is refused (409) rather than overwriting a newer change."""
+
+    base_version = fields.Integer(required=True, error_messages={**REQUIRED, "invalid": "number"})
+    base_rev = fields.String(load_default=None, validate=validate.Length(max=64, error="length"))
+
+
+class HeldFilter(ConsoleForm):
+    status = fields.String(
+        load_default="open", validate=validate.OneOf(("open", "released", "discarded"), error="choice")
+    )
+    after_id = fields.Integer(load_default=0, validate=validate.Range(min=0, error="number"))
+
+
+class RefusedFilter(ConsoleForm):
+    after_id = fields.Integer(load_default=0, validate=validate.Range(min=0, error="number"))
+
+
+class PresetForm(ConsoleForm):
+    name = fields.String(
+        required=True,
+        error_messages=REQUIRED,
+        validate=validate.Regexp(r"^[\w][\w .\-]{0,99}$", error="preset_name"),
+    )
+
+
+class ScheduleForm(ConsoleForm):
+    cron = _text(100)
+    preset = fields.String(load_default=None, validate=validate.Length(max=100, error="length"))
+    folder = fields.String(load_default=None, validate=validate.Length(max=255, error="length"))
+    keep = fields.Integer(
+        load_default=7, validate=validate.Range(min=1, max=10_000, error="number"), error_messages={"invalid": "number"}
+    )
+    format = fields.String(load_default="zip", validate=validate.OneOf(EXPORT_FORMATS, error="choice"))
+
+    @post_load
+    def _empty_is_none(self, data: dict[str, object], **_: object) -> dict[str, object]:
+        return {k: (None if v == "" else v) for k, v in data.items()}

@@ -307,9 +307,15 @@ def entity_detail(session: Session, project_id: int, list_name: str, entity_id: 
     row = q.get_entity(session, entity_list.id, entity_id)
     if row is None or row.version == 0:
         raise not_found("entity", list=list_name, id=entity_id)
+    # The version an op was based on: the served version whose causal context is the op's (None when the
+    # phone's base was never served here, e.g. a restored backup).
+    bases: dict[Any, int] = {}
+    for version, seen in sorted(q.served_versions(session, entity_list.id, entity_id).items()):
+        bases.setdefault(seen, version)
     history = [
         {
             "op_id": r.op_id,
+            "base_version": None if r.unknown_base else bases.get(q.op_from_row(r).context),
             "writer": r.writer,
             "seq": r.seq,
             "context": r.context,

@@ -7,13 +7,17 @@ first byte is produced: a streamed HTTP response cannot turn into a 400 once it 
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import socket
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -170,6 +174,39 @@ def open_export(
         }
         audit.record(session, actor, "form.export", project_id, f"form:{xml_form_id}", details)
     return stream
+
+
+@dataclass(frozen=True)
+class PreviewTable:
+    """The first rows of one table of an export, as the CSV zip writes them."""
+
+    file_name: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def preview_export(
+    session: Session, project_id: int, xml_form_id: str, query: Query, submissions: int = 5
+) -> list[PreviewTable]:
+    """The tables of the export the options describe, from its first ``submissions`` records (no file)."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    schemas = _load_schemas(session, form)
+    options = parse_options(schemas, effective_query(session, form, query))
+    records = islice(q.iter_export_records(session, form.id, options), submissions)
+    try:
+        data = b"".join(iter_csv_zip(schemas, records, options))
+    except ExportOptionError as exc:
+        raise _option_error(exc) from None
+    tables = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            if not name.endswith(".csv"):
+                continue
+            text = archive.read(name).decode("utf-8-sig")
+            lines = list(csv.reader(io.StringIO(text)))
+            if lines:
+                tables.append(PreviewTable(name, tuple(lines[0]), tuple(tuple(r) for r in lines[1 : submissions + 1])))
+    return tables
 
 
 def write_export(
@@ -344,6 +381,22 @@ def delete_schedule(session: Session, project_id: int, xml_form_id: str, schedul
         audit.record(
             session, actor, "form.export_schedule.delete", project_id, f"form:{xml_form_id}", {"schedule": schedule_id}
         )
+
+
+def schedule_file(
+    session: Session, project_id: int, xml_form_id: str, schedule_id: int, file_name: str, export_dir: Path
+) -> Path:
+    """A file a run of the schedule wrote and that is still kept (404 for any other name)."""
+    form = get_form_or_404(session, project_id, xml_form_id)
+    schedule = q.get_schedule(session, form.id, schedule_id)
+    if schedule is None:
+        raise not_found("Export schedule", id=schedule_id)
+    written = {run.file_name for run in q.last_runs(session, [schedule_id], limit=10_000)[schedule_id]}
+    path = target_dir(export_dir, project_id, schedule.folder) / file_name
+    # Only names the runs recorded: never a path a caller makes up.
+    if file_name not in written or not path.is_file():
+        raise not_found("Export file", schedule=schedule_id, file=file_name)
+    return path
 
 
 # --- scheduled runs --------------------------------------------------------------------------------

@@ -43,6 +43,14 @@ def list_held(
     return [held_item_json(r) for r in q.list_held_items(session, project_id, status, outcome, limit, after_id)]
 
 
+def held_item(session: Session, project_id: int, item_id: int) -> dict[str, Any]:
+    """One held item with its raw payload (``404`` when the project has none with this id)."""
+    row = q.get_held_item(session, project_id, item_id)
+    if row is None:
+        raise not_found("quarantined item", id=item_id)
+    return held_item_json(row)
+
+
 def _open_item(session: Session, project_id: int, item_id: int) -> HeldItem:
     row = q.get_held_item(session, project_id, item_id)
     if row is None:

@@ -13,13 +13,20 @@ from typing import Any
 
 from tests.server.fixtures_forms import ENTREPRENEUR_XLSX
 from tests.server.role_matrix import PERSONAS, Case, statuses
+from tests.server.role_matrix_exports import coop_with_preset, coop_with_run  # noqa: F401  (setups named by the cases)
 from tests.server.role_matrix_forms import coop, coop_draft, media_draft  # noqa: F401  (setups named by the cases)
+from tests.server.role_matrix_refused_submissions import with_refused  # noqa: F401  (a setup named by the cases)
+from tests.server.role_matrix_sync import with_entity, with_held_item  # noqa: F401  (setups named by the cases)
 
 PEOPLE = ("admin", "manager", "coach", "analyst", "outsider")
 READERS = ("admin", "manager", "coach", "analyst")
 WRITERS = ("admin", "manager")
 FORM = "/projects/{pid}/forms/coop_diagnostic"
 P = "/projects/<int:project_id>"
+ENTITY = "/projects/{pid}/entities/entrepreneurs/e1"
+EXPORTERS = ("admin", "manager", "analyst")
+EXPORTS = f"{FORM}/exports"
+EXPORTS_RULE = f"{P}/forms/<xml_form_id>/exports"
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,127 @@ CONSOLE_CASES = [
         signed_in(200),
         public=True,
     ),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/entities/entrepreneurs",
+        f"{P}/entities/<list_name>",
+        signed_in(200, allowed=READERS),
+        setup="with_entity",
+    ),
+    ConsoleCase(
+        "GET",
+        f"{ENTITY}",
+        f"{P}/entities/<list_name>/<entity_id>",
+        signed_in(200, allowed=READERS),
+        setup="with_entity",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{ENTITY}/delete",
+        f"{P}/entities/<list_name>/<entity_id>/delete",
+        signed_in(302, allowed=WRITERS),
+        {"base_version": "1"},
+        setup="with_entity",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{ENTITY}/restore",
+        f"{P}/entities/<list_name>/<entity_id>/restore",
+        signed_in(302, allowed=WRITERS),
+        {"base_version": "1"},
+        setup="with_entity",
+    ),
+    ConsoleCase("GET", "/projects/{pid}/conflicts", f"{P}/conflicts", signed_in(200, allowed=READERS)),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/conflicts/entrepreneurs/e1/resolve",
+        f"{P}/conflicts/<list_name>/<entity_id>/resolve",
+        signed_in(302, allowed=WRITERS),
+        {"base_version": "1"},
+        setup="with_entity",
+    ),
+    ConsoleCase("GET", "/projects/{pid}/quarantine", f"{P}/quarantine", signed_in(200, allowed=WRITERS)),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/quarantine/{held}",
+        f"{P}/quarantine/<int:item_id>",
+        signed_in(200, allowed=WRITERS),
+        setup="with_held_item",
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/quarantine/{held}/release",
+        f"{P}/quarantine/<int:item_id>/release",
+        signed_in(302, allowed=WRITERS),
+        setup="with_held_item",
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/quarantine/{held}/discard",
+        f"{P}/quarantine/<int:item_id>/discard",
+        signed_in(302, allowed=WRITERS),
+        setup="with_held_item",
+    ),
+    ConsoleCase("GET", "/projects/{pid}/refused", f"{P}/refused", signed_in(200, allowed=WRITERS)),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/refused/{refused_id}",
+        f"{P}/refused/<int:refused_id>",
+        signed_in(200, allowed=WRITERS),
+        setup="with_refused",
+    ),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/refused/{refused_id}/xml",
+        f"{P}/refused/<int:refused_id>/xml",
+        signed_in(200, allowed=WRITERS),
+        setup="with_refused",
+    ),
+    ConsoleCase("GET", EXPORTS, EXPORTS_RULE, signed_in(200, allowed=EXPORTERS), setup="coop"),
+    ConsoleCase(
+        "GET",
+        f"{EXPORTS}/download?format=xlsx",
+        f"{EXPORTS_RULE}/download",
+        signed_in(200, allowed=EXPORTERS),
+        setup="coop",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/presets",
+        f"{EXPORTS_RULE}/presets",
+        signed_in(302, allowed=WRITERS),
+        {"name": "p2"},
+        setup="coop",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/presets/p/delete",
+        f"{EXPORTS_RULE}/presets/<name>/delete",
+        signed_in(302, allowed=WRITERS),
+        setup="coop_with_preset",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/schedules",
+        f"{EXPORTS_RULE}/schedules",
+        signed_in(302, allowed=WRITERS),
+        {"cron": "0 6 * * *"},
+        setup="coop",
+    ),
+    ConsoleCase(
+        "POST",
+        f"{EXPORTS}/schedules/{{schedule}}/delete",
+        f"{EXPORTS_RULE}/schedules/<int:schedule_id>/delete",
+        signed_in(302, allowed=WRITERS),
+        setup="coop_with_preset",
+    ),
+    ConsoleCase(
+        "GET",
+        f"{EXPORTS}/schedules/{{schedule}}/files/{{file}}",
+        f"{EXPORTS_RULE}/schedules/<int:schedule_id>/files/<file_name>",
+        signed_in(200, allowed=EXPORTERS),
+        setup="coop_with_run",
+    ),
     ConsoleCase("GET", "/projects/{pid}/members", f"{P}/members", signed_in(200, allowed=WRITERS)),
     ConsoleCase(
         "POST",
@@ -177,7 +305,7 @@ def with_api_credentials(case: ConsoleCase) -> Case:
         expected = {p: 200 for p in PERSONAS}
     else:
         expected = {p: 302 for p in PERSONAS}
-    return Case(case.method, case.path, case.rule, expected)
+    return Case(case.method, case.path, case.rule, expected, setup=case.setup)
 
 
 CASES = [with_api_credentials(c) for c in CONSOLE_CASES]

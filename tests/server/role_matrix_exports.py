@@ -43,6 +43,24 @@ def coop_with_preset(app: Flask, personas: Personas) -> dict[str, Any]:
             session.close()
 
 
+def coop_with_run(app: Flask, personas: Personas) -> dict[str, Any]:
+    """The coop preset and schedule, run once: its file is kept in the schedule's folder."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from server.db.base import utcnow
+    from server.services import exports as svc
+    from server.store import get_store
+
+    made = coop_with_preset(app, personas)
+    with app.app_context():
+        (outcome,) = svc.run_due_exports(
+            get_store().sessions, Path(app.config["EXPORT_DIR"]), now=utcnow() + timedelta(days=1, minutes=1)
+        )
+    assert outcome.status == "done" and outcome.file_name is not None, outcome
+    return {**made, "file": outcome.file_name}
+
+
 CASES = [
     Case(
         "GET",
@@ -101,5 +119,12 @@ CASES = [
         f"{_RULE}/export-schedules/<int:schedule_id>",
         statuses(200, allowed=SCHEDULERS),
         setup="coop_with_preset",
+    ),
+    Case(
+        "GET",
+        f"{_FORM}/export-schedules/{{schedule}}/files/{{file}}",
+        f"{_RULE}/export-schedules/<int:schedule_id>/files/<file_name>",
+        statuses(200, allowed=EXPORTERS),
+        setup="coop_with_run",
     ),
 ]

@@ -181,6 +181,13 @@ CASES = [
         statuses(200, allowed=MANAGERS),
     ),
     Case(
+        "GET",
+        "/v1/projects/{pid}/quarantine/{held}",
+        "/v1/projects/<int:project_id>/quarantine/<int:item_id>",
+        statuses(200, allowed=MANAGERS),
+        setup="with_held_item",
+    ),
+    Case(
         "POST",
         "/v1/projects/{pid}/quarantine/{held}/release",
         "/v1/projects/<int:project_id>/quarantine/<int:item_id>/release",

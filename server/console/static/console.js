@@ -1,6 +1,8 @@
 // Progressive enhancement only: every page works without this file.
 // - forms with data-confirm ask first;
-// - file uploads accept a dropped file and show their progress (the page the server answers replaces this one).
+// - file uploads accept a dropped file and show their progress (the page the server answers replaces this one);
+// - an export's download shows how much has arrived while the server streams it (without this file the
+//   browser's own download does the same, with its own progress).
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -46,4 +48,53 @@
     });
   }
   Array.prototype.forEach.call(document.querySelectorAll("form[data-upload]"), enhanceUpload);
+  function enhanceExport(form) {
+    var text = form.querySelector("[data-progress-text]");
+    var bar = form.querySelector("progress");
+    form.addEventListener("submit", function (event) {
+      var button = event.submitter;
+      if (!button || !button.hasAttribute("data-download") || !window.fetch || !window.ReadableStream) return;
+      event.preventDefault();
+      var data = new FormData(form);
+      data.delete("preview");
+      var url = button.formAction + "?" + new URLSearchParams(data).toString();
+      var received = 0;
+      var chunks = [];
+      text.hidden = false;
+      bar.hidden = false;
+      button.disabled = true;
+      fetch(url, { credentials: "same-origin" }).then(function (response) {
+        // A bad option: the server answers with the page that says what is wrong.
+        if (!response.ok || !response.body) { window.location.assign(url); return null; }
+        var name = (/filename="?([^";]+)"?/.exec(response.headers.get("Content-Disposition") || "") || [])[1];
+        var reader = response.body.getReader();
+        function pump() {
+          return reader.read().then(function (step) {
+            if (step.done) return { name: name || "export", type: response.headers.get("Content-Type") };
+            chunks.push(step.value);
+            received += step.value.length;
+            text.textContent = text.getAttribute("data-received") + " " + (received / 1048576).toFixed(1) + " MB";
+            return pump();
+          });
+        }
+        return pump();
+      }).then(function (file) {
+        if (!file) return;
+        var link = document.createElement("a");
+        link.href = URL.createObjectURL(new Blob(chunks, { type: file.type }));
+        link.download = file.name;
+        document.body.appendChild(link);
+        link.click();
+        link.remove();
+        text.textContent = text.getAttribute("data-done");
+      }).catch(function () {
+        text.textContent = text.getAttribute("data-failed");
+      }).finally(function () {
+        bar.hidden = true;
+        button.disabled = false;
+      });
+    });
+  }
+
+  document.querySelectorAll("form[data-export]").forEach(enhanceExport);
 })();

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 
 import tests.server as server_tests
 from tests.conftest import PERSONA_PASSWORD, Backend, Personas
+from tests.server import role_matrix_forms
 from tests.server.role_matrix_console import PEOPLE, ConsoleCase
 
 
@@ -79,7 +80,8 @@ def test_console_role_matrix(
                 current.update(cookie_session)
             extra: dict[str, Any] = {}
             if case.setup:
-                getattr(module, case.setup)(app, personas)
+                setup = getattr(module, case.setup, None) or getattr(role_matrix_forms, case.setup)
+                extra.update(setup(app, personas) or {})
             if "{spare_device}" in case.path:
                 with app.app_context():
                     extra["spare_device"] = svc.create_device(get_store().sessions(), personas.project_id, "spare").id
