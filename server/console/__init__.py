@@ -31,4 +31,12 @@ def init_app(app: Flask) -> None:
     sessions.init_app(app, first_segments)
 
 
-from server.console import pages, views_forms, views_people, views_preview, views_projects  # noqa: E402,F401  (routes)
+from server.console import (  # noqa: E402,F401  (routes)
+    pages,
+    views_dashboard,
+    views_forms,
+    views_people,
+    views_preview,
+    views_projects,
+    views_webhooks,
+)

@@ -40,6 +40,11 @@ FIELD_MESSAGES = {
     "username_taken": lazy_gettext("Someone already has this username."),
     "project_name_taken": lazy_gettext("A project already has this name."),
     "unknown_user": lazy_gettext("No user has this username. An admin creates users first."),
+    "indicator_name": lazy_gettext("Use lower-case letters, digits and _, starting with a letter (e.g. women_share)."),
+    "target": lazy_gettext("Enter a number of 0 or more."),
+    "json": lazy_gettext("This is not a JSON object: check the braces, quotes and commas."),
+    "events": lazy_gettext("Choose at least one event."),
+    "url": lazy_gettext("Enter the receiver's address, starting with https:// or http://"),
 }
 
 # Stable API error codes, in words the pages translate (anything else shows the service's own message).
@@ -317,6 +322,16 @@ NOTICES = {
     "state_changed": lazy_gettext("The form's state was changed."),
     "media_uploaded": lazy_gettext("The file was uploaded."),
     "phone_revoked": lazy_gettext("The phone was revoked: it can no longer send or download."),
+    "indicator_saved": lazy_gettext("The indicator was saved as a new version."),
+    "indicator_unchanged": lazy_gettext("Nothing changed: the indicator is as it was."),
+    "indicator_removed": lazy_gettext("The indicator was taken off the dashboard. Its versions stay in the history."),
+    "webhook_saved": lazy_gettext("The subscription was saved."),
+    "webhook_paused": lazy_gettext("The subscription was paused: its events wait in the queue."),
+    "webhook_resumed": lazy_gettext("The subscription was resumed: its queue is being sent."),
+    "webhook_deleted": lazy_gettext("The subscription was deleted."),
+    "webhook_replayed": lazy_gettext(
+        "Queued again, each event with its own webhook-id (a receiver drops those it has)."
+    ),
 }
 
 

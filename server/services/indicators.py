@@ -270,3 +270,11 @@ def indicator_figures(
     value = figures.overall.value(definition.measure)
     progress = value / definition.target if value is not None and definition.target else None
     return IndicatorFigures(saved, value, figures.overall.rows, figures.overall.matched, progress, by, period, cells)
+
+
+def dashboard_figures(session: Session, project_id: int, *, period: str, language: str) -> list[IndicatorFigures]:
+    """Every indicator in force with its figures over time (the dashboard's cards)."""
+    return [
+        indicator_figures(session, project_id, saved.name, period=period, language=language)
+        for saved in list_indicators(session, project_id)
+    ]
