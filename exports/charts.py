@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Sequence
 from xml.sax.saxutils import escape
 
@@ -32,17 +33,18 @@ def bar_chart_svg(
         return ""
     top = max([v for _, v in points if v is not None] + ([target] if target else []) + [0.0])
     top = top or 1.0
-    left, bottom, head = 4, 34, 14
+    left, bottom, head = 22, 34, 14
     plot = height - bottom - head
     slot = (width - left * 2) / len(points)
-    bar = max(2.0, slot * 0.7)
+    bar = min(max(2.0, slot * 0.7), 48.0)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{chart_id}-title" class="chart" direction="ltr">',
         f'<title id="{chart_id}-title">{escape(title)}</title>',
         f'<line x1="{left}" y1="{head + plot}" x2="{width - left}" y2="{head + plot}" stroke="#555" stroke-width="1"/>',
     ]
-    every = max(1, round(len(points) / 8))  # at most about eight labels under the axis
+    longest = max(len(label) for label, _ in points)
+    every = max(1, math.ceil((longest * 6 + 6) / slot))  # labels never overlap (about 6 units a character)
     for i, (label, value) in enumerate(points):
         x = left + i * slot + (slot - bar) / 2
         if value is not None:

@@ -54,16 +54,20 @@ def _filter_values(definition: IndicatorDefinition) -> tuple[str | None, str]:
     return by, values.get("period") or "month"
 
 
-def _trend_svg(figures: svc.IndicatorFigures, chart_id: str) -> str:
+def _trend_svg(figures: svc.IndicatorFigures, chart_id: str, width: int = 480) -> str:
     definition = figures.indicator.definition
     points = [(cell.period or "—", cell.value) for cell in figures.cells]
     title = gettext("%(indicator)s over time", indicator=definition.title(_language()))
+    # A count's or a sum's target is for the whole: a period's column is not held to it.
+    target = definition.target if definition.measure in ("share", "mean") else None
     return bar_chart_svg(
         points,
         title=title,
         formatted=lambda v: figure_text(definition, v),
-        target=definition.target,
+        target=target,
         chart_id=chart_id,
+        width=width,
+        height=round(width * 0.42),
     )
 
 
@@ -116,7 +120,7 @@ def dashboard(project_id: int) -> tuple[str, int]:
             else None,
             "progress": _progress(f),
             "progress_text": format_percent(f.progress) if f.progress is not None else None,
-            "trend": _trend_svg(f, f"trend-{f.indicator.name}"),
+            "trend": _trend_svg(f, f"trend-{f.indicator.name}", width=320),
         }
         for f in all_figures
     ]
