@@ -95,3 +95,20 @@ def test_s_w1_a_manager_subscribes_a_receiver(page: Any, demo_server: LiveServer
     assert page.locator("#state").inner_text() == ("موقوف مؤقتًا" if locale == "ar" else "en pause")
     assert axe_violations(page) == []
     screenshot(page, f"{locale}-webhook")
+
+
+def test_s_d2_the_target_is_edited_without_javascript(browser: Any, demo_server: LiveServer, locale: str) -> None:
+    context = browser.new_context(locale=locale, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page, demo_server, "admin", DEMO_PASSWORD)
+        page.goto(demo_server.at(f"/projects/{demo_server.project_id}/indicators/cooperatives/edit"))
+        target = {"fr": "800", "ar": "900"}[locale]
+        page.fill("#f-target", target)
+        page.click("form.stack button[type=submit]")
+        page.wait_for_url(lambda url: url.endswith("/dashboard/cooperatives"))
+        expected = _formatted(demo_server, locale, "share", 705 / int(target))
+        assert page.locator("#progress").inner_text() == expected
+        assert page.locator("svg.region-map path").count() == 12  # the map is the server's, no script
+    finally:
+        context.close()
