@@ -110,9 +110,14 @@ def _folded(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", plain.lower())
 
 
+# Spellings in use that the dataset writes otherwise (folded): the official "Dakhla-Oued Ed-Dahab".
+ALIASES = {"dakhlaouededdahab": 12, "dakhlaoueddahab": 12, "eddakhlaouededdahab": 12, "loriental": 2}
+
+
 def match_regions(keys: Mapping[str, str | None], shapes: Sequence[RegionShape]) -> dict[str, int]:
     """Map breakdown keys (with their labels) to region numbers; keys that name no region are left out."""
     by_name = {_folded(s.name_fr): s.code for s in shapes}
+    by_name.update({alias: code for alias, code in ALIASES.items() if any(s.code == code for s in shapes)})
     out: dict[str, int] = {}
     for key, label in keys.items():
         if key.strip().isdigit() and 1 <= int(key) <= len(shapes):

@@ -33,6 +33,7 @@ def init_app(app: Flask) -> None:
 
 from server.console import (  # noqa: E402,F401  (routes)
     pages,
+    views_dashboard,
     views_entities,
     views_exports,
     views_forms,
@@ -41,4 +42,5 @@ from server.console import (  # noqa: E402,F401  (routes)
     views_preview,
     views_projects,
     views_submissions,
+    views_webhooks,
 )

@@ -46,6 +46,11 @@ FIELD_MESSAGES = {
     "invalid_cron": lazy_gettext("Write five fields: minute hour day month weekday (for example 0 6 * * 1)."),
     "invalid_folder": lazy_gettext("Use a relative folder name, inside the export directory."),
     "export_option_invalid": lazy_gettext("Choose one of the presets."),
+    "indicator_name": lazy_gettext("Use lower-case letters, digits and _, starting with a letter (e.g. women_share)."),
+    "target": lazy_gettext("Enter a number of 0 or more."),
+    "json": lazy_gettext("This is not a JSON object: check the braces, quotes and commas."),
+    "events": lazy_gettext("Choose at least one event."),
+    "url": lazy_gettext("Enter the receiver's address, starting with https:// or http://"),
 }
 
 # Stable API error codes, in words the pages translate (anything else shows the service's own message).
@@ -345,6 +350,16 @@ NOTICES = {
     "preset_deleted": lazy_gettext("The preset was deleted."),
     "schedule_created": lazy_gettext("The export was scheduled."),
     "schedule_deleted": lazy_gettext("The schedule was deleted; the files it wrote stay."),
+    "indicator_saved": lazy_gettext("The indicator was saved as a new version."),
+    "indicator_unchanged": lazy_gettext("Nothing changed: the indicator is as it was."),
+    "indicator_removed": lazy_gettext("The indicator was taken off the dashboard. Its versions stay in the history."),
+    "webhook_saved": lazy_gettext("The subscription was saved."),
+    "webhook_paused": lazy_gettext("The subscription was paused: its events wait in the queue."),
+    "webhook_resumed": lazy_gettext("The subscription was resumed: its queue is being sent."),
+    "webhook_deleted": lazy_gettext("The subscription was deleted."),
+    "webhook_replayed": lazy_gettext(
+        "Queued again, each event with its own webhook-id (a receiver drops those it has)."
+    ),
 }
 
 

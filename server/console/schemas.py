@@ -5,12 +5,13 @@ Unknown fields are excluded rather than refused: a browser sends the CSRF token 
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, post_load, validate
+from marshmallow import EXCLUDE, Schema, fields, post_load, pre_load, validate
 
 from server.db.models.accounts import PROJECT_ROLES
 from server.db.models.exports import EXPORT_FORMATS
 from server.db.models.forms import FORM_STATES
 from server.db.models.submissions import REVIEW_STATES
+from server.db.models.webhooks import DELIVERY_STATUSES, EVENT_KINDS, PAYLOAD_FORMATS
 from server.services.signin import LOCALES
 
 REQUIRED = {"required": "required", "null": "required"}
@@ -119,6 +120,8 @@ class ReviewForm(ConsoleForm):
     review_state = fields.String(load_default=None, validate=validate.OneOf(("", *REVIEW_STATES), error="choice"))
     comment = fields.String(load_default=None, validate=validate.Length(max=10_000, error="length"))
     seen = fields.Integer(load_default=None, error_messages={"invalid": "number"})  # reviews the page showed
+
+
 class EntityTableQuery(ConsoleForm):
     after = fields.String(load_default="", validate=validate.Length(max=200, error="length"))
     deleted = fields.Boolean(load_default=False)
@@ -163,3 +166,74 @@ class ScheduleForm(ConsoleForm):
     @post_load
     def _empty_is_none(self, data: dict[str, object], **_: object) -> dict[str, object]:
         return {k: (None if v == "" else v) for k, v in data.items()}
+
+
+class FiguresFilter(ConsoleForm):
+    by = fields.String(load_default=None, validate=validate.Length(max=500, error="length"))
+    period = fields.String(load_default=None, validate=validate.OneOf(("month", "quarter"), error="choice"))
+
+
+class IndicatorForm(ConsoleForm):
+    name = fields.String(
+        required=True,
+        error_messages=REQUIRED,
+        validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,62}$", error="indicator_name"),
+    )
+    title_fr = fields.String(load_default="", validate=validate.Length(max=200, error="length"))
+    title_ar = fields.String(load_default="", validate=validate.Length(max=200, error="length"))
+    title_en = fields.String(load_default="", validate=validate.Length(max=200, error="length"))
+    target = fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, error="target"),
+        error_messages={"invalid": "target"},
+    )
+    count_received = fields.Boolean(load_default=False)
+    count_has_issues = fields.Boolean(load_default=False)
+    count_approved = fields.Boolean(load_default=False)
+    definition = _text(20_000)
+
+    @pre_load
+    def _blank_target(self, data: dict[str, object], **_: object) -> dict[str, object]:
+        # "4 200" and "0,48" are how French and Arabic readers write numbers.
+        if isinstance(data, dict) and "target" in data:
+            text = "".join(str(data["target"] or "").split()).replace(",", ".")
+            data = {**data, "target": text or None}
+        return data
+
+
+class WebhookForm(ConsoleForm):
+    url = fields.String(
+        required=True, error_messages=REQUIRED, validate=validate.Regexp(r"^https?://\S{1,1990}$", error="url")
+    )
+    name = fields.String(load_default=None, validate=validate.Length(max=200, error="length"))
+    events = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_KINDS, error="choice")),
+        required=True,
+        error_messages=REQUIRED,
+        validate=validate.Length(min=1, error="events"),
+    )
+    form_id = fields.String(load_default=None, validate=validate.Length(max=255, error="length"))
+    language = fields.String(load_default=None, validate=validate.Length(max=100, error="length"))
+    payload_format = fields.String(load_default="standard", validate=validate.OneOf(PAYLOAD_FORMATS, error="choice"))
+
+    @pre_load
+    def _blanks(self, data: dict[str, object], **_: object) -> dict[str, object]:
+        # An empty optional box means "none" (every form, no labels, no name).
+        if isinstance(data, dict):
+            data = {
+                k: (None if k in ("name", "form_id", "language") and not str(v or "").strip() else v)
+                for k, v in data.items()
+            }
+        return data
+
+
+class DeliveryFilter(ConsoleForm):
+    status = fields.String(load_default=None, validate=validate.OneOf(DELIVERY_STATUSES, error="choice"))
+    before_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})
+
+
+class ReplayForm(ConsoleForm):
+    event_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})
+    from_event_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})
+    to_event_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})

@@ -11,7 +11,7 @@ review change shows at once, with no aggregate to keep in step.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -77,6 +77,7 @@ class IndicatorFigures:
     by: str | None
     period: str | None
     cells: tuple[FigureCell, ...]
+    field_labels: Mapping[str, str] = field(default_factory=dict)  # the breakdowns' labels, for pages
 
 
 def _indicator_error(exc: IndicatorError) -> ApiError:
@@ -227,6 +228,20 @@ def _labels(schemas: list[FormSchema], path: str | None, language: str) -> dict[
     return labels
 
 
+def _field_labels(schemas: list[FormSchema], paths: tuple[str, ...], language: str) -> dict[str, str]:
+    """The label in ``language`` of each field in ``paths`` (the newest version that has it wins)."""
+    labels: dict[str, str] = {}
+    for schema in schemas:
+        for path in paths:
+            found = schema.field_by_path(path)
+            if found is None:
+                continue
+            text = found.labels.get(language) or found.labels.get("") or next(iter(found.labels.values()), "")
+            if text:
+                labels[path] = text
+    return labels
+
+
 def indicator_figures(
     session: Session,
     project_id: int,
@@ -269,4 +284,22 @@ def indicator_figures(
     )
     value = figures.overall.value(definition.measure)
     progress = value / definition.target if value is not None and definition.target else None
-    return IndicatorFigures(saved, value, figures.overall.rows, figures.overall.matched, progress, by, period, cells)
+    return IndicatorFigures(
+        saved,
+        value,
+        figures.overall.rows,
+        figures.overall.matched,
+        progress,
+        by,
+        period,
+        cells,
+        _field_labels(schemas, definition.breakdowns, language),
+    )
+
+
+def dashboard_figures(session: Session, project_id: int, *, period: str, language: str) -> list[IndicatorFigures]:
+    """Every indicator in force with its figures over time (the dashboard's cards)."""
+    return [
+        indicator_figures(session, project_id, saved.name, period=period, language=language)
+        for saved in list_indicators(session, project_id)
+    ]

@@ -43,9 +43,11 @@ def test_the_dataset_has_the_twelve_regions_in_official_order(shapes) -> None:  
         ("r5", "Béni Mellal-Khénifra", 5),
         ("tanger_tetouan", None, 1),
         ("laayoune_sakia_el_hamra", None, 11),
-        ("dakhla_oued_ed_dahab", "Dakhla-Oued Ed-Dahab", None),
+        ("dakhla_oued_ed_dahab", "Dakhla-Oued Ed-Dahab", 12),
+        ("loriental", "L'Oriental", 2),
+        ("sud", "Provinces du Sud", None),
     ],
-    ids=["key", "number", "label", "shortened", "accents", "unknown-spelling"],
+    ids=["key", "number", "label", "shortened", "accents", "official-spelling", "article", "unknown"],
 )
 def test_keys_find_their_region(shapes, key: str, label: str | None, code: int | None) -> None:  # type: ignore[no-untyped-def]
     assert match_regions({key: label}, shapes).get(key) == code

@@ -17,16 +17,21 @@ from tests.server.role_matrix_exports import coop_with_preset, coop_with_run  # 
 from tests.server.role_matrix_forms import coop, coop_draft, media_draft  # noqa: F401  (setups named by the cases)
 from tests.server.role_matrix_refused_submissions import with_refused  # noqa: F401  (a setup named by the cases)
 from tests.server.role_matrix_sync import with_entity, with_held_item  # noqa: F401  (setups named by the cases)
+from tests.server.role_matrix_indicators import roles_form_with_indicator  # noqa: F401  (a setup)
+from tests.server.role_matrix_webhooks import subscription_with_delivery  # noqa: F401  (a setup)
 
 PEOPLE = ("admin", "manager", "coach", "analyst", "outsider")
 READERS = ("admin", "manager", "coach", "analyst")
 WRITERS = ("admin", "manager")
+INDICATOR_READERS = ("admin", "manager", "analyst")
+HOOK = "/projects/{pid}/webhooks/{sub}"
 FORM = "/projects/{pid}/forms/coop_diagnostic"
 P = "/projects/<int:project_id>"
 ENTITY = "/projects/{pid}/entities/entrepreneurs/e1"
 EXPORTERS = ("admin", "manager", "analyst")
 EXPORTS = f"{FORM}/exports"
 EXPORTS_RULE = f"{P}/forms/<xml_form_id>/exports"
+HOOK_RULE = f"{P}/webhooks/<int:subscription_id>"
 
 
 @dataclass(frozen=True)
@@ -294,6 +299,84 @@ CONSOLE_CASES = [
         f"{P}/phones/<int:device_id>/reissue",
         signed_in(201, allowed=WRITERS),
     ),
+]
+
+_INDICATOR = "roles_form_with_indicator"
+
+
+def _hook(method: str, path: str, rule: str, ok: int, data: dict[str, Any] | None = None) -> ConsoleCase:
+    """A route of one webhook subscription (made by the setup; managers and admins)."""
+    return ConsoleCase(
+        method, HOOK + path, HOOK_RULE + rule, signed_in(ok, allowed=WRITERS), data or {}, "subscription_with_delivery"
+    )
+
+
+CONSOLE_CASES += [
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/dashboard",
+        f"{P}/dashboard",
+        signed_in(200, allowed=INDICATOR_READERS),
+        setup=_INDICATOR,
+    ),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/dashboard/n",
+        f"{P}/dashboard/<name>",
+        signed_in(200, allowed=INDICATOR_READERS),
+        setup=_INDICATOR,
+    ),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/dashboard/n/figures.csv",
+        f"{P}/dashboard/<name>/figures.csv",
+        signed_in(200, allowed=INDICATOR_READERS),
+        setup=_INDICATOR,
+    ),
+    ConsoleCase("GET", "/projects/{pid}/indicators/new", f"{P}/indicators/new", signed_in(200, allowed=WRITERS)),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/indicators/n/edit",
+        f"{P}/indicators/<name>/edit",
+        signed_in(200, allowed=WRITERS),
+        setup=_INDICATOR,
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/indicators",
+        f"{P}/indicators",
+        signed_in(302, allowed=WRITERS),
+        {
+            "name": "n",
+            "title_en": "Beneficiaries",
+            "target": "10",
+            "count_received": "true",
+            "definition": '{"source": {"form": "roles"}, "measure": {"kind": "count"}}',
+        },
+        setup=_INDICATOR,
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/indicators/n/remove",
+        f"{P}/indicators/<name>/remove",
+        signed_in(302, allowed=WRITERS),
+        setup=_INDICATOR,
+    ),
+    ConsoleCase("GET", "/projects/{pid}/webhooks", f"{P}/webhooks", signed_in(200, allowed=WRITERS)),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/webhooks",
+        f"{P}/webhooks",
+        signed_in(201, allowed=WRITERS),
+        {"url": "https://hooks.example.org/console", "events": "form.published"},
+    ),
+    _hook("GET", "", "", 200),
+    _hook("POST", "", "", 302, {"url": "https://hooks.example.org/renamed", "events": "form.published", "name": "CRM"}),
+    _hook("POST", "/pause", "/<any(pause, resume):action>", 302),
+    _hook("POST", "/resume", "/<any(pause, resume):action>", 302),
+    _hook("POST", "/rotate-secret", "/rotate-secret", 200),
+    _hook("POST", "/delete", "/delete", 302),
+    _hook("POST", "/replay", "/replay", 302, {"event_id": "{event}"}),
 ]
 
 

@@ -98,3 +98,32 @@
 
   document.querySelectorAll("form[data-export]").forEach(enhanceExport);
 })();
+
+// Dashboard charts: "Download as PNG" draws the chart's own SVG on a canvas (the CSV link needs no script).
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("button.js-png"), function (button) {
+    var figure = document.querySelector('[data-chart="' + button.getAttribute("data-target") + '"]');
+    var svg = figure && figure.querySelector("svg");
+    if (!svg || !window.XMLSerializer || !document.createElement("canvas").toBlob) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var box = svg.viewBox.baseVal, scale = 2;
+      var image = new Image();
+      image.onload = function () {
+        var canvas = document.createElement("canvas");
+        canvas.width = box.width * scale; canvas.height = box.height * scale;
+        var context = canvas.getContext("2d");
+        context.fillStyle = "#fff"; context.fillRect(0, 0, canvas.width, canvas.height);
+        context.drawImage(image, 0, 0, canvas.width, canvas.height);
+        canvas.toBlob(function (blob) {
+          var link = document.createElement("a");
+          link.href = URL.createObjectURL(blob);
+          link.download = button.getAttribute("data-target") + ".png";
+          document.body.appendChild(link); link.click(); link.remove();
+        }, "image/png");
+      };
+      image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(new XMLSerializer().serializeToString(svg));
+    });
+  });
+})();

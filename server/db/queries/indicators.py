@@ -74,9 +74,13 @@ def _number(expr: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
     return func.fieldsync_number(expr, type_=Float)
 
 
-def condition_sql(condition: Condition, dialect: str) -> ColumnElement[bool]:
-    """``condition`` as a SQL boolean (false, never NULL, where the value is missing and must not match)."""
-    value = _value(condition.field)
+def condition_sql(condition: Condition, dialect: str, value: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+    """``condition`` as a SQL boolean (false, never NULL, where the value is missing and must not match).
+
+    ``value`` is the field's text when it was already read (a column of a subquery); else it is read here.
+    """
+    if value is None:
+        value = _value(condition.field)
     op = condition.op
     if op in NUMBER_OPS:
         number = _number(value, dialect)
@@ -111,21 +115,20 @@ def form_figures(
     by: str | None = None,
     period: Period | None = None,
 ) -> Figures:
-    """The figures of ``definition`` over a form's live submissions (current versions), in one statement."""
+    """The figures of ``definition`` over a form's live submissions (current versions), in one statement.
+
+    Three levels, each fenced by ``OFFSET 0`` so PostgreSQL does not fold them back together: the
+    innermost reads each field the figure needs once per row (every read of a JSONB record decompresses
+    it, and a folded statement read the measure's field four times), the middle one turns those texts into
+    the row's match and number, the outer one groups.
+    """
     dialect = session.get_bind().dialect.name
     s, sv = Submission, SubmissionVersion
-    by_expr = _value(by) if by else literal(None, String)
+    paths = [p for p in dict.fromkeys((by, definition.measure_field, *(c.field for c in definition.where))) if p]
+    read = [_value(p).label(f"f{i}") for i, p in enumerate(paths)]
     month_expr = _month(definition, dialect) if period else literal(None, String)
-    distinct_expr = _value(definition.measure_field) if definition.measure == "distinct" else literal(None, String)
-    keys = [by_expr.label("k"), month_expr.label("m"), distinct_expr.label("d")]
-    matched: ColumnElement[Any] = literal(0)
-    if definition.measure == "share":
-        matched = func.sum(case((and_(*(condition_sql(c, dialect) for c in definition.where)), 1), else_=0))
-    number: ColumnElement[Any] = cast(null(), Float)
-    if definition.measure in ("sum", "mean") and definition.measure_field:
-        number = _number(_value(definition.measure_field), dialect)
-    stmt = (
-        select(*keys, func.count().label("n"), matched.label("matched"), func.sum(number), func.count(number))
+    rows = (
+        select(*read, month_expr.label("m"))
         .select_from(s)
         .join(sv, and_(sv.project_id == s.project_id, sv.form_id == s.form_id, sv.instance_id == s.current_instance_id))
         .where(
@@ -135,12 +138,35 @@ def form_figures(
             sv.encrypted.is_(False),
             *(condition_sql(c, dialect) for c in definition.filters),
         )
+        .offset(0)
+        .subquery("rows")
     )
-    grouped = [
-        e
-        for e, used in ((by_expr, by), (month_expr, period), (distinct_expr, definition.measure == "distinct"))
-        if used
-    ]
+    column = {p: rows.c[f"f{i}"] for i, p in enumerate(paths)}
+    match: ColumnElement[Any] = literal(0)
+    if definition.measure == "share":
+        match = case((and_(*(condition_sql(c, dialect, column[c.field]) for c in definition.where)), 1), else_=0)
+    number: ColumnElement[Any] = cast(null(), Float)
+    if definition.measure in ("sum", "mean") and definition.measure_field:
+        number = _number(column[definition.measure_field], dialect)
+    distinct = (
+        column[definition.measure_field] if definition.measure == "distinct" and definition.measure_field else None
+    )
+    values = (
+        select(
+            (column[by] if by else literal(None, String)).label("k"),
+            rows.c.m.label("m"),
+            (distinct if distinct is not None else literal(None, String)).label("d"),
+            match.label("match"),
+            number.label("number"),
+        )
+        .offset(0)
+        .subquery("row_values")
+    )
+    v = values.c
+    used = ((v.k, by is not None), (v.m, period is not None), (v.d, distinct is not None))
+    keys = [col if on else literal(None, String) for col, on in used]
+    stmt = select(*keys, func.count(), func.sum(v.match), func.sum(v.number), func.count(v.number))
+    grouped = [col for col, on in used if on]
     if grouped:
         stmt = stmt.group_by(*grouped)
     return fold_groups(session.execute(stmt).all(), definition, by=by, period=period)

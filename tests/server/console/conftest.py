@@ -12,7 +12,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,9 @@ def _seed(app: Any) -> int:
         return project.id
 
 
-@pytest.fixture(scope="session")
-def live_server() -> Iterator[LiveServer]:
-    """The console served over real HTTP for the whole test session (per xdist worker)."""
+@contextmanager
+def _serve(seed: Callable[[Any], int]) -> Iterator[LiveServer]:
+    """The real app over a fresh SQLite store, seeded by ``seed`` (which returns the project's id)."""
     from werkzeug.serving import make_server
 
     from server import create_app
@@ -97,7 +98,7 @@ def live_server() -> Iterator[LiveServer]:
             "FORM_CONVERT_INLINE": True,
         }
     )
-    project_id = _seed(app)
+    project_id = seed(app)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -110,6 +111,39 @@ def live_server() -> Iterator[LiveServer]:
         make_engine(url).dispose()
         cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    """The console served over real HTTP for the whole test session (per xdist worker)."""
+    with _serve(_seed) as server:
+        yield server
+
+
+def _seed_demo(app: Any) -> int:
+    """What ``fieldsync demo`` loads: the demo project, its people, the example forms and the programme."""
+    from sqlalchemy import select
+
+    from server.db.models import Project
+    from server.demo import DEMO_PROJECT, load_demo
+    from server.store import get_store
+
+    with app.app_context():
+        for _line in load_demo("http://127.0.0.1"):
+            pass
+        session = get_store().sessions()
+        try:
+            project_id: int = session.scalars(select(Project.id).where(Project.name == DEMO_PROJECT)).one()
+        finally:
+            session.close()
+        return project_id
+
+
+@pytest.fixture(scope="module")
+def demo_server() -> Iterator[LiveServer]:
+    """The console over the demo (``fieldsync demo``): the synthetic programme and its indicators."""
+    with _serve(_seed_demo) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -171,11 +205,11 @@ def admin_page(page: Any, admin_cookies: list[Any]) -> Any:
     return page
 
 
-def sign_in(page: Any, server: LiveServer, username: str) -> None:
+def sign_in(page: Any, server: LiveServer, username: str, password: str = PASSWORD) -> None:
     """Sign in through the form."""
     page.goto(server.at("/signin"))
     page.fill("#f-username", username)
-    page.fill("#f-password", PASSWORD)
+    page.fill("#f-password", password)
     page.click("form.stack button[type=submit]")
     page.wait_for_url(lambda url: "/signin" not in url)
 

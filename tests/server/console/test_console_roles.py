@@ -54,10 +54,12 @@ def sign_in(client: FlaskClient, username: str, password: str = PERSONA_PASSWORD
     return after
 
 
-def _form_data(case: ConsoleCase, csrf: str) -> dict[str, Any]:
+def _form_data(case: ConsoleCase, csrf: str, extra: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {"csrf_token": csrf}
     for key, value in case.data.items():
         data[key] = (io.BytesIO(value[0]), value[1]) if isinstance(value, tuple) else value
+        if isinstance(value, str) and value.startswith("{") and value.endswith("}") and value[1:-1] in extra:
+            data[key] = str(extra[value[1:-1]])  # an id the case's setup made, e.g. {event}
     return data
 
 
@@ -87,7 +89,7 @@ def test_console_role_matrix(
                     extra["spare_device"] = svc.create_device(get_store().sessions(), personas.project_id, "spare").id
             path = case.path.format(pid=personas.project_id, **extra)
             if case.method == "POST":
-                response = client.post(path, data=_form_data(case, csrf), content_type="multipart/form-data")
+                response = client.post(path, data=_form_data(case, csrf, extra), content_type="multipart/form-data")
             else:
                 response = client.get(path)
             if response.status_code != case.expected[persona]:
