@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -193,7 +194,18 @@ def _check_filter(feed: Feed, table: FeedTable, text: str | None) -> Filter | No
 def _rows(
     feed: Feed, records: Any, res: _Resource, options: ODataQuery, parsed: Filter | None
 ) -> Iterator[dict[str, Any]]:
-    """Every row of the resource that passes the filter, in storage order."""
+    """Every row of the resource that passes the filter, in storage order (``records`` closed at the end)."""
+    try:
+        yield from _matching(feed, records, res, options, parsed)
+    finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()  # a page stops reading early: end the reader now, not whenever it is collected
+
+
+def _matching(
+    feed: Feed, records: Any, res: _Resource, options: ODataQuery, parsed: Filter | None
+) -> Iterator[dict[str, Any]]:
     for _rec, ents in iter_submission_entities(feed, records, wkt=options.wkt, expand=options.expand):
         root = ents.root
         candidates = [root] if res.table.parent is None else ents.by_table.get(res.table.index, [])
@@ -294,14 +306,15 @@ def _stream(
     page = min(limits) if limits else None
     served = 0
     more = False
-    for n, row in enumerate(_rows(feed, records(), res, options, parsed)):
-        if n < start:
-            continue
-        if page is not None and served >= page:
-            more = True
-            break
-        yield (b"," if served else b"") + orjson.dumps(_shaped(row, options))
-        served += 1
+    with closing(_rows(feed, records(), res, options, parsed)) as rows:
+        for n, row in enumerate(rows):
+            if n < start:
+                continue
+            if page is not None and served >= page:
+                more = True
+                break
+            yield (b"," if served else b"") + orjson.dumps(_shaped(row, options))
+            served += 1
     tail = b"]"
     left = None if options.top is None else options.top - served
     if more and left != 0:

@@ -190,16 +190,19 @@ def iter_export_records(
     # PostgreSQL: the next page is read on a helper thread while this one is turned into records, so
     # the database's work (joins, JSONB to text) overlaps ours. The session is used by one thread at a
     # time: this generator touches it only after the helper's page is done.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool:
-        future: Future[Sequence[Any]] | None = pool.submit(_page, session, base, None, page_size, descending)
-        while future is not None:
-            rows = future.result()
-            full = len(rows) == page_size
-            after_row = (rows[-1].sid, rows[-1].vid) if full else None
-            future = pool.submit(_page, session, base, after_row, page_size, descending) if full else None
-            yield from _records(rows, options.submitters)
-    # Reading is over: end the read transaction now rather than when the response is closed.
-    session.rollback()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool:
+            future: Future[Sequence[Any]] | None = pool.submit(_page, session, base, None, page_size, descending)
+            while future is not None:
+                rows = future.result()
+                full = len(rows) == page_size
+                after_row = (rows[-1].sid, rows[-1].vid) if full else None
+                future = pool.submit(_page, session, base, after_row, page_size, descending) if full else None
+                yield from _records(rows, options.submitters)
+    finally:
+        # Reading is over (or the reader stopped early, as an OData page does once it has its rows, the
+        # helper's page then finished): end the read transaction now rather than when the response is closed.
+        session.rollback()
 
 
 def instance_records(session: Session, form_id: int, instance_id: str) -> list[ExportRecord]:
