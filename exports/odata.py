@@ -484,8 +484,8 @@ class ODataQuery:
 
 
 def _boolean(option: str, raw: str) -> bool:
-    if raw in ("true", "false"):
-        return raw == "true"
+    if raw.lower() in ("true", "false"):  # pyodk sends Python's True / False
+        return raw.lower() == "true"
     raise ODataQueryError(option, f"must be true or false, not {raw!r}")
 
 
@@ -527,3 +527,48 @@ def parse_query(args: Mapping[str, str], decode_token: Any = None) -> ODataQuery
     if text is not None and not text.strip():
         raise ODataQueryError("$filter", "is empty")
     return ODataQuery(top, skip, count, select, expand, wkt, text, descending, token)
+
+
+# --- entity lists ---------------------------------------------------------------------------------
+
+ENTITY_NAMESPACE = "org.opendatakit.entity"
+ENTITY_SET = "Entities"
+ENTITY_SYSTEM = (
+    ("createdAt", "Edm.DateTimeOffset"),
+    ("creatorId", "Edm.String"),
+    ("creatorName", "Edm.String"),
+    ("updates", "Edm.Int64"),
+    ("updatedAt", "Edm.DateTimeOffset"),
+    ("version", "Edm.Int64"),
+    ("conflict", "Edm.String"),
+)
+
+
+def entity_known_paths(properties: Sequence[str]) -> set[tuple[str, ...]]:
+    """Every member path an entity list's ``$filter``/``$select`` may name."""
+    out: set[tuple[str, ...]] = {("__id",), ("label",), ("__system",)}
+    out.update((p,) for p in properties)
+    out.update(("__system", n) for n, _ in ENTITY_SYSTEM)
+    return out
+
+
+def entity_metadata_document(list_name: str, properties: Sequence[str]) -> str:
+    """The EDMX of an entity list's feed: one ``Entities`` type, properties as text, ``__system``."""
+    ns = "org.opendatakit.user." + (_NOT_IDENTIFIER.sub("_", list_name) or "_")
+    system = "".join(f"<Property Name={quoteattr(n)} Type={quoteattr(t)}/>" for n, t in ENTITY_SYSTEM)
+    props = "".join(f'<Property Name={quoteattr(p)} Type="Edm.String"/>' for p in properties)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">'
+        "<edmx:DataServices>"
+        f'<Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="{ENTITY_NAMESPACE}">'
+        f'<ComplexType Name="metadata">{system}</ComplexType>'
+        "</Schema>"
+        f'<Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace={quoteattr(ns)}>'
+        f'<EntityType Name="{ENTITY_SET}"><Key><PropertyRef Name="__id"/></Key>'
+        '<Property Name="__id" Type="Edm.String"/><Property Name="label" Type="Edm.String"/>'
+        f'<Property Name="__system" Type="{ENTITY_NAMESPACE}.metadata"/>{props}</EntityType>'
+        f'<EntityContainer Name="{ENTITY_SET}">'
+        f'<EntitySet Name="{ENTITY_SET}" EntityType={quoteattr(ns + "." + ENTITY_SET)}/>'
+        "</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>"
+    )

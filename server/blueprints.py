@@ -10,6 +10,7 @@ def register_blueprints(app: Flask) -> None:
     from server.api import (
         accounts,
         console_actions,
+        datasets,
         exports,
         forms,
         health,
@@ -34,6 +35,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(exports.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(indicators.bp)
+    app.register_blueprint(datasets.bp)
     app.register_blueprint(openrosa_bp)
     app.register_blueprint(odata_bp)
     app.register_blueprint(openapi.bp)

@@ -8,6 +8,7 @@ what makes Excel and Power BI ask for a user name and password.
 
 from __future__ import annotations
 
+import orjson
 from flask import Blueprint, Response, request, stream_with_context
 from marshmallow import Schema, fields
 
@@ -74,8 +75,6 @@ def form_service(project_id: int, xml_form_id: str) -> Response:
     """The service document: the submissions table and one table per repeat."""
     _require("submission.read", project_id)
     doc = svc.service(db_session(), project_id, xml_form_id, _base())
-    import orjson
-
     return _odata(orjson.dumps(doc), JSON_TYPE)
 
 
@@ -99,6 +98,11 @@ def form_feed(project_id: int, xml_form_id: str, resource: str) -> Response:
     max_page = _max_page_size()
     args = request.args.to_dict()
     answer = svc.open_feed(db_session(), project_id, xml_form_id, resource, args, _base(), max_page)
+    return _answer(answer, max_page)
+
+
+def _answer(answer: svc.FeedAnswer, max_page: int | None) -> Response:
+    """A whole answer with its ETag, or a streamed one (no ETag: it is not known before the end)."""
     if answer.body is not None:
         return _odata(answer.body, "text/plain; charset=utf-8" if answer.text else JSON_TYPE)
     assert answer.chunks is not None
@@ -116,3 +120,29 @@ def _max_page_size() -> int | None:
         if name.strip().lower() == "odata.maxpagesize" and value.strip().isdigit():
             return max(1, min(int(value.strip()), 1_000_000))
     return None
+
+
+@bp.get(_DATASET_SVC)
+@documented({200: {"application/json": _ANY_JSON}}, notes="The OData service document of an entity list.")
+def dataset_service(project_id: int, name: str) -> Response:
+    """The service document of an entity list: ``Entities``."""
+    _require("entity.read", project_id)
+    return _odata(orjson.dumps(svc.entity_service(db_session(), project_id, name, _base())), JSON_TYPE)
+
+
+@bp.get(f"{_DATASET_SVC}/$metadata")
+@documented({200: "application/xml"}, notes="EDMX of an entity list: `Entities` with `__system`.")
+def dataset_metadata(project_id: int, name: str) -> Response:
+    """The EDMX document of an entity list's feed."""
+    _require("entity.read", project_id)
+    return _odata(svc.entity_metadata(db_session(), project_id, name), XML_TYPE)
+
+
+@bp.get(f"{_DATASET_SVC}/<path:resource>")
+@documented({200: {"application/json": _ANY_JSON}}, query=FeedQuery, notes="`Entities` and `Entities/$count`.")
+def dataset_feed(project_id: int, name: str, resource: str) -> Response:
+    """The entities of a list as an OData feed (streamed)."""
+    _require("entity.read", project_id)
+    max_page = _max_page_size()
+    answer = svc.open_entities_feed(db_session(), project_id, name, resource, request.args.to_dict(), _base(), max_page)
+    return _answer(answer, max_page)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,8 @@ from exports.odata import (
     ODataQuery,
     ODataQueryError,
     compile_feed,
+    entity_known_paths,
+    entity_metadata_document,
     iter_submission_entities,
     known_paths,
     lookup_in,
@@ -43,6 +45,7 @@ from exports.odata import (
 from exports.odata_filter import ROOT_PREFIX, Filter, FilterError, parse_filter
 from server.db.queries import exports as q
 from server.errors import ApiError, bad_request, not_found
+from server.services import datasets
 from server.services.exports import get_form_or_404
 
 FEED_PAGE = 1000  # records read per database round trip
@@ -273,7 +276,16 @@ def open_feed(
             body["@odata.count"] = len(rows)
         body["value"] = page
         return FeedAnswer(body=orjson.dumps(body))
-    return FeedAnswer(chunks=_stream(feed, records, res, options, parsed, context, args, base, max_page))
+    return FeedAnswer(
+        chunks=_stream(
+            lambda: _rows(feed, records(), res, options, parsed),
+            options,
+            context,
+            args,
+            f"{base}/{res.table.name}",
+            max_page,
+        )
+    )
 
 
 def _read_options() -> Any:
@@ -287,27 +299,26 @@ def _shaped(row: dict[str, Any], options: ODataQuery) -> dict[str, Any]:
 
 
 def _stream(
-    feed: Feed,
-    records: Any,
-    res: _Resource,
+    rows: Callable[[], Iterator[dict[str, Any]]],
     options: ODataQuery,
-    parsed: Filter | None,
     context: str,
     args: Mapping[str, str],
-    base: str,
+    link: str,
     max_page: int | None,
 ) -> Iterator[bytes]:
+    """The JSON of one page of ``rows()`` (read once more first for ``$count``), with its next link."""
     head: dict[str, Any] = {"@odata.context": context}
     if options.count:
-        head["@odata.count"] = sum(1 for _ in _rows(feed, records(), res, options, parsed))
+        with closing(rows()) as counted:  # type: ignore[type-var]
+            head["@odata.count"] = sum(1 for _ in counted)
     yield orjson.dumps(head)[:-1] + b',"value":['
     start = options.skiptoken + options.skip
     limits = [n for n in (options.top, max_page) if n is not None]
     page = min(limits) if limits else None
     served = 0
     more = False
-    with closing(_rows(feed, records(), res, options, parsed)) as rows:
-        for n, row in enumerate(rows):
+    with closing(rows()) as matching:  # type: ignore[type-var]
+        for n, row in enumerate(matching):
             if n < start:
                 continue
             if page is not None and served >= page:
@@ -322,8 +333,7 @@ def _stream(
         if left is not None:
             following["$top"] = str(left)
         following["$skiptoken"] = encode_skiptoken(start + served)
-        link = f"{base}/{res.table.name}?{urlencode(following)}"
-        tail += b',"@odata.nextLink":' + orjson.dumps(link)
+        tail += b',"@odata.nextLink":' + orjson.dumps(f"{link}?{urlencode(following)}")
     yield tail + b"}"
 
 
@@ -333,3 +343,68 @@ def table_names(feed: Feed) -> Sequence[str]:
 
 
 __all__ = ["ROOT_SET", "FeedAnswer", "metadata", "open_feed", "service"]
+
+
+# --- entity lists ---------------------------------------------------------------------------------
+
+
+def entity_service(session: Session, project_id: int, name: str, base: str) -> dict[str, Any]:
+    """The service document of an entity list: one ``Entities`` set."""
+    datasets.entity_properties(session, project_id, name)  # 404 for an unknown list
+    session.rollback()
+    return {
+        "@odata.context": f"{base}/$metadata",
+        "value": [{"name": "Entities", "kind": "EntitySet", "url": "Entities"}],
+    }
+
+
+def entity_metadata(session: Session, project_id: int, name: str) -> str:
+    """The EDMX of an entity list's feed."""
+    properties = datasets.entity_properties(session, project_id, name)
+    session.rollback()
+    return entity_metadata_document(name, properties)
+
+
+def open_entities_feed(
+    session: Session,
+    project_id: int,
+    name: str,
+    resource: str,
+    args: Mapping[str, str],
+    base: str,
+    max_page: int | None = None,
+) -> FeedAnswer:
+    """The ``Entities`` feed (``$filter`` on ``__system`` members and on the list's properties)."""
+    properties = datasets.entity_properties(session, project_id, name)
+    if resource not in ("Entities", "Entities/$count"):
+        raise not_found("OData entity set", resource=resource)
+    try:
+        options = parse_query(args, decode_skiptoken)
+    except ODataQueryError as exc:
+        raise _option_error(exc) from None
+    if options.expand:
+        raise bad_request(OPTION_ERROR, "Bad OData query option $expand: an entity list has nothing to expand")
+    known = entity_known_paths(properties)
+    parsed = None
+    if options.filter is not None:
+        try:
+            parsed = parse_filter(options.filter)
+        except FilterError as exc:
+            raise bad_request(FILTER_ERROR, f"Bad $filter: {exc}", option="$filter") from None
+        for path in parsed.paths:
+            if path not in known:
+                raise bad_request(FILTER_ERROR, f"Bad $filter: Entities has no property {'/'.join(path)!r}")
+    for path in options.select or ():
+        if path not in known:
+            raise bad_request(OPTION_ERROR, f"Bad $select: Entities has no property {'/'.join(path)!r}")
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for row in datasets.entity_rows(session, project_id, name):
+            if parsed is None or parsed.matches(lambda path, row=row: lookup_in(row, path)):
+                yield row
+
+    if resource.endswith("/$count"):
+        total = sum(1 for _ in rows())
+        return FeedAnswer(body=str(max(0, min(total - options.skip, options.top or total))).encode(), text=True)
+    context = f"{base}/$metadata#Entities"
+    return FeedAnswer(chunks=_stream(rows, options, context, args, f"{base}/Entities", max_page))

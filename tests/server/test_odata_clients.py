@@ -38,8 +38,8 @@ def live_url(app: Flask) -> Iterator[str]:
 def test_c1_python_odata_reads_the_feed(
     client: FlaskClient,
     personas: Personas,
-    survey: list[str],
-    live_url: str,  # noqa: F811
+    survey: list[str],  # noqa: F811  (the fixture imported above)
+    live_url: str,
 ) -> None:
     from odata import ODataService
 
