@@ -304,12 +304,9 @@ def set_deleted(
 # --- the OData feed of a list ---------------------------------------------------------------------
 
 
-def entity_rows(session: Session, project_id: int, name: str) -> Iterator[dict[str, Any]]:
-    """Every live entity as an OData row: ``__id``, ``label``, properties, ``__system``."""
-    entity_list = _list_or_404(session, project_id, name)
-    props = _properties(entity_list)
-    for page in dq.iter_entities(session, entity_list.id):
-        firsts = dq.first_ops(session, entity_list.id, [r.entity_id for r in page])
+def entity_rows(session: Session, list_id: int, props: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Every live entity of the list ``list_id`` as an OData row: ``__id``, ``label``, properties, ``__system``."""
+    for page, firsts in dq.iter_feed_pages(session, list_id):
         for r in page:
             created_at, actor = firsts.get(r.entity_id, (r.updated_at, ""))
             row: dict[str, Any] = {"__id": r.entity_id, "label": r.label}
@@ -325,7 +322,12 @@ def entity_rows(session: Session, project_id: int, name: str) -> Iterator[dict[s
                 "conflict": r.conflict,
             }
             yield row
-    session.rollback()
+
+
+def feed_list(session: Session, project_id: int, name: str) -> tuple[int, list[str]]:
+    """The list's id and property names (``404`` for an unknown list), read before a feed streams."""
+    entity_list = _list_or_404(session, project_id, name)
+    return entity_list.id, _properties(entity_list)
 
 
 def entity_properties(session: Session, project_id: int, name: str) -> list[str]:

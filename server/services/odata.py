@@ -7,9 +7,11 @@ submission at a time, from the export's record reader (keyset pages of 1,000), s
 whatever the number of submissions. ``$filter`` is evaluated on each row as the feed shows it, which is
 what lets it name the form's own fields (ODK Central filters only ``__system`` members).
 
-Paging: ``$top`` with more rows left adds ``@odata.nextLink`` carrying ``$skiptoken``, an opaque count
-of the rows already served (the order is the storage order, stable because submissions are only
-appended). ``$count=true`` counts the matching rows in a first pass over the same stream.
+Paging: ``$top`` is a page size, as in Central: with more rows left the page ends with
+``@odata.nextLink`` (the same query and a ``$skiptoken``, an opaque count of the rows already
+served; the order is the storage order, stable because submissions are only appended).
+``Prefer: odata.maxpagesize`` pages the same way. ``$count=true`` counts the matching rows in a first
+pass over the same stream.
 """
 
 from __future__ import annotations
@@ -327,11 +329,9 @@ def _stream(
             yield (b"," if served else b"") + orjson.dumps(_shaped(row, options))
             served += 1
     tail = b"]"
-    left = None if options.top is None else options.top - served
-    if more and left != 0:
-        following = {k: v for k, v in args.items() if k not in ("$skip", "$skiptoken", "$top")}
-        if left is not None:
-            following["$top"] = str(left)
+    if more:
+        # As Central: ``$top`` is a page size, the next link asks for the next ``$top`` rows.
+        following = {k: v for k, v in args.items() if k not in ("$skip", "$skiptoken")}
         following["$skiptoken"] = encode_skiptoken(start + served)
         tail += b',"@odata.nextLink":' + orjson.dumps(f"{link}?{urlencode(following)}")
     yield tail + b"}"
@@ -375,7 +375,7 @@ def open_entities_feed(
     max_page: int | None = None,
 ) -> FeedAnswer:
     """The ``Entities`` feed (``$filter`` on ``__system`` members and on the list's properties)."""
-    properties = datasets.entity_properties(session, project_id, name)
+    list_id, properties = datasets.feed_list(session, project_id, name)
     if resource not in ("Entities", "Entities/$count"):
         raise not_found("OData entity set", resource=resource)
     try:
@@ -399,7 +399,7 @@ def open_entities_feed(
             raise bad_request(OPTION_ERROR, f"Bad $select: Entities has no property {'/'.join(path)!r}")
 
     def rows() -> Iterator[dict[str, Any]]:
-        for row in datasets.entity_rows(session, project_id, name):
+        for row in datasets.entity_rows(session, list_id, properties):
             if parsed is None or parsed.matches(lambda path, row=row: lookup_in(row, path)):
                 yield row
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -56,6 +57,31 @@ def iter_entities(session: Session, list_id: int, deleted: bool = False) -> Iter
         ).all()
         if page:
             yield page
+        if len(page) < PAGE_SIZE:
+            return
+        after = page[-1].entity_id
+
+
+def iter_feed_pages(session: Session, list_id: int) -> Iterator[tuple[Sequence[Any], dict[str, tuple[datetime, str]]]]:
+    """The live entities of a list as plain rows, page by page, each with its first ops (the OData feed).
+
+    Plain rows, not ORM objects, so the read transaction can end between pages, as the export's reader
+    does: on SQLite a transaction holds the one write lock, and a feed is read at the client's pace.
+    """
+    after = ""
+    while True:
+        page = session.execute(
+            select(
+                Entity.entity_id, Entity.label, Entity.properties, Entity.version, Entity.conflict, Entity.updated_at
+            )
+            .where(Entity.list_id == list_id, Entity.entity_id > after, Entity.version > 0, Entity.deleted.is_(False))
+            .order_by(Entity.entity_id)
+            .limit(PAGE_SIZE)
+        ).all()
+        firsts = first_ops(session, list_id, [r.entity_id for r in page])
+        session.rollback()
+        if page:
+            yield page, firsts
         if len(page) < PAGE_SIZE:
             return
         after = page[-1].entity_id
