@@ -16,7 +16,8 @@ paths of the form itself, getodk/central-backend#924):
 ``parse_filter(text)`` returns a :class:`Filter`; ``Filter.matches(lookup)`` evaluates it, where
 ``lookup(path)`` returns the row's value at that path (``None`` when absent). Values are compared as
 OData does: ``null`` equals only ``null``, an ordering comparison with ``null`` is false, date-times
-compare as instants, a number compares with a number.
+compare as instants, a number compares with a number or a numeric text (a
+form's text field holding digits), never with other text.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ DATE_PARTS = ("year", "month", "day", "hour", "minute", "second")
 TEXT_FUNCTIONS = ("contains", "startswith", "endswith")
 _KEYWORDS = {"true": True, "false": False, "null": None}
 ROOT_PREFIX = ("$root", "Submissions")
+MAX_LENGTH = 8000  # characters of one $filter
+MAX_DEPTH = 50  # nested parentheses, nots and function calls (the parser recurses on each)
 
 
 class FilterError(ValueError):
@@ -181,6 +184,12 @@ class _Parser:
         self.pos = 0
         self.now = now
         self.paths: set[tuple[str, ...]] = set()
+        self.depth = 0
+
+    def deeper(self, at: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise FilterError(f"nested more than {MAX_DEPTH} levels deep", at)
 
     def peek(self, offset: int = 0) -> _Token | None:
         at = self.pos + offset
@@ -238,16 +247,21 @@ class _Parser:
         return _compare(op, left, right)
 
     def unary(self) -> Node:
+        token = self.peek()
         if self.word("not"):
+            self.deeper(token.at if token else 0)
             inner = self.unary()
+            self.depth -= 1
             return _not(inner)
         return self.primary()
 
     def primary(self) -> Node:
         token = self.take()
         if token.kind == "open":
+            self.deeper(token.at)
             node = self.or_expr()
             self.expect("close", "')'")
+            self.depth -= 1
             return node
         if token.kind == "string":
             text = token.text[1:-1].replace("''", "'")
@@ -275,6 +289,7 @@ class _Parser:
         raise FilterError(f"unexpected {token.text!r}", token.at)
 
     def function(self, name: _Token) -> Node:
+        self.deeper(name.at)
         self.expect("open", "'('")
         args: list[Node] = []
         if self.peek() is not None and self.peek().kind != "close":  # type: ignore[union-attr]
@@ -283,6 +298,7 @@ class _Parser:
                 self.take()
                 args.append(self.or_expr())
         self.expect("close", "')'")
+        self.depth -= 1
         if name.text in DATE_PARTS and len(args) == 1:
             return _date_function(name.text, args[0])
         if name.text == "now" and not args:
@@ -344,6 +360,8 @@ def _text_function(name: str, haystack: Node, needle: Node) -> Node:
 
 def parse_filter(text: str, now: datetime | None = None) -> Filter:
     """Parse a ``$filter`` value; ``now`` is what ``now()`` means (default: the current time, UTC)."""
+    if len(text) > MAX_LENGTH:
+        raise FilterError(f"longer than {MAX_LENGTH} characters", MAX_LENGTH)
     parser = _Parser(text, now or datetime.now(UTC))
     node = parser.parse()
     return Filter(text, frozenset(parser.paths), node)
