@@ -51,6 +51,7 @@ from server.services import datasets
 from server.services.exports import get_form_or_404
 
 FEED_PAGE = 1000  # records read per database round trip
+CHUNK_BYTES = 64 * 1024
 FILTER_ERROR = "odata_filter_invalid"
 OPTION_ERROR = "odata_option_invalid"
 
@@ -319,6 +320,8 @@ def _stream(
     page = min(limits) if limits else None
     served = 0
     more = False
+    pending: list[bytes] = []
+    size = 0
     with closing(rows()) as matching:  # type: ignore[type-var]
         for n, row in enumerate(matching):
             if n < start:
@@ -326,9 +329,14 @@ def _stream(
             if page is not None and served >= page:
                 more = True
                 break
-            yield (b"," if served else b"") + orjson.dumps(_shaped(row, options))
+            chunk = (b"," if served else b"") + orjson.dumps(_shaped(row, options))
+            pending.append(chunk)
+            size += len(chunk)
             served += 1
-    tail = b"]"
+            if size >= CHUNK_BYTES:  # one write per ~64 KiB, not one per row
+                yield b"".join(pending)
+                pending, size = [], 0
+    tail = b"".join(pending) + b"]"
     if more:
         # As Central: ``$top`` is a page size, the next link asks for the next ``$top`` rows.
         following = {k: v for k, v in args.items() if k not in ("$skip", "$skiptoken")}
