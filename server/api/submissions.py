@@ -185,6 +185,7 @@ class SubmissionDetailOut(SubmissionOut):
     reviews = fields.List(fields.Nested(ReviewOut))
 
 
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
