@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bench import dashboard, export, formlist, ingest, memory, push, raw, submission_table, upload, webhooks
+from bench import dashboard, export, formlist, ingest, memory, odata, push, raw, submission_table, upload, webhooks
 from bench.database import ensure_postgres_running, fresh_database, server_version
 from bench.harness import Benchmark, Context, Settings, run_benchmark
 from bench.machine import describe_machine, git_commit
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
     submission_table.NAME: (submission_table.TITLE, submission_table.run),
     dashboard.NAME: (dashboard.TITLE, dashboard.run),
     memory.NAME: (memory.TITLE, memory.run),
+    odata.NAME: (odata.TITLE, odata.run),
 }
 
 

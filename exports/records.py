@@ -29,6 +29,8 @@ class ExportRecord:
     edits: int = 0
     deleted: bool = False
     current: bool = True
+    submitter_id: int | None = None  # the submitting user's id (None: a device or nobody)
+    updated_at: datetime | None = None  # the submission's last change (review, edit)
 
     def __post_init__(self) -> None:
         if self.submission_date.tzinfo is None:

@@ -374,6 +374,11 @@ class _RowBuilder:
         return out
 
 
+def row_builder(plan: ExportPlan, options: ExportOptions) -> _RowBuilder:
+    """The compiled rows of ``plan``: ``builder.rows(record, report)`` gives one submission's rows."""
+    return _RowBuilder(plan, options)
+
+
 def export_rows(
     plan: ExportPlan, options: ExportOptions, records: Iterable[ExportRecord], report: CleaningReport
 ) -> Iterator[tuple[int, list[str]]]:

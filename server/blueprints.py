@@ -10,6 +10,7 @@ def register_blueprints(app: Flask) -> None:
     from server.api import (
         accounts,
         console_actions,
+        datasets,
         exports,
         forms,
         health,
@@ -21,6 +22,7 @@ def register_blueprints(app: Flask) -> None:
         webhooks,
     )
     from server.console import bp as console_bp
+    from server.odata import bp as odata_bp
     from server.openrosa import formlist, submission  # noqa: F401  (their routes attach to the blueprint)
     from server.openrosa.blueprint import bp as openrosa_bp
 
@@ -33,7 +35,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(exports.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(indicators.bp)
+    app.register_blueprint(datasets.bp)
     app.register_blueprint(openrosa_bp)
+    app.register_blueprint(odata_bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(console_actions.bp)
     app.register_blueprint(console_bp)

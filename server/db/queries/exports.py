@@ -79,6 +79,8 @@ def _record_query(form_id: int, options: ExportOptions) -> Any:
             s.deleted_at,
             submitter.username,
             device.name.label("device_name"),
+            s.submitter_id,
+            s.updated_at,
         )
         .join(s, s.id == sv.submission_id)
         .outerjoin(submitter, submitter.id == sv.submitter_id)
@@ -100,9 +102,19 @@ def _record_query(form_id: int, options: ExportOptions) -> Any:
     return stmt
 
 
-def _page(session: Session, base: Any, after: tuple[int, int] | None, page_size: int) -> Sequence[Any]:
+def _page(
+    session: Session, base: Any, after: tuple[int, int] | None, page_size: int, descending: bool = False
+) -> Sequence[Any]:
     sv, s = SubmissionVersion, Submission
     stmt = base
+    if after is not None and descending:
+        sub = sv.submission_id
+        stmt = stmt.where(
+            sub <= after[0], s.id <= after[0], or_(sub < after[0], and_(sub == after[0], sv.id < after[1]))
+        )
+        return session.execute(stmt.order_by(sv.submission_id.desc(), sv.id.desc()).limit(page_size)).all()
+    if descending:
+        return session.execute(stmt.order_by(sv.submission_id.desc(), sv.id.desc()).limit(page_size)).all()
     if after is not None:
         # Plain lower bounds on both joined ids let each index scan start at the page; with only
         # the OR, every page re-read both tables from the first row (quadratic in submissions).
@@ -133,6 +145,8 @@ def _records(rows: Sequence[Any], submitters: frozenset[str]) -> Iterator[Export
         deleted_at,
         username,
         device_name,
+        submitter_id,
+        updated_at,
     ) in rows:
         submitter = username or device_name or ""
         if submitters and submitter not in submitters:
@@ -151,18 +165,23 @@ def _records(rows: Sequence[Any], submitters: frozenset[str]) -> Iterator[Export
             edits,
             deleted_at is not None,  # every version of a deleted submission
             instance_id == current_instance_id,
+            submitter_id,
+            updated_at,
         )
 
 
 def iter_export_records(
-    session: Session, form_id: int, options: ExportOptions, page_size: int = PAGE_SIZE
+    session: Session, form_id: int, options: ExportOptions, page_size: int = PAGE_SIZE, descending: bool = False
 ) -> Iterator[ExportRecord]:
-    """Yield every stored version of the form's submissions as ``ExportRecord``, by submission then version."""
+    """Yield every stored version of the form's submissions as ``ExportRecord``, by submission then version.
+
+    ``descending`` reads the newest submission first (the OData feed's ``$orderby=... desc``).
+    """
     base = _record_query(form_id, options)
     if session.get_bind().dialect.name == "sqlite":
         after: tuple[int, int] | None = None
         while True:
-            rows = _page(session, base, after, page_size)
+            rows = _page(session, base, after, page_size, descending)
             session.rollback()  # release SQLite's write lock between pages: ingestion keeps going
             yield from _records(rows, options.submitters)
             if len(rows) < page_size:
@@ -171,15 +190,26 @@ def iter_export_records(
     # PostgreSQL: the next page is read on a helper thread while this one is turned into records, so
     # the database's work (joins, JSONB to text) overlaps ours. The session is used by one thread at a
     # time: this generator touches it only after the helper's page is done.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool:
-        future: Future[Sequence[Any]] | None = pool.submit(_page, session, base, None, page_size)
-        while future is not None:
-            rows = future.result()
-            full = len(rows) == page_size
-            future = pool.submit(_page, session, base, (rows[-1].sid, rows[-1].vid), page_size) if full else None
-            yield from _records(rows, options.submitters)
-    # Reading is over: end the read transaction now rather than when the response is closed.
-    session.rollback()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool:
+            future: Future[Sequence[Any]] | None = pool.submit(_page, session, base, None, page_size, descending)
+            while future is not None:
+                rows = future.result()
+                full = len(rows) == page_size
+                after_row = (rows[-1].sid, rows[-1].vid) if full else None
+                future = pool.submit(_page, session, base, after_row, page_size, descending) if full else None
+                yield from _records(rows, options.submitters)
+    finally:
+        # Reading is over (or the reader stopped early, as an OData page does once it has its rows, the
+        # helper's page then finished): end the read transaction now rather than when the response is closed.
+        session.rollback()
+
+
+def instance_records(session: Session, form_id: int, instance_id: str) -> list[ExportRecord]:
+    """The stored versions of the submission whose current instanceID is ``instance_id`` (the OData entity)."""
+    stmt = _record_query(form_id, ExportOptions()).where(Submission.current_instance_id == instance_id)
+    rows = session.execute(stmt.order_by(SubmissionVersion.id)).all()
+    return list(_records(rows, frozenset()))
 
 
 # --- presets ---------------------------------------------------------------------------------------
