@@ -283,10 +283,12 @@ def _lost(job: FormConversionJob, now: datetime) -> bool:
 
 LOST_ERROR = {
     "status": 503,
-    "code": "conversion_lost",
-    "message": "The server process converting this form stopped before it finished (it was restarted or ran "
-    "out of memory). Upload the form again.",
-    "details": {},
+    **ApiError(
+        503,
+        "conversion_lost",
+        "The server process converting this form stopped before it finished (it was restarted or ran "
+        "out of memory). Upload the form again.",
+    ).to_dict(),
 }
 
 
@@ -299,6 +301,12 @@ def conversion_job(session: Session, project_id: int, job_id: int) -> Conversion
         now = utcnow()
         if _lost(job, now):
             # Whoever wins the compare-and-set decides; the others read what it decided.
-            q.fail_job(session, job.id, job.state, {**LOST_ERROR, "details": {"claimed_by": job.claimed_by}}, now)
+            q.fail_job(
+                session,
+                job.id,
+                job.state,
+                {**LOST_ERROR, "details": {**LOST_ERROR["details"], "claimed_by": job.claimed_by}},
+                now,
+            )
             session.refresh(job)
         return _info(job, utcnow())

@@ -73,14 +73,14 @@ def test_life_1_draft_then_publish(client: FlaskClient, personas: Personas) -> N
     assert _listed(client, personas) == ["coop_diagnostic"]
     again = client.post(f"{_form_url(personas, 'coop_diagnostic')}/publish", headers=personas.manager.headers)
     assert again.status_code == 404
-    assert again.json["code"] == "no_draft"
+    assert again.json["details"]["problem"] == "no_draft"
 
 
 def test_life_2_reused_version_is_refused(client: FlaskClient, personas: Personas) -> None:
     assert _upload(client, personas, media_form("1", "Premier"), "m.xlsx", "?publish=true").status_code == 201
     refused = _upload(client, personas, media_form("1", "Autre contenu"), "m.xlsx", "?publish=true")
     assert refused.status_code == 409
-    assert refused.json["code"] == "version_reused"
+    assert refused.json["details"]["problem"] == "version_reused"
     detail = client.get(_form_url(personas, "media_test"), headers=personas.manager.headers).json
     assert [v["version"] for v in detail["versions"]] == ["1"]
     assert detail["title"] == "Premier"
@@ -167,7 +167,7 @@ def test_att_1_missing_then_uploaded(client: FlaskClient, personas: Personas) ->
     assert {a["name"]: a["kind"] for a in listing["attachments"]} == {"logo.png": "image", "villages.csv": "csv"}
     unknown = client.post(f"{url}/attachments/other.png", data=b"x", headers=personas.manager.headers)
     assert unknown.status_code == 404
-    assert unknown.json["code"] == "attachment_not_expected"
+    assert unknown.json["details"]["problem"] == "attachment_not_expected"
 
 
 def test_att_2_carry_over_and_itemsets(client: FlaskClient, personas: Personas) -> None:
@@ -266,7 +266,7 @@ def test_bad_1_bad_input_leaves_nothing(
     assert set(body) == {"code", "message", "details"}
     assert body["message"]
     if code is not None:
-        assert body["code"] == code
+        assert body["details"]["problem"] == code
     assert _counts(session) == before
 
 
@@ -289,7 +289,7 @@ def test_bad_1_over_size_and_missing_file(
     assert too_big.json["details"]["limit_bytes"] == 1000
     no_file = client.post(f"/v1/projects/{personas.project_id}/forms", headers=personas.manager.headers)
     assert no_file.status_code == 400
-    assert no_file.json["code"] == "missing_file"
+    assert no_file.json["details"]["problem"] == "missing_file"
     assert _counts(session) == before
 
 
@@ -299,7 +299,7 @@ def test_bad_1_form_id_fallback(client: FlaskClient, personas: Personas) -> None
     assert response.json["xml_form_id"] == "fallback_id"
     bad = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?form_id=a/b")
     assert bad.status_code == 400
-    assert bad.json["code"] == "invalid_form_id"
+    assert bad.json["details"]["problem"] == "invalid_form_id"
 
 
 def test_bad_1_form_id_fallback_header(client: FlaskClient, personas: Personas) -> None:
@@ -321,7 +321,7 @@ def test_bad_1_form_id_fallback_header(client: FlaskClient, personas: Personas) 
         content_type="multipart/form-data",
     )
     assert bad.status_code == 400
-    assert bad.json["code"] == "invalid_form_id"
+    assert bad.json["details"]["problem"] == "invalid_form_id"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_conv_1_child_process_and_timeout(
     app.config["FORM_CONVERT_TIMEOUT"] = 0.001
     slow = _upload(client, personas, media_form("2"), "m.xlsx")
     assert slow.status_code == 422
-    assert slow.json["code"] == "conversion_timeout"
+    assert slow.json["details"]["problem"] == "conversion_timeout"
     assert slow.json["details"]["limit_seconds"] == 0.001
     assert slow.json["details"]["elapsed_seconds"] >= 0.001
     assert "0.001 s" in slow.json["message"]

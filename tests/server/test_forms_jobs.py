@@ -107,7 +107,7 @@ def test_job_2_refused_form_fails_with_pyxform_reason(jobs_app: tuple[Flask, dic
     assert failed["state"] == "failed"
     assert failed["result"] is None
     error = failed["error"]
-    assert (error["status"], error["code"]) == (400, "xlsform_invalid")
+    assert (error["status"], error["details"]["problem"]) == (400, "xlsform_invalid")
     assert error["details"]["reason"] == error["message"]
     assert (count_rows(app, Form), count_rows(app, FormVersion)) == (0, 0)
 
@@ -118,7 +118,7 @@ def test_job_3_timeout_fails_the_job(jobs_app: tuple[Flask, dict[str, str], int]
     accepted = _upload(app, headers, project_id, media_form())
     failed = _poll(app.test_client(), accepted.headers["Location"], headers)
     assert failed["state"] == "failed"
-    assert (failed["error"]["status"], failed["error"]["code"]) == (422, "conversion_timeout")
+    assert (failed["error"]["status"], failed["error"]["details"]["problem"]) == (422, "conversion_timeout")
     assert "0.001 s" in failed["error"]["message"]
     assert failed["error"]["details"]["limit_seconds"] == 0.001
 
@@ -157,7 +157,7 @@ def test_job_5_lost_jobs_and_compare_and_set(client: FlaskClient, personas: Pers
     base = f"/v1/projects/{personas.project_id}/form-conversions"
     for job_id in (never_claimed, stuck):
         body = client.get(f"{base}/{job_id}", headers=personas.manager.headers).json
-        assert (body["state"], body["error"]["code"]) == ("failed", "conversion_lost"), body
+        assert (body["state"], body["error"]["details"]["problem"]) == ("failed", "conversion_lost"), body
         assert "Upload the form again" in body["error"]["message"]
     assert client.get(f"{base}/{fresh}", headers=personas.manager.headers).json["state"] == "running"
     other = f"/v1/projects/{personas.other_project_id}/form-conversions/{fresh}"

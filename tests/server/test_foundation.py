@@ -86,7 +86,7 @@ def test_duplicate_project_name_is_409_and_writes_nothing(
     before = _counts(session)
     response = client.post("/v1/projects", json={"name": "Souss-Massa"}, headers=personas.admin.headers)
     assert response.status_code == 409
-    assert response.get_json()["code"] == "project_name_taken"
+    assert response.get_json()["details"]["problem"] == "project_name_taken"
     assert _counts(session) == before
 
 
@@ -102,7 +102,7 @@ def test_duplicate_project_name_is_409_and_writes_nothing(
 def test_wrong_credentials_are_401(client: FlaskClient, personas: Personas, headers: dict[str, str]) -> None:
     response = client.get("/v1/projects", headers=headers)
     assert response.status_code == 401
-    assert response.get_json()["code"] == "unauthenticated"
+    assert response.get_json()["details"]["problem"] == "unauthenticated"
 
 
 def test_basic_auth_with_the_right_password_works(client: FlaskClient, personas: Personas) -> None:

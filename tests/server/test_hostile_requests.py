@@ -148,7 +148,7 @@ def test_a_tus_project_beyond_the_id_range_is_a_400(client: FlaskClient, persona
         },
     )
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
-    assert response.get_json()["code"] == "bad_upload_metadata"
+    assert response.get_json()["details"]["problem"] == "bad_upload_metadata"
 
 
 @pytest.mark.parametrize("separator", ["\x00", "\t", "\x1b"], ids=["nul", "tab", "escape"])
@@ -213,7 +213,7 @@ def test_an_id_beyond_64_bits_in_a_url_is_a_404(
 def test_an_id_beyond_64_bits_in_a_query_is_a_400(client: FlaskClient, personas: Personas, url: str) -> None:
     response = client.get(url.format(pid=personas.project_id), headers=personas.admin.headers)
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
-    assert response.get_json()["code"] == "invalid_input"
+    assert response.get_json()["details"]["problem"] == "invalid_input"
 
 
 def _b64(text: str) -> str:

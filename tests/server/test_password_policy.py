@@ -91,4 +91,4 @@ def test_the_service_refuses_the_user_name_as_password(client: FlaskClient, pers
         "/v1/users", json={"username": "khadija.ait", "password": "Khadija.Ait"}, headers=personas.admin.headers
     )
     assert response.status_code == 400
-    assert response.get_json()["code"] == "weak_password"
+    assert response.get_json()["details"]["problem"] == "weak_password"

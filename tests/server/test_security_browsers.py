@@ -48,7 +48,9 @@ def test_a_cross_site_form_cannot_create_an_admin(
     response = client.post(
         "/v1/users", data=ATTACK_BODY, content_type="text/plain", headers={**personas.admin.basic, **headers}
     )
-    assert (response.status_code, response.get_json()["code"]) == (status, code), response.get_data(as_text=True)
+    assert (response.status_code, response.get_json()["details"]["problem"]) == (status, code), response.get_data(
+        as_text=True
+    )
     assert not _user_exists(client, personas, "mallory")
 
 

@@ -70,7 +70,7 @@ def test_a_burst_of_wrong_passwords_then_the_right_one_must_pause(
         assert wrong.status_code in (401, 429)
     right = _session(client, coach, PERSONA_PASSWORD, ATTACKER)
     assert right.status_code == 429, right.get_data(as_text=True)
-    assert right.get_json()["code"] == "too_many_attempts"
+    assert right.get_json()["details"]["problem"] == "too_many_attempts"
     wait = int(right.headers["Retry-After"])
     assert 1 <= wait <= logins.PAIR.max_pause.total_seconds()
     raw = base64.b64encode(f"{coach}:{PERSONA_PASSWORD}".encode()).decode()
