@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, select, update
+from sqlalchemy import Select, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
-from server.db.models.accounts import AccessToken
+from server.db.models.accounts import AccessToken, AppUserForm
 from server.db.models.forms import Form, FormAttachment, FormConversionJob, FormVersion
 
 
@@ -155,7 +155,13 @@ TOKEN_COLUMNS = (
 
 
 def _token_formlist_statement(filtered: bool) -> Any:
-    listing = _formlist_statement(filtered).order_by(None).subquery("listing")
+    listing = _formlist_statement(filtered).add_columns(Form.id.label("form_id")).order_by(None).subquery("listing")
+    # An app user (``form_access = 'assigned'``) sees only the forms assigned to it; a phone set up in
+    # the console sees all of its project's.
+    visible = or_(
+        AccessToken.form_access == "all",
+        exists().where(AppUserForm.token_id == AccessToken.id, AppUserForm.form_id == listing.c.form_id),
+    )
     # The listing is joined only for a live device token of the asked project: nothing is read for others.
     joined = AccessToken.__table__.outerjoin(
         listing,
@@ -163,10 +169,11 @@ def _token_formlist_statement(filtered: bool) -> Any:
             AccessToken.kind == "device",
             AccessToken.project_id == bindparam("project_id"),
             AccessToken.revoked_at.is_(None),
+            visible,
         ),
     )
     return (
-        select(*TOKEN_COLUMNS, *listing.c)
+        select(*TOKEN_COLUMNS, *(column for column in listing.c if column.name != "form_id"))
         .select_from(joined)
         .where(AccessToken.token_hash == bindparam("token_hash"))
         .order_by(listing.c.xml_form_id)
