@@ -141,6 +141,8 @@ class AppUserIssuedOut(CamelSchema):
     collect_url = fields.String(metadata={"description": "The server URL to give ODK Collect"})
     created_at = fields.DateTime()
     expires_at = fields.DateTime(allow_none=True)
+    updated_at = fields.Constant(None, allow_none=True)
+    deleted_at = fields.Constant(None, allow_none=True)
 
 
 class SessionIn(StrictCamelSchema):
