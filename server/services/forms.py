@@ -125,6 +125,10 @@ class FormDetail:
     attachments: tuple[AttachmentInfo, ...] = ()
     missing_attachments: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    project_id: int | None = None
+    # The published version's (else the draft's) XForm md5 and publication time, as Central reports them.
+    hash: str | None = None
+    published_at: Any = None
 
 
 def upload_settings(config: Any | None = None) -> UploadSettings:
@@ -508,8 +512,14 @@ def _get_form(session: Session, project_id: int, xml_form_id: str) -> Form:
     return form
 
 
-def publish_draft(session: Session, project_id: int, xml_form_id: str, *, actor: str) -> FormVersionResult:
-    """Publish the form's draft: it becomes the version devices download (404 when there is no draft)."""
+def publish_draft(
+    session: Session, project_id: int, xml_form_id: str, *, actor: str, expected_version: str | None = None
+) -> FormVersionResult:
+    """Publish the form's draft: it becomes the version devices download (404 when there is no draft).
+
+    ``expected_version`` (Central's ``?version=``) must be the draft's own version: a version is part
+    of the XForm its submissions name, so Fieldsync never rewrites it (``409 version_mismatch`` otherwise).
+    """
     with transaction(session):
         form = _get_form(session, project_id, xml_form_id)
         drafts = q.list_drafts(session, form.id)
@@ -518,6 +528,14 @@ def publish_draft(session: Session, project_id: int, xml_form_id: str, *, actor:
                 404, "no_draft", f"Form {xml_form_id!r} has no draft to publish", {"xml_form_id": xml_form_id}
             )
         version = drafts[0]
+        if expected_version is not None and expected_version != version.version:
+            raise conflict(
+                "version_mismatch",
+                f"The draft of {xml_form_id!r} is version {version.version!r}, not {expected_version!r}: "
+                "set the version in the form's settings and upload it as the draft",
+                draft_version=version.version,
+                version=expected_version,
+            )
         _publish(session, form, version)
         session.flush()
         audit.record(
@@ -588,6 +606,9 @@ def describe_form(session: Session, project_id: int, xml_form_id: str) -> FormDe
         draft_version=draft.version if draft else None,
         created_at=form.created_at,
         updated_at=form.updated_at,
+        project_id=form.project_id,
+        hash=(current or draft).xform_md5 if (current or draft) else None,
+        published_at=current.published_at if current else None,
         versions=tuple(_version_info(v) for v in versions),
         attachments=attachments,
         missing_attachments=tuple(a.name for a in attachments if not a.present),
@@ -628,6 +649,9 @@ def list_form_details(session: Session, project_id: int) -> list[FormDetail]:
                 draft_version=draft.version if draft else None,
                 created_at=form.created_at,
                 updated_at=form.updated_at,
+                project_id=form.project_id,
+                hash=(current or draft).xform_md5 if (current or draft) else None,
+                published_at=current.published_at if current else None,
             )
         )
     return result

@@ -174,7 +174,7 @@ def test_an_export_separator_with_a_control_character_is_a_400(
         ("GET", f"/v1/projects/{HUGE}/sync/pull"),
         ("GET", f"/v1/projects/{HUGE}/datasets/people/integrity"),
         ("GET", "/v1/key/{token}/projects/" + HUGE + "/datasets/people/integrity"),
-        ("POST", f"/v1/projects/{HUGE}/forms/f/attachments/photo.jpg"),
+        ("POST", f"/v1/projects/{HUGE}/forms/f/draft/attachments/photo.jpg"),
         ("DELETE", "/v1/projects/{pid}/app-users/" + HUGE),
         ("POST", "/v1/projects/{pid}/quarantine/" + HUGE + "/release"),
         # Found by schemathesis: 405, because another method's rule matched the same path.

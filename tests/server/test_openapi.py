@@ -92,7 +92,7 @@ def test_request_bodies_are_described(document: dict[str, Any]) -> None:
     assert document["components"]["schemas"]["ProjectIn"]["additionalProperties"] is False
     upload = document["paths"]["/v1/projects/{project_id}/forms"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
-    assert _property(document, "FormVersionOut", "xml_form_id")["type"] == "string"  # the id URLs use
+    assert _property(document, "FormVersionOut", "xmlFormId")["type"] == "string"  # the id URLs use
     push = document["paths"]["/v1/projects/{project_id}/sync/push"]["post"]
     assert push["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PushIn"}
 
