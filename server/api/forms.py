@@ -178,6 +178,8 @@ class FormDetailOut(FormOut):
 class UploadOut(FormOut):
     """What an upload did (Fieldsync's fields) beside the form as Central describes it."""
 
+    success = fields.Boolean(metadata={"description": "A draft upload: always true (Central's answer)"})
+
     created = fields.Boolean()
     status = fields.String()
     conversion_seconds = fields.Float(allow_none=True)
@@ -278,9 +280,10 @@ def upload_form(project_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
     errors=(409, 422),
 )
 def create_draft(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Upload a new draft of a form (XForm or XLSForm body, as for a new form)."""
+    """Upload a new draft of a form (XForm or XLSForm body, as for a new form); ``success`` is true as in Central."""
     query = load_query(DraftQuery())
-    return _upload_answer(project_id, _upload(project_id, query, False, xml_form_id))
+    body, status, headers = _upload_answer(project_id, _upload(project_id, query, False, xml_form_id))
+    return {**body, "success": True} if status != 202 else body, status, headers
 
 
 @bp.get("/projects/<int:project_id>/form-conversions/<int:job_id>")

@@ -4,6 +4,8 @@
 - PY2 ``projects.create_app_users`` creates app users and assigns them forms whose ids are not
   ASCII (``enquête_coopérative``) or are a dingbat (``✿_suivi``); each app user's formList then
   holds exactly its forms.
+- PY3 ``forms.create`` uploads an XLSForm with its two attachments (draft, attachments, publish) under a
+  dingbat id; ``forms.update`` publishes a new version through a draft; ``forms.list``/``get`` read them.
 
 The server is a real HTTP server (werkzeug, threaded) on a fresh SQLite database.
 """
@@ -123,6 +125,33 @@ def central() -> Iterator[Central]:
         make_engine(url).dispose()
         cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _media_xlsx(tmp_path: Path, form_id: str, version: str) -> Path:
+    from tests.server.fixtures_forms import MEDIA_FORM_MD, xlsform
+
+    markdown = MEDIA_FORM_MD.replace("| media_test | 1       |", f"| {form_id} | {version} |")
+    path = tmp_path / f"{form_id}.xlsx"
+    path.write_bytes(xlsform(markdown))
+    return path
+
+
+def test_py3_forms_created_with_attachments_and_updated_through_a_draft(central: Central, tmp_path: Path) -> None:
+    form_id = "médias_✿"
+    logo, villages = tmp_path / "logo.png", tmp_path / "villages.csv"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n logo")
+    villages.write_text("name,label\nv1,Douar Tafraout\n", encoding="utf-8")
+    form = central.client.forms.create(definition=_media_xlsx(tmp_path, form_id, "1"), attachments=[logo, villages])
+    assert (form.xmlFormId, form.projectId) == (form_id, central.project_id)
+    published = central.client.forms.get(form_id)
+    assert (published.version, published.state, published.publishedAt is not None) == ("1", "open", True)
+    attachments = central.client.session.get(f"projects/{central.project_id}/forms/{form_id}/attachments").json()
+    assert {(a["name"], a["exists"]) for a in attachments} == {("logo.png", True), ("villages.csv", True)}
+    central.client.forms.update(form_id, definition=_media_xlsx(tmp_path, form_id, "2"))
+    assert central.client.forms.get(form_id).version == "2"
+    versions = central.client.session.get(f"projects/{central.project_id}/forms/{form_id}/versions").json()
+    assert [v["version"] for v in versions] == ["1", "2"]
+    assert form_id in {f.xmlFormId for f in central.client.forms.list()}
 
 
 def _form_list(central: Central, collect_url: str) -> list[str]:
