@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import Blueprint, Response, request, url_for
-from marshmallow import fields, validate
+from marshmallow import Schema, fields, validate
 
 from server.api import downloads
 from server.api.contract import Header, ListOf, documented
@@ -189,8 +189,8 @@ class UploadOut(FormOut):
     version_generated = fields.Boolean()
 
 
-class FormSchemaOut(CamelSchema):
-    """The JSON ``FormSchema`` of a version (forms/schema_json.py)."""
+class FormSchemaOut(Schema):
+    """The JSON ``FormSchema`` of a version (forms/schema_json.py): a document format of its own, kept as it is."""
 
     schema_json_version = fields.Integer()
     form_id = fields.String()
