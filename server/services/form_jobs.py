@@ -243,12 +243,9 @@ def _fail(session: Session, job_id: int, worker: str, error: dict[str, Any]) -> 
 
 
 def _internal_error(exc: Exception) -> dict[str, Any]:
-    return {
-        "status": 500,
-        "code": "conversion_store_failed",
-        "message": "The form converted but could not be stored; upload it again.",
-        "details": {"exception": type(exc).__name__},
-    }
+    message = "The form converted but could not be stored; upload it again."
+    details = {"exception": type(exc).__name__}
+    return {"status": 500, **ApiError(500, "conversion_store_failed", message, details).to_dict()}
 
 
 def _plain(result: svc.FormVersionResult) -> dict[str, Any]:
