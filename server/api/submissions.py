@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, request, stream_with_context, url_for
 from marshmallow import RAISE, Schema, fields, pre_load, validate
 
+from server.api import downloads
 from server.api.contract import documented
 from server.api.schemas import DatabaseId
 from server.api.wire import load_json, load_query
@@ -410,7 +411,7 @@ def download_attachment(project_id: int, xml_form_id: str, instance_id: str, nam
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = Response(stream_with_context(blobs.iter_bytes(attachment.blob_sha256)), mimetype=mimetype)
     # Werkzeug quotes the name (and adds filename* for non-ASCII): names come from devices.
-    response.headers.set("Content-Disposition", "attachment", filename=name)
+    response.headers["Content-Disposition"] = downloads.content_disposition(name)
     response.headers["Content-Length"] = str(blobs.size_of(attachment.blob_sha256))
     response.headers["ETag"] = f'"{attachment.blob_sha256}"'
     return response

@@ -17,6 +17,7 @@ from flask import Response, current_app, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from server.api.downloads import content_disposition
 from server.blobstore import blob_store
 from server.db.queries.forms import FormListRow
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
@@ -109,7 +110,7 @@ def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Res
     md5, data = svc.served_xform(db_session(), project_id, xml_form_id)
     response = xml_response(data, etag=md5)
     if response.status_code == 200:
-        response.headers.set("Content-Disposition", "attachment", filename=f"{xml_form_id}.xml")
+        response.headers["Content-Disposition"] = content_disposition(f"{xml_form_id}.xml")
     return response
 
 
@@ -144,7 +145,7 @@ def media(project_id: int, xml_form_id: str, name: str, token: str | None = None
         blobs = blob_store(get_store().storage_dir)
         response = Response(blobs.iter_bytes(found.blob_sha256), content_type=found.content_type)
         response.set_etag(found.blob_sha256)
-    response.headers.set("Content-Disposition", "attachment", filename=name)
+    response.headers["Content-Disposition"] = content_disposition(name)
     return response
 
 

@@ -5,7 +5,8 @@
   ASCII (``enquête_coopérative``) or are a dingbat (``✿_suivi``); each app user's formList then
   holds exactly its forms.
 - PY3 ``forms.create`` uploads an XLSForm with its two attachments (draft, attachments, publish) under a
-  dingbat id; ``forms.update`` publishes a new version through a draft; ``forms.list``/``get`` read them.
+  dingbat id; ``forms.update`` publishes a new version through a draft; ``forms.list``/``get`` read them;
+  ``forms.get_xml`` downloads the XForm (its dingbat file name in RFC 6266's ``filename*``).
 
 The server is a real HTTP server (werkzeug, threaded) on a fresh SQLite database.
 """
@@ -152,6 +153,7 @@ def test_py3_forms_created_with_attachments_and_updated_through_a_draft(central:
     versions = central.client.session.get(f"projects/{central.project_id}/forms/{form_id}/versions").json()
     assert [v["version"] for v in versions] == ["1", "2"]
     assert form_id in {f.xmlFormId for f in central.client.forms.list()}
+    assert 'version="2"' in central.client.forms.get_xml(form_id)
 
 
 def _form_list(central: Central, collect_url: str) -> list[str]:
