@@ -134,7 +134,7 @@ class Context:
         if self._admin_token is None:
             response = requests.post(
                 f"{self.base_url}/v1/sessions",
-                json={"username": self.accounts.admin_username, "password": self.accounts.admin_password},
+                json={"email": self.accounts.admin_username, "password": self.accounts.admin_password},
                 timeout=30,
             )
             response.raise_for_status()

@@ -1,7 +1,8 @@
 """One error vocabulary: stable codes, one JSON shape, and OpenRosa XML for OpenRosa routes.
 
-Every error a client can cause is an ``ApiError`` (or is turned into one here), rendered as
-``{"code": ..., "message": ..., "details": ...}``. Nothing a client sends may produce a 500.
+Every error a client can cause is an ``ApiError`` (or is turned into one here), rendered as ODK
+Central renders its problems: ``{"code": 404.1, "message": ..., "details": {..., "problem": "not_found"}}``.
+Nothing a client sends may produce a 500.
 """
 
 from __future__ import annotations
@@ -16,6 +17,57 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger("fieldsync.errors")
+
+# Fieldsync's machine names → Central's numeric problem codes (central-backend lib/util/problem.js).
+# A name not listed keeps its HTTP status as its code (a whole number, still ``floor(code) == status``).
+CENTRAL_CODES: dict[str, float] = {
+    "malformed_json": 400.1,
+    "malformed_xml": 400.1,
+    "incomplete_body": 400.1,
+    "missing_parameter": 400.2,
+    "unexpected_attribute": 400.4,
+    "invalid_header": 400.6,
+    "missing_file": 400.7,
+    "no_xml_submission_file": 400.7,
+    "invalid_input": 400.8,
+    "invalid_state": 400.8,
+    "invalid_form_id": 400.8,
+    "missing_form_id": 400.8,
+    "weak_password": 400.21,
+    "xlsform_invalid": 400.15,
+    "form_warnings": 400.16,
+    "no_deprecated_id": 400.19,
+    "unauthenticated": 401.2,
+    "forbidden": 403.1,
+    "token_revoked": 403.1,
+    "not_found": 404.1,
+    "no_draft": 404.1,
+    "unknown_form": 404.1,
+    "unknown_deprecated_id": 404.5,
+    "form_version_not_found": 404.6,
+    "id_conflict": 409.1,
+    "form_closed": 409.2,
+    "project_name_taken": 409.3,
+    "username_taken": 409.3,
+    "email_taken": 409.3,
+    "token_taken": 409.3,
+    "preset_exists": 409.3,
+    "version_taken": 409.6,
+    "no_published_version": 409.7,
+    "instance_id_taken": 409.8,
+    "stale_base": 409.9,
+    "too_large": 413.1,
+    "internal_error": 500.1,
+    "conversion_timeout": 502.1,
+}
+
+
+def problem_code(status: int, name: str) -> float | int:
+    """Central's numeric code for an error of ``status`` named ``name`` by Fieldsync."""
+    code = CENTRAL_CODES.get(name)
+    if code is None or int(code) != status:
+        return status
+    return code
 
 
 class ApiError(Exception):
@@ -39,8 +91,12 @@ class ApiError(Exception):
         self.message_fr = message_fr
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON body for this error."""
-        return {"code": self.code, "message": self.message, "details": self.details}
+        """Return the JSON body for this error: Central's numeric code, Fieldsync's name in ``details.problem``."""
+        return {
+            "code": problem_code(self.status, self.code),
+            "message": self.message,
+            "details": {**self.details, "problem": self.code},
+        }
 
 
 def bad_request(code: str, message: str, **details: Any) -> ApiError:

@@ -8,7 +8,7 @@ older ones is an operator's choice (``UPDATE submission_versions SET record = re
 docs/dashboard.md). Nothing changes on SQLite, or on a PostgreSQL built without lz4.
 
 Revision ID: 0020_records_lz4
-Revises: 0017_indicators
+Revises: 0018_audit_subject_index
 Create Date: 2026-12-02
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_records_lz4"
-down_revision = "0017_indicators"
+down_revision = "0018_audit_subject_index"
 branch_labels = None
 depends_on = None
 

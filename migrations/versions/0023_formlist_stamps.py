@@ -5,7 +5,7 @@ with a reused id (SQLite reuses them), or run again over the same values after a
 a restore, and a server's cached document would then pass for the new one.
 
 Revision ID: 0023_formlist_stamps
-Revises: 0017_indicators
+Revises: 0021_central_accounts
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023_formlist_stamps"
-down_revision = "0017_indicators"
+down_revision = "0021_central_accounts"
 branch_labels = None
 depends_on = None
 

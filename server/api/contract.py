@@ -17,9 +17,18 @@ from marshmallow import Schema
 
 View = TypeVar("View", bound=Callable[..., Any])
 
-# An answer's content: a schema class (JSON), a media type or a tuple of them (a file), None (no body),
+
+@dataclass(frozen=True)
+class ListOf:
+    """An answer that is a bare JSON array of ``schema`` (Central's lists, with ``X-Total-Count``)."""
+
+    schema: type[Schema]
+
+
+# An answer's content: a schema class (JSON), ``ListOf(schema)`` (a JSON array), a media type or a tuple
+# of them (a file), None (no body),
 # or media type -> schema class, JSON Schema or None (a file) when one endpoint answers several.
-Answer = type[Schema] | str | tuple[str, ...] | Mapping[str, type[Schema] | Mapping[str, Any] | None] | None
+Answer = type[Schema] | ListOf | str | tuple[str, ...] | Mapping[str, type[Schema] | Mapping[str, Any] | None] | None
 # A request body that is not a JSON object loaded by ``wire.load_json``: media type -> schema class or
 # JSON Schema (a file upload, a raw tus chunk, the push envelope the sync core parses item by item).
 RawBody = Mapping[str, type[Schema] | Mapping[str, Any]]

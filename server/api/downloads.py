@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from urllib.parse import quote
 
 from flask import Response, stream_with_context
 
@@ -16,10 +17,22 @@ SOURCE_TYPES = {
 }
 
 
+def content_disposition(filename: str) -> str:
+    """``attachment`` with ``filename`` as RFC 6266 says: an ASCII fallback and the UTF-8 name in ``filename*``.
+
+    A header must be Latin-1 on the wire: a name such as ``✿_suivi.xml`` written as it is made the
+    WSGI server fail after the status line, and the client waited for an answer that never came.
+    """
+    fallback = filename.encode("ascii", "replace").decode("ascii").replace("?", "_").replace('"', "_")
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def attachment(data: bytes, content_type: str, filename: str) -> Response:
     """A file to save, under ``filename``."""
     response = Response(data, content_type=content_type)
-    response.headers.set("Content-Disposition", "attachment", filename=filename)
+    response.headers["Content-Disposition"] = content_disposition(filename)
     return response
 
 

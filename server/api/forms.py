@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict
+from types import SimpleNamespace
 from typing import Any
 
 from flask import Blueprint, Response, request, url_for
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from server.api import downloads
-from server.api.contract import Header, documented
+from server.api.contract import Header, ListOf, documented
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list
+from server.api.schemas import SuccessOut
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.errors import bad_request
@@ -29,19 +32,18 @@ bp = Blueprint("forms", __name__, url_prefix="/v1")
 _CHUNK = 256 * 1024
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
 FORM_STATES = ("open", "closing", "closed")
 _FILE_PART = {"type": "string", "contentMediaType": "application/octet-stream"}
+# Central's clients send the file as the body; a browser or curl -F sends a multipart part ``file``.
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+RAW_FORM_TYPES = {"application/xml": ".xml", "text/xml": ".xml", XLSX_TYPE: ".xlsx", "application/vnd.ms-excel": ".xls"}
 FORM_UPLOAD = {
+    **{media: _FILE_PART for media in RAW_FORM_TYPES},
     "multipart/form-data": {
         "type": "object",
         "properties": {"file": {**_FILE_PART, "description": "The XLSForm (.xlsx, .xls) or XForm (.xml)"}},
         "required": ["file"],
-    }
+    },
 }
 ATTACHMENT_UPLOAD = {
     "application/octet-stream": _FILE_PART,
@@ -54,18 +56,24 @@ FORM_ID_FALLBACK = Header(
 )
 
 
-class UploadQuery(_Strict):
-    publish = fields.Boolean(load_default=False)
+class DraftQuery(StrictCamelSchema):
+    # pyxform's warnings never stop an upload here: they are kept on the version and shown; the flag
+    # is accepted so that Central's clients (which send it) work unchanged.
+    ignore_warnings = fields.Boolean(load_default=True)
     # The id of a workbook whose settings sheet has no form_id (else the X-XlsForm-FormId-Fallback
     # header, percent-encoded as ODK Central's web page sends it, else the file name).
     form_id = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
 
 
-class VersionQuery(_Strict):
+class UploadQuery(DraftQuery):
+    publish = fields.Boolean(load_default=False)
+
+
+class VersionQuery(StrictCamelSchema):
     version = fields.String(load_default=None)
 
 
-class StatePatch(_Strict):
+class StatePatch(StrictCamelSchema):
     state = fields.String(
         required=True,
         validate=validate.OneOf(FORM_STATES),
@@ -73,7 +81,7 @@ class StatePatch(_Strict):
     )
 
 
-class FormVersionOut(Schema):
+class FormVersionOut(CamelSchema):
     id = fields.Integer(attribute="form_db_id", metadata={"description": "The form's database id"})
     xml_form_id = fields.String(metadata={"description": "The form id every URL of the form uses"})
     version = fields.String()
@@ -87,14 +95,14 @@ class FormVersionOut(Schema):
     version_generated = fields.Boolean()
 
 
-class ConversionErrorOut(Schema):
+class ConversionErrorOut(CamelSchema):
     status = fields.Integer()  # the status the upload would have answered
-    code = fields.String()
+    code = fields.Raw()
     message = fields.String()
     details = fields.Dict()
 
 
-class ConversionJobOut(Schema):
+class ConversionJobOut(CamelSchema):
     id = fields.Integer()
     url = fields.Function(lambda job: url_for("forms.get_conversion", project_id=job.project_id, job_id=job.id))
     state = fields.String(metadata={"enum": ["queued", "running", "done", "failed"]})
@@ -110,8 +118,15 @@ class ConversionJobOut(Schema):
     error = fields.Nested(ConversionErrorOut, allow_none=True)
 
 
-class AttachmentOut(Schema):
+class AttachmentOut(CamelSchema):
+    """A file a form version expects, in Central's fields (``type``, ``exists``) and Fieldsync's."""
+
     name = fields.String()
+    type = fields.Function(lambda a: "file" if a.kind == "entity_list" else a.kind)
+    exists = fields.Function(lambda a: a.present)
+    blob_exists = fields.Function(lambda a: a.present)
+    dataset_exists = fields.Function(lambda a: a.kind == "entity_list")
+    updated_at = fields.Function(lambda a: a.uploaded_at.isoformat() if a.uploaded_at else None)
     kind = fields.String()
     present = fields.Boolean()
     md5 = fields.String(allow_none=True)
@@ -119,7 +134,7 @@ class AttachmentOut(Schema):
     uploaded_at = fields.DateTime(allow_none=True)
 
 
-class VersionOut(Schema):
+class VersionOut(CamelSchema):
     version = fields.String()
     status = fields.String()
     title = fields.String()
@@ -133,15 +148,24 @@ class VersionOut(Schema):
     created_by = fields.String()
 
 
-class FormOut(Schema):
-    id = fields.Integer()
+class FormOut(CamelSchema):
+    """A form as ODK Central describes it, with Fieldsync's draft and current versions."""
+
+    project_id = fields.Integer()
     xml_form_id = fields.String()
-    title = fields.String()
+    name = fields.Function(lambda f: f.title)
+    version = fields.Function(lambda f: f.current_version if f.current_version is not None else f.draft_version or "")
+    hash = fields.String(allow_none=True)
     state = fields.String(validate=validate.OneOf(FORM_STATES))
-    current_version = fields.String(allow_none=True)
-    draft_version = fields.String(allow_none=True)
+    enketo_id = fields.Constant(None, allow_none=True)
+    key_id = fields.Constant(None, allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    published_at = fields.DateTime(allow_none=True)
+    id = fields.Integer()
+    title = fields.String()
+    current_version = fields.String(allow_none=True)
+    draft_version = fields.String(allow_none=True)
 
 
 class FormDetailOut(FormOut):
@@ -151,18 +175,22 @@ class FormDetailOut(FormOut):
     warnings = fields.List(fields.String())
 
 
-class FormListOut(Schema):
-    forms = fields.List(fields.Nested(FormOut))
+class UploadOut(FormOut):
+    """What an upload did (Fieldsync's fields) beside the form as Central describes it."""
 
+    success = fields.Boolean(metadata={"description": "A draft upload: always true (Central's answer)"})
 
-class AttachmentListOut(Schema):
-    version = fields.String(allow_none=True)
-    attachments = fields.List(fields.Nested(AttachmentOut))
-    missing = fields.List(fields.String())
+    created = fields.Boolean()
+    status = fields.String()
+    conversion_seconds = fields.Float(allow_none=True)
+    missing_attachments = fields.List(fields.String())
+    warnings = fields.List(fields.String())
+    # True when the settings sheet had no version and the server chose one (yyyymmddnn).
+    version_generated = fields.Boolean()
 
 
 class FormSchemaOut(Schema):
-    """The JSON ``FormSchema`` of a version (forms/schema_json.py)."""
+    """The JSON ``FormSchema`` of a version (forms/schema_json.py): a document format of its own, kept as it is."""
 
     schema_json_version = fields.Integer()
     form_id = fields.String()
@@ -180,19 +208,50 @@ class FormSchemaOut(Schema):
     entities = fields.List(fields.Dict())
 
 
-def _uploaded_file() -> tuple[bytes, str]:
-    upload = request.files.get("file")
-    if upload is None:
-        raise bad_request("missing_file", "Send the form as a multipart/form-data part named 'file'")
+def _uploaded_file(fallback: str | None) -> tuple[bytes, str]:
     limit = svc.upload_settings().max_form_bytes
-    # Read one byte past the limit so the service can answer 413 without holding a huge body.
-    data = upload.stream.read(limit + 1)
-    return data, upload.filename or "form"
+    suffix = RAW_FORM_TYPES.get(request.mimetype)
+    if suffix is not None:
+        # Read one byte past the limit so the service can answer 413 without holding a huge body.
+        return request.stream.read(limit + 1), f"{fallback or 'form'}{suffix}"
+    upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
+    if upload is None:
+        raise bad_request(
+            "missing_file",
+            "Send the form as the body (Content-Type application/xml, or the XLSX or XLS type) "
+            "or as a multipart/form-data part named 'file'",
+        )
+    return upload.stream.read(limit + 1), upload.filename or "form"
+
+
+def _upload(project_id: int, query: dict[str, Any], publish: bool, form_id: str | None) -> Any:
+    principal = require("form.write", project_id)
+    header = request.headers.get("X-XlsForm-FormId-Fallback")
+    data, filename = _uploaded_file(form_id or query["form_id"])
+    return form_jobs.upload_form(
+        db_session(),
+        project_id,
+        data,
+        filename,
+        publish=publish,
+        actor=principal.actor,
+        form_id=form_id or query["form_id"],
+        form_id_header=header,
+    )
+
+
+def _upload_answer(project_id: int, outcome: Any) -> tuple[dict[str, Any], int, dict[str, str]]:
+    if isinstance(outcome, form_jobs.ConversionJobInfo):
+        body: dict[str, Any] = ConversionJobOut().dump(outcome)
+        return body, 202, {"Location": body["url"], "Retry-After": "2"}
+    detail = svc.describe_form(db_session(), project_id, outcome.xml_form_id)
+    answer = {**asdict(detail), **asdict(outcome)}
+    return UploadOut().dump(SimpleNamespace(**answer)), 201 if outcome.created else 200, {}
 
 
 @bp.post("/projects/<int:project_id>/forms")
 @documented(
-    {200: FormVersionOut, 201: FormVersionOut, 202: ConversionJobOut},
+    {200: UploadOut, 201: UploadOut, 202: ConversionJobOut},
     query=UploadQuery,
     raw_body=FORM_UPLOAD,
     headers=(FORM_ID_FALLBACK,),
@@ -208,23 +267,23 @@ def upload_form(project_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
     Answers 201 (new version) or 200 (identical re-upload) once converted, or 202 with a conversion
     job to poll when the conversion takes longer than ``FORM_CONVERT_WAIT``.
     """
-    principal = require("form.write", project_id)
     query = load_query(UploadQuery())
-    data, filename = _uploaded_file()
-    outcome = form_jobs.upload_form(
-        db_session(),
-        project_id,
-        data,
-        filename,
-        publish=query["publish"],
-        actor=principal.actor,
-        form_id=query["form_id"],
-        form_id_header=request.headers.get("X-XlsForm-FormId-Fallback"),
-    )
-    if isinstance(outcome, form_jobs.ConversionJobInfo):
-        body: dict[str, Any] = ConversionJobOut().dump(outcome)
-        return body, 202, {"Location": body["url"], "Retry-After": "2"}
-    return FormVersionOut().dump(outcome), 201 if outcome.created else 200, {}
+    return _upload_answer(project_id, _upload(project_id, query, query["publish"], None))
+
+
+@bp.post("/projects/<int:project_id>/forms/<xml_form_id>/draft")
+@documented(
+    {200: UploadOut, 201: UploadOut, 202: ConversionJobOut},
+    query=DraftQuery,
+    raw_body=FORM_UPLOAD,
+    headers=(FORM_ID_FALLBACK,),
+    errors=(409, 422),
+)
+def create_draft(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Upload a new draft of a form (XForm or XLSForm body, as for a new form); ``success`` is true as in Central."""
+    query = load_query(DraftQuery())
+    body, status, headers = _upload_answer(project_id, _upload(project_id, query, False, xml_form_id))
+    return {**body, "success": True} if status != 202 else body, status, headers
 
 
 @bp.get("/projects/<int:project_id>/form-conversions/<int:job_id>")
@@ -237,11 +296,11 @@ def get_conversion(project_id: int, job_id: int) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/forms")
-@documented({200: FormListOut})
-def list_forms(project_id: int) -> dict[str, Any]:
+@documented({200: ListOf(FormOut)})
+def list_forms(project_id: int) -> Response:
     """List a project's forms with their published and draft versions."""
     require("form.read", project_id)
-    return {"forms": FormOut(many=True).dump(svc.list_form_details(db_session(), project_id))}
+    return json_list(svc.list_form_details(db_session(), project_id), FormOut())
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>")
@@ -264,15 +323,22 @@ def patch_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
     return result
 
 
-@bp.post("/projects/<int:project_id>/forms/<xml_form_id>/publish")
-@documented({200: FormVersionOut}, errors=(409,))
+@bp.post("/projects/<int:project_id>/forms/<xml_form_id>/draft/publish")
+@documented({200: SuccessOut}, query=VersionQuery, errors=(409,))
 def publish_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
-    """Publish the form's draft."""
+    """Publish the form's draft (``?version=`` must be the draft's own: Fieldsync never rewrites a version)."""
     principal = require("form.write", project_id)
-    result: dict[str, Any] = FormVersionOut().dump(
-        svc.publish_draft(db_session(), project_id, xml_form_id, actor=principal.actor)
-    )
-    return result
+    query = load_query(VersionQuery())
+    svc.publish_draft(db_session(), project_id, xml_form_id, actor=principal.actor, expected_version=query["version"])
+    return {"success": True}
+
+
+@bp.get("/projects/<int:project_id>/forms/<xml_form_id>/versions")
+@documented({200: ListOf(VersionOut)})
+def list_versions(project_id: int, xml_form_id: str) -> Response:
+    """List every version of a form, drafts included (``status``), oldest first."""
+    require("form.read", project_id)
+    return json_list(svc.describe_form(db_session(), project_id, xml_form_id).versions, VersionOut())
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/schema")
@@ -293,16 +359,12 @@ def get_source(project_id: int, xml_form_id: str, version: str) -> Response:
 
 
 @bp.get("/projects/<int:project_id>/forms/<xml_form_id>/attachments")
-@documented({200: AttachmentListOut})
-def list_attachments(project_id: int, xml_form_id: str) -> dict[str, Any]:
-    """List the files the draft (else the published version) expects, and which are present."""
+@documented({200: ListOf(AttachmentOut)})
+def list_attachments(project_id: int, xml_form_id: str) -> Response:
+    """List the files the draft (else the published version) expects; ``exists`` says which are present."""
     require("form.read", project_id)
-    version, attachments = svc.list_form_attachments(db_session(), project_id, xml_form_id)
-    return {
-        "version": version,
-        "attachments": AttachmentOut(many=True).dump(attachments),
-        "missing": [a.name for a in attachments if not a.present],
-    }
+    _, attachments = svc.list_form_attachments(db_session(), project_id, xml_form_id)
+    return json_list(attachments, AttachmentOut())
 
 
 def _request_chunks() -> Iterator[bytes]:
@@ -317,10 +379,10 @@ def _request_chunks() -> Iterator[bytes]:
         yield chunk
 
 
-@bp.post("/projects/<int:project_id>/forms/<xml_form_id>/attachments/<name>")
-@documented({201: AttachmentOut}, raw_body=ATTACHMENT_UPLOAD, errors=(409,))
-def upload_attachment(project_id: int, xml_form_id: str, name: str) -> tuple[dict[str, Any], int]:
-    """Upload a media or data file the form expects (raw body, or multipart part ``file``)."""
+@bp.post("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments/<name>")
+@documented({200: AttachmentOut}, raw_body=ATTACHMENT_UPLOAD, errors=(409,))
+def upload_attachment(project_id: int, xml_form_id: str, name: str) -> dict[str, Any]:
+    """Upload a media or data file the draft expects (raw body, or multipart part ``file``); ``success`` is true."""
     principal = require("form.write", project_id)
     upload = request.files.get("file") if request.mimetype == "multipart/form-data" else None
     sent_type = upload.mimetype if upload is not None else request.mimetype
@@ -328,4 +390,5 @@ def upload_attachment(project_id: int, xml_form_id: str, name: str) -> tuple[dic
     info = svc.upload_attachment(
         db_session(), project_id, xml_form_id, name, _request_chunks(), actor=principal.actor, content_type=content_type
     )
-    return AttachmentOut().dump(asdict(info)), 201
+    result: dict[str, Any] = {**AttachmentOut().dump(SimpleNamespace(**asdict(info))), "success": True}
+    return result

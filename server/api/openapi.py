@@ -24,7 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, send_from_directory
 from marshmallow import Schema, fields, validate
 from werkzeug.routing import AnyConverter, IntegerConverter, Rule
 
-from server.api.contract import Answer, Contract, contract_of, documented
+from server.api.contract import Answer, Contract, ListOf, contract_of, documented
 from server.config import PROJECT_ROOT
 from server.errors import ApiError
 
@@ -44,9 +44,13 @@ HTTP Basic with a username and password, or `Authorization: Bearer <token>` with
 from `POST /v1/sessions` (24 hours) or a device token from `POST /v1/projects/{project_id}/devices`.
 A missing or wrong credential is `401`; a role that lacks the permission is `403`.
 
-**Errors** always have the shape `{"code", "message", "details"}`: `code` is stable, `message` is for
-people, `details` names what was wrong (`details.fields` for invalid input). The sync endpoints add
-`"protocol": "fieldsync/1"`.
+**Conventions** are ODK Central's: camelCase fields, lists as bare JSON arrays with `X-Total-Count`,
+`X-Extended-Metadata: true` for the extended forms of a resource.
+
+**Errors** always have the shape `{"code", "message", "details"}`: `code` is Central's numeric problem
+code (`404.1`; its whole part is the HTTP status), `message` is for people, `details` names what was
+wrong (`details.fields` for invalid input) and `details.problem` is Fieldsync's stable machine name.
+The sync endpoints add `"protocol": "fieldsync/1"`.
 
 **ODK Collect** talks OpenRosa XML on `/v1/key/{token}/projects/{project_id}/…` and
 `/v1/projects/{project_id}/formList`, `…/submission`, `…/forms/{xml_form_id}.xml`, `…/manifest`,
@@ -73,9 +77,12 @@ _RST_LITERAL = re.compile(r"``([^`]+)``")
 class ErrorOut(Schema):
     """The one error shape of the JSON API (``server/errors.py``)."""
 
-    code = fields.String(required=True, metadata={"description": "Stable machine-readable code"})
+    code = fields.Float(required=True, metadata={"description": "ODK Central's numeric problem code (404.1)"})
     message = fields.String(required=True, metadata={"description": "What went wrong, for people"})
-    details = fields.Dict(required=True, metadata={"description": "What was wrong, by name"})
+    details = fields.Dict(
+        required=True,
+        metadata={"description": "What was wrong, by name; `problem` is Fieldsync's stable machine name"},
+    )
     protocol = fields.String(validate=validate.OneOf(["fieldsync/1"]), metadata={"description": "Sync routes"})
 
 
@@ -108,6 +115,8 @@ def _path_parameter(rule: Rule, name: str) -> dict[str, Any]:
 def _content(answer: Answer) -> dict[str, Any] | None:
     if answer is None:
         return None
+    if isinstance(answer, ListOf):
+        return {"application/json": {"schema": {"type": "array", "items": answer.schema}}}
     if isinstance(answer, str | tuple):
         media_types = (answer,) if isinstance(answer, str) else answer
         return {m: {"schema": {"type": "string", "contentMediaType": m}} for m in media_types}
@@ -155,10 +164,12 @@ def _operation(rule: Rule, method: str, view: Any, contract: Contract) -> dict[s
         content = _content(answer)
         if content:
             response["content"] = content
-        if contract.response_headers:
+        headers = dict(contract.response_headers)
+        if isinstance(answer, ListOf):
+            headers.setdefault("X-Total-Count", "How many items the list has")
+        if headers:
             response["headers"] = {
-                name: {"description": text, "schema": {"type": "string"}}
-                for name, text in contract.response_headers.items()
+                name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
             }
         responses[str(status)] = response
     for status in _error_statuses(rule, contract):

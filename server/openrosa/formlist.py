@@ -18,6 +18,7 @@ from flask import Response, current_app, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from server.api.downloads import content_disposition
 from server.blobstore import blob_store
 from server.db.queries.forms import FormListRow
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
@@ -107,7 +108,11 @@ def form_list(project_id: int, token: str | None = None) -> Response:
     listing = _cache.get(key, stamp)
     if listing is None:
         # Read after the stamp: the rows are at least as new as it, so a later stamp never finds them stale.
-        body = _render(base, svc.form_list(session, project_id, form_id))
+        if token is None:
+            rows = svc.form_list(session, project_id, form_id)
+        else:  # a device token's own list (an app user's assigned forms; the key holds the token)
+            rows = svc.device_form_list(session, token_hash(token), project_id, form_id)
+        body = _render(base, rows)
         listing = _Listing(stamp, body, etag_of(body))
         _cache.put(key, listing)
     return xml_response(listing.body, etag=listing.etag)
@@ -156,7 +161,7 @@ def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Res
     md5, data = svc.served_xform(db_session(), project_id, xml_form_id)
     response = xml_response(data, etag=md5)
     if response.status_code == 200:
-        response.headers.set("Content-Disposition", "attachment", filename=f"{xml_form_id}.xml")
+        response.headers["Content-Disposition"] = content_disposition(f"{xml_form_id}.xml")
     return response
 
 
@@ -191,7 +196,7 @@ def media(project_id: int, xml_form_id: str, name: str, token: str | None = None
         blobs = blob_store(get_store().storage_dir)
         response = Response(blobs.iter_bytes(found.blob_sha256), content_type=found.content_type)
         response.set_etag(found.blob_sha256)
-    response.headers.set("Content-Disposition", "attachment", filename=name)
+    response.headers["Content-Disposition"] = content_disposition(name)
     return response
 
 

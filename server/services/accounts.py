@@ -13,6 +13,7 @@ from server.db.base import utcnow
 from server.db.models import AccessToken, Membership, Project, User
 from server.db.queries import accounts as q
 from server.db.queries import audit
+from server.db.queries import forms as forms_q
 from server.db.transaction import transaction
 from server.errors import ApiError, conflict, not_found
 from server.passwords import digest_ha1, hash_password, new_token, token_hash
@@ -22,6 +23,15 @@ SESSION_LIFETIME = timedelta(hours=24)
 # A token's ``last_used_at`` is written at most once per this interval: a phone sending 50 forms
 # in a minute costs one UPDATE, not 50.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class AppUserAccess:
+    """One form an app user may see."""
+
+    token_id: int
+    form_id: int
+    xml_form_id: str
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,14 @@ class IssuedToken:
 
 
 def create_user(
-    session: Session, username: str, password: str, *, is_admin: bool = False, actor: str = "system"
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    is_admin: bool = False,
+    actor: str = "system",
+    email: str | None = None,
+    display_name: str | None = None,
 ) -> User:
     """Create a user; ``400 weak_password`` for a password NIST would refuse, ``409`` when the name is taken."""
     check_new_password(password, username)
@@ -51,12 +68,15 @@ def create_user(
             password_hash=hash_password(password),
             digest_ha1=digest_ha1(username, password),
             is_admin=is_admin,
+            email=email,
+            display_name=display_name,
         )
         session.add(user)
         try:
             session.flush()
         except IntegrityError:
-            raise conflict("username_taken", f"A user called {username!r} already exists") from None
+            taken = f"A user called {username!r}" + (f" or with the email {email!r}" if email else "")
+            raise conflict("username_taken", f"{taken} already exists") from None
         audit.record(session, actor, "user.create", subject=f"user:{user.id}", details={"username": username})
     return user
 
@@ -113,15 +133,19 @@ def set_membership(session: Session, project_id: int, username: str, role: str, 
         user = q.get_user_by_username(session, username)
         if user is None:
             raise not_found("user", username=username)
-        existing = [m for m, u in q.list_memberships(session, project_id) if u.id == user.id]
-        if existing:
-            membership = existing[0]
-            membership.role = role
-        else:
-            membership = Membership(project_id=project_id, user_id=user.id, role=role)
-            session.add(membership)
-        session.flush()
-        audit.record(session, actor, "membership.set", project_id, f"user:{user.id}", {"role": role})
+        return _set_membership(session, project_id, user, role, actor)
+
+
+def _set_membership(session: Session, project_id: int, user: User, role: str, actor: str) -> Membership:
+    existing = [m for m, u in q.list_memberships(session, project_id) if u.id == user.id]
+    if existing:
+        membership = existing[0]
+        membership.role = role
+    else:
+        membership = Membership(project_id=project_id, user_id=user.id, role=role)
+        session.add(membership)
+    session.flush()
+    audit.record(session, actor, "membership.set", project_id, f"user:{user.id}", {"role": role})
     return membership
 
 
@@ -133,17 +157,19 @@ def create_device(
     expires_at: datetime | None = None,
     actor: str = "system",
     secret: str | None = None,
+    form_access: str = "all",
 ) -> IssuedToken:
     """Issue a device token for a phone (role coach in the project).
 
     ``secret`` is for the demo only, whose token is derived from the server's secret key so that
-    its URL survives a reload; every other token is random.
+    its URL survives a reload; every other token is random. ``form_access="assigned"``: an app user
+    that sees only the forms assigned to it.
     """
     with transaction(session):
         project = q.get_project(session, project_id)
         if project is None:
             raise not_found("project", project_id=project_id)
-        issued = _issue_device(session, project, name, expires_at, secret or new_token())
+        issued = _issue_device(session, project, name, expires_at, secret or new_token(), form_access)
         audit.record(session, actor, "device.create", project_id, f"device:{issued.id}", {"name": name})
     return issued
 
@@ -176,7 +202,7 @@ def ensure_device(session: Session, project_id: int, name: str, secret: str, act
 
 
 def _issue_device(
-    session: Session, project: Project, name: str, expires_at: datetime | None, secret: str
+    session: Session, project: Project, name: str, expires_at: datetime | None, secret: str, form_access: str = "all"
 ) -> IssuedToken:
     # sha256, not argon2: the secret is 256 random bits, so a fast hash cannot be brute-forced and
     # every request finds its token by one indexed equality.
@@ -187,6 +213,7 @@ def _issue_device(
         project_id=project.id,
         role="coach",
         expires_at=expires_at,
+        form_access=form_access,
     )
     session.add(token)
     session.flush()
@@ -216,7 +243,8 @@ def reissue_device(session: Session, project_id: int, device_id: int, actor: str
         if old.revoked_at is None:
             old.revoked_at = now
         expires_at = old.expires_at if old.expires_at is not None and old.expires_at > now else None
-        issued = _issue_device(session, project, old.name, expires_at, new_token())
+        issued = _issue_device(session, project, old.name, expires_at, new_token(), old.form_access)
+        q.copy_app_user_forms(session, old.id, issued.id)
         audit.record(
             session, actor, "device.reissue", project_id, f"device:{issued.id}", {"name": old.name, "replaces": old.id}
         )
@@ -262,6 +290,92 @@ def create_session_token(session: Session, user: User) -> IssuedToken:
         session.flush()
         audit.record(session, f"user:{user.id}", "session.create", subject=f"user:{user.id}")
     return IssuedToken(token.id, secret, token.name, None, expires)
+
+
+def login_name(session: Session, email: str) -> str:
+    """The username that signs in as ``email`` (Central logs in by email; a username is accepted too)."""
+    user = q.get_user_by_email(session, email)
+    return user.username if user is not None else email
+
+
+def end_session(session: Session, secret: str, user_id: int, *, is_admin: bool = False) -> None:
+    """Revoke the API session whose token is ``secret`` (one's own, or anyone's for an admin); ``404`` otherwise."""
+    with transaction(session):
+        token = q.get_token_by_hash(session, token_hash(secret))
+        if token is None or token.kind != "session" or not (is_admin or token.user_id == user_id):
+            raise not_found("session")
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
+            audit.record(session, f"user:{user_id}", "session.end", subject=f"user:{token.user_id}")
+
+
+def assign_role(session: Session, project_id: int, user_id: int, role: str, actor: str = "system") -> Membership:
+    """Give the user with ``user_id`` the ``role`` in the project (Central's role assignment)."""
+    with transaction(session):
+        if q.get_project(session, project_id) is None:
+            raise not_found("project", project_id=project_id)
+        user = session.get(User, user_id)
+        if user is None:
+            raise not_found("user", user_id=user_id)
+        return _set_membership(session, project_id, user, role, actor)
+
+
+def unassign_role(session: Session, project_id: int, user_id: int, role: str, actor: str = "system") -> None:
+    """Take ``role`` in the project away from the user; ``404`` when they do not hold it."""
+    with transaction(session):
+        if q.get_membership_role(session, project_id, user_id) != role:
+            raise not_found("assignment", project_id=project_id, user_id=user_id, role=role)
+        q.delete_membership(session, project_id, user_id)
+        audit.record(session, actor, "membership.remove", project_id, f"user:{user_id}", {"role": role})
+
+
+def create_app_user(session: Session, project_id: int, display_name: str, actor: str = "system") -> IssuedToken:
+    """Issue an app user (a device token that sees only the forms assigned to it, none at first)."""
+    return create_device(session, project_id, display_name, actor=actor, form_access="assigned")
+
+
+def list_app_user_forms(session: Session, project_id: int, xml_form_id: str | None = None) -> Sequence[AppUserAccess]:
+    """The project's app users' form assignments (of one form when ``xml_form_id`` is given)."""
+    with transaction(session):
+        if xml_form_id is not None:
+            _form_of(session, project_id, xml_form_id)
+        return [
+            AppUserAccess(token_id, form_id, form_xml_id)
+            for token_id, form_id, form_xml_id in q.list_app_user_forms(session, project_id)
+            if xml_form_id is None or form_xml_id == xml_form_id
+        ]
+
+
+def set_app_user_form(
+    session: Session, project_id: int, xml_form_id: str, token_id: int, assigned: bool, actor: str = "system"
+) -> None:
+    """Assign a form to an app user of the project (or take it away); assigning twice is harmless.
+
+    ``404`` when the form or the app user (a live device of this project) is unknown, or (taking
+    away) when the form was not assigned to it.
+    """
+    with transaction(session):
+        form_id = _form_of(session, project_id, xml_form_id)
+        token = session.get(AccessToken, token_id)
+        if token is None or token.kind != "device" or token.project_id != project_id or token.revoked_at:
+            raise not_found("app user", app_user_id=token_id)
+        subject, details = f"device:{token_id}", {"xml_form_id": xml_form_id}
+        if assigned:
+            q.add_app_user_form(session, token_id, form_id)
+            token.form_access = "assigned"
+            audit.record(session, actor, "app_user.form_assign", project_id, subject, details)
+        elif q.remove_app_user_form(session, token_id, form_id):
+            audit.record(session, actor, "app_user.form_unassign", project_id, subject, details)
+        else:
+            raise not_found("assignment", app_user_id=token_id, xml_form_id=xml_form_id)
+        forms_q.touch_formlist_stamp(session, project_id)  # the app user's cached formList is out of date
+
+
+def _form_of(session: Session, project_id: int, xml_form_id: str) -> int:
+    form_id = q.form_id_of(session, project_id, xml_form_id)
+    if form_id is None:
+        raise not_found("form", xml_form_id=xml_form_id)
+    return form_id
 
 
 def require_role_name(role: str) -> str:

@@ -243,12 +243,9 @@ def _fail(session: Session, job_id: int, worker: str, error: dict[str, Any]) -> 
 
 
 def _internal_error(exc: Exception) -> dict[str, Any]:
-    return {
-        "status": 500,
-        "code": "conversion_store_failed",
-        "message": "The form converted but could not be stored; upload it again.",
-        "details": {"exception": type(exc).__name__},
-    }
+    message = "The form converted but could not be stored; upload it again."
+    details = {"exception": type(exc).__name__}
+    return {"status": 500, **ApiError(500, "conversion_store_failed", message, details).to_dict()}
 
 
 def _plain(result: svc.FormVersionResult) -> dict[str, Any]:
@@ -283,10 +280,12 @@ def _lost(job: FormConversionJob, now: datetime) -> bool:
 
 LOST_ERROR = {
     "status": 503,
-    "code": "conversion_lost",
-    "message": "The server process converting this form stopped before it finished (it was restarted or ran "
-    "out of memory). Upload the form again.",
-    "details": {},
+    **ApiError(
+        503,
+        "conversion_lost",
+        "The server process converting this form stopped before it finished (it was restarted or ran "
+        "out of memory). Upload the form again.",
+    ).to_dict(),
 }
 
 
@@ -299,6 +298,12 @@ def conversion_job(session: Session, project_id: int, job_id: int) -> Conversion
         now = utcnow()
         if _lost(job, now):
             # Whoever wins the compare-and-set decides; the others read what it decided.
-            q.fail_job(session, job.id, job.state, {**LOST_ERROR, "details": {"claimed_by": job.claimed_by}}, now)
+            q.fail_job(
+                session,
+                job.id,
+                job.state,
+                {**LOST_ERROR, "details": {**LOST_ERROR["details"], "claimed_by": job.claimed_by}},
+                now,
+            )
             session.refresh(job)
         return _info(job, utcnow())

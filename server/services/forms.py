@@ -125,6 +125,10 @@ class FormDetail:
     attachments: tuple[AttachmentInfo, ...] = ()
     missing_attachments: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    project_id: int | None = None
+    # The published version's (else the draft's) XForm md5 and publication time, as Central reports them.
+    hash: str | None = None
+    published_at: Any = None
 
 
 def upload_settings(config: Any | None = None) -> UploadSettings:
@@ -513,8 +517,14 @@ def _get_form(session: Session, project_id: int, xml_form_id: str) -> Form:
     return form
 
 
-def publish_draft(session: Session, project_id: int, xml_form_id: str, *, actor: str) -> FormVersionResult:
-    """Publish the form's draft: it becomes the version devices download (404 when there is no draft)."""
+def publish_draft(
+    session: Session, project_id: int, xml_form_id: str, *, actor: str, expected_version: str | None = None
+) -> FormVersionResult:
+    """Publish the form's draft: it becomes the version devices download (404 when there is no draft).
+
+    ``expected_version`` (Central's ``?version=``) must be the draft's own version: a version is part
+    of the XForm its submissions name, so Fieldsync never rewrites it (``409 version_mismatch`` otherwise).
+    """
     with transaction(session):
         form = _get_form(session, project_id, xml_form_id)
         drafts = q.list_drafts(session, form.id)
@@ -523,6 +533,14 @@ def publish_draft(session: Session, project_id: int, xml_form_id: str, *, actor:
                 404, "no_draft", f"Form {xml_form_id!r} has no draft to publish", {"xml_form_id": xml_form_id}
             )
         version = drafts[0]
+        if expected_version is not None and expected_version != version.version:
+            raise conflict(
+                "version_mismatch",
+                f"The draft of {xml_form_id!r} is version {version.version!r}, not {expected_version!r}: "
+                "set the version in the form's settings and upload it as the draft",
+                draft_version=version.version,
+                version=expected_version,
+            )
         _publish(session, form, version)
         session.flush()
         audit.record(
@@ -593,6 +611,9 @@ def describe_form(session: Session, project_id: int, xml_form_id: str) -> FormDe
         draft_version=draft.version if draft else None,
         created_at=form.created_at,
         updated_at=form.updated_at,
+        project_id=form.project_id,
+        hash=(current or draft).xform_md5 if (current or draft) else None,
+        published_at=current.published_at if current else None,
         versions=tuple(_version_info(v) for v in versions),
         attachments=attachments,
         missing_attachments=tuple(a.name for a in attachments if not a.present),
@@ -633,6 +654,9 @@ def list_form_details(session: Session, project_id: int) -> list[FormDetail]:
                 draft_version=draft.version if draft else None,
                 created_at=form.created_at,
                 updated_at=form.updated_at,
+                project_id=form.project_id,
+                hash=(current or draft).xform_md5 if (current or draft) else None,
+                published_at=current.published_at if current else None,
             )
         )
     return result
@@ -825,6 +849,13 @@ def device_and_formlist_stamp(
 ) -> tuple[q.DeviceTokenRow, int] | None:
     """Return a path token's row with the project's formList stamp (one query; ``None`` for an unknown token)."""
     return q.token_and_formlist_stamp(session, token_hash, project_id)
+
+
+def device_form_list(
+    session: Session, token_hash: str, project_id: int, xml_form_id: str | None = None
+) -> list[q.FormListRow]:
+    """The formList rows of a device token: an app user with assigned forms sees only those."""
+    return q.token_formlist_rows(session, token_hash, project_id, xml_form_id)
 
 
 def formlist_stamp(session: Session, project_id: int) -> int:

@@ -42,6 +42,7 @@ from server.db.queries import entities as eq
 from server.db.queries import submissions as sq
 from server.db.queries import sync as q
 from server.db.transaction import transaction
+from server.errors import ApiError
 from server.json_input import ClientJsonError, JsonSyntaxError, parse_client_json
 from server.services import entities as entity_service
 from sync.batches import (
@@ -101,7 +102,7 @@ def error_reply(
     headers: Mapping[str, str] | None = None,
 ) -> PushReply:
     """A protocol error: the usual error shape plus ``"protocol"``."""
-    body = {"protocol": PROTOCOL, "code": code, "message": message, "details": dict(details or {})}
+    body = {"protocol": PROTOCOL, **ApiError(status, code, message, dict(details or {})).to_dict()}
     return PushReply(status, _json_bytes(body), dict(headers or {}))
 
 

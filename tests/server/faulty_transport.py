@@ -83,7 +83,7 @@ class FaultyTransport:
             response = self._post(packed[:cut], batch_id, gzipped=True)
             self.log.append((fault, response.status_code))
             assert response.status_code == 400, response.get_data(as_text=True)
-            assert response.get_json()["code"] == "incomplete_body"
+            assert response.get_json()["details"]["problem"] == "incomplete_body"
             return None
         response = self._post(gzip.compress(body), batch_id, gzipped=True)
         self.log.append((fault, response.status_code))

@@ -15,9 +15,9 @@ from tests.server.fixtures_forms import ENTREPRENEUR_XLSX
 from tests.server.role_matrix import PERSONAS, Case, statuses
 from tests.server.role_matrix_exports import coop_with_preset, coop_with_run  # noqa: F401  (setups named by the cases)
 from tests.server.role_matrix_forms import coop, coop_draft, media_draft  # noqa: F401  (setups named by the cases)
+from tests.server.role_matrix_indicators import roles_form_with_indicator  # noqa: F401  (a setup)
 from tests.server.role_matrix_refused_submissions import with_refused  # noqa: F401  (a setup named by the cases)
 from tests.server.role_matrix_sync import with_entity, with_held_item  # noqa: F401  (setups named by the cases)
-from tests.server.role_matrix_indicators import roles_form_with_indicator  # noqa: F401  (a setup)
 from tests.server.role_matrix_webhooks import subscription_with_delivery  # noqa: F401  (a setup)
 
 PEOPLE = ("admin", "manager", "coach", "analyst", "outsider")

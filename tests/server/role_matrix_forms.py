@@ -32,6 +32,9 @@ def coop(app: Flask, personas: Personas) -> dict[str, Any]:
     return {}
 
 
+DRAFT_BODY = media_form("99", "Brouillon")
+
+
 def coop_draft(app: Flask, personas: Personas) -> dict[str, Any]:
     """Upload the cooperative diagnostic as a draft."""
     publish_form(app, personas.project_id, COOP_XLSX, publish=False)
@@ -114,8 +117,24 @@ CASES = [
         "PATCH", F, f"{P}/forms/<xml_form_id>", statuses(200, allowed=WRITERS), json={"state": "closing"}, setup="coop"
     ),
     Case(
-        "POST", f"{F}/publish", f"{P}/forms/<xml_form_id>/publish", statuses(200, allowed=WRITERS), setup="coop_draft"
+        "POST",
+        f"{F}/draft/publish",
+        f"{P}/forms/<xml_form_id>/draft/publish",
+        statuses(200, allowed=WRITERS),
+        setup="coop_draft",
     ),
+    Case(
+        "POST",
+        "/v1/projects/{pid}/forms/media_test/draft",
+        f"{P}/forms/<xml_form_id>/draft",
+        statuses(201, allowed=WRITERS),
+        kwargs={
+            "data": DRAFT_BODY,
+            "content_type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        },
+        setup="media_published",
+    ),
+    Case("GET", f"{F}/versions", f"{P}/forms/<xml_form_id>/versions", statuses(200, allowed=READERS), setup="coop"),
     Case("GET", f"{F}/schema", f"{P}/forms/<xml_form_id>/schema", statuses(200, allowed=READERS), setup="coop"),
     Case(
         "GET",
@@ -133,9 +152,9 @@ CASES = [
     ),
     Case(
         "POST",
-        "/v1/projects/{pid}/forms/media_test/attachments/villages.csv",
-        f"{P}/forms/<xml_form_id>/attachments/<name>",
-        statuses(201, allowed=WRITERS),
+        "/v1/projects/{pid}/forms/media_test/draft/attachments/villages.csv",
+        f"{P}/forms/<xml_form_id>/draft/attachments/<name>",
+        statuses(200, allowed=WRITERS),
         kwargs={"data": b"name,label\nv1,Village 1\n", "content_type": "text/csv"},
         setup="media_draft",
     ),

@@ -23,7 +23,7 @@ from tests.conftest import Personas
 def test_a_403_names_the_missing_permission_and_what_to_do(
     client: FlaskClient, personas: Personas, persona: str, role_words: str
 ) -> None:
-    response = client.get(f"/v1/projects/{personas.project_id}/members", headers=personas.all()[persona].headers)
+    response = client.get(f"/v1/projects/{personas.project_id}/assignments", headers=personas.all()[persona].headers)
     assert response.status_code == 403
     body = response.get_json()
     assert "'people.manage'" in body["message"] and "manager" in body["message"]
@@ -46,38 +46,40 @@ def test_a_manager_reading_the_whole_audit_log_is_told_to_add_project_id(
 ) -> None:
     response = client.get("/v1/audits", headers=personas.manager.headers)
     assert response.status_code == 403
-    assert "?project_id=" in response.get_json()["message"]
+    assert "?projectId=" in response.get_json()["message"]
     assert (
-        client.get(f"/v1/audits?project_id={personas.project_id}", headers=personas.manager.headers).status_code == 200
+        client.get(f"/v1/audits?projectId={personas.project_id}", headers=personas.manager.headers).status_code == 200
     )
 
 
 def test_audit_events_name_their_actor_and_subject(client: FlaskClient, personas: Personas) -> None:
     created = client.post(
-        f"/v1/projects/{personas.project_id}/devices", json={"name": "Tél Agadir"}, headers=personas.manager.headers
+        f"/v1/projects/{personas.project_id}/app-users",
+        json={"displayName": "Tél Agadir"},
+        headers=personas.manager.headers,
     )
-    assert created.status_code == 201
+    assert created.status_code == 200
     events = client.get(
-        f"/v1/audits?project_id={personas.project_id}&action=device.create", headers=personas.manager.headers
-    ).get_json()["events"]
+        f"/v1/audits?projectId={personas.project_id}&action=device.create", headers=personas.manager.headers
+    ).get_json()
     event = events[0]
-    assert event["actor"] == f"user:{personas.manager.id}" and event["actor_name"] == "manager-persona"
-    assert event["subject"] == f"device:{created.get_json()['id']}" and event["subject_name"] == "Tél Agadir"
-    everything = client.get("/v1/audits", headers=personas.admin.headers).get_json()["events"]
-    assert all("actor_name" in e and "subject_name" in e for e in everything)
-    assert any(e["actor"] == "system" and e["actor_name"] is None for e in everything)
+    assert event["actor"] == f"user:{personas.manager.id}" and event["actorName"] == "manager-persona"
+    assert event["subject"] == f"device:{created.get_json()['id']}" and event["subjectName"] == "Tél Agadir"
+    everything = client.get("/v1/audits", headers=personas.admin.headers).get_json()
+    assert all("actorName" in e and "subjectName" in e for e in everything)
+    assert any(e["actor"] == "system" and e["actorName"] is None for e in everything)
 
 
 def test_the_api_reissues_a_device_like_the_cli(client: FlaskClient, personas: Personas) -> None:
     """The same service as ``fieldsync devices reissue``: the old key stops, the new one works."""
-    base = f"/v1/projects/{personas.project_id}/devices"
-    old = client.post(base, json={"name": "Tél Taroudant"}, headers=personas.manager.headers).get_json()
+    base = f"/v1/projects/{personas.project_id}/app-users"
+    old = client.post(base, json={"displayName": "Tél Taroudant"}, headers=personas.manager.headers).get_json()
     new = client.post(f"{base}/{old['id']}/reissue", headers=personas.manager.headers)
-    assert new.status_code == 201
+    assert new.status_code == 200
     body = new.get_json()
-    assert body["name"] == "Tél Taroudant" and body["token"] != old["token"]
-    assert body["collect_url"].endswith(f"/v1/key/{body['token']}/projects/{personas.project_id}")
+    assert body["displayName"] == "Tél Taroudant" and body["token"] != old["token"]
+    assert body["collectUrl"].endswith(f"/v1/key/{body['token']}/projects/{personas.project_id}")
     assert client.get(f"/v1/key/{old['token']}/projects/{personas.project_id}/formList").status_code == 403
     assert client.get(f"/v1/key/{body['token']}/projects/{personas.project_id}/formList").status_code == 200
-    other = f"/v1/projects/{personas.other_project_id}/devices/{body['id']}/reissue"
+    other = f"/v1/projects/{personas.other_project_id}/app-users/{body['id']}/reissue"
     assert client.post(other, headers=personas.admin.headers).status_code == 404

@@ -108,12 +108,12 @@ def test_attachments_and_media_live_in_the_bucket(
     publish_form(app, personas.project_id, media_form(), "media.xlsx")
     logo = b"\x89PNG\r\n\x1a\n logo on S3"
     uploaded = client.post(
-        f"/v1/projects/{personas.project_id}/forms/media_test/attachments/logo.png",
+        f"/v1/projects/{personas.project_id}/forms/media_test/draft/attachments/logo.png",
         data=logo,
         content_type="image/png",
         headers=personas.manager.headers,
     )
-    assert uploaded.status_code == 201
+    assert uploaded.status_code == 200
     media = client.get(f"{personas.collect_prefix}/forms/media_test/attachments/logo.png?deviceID=collect:x")
     assert media.status_code == 200
     assert media.data == logo

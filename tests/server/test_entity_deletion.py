@@ -179,8 +179,12 @@ def test_a_stale_base_is_409_and_writes_nothing(
     stale = send(target, json=base(state), headers=headers)
     assert stale.status_code == 409, stale.get_data(as_text=True)
     body = stale.get_json()
-    assert body["code"] == "stale_base"
-    assert body["details"] == {"current_rev": state["rev"], "current_version": state["version"]}
+    assert body["details"]["problem"] == "stale_base"
+    assert body["details"] == {
+        "current_rev": state["rev"],
+        "current_version": state["version"],
+        "problem": "stale_base",
+    }
     assert client.get(url, headers=headers).get_json()["version"] == state["version"]
     current = send(target, json={"base_version": state["version"], "base_rev": state["rev"]}, headers=headers)
     assert current.status_code == 200, current.get_data(as_text=True)
@@ -216,7 +220,7 @@ def test_a_bad_body_is_400(
         _entity_url(pushed), data=data, content_type="application/json", headers=personas.admin.headers
     )
     assert response.status_code == 400, response.get_data(as_text=True)
-    assert response.get_json()["code"] == code
+    assert response.get_json()["details"]["problem"] == code
     assert client.get(_entity_url(pushed), headers=personas.admin.headers).get_json()["deleted"] is False
 
 
@@ -285,4 +289,4 @@ def test_resolve_cannot_name_the_reserved_field(
         f"{_entity_url(pushed)}/resolve", json={"fields": {"__deleted": "1"}}, headers=personas.admin.headers
     )
     assert response.status_code == 400
-    assert response.get_json()["details"] == {"fields": ["__deleted"]}
+    assert response.get_json()["details"] == {"fields": ["__deleted"], "problem": "unknown_property"}

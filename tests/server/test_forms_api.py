@@ -1,7 +1,7 @@
 """The forms JSON API: version lifecycle, attachments, bad input, conversion limits.
 
 Rules:
-- LIFE-1 upload without ``publish`` makes a draft (not in formList); ``POST .../publish`` publishes it.
+- LIFE-1 upload without ``publish`` makes a draft (not in formList); ``POST .../draft/publish`` publishes it.
 - LIFE-2 a published version string re-used with other content → 409 ``version_reused``; nothing changes.
 - LIFE-3 the identical re-upload of a version → 200 with the same version (idempotent).
 - LIFE-4 a draft with the same version can be replaced; a new draft replaces the previous draft.
@@ -64,23 +64,22 @@ def test_life_1_draft_then_publish(client: FlaskClient, personas: Personas) -> N
     assert created.status_code == 201, created.json
     body = created.json
     assert body["status"] == "draft"
-    assert body["xml_form_id"] == "coop_diagnostic"
-    assert body["conversion_seconds"] >= 0
+    assert body["xmlFormId"] == "coop_diagnostic"
+    assert body["conversionSeconds"] >= 0
     assert _listed(client, personas) == []
-    published = client.post(f"{_form_url(personas, 'coop_diagnostic')}/publish", headers=personas.manager.headers)
-    assert published.status_code == 200
-    assert published.json["status"] == "published"
+    published = client.post(f"{_form_url(personas, 'coop_diagnostic')}/draft/publish", headers=personas.manager.headers)
+    assert (published.status_code, published.json) == (200, {"success": True})
     assert _listed(client, personas) == ["coop_diagnostic"]
-    again = client.post(f"{_form_url(personas, 'coop_diagnostic')}/publish", headers=personas.manager.headers)
+    again = client.post(f"{_form_url(personas, 'coop_diagnostic')}/draft/publish", headers=personas.manager.headers)
     assert again.status_code == 404
-    assert again.json["code"] == "no_draft"
+    assert again.json["details"]["problem"] == "no_draft"
 
 
 def test_life_2_reused_version_is_refused(client: FlaskClient, personas: Personas) -> None:
     assert _upload(client, personas, media_form("1", "Premier"), "m.xlsx", "?publish=true").status_code == 201
     refused = _upload(client, personas, media_form("1", "Autre contenu"), "m.xlsx", "?publish=true")
     assert refused.status_code == 409
-    assert refused.json["code"] == "version_reused"
+    assert refused.json["details"]["problem"] == "version_reused"
     detail = client.get(_form_url(personas, "media_test"), headers=personas.manager.headers).json
     assert [v["version"] for v in detail["versions"]] == ["1"]
     assert detail["title"] == "Premier"
@@ -103,8 +102,8 @@ def test_life_4_drafts_are_replaced(client: FlaskClient, personas: Personas) -> 
     assert _upload(client, personas, media_form("2", "C"), "m.xlsx").status_code == 201
     detail = client.get(_form_url(personas, "media_test"), headers=personas.manager.headers).json
     assert [(v["version"], v["status"], v["title"]) for v in detail["versions"]] == [("2", "draft", "C")]
-    assert detail["draft_version"] == "2"
-    assert detail["current_version"] is None
+    assert detail["draftVersion"] == "2"
+    assert detail["currentVersion"] is None
 
 
 def test_life_5_versions_schema_and_source(client: FlaskClient, personas: Personas) -> None:
@@ -114,7 +113,7 @@ def test_life_5_versions_schema_and_source(client: FlaskClient, personas: Person
     url = _form_url(personas, "media_test")
     detail = client.get(url, headers=personas.analyst.headers).json
     assert [(v["version"], v["status"]) for v in detail["versions"]] == [("1", "published"), ("2", "published")]
-    assert detail["current_version"] == "2"
+    assert detail["currentVersion"] == "2"
     schema = client.get(f"{url}/schema", headers=personas.coach.headers).json
     assert schema == convert_upload(v2, "v2.xlsx").schema.to_json()
     old = client.get(f"{url}/schema?version=1", headers=personas.coach.headers).json
@@ -130,11 +129,11 @@ def test_life_5_versions_schema_and_source(client: FlaskClient, personas: Person
 def test_life_6_audit(client: FlaskClient, personas: Personas) -> None:
     _upload(client, personas, media_form(), "m.xlsx")
     url = _form_url(personas, "media_test")
-    client.post(f"{url}/publish", headers=personas.manager.headers)
+    client.post(f"{url}/draft/publish", headers=personas.manager.headers)
     client.patch(url, json={"state": "closed"}, headers=personas.manager.headers)
-    client.post(f"{url}/attachments/logo.png", data=b"png", headers=personas.manager.headers)
-    events = client.get(f"/v1/audits?project_id={personas.project_id}", headers=personas.admin.headers).json
-    actions = [e["action"] for e in events["events"] if e.get("subject") == "form:media_test"]
+    client.post(f"{url}/draft/attachments/logo.png", data=b"png", headers=personas.manager.headers)
+    events = client.get(f"/v1/audits?projectId={personas.project_id}", headers=personas.admin.headers).json
+    actions = [e["action"] for e in events if e.get("subject") == "form:media_test"]
     assert sorted(actions) == sorted(
         ["form.draft_uploaded", "form.version_published", "form.state_changed", "form.attachment_uploaded"]
     )
@@ -148,40 +147,38 @@ def test_patch_refuses_unknown_state(client: FlaskClient, personas: Personas) ->
 
 def test_att_1_missing_then_uploaded(client: FlaskClient, personas: Personas) -> None:
     published = _upload(client, personas, media_form(), "m.xlsx", "?publish=true")
-    assert sorted(published.json["missing_attachments"]) == ["logo.png", "villages.csv"]
+    assert sorted(published.json["missingAttachments"]) == ["logo.png", "villages.csv"]
     url = _form_url(personas, "media_test")
     detail = client.get(url, headers=personas.manager.headers).json
-    assert sorted(detail["missing_attachments"]) == ["logo.png", "villages.csv"]
-    raw = client.post(f"{url}/attachments/logo.png", data=b"\x89PNG", headers=personas.manager.headers)
-    assert raw.status_code == 201
-    assert raw.json["present"] is True
+    assert sorted(detail["missingAttachments"]) == ["logo.png", "villages.csv"]
+    raw = client.post(f"{url}/draft/attachments/logo.png", data=b"\x89PNG", headers=personas.manager.headers)
+    assert raw.status_code == 200
+    assert (raw.json["present"], raw.json["exists"], raw.json["success"]) == (True, True, True)
     multi = client.post(
-        f"{url}/attachments/villages.csv",
+        f"{url}/draft/attachments/villages.csv",
         data={"file": (io.BytesIO(b"name,label\nv1,Douar 1\n"), "villages.csv", "text/csv")},
         headers=personas.manager.headers,
         content_type="multipart/form-data",
     )
-    assert multi.status_code == 201
+    assert multi.status_code == 200
     listing = client.get(f"{url}/attachments", headers=personas.manager.headers).json
-    assert listing["missing"] == []
-    assert {a["name"]: a["kind"] for a in listing["attachments"]} == {"logo.png": "image", "villages.csv": "csv"}
-    unknown = client.post(f"{url}/attachments/other.png", data=b"x", headers=personas.manager.headers)
+    assert all(a["exists"] for a in listing)
+    assert {a["name"]: a["kind"] for a in listing} == {"logo.png": "image", "villages.csv": "csv"}
+    unknown = client.post(f"{url}/draft/attachments/other.png", data=b"x", headers=personas.manager.headers)
     assert unknown.status_code == 404
-    assert unknown.json["code"] == "attachment_not_expected"
+    assert unknown.json["details"]["problem"] == "attachment_not_expected"
 
 
 def test_att_2_carry_over_and_itemsets(client: FlaskClient, personas: Personas) -> None:
     _upload(client, personas, media_form("1"), "m.xlsx", "?publish=true")
     url = _form_url(personas, "media_test")
-    client.post(f"{url}/attachments/logo.png", data=b"\x89PNG", headers=personas.manager.headers)
+    client.post(f"{url}/draft/attachments/logo.png", data=b"\x89PNG", headers=personas.manager.headers)
     second = _upload(client, personas, media_form("2"), "m.xlsx", "?publish=true")
-    assert second.json["missing_attachments"] == ["villages.csv"]
+    assert second.json["missingAttachments"] == ["villages.csv"]
     external = _upload(client, personas, external_form(), "external.xlsx", "?publish=true")
-    assert external.json["missing_attachments"] == []
+    assert external.json["missingAttachments"] == []
     listing = client.get(f"{_form_url(personas, 'external_test')}/attachments", headers=personas.manager.headers)
-    assert [(a["name"], a["kind"], a["present"]) for a in listing.json["attachments"]] == [
-        ("itemsets.csv", "itemsets", True)
-    ]
+    assert [(a["name"], a["kind"], a["present"]) for a in listing.json] == [("itemsets.csv", "itemsets", True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +263,7 @@ def test_bad_1_bad_input_leaves_nothing(
     assert set(body) == {"code", "message", "details"}
     assert body["message"]
     if code is not None:
-        assert body["code"] == code
+        assert body["details"]["problem"] == code
     assert _counts(session) == before
 
 
@@ -289,17 +286,17 @@ def test_bad_1_over_size_and_missing_file(
     assert too_big.json["details"]["limit_bytes"] == 1000
     no_file = client.post(f"/v1/projects/{personas.project_id}/forms", headers=personas.manager.headers)
     assert no_file.status_code == 400
-    assert no_file.json["code"] == "missing_file"
+    assert no_file.json["details"]["problem"] == "missing_file"
     assert _counts(session) == before
 
 
 def test_bad_1_form_id_fallback(client: FlaskClient, personas: Personas) -> None:
-    response = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?form_id=fallback_id")
+    response = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?formId=fallback_id")
     assert response.status_code == 201
-    assert response.json["xml_form_id"] == "fallback_id"
-    bad = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?form_id=a/b")
+    assert response.json["xmlFormId"] == "fallback_id"
+    bad = _upload(client, personas, xlsform(NO_FORM_ID), "noid.xlsx", "?formId=a/b")
     assert bad.status_code == 400
-    assert bad.json["code"] == "invalid_form_id"
+    assert bad.json["details"]["problem"] == "invalid_form_id"
 
 
 def test_bad_1_form_id_fallback_header(client: FlaskClient, personas: Personas) -> None:
@@ -311,7 +308,7 @@ def test_bad_1_form_id_fallback_header(client: FlaskClient, personas: Personas) 
         content_type="multipart/form-data",
     )
     assert response.status_code == 201, response.json
-    assert response.json["xml_form_id"] == "enquête ménages"
+    assert response.json["xmlFormId"] == "enquête ménages"
     detail = client.get(_form_url(personas, "enquête ménages"), headers=personas.manager.headers)
     assert detail.status_code == 200
     bad = client.post(
@@ -321,7 +318,7 @@ def test_bad_1_form_id_fallback_header(client: FlaskClient, personas: Personas) 
         content_type="multipart/form-data",
     )
     assert bad.status_code == 400
-    assert bad.json["code"] == "invalid_form_id"
+    assert bad.json["details"]["problem"] == "invalid_form_id"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,12 +331,12 @@ def test_conv_1_child_process_and_timeout(
     app.config["FORM_CONVERT_INLINE"] = False
     done = _upload(client, personas, media_form(), "m.xlsx")
     assert done.status_code == 201
-    assert done.json["conversion_seconds"] > 0
+    assert done.json["conversionSeconds"] > 0
     before = _counts(session)
     app.config["FORM_CONVERT_TIMEOUT"] = 0.001
     slow = _upload(client, personas, media_form("2"), "m.xlsx")
     assert slow.status_code == 422
-    assert slow.json["code"] == "conversion_timeout"
+    assert slow.json["details"]["problem"] == "conversion_timeout"
     assert slow.json["details"]["limit_seconds"] == 0.001
     assert slow.json["details"]["elapsed_seconds"] >= 0.001
     assert "0.001 s" in slow.json["message"]

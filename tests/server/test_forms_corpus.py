@@ -89,9 +89,9 @@ def test_corpus_1_converting_forms_are_served(client: FlaskClient, personas: Per
     expected = corpus_conversions.convert(path.read_bytes(), path.name)
     response = _upload(client, personas, path)
     assert response.status_code == 201, response.json
-    xml_form_id = response.json["xml_form_id"]
+    xml_form_id = response.json["xmlFormId"]
     generated = expected.schema.version == ""
-    assert response.json["version_generated"] is generated
+    assert response.json["versionGenerated"] is generated
     served_xform = stamp_version(expected.xform, response.json["version"]) if generated else expected.xform
     listing = etree.fromstring(client.get(f"{personas.collect_prefix}/formList").data)
     (xform,) = [x for x in listing if x.findtext(f"{LIST}formID") == xml_form_id]

@@ -80,21 +80,21 @@ def test_job_1_accepted_then_done(jobs_app: tuple[Flask, dict[str, str], int]) -
     done = _poll(client, url, headers)
     assert done["state"] == "done", done
     assert set(done["seen"]) <= {"queued", "running", "done"}
-    assert done["error"] is None and done["started_at"] and done["finished_at"]
-    assert done["elapsed_seconds"] >= 0
+    assert done["error"] is None and done["startedAt"] and done["finishedAt"]
+    assert done["elapsedSeconds"] >= 0
     result = done["result"]
-    assert (result["xml_form_id"], result["version"], result["status"], result["created"]) == (
+    assert (result["xmlFormId"], result["version"], result["status"], result["created"]) == (
         "media_test",
         "1",
         "published",
         True,
     )
-    assert result["missing_attachments"] == ["logo.png", "villages.csv"]
+    assert result["missingAttachments"] == ["logo.png", "villages.csv"]
     detail = client.get(f"/v1/projects/{project_id}/forms/media_test", headers=headers).json
-    assert detail["current_version"] == "1"
+    assert detail["currentVersion"] == "1"
     assert result["id"] == detail["id"]
     again = client.get(url, headers=headers).json
-    assert again["finished_at"] == done["finished_at"]
+    assert again["finishedAt"] == done["finishedAt"]
 
 
 def test_job_2_refused_form_fails_with_pyxform_reason(jobs_app: tuple[Flask, dict[str, str], int]) -> None:
@@ -107,7 +107,7 @@ def test_job_2_refused_form_fails_with_pyxform_reason(jobs_app: tuple[Flask, dic
     assert failed["state"] == "failed"
     assert failed["result"] is None
     error = failed["error"]
-    assert (error["status"], error["code"]) == (400, "xlsform_invalid")
+    assert (error["status"], error["details"]["problem"]) == (400, "xlsform_invalid")
     assert error["details"]["reason"] == error["message"]
     assert (count_rows(app, Form), count_rows(app, FormVersion)) == (0, 0)
 
@@ -118,7 +118,7 @@ def test_job_3_timeout_fails_the_job(jobs_app: tuple[Flask, dict[str, str], int]
     accepted = _upload(app, headers, project_id, media_form())
     failed = _poll(app.test_client(), accepted.headers["Location"], headers)
     assert failed["state"] == "failed"
-    assert (failed["error"]["status"], failed["error"]["code"]) == (422, "conversion_timeout")
+    assert (failed["error"]["status"], failed["error"]["details"]["problem"]) == (422, "conversion_timeout")
     assert "0.001 s" in failed["error"]["message"]
     assert failed["error"]["details"]["limit_seconds"] == 0.001
 
@@ -130,7 +130,7 @@ def test_job_4_fast_conversion_answers_inline(jobs_app: tuple[Flask, dict[str, s
     app.config["FORM_CONVERT_WAIT"] = 60.0
     created = _upload(app, headers, project_id, media_form())
     assert created.status_code == 201, created.json
-    assert created.json["xml_form_id"] == "media_test"
+    assert created.json["xmlFormId"] == "media_test"
     assert count_rows(app, FormConversionJob) == 0
 
 
@@ -157,7 +157,7 @@ def test_job_5_lost_jobs_and_compare_and_set(client: FlaskClient, personas: Pers
     base = f"/v1/projects/{personas.project_id}/form-conversions"
     for job_id in (never_claimed, stuck):
         body = client.get(f"{base}/{job_id}", headers=personas.manager.headers).json
-        assert (body["state"], body["error"]["code"]) == ("failed", "conversion_lost"), body
+        assert (body["state"], body["error"]["details"]["problem"]) == ("failed", "conversion_lost"), body
         assert "Upload the form again" in body["error"]["message"]
     assert client.get(f"{base}/{fresh}", headers=personas.manager.headers).json["state"] == "running"
     other = f"/v1/projects/{personas.other_project_id}/form-conversions/{fresh}"

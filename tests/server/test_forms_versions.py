@@ -62,7 +62,7 @@ def test_gen_1_a_version_is_generated_and_served(client: FlaskClient, personas: 
     response = _upload(client, personas, _survey(), "suivi.xlsx", "?publish=true")
     assert response.status_code == 201, response.json
     assert response.json["version"] == _today(1)
-    assert response.json["version_generated"] is True
+    assert response.json["versionGenerated"] is True
     served = client.get(f"/v1/projects/{personas.project_id}/forms/suivi.xml", headers=personas.coach.headers)
     instance = etree.fromstring(served.data).find(f".//{XF}instance")
     assert instance is not None
@@ -88,7 +88,7 @@ def test_gen_3_changed_content_gets_the_next_revision(client: FlaskClient, perso
     assert [a.json["version"] for a in answers] == [_today(1), _today(2), _today(1)]
     assert _versions(client, personas, "suivi") == [(_today(1), "published"), (_today(2), "published")]
     detail = client.get(f"/v1/projects/{personas.project_id}/forms/suivi", headers=personas.manager.headers)
-    assert detail.json["current_version"] == _today(1)
+    assert detail.json["currentVersion"] == _today(1)
 
 
 def test_gen_3_never_a_version_the_form_has(client: FlaskClient, personas: Personas) -> None:
@@ -100,7 +100,7 @@ def test_gen_3_never_a_version_the_form_has(client: FlaskClient, personas: Perso
 def test_gen_4_a_written_version_is_kept(client: FlaskClient, personas: Personas) -> None:
     response = _upload(client, personas, _survey(version="v7"), "suivi.xlsx")
     assert response.status_code == 201
-    assert (response.json["version"], response.json["version_generated"]) == ("v7", False)
+    assert (response.json["version"], response.json["versionGenerated"]) == ("v7", False)
 
 
 def test_gen_4_a_missing_version_may_stay_empty(app: Flask, personas: Personas) -> None:
@@ -126,7 +126,7 @@ def test_gen_4_a_missing_version_may_stay_empty(app: Flask, personas: Personas) 
 def test_id_4_the_file_name_names_the_form(client: FlaskClient, personas: Personas) -> None:
     response = _upload(client, personas, _survey(), "Enquête ménages #2.xlsx", "?publish=true")
     assert response.status_code == 201, response.json
-    xml_form_id = response.json["xml_form_id"]
+    xml_form_id = response.json["xmlFormId"]
     assert xml_form_id == "Enquête ménages #2"
     listing = etree.fromstring(client.get(f"{personas.collect_prefix}/formList").data)
     (entry,) = [x for x in listing if x.findtext(f"{LIST}formID") == xml_form_id]

@@ -129,7 +129,7 @@ def test_an_emoji_written_as_a_surrogate_pair_is_text(client: FlaskClient, perso
         content_type="application/json",
         headers=personas.admin.headers,
     )
-    assert response.status_code == 201 and response.get_json()["name"] == "\N{SEEDLING} Tifawin"
+    assert response.status_code == 200 and response.get_json()["name"] == "\N{SEEDLING} Tifawin"
 
 
 @pytest.mark.parametrize("project", ["1" * 30, HUGE, "١٢"], ids=["30-digits", "21-digits", "arabic-digits"])
@@ -148,7 +148,7 @@ def test_a_tus_project_beyond_the_id_range_is_a_400(client: FlaskClient, persona
         },
     )
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
-    assert response.get_json()["code"] == "bad_upload_metadata"
+    assert response.get_json()["details"]["problem"] == "bad_upload_metadata"
 
 
 @pytest.mark.parametrize("separator", ["\x00", "\t", "\x1b"], ids=["nul", "tab", "escape"])
@@ -174,12 +174,12 @@ def test_an_export_separator_with_a_control_character_is_a_400(
         ("GET", f"/v1/projects/{HUGE}/sync/pull"),
         ("GET", f"/v1/projects/{HUGE}/datasets/people/integrity"),
         ("GET", "/v1/key/{token}/projects/" + HUGE + "/datasets/people/integrity"),
-        ("POST", f"/v1/projects/{HUGE}/forms/f/attachments/photo.jpg"),
-        ("DELETE", "/v1/projects/{pid}/devices/" + HUGE),
+        ("POST", f"/v1/projects/{HUGE}/forms/f/draft/attachments/photo.jpg"),
+        ("DELETE", "/v1/projects/{pid}/app-users/" + HUGE),
         ("POST", "/v1/projects/{pid}/quarantine/" + HUGE + "/release"),
         # Found by schemathesis: 405, because another method's rule matched the same path.
-        ("POST", "/v1/projects/10000000000000000001/devices"),
-        ("POST", f"/v1/projects/{MAX_ID + 1}/members"),
+        ("POST", "/v1/projects/10000000000000000001/app-users"),
+        ("POST", f"/v1/projects/{MAX_ID + 1}/assignments/3/1"),
     ],
     ids=[
         "project",
@@ -213,7 +213,7 @@ def test_an_id_beyond_64_bits_in_a_url_is_a_404(
 def test_an_id_beyond_64_bits_in_a_query_is_a_400(client: FlaskClient, personas: Personas, url: str) -> None:
     response = client.get(url.format(pid=personas.project_id), headers=personas.admin.headers)
     assert response.status_code == 400, response.get_data(as_text=True)[:300]
-    assert response.get_json()["code"] == "invalid_input"
+    assert response.get_json()["details"]["problem"] == "invalid_input"
 
 
 def _b64(text: str) -> str:
@@ -230,7 +230,7 @@ def _b64(text: str) -> str:
         ("GET", "/v1/key/a%00b/projects/{pid}/formList", {"anonymous": True}),
         ("GET", "/v1/projects", {"headers": {"Authorization": "Basic " + _b64("a\x00b:x")}}),
         ("POST", "/v1/projects", {"json": {"name": "a\x00b"}}),
-        ("POST", "/v1/sessions", {"json": {"username": "a\x00b", "password": "x"}, "anonymous": True}),
+        ("POST", "/v1/sessions", {"json": {"email": "a\x00b", "password": "x"}, "anonymous": True}),
         ("POST", "/v1/projects/{pid}/sync/push", {"data": _push('[{"type": "entity", "op_id": "a\\u0000"}]')}),
         (
             "POST",

@@ -147,7 +147,7 @@ def test_d2_bad_definitions_are_refused_and_nothing_is_stored(
     client: FlaskClient, personas: Personas, benef: None, change: dict[str, Any], code: str
 ) -> None:
     response = client.put(_url(personas, "women_share"), json={**WOMEN, **change}, headers=personas.manager.headers)
-    assert response.status_code == 400 and response.get_json()["code"] == code
+    assert response.status_code == 400 and response.get_json()["details"]["problem"] == code
     assert client.get(_url(personas, "women_share") + "/versions", headers=personas.analyst.headers).status_code == 404
 
 
@@ -202,7 +202,7 @@ def test_d4_a_field_removed_by_a_new_version_still_counts_where_it_was(
 def test_d6_by_and_period_are_checked(client: FlaskClient, personas: Personas, benef: None) -> None:
     _put(client, personas, "women_share", WOMEN)
     bad_by = client.get(_url(personas, "women_share") + "?by=age", headers=personas.analyst.headers)
-    assert bad_by.status_code == 400 and bad_by.get_json()["code"] == "bad_breakdown"
+    assert bad_by.status_code == 400 and bad_by.get_json()["details"]["problem"] == "bad_breakdown"
     bad_period = client.get(_url(personas, "women_share") + "?period=week", headers=personas.analyst.headers)
     assert bad_period.status_code == 400
 

@@ -81,18 +81,18 @@ def test_allowed_values_are_listed(document: dict[str, Any]) -> None:
     # a comma-separated list of states since the submissions table: the enum is on its items
     assert set(_parameter(document, listing, "get", "review_state")["items"]["enum"]) >= {"has_issues", "approved"}
     assert _property(document, "StatePatch", "state")["enum"] == ["open", "closing", "closed"]
-    assert _property(document, "MembershipIn", "role")["enum"] == ["manager", "coach", "analyst"]
+    assert _property(document, "RoleOut", "system")["type"] == "string"
     assert _property(document, "ScheduleIn", "format")["enum"] == ["zip", "xlsx", "geojson"]
 
 
 def test_request_bodies_are_described(document: dict[str, Any]) -> None:
     sessions = document["paths"]["/v1/sessions"]["post"]
     assert sessions["security"] == []  # no credentials needed to get a token
-    assert set(document["components"]["schemas"]["SessionIn"]["required"]) == {"username", "password"}
+    assert set(document["components"]["schemas"]["SessionIn"]["required"]) == {"email", "password"}
     assert document["components"]["schemas"]["ProjectIn"]["additionalProperties"] is False
     upload = document["paths"]["/v1/projects/{project_id}/forms"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
-    assert _property(document, "FormVersionOut", "xml_form_id")["type"] == "string"  # the id URLs use
+    assert _property(document, "FormVersionOut", "xmlFormId")["type"] == "string"  # the id URLs use
     push = document["paths"]["/v1/projects/{project_id}/sync/push"]["post"]
     assert push["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/PushIn"}
 

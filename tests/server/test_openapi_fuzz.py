@@ -90,6 +90,8 @@ def pins(app: Flask, personas: Personas) -> dict[str, Any]:
         "item_id": held[0]["id"],
         "schedule_id": schedule["id"],
         "device_id": device,
+        "app_user_id": device,
+        "actor_id": device,
         "name": "monthly",  # the preset's: other operations' names stay generated
     }
 

@@ -183,12 +183,12 @@ def test_or_manifest_lists_only_present_files(app: Flask, client: FlaskClient, p
     assert _manifest(client, url) == []
     logo = b"\x89PNG\r\n\x1a\n fake logo"
     uploaded = client.post(
-        f"/v1/projects/{personas.project_id}/forms/media_test/attachments/logo.png",
+        f"/v1/projects/{personas.project_id}/forms/media_test/draft/attachments/logo.png",
         data=logo,
         content_type="image/png",
         headers=personas.manager.headers,
     )
-    assert uploaded.status_code == 201
+    assert uploaded.status_code == 200
     ((attrs, entry),) = _manifest(client, url)
     assert attrs == {}
     assert entry["filename"] == "logo.png"

@@ -77,7 +77,7 @@ def test_the_api_refuses_weak_passwords_and_writes_nothing(
 ) -> None:
     before = _users(session)
     response = client.post(
-        "/v1/users", json={"username": "nadia", "password": password}, headers=personas.admin.headers
+        "/v1/users", json={"email": "nadia@example.org", "password": password}, headers=personas.admin.headers
     )
     assert response.status_code == 400
     body = response.get_json()
@@ -88,7 +88,9 @@ def test_the_api_refuses_weak_passwords_and_writes_nothing(
 
 def test_the_service_refuses_the_user_name_as_password(client: FlaskClient, personas: Personas) -> None:
     response = client.post(
-        "/v1/users", json={"username": "khadija.ait", "password": "Khadija.Ait"}, headers=personas.admin.headers
+        "/v1/users",
+        json={"email": "khadija.ait@example.org", "username": "khadija.ait", "password": "Khadija.Ait"},
+        headers=personas.admin.headers,
     )
     assert response.status_code == 400
-    assert response.get_json()["code"] == "weak_password"
+    assert response.get_json()["details"]["problem"] == "weak_password"

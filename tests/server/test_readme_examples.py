@@ -30,7 +30,7 @@ def _examples() -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_the_readme_bodies_are_accepted(app: Flask, client: FlaskClient, personas: Personas) -> None:
     examples = _examples()
-    assert [method for method, _, _ in examples] == ["POST"] * 5 + ["PATCH"]  # sign in ... review
+    assert [method for method, _, _ in examples] == ["POST"] * 4 + ["PATCH"]  # sign in ... review
     publish_form(app, personas.project_id, COOP_XLSX.read_bytes(), COOP_XLSX.name)
     xml = example_submission("coop_diagnostic", "02")
     assert post_submission(client, personas.collect_prefix, xml).status_code == 201
@@ -41,6 +41,6 @@ def test_the_readme_bodies_are_accepted(app: Flask, client: FlaskClient, persona
             "$IID", instance_id.group(1).decode()
         )
         if path == "/v1/sessions":
-            body = {**body, "username": "admin-persona", "password": PERSONA_PASSWORD}
+            body = {**body, "email": "admin-persona", "password": PERSONA_PASSWORD}
         response = client.open(path, method=method, json=body, headers=personas.admin.headers)
         assert response.status_code in (200, 201), (path, response.get_data(as_text=True)[:300])

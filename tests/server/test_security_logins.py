@@ -52,7 +52,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def _session(client: FlaskClient, username: str, password: str, environ: dict[str, str]) -> Any:
-    return client.post("/v1/sessions", json={"username": username, "password": password}, environ_base=environ)
+    return client.post("/v1/sessions", json={"email": username, "password": password}, environ_base=environ)
 
 
 def _failures(session: Session) -> list[dict[str, Any]]:
@@ -70,7 +70,7 @@ def test_a_burst_of_wrong_passwords_then_the_right_one_must_pause(
         assert wrong.status_code in (401, 429)
     right = _session(client, coach, PERSONA_PASSWORD, ATTACKER)
     assert right.status_code == 429, right.get_data(as_text=True)
-    assert right.get_json()["code"] == "too_many_attempts"
+    assert right.get_json()["details"]["problem"] == "too_many_attempts"
     wait = int(right.headers["Retry-After"])
     assert 1 <= wait <= logins.PAIR.max_pause.total_seconds()
     raw = base64.b64encode(f"{coach}:{PERSONA_PASSWORD}".encode()).decode()
@@ -82,7 +82,7 @@ def test_a_burst_of_wrong_passwords_then_the_right_one_must_pause(
     assert openrosa.status_code == 429 and "Retry-After" in openrosa.headers
     assert b"<OpenRosaResponse" in openrosa.get_data()
     clock.advance(wait)
-    assert _session(client, coach, PERSONA_PASSWORD, ATTACKER).status_code == 201  # a pause, never a lock
+    assert _session(client, coach, PERSONA_PASSWORD, ATTACKER).status_code == 200  # a pause, never a lock
     reasons = [d["reason"] for d in _failures(session)]
     assert reasons.count("wrong_password") >= logins.PAIR.free_failures and reasons.count("throttled") >= 2
     assert {d["address"] for d in _failures(session)} == {ATTACKER["REMOTE_ADDR"]}
@@ -106,7 +106,7 @@ def test_another_persons_guessing_pauses_the_coach_briefly_at_most(
             longest = max(longest, wait)
             clock.advance(wait)
             answer = _session(client, coach, PERSONA_PASSWORD, COACH_PHONE)
-        assert answer.status_code == 201, answer.get_data(as_text=True)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
     assert 0 < longest <= 30  # paused by the account counter, never longer than its cap
 
 

@@ -124,7 +124,7 @@ def test_a_batch_in_progress_is_409_with_retry_after_and_a_big_body_is_413(
         headers=personas.admin.headers,
     )
     assert big.status_code == 413
-    assert big.get_json()["details"] == {"max_bytes": 100, "max_items": 200}
+    assert big.get_json()["details"] == {"max_bytes": 100, "max_items": 200, "problem": "too_large"}
 
 
 def test_an_item_that_crashes_is_held_and_never_blocks_the_others(

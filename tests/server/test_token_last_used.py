@@ -80,7 +80,10 @@ def test_a_refused_request_leaves_last_used_as_it_was(
 ) -> None:
     other = f"/v1/key/{personas.device.token}/projects/{personas.other_project_id}/formList"
     assert client.get(other).status_code == 403
-    assert client.get(f"/v1/projects/{personas.project_id}/members", headers=personas.device.headers).status_code == 403
+    assert (
+        client.get(f"/v1/projects/{personas.project_id}/assignments", headers=personas.device.headers).status_code
+        == 403
+    )
     assert _last_used(session, personas.device.id) is None
 
 

@@ -78,7 +78,7 @@ def test_a_bad_subscription_is_refused(
 ) -> None:
     refused = _create(client, personas, **body)
     assert refused.status_code == 400, refused.get_json()
-    assert refused.get_json()["code"] == code
+    assert refused.get_json()["details"]["problem"] == code
     assert client.get(_base(personas), headers=personas.manager.headers).get_json()["items"] == []
 
 

@@ -39,6 +39,10 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # The language this person reads the console in (fr, ar, en); NULL: the browser's Accept-Language.
     locale: Mapped[str | None] = mapped_column(String(10))
+    # ODK Central's identity of a web user: an email (its login) and a display name. NULL for a person
+    # created by username only; they sign in with the username in the email field.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
 
 
 class Membership(Base):
@@ -61,7 +65,10 @@ class AccessToken(Base):
     """A bearer secret, stored hashed: a device's token (coach in one project) or a user's API session."""
 
     __tablename__ = "access_tokens"
-    __table_args__ = (CheckConstraint("kind IN ('device', 'session')", name="kind"),)
+    __table_args__ = (
+        CheckConstraint("kind IN ('device', 'session')", name="kind"),
+        CheckConstraint("form_access IN ('all', 'assigned')", name="form_access"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     # sha256 of the token: tokens are long random strings, so a fast hash is safe and lookups are O(1).
@@ -77,6 +84,21 @@ class AccessToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Which forms a device sees: ``all`` of its project (a phone set up in the console), or only the forms
+    # assigned to it (``assigned``: an app user created through Central's API, which starts with none).
+    form_access: Mapped[str] = mapped_column(String(10), default="all", server_default="all")
+
+
+class AppUserForm(Base):
+    """A form assigned to an app user (a device token with ``form_access = 'assigned'``)."""
+
+    __tablename__ = "app_user_forms"
+
+    token_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("access_tokens.id", ondelete="CASCADE"), primary_key=True
+    )
+    form_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("forms.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class LoginThrottle(Base):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from server.db.models import AccessToken, Membership, Project, User
+from server.db.base import utcnow
+from server.db.models import AccessToken, AppUserForm, Membership, Project, User
+from server.db.models.forms import Form
+from server.db.upsert import insert_ignore
 
 
 def get_user_by_username(session: Session, username: str) -> User | None:
@@ -100,3 +103,54 @@ def actor_names(session: Session, actors: Iterable[str | None]) -> dict[str, str
         for token_id, name in rows:
             names[f"device:{token_id}"] = name
     return names
+
+
+def get_user_by_email(session: Session, email: str) -> User | None:
+    """Return the user whose email is ``email``."""
+    return session.scalars(select(User).where(User.email == email)).one_or_none()
+
+
+def delete_membership(session: Session, project_id: int, user_id: int) -> None:
+    """Delete a user's role in a project."""
+    session.execute(delete(Membership).where(Membership.project_id == project_id, Membership.user_id == user_id))
+
+
+def list_app_user_forms(session: Session, project_id: int) -> Sequence[tuple[int, int, str]]:
+    """(token id, form id, XForm id) of every form assigned to a live app user of the project."""
+    rows = session.execute(
+        select(AppUserForm.token_id, AppUserForm.form_id, Form.xml_form_id)
+        .join(AccessToken, AccessToken.id == AppUserForm.token_id)
+        .join(Form, Form.id == AppUserForm.form_id)
+        .where(AccessToken.project_id == project_id, AccessToken.revoked_at.is_(None))
+        .order_by(AppUserForm.token_id, Form.xml_form_id)
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def form_id_of(session: Session, project_id: int, xml_form_id: str) -> int | None:
+    """The id of the project's form ``xml_form_id``."""
+    found: int | None = session.scalars(
+        select(Form.id).where(Form.project_id == project_id, Form.xml_form_id == xml_form_id)
+    ).one_or_none()
+    return found
+
+
+def add_app_user_form(session: Session, token_id: int, form_id: int) -> None:
+    """Assign a form to an app user (nothing when it already is: ``ON CONFLICT DO NOTHING``)."""
+    values = {"token_id": token_id, "form_id": form_id, "created_at": utcnow()}
+    insert_ignore(session, AppUserForm.__table__, values, ("token_id", "form_id"))  # type: ignore[arg-type]
+
+
+def remove_app_user_form(session: Session, token_id: int, form_id: int) -> bool:
+    """Take a form away from an app user; ``True`` when it was assigned."""
+    result = session.execute(
+        delete(AppUserForm).where(AppUserForm.token_id == token_id, AppUserForm.form_id == form_id)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def copy_app_user_forms(session: Session, from_token_id: int, to_token_id: int) -> None:
+    """Give a reissued app user the forms its old token had."""
+    form_ids = session.scalars(select(AppUserForm.form_id).where(AppUserForm.token_id == from_token_id)).all()
+    for form_id in form_ids:
+        add_app_user_form(session, to_token_id, form_id)

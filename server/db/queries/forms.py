@@ -3,16 +3,17 @@ manifests need."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, select, update
+from sqlalchemy import Select, and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
-from server.db.models.accounts import AccessToken
+from server.db.models.accounts import AccessToken, AppUserForm
 from server.db.models.forms import Form, FormAttachment, FormConversionJob, FormListStamp, FormVersion
 
 
@@ -152,6 +153,58 @@ TOKEN_COLUMNS = (
     AccessToken.expires_at,
     AccessToken.last_used_at,
 )
+
+
+def _token_formlist_statement(filtered: bool) -> Any:
+    listing = _formlist_statement(filtered).add_columns(Form.id.label("form_id")).order_by(None).subquery("listing")
+    # An app user (``form_access = 'assigned'``) sees only the forms assigned to it; a phone set up in
+    # the console sees all of its project's.
+    visible = or_(
+        AccessToken.form_access == "all",
+        exists().where(AppUserForm.token_id == AccessToken.id, AppUserForm.form_id == listing.c.form_id),
+    )
+    # The listing is joined only for a live device token of the asked project: nothing is read for others.
+    joined = AccessToken.__table__.outerjoin(
+        listing,
+        and_(
+            AccessToken.kind == "device",
+            AccessToken.project_id == bindparam("project_id"),
+            AccessToken.revoked_at.is_(None),
+            visible,
+        ),
+    )
+    return (
+        select(*TOKEN_COLUMNS, *(column for column in listing.c if column.name != "form_id"))
+        .select_from(joined)
+        .where(AccessToken.token_hash == bindparam("token_hash"))
+        .order_by(listing.c.xml_form_id)
+    )
+
+
+_TOKEN_FORMLIST = {False: _token_formlist_statement(False), True: _token_formlist_statement(True)}
+
+
+def token_formlist_rows(
+    session: Session, token_hash: str, project_id: int, xml_form_id: str | None = None
+) -> list[FormListRow]:
+    """Return the formList rows a live device token of the project sees (its assigned forms, for an app user)."""
+    params: dict[str, Any] = {"token_hash": token_hash, "project_id": project_id}
+    if xml_form_id is not None:
+        params["xml_form_id"] = xml_form_id
+    rows = session.connection().execute(_TOKEN_FORMLIST[xml_form_id is not None], params).all()
+    width = len(TOKEN_COLUMNS)
+    return [FormListRow(*row[width:]) for row in rows if row[width] is not None]
+
+
+def touch_formlist_stamp(session: Session, project_id: int) -> None:
+    """Draw the project's formList stamp anew (in the caller's transaction): for changes no trigger sees."""
+    session.execute(
+        text(
+            "INSERT INTO formlist_stamps (project_id, stamp) VALUES (:project_id, :stamp) "
+            "ON CONFLICT (project_id) DO UPDATE SET stamp = excluded.stamp"
+        ),
+        {"project_id": project_id, "stamp": secrets.randbits(62)},
+    )
 
 
 _TOKEN_ROW = select(*TOKEN_COLUMNS).where(AccessToken.token_hash == bindparam("token_hash"))
