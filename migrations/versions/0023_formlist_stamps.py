@@ -36,7 +36,9 @@ _PG_FUNCTIONS = {
         DECLARE pid bigint;
         BEGIN
             IF TG_OP = 'DELETE' THEN pid := OLD.project_id; ELSE pid := NEW.project_id; END IF;
-            INSERT INTO formlist_stamps (project_id, stamp) VALUES (pid, (random() * 9.2e18)::bigint)
+            -- A project being deleted (its forms go with it) gets no stamp back.
+            INSERT INTO formlist_stamps (project_id, stamp)
+            SELECT pid, (random() * 9.2e18)::bigint WHERE EXISTS (SELECT 1 FROM projects WHERE id = pid)
             ON CONFLICT (project_id) DO UPDATE SET stamp = excluded.stamp;
             RETURN NULL;
         END""",
@@ -76,7 +78,9 @@ def upgrade() -> None:
         )
         return
     for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
-        forms_bump = _BUMP_SQLITE.format(source=f"VALUES ({row}.project_id, abs(random()))")
+        # A project being deleted (its forms go with it) gets no stamp back.
+        alive = f"EXISTS (SELECT 1 FROM projects WHERE id = {row}.project_id)"
+        forms_bump = _BUMP_SQLITE.format(source=f"SELECT {row}.project_id, abs(random()) WHERE {alive}")
         columns = f" OF {_FORM_COLUMNS}" if event == "UPDATE" else ""
         op.execute(
             f"CREATE TRIGGER formlist_stamp_forms_{event.lower()} AFTER {event}{columns} ON forms "

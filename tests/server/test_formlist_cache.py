@@ -43,13 +43,17 @@ def _listed(client: FlaskClient, prefix: str) -> dict[str, dict[str, str]]:
 def row_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the formList row reads (the cache's misses)."""
     reads: list[int] = []
-    real: Callable[..., Any] = svc.form_list
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        reads.append(1)
-        return real(*args, **kwargs)
+    def counted(real: Callable[..., Any]) -> Callable[..., Any]:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            reads.append(1)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(svc, "form_list", counting)
+        return counting
+
+    # A device's list (its own key) and the general one: both are row reads.
+    monkeypatch.setattr(svc, "form_list", counted(svc.form_list))
+    monkeypatch.setattr(svc, "device_form_list", counted(svc.device_form_list))
     return reads
 
 
