@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from server.auth import Principal
+from server.db.advisory import STORE_SALT_SQL
 from server.db.base import utcnow
 from server.db.models.submissions import Submission, SubmissionVersion
 from server.db.queries.submissions import RoutedTarget, chain_lock_key, get_token_and_form_target
@@ -196,6 +197,9 @@ def test_the_one_query_takes_the_chain_locks(
         assert found is not None
         row, routed = found
         assert row.id == personas.device.id and routed.target is not None and routed.target.version_pk is not None
-        assert _advisory_locks_held(session) == {chain_lock_key(personas.project_id, "photo_visit", i) for i in ids}
+        # Each key is the store's own: XORed with its schema's salt (server/db/advisory.py).
+        salt = session.execute(text(f"SELECT {STORE_SALT_SQL}")).scalar_one()
+        expected = {chain_lock_key(personas.project_id, "photo_visit", i) ^ salt for i in ids}
+        assert _advisory_locks_held(session) == expected
     finally:
         nested.rollback()

@@ -301,3 +301,33 @@ def test_a_fan_out_in_another_schema_never_blocks_this_one(store: Session, perso
             other.rollback()
     finally:
         drop_postgres_schema(POSTGRES_URL, schema)
+
+
+def test_chain_and_entity_locks_are_the_stores_own(backend: Any) -> None:
+    """The same chain or entity key in two stores of one database names two different locks."""
+    if backend.name != "postgresql":
+        pytest.skip(reason="advisory locks exist on PostgreSQL only; SQLite's one writer is its lock")
+    import psycopg
+
+    from server.db.queries import submissions as sq
+    from server.db.queries import sync as syncq
+    from tests.conftest import POSTGRES_URL, create_postgres_schema, drop_postgres_schema
+
+    assert POSTGRES_URL
+    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+    key = sq.chain_lock_key(1, "coop_diagnostic", "uuid:the-same-instance")
+    made = [create_postgres_schema(POSTGRES_URL, prefix=f"fs_store_{n}")[0] for n in (1, 2)]
+    try:
+        with psycopg.connect(plain) as first, psycopg.connect(plain) as second:
+            first.execute(f'SET search_path TO "{made[0]}"')
+            second.execute(f'SET search_path TO "{made[1]}"')
+            first.execute(sq._LOCK_IN_ORDER.text.replace(":keys", "%s"), ([key],))
+            try_same = syncq._LOCK_ONE.text.replace("pg_advisory_xact_lock", "pg_try_advisory_xact_lock")
+            try_same = try_same.replace(":k", "%s")
+            assert second.execute(try_same, (key,)).fetchone() == (True,)  # another store: free
+            with psycopg.connect(plain) as third:  # the first store again: taken
+                third.execute(f'SET search_path TO "{made[0]}"')
+                assert third.execute(try_same, (key,)).fetchone() == (False,)
+    finally:
+        for schema in made:
+            drop_postgres_schema(POSTGRES_URL, schema)

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
+from server.db.advisory import STORE_SALT, STORE_SALT_SQL
 from server.db.models.accounts import AccessToken
 from server.db.models.audit import AuditEvent
 from server.db.models.forms import Form, FormVersion
@@ -164,7 +165,9 @@ def _form_target_statement(locks: int) -> Any:
         )
         .where(Form.project_id == bindparam("project_id"), Form.xml_form_id == bindparam("xml_form_id"))
     )
-    locks_taken = (func.pg_advisory_xact_lock(bindparam(f"lock_{n}", type_=BigInteger)) for n in range(locks))
+    locks_taken = (
+        func.pg_advisory_xact_lock(bindparam(f"lock_{n}", type_=BigInteger).op("#")(STORE_SALT)) for n in range(locks)
+    )
     return stmt.add_columns(*locks_taken)
 
 
@@ -466,7 +469,7 @@ def get_schema_json(session: Session, version_pk: int) -> dict[str, Any] | None:
 _LOCK_IN_ORDER = text(
     # unnest yields the array in order and each row's lock is taken as that row is produced, so the
     # locks are taken in the (sorted) order of the array; one cached statement whatever the count.
-    "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"
+    "SELECT count(pg_advisory_xact_lock(k # " + STORE_SALT_SQL + ")) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"
 )
 
 

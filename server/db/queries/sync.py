@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Table, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from server.db.advisory import STORE_SALT_SQL
 from server.db.models.sync import ChangeLogEntry, HeldItem, PushBatch, SyncClock, Upload
 from server.db.queries.blobs import project_blobs
 from server.db.upsert import insert_ignore
@@ -325,6 +326,9 @@ def expired_uploads(session: Session, now: datetime, limit: int = 500) -> Sequen
     ).all()
 
 
+_LOCK_ONE = text(f"SELECT pg_advisory_xact_lock(CAST(:k AS bigint) # {STORE_SALT_SQL})")
+
+
 def lock_keys(session: Session, keys: Iterable[str]) -> None:
     """Take transaction-scoped advisory locks on ``keys`` in sorted order (PostgreSQL; SQLite has one writer)."""
     if session.get_bind().dialect.name != "postgresql":
@@ -333,7 +337,7 @@ def lock_keys(session: Session, keys: Iterable[str]) -> None:
 
     for key in sorted(set(keys)):
         number = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+        session.execute(_LOCK_ONE, {"k": number})
 
 
 # Every session of the app numbers its pending change-log rows at commit (see the module docstring).

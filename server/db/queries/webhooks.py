@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, exists, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from server.db.advisory import STORE_SALT_SQL
 from server.db.models.webhooks import Event, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from server.db.queries.outbox import kind_pattern
 
@@ -54,11 +55,8 @@ def queue_counts(session: Session, subscription_ids: Sequence[int]) -> dict[int,
 # ---------------------------------------------------------------------------------------------------
 # Fan-out: committed events become deliveries, in an order no later commit can contradict
 
-# One fan-out at a time across the dispatchers of one store. Advisory locks are database-wide: the key folds in
-# the schema, so two stores in two schemas of one database (or two test runs) never wait for each other.
-_FANOUT_LOCK_SQL = text(
-    "SELECT pg_try_advisory_xact_lock(hashtextextended('fieldsync-fanout@' || current_schema(), 0))"
-)
+# One fan-out at a time across the dispatchers of one store (the key is the store's: server/db/advisory.py).
+_FANOUT_LOCK_SQL = text(f"SELECT pg_try_advisory_xact_lock(CAST(7102204020 AS bigint) # {STORE_SALT_SQL})")
 
 
 def lock_fanout(session: Session) -> bool:
