@@ -1,15 +1,15 @@
 """A coach's week over a link that cuts every connection (issue 14 "Field networks" acceptance, scaled down).
 
-40 submissions with 2 photos each go through :class:`FaultyLink`, which cuts every connection after
+16 submissions with 2 photos each go through :class:`FaultyLink`, which cuts every connection after
 50 KB went up (40 KB photos: each fits between two cuts; the full-size figure, 1.5 MiB photos and
 200 KiB cuts, is ``bench/field_link.py``). Counts and bytes, never times.
 
 Rules:
-- FL1 Collect's way (HEAD, the advertised split, every failure resent from the first POST): 40/40
+- FL1 Collect's way (HEAD, the advertised split, every failure resent from the first POST): all
   submissions stored with their XML and every photo (all are smaller than the distance between cuts),
   none duplicated, no 5xx.
 - FL2 Fieldsync's protocol (blobs/missing, tus resumed from HEAD, pushes), with resets and with clean
-  closes: 40/40 complete, every photo byte-identical, at most 1.2 x the payload on the wire, no 5xx.
+  closes: all complete, every photo byte-identical, at most 1.2 x the payload on the wire, no 5xx.
 Both rules on SQLite, PostgreSQL, and SQLite with the blobs (and the tus partials) in an S3 bucket.
 """
 
@@ -33,7 +33,7 @@ from tests.server.live_server import LiveServer, live_server
 from tests.server.s3_fixtures import settings_of
 from tests.server.test_submissions_support import photo_submission
 
-SUBMISSIONS = 40
+SUBMISSIONS = 16  # the bench sends a coach's week (40) at full size; the rules hold at any count
 PHOTO_BYTES = 40_000
 CUT_EVERY = 50_000
 # About one photo, as the 2 MiB default is for 1.5 MiB photos: Collect sends one photo per POST.
