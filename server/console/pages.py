@@ -338,6 +338,7 @@ NOTICES = {
     "state_changed": lazy_gettext("The form's state was changed."),
     "media_uploaded": lazy_gettext("The file was uploaded."),
     "phone_revoked": lazy_gettext("The phone was revoked: it can no longer send or download."),
+    "phone_forms_saved": lazy_gettext("Saved: the phone sees these forms at its next refresh."),
     "columns_saved": lazy_gettext("Your columns were saved for this form."),
     "review_saved": lazy_gettext("The review was saved."),
     "entity_deleted": lazy_gettext("The entity was deleted: phones drop it from their list."),

@@ -6,7 +6,7 @@ A phone's token is shown once, when it is issued: the QR code page is the answer
 
 from __future__ import annotations
 
-from flask import Response, redirect, url_for
+from flask import Response, redirect, request, url_for
 from markupsafe import Markup
 
 from server.api.accounts import public_url
@@ -101,7 +101,6 @@ def _phones_page(project_id: int, status: int = 200, **context: object) -> tuple
         status,
         project=overview.get_project(session, project_id),
         phones=overview.devices(session, project_id),
-        # Fieldsync has no per-phone form access: every phone of a project sees its open, published forms.
         forms_seen=forms_svc.form_list(session, project_id),
         **context,
     )
@@ -155,3 +154,37 @@ def reissue_phone(project_id: int, device_id: int) -> Response:
     # One transaction: the old token is revoked and the new one issued together (the JSON API's reissue).
     issued = accounts_svc.reissue_device(db_session(), project_id, device_id, principal.actor)
     return _qr_page(project_id, issued, 201)
+
+
+def _phone_forms_page(project_id: int, device_id: int, status: int = 200, **context: object) -> tuple[str, int]:
+    session = db_session()
+    return render(
+        "phone_forms.html",
+        status,
+        project=overview.get_project(session, project_id),
+        phone=accounts_svc.phone_forms(session, project_id, device_id),
+        forms=forms_svc.form_list(session, project_id),
+        **context,
+    )
+
+
+@bp.get("/projects/<int:project_id>/phones/<int:device_id>/forms")
+def phone_forms(project_id: int, device_id: int) -> tuple[str, int]:
+    """Which forms a phone sees: every open form, or only those chosen for it."""
+    require("people.manage", project_id)
+    return _phone_forms_page(project_id, device_id)
+
+
+@bp.post("/projects/<int:project_id>/phones/<int:device_id>/forms")
+def set_phone_forms(project_id: int, device_id: int) -> Response | tuple[str, int]:
+    """Limit a phone to the forms ticked (the JSON API's form assignments, in one transaction)."""
+    principal = require("people.manage", project_id)
+    chosen = {value for value in request.form.getlist("forms") if value}
+    try:
+        accounts_svc.set_phone_forms(db_session(), project_id, device_id, chosen, actor=principal.actor)
+    except ApiError as error:
+        if error.code == "not_found" and "app_user_id" in (error.details or {}):
+            raise
+        return _phone_forms_page(project_id, device_id, error.status, error=error)
+    notice("phone_forms_saved")
+    return redirect(url_for("console.phone_forms", project_id=project_id, device_id=device_id))

@@ -356,9 +356,7 @@ def set_app_user_form(
     """
     with transaction(session):
         form_id = _form_of(session, project_id, xml_form_id)
-        token = session.get(AccessToken, token_id)
-        if token is None or token.kind != "device" or token.project_id != project_id or token.revoked_at:
-            raise not_found("app user", app_user_id=token_id)
+        token = _live_device(session, project_id, token_id)
         subject, details = f"device:{token_id}", {"xml_form_id": xml_form_id}
         if assigned:
             q.add_app_user_form(session, token_id, form_id)
@@ -369,6 +367,55 @@ def set_app_user_form(
         else:
             raise not_found("assignment", app_user_id=token_id, xml_form_id=xml_form_id)
         forms_q.touch_formlist_stamp(session, project_id)  # the app user's cached formList is out of date
+
+
+@dataclass(frozen=True)
+class PhoneForms:
+    """What one phone sees: every open form (``all``), or its assigned forms (``assigned``)."""
+
+    device_id: int
+    name: str
+    form_access: str
+    assigned: frozenset[str]
+
+
+def phone_forms(session: Session, project_id: int, device_id: int) -> PhoneForms:
+    """The forms a live phone (device token) of the project sees; ``404`` for any other token."""
+    with transaction(session):
+        token = _live_device(session, project_id, device_id)
+        assigned = frozenset(x for t, _, x in q.list_app_user_forms(session, project_id) if t == device_id)
+        return PhoneForms(token.id, token.name, token.form_access, assigned)
+
+
+def set_phone_forms(
+    session: Session, project_id: int, device_id: int, xml_form_ids: set[str], actor: str = "system"
+) -> PhoneForms:
+    """Make the phone see exactly ``xml_form_ids`` (one transaction of the API's assign and unassign steps)."""
+    with transaction(session):
+        token = _live_device(session, project_id, device_id)
+        wanted = {xml_form_id: _form_of(session, project_id, xml_form_id) for xml_form_id in sorted(xml_form_ids)}
+        held = {x: f for t, f, x in q.list_app_user_forms(session, project_id) if t == device_id}
+        subject = f"device:{device_id}"
+        for xml_form_id, form_id in wanted.items():
+            if xml_form_id not in held:
+                q.add_app_user_form(session, device_id, form_id)
+                audit.record(session, actor, "app_user.form_assign", project_id, subject, {"xml_form_id": xml_form_id})
+        for xml_form_id, form_id in held.items():
+            if xml_form_id not in wanted:
+                q.remove_app_user_form(session, device_id, form_id)
+                audit.record(
+                    session, actor, "app_user.form_unassign", project_id, subject, {"xml_form_id": xml_form_id}
+                )
+        token.form_access = "assigned"
+        forms_q.touch_formlist_stamp(session, project_id)  # the phone's cached formList is out of date
+        return PhoneForms(token.id, token.name, token.form_access, frozenset(wanted))
+
+
+def _live_device(session: Session, project_id: int, device_id: int) -> AccessToken:
+    token = session.get(AccessToken, device_id)
+    if token is None or token.kind != "device" or token.project_id != project_id or token.revoked_at:
+        raise not_found("app user", app_user_id=device_id)
+    return token
 
 
 def _form_of(session: Session, project_id: int, xml_form_id: str) -> int:

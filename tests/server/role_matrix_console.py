@@ -299,6 +299,20 @@ CONSOLE_CASES = [
         f"{P}/phones/<int:device_id>/reissue",
         signed_in(201, allowed=WRITERS),
     ),
+    ConsoleCase(
+        "GET",
+        "/projects/{pid}/phones/{spare_device}/forms",
+        f"{P}/phones/<int:device_id>/forms",
+        signed_in(200, allowed=WRITERS),
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/phones/{spare_device}/forms",
+        f"{P}/phones/<int:device_id>/forms",
+        signed_in(302, allowed=WRITERS),
+        {"forms": "coop_diagnostic"},
+        setup="coop",
+    ),
 ]
 
 _INDICATOR = "roles_form_with_indicator"

@@ -260,3 +260,32 @@ def test_c6_a_new_qr_code_retires_the_old_token(app: Flask, client: FlaskClient,
     assert new_url is not None
     assert client.get(f"{new_url.group(1)}/formList").status_code == 200
     assert client.get(old_url).status_code in (401, 403)
+
+
+def test_c8_a_manager_chooses_the_forms_a_phone_sees(app: Flask, client: FlaskClient, personas: Personas) -> None:
+    from server.services import accounts as svc
+    from server.store import get_store
+    from tests.server.fixtures_forms import COOP_XLSX, media_form, publish_form
+
+    publish_form(app, personas.project_id, COOP_XLSX)
+    publish_form(app, personas.project_id, media_form())
+    with app.app_context():
+        phone = svc.create_device(get_store().sessions(), personas.project_id, "Coach Fatima")
+    listing = f"/v1/key/{phone.token}/projects/{personas.project_id}/formList"
+
+    def listed() -> list[str]:
+        return sorted(re.findall(r"<formID>([^<]+)</formID>", client.get(listing).get_data(as_text=True)))
+
+    assert listed() == ["coop_diagnostic", "media_test"]  # a new phone sees every open form
+    sign_in(client, "manager-persona")
+    page = f"/projects/{personas.project_id}/phones/{phone.id}/forms"
+    html = client.get(page, headers={"Accept-Language": "ar"}).get_data(as_text=True)
+    assert html.count(" checked") == 2 and 'dir="rtl"' in html
+    csrf = page_csrf(client, page)
+    saved = client.post(page, data={"csrf_token": csrf, "forms": ["media_test"]})
+    assert saved.status_code == 302
+    assert listed() == ["media_test"]  # at once: the phone's cached list follows
+    refused = client.post(page, data={"csrf_token": csrf, "forms": ["media_test", "no_such_form"]})
+    assert refused.status_code == 404 and listed() == ["media_test"]  # all or nothing
+    other = client.get(f"/projects/{personas.project_id}/phones/{personas.device.id + 999}/forms")
+    assert other.status_code == 404
