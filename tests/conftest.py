@@ -269,6 +269,19 @@ def personas(db: sessionmaker[Session], backend: Backend) -> Personas:
 # The app
 
 
+class BufferedClient(FlaskClient):
+    """A test client that reads each answer whole, so the request ends (and its session closes) in the call.
+
+    Unread streamed answers would otherwise end when garbage-collected, possibly during a later test:
+    their after-close work (a token's ``last_used_at``) then opened a session on that test's connection
+    in the middle of its savepoints.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(db: sessionmaker[Session], backend: Backend, tmp_path: Path) -> Iterator[Flask]:
     """The real app on the test's rolled-back transaction, with its own storage folders.
@@ -294,6 +307,7 @@ def app(db: sessionmaker[Session], backend: Backend, tmp_path: Path) -> Iterator
             }
         )
         flask_app.extensions["fieldsync.store"].engine.dispose()
+        flask_app.test_client_class = BufferedClient
         backend.app = flask_app
     saved_config = dict(flask_app.config)
     storage = tmp_path / "storage"
