@@ -357,16 +357,30 @@ def set_app_user_form(
     with transaction(session):
         form_id = _form_of(session, project_id, xml_form_id)
         token = _live_device(session, project_id, token_id)
-        subject, details = f"device:{token_id}", {"xml_form_id": xml_form_id}
         if assigned:
-            q.add_app_user_form(session, token_id, form_id)
-            token.form_access = "assigned"
-            audit.record(session, actor, "app_user.form_assign", project_id, subject, details)
-        elif q.remove_app_user_form(session, token_id, form_id):
-            audit.record(session, actor, "app_user.form_unassign", project_id, subject, details)
-        else:
+            _assign(session, project_id, token, form_id, xml_form_id, actor)
+        elif not _unassign(session, project_id, token, form_id, xml_form_id, actor):
             raise not_found("assignment", app_user_id=token_id, xml_form_id=xml_form_id)
         forms_q.touch_formlist_stamp(session, project_id)  # the app user's cached formList is out of date
+
+
+def _assign(session: Session, project_id: int, token: AccessToken, form_id: int, xml_form_id: str, actor: str) -> None:
+    """Give the app user the form (it then sees only its assigned forms), audited."""
+    q.add_app_user_form(session, token.id, form_id)
+    token.form_access = "assigned"
+    details = {"xml_form_id": xml_form_id}
+    audit.record(session, actor, "app_user.form_assign", project_id, f"device:{token.id}", details)
+
+
+def _unassign(
+    session: Session, project_id: int, token: AccessToken, form_id: int, xml_form_id: str, actor: str
+) -> bool:
+    """Take the form away from the app user, audited; ``False`` when it was not assigned."""
+    if not q.remove_app_user_form(session, token.id, form_id):
+        return False
+    details = {"xml_form_id": xml_form_id}
+    audit.record(session, actor, "app_user.form_unassign", project_id, f"device:{token.id}", details)
+    return True
 
 
 @dataclass(frozen=True)
@@ -395,18 +409,13 @@ def set_phone_forms(
         token = _live_device(session, project_id, device_id)
         wanted = {xml_form_id: _form_of(session, project_id, xml_form_id) for xml_form_id in sorted(xml_form_ids)}
         held = {x: f for t, f, x in q.list_app_user_forms(session, project_id) if t == device_id}
-        subject = f"device:{device_id}"
         for xml_form_id, form_id in wanted.items():
             if xml_form_id not in held:
-                q.add_app_user_form(session, device_id, form_id)
-                audit.record(session, actor, "app_user.form_assign", project_id, subject, {"xml_form_id": xml_form_id})
+                _assign(session, project_id, token, form_id, xml_form_id, actor)
         for xml_form_id, form_id in held.items():
             if xml_form_id not in wanted:
-                q.remove_app_user_form(session, device_id, form_id)
-                audit.record(
-                    session, actor, "app_user.form_unassign", project_id, subject, {"xml_form_id": xml_form_id}
-                )
-        token.form_access = "assigned"
+                _unassign(session, project_id, token, form_id, xml_form_id, actor)
+        token.form_access = "assigned"  # even with no form ticked: the phone then sees none
         forms_q.touch_formlist_stamp(session, project_id)  # the phone's cached formList is out of date
         return PhoneForms(token.id, token.name, token.form_access, frozenset(wanted))
 

@@ -93,18 +93,14 @@ def _dump(sessions: sessionmaker[Session]) -> dict[str, list[tuple[str, ...]]]:
     """Every row of every table, as text, in primary-key order (a session of its own, closed at once)."""
     from server.db.base import Base
 
-    with sessions() as session:
-        return _rows(session, Base)
-
-
-def _rows(session: Session, Base: Any) -> dict[str, list[tuple[str, ...]]]:
     dump: dict[str, list[tuple[str, ...]]] = {}
-    for table in Base.metadata.sorted_tables:
-        if table.name in VOLATILE:
-            continue
-        order = list(table.primary_key.columns) or list(table.columns)
-        rows = session.execute(select(table).order_by(*order)).all()
-        dump[table.name] = [tuple(repr(v) for v in row) for row in rows]
+    with sessions() as session:
+        for table in Base.metadata.sorted_tables:
+            if table.name in VOLATILE:
+                continue
+            order = list(table.primary_key.columns) or list(table.columns)
+            rows = session.execute(select(table).order_by(*order)).all()
+            dump[table.name] = [tuple(repr(v) for v in row) for row in rows]
     return dump
 
 
