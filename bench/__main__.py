@@ -15,7 +15,20 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bench import dashboard, export, formlist, ingest, memory, odata, push, raw, submission_table, upload, webhooks
+from bench import (
+    contention,
+    dashboard,
+    export,
+    formlist,
+    ingest,
+    memory,
+    odata,
+    push,
+    raw,
+    submission_table,
+    upload,
+    webhooks,
+)
 from bench.database import ensure_postgres_running, fresh_database, server_version
 from bench.harness import Benchmark, Context, Settings, run_benchmark
 from bench.machine import describe_machine, git_commit
@@ -32,6 +45,7 @@ BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
     upload.NAME: (upload.TITLE, upload.run),
     ingest.NAME: (ingest.TITLE, ingest.run),
     push.NAME: (push.TITLE, push.run),
+    contention.NAME: (contention.TITLE, contention.run),
     export.NAME: (export.TITLE, export.run),
     webhooks.NAME: (webhooks.TITLE, webhooks.run),
     submission_table.NAME: (submission_table.TITLE, submission_table.run),

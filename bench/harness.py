@@ -67,6 +67,10 @@ class Settings:
     dashboard_sizes: tuple[int, ...] = field(
         default_factory=lambda: _env_ints("FIELDSYNC_BENCH_DASHBOARD_SIZES", (100_000, 1_000_000))
     )
+    # Contended pushes of the same ids (issue 15 row 10 asks for 16 pushers for 60 s).
+    contention_clients: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_CONTENTION_CLIENTS", 16))
+    contention_seconds: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_CONTENTION_SECONDS", 60))
+    contention_batch: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_CONTENTION_BATCH", 50))
     form_sizes: tuple[int, ...] = field(default_factory=lambda: _env_ints("FIELDSYNC_BENCH_FORM_SIZES", (0, 50, 200)))
     raw_rows: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_RAW_ROWS", 1000))
     webhook_events: int = field(default_factory=lambda: _env_int("FIELDSYNC_BENCH_WEBHOOK_EVENTS", 1000))
