@@ -51,8 +51,8 @@ WITH s AS (
 INSERT INTO bench_raw_submission_versions (submission_id, project_id, form_id, form_version_id, instance_id,
     deprecated_id, form_version, xml, xml_sha256, record, instance_name, encrypted, source, received_at,
     submitter_id, device_token_id, device_id, user_agent)
-SELECT s.id, %(project_id)s, %(form_id)s, %(form_version_id)s, %(instance_id)s::varchar, NULL, %(form_version)s, %(xml)s,
-    %(xml_sha256)s, %(record)s::jsonb, NULL, false, 'openrosa', now(), NULL, %(device_token_id)s,
+SELECT s.id, %(project_id)s, %(form_id)s, %(form_version_id)s, %(instance_id)s::varchar, NULL, %(form_version)s,
+    %(xml)s, %(xml_sha256)s, %(record)s::jsonb, NULL, false, 'openrosa', now(), NULL, %(device_token_id)s,
     'contention', 'bench'
 FROM s
 """

@@ -8,6 +8,7 @@ attributes, never by the root tag (older forms use other root names, xlsform.md 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import threading
@@ -135,6 +136,33 @@ def _header(root: etree._Element) -> tuple[SubmissionHeader, str | None]:
     return header, meta_texts.get("instanceName")
 
 
+def rewrite_as_edit(xml: bytes, instance_id: str, deprecated_id: str) -> bytes:
+    """Return the submission as an edit: ``meta/instanceID`` set to ``instance_id`` and ``meta/deprecatedID``
+    to ``deprecated_id`` (both created when absent, in the meta's namespace), everything else unchanged.
+
+    What ODK Collect writes when a sent form is edited; a reviewer uses it to keep a second, different
+    XML that arrived under an instance id already stored. Encrypted submissions cannot be rewritten.
+    """
+    root = copy.deepcopy(_parse(xml))
+    header, _ = _header(root)
+    if header.encrypted:
+        raise SubmissionError("encrypted", "An encrypted submission cannot be rewritten as an edit.")
+    meta = next((c for c in root.iterchildren("{*}meta")), None)
+    if meta is None:
+        root_namespace = etree.QName(root).namespace
+        meta = etree.SubElement(root, f"{{{root_namespace}}}meta" if root_namespace else "meta")
+    namespace = etree.QName(meta).namespace
+    for name, value in (("instanceID", instance_id), ("deprecatedID", deprecated_id)):
+        node = next((c for c in meta.iterchildren(f"{{*}}{name}")), None)
+        if node is None:
+            node = etree.SubElement(meta, f"{{{namespace}}}{name}" if namespace else name)
+        for child in list(node):
+            node.remove(child)
+        node.text = value
+    declaration = xml.lstrip().startswith(b"<?xml")
+    return bytes(etree.tostring(root, encoding="utf-8", xml_declaration=declaration))
+
+
 def read_submission_header(xml: bytes) -> SubmissionHeader:
     """Read form id, version, instance ids and the encrypted flag (cheap: no schema needed)."""
     return _header(_parse(xml))[0]
@@ -249,9 +277,7 @@ def _find_relative(context: etree._Element, relative: str) -> etree._Element | N
     return node
 
 
-def _declaration_for(
-    schema: FormSchema | None, list_name: str, scope: str | None
-) -> EntityDeclaration | None:
+def _declaration_for(schema: FormSchema | None, list_name: str, scope: str | None) -> EntityDeclaration | None:
     if schema is None:
         return None
     same_list = [d for d in schema.entities if d.list_name == list_name]

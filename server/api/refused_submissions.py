@@ -42,6 +42,10 @@ class RefusedOut(Schema):
     submitter = fields.String(allow_none=True)
     device = fields.String(allow_none=True)
     device_id = fields.String(allow_none=True)
+    state = fields.String(metadata={"enum": ["held", "released", "discarded"]})
+    decided_by = fields.String(allow_none=True)
+    decided_at = fields.DateTime(allow_none=True)
+    released_instance_id = fields.String(allow_none=True)
 
 
 class RefusedListOut(Schema):
@@ -75,11 +79,31 @@ def list_refused(project_id: int) -> dict[str, Any]:
 def get_refused(project_id: int, refused_id: int) -> dict[str, Any]:
     """One refused payload with its XML as text and the hash of the XML stored under its instance id."""
     require(PERMISSION, project_id)
-    detail = svc.get_refused(db_session(), project_id, refused_id)
+    return detail_json(project_id, svc.get_refused(db_session(), project_id, refused_id))
+
+
+@bp.post(REFUSED + "/<int:refused_id>/release")
+@documented({200: RefusedDetailOut}, errors=(409,))
+def release_refused(project_id: int, refused_id: int) -> dict[str, Any]:
+    """Store the payload as an edit of the submission it collided with (a repeat answers the same)."""
+    principal = require(PERMISSION, project_id)
+    return detail_json(project_id, svc.release(db_session(), project_id, refused_id, principal))
+
+
+@bp.post(REFUSED + "/<int:refused_id>/discard")
+@documented({200: RefusedDetailOut}, errors=(409,))
+def discard_refused(project_id: int, refused_id: int) -> dict[str, Any]:
+    """Keep the payload aside for good: never stored as data (a repeat answers the same)."""
+    principal = require(PERMISSION, project_id)
+    return detail_json(project_id, svc.discard(db_session(), project_id, refused_id, principal))
+
+
+def detail_json(project_id: int, detail: svc.RefusedDetail) -> dict[str, Any]:
+    """The wire form of one refused payload with its XML."""
     result: dict[str, Any] = RefusedOut().dump(detail.summary)
     result["xml"] = detail.xml.decode("utf-8", errors="replace")
     result["stored_xml_sha256"] = detail.stored_xml_sha256
-    result["xml_url"] = f"/v1/projects/{project_id}/refused-submissions/{refused_id}/xml"
+    result["xml_url"] = f"/v1/projects/{project_id}/refused-submissions/{detail.summary.id}/xml"
     return result
 
 

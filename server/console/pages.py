@@ -347,6 +347,8 @@ NOTICES = {
     "held_released": lazy_gettext("The item was released and processed."),
     "held_again": lazy_gettext("The item was processed again and is still held: read why below."),
     "held_discarded": lazy_gettext("The item was discarded. It is kept in the audit log."),
+    "refused_released": lazy_gettext("The XML was stored as an edit of the submission."),
+    "refused_discarded": lazy_gettext("The XML was discarded. It is kept, and the decision is in the audit log."),
     "preset_saved": lazy_gettext("The preset was saved: the project's analysts can use it."),
     "preset_deleted": lazy_gettext("The preset was deleted."),
     "schedule_created": lazy_gettext("The export was scheduled."),

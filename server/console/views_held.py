@@ -8,6 +8,7 @@ Each action is the JSON API's (``/v1/projects/<p>/quarantine``, ``/refused-submi
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Response, redirect, request, url_for
 
@@ -121,18 +122,53 @@ def refused_list(project_id: int) -> tuple[str, int]:
     )
 
 
-@bp.get("/projects/<int:project_id>/refused/<int:refused_id>")
-def refused_item(project_id: int, refused_id: int) -> tuple[str, int]:
-    """One refused submission: its XML as it arrived and whether it differs from what is stored."""
-    require(refused_api.PERMISSION, project_id)
+def _refused_page(project_id: int, refused_id: int, status: int = 200, **context: Any) -> tuple[str, int]:
     session = db_session()
     detail = refused_svc.get_refused(session, project_id, refused_id)
     return render(
         "refused_item.html",
+        status,
         project=overview.get_project(session, project_id),
         detail=detail,
         xml=detail.xml.decode("utf-8", errors="replace"),
+        names=overview.names_of(session, {detail.summary.decided_by or ""}),
+        **context,
     )
+
+
+@bp.get("/projects/<int:project_id>/refused/<int:refused_id>")
+def refused_item(project_id: int, refused_id: int) -> tuple[str, int]:
+    """One refused submission: its XML as it arrived, whether it differs from what is stored, the decision."""
+    require(refused_api.PERMISSION, project_id)
+    return _refused_page(project_id, refused_id)
+
+
+@bp.post("/projects/<int:project_id>/refused/<int:refused_id>/release")
+def release_refused(project_id: int, refused_id: int) -> Response | tuple[str, int]:
+    """Store the refused XML as an edit of the submission it collided with."""
+    principal = require(refused_api.PERMISSION, project_id)
+    try:
+        refused_svc.release(db_session(), project_id, refused_id, principal)
+    except ApiError as error:
+        if error.status == 404:
+            raise
+        return _refused_page(project_id, refused_id, error.status, error=error)
+    notice("refused_released")
+    return redirect(url_for("console.refused_item", project_id=project_id, refused_id=refused_id))
+
+
+@bp.post("/projects/<int:project_id>/refused/<int:refused_id>/discard")
+def discard_refused(project_id: int, refused_id: int) -> Response | tuple[str, int]:
+    """Keep the refused XML aside for good (never stored as data)."""
+    principal = require(refused_api.PERMISSION, project_id)
+    try:
+        refused_svc.discard(db_session(), project_id, refused_id, principal)
+    except ApiError as error:
+        if error.status == 404:
+            raise
+        return _refused_page(project_id, refused_id, error.status, error=error)
+    notice("refused_discarded")
+    return redirect(url_for("console.refused_item", project_id=project_id, refused_id=refused_id))
 
 
 @bp.get("/projects/<int:project_id>/refused/<int:refused_id>/xml")

@@ -224,6 +224,20 @@ CONSOLE_CASES = [
         setup="with_refused",
     ),
     ConsoleCase(
+        "POST",
+        "/projects/{pid}/refused/{refused_id}/release",
+        f"{P}/refused/<int:refused_id>/release",
+        signed_in(302, allowed=WRITERS),
+        setup="with_refused",
+    ),
+    ConsoleCase(
+        "POST",
+        "/projects/{pid}/refused/{refused_id}/discard",
+        f"{P}/refused/<int:refused_id>/discard",
+        signed_in(302, allowed=WRITERS),
+        setup="with_refused",
+    ),
+    ConsoleCase(
         "GET",
         "/projects/{pid}/refused/{refused_id}/xml",
         f"{P}/refused/<int:refused_id>/xml",

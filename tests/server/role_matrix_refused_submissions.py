@@ -47,4 +47,18 @@ CASES = [
         statuses(200, allowed=MANAGERS),
         setup="with_refused",
     ),
+    Case(
+        "POST",
+        PATH + "/{refused_id}/release",
+        RULE + "/<int:refused_id>/release",
+        statuses(200, allowed=MANAGERS),
+        setup="with_refused",
+    ),
+    Case(
+        "POST",
+        PATH + "/{refused_id}/discard",
+        RULE + "/<int:refused_id>/discard",
+        statuses(200, allowed=MANAGERS),
+        setup="with_refused",
+    ),
 ]

@@ -158,6 +158,7 @@ class RefusedSubmission(Base):
     __tablename__ = "refused_submissions"
     __table_args__ = (
         UniqueConstraint("project_id", "form_id", "instance_id", "xml_sha256", name="uq_refused_submissions_content"),
+        CheckConstraint("state IN ('held', 'released', 'discarded')", name="state"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -172,6 +173,12 @@ class RefusedSubmission(Base):
     submitter_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
     device_token_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("access_tokens.id", ondelete="SET NULL"))
     device_id: Mapped[str | None] = mapped_column(String(255))
+    # A manager's decision: "held" until released (stored as an edit of the chain, under
+    # ``released_instance_id``) or discarded (kept, never stored).
+    state: Mapped[str] = mapped_column(String(10), default="held", server_default="held")
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    released_instance_id: Mapped[str | None] = mapped_column(String(INSTANCE_ID_LENGTH))
 
 
 class SubmissionReview(Base):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from server.db.models import AccessToken, User
 from server.db.models.forms import Form
-from server.db.models.submissions import RefusedSubmission, SubmissionVersion
+from server.db.models.submissions import RefusedSubmission, Submission, SubmissionVersion
 
 # What a listing shows of each payload: everything but the XML itself (its size instead).
 _SUMMARY = (
@@ -25,6 +25,10 @@ _SUMMARY = (
     User.username.label("submitter"),
     AccessToken.name.label("device"),
     RefusedSubmission.device_id,
+    RefusedSubmission.state,
+    RefusedSubmission.decided_by,
+    RefusedSubmission.decided_at,
+    RefusedSubmission.released_instance_id,
 )
 
 
@@ -64,3 +68,43 @@ def get_refused(session: Session, project_id: int, refused_id: int) -> tuple[Row
     if row is None:
         return None
     return row, bytes(row.xml), row.stored_sha256
+
+
+def decide(
+    session: Session, project_id: int, refused_id: int, state: str, actor: str, at: Any, released: str | None
+) -> bool:
+    """Move a held payload to ``state`` (compare-and-set: ``False`` when it is not held any more)."""
+    result = session.execute(
+        update(RefusedSubmission)
+        .where(
+            RefusedSubmission.project_id == project_id,
+            RefusedSubmission.id == refused_id,
+            RefusedSubmission.state == "held",
+        )
+        .values(state=state, decided_by=actor, decided_at=at, released_instance_id=released)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def chain_head(session: Session, project_id: int, form_pk: int, instance_id: str) -> str | None:
+    """The current instance id of the edit chain holding ``instance_id`` (``None`` when none is stored)."""
+    return session.execute(
+        select(Submission.current_instance_id)
+        .join(SubmissionVersion, SubmissionVersion.submission_id == Submission.id)
+        .where(
+            SubmissionVersion.project_id == project_id,
+            SubmissionVersion.form_id == form_pk,
+            SubmissionVersion.instance_id == instance_id,
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def form_pk(session: Session, project_id: int, refused_id: int) -> int | None:
+    """The form primary key of a refused payload."""
+    return session.execute(
+        select(RefusedSubmission.form_id).where(
+            RefusedSubmission.project_id == project_id, RefusedSubmission.id == refused_id
+        )
+    ).scalar_one_or_none()

@@ -7,7 +7,7 @@ Rules:
 - E4 the conflicts queue shows each competing value with its writer, capture time and base, the provisional
   winner first; the reviewer picks or types the value and the entity is resolved.
 - E5 held payloads are listed, inspected raw with why they were held, released or discarded; refused
-  submissions are listed and inspected byte for byte.
+  submissions are listed, inspected byte for byte, released as an edit or discarded.
 - Bad input is a 4xx that says what is wrong, and the store is unchanged.
 """
 
@@ -270,6 +270,31 @@ def test_e5_refused_submission_listed_and_read_byte_for_byte(
     )
     assert xml.data == api.data and xml.data.startswith(b"<")
     assert client.get(f"/projects/{personas.project_id}/refused?after_id=-1").status_code == 400
+
+
+@pytest.mark.parametrize("action", ["release", "discard"])
+def test_e5_a_refused_submission_is_released_or_discarded_without_javascript(
+    client: FlaskClient, personas: Personas, app: Flask, action: str
+) -> None:
+    from tests.server.role_matrix_refused_submissions import with_refused
+
+    refused_id = with_refused(app, personas)["refused_id"]
+    csrf = sign_in(client, "manager-persona")
+    page_url = f"/projects/{personas.project_id}/refused/{refused_id}"
+    assert f"{page_url}/{action}" in client.get(page_url).get_data(as_text=True)
+    assert client.post(f"{page_url}/{action}", data={}).status_code == 400  # no CSRF token: nothing decided
+    api = f"/v1/projects/{personas.project_id}/refused-submissions/{refused_id}"
+    assert client.get(api, headers=personas.admin.headers).get_json()["state"] == "held"
+    answer = client.post(f"{page_url}/{action}", data={"csrf_token": csrf})
+    assert answer.status_code == 302 and answer.headers["Location"].endswith(page_url)
+    state = client.get(api, headers=personas.admin.headers).get_json()
+    assert state["state"] == {"release": "released", "discard": "discarded"}[action]
+    shown = client.get(page_url).get_data(as_text=True)
+    assert {"release": "stored as the edit", "discard": "discarded"}[action] in shown
+    assert f"{page_url}/release" not in shown and f"{page_url}/discard" not in shown  # decided: no buttons
+    other = "discard" if action == "release" else "release"
+    refused_again = client.post(f"{page_url}/{other}", data={"csrf_token": csrf})
+    assert refused_again.status_code == 409 and "already" in refused_again.get_data(as_text=True)
 
 
 def test_pages_carry_a_csrf_token(client: FlaskClient, personas: Personas, conflicted: dict[str, Any]) -> None:
