@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from tests.conftest import POSTGRES_URL, REPO, fresh_database_url
 from tests.server.test_submissions_support import COLLECT_HEADERS, photo_submission
 
-INSTANCES = 500
+INSTANCES = 200
 CLIENTS = 8
 WORKERS = 4
 
