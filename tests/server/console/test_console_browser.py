@@ -162,6 +162,7 @@ PAGES = [
     ("form-draft-media", f"{P}/forms/media_test"),
     ("phones", f"{P}/phones"),
     ("phone-qr", f"{P}/phones"),  # the page a new phone's POST answers with
+    ("phone-forms", f"{P}/phones"),  # then the forms that phone sees (its link on the phones page)
     ("members", f"{P}/members"),
     ("entities", f"{P}/entities"),
     ("project-audit", f"{P}/audit"),
@@ -178,7 +179,7 @@ PAGES = [
 # not Fieldsync's). The preview is an admin's check of a form; coaches fill forms in ODK Collect.
 AXE_EXCLUDE = {"preview": "#preview"}
 THIRD_PARTY_VIOLATIONS = {"preview-frame": {"button-name", "color-contrast", "label"}}
-TAB_WALKED = {"projects", "forms", "form", "phones", "members"}
+TAB_WALKED = {"projects", "forms", "form", "phones", "phone-forms", "members"}
 FOCUSABLE = "a[href], button, input:not([type=hidden]), select, summary, [tabindex]:not([tabindex='-1'])"
 
 
@@ -219,6 +220,13 @@ def test_a1_a2_every_page_is_accessible_and_photographed(
         page.locator("#f-name").fill("Téléphone photo")
         page.locator("#f-name").locator("xpath=ancestor::form").locator("button[type=submit]").click()
         page.wait_for_selector("#qr svg")
+    if name == "phone-forms":
+        page.locator("#f-name").fill("Téléphone formulaires")
+        page.locator("#f-name").locator("xpath=ancestor::form").locator("button[type=submit]").click()
+        page.wait_for_selector("#qr svg")
+        page.goto(live_server.at(path.format(pid=live_server.project_id)))
+        page.locator("a[href*='/phones/'][href$='/forms']").first.click()
+        page.wait_for_url(lambda url: url.endswith("/forms") and "/phones/" in url)
     if name == "preview-frame":
         page.get_by_text("Identification de la coopérative").first.wait_for()
     if name == "preview":
