@@ -5,7 +5,7 @@ Unknown fields are excluded rather than refused: a browser sends the CSRF token 
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, post_load, pre_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from server.db.models.accounts import PROJECT_ROLES
 from server.db.models.exports import EXPORT_FORMATS
@@ -91,12 +91,19 @@ class AuditFilter(ConsoleForm):
     before_id = fields.Integer(load_default=None, error_messages={"invalid": "number"})
 
 
+def _review_states(value: str) -> bool:
+    if not all(part in REVIEW_STATES for part in value.split(",")):
+        raise ValidationError("choice")
+    return True
+
+
 class TableFilter(ConsoleForm):
     """A submissions table's GET form (empty fields are dropped before loading)."""
 
     since = fields.Date(load_default=None, error_messages={"invalid": "date"})
     until = fields.Date(load_default=None, error_messages={"invalid": "date"})
-    review_state = fields.String(load_default=None, validate=validate.OneOf(REVIEW_STATES, error="choice"))
+    # One state, or several separated by commas (a dashboard's drill-down: the states an indicator counts).
+    review_state = fields.String(load_default=None, validate=lambda v: _review_states(v))
     submitter = fields.Integer(load_default=None, error_messages={"invalid": "number"})
     device = fields.Integer(load_default=None, error_messages={"invalid": "number"})
     form_version = fields.String(load_default=None, validate=validate.Length(max=255, error="length"))

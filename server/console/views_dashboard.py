@@ -138,6 +138,14 @@ def indicator_page(project_id: int, name: str) -> tuple[str, int]:
     by_figures = svc.indicator_figures(session, project_id, name, by=by, language=language) if by else None
     over_time = svc.indicator_figures(session, project_id, name, period=period, language=language)
     definition = saved.definition
+    drill = svc.drill_down(session, project_id, name, by) if by else None
+
+    def drill_url(key: str) -> str | None:
+        if drill is None:
+            return None
+        query = {**drill, f"filter.{by}": key}
+        return url_for("console.submissions", project_id=project_id, xml_form_id=definition.source_name, **query)
+
     return render(
         "indicator.html",
         project=overview.get_project(session, project_id),
@@ -156,6 +164,7 @@ def indicator_page(project_id: int, name: str) -> tuple[str, int]:
         trend=_trend_svg(over_time, "trend"),
         text=lambda v: figure_text(definition, v),
         versions=svc.indicator_history(session, project_id, name),
+        drill_url=drill_url,
     )
 
 

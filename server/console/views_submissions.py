@@ -84,7 +84,7 @@ def _query(filters: Filters, language: str | None, **extra: Any) -> table.TableQ
         limit=PAGE_SIZE,
         since=_day(v.get("since")),
         until=_day(v.get("until"), days=1),  # the last day shown is included
-        review_states=(v["review_state"],) if v.get("review_state") else (),
+        review_states=tuple(v["review_state"].split(",")) if v.get("review_state") else (),
         submitter_id=v.get("submitter"),
         device_token_id=v.get("device"),
         form_versions=(v["form_version"],) if v.get("form_version") else (),

@@ -303,3 +303,35 @@ def dashboard_figures(session: Session, project_id: int, *, period: str, languag
         indicator_figures(session, project_id, saved.name, period=period, language=language)
         for saved in list_indicators(session, project_id)
     ]
+
+
+def drill_down(session: Session, project_id: int, name: str, by: str) -> dict[str, str] | None:
+    """The submissions-table query that lists the rows behind one cell of ``by`` (its value added by the
+    caller as ``filter.<by>``): the indicator's review states and its filters, when the table can say them.
+
+    ``None`` when it cannot: an entity list's figure, a breakdown or filter on a question the table does
+    not filter by (not a top-level select), or a filter other than "equals one value".
+    """
+    definition = get_indicator(session, project_id, name).definition
+    if definition.source != "form":
+        return None
+    with transaction(session):
+        form = export_q.get_form(session, project_id, definition.source_name)
+        schemas = export_q.form_schemas(session, form) if form is not None else []
+    if not schemas:
+        return None
+    schema = schemas[-1]
+
+    def filterable(path: str) -> bool:
+        found = schema.field_by_path(path)
+        return found is not None and found.kind == "question" and found.repeat is None and found.control in (
+            "select_one",
+            "select_multiple",
+        )
+
+    query = {"review_state": ",".join(definition.review_states)}
+    for condition in definition.filters:
+        if condition.op != "eq" or not isinstance(condition.value, str) or not filterable(condition.field):
+            return None
+        query[f"filter.{condition.field}"] = condition.value
+    return query if filterable(by) else None
