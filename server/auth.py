@@ -66,6 +66,7 @@ class Principal:
     is_admin: bool = False
     project_id: int | None = None  # devices only
     role: str | None = None  # devices only
+    form_access: str = "all"  # devices only: "assigned" for an app user given some forms
 
     @property
     def actor(self) -> str:
@@ -154,7 +155,8 @@ def token_is_live(row: _TokenState) -> bool:
 
 def device_principal(row: _TokenState) -> Principal:
     """The principal of a device token (ORM object or lean row)."""
-    return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role)
+    form_access = getattr(row, "form_access", None) or "all"  # lean rows read before the column have none
+    return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role, form_access=form_access)
 
 
 def _principal_of_token(row: AccessToken) -> Principal | None:

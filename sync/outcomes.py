@@ -22,6 +22,7 @@ ConflictKind: TypeAlias = Literal["soft", "hard"]
 ID_CONFLICT = "id_conflict"  # same instance_id / op_id, different content (OpenRosa 409)
 DOT_CONFLICT = "dot_conflict"  # another op already uses this (writer, seq)
 FORM_CLOSED = "form_closed"  # OpenRosa maps it to 403
+FORM_NOT_ASSIGNED = "form_not_assigned"  # an app user sends a form it was not given (OpenRosa: 403)
 UNPARSEABLE_ITEM = "unparseable_item"
 FOREIGN_DOT = "foreign_dot"  # an op's writer is not the pushing device
 INVALID_EDIT = "invalid_edit"  # an edit that deprecates itself

@@ -157,7 +157,8 @@ def _device_stamp(session: Session, project_id: int, token: str) -> int | None:
 
 def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Response:
     """``GET forms/<id>.xml``: the published XForm, byte for byte what pyxform produced."""
-    require_openrosa(COLLECT_PERMISSION, project_id, token)
+    principal = require_openrosa(COLLECT_PERMISSION, project_id, token)
+    svc.require_form_access(db_session(), principal, project_id, xml_form_id)
     md5, data = svc.served_xform(db_session(), project_id, xml_form_id)
     response = xml_response(data, etag=md5)
     if response.status_code == 200:
@@ -167,7 +168,8 @@ def form_xml(project_id: int, xml_form_id: str, token: str | None = None) -> Res
 
 def manifest(project_id: int, xml_form_id: str, token: str | None = None) -> Response:
     """``GET forms/<id>/manifest``: the media files present, itemsets.csv and entity lists."""
-    require_openrosa(COLLECT_PERMISSION, project_id, token)
+    principal = require_openrosa(COLLECT_PERMISSION, project_id, token)
+    svc.require_form_access(db_session(), principal, project_id, xml_form_id)
     entries = svc.manifest_entries(db_session(), project_id, xml_form_id)
     base = _base_url(project_id, token)
     form_url = f"{base}/forms/{_segment(xml_form_id)}"
@@ -187,7 +189,8 @@ def manifest(project_id: int, xml_form_id: str, token: str | None = None) -> Res
 
 def media(project_id: int, xml_form_id: str, name: str, token: str | None = None) -> Response:
     """``GET forms/<id>/attachments/<name>``: one media file of the published version."""
-    require_openrosa(COLLECT_PERMISSION, project_id, token)
+    principal = require_openrosa(COLLECT_PERMISSION, project_id, token)
+    svc.require_form_access(db_session(), principal, project_id, xml_form_id)
     found = svc.media_file(db_session(), project_id, xml_form_id, name)
     if found.data is not None:
         response = Response(found.data, content_type=found.content_type)

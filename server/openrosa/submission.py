@@ -41,7 +41,7 @@ from server.services.submissions import (
     ingest_submission,
 )
 from server.store import db_session
-from sync.outcomes import FORM_CLOSED, ID_CONFLICT, SUBMISSION_DELETED, Quarantined, Rejected
+from sync.outcomes import FORM_CLOSED, FORM_NOT_ASSIGNED, ID_CONFLICT, SUBMISSION_DELETED, Quarantined, Rejected
 
 XML_PART = "xml_submission_file"
 INCOMPLETE_PART = "*isIncomplete*"
@@ -212,6 +212,15 @@ def _answer(result: IngestResult) -> Response:
                 f"This submission has been deleted ({result.instance_id}). You may not resubmit it.",
                 {"instance_id": result.instance_id},
                 message_fr=f"Ce formulaire a été supprimé ({result.instance_id}). Vous ne pouvez pas le renvoyer.",
+            )
+        if outcome.reason == FORM_NOT_ASSIGNED:
+            raise ApiError(
+                403,
+                "form_not_assigned",
+                f"This phone was not given the form {form!r}: a manager chooses each phone's forms",
+                {"form_id": form},
+                message_fr=f"Ce téléphone n'a pas reçu le formulaire « {form} » : un responsable choisit les "
+                "formulaires de chaque téléphone",
             )
         if outcome.reason == FORM_CLOSED:
             raise ApiError(

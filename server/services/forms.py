@@ -27,6 +27,7 @@ from forms.convert import ConvertedForm
 from forms.errors import FormError, localized_message
 from forms.identity import next_version, stamp_version
 from forms.schema import FormSchema
+from server.auth import Principal
 from server.blobstore import BlobStore, blob_store
 from server.db.base import utcnow
 from server.db.models.forms import FORM_STATES, Form, FormAttachment, FormVersion
@@ -856,6 +857,25 @@ def device_form_list(
 ) -> list[q.FormListRow]:
     """The formList rows of a device token: an app user with assigned forms sees only those."""
     return q.token_formlist_rows(session, token_hash, project_id, xml_form_id)
+
+
+def require_form_access(session: Session, principal: Principal, project_id: int, xml_form_id: str) -> None:
+    """``403 form_not_assigned`` when an app user asks for a form it was not given (its XForm, manifest or
+    media); other callers, and forms that do not exist (their own 404 follows), pass."""
+    if principal.kind != "device" or principal.form_access != "assigned":
+        return
+    with transaction(session):
+        form = q.get_form(session, project_id, xml_form_id)
+        if form is None or q.app_user_has_form(session, principal.id, form.id):
+            return
+    raise ApiError(
+        403,
+        "form_not_assigned",
+        f"This phone was not given the form {xml_form_id!r}: a manager chooses each phone's forms",
+        {"form_id": xml_form_id},
+        message_fr=f"Ce téléphone n'a pas reçu le formulaire « {xml_form_id} » : un responsable choisit les "
+        "formulaires de chaque téléphone",
+    )
 
 
 def formlist_stamp(session: Session, project_id: int) -> int:

@@ -42,6 +42,7 @@ from server.db.models.submissions import (
     SubmissionVersion,
 )
 from server.db.queries import audit
+from server.db.queries import forms as fq
 from server.db.queries import submissions as q
 from server.db.queries.blobs import grant_blob
 from server.db.queries.forms import DeviceTokenRow
@@ -52,6 +53,7 @@ from server.services.entities import apply_entity_changes
 from server.services.outbox import created_payload, record_event
 from server.store import get_store
 from sync.outcomes import (
+    FORM_NOT_ASSIGNED,
     ID_CONFLICT,
     SUBMISSION_DELETED,
     UNKNOWN_FORM,
@@ -158,6 +160,7 @@ class _Who:
     user_agent: str | None
     source: str
     actor: str
+    assigned_only: bool = False  # an app user: only the forms assigned to it are accepted
 
 
 def _clip(value: str | None, size: int) -> str | None:
@@ -197,6 +200,7 @@ def ingest_submission(
         _clip(user_agent, 500),
         source,
         principal.actor,
+        principal.kind == "device" and principal.form_access == "assigned",
     )
     ingest = _Ingest(session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who, routed)
     if nested:
@@ -313,6 +317,8 @@ class _Ingest:
         if target is None:
             return self.result(Quarantined(UNKNOWN_FORM, f"form {header.form_id!r} is not known in this project"))
         self.form_pk = target.form_pk
+        if self.who.assigned_only and not fq.app_user_has_form(session, self.who.device_token_id or 0, target.form_pk):
+            return self.result(Rejected(FORM_NOT_ASSIGNED, f"form {header.form_id!r} is not one of this phone's forms"))
         form_info = FormInfo(
             header.form_id,
             cast(FormState, target.state),

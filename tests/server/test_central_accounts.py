@@ -8,6 +8,8 @@
 - CA4 ``/projects/{id}/assignments/{roleId}/{actorId}`` gives Central's role (by id or system name) as the
   Fieldsync role it maps to, and DELETE takes it away.
 - CA5 an app user sees only its assigned forms in its formList; a phone set up in the console sees all.
+- CA6 an app user can neither download (XForm, manifest, media) nor submit a form it was not given:
+  403 ``form_not_assigned`` and nothing stored; its assigned form works, and so does a console phone.
 """
 
 from __future__ import annotations
@@ -148,3 +150,44 @@ def test_ca5_app_users_see_only_their_forms(
     )
     listed = client.get(f"/v1/projects/{pid}/app-users", headers=personas.manager.headers)
     assert app_user["id"] not in [row["id"] for row in listed.get_json()]
+
+
+def _minimal(form: PublishedForm, instance_id: str) -> bytes:
+    return (
+        f'<data id="{form.xml_form_id}" version="{form.version}"><meta><instanceID>{instance_id}</instanceID>'
+        "</meta></data>"
+    ).encode()
+
+
+def test_ca6_an_app_user_cannot_fetch_or_send_a_form_it_was_not_given(
+    client: FlaskClient,
+    personas: Personas,
+    published_coop: PublishedForm,  # noqa: F811
+    published_entrepreneur: PublishedForm,  # noqa: F811
+) -> None:
+    from tests.server.test_submissions_support import post_submission
+
+    pid = personas.project_id
+    app_user = client.post(
+        f"/v1/projects/{pid}/app-users", json={"displayName": "Téléphone Safi"}, headers=personas.manager.headers
+    ).get_json()
+    assign = f"/v1/projects/{pid}/forms/{published_coop.xml_form_id}/assignments/2/{app_user['id']}"
+    assert client.post(assign, headers=personas.manager.headers).status_code == 200
+    key = f"/v1/key/{app_user['token']}/projects/{pid}"
+    given, other = published_coop.xml_form_id, published_entrepreneur.xml_form_id
+    assert client.get(f"{key}/forms/{given}.xml").status_code == 200
+    for path in (f"forms/{other}.xml", f"forms/{other}/manifest", f"forms/{other}/attachments/anything.csv"):
+        refused = client.get(f"{key}/{path}", headers={"X-OpenRosa-Version": "1.0"})
+        assert refused.status_code == 403, path
+        assert "form_not_assigned" in refused.get_data(as_text=True) or b"not given" in refused.data
+    # A phone set up in the console sees every form.
+    assert client.get(f"/v1/key/{personas.device.token}/projects/{pid}/forms/{other}.xml").status_code == 200
+
+    stored = f"/v1/projects/{pid}/forms/{other}/submissions"
+    before = client.get(stored, headers=personas.manager.headers).get_data()
+    sent = post_submission(client, key, _minimal(published_entrepreneur, "uuid:not-given-1"))
+    assert sent.status_code == 403 and b"was not given" in sent.data
+    assert client.get(stored, headers=personas.manager.headers).get_data() == before
+    assert post_submission(client, key, _minimal(published_coop, "uuid:given-1")).status_code == 201
+    assert post_submission(client, f"/v1/key/{personas.device.token}/projects/{pid}",
+                           _minimal(published_entrepreneur, "uuid:console-phone-1")).status_code == 201  # fmt: skip

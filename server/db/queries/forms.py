@@ -140,6 +140,7 @@ class DeviceTokenRow:
     revoked_at: datetime | None
     expires_at: datetime | None
     last_used_at: datetime | None = None  # read with the token: a stale one is refreshed after the request
+    form_access: str = "all"  # "assigned": an app user that sees and sends only the forms given to it
 
 
 # The columns of ``DeviceTokenRow``, in its field order.
@@ -152,6 +153,7 @@ TOKEN_COLUMNS = (
     AccessToken.revoked_at,
     AccessToken.expires_at,
     AccessToken.last_used_at,
+    AccessToken.form_access,
 )
 
 
@@ -325,3 +327,13 @@ def fail_job(session: Session, job_id: int, seen_state: str, error: dict[str, An
 
 def _one_row(result: Any) -> bool:
     return bool(result.rowcount == 1)
+
+
+def app_user_has_form(session: Session, token_id: int, form_pk: int) -> bool:
+    """Tell whether the form ``form_pk`` is assigned to the app user ``token_id``."""
+    return (
+        session.execute(
+            select(AppUserForm.form_id).where(AppUserForm.token_id == token_id, AppUserForm.form_id == form_pk)
+        ).first()
+        is not None
+    )
