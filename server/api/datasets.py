@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid as uuid_module
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from server.api.contract import documented
+from server.api.contract import ListOf, documented
+from server.api.conventions import json_list
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.services import datasets as svc
@@ -155,22 +156,12 @@ class SuccessOut(Schema):
     success = fields.Boolean(required=True)
 
 
-def _array(items: list[dict[str, Any]], schema: Schema) -> Response:
-    response = jsonify(schema.dump(items, many=True))
-    response.headers["X-Total-Count"] = str(len(items))
-    return response
-
-
-def _list_of(schema: type[Schema]) -> dict[str, Any]:
-    return {"application/json": {"type": "array", "items": {"type": "object"}, "description": schema.__doc__}}
-
-
 @bp.get(DATASETS)
-@documented({200: _list_of(DatasetOut)}, response_headers={"X-Total-Count": "The number of datasets"})
+@documented({200: ListOf(DatasetOut)}, response_headers={"X-Total-Count": "The number of datasets"})
 def list_datasets(project_id: int) -> Response:
     """The project's datasets (entity lists) with their entity counts."""
     require("entity.read", project_id)
-    return _array(svc.list_datasets(db_session(), project_id), DatasetOut())
+    return json_list(svc.list_datasets(db_session(), project_id), DatasetOut())
 
 
 @bp.post(DATASETS)
@@ -202,13 +193,13 @@ def add_property(project_id: int, name: str) -> dict[str, Any]:
 
 @bp.get(f"{DATASET}/entities")
 @documented(
-    {200: _list_of(EntityOut)}, query=DeletedQuery, response_headers={"X-Total-Count": "The number of entities"}
+    {200: ListOf(EntityOut)}, query=DeletedQuery, response_headers={"X-Total-Count": "The number of entities"}
 )
 def list_entities(project_id: int, name: str) -> Response:
     """The dataset's entities with their current data (``?deleted=true``: the deleted ones)."""
     require("entity.read", project_id)
     args = load_query(DeletedQuery())
-    return _array(svc.list_entities(db_session(), project_id, name, args["deleted"]), EntityOut())
+    return json_list(svc.list_entities(db_session(), project_id, name, args["deleted"]), EntityOut())
 
 
 @bp.post(f"{DATASET}/entities")
