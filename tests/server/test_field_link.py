@@ -33,7 +33,7 @@ from tests.server.live_server import LiveServer, live_server
 from tests.server.s3_fixtures import settings_of
 from tests.server.test_submissions_support import photo_submission
 
-SUBMISSIONS = 16  # the bench sends a coach's week (40) at full size; the rules hold at any count
+SUBMISSIONS = 10  # the bench sends a coach's week (40) at full size; the rules hold at any count
 PHOTO_BYTES = 40_000
 CUT_EVERY = 50_000
 # About one photo, as the 2 MiB default is for 1.5 MiB photos: Collect sends one photo per POST.
