@@ -30,7 +30,7 @@ import requests
 from bench.harness import Context, EndpointMissing
 from bench.payloads import BENCH_FORM_VERSION, bench_form_id, generate_submissions, push_body
 from bench.raw import bench_records, raw_target
-from bench.raw_reference import RawRow, create_raw_tables, relabel
+from bench.raw_reference import RawRow, create_raw_tables, relabel, row_params
 from bench.results import BenchmarkResult, Figure, Reference, Target
 from bench.stats import latency, spread
 
@@ -167,12 +167,7 @@ def _raw(context: Context, clients: int, seconds: float, size: int) -> dict[str,
     def step(index: int, generation: int) -> None:
         rows: list[RawRow] = relabel(base, f"g{generation}")
         random.Random(f"{index}:{generation}").shuffle(rows)
-        params = [
-            {"project_id": target.project_id, "form_id": target.form_id, "form_version_id": target.form_version_id,
-             "device_token_id": target.device_token_id, "instance_id": r.instance_id, "form_version": r.form_version,
-             "xml": r.xml, "xml_sha256": r.xml_sha256, "record": r.record_json}
-            for r in rows
-        ]  # fmt: skip
+        params = [row_params(r, target) for r in rows]
         conn = conns[index]
         t0 = time.perf_counter()
         conn.execute(LOCK_SORTED, ([_lock_key(r.instance_id) for r in rows],))

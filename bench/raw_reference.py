@@ -164,7 +164,8 @@ def create_raw_tables(url: str) -> None:
         conn.execute(RAW_DDL)
 
 
-def _params(row: RawRow, target: RawTarget) -> dict[str, Any]:
+def row_params(row: RawRow, target: RawTarget) -> dict[str, Any]:
+    """The statement parameters of one raw row for ``target`` (what ``INSERT_ONE`` binds)."""
     return {
         "project_id": target.project_id,
         "form_id": target.form_id,
@@ -213,7 +214,7 @@ def _run_together(connections: int, work: Any) -> float:
 
 def insert_one_per_transaction(url: str, rows: Sequence[RawRow], target: RawTarget, connections: int = 1) -> RawTiming:
     """Insert each row in its own transaction (commit per row) from ``connections`` connections."""
-    slices = [[_params(row, target) for row in rows[i::connections]] for i in range(connections)]
+    slices = [[row_params(row, target) for row in rows[i::connections]] for i in range(connections)]
     conns = [psycopg.connect(url) for _ in range(connections)]
     latencies: list[list[float]] = [[] for _ in range(connections)]
 
@@ -233,7 +234,7 @@ def insert_one_per_transaction(url: str, rows: Sequence[RawRow], target: RawTarg
 
 def insert_batched(url: str, rows: Sequence[RawRow], target: RawTarget, batch_size: int = 200) -> RawTiming:
     """Insert rows with ``executemany`` in pipeline mode, one transaction per batch."""
-    params = [_params(row, target) for row in rows]
+    params = [row_params(row, target) for row in rows]
     latencies = []
     with psycopg.connect(url) as conn:
         start = time.perf_counter()
