@@ -112,8 +112,7 @@ def release(session: Session, project_id: int, refused_id: int, principal: Princ
         detail = _detail(session, project_id, refused_id)
         if detail.summary.state != "held":
             return _already_decided(detail, "released")
-        form_pk = q.form_pk(session, project_id, refused_id)
-        head = q.chain_head(session, project_id, form_pk, detail.summary.instance_id) if form_pk else None
+        head = q.chain_head(session, project_id, refused_id)
         if head is None:
             raise conflict(
                 "nothing_to_edit",
@@ -142,17 +141,8 @@ def release(session: Session, project_id: int, refused_id: int, principal: Princ
                 outcome=result.outcome.status,
                 reason=getattr(result.outcome, "reason", None),
             )
-        if not q.decide(session, project_id, refused_id, "released", principal.actor, utcnow(), new_id):
-            raise conflict("already_decided", "Another manager decided about this payload at the same moment.")
-        audit.record(
-            session,
-            principal.actor,
-            "refused.release",
-            project_id,
-            f"refused:{refused_id}",
-            {"instance_id": detail.summary.instance_id, "released_instance_id": new_id, "deprecated_id": head},
-        )
-        return _detail(session, project_id, refused_id)
+        details = {"instance_id": detail.summary.instance_id, "released_instance_id": new_id, "deprecated_id": head}
+        return _decide(session, project_id, refused_id, principal, "released", details, new_id)
 
 
 def discard(session: Session, project_id: int, refused_id: int, principal: Principal) -> RefusedDetail:
@@ -161,14 +151,22 @@ def discard(session: Session, project_id: int, refused_id: int, principal: Princ
         detail = _detail(session, project_id, refused_id)
         if detail.summary.state != "held":
             return _already_decided(detail, "discarded")
-        if not q.decide(session, project_id, refused_id, "discarded", principal.actor, utcnow(), None):
-            raise conflict("already_decided", "Another manager decided about this payload at the same moment.")
-        audit.record(
-            session,
-            principal.actor,
-            "refused.discard",
-            project_id,
-            f"refused:{refused_id}",
-            {"instance_id": detail.summary.instance_id},
-        )
-        return _detail(session, project_id, refused_id)
+        details = {"instance_id": detail.summary.instance_id}
+        return _decide(session, project_id, refused_id, principal, "discarded", details)
+
+
+def _decide(
+    session: Session,
+    project_id: int,
+    refused_id: int,
+    principal: Principal,
+    state: str,
+    details: dict[str, Any],
+    released: str | None = None,
+) -> RefusedDetail:
+    """Record a decision on a held payload (compare-and-set, audited) and return the payload as it now is."""
+    if not q.decide(session, project_id, refused_id, state, principal.actor, utcnow(), released):
+        raise conflict("already_decided", "Another manager decided about this payload at the same moment.")
+    action = {"released": "refused.release", "discarded": "refused.discard"}[state]
+    audit.record(session, principal.actor, action, project_id, f"refused:{refused_id}", details)
+    return _detail(session, project_id, refused_id)

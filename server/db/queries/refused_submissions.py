@@ -87,24 +87,17 @@ def decide(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def chain_head(session: Session, project_id: int, form_pk: int, instance_id: str) -> str | None:
-    """The current instance id of the edit chain holding ``instance_id`` (``None`` when none is stored)."""
+def chain_head(session: Session, project_id: int, refused_id: int) -> str | None:
+    """The current instance id of the stored edit chain a refused payload collided with (``None``: none)."""
     return session.execute(
         select(Submission.current_instance_id)
         .join(SubmissionVersion, SubmissionVersion.submission_id == Submission.id)
-        .where(
-            SubmissionVersion.project_id == project_id,
-            SubmissionVersion.form_id == form_pk,
-            SubmissionVersion.instance_id == instance_id,
+        .join(
+            RefusedSubmission,
+            (RefusedSubmission.project_id == SubmissionVersion.project_id)
+            & (RefusedSubmission.form_id == SubmissionVersion.form_id)
+            & (RefusedSubmission.instance_id == SubmissionVersion.instance_id),
         )
+        .where(RefusedSubmission.project_id == project_id, RefusedSubmission.id == refused_id)
         .limit(1)
-    ).scalar_one_or_none()
-
-
-def form_pk(session: Session, project_id: int, refused_id: int) -> int | None:
-    """The form primary key of a refused payload."""
-    return session.execute(
-        select(RefusedSubmission.form_id).where(
-            RefusedSubmission.project_id == project_id, RefusedSubmission.id == refused_id
-        )
     ).scalar_one_or_none()
