@@ -32,6 +32,7 @@ from server.openrosa.blueprint import bp
 from server.openrosa.cut_parts import CutBody, boundary_of, complete_parts
 from server.openrosa.responses import message_response
 from server.passwords import token_hash
+from server.services.forms import form_not_assigned
 from server.services.submission_files import discard_staged, stage_upload
 from server.services.submissions import (
     FileUpload,
@@ -214,14 +215,7 @@ def _answer(result: IngestResult) -> Response:
                 message_fr=f"Ce formulaire a été supprimé ({result.instance_id}). Vous ne pouvez pas le renvoyer.",
             )
         if outcome.reason == FORM_NOT_ASSIGNED:
-            raise ApiError(
-                403,
-                "form_not_assigned",
-                f"This phone was not given the form {form!r}: a manager chooses each phone's forms",
-                {"form_id": form},
-                message_fr=f"Ce téléphone n'a pas reçu le formulaire « {form} » : un responsable choisit les "
-                "formulaires de chaque téléphone",
-            )
+            raise form_not_assigned(form)
         if outcome.reason == FORM_CLOSED:
             raise ApiError(
                 403,

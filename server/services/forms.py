@@ -868,7 +868,12 @@ def require_form_access(session: Session, principal: Principal, project_id: int,
         form = q.get_form(session, project_id, xml_form_id)
         if form is None or q.app_user_has_form(session, principal.id, form.id):
             return
-    raise ApiError(
+    raise form_not_assigned(xml_form_id)
+
+
+def form_not_assigned(xml_form_id: str) -> ApiError:
+    """The ``403`` a phone gets for a form it was not given (a download or a submission)."""
+    return ApiError(
         403,
         "form_not_assigned",
         f"This phone was not given the form {xml_form_id!r}: a manager chooses each phone's forms",
