@@ -138,7 +138,7 @@ def indicator_page(project_id: int, name: str) -> tuple[str, int]:
     by_figures = svc.indicator_figures(session, project_id, name, by=by, language=language) if by else None
     over_time = svc.indicator_figures(session, project_id, name, period=period, language=language)
     definition = saved.definition
-    drill = svc.drill_down(session, project_id, name, by) if by else None
+    drill = svc.drill_down(session, project_id, definition, by) if by else None
 
     def drill_url(key: str) -> str | None:
         if drill is None:

@@ -39,6 +39,7 @@ from server.db.queries import exports as export_q
 from server.db.queries import indicators as q
 from server.db.transaction import transaction
 from server.errors import ApiError, bad_request, conflict, not_found
+from server.services import submission_table as table_svc
 
 
 @dataclass(frozen=True)
@@ -305,14 +306,13 @@ def dashboard_figures(session: Session, project_id: int, *, period: str, languag
     ]
 
 
-def drill_down(session: Session, project_id: int, name: str, by: str) -> dict[str, str] | None:
+def drill_down(session: Session, project_id: int, definition: IndicatorDefinition, by: str) -> dict[str, str] | None:
     """The submissions-table query that lists the rows behind one cell of ``by`` (its value added by the
     caller as ``filter.<by>``): the indicator's review states and its filters, when the table can say them.
 
     ``None`` when it cannot: an entity list's figure, a breakdown or filter on a question the table does
     not filter by (not a top-level select), or a filter other than "equals one value".
     """
-    definition = get_indicator(session, project_id, name).definition
     if definition.source != "form":
         return None
     with transaction(session):
@@ -324,9 +324,11 @@ def drill_down(session: Session, project_id: int, name: str, by: str) -> dict[st
 
     def filterable(path: str) -> bool:
         found = schema.field_by_path(path)
-        return found is not None and found.kind == "question" and found.repeat is None and found.control in (
-            "select_one",
-            "select_multiple",
+        return (
+            found is not None
+            and found.kind == "question"
+            and found.repeat is None
+            and found.control in table_svc.SELECT_CONTROLS
         )
 
     query = {"review_state": ",".join(definition.review_states)}
