@@ -146,6 +146,8 @@ class _TokenState(Protocol):
     def revoked_at(self) -> datetime | None: ...
     @property
     def expires_at(self) -> datetime | None: ...
+    @property
+    def form_access(self) -> str: ...
 
 
 def token_is_live(row: _TokenState) -> bool:
@@ -155,8 +157,7 @@ def token_is_live(row: _TokenState) -> bool:
 
 def device_principal(row: _TokenState) -> Principal:
     """The principal of a device token (ORM object or lean row)."""
-    form_access = getattr(row, "form_access", None) or "all"  # lean rows read before the column have none
-    return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role, form_access=form_access)
+    return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role, form_access=row.form_access)
 
 
 def _principal_of_token(row: AccessToken) -> Principal | None:
