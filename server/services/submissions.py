@@ -319,6 +319,11 @@ class _Ingest:
         self.form_pk = target.form_pk
         if self.who.assigned_only and not fq.app_user_has_form(session, self.who.device_token_id or 0, target.form_pk):
             return self.result(Rejected(FORM_NOT_ASSIGNED, f"form {header.form_id!r} is not one of this phone's forms"))
+        if not self.declared and target.stores_identical(self.xml_sha):
+            # An identical resend (Collect lost our answer): the routing read already holds all it needs.
+            # Today's full path would decide the same Duplicate and write nothing; this skips parsing
+            # the XML and reading its relatives. Files sent again are ignored: the version has them all.
+            return self.result(Duplicate(), target.stored_submission_id, target.stored_version_id)
         form_info = FormInfo(
             header.form_id,
             cast(FormState, target.state),
