@@ -82,6 +82,7 @@ __all__ = [
     "AttachmentRef",
     "FileUpload",
     "IngestResult",
+    "RoutedSubmission",
     "SubmissionDetail",
     "attach_uploaded_blob",
     "cached_schema",
@@ -109,6 +110,22 @@ class FileUpload:
     content_type: str = "application/octet-stream"
     path: Path | None = None
     data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedSubmission:
+    """A submission routed before its use case ran: its XML's header, instance id and hash, and its form target.
+
+    ``device_and_form_target`` reads it; ``ingest_submission`` takes it back instead of reading the
+    XML's header and hashing it a second time (profiled: 5 % of an OpenRosa POST's CPU went to the
+    header read, done twice).
+    """
+
+    xml: bytes
+    header: SubmissionHeader
+    instance_id: str
+    xml_sha256: str
+    target: q.RoutedTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +196,7 @@ def ingest_submission(
     declared_attachments: Sequence[AttachmentRef] = (),
     nested: bool = False,
     user_agent: str | None = None,
-    routed: q.RoutedTarget | None = None,
+    routed: q.RoutedTarget | RoutedSubmission | None = None,
 ) -> IngestResult:
     """Store one submission (or add its files) and return its outcome; own transaction, or a SAVEPOINT if ``nested``.
 
@@ -189,10 +206,14 @@ def ingest_submission(
     form target this transaction already read (``device_and_form_target``); it is used when it
     serves this submission's routing, else the target is read again.
     """
-    routing = _routing(xml)
-    if isinstance(routing, IngestResult):
-        return routing
-    header, instance_id, xml_sha = routing
+    if isinstance(routed, RoutedSubmission) and routed.xml == xml:
+        header, instance_id, xml_sha, target = routed.header, routed.instance_id, routed.xml_sha256, routed.target
+    else:
+        routing = _routing(xml)
+        if isinstance(routing, IngestResult):
+            return routing
+        header, instance_id, xml_sha = routing
+        target = routed if isinstance(routed, q.RoutedTarget) else None
     who = _Who(
         principal.id if principal.kind == "user" else None,
         principal.id if principal.kind == "device" else None,
@@ -202,7 +223,7 @@ def ingest_submission(
         principal.actor,
         principal.kind == "device" and principal.form_access == "assigned",
     )
-    ingest = _Ingest(session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who, routed)
+    ingest = _Ingest(session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who, target)
     if nested:
         with session.begin_nested():
             return ingest.run()
@@ -212,7 +233,7 @@ def ingest_submission(
 
 def device_and_form_target(
     session: Session, token_hash: str, project_id: int, xml: bytes
-) -> tuple[DeviceTokenRow, q.RoutedTarget] | None:
+) -> tuple[DeviceTokenRow, RoutedSubmission] | None:
     """Read an access token and the form target of a submission in one query, taking its chain locks.
 
     ``None`` when no token has this hash or the XML names no routing (the caller then authenticates
@@ -222,10 +243,14 @@ def device_and_form_target(
     routing = _routing(xml)
     if isinstance(routing, IngestResult):
         return None
-    header, instance_id, _ = routing
-    return q.get_token_and_form_target(
+    header, instance_id, xml_sha = routing
+    found = q.get_token_and_form_target(
         session, token_hash, project_id, header.form_id, header.version, _chain_ids(header, instance_id)
     )
+    if found is None:
+        return None
+    row, target = found
+    return row, RoutedSubmission(xml, header, instance_id, xml_sha, target)
 
 
 def _routing(xml: bytes) -> tuple[SubmissionHeader, str, str] | IngestResult:
@@ -319,6 +344,11 @@ class _Ingest:
         self.form_pk = target.form_pk
         if self.who.assigned_only and not fq.app_user_has_form(session, self.who.device_token_id or 0, target.form_pk):
             return self.result(Rejected(FORM_NOT_ASSIGNED, f"form {header.form_id!r} is not one of this phone's forms"))
+        if not self.declared and target.stores_identical(self.xml_sha):
+            # An identical resend (Collect lost our answer): the routing read already holds all it needs.
+            # Today's full path would decide the same Duplicate and write nothing; this skips parsing
+            # the XML and reading its relatives. Files sent again are ignored: the version has them all.
+            return self.result(Duplicate(), target.stored_submission_id, target.stored_version_id)
         form_info = FormInfo(
             header.form_id,
             cast(FormState, target.state),
