@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context
 from marshmallow import RAISE, Schema, fields, validate
 
 from exports.options import HEADER_MODES, LABEL_MODES
 from exports.options import REVIEW_STATES as EXPORT_REVIEW_STATES
-from server.api.contract import documented
+from server.api.contract import ListOf, documented
+from server.api.conventions import CamelSchema, json_list
 from server.api.wire import load_json
 from server.auth import require
 from server.db.models.exports import EXPORT_FORMATS
@@ -39,7 +40,7 @@ class PresetIn(Schema):
     )
 
 
-class PresetOut(Schema):
+class PresetOut(CamelSchema):
     name = fields.String()
     options = fields.Dict()
     created_by = fields.String()
@@ -57,7 +58,7 @@ class ScheduleIn(Schema):
     format = fields.String(load_default="zip", validate=validate.OneOf(EXPORT_FORMATS))
 
 
-class RunOut(Schema):
+class RunOut(CamelSchema):
     scheduled_for = fields.DateTime()
     status = fields.String()
     claimed_by = fields.String()
@@ -67,7 +68,7 @@ class RunOut(Schema):
     error = fields.String(allow_none=True)
 
 
-class ScheduleOut(Schema):
+class ScheduleOut(CamelSchema):
     id = fields.Integer()
     cron = fields.String()
     preset = fields.String(allow_none=True)
@@ -82,14 +83,6 @@ class ScheduleOut(Schema):
 
 class ScheduleWithRunsOut(ScheduleOut):
     runs = fields.List(fields.Nested(RunOut), metadata={"description": "The newest runs first"})
-
-
-class ScheduleListOut(Schema):
-    schedules = fields.List(fields.Nested(ScheduleWithRunsOut))
-
-
-class PresetListOut(Schema):
-    presets = fields.List(fields.Nested(PresetOut))
 
 
 class PresetDeletedOut(Schema):
@@ -260,12 +253,11 @@ def export_response(stream: svc.ExportStream) -> Response:
 
 
 @bp.get(f"{_FORM}/export-presets")
-@documented({200: PresetListOut})
-def list_presets(project_id: int, xml_form_id: str) -> dict[str, Any]:
-    """List the form's named export presets."""
+@documented({200: ListOf(PresetOut)})
+def list_presets(project_id: int, xml_form_id: str) -> Response:
+    """List the form's named export presets (``options`` keeps the export's parameter names)."""
     require("export", project_id)
-    presets = svc.list_presets(db_session(), project_id, xml_form_id)
-    return {"presets": PresetOut(many=True).dump(presets)}
+    return json_list(svc.list_presets(db_session(), project_id, xml_form_id), PresetOut())
 
 
 @bp.post(f"{_FORM}/export-presets")
@@ -293,14 +285,16 @@ def _export_dir() -> Path:
 
 
 @bp.get(f"{_FORM}/export-schedules")
-@documented({200: ScheduleListOut})
-def list_schedules(project_id: int, xml_form_id: str) -> dict[str, Any]:
+@documented({200: ListOf(ScheduleWithRunsOut)})
+def list_schedules(project_id: int, xml_form_id: str) -> Response:
     """List the form's scheduled exports with their newest runs."""
     require("export", project_id)
     items = svc.list_schedules(db_session(), project_id, xml_form_id)
-    return {
-        "schedules": [{**ScheduleOut().dump(i["schedule"]), "runs": RunOut(many=True).dump(i["runs"])} for i in items]
-    }
+    response = jsonify(
+        [{**ScheduleOut().dump(i["schedule"]), "runs": RunOut(many=True).dump(i["runs"])} for i in items]
+    )
+    response.headers["X-Total-Count"] = str(len(items))
+    return response
 
 
 @bp.post(f"{_FORM}/export-schedules")
