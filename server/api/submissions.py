@@ -74,6 +74,11 @@ XML_BODY = {
         "required": [XML_PART],
     },
 }
+IDEMPOTENCY_KEY = Header(
+    "Idempotency-Key",
+    "Names this change: the same key again from the same person answers the first result, writing nothing",
+    {"type": "string", "maxLength": 200},
+)
 FILE_BODY = {"*/*": {"type": "string", "format": "binary", "description": "The file's bytes"}}
 
 
@@ -557,8 +562,15 @@ def restore_submission(project_id: int, xml_form_id: str, instance_id: str) -> R
     return _detail(project_id, detail)
 
 
+def _request_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise bad_request("invalid_input", "Idempotency-Key has 1 to 200 characters", fields={"Idempotency-Key": []})
+    return key
+
+
 @bp.patch(FORM_SUBMISSIONS + "/<instance_id>")
-@documented({200: SubmissionDetailOut}, body=ReviewIn)
+@documented({200: SubmissionDetailOut}, body=ReviewIn, headers=(IDEMPOTENCY_KEY,))
 def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> Response:
     """Set a submission's ``reviewState`` (Central's spellings; null: not reviewed) and/or comment on it."""
     principal = require("submission.review", project_id)
@@ -574,6 +586,7 @@ def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> Re
         review_state=state,
         comment=body["comment"],
         principal=principal,
+        request_key=_request_key(),
     )
     return _detail(project_id, detail)
 
@@ -660,11 +673,13 @@ def list_comments(project_id: int, xml_form_id: str, instance_id: str) -> Respon
 
 
 @bp.post(FORM_SUBMISSIONS + "/<instance_id>/comments")
-@documented({200: CommentOut}, body=CommentIn)
+@documented({200: CommentOut}, body=CommentIn, headers=(IDEMPOTENCY_KEY,))
 def post_comment(project_id: int, xml_form_id: str, instance_id: str) -> dict[str, Any]:
     """Comment on a submission without changing its review state (audited); answers the comment as Central."""
     principal = require("submission.review", project_id)
     body = load_json(CommentIn())
-    entry = page_svc.comment_on_submission(db_session(), project_id, xml_form_id, instance_id, body["body"], principal)
+    entry = page_svc.comment_on_submission(
+        db_session(), project_id, xml_form_id, instance_id, body["body"], principal, _request_key()
+    )
     dumped: dict[str, Any] = CommentOut().dump(_comment(entry, wants_extended()))
     return dumped

@@ -838,11 +838,14 @@ def review_submission(
     comment: str | None,
     principal: Principal,
     seen: int | None = None,
+    request_key: str | None = None,
 ) -> SubmissionDetail:
     """Change a submission's review state and/or comment on it; every change is recorded and audited.
 
     ``seen`` is the number of reviews the sender's page showed: when a review this same person made
     since then says exactly the same (a form sent twice, a retried request), nothing is written again.
+    ``request_key`` (an API request's ``Idempotency-Key``) names the review: the same key from the same
+    person on this submission writes nothing again (the database's unique key decides, not a read).
     """
     if review_state is not None and review_state not in REVIEW_STATES:
         raise ApiError(400, "invalid_input", f"unknown review state {review_state!r}")
@@ -855,16 +858,23 @@ def review_submission(
             return detail
         before = submission.review_state
         after = review_state or before
-        session.add(
-            SubmissionReview(
-                submission_id=submission.id,
-                from_state=before,
-                to_state=after,
-                comment=comment,
-                actor=principal.actor,
-                at=utcnow(),
-            )
+        written = insert_ignore(
+            session,
+            cast(Any, SubmissionReview.__table__),
+            {
+                "submission_id": submission.id,
+                "from_state": before,
+                "to_state": after,
+                "comment": comment,
+                "actor": principal.actor,
+                "at": utcnow(),
+                "request_key": request_key,
+            },
+            ["submission_id", "actor", "request_key"],
+            returning="id",
         )
+        if written is None:
+            return detail  # this request was applied before: its review is already there
         submission.review_state = after
         submission.updated_at = utcnow()
         record_event(

@@ -14,6 +14,7 @@ Rules:
 - A7 REST edit: the XML must replace the current version (else 409 ``stale_edit``, nothing stored); the
   same edit sent again answers 200; the versions list is newest first; ``.xml`` is the current XML.
 - A8 attachment upload: a file the XML names, once; the same bytes again succeed; other bytes are 409.
+- A9 a comment or review sent again under the same Idempotency-Key (same person) is written once.
 """
 
 from __future__ import annotations
@@ -233,3 +234,31 @@ def test_a8_an_attachment_is_uploaded_once(app: Flask, client: FlaskClient, pers
     assert upload("q.jpg", b"PPP").status_code == 404
     assert client.get(url, headers=personas.analyst.headers).get_json()[0]["exists"] is True
     assert client.get(f"{url}/p.jpg", headers=personas.analyst.headers).data == b"PPP"
+
+
+def test_a9_a_retried_comment_or_review_under_its_key_is_written_once(
+    app: Flask, client: FlaskClient, personas: Personas, session: Session
+) -> None:
+    base = _setup(app, client, personas, 1)
+    url = f"{base}/uuid:api-00"
+    keyed = {**personas.manager.headers, "Idempotency-Key": "note-1"}
+    first = client.post(url + "/comments", json={"body": "Photo floue"}, headers=keyed)
+    again = client.post(url + "/comments", json={"body": "Photo floue"}, headers=keyed)
+    assert first.status_code == again.status_code == 200
+    assert first.get_json() == again.get_json()
+    other_person = {**personas.admin.headers, "Idempotency-Key": "note-1"}  # a key is per person
+    assert client.post(url + "/comments", json={"body": "Vu"}, headers=other_person).status_code == 200
+    for _ in range(2):
+        reviewed = client.patch(
+            url, json={"reviewState": "approved"}, headers={**personas.manager.headers, "Idempotency-Key": "ok-1"}
+        )
+        assert reviewed.get_json()["reviewState"] == "approved"
+    unkeyed = client.post(url + "/comments", json={"body": "Photo floue"}, headers=personas.manager.headers)
+    assert unkeyed.status_code == 200
+    comments = client.get(url + "/comments", headers=personas.analyst.headers).get_json()
+    assert [c["body"] for c in comments] == ["Photo floue", "Vu", "Photo floue"]
+    session.commit()
+    actions = [e.action for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "submission.review"))]
+    assert len(actions) == 4  # two comments by the manager, one by the admin, one review
+    too_long = {**personas.manager.headers, "Idempotency-Key": "k" * 201}
+    assert client.post(url + "/comments", json={"body": "x"}, headers=too_long).status_code == 400
