@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
 from server.api.conventions import CamelSchema, StrictCamelSchema
 from server.database_ids import MAX_DATABASE_ID
@@ -314,9 +314,15 @@ class CommentOut(CamelSchema):
 
 class ReviewIn(StrictCamelSchema):
     review_state = fields.String(
-        load_default="",
-        allow_none=True,
-        validate=validate.OneOf((*CENTRAL_REVIEW_SPELLINGS, "")),
-        metadata={"description": "null (not reviewed), hasIssues, approved or rejected"},
+        load_default=None,
+        validate=validate.OneOf(CENTRAL_REVIEW_SPELLINGS),
+        metadata={"description": "JSON null (not reviewed; the text null too), hasIssues, approved or rejected"},
     )
     comment = fields.String(load_default=None, validate=validate.Length(max=10_000))
+
+    @pre_load
+    def _null_is_a_state(self, data: Any, **kwargs: Any) -> Any:
+        """Central's ``"reviewState": null`` sets "not reviewed"; leaving the field out changes nothing."""
+        if isinstance(data, dict) and "reviewState" in data and data["reviewState"] is None:
+            return {**data, "reviewState": "null"}
+        return data

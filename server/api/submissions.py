@@ -575,7 +575,7 @@ def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> Re
     """Set a submission's ``reviewState`` (Central's spellings; null: not reviewed) and/or comment on it."""
     principal = require("submission.review", project_id)
     body = load_json(ReviewIn())
-    state = REVIEW_STATES_FROM_CENTRAL[body["review_state"]] if body["review_state"] != "" else None
+    state = REVIEW_STATES_FROM_CENTRAL[body["review_state"]] if body["review_state"] is not None else None
     if state is None and body["comment"] is None:
         raise ApiError(400, "invalid_input", "Give a reviewState, a comment, or both", {"fields": {}})
     detail = svc.review_submission(
