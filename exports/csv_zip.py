@@ -43,6 +43,7 @@ COMPRESS_LEVEL = 3
 BOM = b"\xef\xbb\xbf"
 REPORT_FILE = "cleaning_report.csv"
 README_FILE = "README.txt"
+MEDIA_FOLDER = "media"  # the submissions' files, as ODK Central names the folder
 
 
 class _CsvLine:
@@ -256,11 +257,14 @@ def iter_csv_zip(
     records: Iterable[ExportRecord],
     options: ExportOptions,
     on_done: Callable[[ExportSummary], None] | None = None,
+    media: Callable[[], Iterable[tuple[str, Iterable[bytes]]]] | None = None,
 ) -> Iterator[bytes]:
     """Return an iterator of the CSV zip's bytes chunks; options are checked now, records read lazily.
 
     ``plan_tables`` runs before this returns, so a bad option raises ``ExportOptionError`` here (before
-    an HTTP response starts); ``on_done`` receives the summary after the last chunk.
+    an HTTP response starts); ``on_done`` receives the summary after the last chunk. ``media``, called
+    once the tables are written (so it may name the files of the records just read), gives the files
+    to add under ``media/`` as (file name, byte chunks), as ODK Central's export with attachments does.
     """
     plan = plan_tables(schemas, options)
 
@@ -271,6 +275,12 @@ def iter_csv_zip(
             for _ in _zip_members(zf, plan, options, records, CleaningReport(), done):
                 if data := sink.drain():
                     yield data
+            for name, parts in media() if media is not None else ():
+                with zf.open(_member(zf, f"{MEDIA_FOLDER}/{name}"), "w", force_zip64=True) as member:
+                    for part in parts:
+                        member.write(part)
+                        if data := sink.drain():
+                            yield data
         if data := sink.drain():
             yield data
         if on_done is not None:

@@ -84,6 +84,7 @@ __all__ = [
     "IngestResult",
     "RoutedSubmission",
     "SubmissionDetail",
+    "add_submission_file",
     "attach_uploaded_blob",
     "cached_schema",
     "delete_submission",
@@ -93,6 +94,7 @@ __all__ = [
     "ingest_submission",
     "restore_submission",
     "review_submission",
+    "submit_over_api",
 ]
 
 
@@ -192,7 +194,7 @@ def ingest_submission(
     files: Mapping[str, FileUpload],
     principal: Principal,
     device_id: str | None,
-    source: Literal["openrosa", "push"],
+    source: Literal["openrosa", "push", "api"],
     declared_attachments: Sequence[AttachmentRef] = (),
     nested: bool = False,
     user_agent: str | None = None,
@@ -866,11 +868,14 @@ def review_submission(
     comment: str | None,
     principal: Principal,
     seen: int | None = None,
+    request_key: str | None = None,
 ) -> SubmissionDetail:
     """Change a submission's review state and/or comment on it; every change is recorded and audited.
 
     ``seen`` is the number of reviews the sender's page showed: when a review this same person made
     since then says exactly the same (a form sent twice, a retried request), nothing is written again.
+    ``request_key`` (an API request's ``Idempotency-Key``) names the review: the same key from the same
+    person on this submission writes nothing again (the database's unique key decides, not a read).
     """
     if review_state is not None and review_state not in REVIEW_STATES:
         raise ApiError(400, "invalid_input", f"unknown review state {review_state!r}")
@@ -883,16 +888,23 @@ def review_submission(
             return detail
         before = submission.review_state
         after = review_state or before
-        session.add(
-            SubmissionReview(
-                submission_id=submission.id,
-                from_state=before,
-                to_state=after,
-                comment=comment,
-                actor=principal.actor,
-                at=utcnow(),
-            )
+        written = insert_ignore(
+            session,
+            cast(Any, SubmissionReview.__table__),
+            {
+                "submission_id": submission.id,
+                "from_state": before,
+                "to_state": after,
+                "comment": comment,
+                "actor": principal.actor,
+                "at": utcnow(),
+                "request_key": request_key,
+            },
+            ["submission_id", "actor", "request_key"],
+            returning="id",
         )
+        if written is None:
+            return detail  # this request was applied before: its review is already there
         submission.review_state = after
         submission.updated_at = utcnow()
         record_event(
@@ -973,4 +985,117 @@ def _set_deleted(
             project_id,
             f"submission:{submission.id}",
             {"form": xml_form_id, "instance_id": submission.instance_id},
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# ODK Central's REST doors: create, edit, add a file
+
+
+def submit_over_api(
+    session: Session,
+    *,
+    project_id: int,
+    xml_form_id: str,
+    xml: bytes,
+    files: Mapping[str, FileUpload],
+    principal: Principal,
+    device_id: str | None = None,
+    user_agent: str | None = None,
+    edit_of: str | None = None,
+) -> IngestResult:
+    """Store a submission sent to ``.../forms/{xml_form_id}/submissions`` (or, with ``edit_of``, an edit of it).
+
+    The XML must belong to the form of the URL (``400`` otherwise). An edit must name, as its
+    ``deprecatedID``, the current version of the submission ``edit_of`` (``409 stale_edit`` when another
+    edit came first: the chain is locked while this is checked, so two edits of one version cannot both
+    pass). The ingestion then decides as for any other door, inside this one transaction.
+    """
+    try:
+        header = read_submission_header(xml)
+    except SubmissionError as exc:
+        raise ApiError(400, "unparseable_item", f"The submission cannot be read: {exc.code}: {exc.message}") from None
+    if header.form_id != xml_form_id:
+        raise ApiError(
+            400,
+            "invalid_form_id",
+            f"The submission is for the form {header.form_id!r}, not {xml_form_id!r}",
+            {"form_id": header.form_id, "expected": xml_form_id},
+        )
+    with transaction(session):
+        if edit_of is not None:
+            detail = get_submission(session, project_id, xml_form_id, edit_of)
+            q.deleted_among(session, [detail.submission.id])  # the row lock: one edit of a version at a time
+            current = detail.submission.current_instance_id
+            if header.deprecated_id is None:
+                raise ApiError(
+                    400, "no_deprecated_id", "An edit names the version it replaces in meta/deprecatedID", {}
+                )
+            if header.deprecated_id not in {v.instance_id for v in detail.versions}:
+                raise ApiError(
+                    404,
+                    "unknown_deprecated_id",
+                    f"{header.deprecated_id!r} is not a version of the submission {edit_of!r}",
+                    {"deprecated_id": header.deprecated_id},
+                )
+            if header.deprecated_id != current and header.instance_id not in {v.instance_id for v in detail.versions}:
+                raise ApiError(
+                    409,
+                    "stale_edit",
+                    f"The edit replaces {header.deprecated_id!r}, but the current version is {current!r}: "
+                    "read the submission again and edit its current version",
+                    {"deprecated_id": header.deprecated_id, "current_instance_id": current},
+                )
+        return ingest_submission(
+            session,
+            project_id=project_id,
+            xml=xml,
+            files=files,
+            principal=principal,
+            device_id=device_id,
+            source="api",
+            user_agent=user_agent,
+            nested=True,
+        )
+
+
+def add_submission_file(
+    session: Session,
+    *,
+    project_id: int,
+    xml_form_id: str,
+    instance_id: str,
+    upload: FileUpload,
+    principal: Principal,
+) -> IngestResult | None:
+    """Give the current version of a submission one of the files its XML names (Central's attachment upload).
+
+    ``404`` for a name the XML does not reference; sending the same bytes again changes nothing
+    (``None``); other bytes for a file already present are ``409`` (a stored file is never replaced).
+    The file joins as a resend of the version's XML with that file would (same checks, same audit).
+    """
+    with transaction(session):
+        detail = get_submission(session, project_id, xml_form_id, instance_id)
+        current = detail.current
+        stored = next((a for a in detail.attachments[current.id] if a.name == upload.name), None)
+        if stored is None:
+            raise not_found("attachment", name=upload.name)
+        if stored.blob_sha256 == upload.sha256:
+            return None
+        if stored.blob_sha256 is not None:
+            raise ApiError(
+                409,
+                "attachment_present",
+                f"The file {upload.name!r} of this submission is already stored with other content",
+                {"name": upload.name},
+            )
+        return ingest_submission(
+            session,
+            project_id=project_id,
+            xml=current.xml,
+            files={upload.name: upload},
+            principal=principal,
+            device_id=current.device_id,
+            source="api",
+            nested=True,
         )
