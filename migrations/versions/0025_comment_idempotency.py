@@ -1,6 +1,6 @@
 """Reviews and comments under an Idempotency-Key: a retried request names the review it already wrote.
 
-Revision ID: 0026_comment_idempotency
+Revision ID: 0025_comment_idempotency
 Revises: 0024_refused_decisions
 Create Date: 2026-12-02
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0026_comment_idempotency"
+revision = "0025_comment_idempotency"
 down_revision = "0024_refused_decisions"
 branch_labels = None
 depends_on = None
