@@ -242,7 +242,7 @@ def test_xlsx_download_starts_before_the_rows_are_read(
     total, read = 3_000, [0]
 
     def many(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        first = next(iter(real(*args, **kwargs)))
+        first = next(r for r in real(*args, **kwargs) if r.current)  # a superseded version is left out
         for _ in range(total):
             read[0] += 1
             yield first
