@@ -33,6 +33,7 @@ XML 1.0 cannot carry are replaced by U+FFFD. Empty cells are not written.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import zipfile
 from collections import Counter
@@ -249,7 +250,9 @@ def _open_sheet(
     for i, (header, kind) in enumerate(zip(headers, kinds, strict=True), start=1):
         ws.column_dimensions[get_column_letter(i)].width = _width(header, kind)
     if zf is not None:
-        member = zf.open(zip_member(zf, ws.path[1:]), "w", force_zip64=True)  # closed by _close_sheet
+        # No ZIP64 (Excel refuses ZIP64 headers on members that do not need them); a sheet past 4 GiB of
+        # XML, beyond what Excel opens anyway, stops the export with zipfile's error instead.
+        member = zf.open(zip_member(zf, ws.path[1:]), "w")  # closed by _close_sheet
         ws._writer = WorksheetWriter(ws, out=member)
         ws._writer.write_top()
     bold = Font(bold=True)
@@ -287,7 +290,9 @@ def _close_sheet(ws: WriteOnlyWorksheet) -> None:
 def _copy_sheet(zf: zipfile.ZipFile, ws: WriteOnlyWorksheet) -> Iterator[None]:
     """Copy a sheet openpyxl wrote to its temporary file into ``zf``, in chunks; yield after each."""
     _close_sheet(ws)
-    with open(ws._writer.out, "rb") as spooled, zf.open(zip_member(zf, ws.path[1:]), "w", force_zip64=True) as member:
+    info = zip_member(zf, ws.path[1:])
+    info.file_size = os.path.getsize(ws._writer.out)  # zipfile uses ZIP64 only if the size needs it
+    with open(ws._writer.out, "rb") as spooled, zf.open(info, "w") as member:
         while chunk := spooled.read(COPY_CHUNK_BYTES):
             member.write(chunk)
             yield

@@ -5,6 +5,8 @@ Rules:
   idle timeout sees bytes at once), and the bytes joined are the workbook ``write_xlsx`` writes.
 - XS2 every sheet (the submissions, each repeat, the cleaning report) is in the streamed workbook,
   with every row, its header frozen and filtered over its rows.
+- XS4 no zip member carries ZIP64 headers (Excel refuses a workbook whose members use them without
+  needing them); the streamed members carry data descriptors, as any streamed zip does.
 - XS3 the peak traced memory over 3,000 submissions is less than 1.5× the peak over 1,000 (past the
   first few hundred rows, while openpyxl's and zlib's buffers fill, the peak stays at ~0.9 MB; a writer
   that kept rows or the workbook would need ~3×); output goes to a sink that keeps only a byte count.
@@ -13,7 +15,9 @@ Rules:
 from __future__ import annotations
 
 import io
+import struct
 import tracemalloc
+import zipfile
 from collections.abc import Iterator
 
 from openpyxl import load_workbook
@@ -60,6 +64,15 @@ def test_xs2_every_sheet_is_streamed_whole() -> None:
         assert ws.freeze_panes == "A2"
         assert ws.auto_filter.ref is not None and ws.auto_filter.ref.endswith(str(table.rows + 1))
     assert summary.records_exported == 300
+
+
+def test_xs4_members_are_plain_zip_not_zip64() -> None:
+    data = b"".join(iter_xlsx(SCHEMAS, _generated(50), ExportOptions()))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        for info in zf.infolist():
+            signature, version = struct.unpack("<IH", data[info.header_offset : info.header_offset + 6])
+            assert (signature, version, info.extract_version) == (0x04034B50, 20, 20), info.filename
 
 
 class _CountingSink(io.RawIOBase):
