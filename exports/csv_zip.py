@@ -60,7 +60,7 @@ class _CsvLine:
         return self._buf.getvalue().encode("utf-8")
 
 
-def _member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
+def zip_member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
     """Return a streamed entry stamped with the time of writing (``ZipFile.open`` alone stamps 1980)."""
     info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
     info.compress_type = zf.compression
@@ -182,7 +182,7 @@ def _zip_members(
     spools: list[IO[bytes]] = []
     try:
         counts = [0] * len(plan.tables)
-        with zf.open(_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
+        with zf.open(zip_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
             tables = [_TableText(root, plan.tables[0], plan, options.bom)]
             for table in plan.tables[1:]:
                 f: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115  # closed below
@@ -204,7 +204,7 @@ def _zip_members(
         yield
         for table, f in zip(plan.tables[1:], spools, strict=True):
             f.seek(0)
-            with zf.open(_member(zf, table.file_name), "w", force_zip64=True) as member:
+            with zf.open(zip_member(zf, table.file_name), "w", force_zip64=True) as member:
                 while chunk := f.read(COPY_CHUNK_BYTES):
                     member.write(chunk)
                     yield
@@ -233,7 +233,7 @@ def write_csv_zip(
     return done[0]
 
 
-class _ChunkSink(io.RawIOBase):
+class ChunkSink(io.RawIOBase):
     """A write-only, non-seekable file that hands out what was written since the last drain."""
 
     def __init__(self) -> None:
@@ -270,7 +270,7 @@ def iter_csv_zip(
 
     def chunks() -> Iterator[bytes]:
         done: list[ExportSummary] = []
-        sink = _ChunkSink()
+        sink = ChunkSink()
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
             for _ in _zip_members(zf, plan, options, records, CleaningReport(), done):
                 if data := sink.drain():

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -42,8 +43,8 @@ class _Compiled:
 _COMPILED: dict[tuple[int, str], _Compiled] = {}
 
 
-def _compiled(stmt: ClauseElement, session: Session) -> _Compiled:
-    dialect = session.get_bind().dialect
+def _compiled(stmt: ClauseElement, source: Session | Connection) -> _Compiled:
+    dialect = source.dialect if isinstance(source, Connection) else source.get_bind().dialect
     key = (id(stmt), dialect.name)
     found = _COMPILED.get(key)
     if found is None or found.stmt is not stmt:
@@ -96,14 +97,14 @@ def _inline_constants(sql: str, binds: Mapping[str, Any], dialect: Any) -> tuple
 
 
 @contextmanager
-def _driver(session: Session, sql: str | None = None) -> Iterator[Any]:
-    """The session's psycopg connection, whose errors are raised as SQLAlchemy raises them.
+def _driver(source: Session | Connection, sql: str | None = None) -> Iterator[Any]:
+    """The psycopg connection of a session (or of a Core connection), whose errors are raised as SQLAlchemy's.
 
     That is SQLAlchemy's exception classes (callers catch ``OperationalError`` or ``IntegrityError``
     whichever way a statement ran), and a connection the server dropped is marked invalid: the pool
     replaces it instead of lending it to the next request, and the request's end does not roll it back.
     """
-    connection = session.connection()
+    connection = source if isinstance(source, Connection) else source.connection()
     driver = connection.connection.driver_connection
     if driver is None:
         raise RuntimeError("the session's connection has no driver connection")
@@ -134,18 +135,19 @@ def executemany(session: Session, stmt: ClauseElement, rows: Sequence[Mapping[st
         cursor.executemany(compiled.sql, params)
 
 
-def first_row(session: Session, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def first_row(source: Session | Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """Run ``stmt`` with ``params`` and return its first row (values converted by their column types), or ``None``.
 
-    On the session's connection and inside its transaction; not inside ``pipelined``. ``params``
-    gives every named bind parameter of ``stmt``. Other stores than PostgreSQL run it through
-    SQLAlchemy, with the same result.
+    On the session's connection and inside its transaction (or on a Core connection, as it stands);
+    not inside ``pipelined``. ``params`` gives every named bind parameter of ``stmt``. Other stores
+    than PostgreSQL run it through SQLAlchemy, with the same result.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        found = session.connection().execute(stmt, params).first()
+    connection = source if isinstance(source, Connection) else source.connection()
+    if connection.dialect.name != "postgresql":
+        found = connection.execute(stmt, params).first()  # type: ignore[call-overload]
         return tuple(found) if found is not None else None
-    compiled = _compiled(stmt, session)
-    with _driver(session, compiled.sql) as driver:
+    compiled = _compiled(stmt, source)
+    with _driver(source, compiled.sql) as driver:
         row = driver.execute(compiled.sql, _bound(compiled, params)).fetchone()
     if row is None or not compiled.results:
         return row

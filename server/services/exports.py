@@ -30,9 +30,9 @@ from exports import (
     ExportSummary,
     iter_csv_zip,
     iter_geojson,
+    iter_xlsx,
     options_from_query,
     plan_tables,
-    write_xlsx,
 )
 from exports.odata import lookup_in, system_properties
 from exports.odata_filter import Filter, FilterError, parse_filter
@@ -52,7 +52,6 @@ MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "geojson": "application/geo+json",
 }
-CHUNK_BYTES = 64 * 1024
 # Keys of the query string that are not export options.
 NOT_OPTIONS = ("preset",)
 _PRESET_NAME = re.compile(r"^[\w][\w .\-]{0,99}$")
@@ -135,18 +134,6 @@ def _load_schemas(session: Session, form: Form) -> list[FormSchema]:
     return schemas
 
 
-def _xlsx_chunks(
-    schemas: Sequence[FormSchema], records: Any, options: ExportOptions, done: list[ExportSummary]
-) -> Iterator[bytes]:
-    # openpyxl must finish the workbook before it is a valid zip: spool it (write-only mode keeps rows
-    # on disk, not in memory), then stream the file.
-    with tempfile.TemporaryFile() as spool:
-        done.append(write_xlsx(schemas, records, options, spool))
-        spool.seek(0)
-        while chunk := spool.read(CHUNK_BYTES):
-            yield chunk
-
-
 def open_export(
     session: Session, project_id: int, xml_form_id: str, query: Query, fmt: str, actor: str
 ) -> ExportStream:
@@ -165,8 +152,8 @@ def open_export(
             stream.chunks = iter_csv_zip(schemas, records, options, on_done=stream.summary.append)
         elif fmt == "geojson":
             stream.chunks = iter_geojson(schemas, records, options, on_done=stream.summary.append)
-        else:
-            stream.chunks = _xlsx_chunks(schemas, records, options, stream.summary)
+        else:  # streamed too: the first sheet leaves as its rows are read (exports/xlsx.py)
+            stream.chunks = iter_xlsx(schemas, records, options, on_done=stream.summary.append)
     except ExportOptionError as exc:
         raise _option_error(exc) from None
     with transaction(session):
