@@ -276,7 +276,7 @@ def iter_csv_zip(
                 if data := sink.drain():
                     yield data
             for name, parts in media() if media is not None else ():
-                with zf.open(_member(zf, f"{MEDIA_FOLDER}/{name}"), "w", force_zip64=True) as member:
+                with zf.open(zip_member(zf, f"{MEDIA_FOLDER}/{name}"), "w", force_zip64=True) as member:
                     for part in parts:
                         member.write(part)
                         if data := sink.drain():
