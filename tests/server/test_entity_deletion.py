@@ -265,7 +265,7 @@ def test_the_review_queue_holds_live_entities_and_shows_deleted_ones_when_asked(
     def queued(query: str = "") -> list[tuple[str, bool]]:
         response = client.get(queue + query, headers=headers)
         assert response.status_code == 200, response.get_json()
-        return [(c["id"], c["deleted"]) for c in response.get_json()["conflicts"]]
+        return [(c["id"], c["deleted"]) for c in response.get_json()]
 
     assert queued() == [("binta", False)]
     assert queued("?deleted=true") == [("awa", True)]
