@@ -169,9 +169,11 @@ def _webhook_oldest(session: Session) -> list[tuple[tuple[str, ...], float]]:
 
 
 def _relay_outbox(session: Session) -> list[tuple[tuple[str, ...], float]]:
-    from server.db.models.relays import RelayOutboxRow
+    from server.db.models.relays import RelayLink, RelayOutboxRow
 
-    return _grouped(session, RelayOutboxRow.project_id, RelayOutboxRow.sent_at.is_(None))
+    pending = dict(_grouped(session, RelayOutboxRow.project_id, RelayOutboxRow.sent_at.is_(None)))
+    # Every relayed project has a series, 0 when its queue is empty (an alert can tell "empty" from "absent").
+    return [((str(p),), pending.get((str(p),), 0.0)) for p in session.scalars(select(RelayLink.project_id))]
 
 
 def _relay_link(session: Session) -> list[tuple[tuple[str, ...], float]]:

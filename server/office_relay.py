@@ -73,6 +73,11 @@ def relay_command(
                 log.info("project %s: link down (%s)", local, exc)
                 session.rollback()
                 svc.note_contact(session, local, str(exc))
+            except Exception as exc:  # a bug or a refusal must not end the relay: it is shown, then retried
+                failed = True
+                log.exception("project %s: round failed", local)
+                session.rollback()
+                svc.note_contact(session, local, f"{type(exc).__name__}: {exc}")
             else:
                 if report.pushed or report.forms:
                     log.info("project %s: %s", local, report)

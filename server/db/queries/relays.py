@@ -12,12 +12,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.db.models.relays import Relay, RelayedSubmission, RelayLink, RelayOutboxRow, RelayProject, RelayUpload
-from server.db.models.submissions import SubmissionVersion
+from server.db.models.submissions import SubmissionAttachment, SubmissionVersion
 from server.db.upsert import insert_ignore
 
 _OUTBOX = cast(Table, RelayOutboxRow.__table__)
 _VERSIONS = cast(Table, SubmissionVersion.__table__)
 _LINKS = cast(Table, RelayLink.__table__)
+_ATTACHMENTS = cast(Table, SubmissionAttachment.__table__)
 
 
 def get_relay_by_hash(session: Session, token_hash: str) -> Relay | None:
@@ -124,9 +125,21 @@ def open_batch_keys(session: Session, project_id: int) -> list[str]:
 
 def unbatched(session: Session, project_id: int, limit: int) -> list[tuple[int, int]]:
     """(outbox id, version id) of rows without a batch yet, oldest first."""
+    # A version still waiting for some of its files (Collect's split POSTs) waits here too: it goes up
+    # once complete, so its photos are declared in the same item.
+    lacking = (
+        select(_ATTACHMENTS.c.id)
+        .where(_ATTACHMENTS.c.version_id == _OUTBOX.c.version_id, _ATTACHMENTS.c.blob_sha256.is_(None))
+        .exists()
+    )
     rows = session.execute(
         select(_OUTBOX.c.id, _OUTBOX.c.version_id)
-        .where(_OUTBOX.c.project_id == project_id, _OUTBOX.c.sent_at.is_(None), _OUTBOX.c.batch_key.is_(None))
+        .where(
+            _OUTBOX.c.project_id == project_id,
+            _OUTBOX.c.sent_at.is_(None),
+            _OUTBOX.c.batch_key.is_(None),
+            ~lacking,
+        )
         .order_by(_OUTBOX.c.id)
         .limit(limit)
     ).all()
