@@ -147,6 +147,7 @@ class RoundReport:
     pushed: int = 0
     uploaded_bytes: int = 0
     forms: int = 0
+    entity_ops: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -158,6 +159,7 @@ def relay_round(session: Session, project_id: int, uplink: Uplink) -> RoundRepor
     session.rollback()
     report = RoundReport()
     report.forms = mirror_forms(session, project_id, remote, uplink)
+    report.entity_ops = pull_entities(session, project_id, remote, uplink)
     with transaction(session):
         q.backfill_outbox(session, project_id, utcnow())
     with transaction(session):
@@ -429,3 +431,78 @@ def _published(forms: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
         for f in forms
         if f.get("currentVersion") is not None and f.get("state") != "closed"
     ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Entities down
+
+
+PULL_PAGE = 200
+
+
+def pull_entities(session: Session, project_id: int, remote: int, uplink: Uplink) -> int:
+    """Bring the national ops of every entity changed since the link's cursor into the office's store.
+
+    The office then materialises the same set of ops as the national server (the merge is a pure
+    function of the set), so it serves its phones the national versions: an update a phone bases on
+    version N means the same causal context here and there, and goes up inside its submission. The
+    cursor is saved only after the entities of its page are stored.
+    """
+    from server.db.queries import entities as eq
+    from server.services import entities as entity_service
+
+    added = 0
+    while True:
+        with transaction(session):
+            link = q.get_link(session, project_id)
+            assert link is not None
+            cursor = link.pull_cursor
+        params: dict[str, Any] = {"limit": PULL_PAGE}
+        if cursor:
+            params["cursor"] = cursor
+        page = uplink.call("GET", f"/v1/projects/{remote}/sync/pull", params=params)
+        _expect(page, 200)
+        body = page.json()
+        changed = sorted({str(c["id"]) for c in body["changes"] if c.get("collection") == "entity"})
+        details = []
+        for key in changed:
+            list_name, _, entity_id = key.partition("/")
+            detail = uplink.call("GET", f"/v1/projects/{remote}/entities/{list_name}/{entity_id}")
+            if detail.status_code == 404:
+                continue
+            _expect(detail, 200)
+            details.append((list_name, entity_id, detail.json()))
+        with transaction(session):
+            for list_name, entity_id, detail in details:
+                ops = [_op_of(h) for h in detail.get("history", [])]
+                properties = {f for op in ops for f in op.fields if not f.startswith("__")}
+                entity_list = eq.ensure_list(session, project_id, list_name, sorted(properties))
+                lock_key = entity_service.entity_lock_key(entity_list.id, entity_id)
+                from server.db.queries.sync import lock_keys
+
+                lock_keys(session, [lock_key])
+                for op in ops:
+                    with session.begin_nested():
+                        applied = entity_service.apply_op(
+                            session, entity_list, entity_id, op, actor="relay", reviewer=True
+                        )
+                    added += int(type(applied.outcome).__name__ != "Duplicate")
+            link = q.get_link(session, project_id)
+            assert link is not None
+            link.pull_cursor = str(body["next_cursor"])
+        if not body.get("has_more"):
+            return added
+
+
+def _op_of(history: dict[str, Any]) -> Any:
+    from sync.entities import CausalContext, Dot, EntityOp
+
+    return EntityOp(
+        op_id=str(history["op_id"]),
+        dot=Dot(str(history["writer"]), int(history["seq"])),
+        context=CausalContext.from_json_obj(history["context"]),
+        fields={str(k): str(v) for k, v in history["fields"].items()},
+        hlc=int(history["hlc"]),
+        source=str(history.get("source") or ""),
+        unknown_base=bool(history.get("unknown_base")),
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -37,8 +38,9 @@ from tests.conftest import POSTGRES_URL, REPO, fresh_database_url
 from tests.server.faulty_link import FaultyLink, LinkFaults
 from tests.server.faulty_transport import canonical_dump
 from tests.server.field_phones import CollectPhone, FieldsyncPhone
+from tests.server.fixtures_forms import ENTREPRENEUR_XLSX
 from tests.server.live_server import SECRET, LiveServer, free_port, live_server
-from tests.server.test_submissions_support import PHOTO_XFORM, photo_submission
+from tests.server.test_submissions_support import EXAMPLE_SUBMISSIONS, PHOTO_XFORM, photo_submission
 
 STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not POSTGRES_URL, reason="no PostgreSQL"))]
 PER_OFFICE = 6  # submissions per office
@@ -187,6 +189,8 @@ def _direct_project(national: LiveServer) -> tuple[int, str]:
         project = accounts.create_project(session, "Direct")
         device = accounts.create_device(session, project.id, "direct-phone")
         publish_form(session, project.id, PHOTO_XFORM, "photo_visit.xml")
+        for pid in (national.project_id, project.id):
+            publish_form(session, pid, ENTREPRENEUR_XLSX)
         session.close()
     app.extensions["fieldsync.store"].engine.dispose()
     return project.id, device.token
@@ -201,10 +205,61 @@ def _work(office_name: str, rng: random.Random) -> list[tuple[str, bytes, list[t
     return week
 
 
-def _drained(the_office: Office) -> bool:
+FOLLOWUP = EXAMPLE_SUBMISSIONS / "entrepreneur_followup"
+KHADIJA = "39590051-7f2e-47f5-81e8-d0537904601c"
+UPDATES = {"safi": [("stage", "growth"), ("legal_status", "cooperative")], "azilal": [("stage", "mature")]}
+
+
+def _without_files(xml: str) -> str:
+    return re.sub(r"\s*<(activity_photo|signature)>[^<]*</\1>", "", xml)
+
+
+def _create_khadija() -> bytes:
+    return _without_files((FOLLOWUP / "01_create_khadija_tafraout.xml").read_text(encoding="utf-8")).encode()
+
+
+def _update(office_name: str, index: int, field: str, value: str) -> tuple[str, bytes]:
+    """A coach's offline update of Khadija, based on the version the office served (1: the creation)."""
+    xml = _without_files((FOLLOWUP / "02_update_khadija_growth.xml").read_text(encoding="utf-8"))
+    instance_id = f"uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{office_name}/{index}')}"
+    xml = re.sub(r"<instanceID>[^<]*</instanceID>", f"<instanceID>{instance_id}</instanceID>", xml)
+    xml = xml.replace('trunkVersion="1" branchId="71caf886-7cb1-4537-b94b-0ede6e0c73dd"', 'trunkVersion="" branchId=""')
+    xml = re.sub(rf"<{field}>[^<]*</{field}>", f"<{field}>{value}</{field}>", xml)
+    xml = xml.replace("2027-01-14T16:15:47.093", f"2027-01-14T16:1{index}:0{len(office_name) % 10}.000")
+    return instance_id, xml.encode()
+
+
+def _updates() -> dict[str, list[tuple[str, bytes]]]:
+    return {name: [_update(name, i, f, v) for i, (f, v) in enumerate(pairs)] for name, pairs in UPDATES.items()}
+
+
+def _push_direct(national: LiveServer, token: str, project_id: int, updates: list[tuple[str, bytes]]) -> None:
+    items = [
+        {
+            "type": "submission",
+            "instance_id": instance_id,
+            "form_id": "entrepreneur_followup",
+            "form_version": "2026112901",
+            "data": xml.decode(),
+            "attachments": [],
+        }
+        for instance_id, xml in updates
+    ]
+    body = {"protocol": "fieldsync/1", "device_id": "collect:field", "batch_id": uuid.uuid4().hex, "items": items}
+    answer = requests.post(
+        f"{national.base_url}/v1/projects/{project_id}/sync/push",
+        json=body,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batch_id"]},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert {r["status"] for r in answer.json()["results"]} <= {"created", "updated", "conflict"}, answer.text
+
+
+def _drained(the_office: Office, expected: int) -> bool:
     queued = the_office.read("SELECT count(*) FROM relay_outbox WHERE project_id = :p AND sent_at IS NULL")
     stored = the_office.read("SELECT count(*) FROM submission_versions WHERE project_id = :p")
-    return bool(stored == PER_OFFICE and queued == 0 and the_office.read("SELECT count(*) FROM relay_outbox") == stored)
+    return bool(stored == expected and queued == 0 and the_office.read("SELECT count(*) FROM relay_outbox") == stored)
 
 
 @pytest.fixture(params=STORES)
@@ -230,6 +285,9 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
     }
     assert "safi" in _cli(env, "relays", "list")
     direct_pid, direct_token = _direct_project(national)
+    for pid, token in ((national.project_id, national.token), (direct_pid, direct_token)):
+        CollectPhone(national.host, national.port, prefix=f"/v1/key/{token}/projects/{pid}").send(_create_khadija(), [])
+    updates = _updates()
     rng = random.Random(22)
     work = {name: _work(name, rng) for name in tokens}
     payload = sum(len(xml) + sum(len(c) for _, c in files) for week in work.values() for _, xml, files in week)
@@ -260,7 +318,7 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
         # R1: the national form reaches each office, and the phones download it there.
         for the_office in offices.values():
             _wait_for(
-                lambda o=the_office: o.read("SELECT count(*) FROM forms WHERE project_id = :p") == 1, "form mirrored"
+                lambda o=the_office: o.read("SELECT count(*) FROM forms WHERE project_id = :p") == 2, "forms mirrored"
             )
             listing = requests.get(
                 f"http://127.0.0.1:{the_office.port}/v1/key/{the_office.phone_tokens[0]}/projects/{the_office.project_id}/formList",
@@ -279,6 +337,15 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
                 phone.send(xml, files)
                 assert phone.server_errors() == 0
 
+        # The creation of Khadija reaches each office (version 1 there as nationally) before its coaches update her.
+        for the_office in offices.values():
+            _wait_for(
+                lambda o=the_office: o.read("SELECT count(*) FROM entities WHERE version = 1") == 1, "entity down"
+            )
+        for name, the_office in offices.items():
+            prefix = f"/v1/key/{the_office.phone_tokens[0]}/projects/{the_office.project_id}"
+            for _, xml in updates[name]:
+                CollectPhone("127.0.0.1", the_office.port, prefix=prefix).send(xml, [])
         send("azilal", slice(0, 3))
         # Hours offline, simulated: every connection to the national server goes silent.
         faults.stall_after = 0
@@ -296,9 +363,14 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
             safi.start_relay(link.base_url, tokens["safi"], national.project_id)
         for name, the_office in offices.items():
             try:
-                _wait_for(lambda o=the_office: _drained(o), f"{name} drained")
+                _wait_for(lambda o=the_office, n=name: _drained(o, PER_OFFICE + len(updates[n])), f"{name} drained")
             except AssertionError:
                 raise AssertionError(the_office.log_tail()) from None
+        everyone = 1 + sum(len(u) for u in updates.values())
+        for name, the_office in offices.items():
+            _wait_for(
+                lambda o=the_office: o.read("SELECT count(*) FROM entity_ops") == everyone, f"{name} entities back"
+            )
         bytes_up = link.bytes_up
         cuts = link.cuts
         metrics = requests.get(f"http://127.0.0.1:{safi.port}/metrics", timeout=10).text
@@ -308,6 +380,7 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
     # The direct run: the same phones' work, uploaded straight to the national server, in order.
     direct = FieldsyncPhone(national.host, national.port, token=direct_token, project_id=direct_pid, batch_size=5)
     direct.sync([s for name in ("azilal", "safi") for s in work[name]])
+    _push_direct(national, direct_token, direct_pid, [u for name in ("azilal", "safi") for u in updates[name]])
     assert direct.server_errors() == 0
 
     # R3, R4.
@@ -316,8 +389,11 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
     try:
         hashes = [hashlib.sha256(c).hexdigest() for week in work.values() for _, _, files in week for _, c in files]
         relayed_dump = canonical_dump(session, national.project_id, hashes)
-        assert len(relayed_dump["submissions"]) == 2 * PER_OFFICE
-        assert all(row[5] == row[6] == 2 for row in relayed_dump["submissions"])  # every photo there
+        photo_rows = [row for row in relayed_dump["submissions"] if row[0] == "photo_visit"]
+        assert len(photo_rows) == 2 * PER_OFFICE
+        assert all(row[5] == row[6] == 2 for row in photo_rows)  # every photo there
+        assert len(relayed_dump["ops"]) == 1 + sum(len(u) for u in updates.values())
+        assert [e[6] for e in relayed_dump["entities"]] == ["hard"]  # the two offices' stages clash
         assert relayed_dump == canonical_dump(session, direct_pid, hashes)
         from server.db.models.relays import Relay, RelayedSubmission
 
@@ -331,8 +407,8 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
         session.close()
         engine.dispose()
     assert [tuple(row) for row in carried] == [
-        ("azilal", "collect:field", "device:azilal-phone0", PER_OFFICE),
-        ("safi", "collect:field", "device:safi-phone0", PER_OFFICE // 2),
+        ("azilal", "collect:field", "device:azilal-phone0", PER_OFFICE + len(updates["azilal"])),
+        ("safi", "collect:field", "device:safi-phone0", PER_OFFICE // 2 + len(updates["safi"])),
         ("safi", "collect:field", "device:safi-phone1", PER_OFFICE // 2),
     ]
     assert cuts > 0
