@@ -124,3 +124,24 @@ def test_rl3_issue_and_revoke_refusals(db: sessionmaker[Session], personas: Pers
         assert [r.name for r in relays.list_relays(session) if r.name == name] == [name]
     finally:
         session.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "words"),
+    [("fr", ("Relais du bureau", "Coupé", "En attente d’envoi")), ("ar", ("مرحّل المكتب", "منقطع", "آخر خطأ"))],
+    ids=["fr", "ar"],
+)
+def test_rl4_the_relay_page_shows_queue_contact_and_error(
+    client: FlaskClient, db: sessionmaker[Session], personas: Personas, locale: str, words: tuple[str, ...]
+) -> None:
+    from server.services import relay_uplink
+    from tests.server.console.test_console_roles import sign_in
+
+    session = db()
+    relay_uplink.ensure_link(session, personas.project_id, "https://national.example.org", 4)
+    relay_uplink.note_contact(session, personas.project_id, "POST /v1/uploads: ConnectTimeout")
+    session.close()
+    sign_in(client, "admin-persona")
+    html = client.get("/relay", headers={"Accept-Language": locale}).get_data(as_text=True)
+    assert all(word in html for word in words), html
+    assert "https://national.example.org" in html and "ConnectTimeout" in html
