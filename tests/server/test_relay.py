@@ -149,8 +149,7 @@ def office(tmp_path: Path, name: str, phones: int) -> Iterator[Office]:
     log = (root / "serve.log").open("wb")
     the_office.serve = subprocess.Popen(command, env=the_office.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: _healthy(port), "office server up")
-        yield the_office
+        yield the_office  # the caller waits for it (both offices start at once)
     finally:
         the_office.stop()
 
@@ -313,6 +312,8 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
         office(tmp_path, "azilal", 1) as azilal,
     ):
         offices = {"safi": safi, "azilal": azilal}
+        for the_office in offices.values():
+            _wait_for(lambda o=the_office: _healthy(o.port), f"{the_office.name} server up")
         for name, the_office in offices.items():
             the_office.start_relay(link.base_url, tokens[name], national.project_id)
         # R1: the national form reaches each office, and the phones download it there.
@@ -371,6 +372,14 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
             _wait_for(
                 lambda o=the_office: o.read("SELECT count(*) FROM entity_ops") == everyone, f"{name} entities back"
             )
+        office_keys = set()
+        for the_office in offices.values():
+            engine = create_engine(the_office.url)
+            with engine.connect() as connection:
+                office_keys |= {
+                    row[0] for row in connection.execute(text("SELECT DISTINCT batch_key FROM relay_outbox"))
+                }
+            engine.dispose()
         bytes_up = link.bytes_up
         cuts = link.cuts
         metrics = requests.get(f"http://127.0.0.1:{safi.port}/metrics", timeout=10).text
@@ -403,6 +412,11 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
             .group_by(Relay.name, RelayedSubmission.device_id, RelayedSubmission.submitter)
             .order_by(Relay.name, RelayedSubmission.submitter)
         ).all()
+        from server.db.models.sync import PushBatch
+
+        national_keys = session.scalars(select(PushBatch.batch_key).where(PushBatch.project_id == national.project_id))
+        # Each batch went in once under the key the office wrote down before sending it, kill -9 or not.
+        assert sorted(national_keys) == sorted(office_keys)
     finally:
         session.close()
         engine.dispose()
