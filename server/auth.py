@@ -108,7 +108,7 @@ def principal_from_token(token: str) -> Principal | None:
     """Resolve a bearer or path token to a principal; ``None`` when unknown, revoked or expired."""
     row = q.get_token_by_hash(db_session(), token_hash(token))
     if row is None:
-        return _relay_principal(token)
+        return relay_principal(token)
     if not token_is_live(row):
         return None
     note_use(row.id, row.last_used_at)
@@ -175,7 +175,7 @@ def device_principal(row: _TokenState) -> Principal:
     return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role, form_access=row.form_access)
 
 
-def _relay_principal(token: str) -> Principal | None:
+def relay_principal(token: str) -> Principal | None:
     """The principal of an office relay's token; ``None`` when unknown or revoked."""
     session = db_session()
     relay = relays_q.get_relay_by_hash(session, token_hash(token))

@@ -403,7 +403,8 @@ def mirror_forms(session: Session, project_id: int, remote: int, uplink: Uplink)
             ).all()
         }
     added = 0
-    for entry in _published(response.json()):
+    published = _published(response.json())
+    for entry in published:
         form_id, version = entry
         if (form_id, version) in have:
             continue
@@ -422,7 +423,38 @@ def mirror_forms(session: Session, project_id: int, remote: int, uplink: Uplink)
             generate_version=False,
         )
         added += 1
+    for form_id, _ in published:
+        added += _mirror_media(session, project_id, remote, form_id, uplink)
     return added
+
+
+def _mirror_media(session: Session, project_id: int, remote: int, form_id: str, uplink: Uplink) -> int:
+    """Fetch the media files a mirrored form expects and the office lacks (Collect's own download URL)."""
+    from server.services import forms as form_service
+
+    with transaction(session):
+        try:
+            _, expected = form_service.list_form_attachments(session, project_id, form_id)
+        except Exception:
+            return 0
+    wanted = [a.name for a in expected if not a.present and a.kind != "entity_list"]
+    fetched = 0
+    for name in wanted:
+        answer = uplink.call("GET", f"/v1/projects/{remote}/forms/{form_id}/attachments/{name}")
+        if answer.status_code == 404:
+            continue  # not uploaded nationally either
+        _expect(answer, 200)
+        form_service.upload_attachment(
+            session,
+            project_id,
+            form_id,
+            name,
+            [answer.content],
+            actor="relay",
+            content_type=answer.headers.get("Content-Type"),
+        )
+        fetched += 1
+    return fetched
 
 
 def _published(forms: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -174,7 +174,8 @@ def _direct_project(national: LiveServer) -> tuple[int, str]:
     """A second national project with the same form, for the run where phones upload directly."""
     from server import create_app
     from server.services import accounts
-    from tests.server.fixtures_forms import publish_form
+    from server.services import forms as form_service
+    from tests.server.fixtures_forms import media_form, publish_form
 
     app = create_app(
         {
@@ -190,6 +191,9 @@ def _direct_project(national: LiveServer) -> tuple[int, str]:
         publish_form(session, project.id, PHOTO_XFORM, "photo_visit.xml")
         for pid in (national.project_id, project.id):
             publish_form(session, pid, ENTREPRENEUR_XLSX)
+        publish_form(session, national.project_id, media_form(), "media_test.xlsx")
+        for name, content in MEDIA.items():
+            form_service.upload_attachment(session, national.project_id, "media_test", name, [content], actor="test")
         session.close()
     app.extensions["fieldsync.store"].engine.dispose()
     return project.id, device.token
@@ -204,6 +208,7 @@ def _work(office_name: str, rng: random.Random) -> list[tuple[str, bytes, list[t
     return week
 
 
+MEDIA = {"logo.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "villages.csv": b"name,label\ntafraout,Tafraout\n"}
 FOLLOWUP = EXAMPLE_SUBMISSIONS / "entrepreneur_followup"
 KHADIJA = "39590051-7f2e-47f5-81e8-d0537904601c"
 UPDATES = {"safi": [("stage", "growth"), ("legal_status", "cooperative")], "azilal": [("stage", "mature")]}
@@ -319,7 +324,7 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
         # R1: the national form reaches each office, and the phones download it there.
         for the_office in offices.values():
             _wait_for(
-                lambda o=the_office: o.read("SELECT count(*) FROM forms WHERE project_id = :p") == 2, "forms mirrored"
+                lambda o=the_office: o.read("SELECT count(*) FROM forms WHERE project_id = :p") == 3, "forms mirrored"
             )
             listing = requests.get(
                 f"http://127.0.0.1:{the_office.port}/v1/key/{the_office.phone_tokens[0]}/projects/{the_office.project_id}/formList",
@@ -327,6 +332,13 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
                 timeout=10,
             )
             assert listing.status_code == 200 and b"photo_visit" in listing.content
+            # The form's media too: a phone downloads them from the office.
+            for name, content in MEDIA.items():
+                media_url = (
+                    f"http://127.0.0.1:{the_office.port}/v1/key/{the_office.phone_tokens[0]}"
+                    f"/projects/{the_office.project_id}/forms/media_test/attachments/{name}"
+                )
+                _wait_for(lambda u=media_url, c=content: requests.get(u, timeout=10).content == c, f"{name} mirrored")
 
         def send(name: str, part: slice) -> None:
             the_office = offices[name]
