@@ -181,7 +181,20 @@ def relay_principal(token: str) -> Principal | None:
     relay = relays_q.get_relay_by_hash(session, token_hash(token))
     if relay is None or relay.revoked_at is not None:
         return None
+    if relay.last_used_at is None or utcnow() - relay.last_used_at >= LAST_USED_RESOLUTION:
+        relay_id = relay.id
+        after_session_close(lambda: _write_relay_use(relay_id))
     return Principal("relay", relay.id, relay.name, project_ids=relays_q.relay_project_ids(session, relay.id))
+
+
+def _write_relay_use(relay_id: int) -> None:
+    from server.services.relays import note_relay_use
+
+    session = get_store().sessions()
+    try:
+        note_relay_use(session, relay_id)
+    finally:
+        session.close()
 
 
 def _principal_of_token(row: AccessToken) -> Principal | None:

@@ -135,3 +135,12 @@ def enqueue_for_upstream(session: Session, project_id: int, version_id: int) -> 
     finds no link and inserts nothing on a server that relays nothing).
     """
     q.enqueue_version(session, project_id, version_id, utcnow())
+
+
+def note_relay_use(session: Session, relay_id: int) -> bool:
+    """Record that a relay just called (at most one write per ``LAST_USED_RESOLUTION``, its own transaction)."""
+    from server.services.accounts import LAST_USED_RESOLUTION
+
+    now = utcnow()
+    with transaction(session):
+        return q.touch_relay(session, relay_id, now, now - LAST_USED_RESOLUTION)

@@ -98,8 +98,9 @@ def test_rl1_rl2_a_relay_pushes_and_pulls_in_its_projects_only(
     finally:
         session.close()
     session = db()
-    relays.revoke_relay(session, issued.name)
+    revoked = relays.revoke_relay(session, issued.name)
     session.close()
+    assert revoked.last_used_at is not None  # `fieldsync relays list` shows when it last called
     assert client.get(f"/v1/projects/{own}/forms", headers=bearer).status_code == 401
 
 

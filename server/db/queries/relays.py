@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, literal, select, update
+from sqlalchemy import Table, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,17 @@ _ATTACHMENTS = cast(Table, SubmissionAttachment.__table__)
 def get_relay_by_hash(session: Session, token_hash: str) -> Relay | None:
     """The relay whose token has this sha256."""
     return session.scalars(select(Relay).where(Relay.token_hash == token_hash)).first()
+
+
+def touch_relay(session: Session, relay_id: int, now: datetime, older_than: datetime) -> bool:
+    """Set a relay's ``last_used_at`` to ``now`` unless it is already later than ``older_than``."""
+    result = session.execute(
+        update(Relay)
+        .where(Relay.id == relay_id, or_(Relay.last_used_at.is_(None), Relay.last_used_at < older_than))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def relay_project_ids(session: Session, relay_id: int) -> tuple[int, ...]:
