@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -91,8 +92,6 @@ def _parse_args(argv: list[str]) -> tuple[list[str], Settings, argparse.Namespac
 
 def _app_routes(env: dict[str, str]) -> list[tuple[str, frozenset[str]]]:
     """Read the app's URL map in a subprocess-free way: build the app with the bench environment."""
-    import os
-
     saved = dict(os.environ)
     os.environ.update(env)
     try:
@@ -135,8 +134,19 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 title, benchmark = BENCHMARKS[name]
                 print(f"bench: {name} ...", flush=True)
+                load_before = os.getloadavg()
                 result = run_benchmark(name, title, benchmark, context)
+                load_after = os.getloadavg()
                 entry = result.as_dict()
+                # The machine is shared: the load says how far the absolute figures can be trusted.
+                entry.setdefault("data", {})["load_average"] = {"start": load_before, "end": load_after}
+                entry.setdefault("notes", []).append(
+                    "Load average (1 / 5 / 15 min) at the start: "
+                    + " / ".join(f"{v:.2f}" for v in load_before)
+                    + "; at the end: "
+                    + " / ".join(f"{v:.2f}" for v in load_after)
+                    + f" ({os.cpu_count()} CPUs): compare the ratios of one run, not absolute figures across runs."
+                )
                 entry["measured_at"] = meta["date"]
                 entry["commit"] = meta["commit"]
                 results["benchmarks"][name] = entry

@@ -42,8 +42,8 @@ REGION = "oriental"
 COLUMNS = f"{REGION_PATH},identification/coop_name,member_count"
 TARGET_MS = 300.0
 QUERIES = {
-    "newest first": {"sort": "submitted_at", "order": "desc"},
-    "by cooperative name": {"sort": "field", "sort_field": "identification/coop_name", "order": "asc"},
+    "newest first": {"sort": "submittedAt", "order": "desc"},
+    "by cooperative name": {"sort": "field", "sortField": "identification/coop_name", "order": "asc"},
 }
 
 
@@ -69,13 +69,13 @@ def _walk(http: requests.Session, url: str, headers: dict[str, str], query: dict
         response = http.get(url, params=_params(query, cursors[-1]), headers=headers, timeout=60)
         if response.status_code != 200:
             raise RuntimeError(f"the table answered {response.status_code}: {response.text[:300]}")
-        body = response.json()
-        ids = [item["instance_id"] for item in body["items"]]
+        ids = [item["instanceId"] for item in response.json()]
         seen.update(ids)
         total += len(ids)
-        if body["next_cursor"] is None:
+        following = response.headers.get("X-Next-Cursor")  # the Link header holds the same, as a URL
+        if following is None:
             break
-        cursors.append(body["next_cursor"])
+        cursors.append(following)
     if total != len(seen):
         raise RuntimeError(f"the walk returned {total} rows but {len(seen)} distinct ones")
     return cursors, total
@@ -86,7 +86,7 @@ def _raw_statement(form_pk: int, project_id: int, query: dict[str, str], cursor:
     from server.db.queries.submission_table import FieldFilter, TableFilters, TableSort, page_statement
     from server.services.submission_table import decode_cursor
 
-    sort = TableSort(query.get("sort_field"), "desc" if query["order"] == "desc" else "asc")  # type: ignore[arg-type]
+    sort = TableSort(query.get("sortField"), "desc" if query["order"] == "desc" else "asc")  # type: ignore[arg-type]
     after = decode_cursor(cursor, sort) if cursor else None
     filters = TableFilters(fields=(FieldFilter(REGION_PATH, (REGION,)),))
     dialect = pg_dialect.dialect()

@@ -6,7 +6,8 @@ The public API, importable from here:
 - ``ExportRecord``: one stored submission version handed to an export
 - ``write_csv_zip(schemas, records, options, out) -> ExportSummary`` and
   ``iter_csv_zip(schemas, records, options, on_done=None) -> Iterator[bytes]``
-- ``write_xlsx(schemas, records, options, out) -> ExportSummary``
+- ``write_xlsx(schemas, records, options, out) -> ExportSummary`` and
+  ``iter_xlsx(schemas, records, options, on_done=None) -> Iterator[bytes]``
 - ``write_geojson(schemas, records, options, out) -> ExportSummary`` and
   ``iter_geojson(schemas, records, options, on_done=None) -> Iterator[bytes]``
 - ``plan_tables(schemas, options) -> ExportPlan`` (file names and headers, without writing anything)
@@ -26,7 +27,7 @@ from exports.rows import ExportSummary, TableSummary
 from exports.tables import ExportPlan, plan_tables
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from typing import BinaryIO
 
     from forms.schema import FormSchema
@@ -45,6 +46,21 @@ def write_xlsx(
     return write(schemas, records, options, out)
 
 
+def iter_xlsx(
+    schemas: Sequence[FormSchema],
+    records: Iterable[ExportRecord],
+    options: ExportOptions,
+    on_done: Callable[[ExportSummary], None] | None = None,
+) -> Iterator[bytes]:
+    """Return the XLSX workbook's bytes chunks, streamed as records are read (``exports.xlsx.iter_xlsx``).
+
+    openpyxl is imported here, on the first XLSX export (see ``write_xlsx``).
+    """
+    from exports.xlsx import iter_xlsx as chunks
+
+    return chunks(schemas, records, options, on_done)
+
+
 __all__ = [
     "ExportOptionError",
     "ExportOptions",
@@ -54,6 +70,7 @@ __all__ = [
     "TableSummary",
     "iter_csv_zip",
     "iter_geojson",
+    "iter_xlsx",
     "options_from_query",
     "plan_tables",
     "write_csv_zip",

@@ -43,6 +43,7 @@ COMPRESS_LEVEL = 3
 BOM = b"\xef\xbb\xbf"
 REPORT_FILE = "cleaning_report.csv"
 README_FILE = "README.txt"
+MEDIA_FOLDER = "media"  # the submissions' files, as ODK Central names the folder
 
 
 class _CsvLine:
@@ -59,7 +60,7 @@ class _CsvLine:
         return self._buf.getvalue().encode("utf-8")
 
 
-def _member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
+def zip_member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
     """Return a streamed entry stamped with the time of writing (``ZipFile.open`` alone stamps 1980)."""
     info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
     info.compress_type = zf.compression
@@ -181,7 +182,7 @@ def _zip_members(
     spools: list[IO[bytes]] = []
     try:
         counts = [0] * len(plan.tables)
-        with zf.open(_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
+        with zf.open(zip_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
             tables = [_TableText(root, plan.tables[0], plan, options.bom)]
             for table in plan.tables[1:]:
                 f: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)  # noqa: SIM115  # closed below
@@ -203,7 +204,7 @@ def _zip_members(
         yield
         for table, f in zip(plan.tables[1:], spools, strict=True):
             f.seek(0)
-            with zf.open(_member(zf, table.file_name), "w", force_zip64=True) as member:
+            with zf.open(zip_member(zf, table.file_name), "w", force_zip64=True) as member:
                 while chunk := f.read(COPY_CHUNK_BYTES):
                     member.write(chunk)
                     yield
@@ -232,7 +233,7 @@ def write_csv_zip(
     return done[0]
 
 
-class _ChunkSink(io.RawIOBase):
+class ChunkSink(io.RawIOBase):
     """A write-only, non-seekable file that hands out what was written since the last drain."""
 
     def __init__(self) -> None:
@@ -256,21 +257,30 @@ def iter_csv_zip(
     records: Iterable[ExportRecord],
     options: ExportOptions,
     on_done: Callable[[ExportSummary], None] | None = None,
+    media: Callable[[], Iterable[tuple[str, Iterable[bytes]]]] | None = None,
 ) -> Iterator[bytes]:
     """Return an iterator of the CSV zip's bytes chunks; options are checked now, records read lazily.
 
     ``plan_tables`` runs before this returns, so a bad option raises ``ExportOptionError`` here (before
-    an HTTP response starts); ``on_done`` receives the summary after the last chunk.
+    an HTTP response starts); ``on_done`` receives the summary after the last chunk. ``media``, called
+    once the tables are written (so it may name the files of the records just read), gives the files
+    to add under ``media/`` as (file name, byte chunks), as ODK Central's export with attachments does.
     """
     plan = plan_tables(schemas, options)
 
     def chunks() -> Iterator[bytes]:
         done: list[ExportSummary] = []
-        sink = _ChunkSink()
+        sink = ChunkSink()
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
             for _ in _zip_members(zf, plan, options, records, CleaningReport(), done):
                 if data := sink.drain():
                     yield data
+            for name, parts in media() if media is not None else ():
+                with zf.open(zip_member(zf, f"{MEDIA_FOLDER}/{name}"), "w", force_zip64=True) as member:
+                    for part in parts:
+                        member.write(part)
+                        if data := sink.drain():
+                            yield data
         if data := sink.drain():
             yield data
         if on_done is not None:

@@ -257,6 +257,11 @@ def _system(rec: ExportRecord) -> dict[str, Any]:
     }
 
 
+def system_properties(rec: ExportRecord) -> dict[str, Any]:
+    """The ``__system`` members of a submission as the feed shows them (what ``$filter`` compares)."""
+    return _system(rec)
+
+
 def _link(entity_path: str, rel: tuple[str, ...]) -> str:
     return entity_path + "/" + "/".join(rel)
 

@@ -1,7 +1,13 @@
-"""The XLSX export: the CSV zip's tables as sheets of one workbook, typed, written with openpyxl write-only.
+"""The XLSX export: the CSV zip's tables as sheets of one workbook, typed, written with openpyxl write-only, streamed.
 
-openpyxl's write-only worksheets stream their rows to temporary files, so memory does not grow with the
-number of submissions. Sheet names are the table names without ``.csv``, with characters Excel forbids
+Records are read once and the workbook leaves as it is written, like the CSV zip (``iter_xlsx``): the
+first sheet's XML goes straight into its zip member (deflated, data descriptors, so the output need not
+be seekable) as rows arrive, so the first bytes leave after the first rows and an idle-timeout proxy
+never sees a silent response. Every other sheet (one per repeat, then the cleaning report) is written
+by openpyxl's write-only worksheet to its temporary file and copied in after the first, in chunks; then
+openpyxl writes the workbook's own parts (styles, workbook, relationships, content types). openpyxl
+writes strings inline (no shared-string table), so memory does not grow with the number of
+submissions. Sheet names are the table names without ``.csv``, with characters Excel forbids
 replaced, cut to 31 characters and made unique with ``~n`` (``History``, which Excel reserves, too); the
 cleaning report is the last sheet.
 
@@ -26,20 +32,27 @@ XML 1.0 cannot carry are replaced by U+FFFD. Empty cells are not written.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime, time
-from typing import BinaryIO, Literal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, time
+from typing import IO, Any, BinaryIO, Literal
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet._writer import WorksheetWriter
+from openpyxl.writer.excel import ExcelWriter
 
 from exports.cleaning import CleaningReport
+from exports.csv_zip import COMPRESS_LEVEL, COPY_CHUNK_BYTES, FLUSH_ROWS, ChunkSink, zip_member
 from exports.options import ExportOptions
 from exports.records import ExportRecord
 from exports.rows import ExportSummary, export_rows, summarise
@@ -218,14 +231,30 @@ def _width(header: str, kind: CellKind) -> float:
 
 
 def _open_sheet(
-    wb: Workbook, name: str, headers: Sequence[str], kinds: Sequence[CellKind], rtl: bool
+    wb: Workbook,
+    name: str,
+    headers: Sequence[str],
+    kinds: Sequence[CellKind],
+    rtl: bool,
+    zf: zipfile.ZipFile | None = None,
 ) -> WriteOnlyWorksheet:
-    """A sheet with its layout set and its header row written (write-only: layout goes before rows)."""
+    """A sheet with its layout set and its header row written (write-only: layout goes before rows).
+
+    With ``zf``, the sheet's XML is written straight into its member of ``zf`` (left open until the
+    sheet is closed); without, openpyxl writes it to a temporary file.
+    """
     ws = wb.create_sheet(title=name)
+    ws._id = len(wb.worksheets)  # its part name, xl/worksheets/sheet<n>.xml, as openpyxl numbers them on saving
     ws.freeze_panes = "A2"
     ws.sheet_view.rightToLeft = rtl
     for i, (header, kind) in enumerate(zip(headers, kinds, strict=True), start=1):
         ws.column_dimensions[get_column_letter(i)].width = _width(header, kind)
+    if zf is not None:
+        # No ZIP64 (Excel refuses ZIP64 headers on members that do not need them); a sheet past 4 GiB of
+        # XML, beyond what Excel opens anyway, stops the export with zipfile's error instead.
+        member = zf.open(zip_member(zf, ws.path[1:]), "w")  # closed by _close_sheet
+        ws._writer = WorksheetWriter(ws, out=member)
+        ws._writer.write_top()
     bold = Font(bold=True)
     row = []
     for header in headers:
@@ -240,31 +269,133 @@ def _filter(ws: WriteOnlyWorksheet, columns: int, rows: int) -> None:
     ws.auto_filter.ref = f"A1:{get_column_letter(max(columns, 1))}{rows + 1}"
 
 
-def write_xlsx(
-    schemas: Sequence[FormSchema], records: Iterable[ExportRecord], options: ExportOptions, out: BinaryIO
-) -> ExportSummary:
-    """Write the tables of ``records`` as a typed XLSX workbook to ``out`` (``schemas`` oldest first)."""
+class _SheetsAlreadyWritten(ExcelWriter):  # type: ignore[misc]  # openpyxl is untyped
+    """openpyxl's workbook writer, for sheets whose XML is already in the archive (streamed or copied in)."""
+
+    def write_worksheet(self, ws: WriteOnlyWorksheet) -> None:
+        """Record the sheet in the workbook's parts (as openpyxl's own does) without writing it again."""
+        ws._drawing = SpreadsheetDrawing()
+        ws._rels = ws._writer._rels
+        self.manifest.append(ws)
+
+
+def _close_sheet(ws: WriteOnlyWorksheet) -> None:
+    """Write the sheet's tail (auto-filter) and end its XML; a streamed sheet's zip member is closed too."""
+    ws.close()
+    out = ws._writer.out
+    if not isinstance(out, str):
+        out.close()
+
+
+def _copy_sheet(zf: zipfile.ZipFile, ws: WriteOnlyWorksheet) -> Iterator[None]:
+    """Copy a sheet openpyxl wrote to its temporary file into ``zf``, in chunks; yield after each."""
+    _close_sheet(ws)
+    info = zip_member(zf, ws.path[1:])
+    info.file_size = os.path.getsize(ws._writer.out)  # zipfile uses ZIP64 only if the size needs it
+    with open(ws._writer.out, "rb") as spooled, zf.open(info, "w") as member:
+        while chunk := spooled.read(COPY_CHUNK_BYTES):
+            member.write(chunk)
+            yield
+    ws._writer.cleanup()
+
+
+def _remove_spools(sheets: Iterable[WriteOnlyWorksheet]) -> None:
+    """Delete the sheets' temporary files and close a streamed member left open (an export that failed)."""
+    for ws in sheets:
+        writer: Any = getattr(ws, "_writer", None)
+        if writer is None:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if isinstance(writer.out, str):
+                writer.cleanup()
+            else:
+                writer.out.close()
+
+
+def _workbook_parts(
+    zf: zipfile.ZipFile, schemas: Sequence[FormSchema], records: Iterable[ExportRecord], options: ExportOptions
+) -> Iterator[ExportSummary | None]:
+    """Write the workbook into ``zf``; yield ``None`` after every write so callers can drain, the summary last."""
     plan = plan_tables(schemas, options)
     rtl = _labels_right_to_left(plan, options)
     report = CleaningReport()
     wb = Workbook(write_only=True)
-    sheets: list[tuple[WriteOnlyWorksheet, list[Convert]]] = []
-    for table, name in zip(plan.tables, sheet_names([t.stem for t in plan.tables]), strict=True):
-        kinds = [column_kind(plan, c) for c in table.columns]
-        ws = _open_sheet(wb, name, table.headers, kinds, rtl)
-        sheets.append((ws, [_converter(ws, k) for k in kinds]))
-    counts: Counter[int] = Counter()
-    for index, cells in export_rows(plan, options, records, report):
-        ws, converters = sheets[index]
-        ws.append([convert(c) for convert, c in zip(converters, cells)])  # noqa: B905  # same length: one plan
-        counts[index] += 1
-    for index, (ws, converters) in enumerate(sheets):
-        _filter(ws, len(converters), counts[index])
-    report_kinds: list[CellKind] = ["text", "text", "text", "integer"]
-    rs = _open_sheet(wb, REPORT_SHEET, ["table", "column", "step", "count"], report_kinds, rtl=False)
-    rows = report.rows()
-    for t, c, s, n in rows:
-        rs.append([t, c, s, n])
-    _filter(rs, len(report_kinds), len(rows))
-    wb.save(out)
-    return summarise(plan, counts, report)
+    try:
+        sheets: list[tuple[WriteOnlyWorksheet, list[Convert]]] = []
+        for index, (table, name) in enumerate(
+            zip(plan.tables, sheet_names([t.stem for t in plan.tables]), strict=True)
+        ):
+            kinds = [column_kind(plan, c) for c in table.columns]
+            ws = _open_sheet(wb, name, table.headers, kinds, rtl, zf if index == 0 else None)
+            sheets.append((ws, [_converter(ws, k) for k in kinds]))
+        yield None
+        counts: Counter[int] = Counter()
+        pending = 0
+        for index, cells in export_rows(plan, options, records, report):
+            ws, converters = sheets[index]
+            ws.append([convert(c) for convert, c in zip(converters, cells)])  # noqa: B905  # same length: one plan
+            counts[index] += 1
+            pending += 1
+            if pending >= FLUSH_ROWS:
+                pending = 0
+                yield None
+        for index, (ws, converters) in enumerate(sheets):
+            _filter(ws, len(converters), counts[index])
+        _close_sheet(sheets[0][0])
+        yield None
+        for ws, _ in sheets[1:]:
+            yield from _copy_sheet(zf, ws)
+        report_kinds: list[CellKind] = ["text", "text", "text", "integer"]
+        rs = _open_sheet(wb, REPORT_SHEET, ["table", "column", "step", "count"], report_kinds, rtl=False)
+        rows = report.rows()
+        for t, c, s, n in rows:
+            rs.append([t, c, s, n])
+        _filter(rs, len(report_kinds), len(rows))
+        yield from _copy_sheet(zf, rs)
+        wb.properties.modified = datetime.now(UTC).replace(tzinfo=None)  # as openpyxl's own save sets it
+        _SheetsAlreadyWritten(wb, zf).write_data()
+    finally:
+        _remove_spools(wb.worksheets)
+    yield summarise(plan, counts, report)
+
+
+def iter_xlsx(
+    schemas: Sequence[FormSchema],
+    records: Iterable[ExportRecord],
+    options: ExportOptions,
+    on_done: Callable[[ExportSummary], None] | None = None,
+) -> Iterator[bytes]:
+    """Return an iterator of the XLSX workbook's bytes chunks; options are checked now, records read lazily.
+
+    ``plan_tables`` runs before this returns, so a bad option raises ``ExportOptionError`` here (before
+    an HTTP response starts); ``on_done`` receives the summary after the last chunk.
+    """
+    plan_tables(schemas, options)
+
+    def chunks() -> Iterator[bytes]:
+        sink = ChunkSink()
+        summary: ExportSummary | None = None
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
+            for step in _workbook_parts(zf, schemas, records, options):
+                summary = step if step is not None else summary
+                if data := sink.drain():
+                    yield data
+        if data := sink.drain():
+            yield data
+        if on_done is not None and summary is not None:
+            on_done(summary)
+
+    return chunks()
+
+
+def write_xlsx(
+    schemas: Sequence[FormSchema], records: Iterable[ExportRecord], options: ExportOptions, out: BinaryIO | IO[bytes]
+) -> ExportSummary:
+    """Write the tables of ``records`` as a typed XLSX workbook to ``out`` (``schemas`` oldest first).
+
+    ``out`` need not be seekable; the workbook is written as ``iter_xlsx`` streams it.
+    """
+    done: list[ExportSummary] = []
+    for chunk in iter_xlsx(schemas, records, options, on_done=done.append):
+        out.write(chunk)
+    return done[0]

@@ -58,6 +58,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
         request_log.init_app(app)
         request_body.init_app(app)
         request_text.init_app(app)
+        from server.openrosa.formlist import init_shortcut
+
+        init_shortcut(app)  # inside TrustedProxies: it sees the host and scheme the proxies vouch for
         web_security.init_app(app)
         metrics.init_app(app)
         register_blueprints(app)

@@ -115,6 +115,11 @@ def principal_from_token(token: str) -> Principal | None:
     return _principal_of_token(row)
 
 
+def use_is_recent(last_used_at: datetime | None) -> bool:
+    """Whether a token's ``last_used_at`` is recent enough that using it now writes nothing."""
+    return last_used_at is not None and utcnow() - last_used_at < LAST_USED_RESOLUTION
+
+
 def note_use(token_id: int, last_used_at: datetime | None) -> None:
     """Refresh a token's ``last_used_at`` after this request succeeds, if the value read is a minute old.
 
@@ -123,7 +128,7 @@ def note_use(token_id: int, last_used_at: datetime | None) -> None:
     closed, so it neither holds the request's locks longer nor waits behind them. A refused
     request (4xx, 5xx) leaves the store as it was.
     """
-    if last_used_at is not None and utcnow() - last_used_at < LAST_USED_RESOLUTION:
+    if use_is_recent(last_used_at):
         return
     pending: set[int] = g.setdefault("used_token_ids", set())
     if not pending:

@@ -287,7 +287,8 @@ def metrics() -> Response:
 _CHILDREN: dict[tuple[str, str, int], Any] = {}
 
 
-def _observe(method: str, route: str, status: int, seconds: float) -> None:
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request under its URL rule and status (also for answers made before Flask)."""
     key = (method, route, status)
     child = _CHILDREN.get(key)
     if child is None:
@@ -309,7 +310,7 @@ def init_app(app: Flask) -> None:
         started = g.get("metrics_started")
         if started is not None:
             rule = request.url_rule
-            _observe(
+            observe_request(
                 request.method,
                 rule.rule if rule is not None else UNMATCHED_ROUTE,
                 response.status_code,

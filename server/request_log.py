@@ -16,9 +16,42 @@ log = logging.getLogger("fieldsync.request")
 _PATH_TOKEN = re.compile(r"(/key/)[^/?#\s]+")
 
 
+def enabled(app: Flask) -> bool:
+    """Whether ``app`` logs its requests (``LOG_REQUESTS``, on by default)."""
+    return bool(app.config.get("LOG_REQUESTS", True))
+
+
+def log_request(
+    method: str,
+    path: str,
+    status: int,
+    ms: float | None,
+    actor: str | None,
+    device_id: str | None,
+    bytes_in: int | None,
+) -> None:
+    """Write one request's JSON line (the token in ``path`` redacted); also for answers made before Flask."""
+    log.info(
+        json.dumps(
+            {
+                "event": "request",
+                "method": method,
+                # Device tokens travel in the path: never write them to the log.
+                "path": redact_tokens(path),
+                "status": status,
+                "ms": ms,
+                "actor": actor,
+                "device_id": device_id,
+                "bytes_in": bytes_in,
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
 def init_app(app: Flask) -> None:
     """Log every request of ``app`` as one JSON line (when ``LOG_REQUESTS`` is on)."""
-    if not app.config.get("LOG_REQUESTS", True):
+    if not enabled(app):
         return
     if not log.handlers:
         handler = logging.StreamHandler()
@@ -35,21 +68,14 @@ def init_app(app: Flask) -> None:
     def _log_request(response: Response) -> Response:
         started = g.get("request_started")
         principal = g.get("principal")
-        log.info(
-            json.dumps(
-                {
-                    "event": "request",
-                    "method": request.method,
-                    # Device tokens travel in the path: never write them to the log.
-                    "path": redact_tokens(request.path),
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-                    "actor": principal.actor if principal is not None else None,
-                    "device_id": request.args.get("deviceID"),
-                    "bytes_in": request.content_length,
-                },
-                ensure_ascii=False,
-            )
+        log_request(
+            request.method,
+            request.path,
+            response.status_code,
+            round((time.perf_counter() - started) * 1000, 2) if started else None,
+            principal.actor if principal is not None else None,
+            request.args.get("deviceID"),
+            request.content_length,
         )
         return response
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db.engine import make_engine, make_sessionmaker
@@ -23,6 +24,22 @@ class Store:
     engine: Engine
     sessions: sessionmaker[Session]
     storage_dir: Path
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for one read outside any session: autocommit on PostgreSQL (no BEGIN, no ROLLBACK).
+
+        It is on the sessions' own bind: a session factory bound to one connection (a test's
+        rolled-back transaction) lends that connection as it stands.
+        """
+        bind = self.sessions.kw.get("bind", self.engine)
+        if isinstance(bind, Connection):
+            yield bind
+            return
+        with bind.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
 
 def init_app(app: Flask) -> None:

@@ -46,6 +46,18 @@ CONTENT_SECURITY_POLICY = (
 )
 HSTS = "max-age=31536000"
 REFUSED_SITES = frozenset({"cross-site", "same-site"})
+_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+)
+_HEADERS_OVER_TLS = (*_HEADERS, ("Strict-Transport-Security", HSTS))
+
+
+def security_headers(secure: bool) -> tuple[tuple[str, str], ...]:
+    """The headers every response carries (HSTS only over TLS); also for answers made before Flask."""
+    return _HEADERS_OVER_TLS if secure else _HEADERS
 
 
 def _own_hosts() -> set[str]:
@@ -112,10 +124,6 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", HSTS)
+        for name, value in security_headers(request.is_secure):
+            headers.setdefault(name, value)
         return response

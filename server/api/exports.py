@@ -9,15 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, send_file, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context
 from marshmallow import RAISE, Schema, fields, validate
 
 from exports.options import HEADER_MODES, LABEL_MODES
 from exports.options import REVIEW_STATES as EXPORT_REVIEW_STATES
-from server.api.contract import documented
+from server.api.contract import ListOf, documented
+from server.api.conventions import CamelSchema, json_list
 from server.api.wire import load_json
 from server.auth import require
 from server.db.models.exports import EXPORT_FORMATS
+from server.errors import ApiError
 from server.services import exports as svc
 from server.store import db_session
 
@@ -38,7 +40,7 @@ class PresetIn(Schema):
     )
 
 
-class PresetOut(Schema):
+class PresetOut(CamelSchema):
     name = fields.String()
     options = fields.Dict()
     created_by = fields.String()
@@ -56,7 +58,7 @@ class ScheduleIn(Schema):
     format = fields.String(load_default="zip", validate=validate.OneOf(EXPORT_FORMATS))
 
 
-class RunOut(Schema):
+class RunOut(CamelSchema):
     scheduled_for = fields.DateTime()
     status = fields.String()
     claimed_by = fields.String()
@@ -66,7 +68,7 @@ class RunOut(Schema):
     error = fields.String(allow_none=True)
 
 
-class ScheduleOut(Schema):
+class ScheduleOut(CamelSchema):
     id = fields.Integer()
     cron = fields.String()
     preset = fields.String(allow_none=True)
@@ -81,14 +83,6 @@ class ScheduleOut(Schema):
 
 class ScheduleWithRunsOut(ScheduleOut):
     runs = fields.List(fields.Nested(RunOut), metadata={"description": "The newest runs first"})
-
-
-class ScheduleListOut(Schema):
-    schedules = fields.List(fields.Nested(ScheduleWithRunsOut))
-
-
-class PresetListOut(Schema):
-    presets = fields.List(fields.Nested(PresetOut))
 
 
 class PresetDeletedOut(Schema):
@@ -166,6 +160,90 @@ def export(project_id: int, xml_form_id: str, fmt: str) -> Response:
     return export_response(svc.open_export(db_session(), project_id, xml_form_id, _query(), fmt, principal.actor))
 
 
+class CentralExportQuery(Schema):
+    """ODK Central's parameters of ``submissions.csv.zip``, and Fieldsync's export options in camelCase."""
+
+    attachments = fields.Boolean(metadata={"description": "The submissions' files under media/ (default true)"})
+    groupPaths = fields.Boolean(metadata={"description": "Prefix headers with their groups (default true)"})
+    deletedFields = fields.Boolean(
+        metadata={"description": "Also the fields a later version removed (default false: the current version's)"}
+    )
+    splitSelectMultiples = fields.Boolean(metadata={"description": "One 0/1 column per choice (default false)"})
+    filter_ = fields.String(
+        data_key="$filter", metadata={"description": "OData $filter on __id and __system members (Central's)"}
+    )
+    labels = fields.String(validate=_choices(LABEL_MODES), metadata={"description": "Choice values or labels"})
+    lang = fields.String(metadata={"description": "The language of labels (a language of the form)"})
+    headers = fields.String(validate=_choices(HEADER_MODES), metadata={"description": "Field names or labels"})
+    separator = fields.String(metadata={"description": "Between group names in headers (default `-`)"})
+    splitGeopoint = fields.Boolean(metadata={"description": "Latitude, longitude, altitude, accuracy columns"})
+    since = fields.String(metadata={"description": "Received on or after (ISO 8601 date or dateTime; UTC)"})
+    until = fields.String(metadata={"description": "Received before (ISO 8601 date or dateTime; UTC)"})
+    reviewState = fields.List(fields.String(validate=_choices(EXPORT_REVIEW_STATES)))
+    version = fields.List(fields.String(), metadata={"description": "Only these form versions"})
+    submitter = fields.List(fields.String(), metadata={"description": "Only these submitters"})
+    includeEdits = fields.Boolean()
+    includeDeleted = fields.Boolean()
+    includeRejected = fields.Boolean()
+    bom = fields.Boolean(metadata={"description": "A UTF-8 byte-order mark (for Excel)"})
+    clean = fields.Boolean(metadata={"description": "Apply the cleaning steps (default true)"})
+    preset = fields.String(metadata={"description": "A saved preset; the other options override its values"})
+
+
+# Central's and camelCase names -> the export option each is (docs/EXPORTS.md); the rest keep their name.
+_CENTRAL_OPTIONS = {
+    "groupPaths": "group_paths",
+    "splitSelectMultiples": "split_select_multiple",
+    "splitGeopoint": "split_geopoint",
+    "reviewState": "review_state",
+    "includeEdits": "include_edits",
+    "includeDeleted": "include_deleted",
+    "includeRejected": "include_rejected",
+}
+_CENTRAL_CHOICES = ("attachments", "deletedFields", "$filter")
+_FIELD_OPTION = "field."
+
+
+def _flag(query: dict[str, list[str]], name: str, default: bool) -> bool:
+    values = query.get(name)
+    if not values:
+        return default
+    text = values[-1].strip().lower()
+    if text not in ("true", "false"):
+        raise ApiError(400, "export_option_invalid", f"Bad export parameter {name!r}: true or false", {"field": name})
+    return text == "true"
+
+
+@bp.get(f"{_FORM}/submissions.csv.zip")
+@documented(
+    {200: {svc.MEDIA_TYPES["zip"]: None}},
+    query=CentralExportQuery,
+    errors=(409,),
+    notes="As ODK Central's export; `field.<path>=<value>` keeps the submissions whose root-level field has it.",
+)
+def submissions_csv_zip(project_id: int, xml_form_id: str) -> Response:
+    """Stream the CSV zip with ODK Central's parameters (files under media/ unless ``attachments=false``)."""
+    principal = require("export", project_id)
+    sent = _query()
+    unknown = [k for k in sent if k.startswith(_FIELD_OPTION) is False and k not in CentralExportQuery().fields
+               and k not in _CENTRAL_CHOICES]  # fmt: skip
+    if unknown:
+        raise ApiError(400, "export_option_invalid", f"Unknown export parameter {unknown[0]!r}", {"field": unknown[0]})
+    query = {_CENTRAL_OPTIONS.get(k, k): v for k, v in sent.items() if k not in _CENTRAL_CHOICES}
+    filters = sent.get("$filter")
+    stream = svc.open_submissions_csv_zip(
+        db_session(),
+        project_id,
+        xml_form_id,
+        query,
+        principal.actor,
+        attachments=_flag(sent, "attachments", True),
+        deleted_fields=_flag(sent, "deletedFields", False),
+        odata_filter=filters[-1] if filters else None,
+    )
+    return export_response(stream)
+
+
 def export_response(stream: svc.ExportStream) -> Response:
     """A started export as a streamed download (bytes flow as rows are read: no proxy or browser timeout)."""
     response = Response(stream_with_context(stream.chunks), mimetype=stream.media_type)
@@ -175,12 +253,11 @@ def export_response(stream: svc.ExportStream) -> Response:
 
 
 @bp.get(f"{_FORM}/export-presets")
-@documented({200: PresetListOut})
-def list_presets(project_id: int, xml_form_id: str) -> dict[str, Any]:
-    """List the form's named export presets."""
+@documented({200: ListOf(PresetOut)})
+def list_presets(project_id: int, xml_form_id: str) -> Response:
+    """List the form's named export presets (``options`` keeps the export's parameter names)."""
     require("export", project_id)
-    presets = svc.list_presets(db_session(), project_id, xml_form_id)
-    return {"presets": PresetOut(many=True).dump(presets)}
+    return json_list(svc.list_presets(db_session(), project_id, xml_form_id), PresetOut())
 
 
 @bp.post(f"{_FORM}/export-presets")
@@ -208,14 +285,16 @@ def _export_dir() -> Path:
 
 
 @bp.get(f"{_FORM}/export-schedules")
-@documented({200: ScheduleListOut})
-def list_schedules(project_id: int, xml_form_id: str) -> dict[str, Any]:
+@documented({200: ListOf(ScheduleWithRunsOut)})
+def list_schedules(project_id: int, xml_form_id: str) -> Response:
     """List the form's scheduled exports with their newest runs."""
     require("export", project_id)
     items = svc.list_schedules(db_session(), project_id, xml_form_id)
-    return {
-        "schedules": [{**ScheduleOut().dump(i["schedule"]), "runs": RunOut(many=True).dump(i["runs"])} for i in items]
-    }
+    response = jsonify(
+        [{**ScheduleOut().dump(i["schedule"]), "runs": RunOut(many=True).dump(i["runs"])} for i in items]
+    )
+    response.headers["X-Total-Count"] = str(len(items))
+    return response
 
 
 @bp.post(f"{_FORM}/export-schedules")

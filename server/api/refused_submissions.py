@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
-from marshmallow import RAISE, Schema, fields, validate
+from flask import Blueprint, Response, request, url_for
+from marshmallow import fields, validate
 
 from server.api import downloads
-from server.api.contract import documented
+from server.api.contract import ListOf, documented
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list
 from server.api.wire import load_query
 from server.auth import require
 from server.services import refused_submissions as svc
@@ -21,16 +22,13 @@ REFUSED = "/projects/<int:project_id>/refused-submissions"
 PERMISSION = "quarantine.manage"
 
 
-class RefusedQuery(Schema):
-    class Meta:
-        unknown = RAISE
-
+class RefusedQuery(StrictCamelSchema):
     form_id = fields.String(load_default=None)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     after_id = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
-class RefusedOut(Schema):
+class RefusedOut(CamelSchema):
     id = fields.Integer()
     form_id = fields.String()
     instance_id = fields.String()
@@ -48,11 +46,6 @@ class RefusedOut(Schema):
     released_instance_id = fields.String(allow_none=True)
 
 
-class RefusedListOut(Schema):
-    refused = fields.List(fields.Nested(RefusedOut))
-    next_after_id = fields.Integer(allow_none=True)
-
-
 class RefusedDetailOut(RefusedOut):
     xml = fields.String()
     stored_xml_sha256 = fields.String(allow_none=True)
@@ -60,18 +53,31 @@ class RefusedDetailOut(RefusedOut):
 
 
 @bp.get(REFUSED)
-@documented({200: RefusedListOut}, query=RefusedQuery)
-def list_refused(project_id: int) -> dict[str, Any]:
-    """List the project's refused payloads, oldest first (``?form_id=``, ``?after_id=`` pages, ``?limit=``)."""
+@documented(
+    {200: ListOf(RefusedOut)},
+    query=RefusedQuery,
+    response_headers={
+        "X-Total-Count": "How many refused payloads the filter keeps",
+        "Link": 'The next page: <url>; rel="next" (absent on the last page)',
+    },
+)
+def list_refused(project_id: int) -> Response:
+    """List the project's refused payloads, oldest first (``?formId=``, ``?afterId=`` pages, ``?limit=``)."""
     require(PERMISSION, project_id)
     params = load_query(RefusedQuery())
-    rows = svc.list_refused(
+    rows, total = svc.refused_page(
         db_session(), project_id, xml_form_id=params["form_id"], limit=params["limit"], after_id=params["after_id"]
     )
-    return {
-        "refused": RefusedOut(many=True).dump(rows),
-        "next_after_id": rows[-1].id if len(rows) == params["limit"] else None,
-    }
+    response = json_list(rows, RefusedOut(), total)
+    if len(rows) == params["limit"]:
+        following = url_for(
+            "refused_submissions.list_refused",
+            project_id=project_id,
+            _external=True,
+            **{**request.args.to_dict(), "afterId": str(rows[-1].id)},
+        )
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return response
 
 
 @bp.get(REFUSED + "/<int:refused_id>")
@@ -102,8 +108,8 @@ def detail_json(project_id: int, detail: svc.RefusedDetail) -> dict[str, Any]:
     """The wire form of one refused payload with its XML."""
     result: dict[str, Any] = RefusedOut().dump(detail.summary)
     result["xml"] = detail.xml.decode("utf-8", errors="replace")
-    result["stored_xml_sha256"] = detail.stored_xml_sha256
-    result["xml_url"] = f"/v1/projects/{project_id}/refused-submissions/{detail.summary.id}/xml"
+    result["storedXmlSha256"] = detail.stored_xml_sha256
+    result["xmlUrl"] = f"/v1/projects/{project_id}/refused-submissions/{detail.summary.id}/xml"
     return result
 
 

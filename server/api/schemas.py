@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
 from server.api.conventions import CamelSchema, StrictCamelSchema
 from server.database_ids import MAX_DATABASE_ID
@@ -178,3 +178,151 @@ class AuditQuery(StrictCamelSchema):
     until = fields.AwareDateTime(load_default=None, default_timezone=UTC)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     before_id = DatabaseId(load_default=None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Submissions, as ODK Central describes them
+
+# Fieldsync's review states and Central's spellings of them. ``received`` is Central's ``null`` (never
+# reviewed), or ``edited`` once the submission has been edited since (Central's own rule).
+CENTRAL_REVIEW_STATES: dict[str, str] = {"has_issues": "hasIssues", "approved": "approved", "rejected": "rejected"}
+REVIEW_STATES_FROM_CENTRAL: dict[str | None, str] = {
+    None: "received",
+    "null": "received",
+    **{central: ours for ours, central in CENTRAL_REVIEW_STATES.items()},
+}
+CENTRAL_REVIEW_SPELLINGS = ("null", "hasIssues", "approved", "rejected")
+
+
+def central_review_state(review_state: str, edits: int) -> str | None:
+    """Central's ``reviewState`` of a submission in Fieldsync's ``review_state`` with ``edits`` edits."""
+    if review_state == "received":
+        return "edited" if edits > 0 else None
+    return CENTRAL_REVIEW_STATES.get(review_state, review_state)
+
+
+def actor_id(actor: str | None) -> int | None:
+    """The numeric id of an actor written ``user:<id>`` or ``device:<id>`` (``None`` for the system)."""
+    if actor is None or ":" not in actor:
+        return None
+    number = actor.split(":", 1)[1]
+    return int(number) if number.isdigit() else None
+
+
+class ActorOut(CamelSchema):
+    """Who did something, as Central names an actor (a web user, or an app user: ``field_key``)."""
+
+    id = fields.Integer()
+    type = fields.String()
+    display_name = fields.String(allow_none=True)
+
+
+class SubmissionVersionOut(CamelSchema):
+    """One version of a submission (Central's ``currentVersion`` and versions list)."""
+
+    instance_id = fields.String()
+    instance_name = fields.String(allow_none=True)
+    submitter_id = fields.Integer(allow_none=True)
+    device_id = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    current = fields.Boolean()
+    deprecated_id = fields.String(allow_none=True, metadata={"description": "The version it replaced (Fieldsync)"})
+    form_version = fields.String(metadata={"description": "The form version it was filled in (Fieldsync)"})
+    source = fields.String(metadata={"description": "openrosa, push or api (Fieldsync)"})
+    encrypted = fields.Boolean()
+
+
+class SubmissionFileOut(CamelSchema):
+    """A file a version names: Central's ``{name, exists}``, with Fieldsync's hash and download URL."""
+
+    name = fields.String()
+    exists = fields.Boolean()
+    sha256 = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+
+
+class SubmissionOut(CamelSchema):
+    """A submission as Central lists it, with Fieldsync's own fields beside Central's.
+
+    ``submitterId`` is the web user or app user (device token) that sent the first version.
+    ``currentVersion`` and ``submitter`` come with ``X-Extended-Metadata: true``.
+    """
+
+    instance_id = fields.String()
+    submitter_id = fields.Integer(allow_none=True)
+    device_id = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    instance_name = fields.String(allow_none=True)
+    review_state = fields.String(
+        allow_none=True, metadata={"enum": [None, "hasIssues", "edited", "approved", "rejected"]}
+    )
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime(allow_none=True)
+    deleted_at = fields.DateTime(allow_none=True)
+    # Fieldsync's own
+    current_instance_id = fields.String()
+    xml_form_id = fields.String()
+    form_version = fields.String()
+    edits = fields.Integer()
+    attachments_expected = fields.Integer()
+    attachments_present = fields.Integer()
+    encrypted = fields.Boolean()
+    deleted_by = fields.String(allow_none=True)
+    data = fields.Dict(metadata={"description": "The current version's answers by question path (Fieldsync)"})
+    # Extended metadata
+    submitter = fields.Nested(ActorOut, allow_none=True)
+    current_version = fields.Nested(SubmissionVersionOut)
+
+
+class SubmissionRowOut(SubmissionOut):
+    """A row of the submissions table: the submission and its cells (one per column asked, in order)."""
+
+    cells = fields.List(fields.String(allow_none=True))
+
+
+class ReviewEntryOut(CamelSchema):
+    from_state = fields.String(allow_none=True)
+    to_state = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+    actor_id = fields.Integer(allow_none=True)
+    actor = fields.String()
+    at = fields.DateTime()
+
+
+class SubmissionDetailOut(SubmissionOut):
+    """One submission: Central's fields, and Fieldsync's files, versions (in edit order) and reviews."""
+
+    files = fields.List(fields.Nested(SubmissionFileOut))
+    versions = fields.List(fields.Nested(SubmissionVersionOut))
+    reviews = fields.List(fields.Nested(ReviewEntryOut))
+
+
+class CommentIn(StrictCamelSchema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=10_000))
+
+
+class CommentOut(CamelSchema):
+    """A comment as Central describes it, with the review state it left (Fieldsync)."""
+
+    body = fields.String()
+    actor_id = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    actor = fields.Nested(ActorOut, allow_none=True, metadata={"description": "With X-Extended-Metadata: true"})
+    review_state = fields.String(allow_none=True)
+
+
+class ReviewIn(StrictCamelSchema):
+    review_state = fields.String(
+        load_default=None,
+        validate=validate.OneOf(CENTRAL_REVIEW_SPELLINGS),
+        metadata={"description": "JSON null (not reviewed; the text null too), hasIssues, approved or rejected"},
+    )
+    comment = fields.String(load_default=None, validate=validate.Length(max=10_000))
+
+    @pre_load
+    def _null_is_a_state(self, data: Any, **kwargs: Any) -> Any:
+        """Central's ``"reviewState": null`` sets "not reviewed"; leaving the field out changes nothing."""
+        if isinstance(data, dict) and "reviewState" in data and data["reviewState"] is None:
+            return {**data, "reviewState": "null"}
+        return data

@@ -10,18 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from marshmallow import fields, validate
 from werkzeug.exceptions import ClientDisconnected
 
-from server.api.contract import Header, documented
+from server.api.contract import Header, ListOf, documented
+from server.api.conventions import StrictCamelSchema, json_list
 from server.api.schemas import DatabaseId, StrictSchema
 from server.api.sync_wire import (
-    ConflictListOut,
+    ConflictOutRow,
     EntityDetailOut,
     EntityListOut,
     EntityOut,
-    HeldListOut,
     HeldOut,
     MissingOut,
     PullOut,
@@ -111,7 +111,7 @@ TUS_ANSWER_HEADERS = {
 }
 
 
-class HeldQuery(StrictSchema):
+class HeldQuery(StrictCamelSchema):
     status = fields.String(load_default=None, validate=validate.OneOf(["open", "released", "discarded"]))
     outcome = fields.String(load_default=None, validate=validate.OneOf(["quarantined", "rejected"]))
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
@@ -420,12 +420,12 @@ def restore_entity(project_id: int, list_name: str, entity_id: str) -> dict[str,
 
 
 @bp.get("/projects/<int:project_id>/conflicts")
-@documented({200: ConflictListOut}, query=ConflictsQuery)
-def conflicts(project_id: int) -> dict[str, Any]:
+@documented({200: ListOf(ConflictOutRow)}, query=ConflictsQuery)
+def conflicts(project_id: int) -> Response:
     """The review queue: every live entity with a conflict, hard first (``?deleted=true``: the deleted ones)."""
     require("entity.read", project_id)
     args = load_query(ConflictsQuery())
-    return {"conflicts": entities.list_conflicts(db_session(), project_id, deleted=args["deleted"])}
+    return json_list(entities.list_conflicts(db_session(), project_id, deleted=args["deleted"]), ConflictOutRow())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -433,12 +433,29 @@ def conflicts(project_id: int) -> dict[str, Any]:
 
 
 @bp.get("/projects/<int:project_id>/quarantine")
-@documented({200: HeldListOut}, query=HeldQuery)
-def list_quarantine(project_id: int) -> dict[str, Any]:
-    """Held items (quarantined and refused payloads)."""
+@documented(
+    {200: ListOf(HeldOut)},
+    query=HeldQuery,
+    response_headers={
+        "X-Total-Count": "How many held items the filters keep",
+        "Link": 'The next page: <url>; rel="next" (absent on the last page)',
+    },
+)
+def list_quarantine(project_id: int) -> Response:
+    """Held items (quarantined and refused payloads), oldest first; ``afterId`` pages."""
     require("quarantine.manage", project_id)
     args = load_query(HeldQuery())
-    return {"items": quarantine.list_held(db_session(), project_id, **args)}
+    rows, total = quarantine.held_page(db_session(), project_id, **args)
+    response = json_list(rows, HeldOut(), total)
+    if len(rows) == args["limit"]:
+        following = url_for(
+            "sync.list_quarantine",
+            project_id=project_id,
+            _external=True,
+            **{**request.args.to_dict(), "afterId": str(rows[-1]["id"])},
+        )
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return response
 
 
 @bp.get("/projects/<int:project_id>/quarantine/<int:item_id>")
@@ -446,7 +463,8 @@ def list_quarantine(project_id: int) -> dict[str, Any]:
 def get_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
     """One held item with its raw payload and why it was held."""
     require("quarantine.manage", project_id)
-    return quarantine.held_item(db_session(), project_id, item_id)
+    dumped: dict[str, Any] = HeldOut().dump(quarantine.held_item(db_session(), project_id, item_id))
+    return dumped
 
 
 @bp.post("/projects/<int:project_id>/quarantine/<int:item_id>/release")
@@ -454,7 +472,8 @@ def get_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
 def release_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
     """Re-process a held item through the push path."""
     principal = require("quarantine.manage", project_id)
-    return quarantine.release(db_session(), project_id, item_id, principal)
+    released = quarantine.release(db_session(), project_id, item_id, principal)
+    return {"item": HeldOut().dump(released["item"]), "result": released["result"]}  # the push wire's result
 
 
 @bp.post("/projects/<int:project_id>/quarantine/<int:item_id>/discard")
@@ -462,4 +481,5 @@ def release_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
 def discard_quarantined(project_id: int, item_id: int) -> dict[str, Any]:
     """Discard a held item (kept and audited)."""
     principal = require("quarantine.manage", project_id)
-    return quarantine.discard(db_session(), project_id, item_id, principal)
+    dumped: dict[str, Any] = HeldOut().dump(quarantine.discard(db_session(), project_id, item_id, principal))
+    return dumped

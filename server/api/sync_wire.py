@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
+from server.api.conventions import CamelSchema
 from sync.batches import MAX_ITEMS_PER_PUSH, PROTOCOL
 
 _PROTOCOL = fields.String(required=True, validate=validate.OneOf([PROTOCOL]))
@@ -156,11 +157,21 @@ class EntityListOut(Schema):
     entities = fields.List(fields.Nested(EntityOut))
 
 
-class ConflictListOut(Schema):
-    conflicts = fields.List(fields.Nested(EntityOut))
+class ConflictOutRow(CamelSchema):
+    """An entity in the review queue (the JSON API's camelCase; the pull wire keeps ``EntityOut``)."""
+
+    list = fields.String()
+    id = fields.String()
+    label = fields.String(allow_none=True)
+    properties = fields.Dict(keys=fields.String())
+    version = fields.Integer()
+    rev = fields.String()
+    conflict = fields.String(allow_none=True, validate=validate.OneOf(["hard", "soft"]))
+    conflict_fields = fields.List(fields.Raw())
+    deleted = fields.Boolean()
 
 
-class HeldOut(Schema):
+class HeldOut(CamelSchema):
     id = fields.Integer()
     kind = fields.String()
     item_id = fields.String()
@@ -176,10 +187,6 @@ class HeldOut(Schema):
     raw = fields.Raw(allow_none=True, metadata={"description": "The item exactly as it was pushed"})
 
 
-class HeldListOut(Schema):
-    items = fields.List(fields.Nested(HeldOut))
-
-
-class ReleaseOut(Schema):
+class ReleaseOut(CamelSchema):
     item = fields.Nested(HeldOut)
-    result = fields.Nested(ItemResultOut)
+    result = fields.Nested(ItemResultOut, metadata={"description": "The push wire's answer to the item"})

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
@@ -42,15 +43,20 @@ class _Compiled:
 _COMPILED: dict[tuple[int, str], _Compiled] = {}
 
 
-def _compiled(stmt: ClauseElement, session: Session) -> _Compiled:
-    dialect = session.get_bind().dialect
+def _compiled(stmt: ClauseElement, source: Session | Connection) -> _Compiled:
+    dialect = source.dialect if isinstance(source, Connection) else source.get_bind().dialect
     key = (id(stmt), dialect.name)
     found = _COMPILED.get(key)
     if found is None or found.stmt is not stmt:
         compiled: Any = stmt.compile(dialect=dialect)
+        # compiled.binds also lists each anonymous parameter under its internal key: only the names the
+        # SQL holds are bound (psycopg is given nothing it does not use).
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        sql, inlined = _inline_constants(str(compiled), by_name, dialect)
+        bound = {name: bind for name, bind in by_name.items() if name not in inlined}
         binds = [
             (name, process)
-            for name, bind in compiled.binds.items()
+            for name, bind in bound.items()
             if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         ]
         results = [
@@ -58,20 +64,47 @@ def _compiled(stmt: ClauseElement, session: Session) -> _Compiled:
             for position, column in enumerate(compiled._result_columns)
             if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
         ]
-        defaults = {name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required}
-        found = _COMPILED[key] = _Compiled(stmt, str(compiled), defaults, binds, results)
+        defaults = {name: bind.effective_value for name, bind in bound.items() if not bind.required}
+        found = _COMPILED[key] = _Compiled(stmt, sql, defaults, binds, results)
     return found
 
 
+def _inline_constants(sql: str, binds: Mapping[str, Any], dialect: Any) -> tuple[str, set[str]]:
+    """Write the statement's own constants (a kind, a state, ``0``) into its SQL instead of binding them.
+
+    psycopg converts a query's ``%(name)s`` placeholders once and caches the result, but only for a
+    query of at most 50 parameters: a new chain's statement was sent with 53, 30 of them constants
+    (half of those twice, under SQLAlchemy's internal keys), so every submission paid the conversion
+    again: 11 % of an OpenRosa POST's CPU, profiled. Only plain strings, integers and booleans are
+    inlined, rendered by the dialect itself (quotes escaped, ``%`` doubled for the driver).
+    """
+    if dialect.paramstyle != "pyformat":
+        return sql, set()
+    inlined: set[str] = set()
+    for name, bind in binds.items():
+        if bind.required or bind.callable is not None or bind.expanding or bind.literal_execute:
+            continue
+        value = bind.value
+        if type(value) not in (str, int, bool):
+            continue
+        render = bind.type.dialect_impl(dialect).literal_processor(dialect)
+        placeholder = f"%({name})s"
+        if render is None or placeholder not in sql:
+            continue
+        sql = sql.replace(placeholder, render(value))
+        inlined.add(name)
+    return sql, inlined
+
+
 @contextmanager
-def _driver(session: Session, sql: str | None = None) -> Iterator[Any]:
-    """The session's psycopg connection, whose errors are raised as SQLAlchemy raises them.
+def _driver(source: Session | Connection, sql: str | None = None) -> Iterator[Any]:
+    """The psycopg connection of a session (or of a Core connection), whose errors are raised as SQLAlchemy's.
 
     That is SQLAlchemy's exception classes (callers catch ``OperationalError`` or ``IntegrityError``
     whichever way a statement ran), and a connection the server dropped is marked invalid: the pool
     replaces it instead of lending it to the next request, and the request's end does not roll it back.
     """
-    connection = session.connection()
+    connection = source if isinstance(source, Connection) else source.connection()
     driver = connection.connection.driver_connection
     if driver is None:
         raise RuntimeError("the session's connection has no driver connection")
@@ -102,18 +135,19 @@ def executemany(session: Session, stmt: ClauseElement, rows: Sequence[Mapping[st
         cursor.executemany(compiled.sql, params)
 
 
-def first_row(session: Session, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def first_row(source: Session | Connection, stmt: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """Run ``stmt`` with ``params`` and return its first row (values converted by their column types), or ``None``.
 
-    On the session's connection and inside its transaction; not inside ``pipelined``. ``params``
-    gives every named bind parameter of ``stmt``. Other stores than PostgreSQL run it through
-    SQLAlchemy, with the same result.
+    On the session's connection and inside its transaction (or on a Core connection, as it stands);
+    not inside ``pipelined``. ``params`` gives every named bind parameter of ``stmt``. Other stores
+    than PostgreSQL run it through SQLAlchemy, with the same result.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        found = session.connection().execute(stmt, params).first()
+    connection = source if isinstance(source, Connection) else source.connection()
+    if connection.dialect.name != "postgresql":
+        found = connection.execute(stmt, params).first()  # type: ignore[call-overload]
         return tuple(found) if found is not None else None
-    compiled = _compiled(stmt, session)
-    with _driver(session, compiled.sql) as driver:
+    compiled = _compiled(stmt, source)
+    with _driver(source, compiled.sql) as driver:
         row = driver.execute(compiled.sql, _bound(compiled, params)).fetchone()
     if row is None or not compiled.results:
         return row

@@ -202,16 +202,22 @@ def _token_principal(token: str) -> Principal:
     return principal
 
 
+def live_device(row: TokenRow, project_id: int) -> Principal | None:
+    """The principal of a live device key allowed on the project's OpenRosa routes; else ``None`` (no side effect)."""
+    if row.kind != "device" or not token_is_live(row):
+        return None
+    principal = device_principal(row)
+    return principal if principal.can(COLLECT_PERMISSION, project_id) else None
+
+
 def adopt_device(row: TokenRow, project_id: int) -> Principal | None:
     """Make a live device key allowed on the project's OpenRosa routes this request's caller; else ``None``.
 
     ``None`` for a person's key, a revoked or expired one, or another project's: the caller then
     authenticates the usual way (``require_openrosa``), which gives the right answer for each.
     """
-    if row.kind != "device" or not token_is_live(row):
-        return None
-    principal = device_principal(row)
-    if not principal.can(COLLECT_PERMISSION, project_id):
+    principal = live_device(row, project_id)
+    if principal is None:
         return None
     note_use(row.id, row.last_used_at)
     g.openrosa_device_id = request.args.get("deviceID")

@@ -9,24 +9,36 @@ hashes of the exact bytes served, ``type="entityList"`` with ``integrityUrl``). 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import quote
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape, quoteattr
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import SecurityError
+from werkzeug.http import parse_etags, quote_etag
+from werkzeug.wsgi import get_current_url
 
+from server import metrics, request_log
 from server.api.downloads import content_disposition
+from server.auth import use_is_recent
 from server.blobstore import blob_store
+from server.database_ids import parse_database_id
 from server.db.queries.forms import FormListRow
-from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
+from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, live_device, require_openrosa
 from server.openrosa.blueprint import bp
-from server.openrosa.responses import etag_of, xml_response
+from server.openrosa.responses import XML_CONTENT_TYPE, etag_of, openrosa_headers, xml_response
 from server.passwords import token_hash
 from server.services import forms as svc
 from server.store import db_session, get_store
+from server.web_security import security_headers
 
 XFORMS_LIST_NS = "http://openrosa.org/xforms/xformsList"
 MANIFEST_NS = "http://openrosa.org/xforms/xformsManifest"
@@ -39,7 +51,11 @@ def _routes(suffix: str) -> list[str]:
 
 def _base_url(project_id: int, token: str | None) -> str:
     """Return the absolute server URL the caller used (token or not), for downloadUrl and friends."""
-    base = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
+    return _base_under(current_app.config.get("PUBLIC_URL") or request.host_url, project_id, token)
+
+
+def _base_under(root: str, project_id: int, token: str | None) -> str:
+    base = root.rstrip("/")
     if token is not None:
         return f"{base}/v1/key/{quote(token, safe='')}/projects/{project_id}"
     return f"{base}/v1/projects/{project_id}"
@@ -83,6 +99,10 @@ class FormListCache:
         """Return the document cached for ``key`` if it was read at ``stamp``."""
         found = self._entries.get(key)
         return found if found is not None and found.stamp == stamp else None
+
+    def peek(self, key: tuple[int, str | None, str]) -> _Listing | None:
+        """Return the document cached for ``key``, whatever its stamp (the caller compares it)."""
+        return self._entries.get(key)
 
     def put(self, key: tuple[int, str | None, str], listing: _Listing) -> None:
         """Keep ``listing`` for ``key`` (threads of one worker share the dict; each write is atomic)."""
@@ -133,6 +153,159 @@ def _render(base: str, rows: list[FormListRow]) -> bytes:
         parts.append("</xform>")
     parts.append("</xforms>")
     return "".join(parts).encode("utf-8")
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+FORM_LIST_KEY_RULE = "/v1/key/<token>/projects/<int:project_id>/formList"
+# The device-token formList as Collect asks for it; any other spelling is left to the full app.
+_KEY_FORM_LIST = re.compile(r"/v1/key/([A-Za-z0-9_\-]+)/projects/([0-9]{1,19})/formList")
+_STATUS_LINES = {200: "200 OK", 304: "304 NOT MODIFIED"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    actor: str
+    device_id: str | None
+
+
+class FormListShortcut:
+    """WSGI middleware: a device's unchanged formList answered from this process's cache, before Flask runs.
+
+    Profiled in-process (a cached answer to the device-token URL, PostgreSQL): of about 650 µs of CPU
+    per request, Flask's request context, routing, hooks and response object took about 400 µs and
+    the ORM session about 190 µs around a 60 µs read of the token and the stamp. Collect repeats this
+    request more than any other, so it is answered here when everything the full app checks holds:
+    a document cached for this project, ``formID`` and server URL; the token row and the project's
+    stamp read in one query on every request (so a publish, a state change or a revoked key made on
+    any process or host is seen at once); a live device key of this project with
+    ``submission.create``; its ``last_used_at`` recent (nothing to write); the stamp the document was
+    rendered at. The answer carries the full app's headers (``security_headers``,
+    ``openrosa_headers``), is counted in the request metrics and logged like any other request.
+    Anything else (no cached document, a moved stamp, another key, a body, credentials, a query that
+    is not plain text, another URL spelling) goes to the full app, which answers and fills the cache.
+    """
+
+    def __init__(self, app: Flask, inner: WsgiApp) -> None:
+        self.app = app
+        self.inner = inner
+        self.enabled = True
+        self.log_requests = request_log.enabled(app)
+        self._host_urls: dict[tuple[str, str, str, str], str] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Answer a cached formList, or hand the request to the full app."""
+        started = time.perf_counter()
+        answer = self._answer(environ) if self.enabled else None
+        if answer is None:
+            return self.inner(environ, start_response)
+        start_response(_STATUS_LINES[answer.status], answer.headers)
+        seconds = time.perf_counter() - started
+        metrics.observe_request("GET", FORM_LIST_KEY_RULE, answer.status, seconds)
+        if self.log_requests:
+            ms = round(seconds * 1000, 2)
+            request_log.log_request(
+                "GET", environ["PATH_INFO"], answer.status, ms, answer.actor, answer.device_id, None
+            )
+        return [answer.body]
+
+    def _answer(self, environ: dict[str, Any]) -> _Answer | None:
+        if (
+            environ.get("REQUEST_METHOD") != "GET"
+            or environ.get("CONTENT_LENGTH", "") not in ("", "0")
+            or "HTTP_TRANSFER_ENCODING" in environ
+            or "HTTP_AUTHORIZATION" in environ
+        ):
+            return None
+        match = _KEY_FORM_LIST.fullmatch(environ.get("PATH_INFO", ""))
+        project_id = parse_database_id(match.group(2)) if match is not None else None
+        query = _plain_query(environ.get("QUERY_STRING", ""))
+        root = self.app.config.get("PUBLIC_URL") or self._host_url(environ)
+        if match is None or project_id is None or query is None or not root:
+            return None
+        token = match.group(1)
+        form_id, device_id = query
+        listing = _cache.peek((project_id, form_id, _base_under(root, project_id, token)))
+        if listing is None:
+            return None
+        try:
+            with get_store(self.app).read_connection() as connection:
+                found = svc.device_and_formlist_stamp(connection, token_hash(token), project_id)
+        except SQLAlchemyError:
+            return None  # the full app gives a store that fails its usual answer
+        if found is None or found[1] != listing.stamp or not use_is_recent(found[0].last_used_at):
+            return None
+        principal = live_device(found[0], project_id)
+        if principal is None:
+            return None
+        common = [
+            ("ETag", quote_etag(listing.etag)),
+            *openrosa_headers(self.app.config),
+            ("Date", formatdate(usegmt=True)),
+            *security_headers(environ.get("wsgi.url_scheme") in ("https", "wss")),
+        ]
+        if parse_etags(environ.get("HTTP_IF_NONE_MATCH")).contains(listing.etag):
+            return _Answer(304, common, b"", principal.actor, device_id)
+        body = listing.body
+        headers = [("Content-Type", XML_CONTENT_TYPE), ("Content-Length", str(len(body))), *common]
+        return _Answer(200, headers, body, principal.actor, device_id)
+
+    def _host_url(self, environ: dict[str, Any]) -> str | None:
+        """``request.host_url`` as Flask would compute it (``TRUSTED_HOSTS`` checked), remembered per host."""
+        key = (
+            environ.get("wsgi.url_scheme", ""),
+            environ.get("HTTP_HOST", ""),
+            environ.get("SERVER_NAME", ""),
+            environ.get("SERVER_PORT", ""),
+        )
+        found = self._host_urls.get(key)
+        if found is None:
+            try:
+                found = get_current_url(environ, host_only=True, trusted_hosts=self.app.config.get("TRUSTED_HOSTS"))
+            except SecurityError:
+                return None  # the full app answers 400
+            if len(self._host_urls) >= 256:
+                self._host_urls.clear()
+            self._host_urls[key] = found
+        return found
+
+
+def _plain_query(raw: str) -> tuple[str | None, str | None] | None:
+    """``formID`` and ``deviceID`` as ``request.args`` reads them; ``None`` when the full app must look (a NUL ...)."""
+    if not raw:
+        return None, None
+    try:
+        text = raw.encode("latin-1").decode()
+    except UnicodeError:
+        return None
+    form_id: str | None = None
+    device_id: str | None = None
+    seen: set[str] = set()
+    for key, value in parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"):
+        if "\x00" in key or "\x00" in value:
+            return None  # server.request_text answers 400
+        if key not in seen:  # request.args.get gives the first value
+            seen.add(key)
+            if key == "formID":
+                form_id = value or None
+            elif key == "deviceID":
+                device_id = value
+    return form_id, device_id
+
+
+def init_shortcut(app: Flask) -> None:
+    """Put the formList shortcut in front of ``app``'s WSGI stack (inside the trusted-proxy fix-up)."""
+    shortcut = FormListShortcut(app, app.wsgi_app)
+    app.extensions["fieldsync.formlist_shortcut"] = shortcut
+    app.wsgi_app = shortcut  # type: ignore[method-assign]
+
+
+def shortcut_of(app: Flask) -> FormListShortcut:
+    """The formList shortcut installed in ``app``."""
+    shortcut: FormListShortcut = app.extensions["fieldsync.formlist_shortcut"]
+    return shortcut
 
 
 def _autocommit_read(session: Session) -> None:

@@ -8,7 +8,9 @@ Collect refuses a formList, manifest or integrity answer without ``X-OpenRosa-Ve
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from email.utils import formatdate
+from typing import Any
 
 from flask import Response, current_app, g, request
 
@@ -54,17 +56,23 @@ def add_challenges(*challenges: str) -> None:
     g.openrosa_challenges = list(challenges)
 
 
-def advertised_content_length() -> int:
+def advertised_content_length(config: Mapping[str, Any] | None = None) -> int:
     """What Collect is told to keep each POST under: about one photo, never above what is accepted."""
-    config = current_app.config
+    config = current_app.config if config is None else config
     return min(int(config["OPENROSA_ACCEPT_CONTENT_LENGTH"]), int(config["MAX_SUBMISSION_BYTES"]))
+
+
+def openrosa_headers(config: Mapping[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """``X-OpenRosa-Version`` and ``X-OpenRosa-Accept-Content-Length``; also for answers made before Flask."""
+    accept = str(advertised_content_length(config))
+    return ("X-OpenRosa-Version", OPENROSA_VERSION), ("X-OpenRosa-Accept-Content-Length", accept)
 
 
 @bp.after_request
 def add_openrosa_headers(response: Response) -> Response:
     """Set the OpenRosa headers on every response of the blueprint (errors and 304s included)."""
-    response.headers["X-OpenRosa-Version"] = OPENROSA_VERSION
-    response.headers["X-OpenRosa-Accept-Content-Length"] = str(advertised_content_length())
+    for name, value in openrosa_headers(current_app.config):
+        response.headers[name] = value
     if "Date" not in response.headers:
         response.headers["Date"] = formatdate(usegmt=True)
     challenges: list[str] | None = g.get("openrosa_challenges")

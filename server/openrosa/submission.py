@@ -25,7 +25,6 @@ from server import metrics
 from server.auth import Principal
 from server.blobstore import BlobStore
 from server.body_spool import body_cut, close_after_response, keeps_partial_body
-from server.db.queries.submissions import RoutedTarget
 from server.errors import ApiError, bad_request, too_large
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
 from server.openrosa.blueprint import bp
@@ -37,6 +36,7 @@ from server.services.submission_files import discard_staged, stage_upload
 from server.services.submissions import (
     FileUpload,
     IngestResult,
+    RoutedSubmission,
     blob_store,
     device_and_form_target,
     ingest_submission,
@@ -123,7 +123,7 @@ def submission(project_id: int, token: str | None = None) -> Response:
     return answer
 
 
-def _device_and_target(project_id: int, token: str, xml: bytes) -> tuple[Principal, RoutedTarget | None]:
+def _device_and_target(project_id: int, token: str, xml: bytes) -> tuple[Principal, RoutedSubmission | None]:
     """Authenticate a device key and read the submission's form target (with its chain locks): ONE query.
 
     Anything but a live device key of this project with the right to submit (a person's key, an

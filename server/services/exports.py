@@ -30,10 +30,13 @@ from exports import (
     ExportSummary,
     iter_csv_zip,
     iter_geojson,
+    iter_xlsx,
     options_from_query,
     plan_tables,
-    write_xlsx,
 )
+from exports.odata import lookup_in, system_properties
+from exports.odata_filter import Filter, FilterError, parse_filter
+from exports.records import ExportRecord
 from forms.schema import FormSchema
 from server.blobstore import configured_blob_store
 from server.db.base import utcnow
@@ -49,7 +52,6 @@ MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "geojson": "application/geo+json",
 }
-CHUNK_BYTES = 64 * 1024
 # Keys of the query string that are not export options.
 NOT_OPTIONS = ("preset",)
 _PRESET_NAME = re.compile(r"^[\w][\w .\-]{0,99}$")
@@ -132,18 +134,6 @@ def _load_schemas(session: Session, form: Form) -> list[FormSchema]:
     return schemas
 
 
-def _xlsx_chunks(
-    schemas: Sequence[FormSchema], records: Any, options: ExportOptions, done: list[ExportSummary]
-) -> Iterator[bytes]:
-    # openpyxl must finish the workbook before it is a valid zip: spool it (write-only mode keeps rows
-    # on disk, not in memory), then stream the file.
-    with tempfile.TemporaryFile() as spool:
-        done.append(write_xlsx(schemas, records, options, spool))
-        spool.seek(0)
-        while chunk := spool.read(CHUNK_BYTES):
-            yield chunk
-
-
 def open_export(
     session: Session, project_id: int, xml_form_id: str, query: Query, fmt: str, actor: str
 ) -> ExportStream:
@@ -162,8 +152,8 @@ def open_export(
             stream.chunks = iter_csv_zip(schemas, records, options, on_done=stream.summary.append)
         elif fmt == "geojson":
             stream.chunks = iter_geojson(schemas, records, options, on_done=stream.summary.append)
-        else:
-            stream.chunks = _xlsx_chunks(schemas, records, options, stream.summary)
+        else:  # streamed too: the first sheet leaves as its rows are read (exports/xlsx.py)
+            stream.chunks = iter_xlsx(schemas, records, options, on_done=stream.summary.append)
     except ExportOptionError as exc:
         raise _option_error(exc) from None
     with transaction(session):
@@ -174,6 +164,92 @@ def open_export(
         }
         audit.record(session, actor, "form.export", project_id, f"form:{xml_form_id}", details)
     return stream
+
+
+def open_submissions_csv_zip(
+    session: Session,
+    project_id: int,
+    xml_form_id: str,
+    query: Query,
+    actor: str,
+    *,
+    attachments: bool = True,
+    deleted_fields: bool = False,
+    odata_filter: str | None = None,
+) -> ExportStream:
+    """ODK Central's ``submissions.csv.zip``: the CSV zip of Fieldsync's options, with Central's choices.
+
+    ``attachments`` adds the exported submissions' files under ``media/``; without ``deleted_fields``
+    the columns are those of the current version only (fields a later version removed are left out);
+    ``odata_filter`` keeps the submissions a ``$filter`` on ``__id`` and ``__system`` members accepts.
+    """
+    form = get_form_or_404(session, project_id, xml_form_id)
+    schemas = _load_schemas(session, form)
+    if not deleted_fields:
+        schemas = schemas[-1:]
+    merged = effective_query(session, form, query)
+    options = parse_options(schemas, merged)
+    parsed = _system_filter(odata_filter)
+    form_pk = form.id
+    exported: list[str] = []
+
+    def kept(records: Iterable[ExportRecord]) -> Iterator[ExportRecord]:
+        for rec in records:
+            if parsed is not None and not parsed.matches(
+                lambda path, rec=rec: lookup_in({"__id": rec.instance_id, "__system": system_properties(rec)}, path)
+            ):
+                continue
+            if attachments:
+                exported.append(rec.instance_id)
+            yield rec
+
+    def media() -> Iterator[tuple[str, Iterable[bytes]]]:
+        blobs = configured_blob_store()
+        seen: set[str] = set()
+        for name, sha in q.present_files(session, form_pk, exported):
+            if name not in seen:  # one file per name, as Central's media folder has
+                seen.add(name)
+                yield name, blobs.iter_bytes(sha)
+        session.rollback()  # end the read, as the records' reader does
+
+    stream = ExportStream(f"{xml_form_id}.csv.zip", MEDIA_TYPES["zip"], iter(()))
+    records = kept(q.iter_export_records(session, form_pk, options))
+    try:
+        stream.chunks = iter_csv_zip(
+            schemas, records, options, on_done=stream.summary.append, media=media if attachments else None
+        )
+    except ExportOptionError as exc:
+        raise _option_error(exc) from None
+    with transaction(session):
+        details = {
+            "format": "csv.zip",
+            "query": dict(merged.items()),
+            "preset": (query.get("preset") or [None])[0],
+            "attachments": attachments,
+            "deleted_fields": deleted_fields,
+            "filter": odata_filter,
+        }
+        audit.record(session, actor, "form.export", project_id, f"form:{xml_form_id}", details)
+    return stream
+
+
+def _system_filter(text: str | None) -> Filter | None:
+    """A ``$filter`` of Central's export: only ``__id`` and ``__system`` members (400 for anything else)."""
+    if text is None:
+        return None
+    try:
+        parsed = parse_filter(text)
+    except FilterError as exc:
+        raise bad_request("odata_filter_invalid", f"Bad $filter: {exc}", option="$filter") from None
+    for path in parsed.paths:
+        if path != ("__id",) and path[:1] != ("__system",):
+            raise bad_request(
+                "odata_filter_invalid",
+                f"Bad $filter: the export filters on __id and __system members, not {'/'.join(path)!r} "
+                "(use field.<path>=<value>, or the OData feed)",
+                option="$filter",
+            )
+    return parsed
 
 
 @dataclass(frozen=True)

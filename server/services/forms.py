@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flask import current_app, has_app_context
-from sqlalchemy import Table, delete
+from sqlalchemy import Connection, Table, delete
 from sqlalchemy.orm import Session
 
 from forms.convert import ConvertedForm
@@ -846,7 +846,7 @@ def form_list(session: Session, project_id: int, xml_form_id: str | None = None)
 
 
 def device_and_formlist_stamp(
-    session: Session, token_hash: str, project_id: int
+    session: Session | Connection, token_hash: str, project_id: int
 ) -> tuple[q.DeviceTokenRow, int] | None:
     """Return a path token's row with the project's formList stamp (one query; ``None`` for an unknown token)."""
     return q.token_and_formlist_stamp(session, token_hash, project_id)

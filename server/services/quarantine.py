@@ -43,6 +43,14 @@ def list_held(
     return [held_item_json(r) for r in q.list_held_items(session, project_id, status, outcome, limit, after_id)]
 
 
+def held_page(
+    session: Session, project_id: int, *, status: str | None, outcome: str | None, limit: int, after_id: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of ``list_held`` and how many held items the filters keep in all."""
+    rows = list_held(session, project_id, status=status, outcome=outcome, limit=limit, after_id=after_id)
+    return rows, q.count_held_items(session, project_id, status, outcome)
+
+
 def held_item(session: Session, project_id: int, item_id: int) -> dict[str, Any]:
     """One held item with its raw payload (``404`` when the project has none with this id)."""
     row = q.get_held_item(session, project_id, item_id)

@@ -72,6 +72,15 @@ def list_refused(
         return [_summary(row) for row in q.list_refused(session, project_id, xml_form_id, limit, after_id)]
 
 
+def refused_page(
+    session: Session, project_id: int, *, xml_form_id: str | None = None, limit: int = 100, after_id: int = 0
+) -> tuple[list[RefusedSummary], int]:
+    """A page of ``list_refused`` and how many refused payloads the filter keeps in all."""
+    rows = list_refused(session, project_id, xml_form_id=xml_form_id, limit=limit, after_id=after_id)
+    with transaction(session):
+        return rows, q.count_refused(session, project_id, xml_form_id)
+
+
 def get_refused(session: Session, project_id: int, refused_id: int) -> RefusedDetail:
     """One refused payload with its XML, byte for byte (``404`` when the project has none with this id)."""
     with transaction(session):

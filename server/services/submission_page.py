@@ -368,9 +368,18 @@ def submission_page(
 
 
 def comment_on_submission(
-    session: Session, project_id: int, xml_form_id: str, instance_id: str, body: str, principal: Principal
+    session: Session,
+    project_id: int,
+    xml_form_id: str,
+    instance_id: str,
+    body: str,
+    principal: Principal,
+    request_key: str | None = None,
 ) -> ReviewEntry:
-    """Add a comment to a submission (its review state unchanged); audited like a review."""
+    """Add a comment to a submission (its review state unchanged); audited like a review.
+
+    With ``request_key`` a retried request answers the comment it wrote the first time.
+    """
     detail = svc.review_submission(
         session,
         project_id=project_id,
@@ -379,10 +388,12 @@ def comment_on_submission(
         review_state=None,
         comment=body,
         principal=principal,
+        request_key=request_key,
     )
+    mine = [r for r in detail.reviews if request_key is not None and r.request_key == request_key]
     with transaction(session):
         names = overview.names_of(session, {principal.actor})
-    return _reviews(detail.reviews[-1:], names)[0]
+    return _reviews(mine or detail.reviews[-1:], names)[0]
 
 
 def list_comments(session: Session, project_id: int, xml_form_id: str, instance_id: str) -> list[ReviewEntry]:

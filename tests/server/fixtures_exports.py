@@ -32,7 +32,7 @@ from tests.server.test_submissions_support import post_submission
 
 DEFAULT_WHEN = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 # The export's review-state names → the names the review API takes.
-REVIEW_API_STATE = {"received": "received", "hasIssues": "has_issues", "approved": "approved", "rejected": "rejected"}
+REVIEW_API_STATE = {"received": None, "hasIssues": "hasIssues", "approved": "approved", "rejected": "rejected"}
 
 
 @contextmanager
@@ -81,7 +81,7 @@ def review(client: FlaskClient, personas: Personas, xml_form_id: str, instance_i
     """Set a submission's review state through the review API, as the manager."""
     response = client.patch(
         f"/v1/projects/{personas.project_id}/forms/{xml_form_id}/submissions/{instance_id}",
-        json={"review_state": REVIEW_API_STATE[state]},
+        json={"reviewState": REVIEW_API_STATE[state]},
         headers=personas.manager.headers,
     )
     assert response.status_code == 200, response.get_data(as_text=True)[:500]

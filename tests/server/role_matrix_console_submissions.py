@@ -61,7 +61,7 @@ CASES += [
         "POST",
         "/v1" + ONE + "/comments",
         "/v1" + RULE + "/<instance_id>/comments",
-        statuses(201, allowed=WRITERS),
+        statuses(200, allowed=WRITERS),
         json={"body": "à vérifier"},
         setup="coop_submissions",
     ),

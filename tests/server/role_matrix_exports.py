@@ -64,6 +64,13 @@ def coop_with_run(app: Flask, personas: Personas) -> dict[str, Any]:
 CASES = [
     Case(
         "GET",
+        f"{_FORM}/submissions.csv.zip?groupPaths=false&attachments=false&$filter=__system/reviewState eq null",
+        f"{_RULE}/submissions.csv.zip",
+        statuses(200, allowed=EXPORTERS),
+        setup="coop_with_preset",
+    ),
+    Case(
+        "GET",
         f"{_FORM}/export.zip",
         f"{_RULE}/export.<any(zip, xlsx, geojson):fmt>",
         statuses(200, allowed=EXPORTERS),

@@ -1,4 +1,5 @@
-"""Role matrix rows for the submissions area: the OpenRosa submission door and the JSON read/review/delete API."""
+"""Role matrix rows for the submissions area: the OpenRosa submission door and the JSON API (Central's REST
+submissions: list, read, create, edit, versions, XML, review, files, delete, restore)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ SUBMITTERS = ("admin", "manager", "coach", "device")
 READERS = ("admin", "manager", "analyst")
 FORM = "/v1/projects/{pid}/forms/photo_visit/submissions"
 FORM_RULE = "/v1/projects/<int:project_id>/forms/<xml_form_id>/submissions"
+
+
+def photo_xml(instance_id: str, photos: list[str], deprecated_id: str | None = None) -> bytes:
+    """A photo_visit submission (imported late: the matrix modules load before the test support)."""
+    from tests.server.test_submissions_support import photo_submission
+
+    return photo_submission(instance_id, photos, deprecated_id=deprecated_id)
 
 
 def with_submission(app: Flask, personas: Personas) -> dict[str, Any]:
@@ -53,7 +61,7 @@ CASES = [
         FORM + "/uuid:matrix-1",
         FORM_RULE + "/<instance_id>",
         statuses(200, allowed=("admin", "manager")),
-        json={"review_state": "approved", "comment": "vu"},
+        json={"reviewState": "approved", "comment": "vu"},
         setup="with_submission",
     ),
     Case(
@@ -88,9 +96,54 @@ CASES = [
     ),
     Case(
         "GET",
-        FORM + "?sort=field&sort_field=site&order=desc&columns=site&count=true",
+        FORM + "?sort=field&sortField=site&order=desc&columns=site&reviewState=null,approved",
         FORM_RULE,
         statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
+    Case(
+        "POST",
+        FORM,
+        FORM_RULE,
+        statuses(200, allowed=SUBMITTERS),
+        kwargs={"data": photo_xml("uuid:matrix-2", []), "content_type": "application/xml"},
+        setup="with_submission",
+    ),
+    Case(
+        "PUT",
+        FORM + "/uuid:matrix-1",
+        FORM_RULE + "/<instance_id>",
+        statuses(200, allowed=("admin", "manager")),
+        kwargs={"data": photo_xml("uuid:matrix-1b", ["m.jpg"], "uuid:matrix-1"), "content_type": "application/xml"},
+        setup="with_submission",
+    ),
+    Case(
+        "GET",
+        FORM + "/uuid:matrix-1.xml",
+        FORM_RULE + "/<instance_id>.xml",
+        statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
+    Case(
+        "GET",
+        FORM + "/uuid:matrix-1/versions",
+        FORM_RULE + "/<instance_id>/versions",
+        statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
+    Case(
+        "GET",
+        FORM + "/uuid:matrix-1/attachments",
+        FORM_RULE + "/<instance_id>/attachments",
+        statuses(200, allowed=READERS),
+        setup="with_submission",
+    ),
+    Case(
+        "POST",
+        FORM + "/uuid:matrix-1/attachments/m.jpg",
+        FORM_RULE + "/<instance_id>/attachments/<name>",
+        statuses(200, allowed=SUBMITTERS),
+        kwargs={"data": b"matrix photo", "content_type": "image/jpeg"},
         setup="with_submission",
     ),
 ]

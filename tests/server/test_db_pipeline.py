@@ -9,20 +9,25 @@ Rules:
 - P4 a statement the database refuses raises SQLAlchemy's exception class, not the driver's.
 - P5 a connection the server dropped is reported as SQLAlchemy reports it (``connection_invalidated``)
   and is not lent again by the pool; closing the session after it raises nothing.
+- P6 the constants a statement holds (strings with quotes or ``%``, integers, booleans) are written into its
+  SQL and read back unchanged; a new chain's statement then binds at most the 50 parameters under which
+  psycopg caches a query's conversion (PostgreSQL).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import bindparam, func, insert, literal, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
 from server.db.engine import make_engine
 from server.db.models.accounts import AccessToken
+from server.db.queries import submissions as submission_queries
 from tests.conftest import POSTGRES_URL, Backend, terminate_postgres_backend
 
 _STATEMENT = select(AccessToken.id, AccessToken.name, AccessToken.expires_at, AccessToken.revoked_at).where(
@@ -102,3 +107,23 @@ def test_a_lost_connection_is_invalidated() -> None:
             assert pipeline.first_row(again, select(func.pg_backend_pid()), {}) not in (None, pid)
     finally:
         engine.dispose()
+
+
+def test_constants_are_written_into_the_sql(session: Session, backend: Backend) -> None:
+    """P6."""
+    _token(session, "f" * 64)
+    odd = "it's 100% 'quoted' %(name)s"
+    stmt = select(
+        AccessToken.name,
+        literal(odd),
+        literal(0),
+        literal(True),
+        AccessToken.kind == literal("device"),
+    ).where(AccessToken.token_hash == bindparam("token_hash"))
+    assert pipeline.first_row(session, stmt, {"token_hash": "f" * 64}) == ("phone ffff", odd, 0, True, True)
+    if backend.name != "postgresql":
+        return
+    new_chain = pipeline._compiled(submission_queries._new_chain_statement(True), session)
+    # Every value sent is one the caller gives: no constant, nothing under SQLAlchemy's internal keys.
+    assert "'submission.created'" in new_chain.sql and new_chain.defaults == {}
+    assert len(set(re.findall(r"(?<!%)%\((\w+)\)s", new_chain.sql))) <= 50

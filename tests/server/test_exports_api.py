@@ -7,13 +7,16 @@ Rules:
 - E3 a bad parameter is a 400 naming it, before any byte is streamed; an unknown form is a 404.
 - E4 presets: saved per form, applied with ``?preset=``, explicit parameters override; 409 on a taken
   name; deleted. E5 every export is audited as ``form.export``. E6 XLSX and GeoJSON are served.
+- E7 the XLSX download streams: its first bytes leave while most submissions are still unread.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -181,7 +184,7 @@ def test_presets_apply_and_explicit_parameters_override(
     assert client.post(base, json=body, headers=personas.manager.headers).status_code == 409
     bad = client.post(base, json={"name": "bad", "options": {"lang": "xx"}}, headers=personas.manager.headers)
     assert bad.status_code == 400 and bad.get_json()["details"]["field"] == "lang"
-    assert [p["name"] for p in client.get(base, headers=personas.analyst.headers).get_json()["presets"]] == ["arabe"]
+    assert [p["name"] for p in client.get(base, headers=personas.analyst.headers).get_json()] == ["arabe"]
 
     root = table_rows(
         zip_tables(
@@ -225,6 +228,36 @@ def test_xlsx_and_geojson(client: FlaskClient, session: Session, personas: Perso
     assert {f["id"] for f in features} == set(current)
     tamount = next(f for f in features if "Tamount" in f["properties"]["identification-coop_name"])
     assert tamount["geometry"]["coordinates"] == [-9.8231, 29.7986, 38.0]
+
+
+def test_xlsx_download_starts_before_the_rows_are_read(
+    client: FlaskClient,
+    session: Session,
+    personas: Personas,
+    coop_form: PublishedForm,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _store_examples(client, session, personas, coop_form)
+    real = q.iter_export_records
+    total, read = 3_000, [0]
+
+    def many(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        first = next(r for r in real(*args, **kwargs) if r.current)  # a superseded version is left out
+        for _ in range(total):
+            read[0] += 1
+            yield first
+
+    monkeypatch.setattr(q, "iter_export_records", many)
+    response = client.get(_url(personas, coop_form, "xlsx"), headers=personas.analyst.headers, buffered=False)
+    assert response.status_code == 200 and response.is_streamed
+    chunks = iter(response.response)
+    first = next(chunks)
+    assert first.startswith(b"PK\x03\x04") and read[0] < total // 4, read[0]
+    data = first + b"".join(chunks)
+    response.close()
+    assert read[0] == total
+    wb = load_workbook(io.BytesIO(data), read_only=True)
+    assert len(list(wb["coop_diagnostic"].iter_rows())) == total + 1
 
 
 def test_cli_export_writes_the_same_zip(

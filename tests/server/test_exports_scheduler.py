@@ -73,9 +73,9 @@ def test_schedule_is_listed_with_its_next_run(
     url = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-schedules"
     created = client.post(url, json={"cron": "15 6 * * 1", "keep": 3}, headers=personas.manager.headers)
     assert created.status_code == 201
-    listed = client.get(url, headers=personas.analyst.headers).get_json()["schedules"]
+    listed = client.get(url, headers=personas.analyst.headers).get_json()
     assert [s["id"] for s in listed] == [created.get_json()["id"]]
-    next_run = datetime.fromisoformat(listed[0]["next_run_at"])
+    next_run = datetime.fromisoformat(listed[0]["nextRunAt"])
     assert next_run.weekday() == 0 and (next_run.hour, next_run.minute) == (6, 15)
     assert listed[0]["folder"] == "coop_diagnostic" and listed[0]["runs"] == []
 

@@ -79,7 +79,12 @@ def test_allowed_values_are_listed(document: dict[str, Any]) -> None:
     assert set(_parameter(document, export, "get", "review_state")["items"]["enum"]) >= {"hasIssues", "approved"}
     listing = f"{FORM}/submissions"
     # a comma-separated list of states since the submissions table: the enum is on its items
-    assert set(_parameter(document, listing, "get", "review_state")["items"]["enum"]) >= {"has_issues", "approved"}
+    assert set(_parameter(document, listing, "get", "reviewState")["items"]["enum"]) >= {"hasIssues", "null"}
+    answer = document["paths"][listing]["get"]["responses"]["200"]
+    assert answer["content"]["application/json"]["schema"]["type"] == "array"
+    assert {"X-Total-Count", "Link"} <= set(answer["headers"])
+    create = document["paths"][listing]["post"]["requestBody"]["content"]
+    assert {"application/xml", "multipart/form-data"} <= set(create)
     assert _property(document, "StatePatch", "state")["enum"] == ["open", "closing", "closed"]
     assert _property(document, "RoleOut", "system")["type"] == "string"
     assert _property(document, "ScheduleIn", "format")["enum"] == ["zip", "xlsx", "geojson"]

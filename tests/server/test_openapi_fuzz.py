@@ -72,7 +72,7 @@ def pins(app: Flask, personas: Personas) -> dict[str, Any]:
     envelope = {"protocol": "fieldsync/1", "device_id": "fuzz-phone", "batch_id": "fuzz-1", "items": [item, {"x": 1}]}
     assert client.post(f"/v1/projects/{pid}/sync/push", json=envelope, headers=headers).status_code == 200
     entities = client.get(f"/v1/projects/{pid}/entities/{LIST}", headers=headers).get_json()["entities"]
-    held = client.get(f"/v1/projects/{pid}/quarantine", headers=headers).get_json()["items"]
+    held = client.get(f"/v1/projects/{pid}/quarantine", headers=headers).get_json()
     base = f"/v1/projects/{pid}/forms/{form.xml_form_id}"
     client.post(f"{base}/export-presets", json={"name": "monthly", "options": {"labels": "labels"}}, headers=headers)
     schedule = client.post(f"{base}/export-schedules", json={"cron": "0 6 * * *"}, headers=headers).get_json()

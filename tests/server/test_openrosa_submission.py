@@ -9,6 +9,9 @@ Rules:
 - S6 same instanceID with other XML → 409, refused payload kept once.
 - S7 closed form → 403; closing form still accepts; an older published version is accepted.
 - S8 chunked request bodies are accepted.
+- S9 an identical resend is answered from the routing read: nothing written (no blob, row, outbox event,
+  audit row, not even an id drawn), the first answer's body, its XML never parsed; other bytes under the
+  same instanceID still take the full path (409, refused payload kept).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.db.models.submissions import RefusedSubmission, Submission, SubmissionAttachment, SubmissionVersion
+from server.db.queries import submissions as submission_queries
+from server.services import submissions as submissions_service
 from tests.conftest import Personas
 from tests.server.fixtures_forms import publish_form, published_coop  # noqa: F401  (fixture)
 from tests.server.test_submissions_support import (
@@ -180,3 +185,80 @@ def test_the_store_dump_sees_a_stored_submission(
     after = dump_store(session, app)
     assert after[0]["submission_versions"] != before[0]["submission_versions"]
     assert len(after[1]) == len(before[1]) + 1
+
+
+class _FullPathSpy:
+    """Counts what only the full ingestion path does: parse the XML, read the stored relatives."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        parse, related = submissions_service.parse_submission, submission_queries.related_versions
+
+        def spied_parse(*args: object, **kwargs: object) -> object:
+            self.calls.append("parse_submission")
+            return parse(*args, **kwargs)  # type: ignore[arg-type]
+
+        def spied_related(*args: object, **kwargs: object) -> object:
+            self.calls.append("related_versions")
+            return related(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(submissions_service, "parse_submission", spied_parse)
+        monkeypatch.setattr(submission_queries, "related_versions", spied_related)
+
+
+@pytest.mark.usefixtures("published_coop")
+def test_an_identical_resend_writes_nothing_and_answers_the_same(
+    app: Flask, client: FlaskClient, personas: Personas, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S9."""
+    xml = example_submission("coop_diagnostic", "01")
+    photo = {"1796200361318.jpg": b"jpeg-bytes"}
+    first = post_submission(client, personas.collect_prefix, xml, photo)
+    assert first.status_code == 201, first.get_data(as_text=True)
+    first_id = session.scalars(select(Submission.id)).one()
+    before = dump_store(session, app)
+    spy = _FullPathSpy(monkeypatch)
+    # Collect after a lost answer: the same bytes, with or without the photo again.
+    for files in (None, photo, None):
+        again = post_submission(client, personas.collect_prefix, xml, files)
+        assert (again.status_code, again.data) == (201, first.data)
+    assert spy.calls == []
+    assert dump_store(session, app) == before
+    # Not even a submission id was drawn: the next new submission takes the very next one.
+    other = example_submission("coop_diagnostic", "02")
+    assert post_submission(client, personas.collect_prefix, other).status_code == 201
+    session.commit()
+    assert session.scalars(select(Submission.id).order_by(Submission.id)).all() == [first_id, first_id + 1]
+
+
+@pytest.mark.usefixtures("published_coop")
+def test_other_bytes_under_a_stored_instance_id_take_the_full_path(
+    client: FlaskClient, personas: Personas, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S9: the routing read only short-cuts byte-identical resends."""
+    xml = example_submission("coop_diagnostic", "02")
+    assert post_submission(client, personas.collect_prefix, xml).status_code == 201
+    spy = _FullPathSpy(monkeypatch)
+    changed = xml.replace(b"</data>", b"<!-- changed --></data>")
+    response = post_submission(client, personas.collect_prefix, changed)
+    assert response.status_code == 409, response.get_data(as_text=True)
+    assert "related_versions" in spy.calls
+    assert _count(session, RefusedSubmission) == 1
+    assert _count(session, SubmissionVersion) == 1
+
+
+def test_a_resend_still_missing_files_is_told_what_to_send(
+    app: Flask, client: FlaskClient, personas: Personas, session: Session
+) -> None:
+    """S9: a stored version still awaiting files is not short-cut: the answer counts what is missing."""
+    publish_form(app, personas.project_id, PHOTO_XFORM, "photo_visit.xml")
+    xml = photo_submission("uuid:awaiting", ["a.jpg", "b.jpg"])
+    first = post_submission(client, personas.collect_prefix, xml, {"a.jpg": b"a"}, incomplete=True)
+    assert first.status_code == 201
+    again = post_submission(client, personas.collect_prefix, xml)
+    assert (again.status_code, again.data) == (201, first.data)
+    assert b"1 file(s) still to send" in again.data
+    assert post_submission(client, personas.collect_prefix, xml, {"b.jpg": b"b"}).status_code == 201
+    session.commit()
+    row = session.scalars(select(Submission)).one()
+    assert (row.attachments_expected, row.attachments_present) == (2, 2)

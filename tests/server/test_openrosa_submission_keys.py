@@ -13,6 +13,8 @@ Rules:
   the target again for any other.
 - K6 on PostgreSQL the one query takes the edit-chain locks of the submission's ids (held until
   the transaction ends), and none for an unknown key.
+- K7 the XML's header is read once per keyed POST: the routing the one query used is handed to the
+  use case, not read again.
 """
 
 from __future__ import annotations
@@ -203,3 +205,23 @@ def test_the_one_query_takes_the_chain_locks(
         assert _advisory_locks_held(session) == expected
     finally:
         nested.rollback()
+
+
+def test_the_header_is_read_once(
+    photo_app: Flask, client: FlaskClient, personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """K7."""
+    import server.services.submissions as service
+
+    reads: list[bytes] = []
+    real = service.read_submission_header
+
+    def counted(xml: bytes) -> object:
+        reads.append(xml)
+        return real(xml)
+
+    monkeypatch.setattr(service, "read_submission_header", counted)
+    xml = photo_submission("uuid:k-once", [])
+    response = post_submission(client, f"/v1/key/{personas.device.token}/projects/{personas.project_id}", xml)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert reads == [xml]

@@ -14,22 +14,14 @@ The server is a real HTTP server (werkzeug, threaded) on a fresh SQLite database
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
-import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pyodk.client import Client
 
-from tests.conftest import fresh_database_url
+from tests.server.pyodk_central import Central, running_central
 
-PASSWORD = "trois mots suffisent"
-ADMIN_EMAIL = "amina@example.org"
 FORM_IDS = ("enquête_coopérative", "✿_suivi")
 
 
@@ -58,74 +50,11 @@ def xform(form_id: str, title: str) -> bytes:
 """.encode()
 
 
-@dataclass
-class Central:
-    """The running server and a pyodk client signed in to it."""
-
-    url: str
-    project_id: int
-    client: Any
-
-
 @pytest.fixture(scope="module")
 def central() -> Iterator[Central]:
     """Fieldsync over real HTTP with an admin (by email), a project and two published forms."""
-    from werkzeug.serving import make_server
-
-    from server import create_app
-    from server.db.engine import make_engine
-    from server.services import accounts, forms
-    from server.store import get_store
-
-    workdir = Path(tempfile.mkdtemp(prefix="fieldsync-pyodk-"))
-    url, cleanup = fresh_database_url("sqlite", workdir)
-    app = create_app(
-        {
-            "DATABASE_URL": url,
-            "VAR_DIR": str(workdir / "var"),
-            "SECRET_KEY": "pyodk-tests",
-            "LOG_REQUESTS": False,
-            "FORM_CONVERT_INLINE": True,
-        }
-    )
-    with app.app_context():
-        session = get_store().sessions()
-        accounts.create_user(session, "amina", PASSWORD, is_admin=True, email=ADMIN_EMAIL, display_name="Amina")
-        project = accounts.create_project(session, "Programme Souss-Massa — برنامج سوس ماسة")
-        settings = forms.UploadSettings(convert_inline=True)
-        for form_id in FORM_IDS:
-            forms.create_form_version(
-                session,
-                project.id,
-                xform(form_id, form_id),
-                f"{form_id}.xml",
-                publish=True,
-                actor="user:1",
-                settings=settings,
-            )
-        project_id = project.id
-        session.close()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    config = workdir / "pyodk_config.toml"
-    config.write_text(
-        f'[central]\nbase_url = "{base}"\nusername = "{ADMIN_EMAIL}"\npassword = "{PASSWORD}"\n'
-        f"default_project_id = {project_id}\n",
-        encoding="utf-8",
-    )
-    client = Client(config_path=str(config), cache_path=str(workdir / "pyodk_cache.toml"))
-    try:
-        yield Central(base, project_id, client)
-    finally:
-        client.session.close()
-        server.shutdown()
-        thread.join(timeout=10)
-        app.extensions["fieldsync.store"].engine.dispose()
-        make_engine(url).dispose()
-        cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with running_central([(form_id, xform(form_id, form_id)) for form_id in FORM_IDS]) as running:
+        yield running
 
 
 def _media_xlsx(tmp_path: Path, form_id: str, version: str) -> Path:

@@ -76,8 +76,8 @@ def test_release_stores_the_payload_as_an_edit_once(
     answer = client.post(_url(personas, refused_id, "release"), headers=personas.manager.headers)
     assert answer.status_code == 200, answer.get_json()
     body = answer.get_json()
-    assert body["state"] == "released" and body["decided_by"] == f"user:{personas.manager.id}"
-    new_id = body["released_instance_id"]
+    assert body["state"] == "released" and body["decidedBy"] == f"user:{personas.manager.id}"
+    new_id = body["releasedInstanceId"]
     assert new_id.startswith("uuid:") and new_id != "uuid:dup-1"
 
     versions = {
@@ -97,7 +97,7 @@ def test_release_stores_the_payload_as_an_edit_once(
 
     before = _store(app)
     again = client.post(_url(personas, refused_id, "release"), headers=personas.manager.headers)
-    assert again.status_code == 200 and again.get_json()["released_instance_id"] == new_id
+    assert again.status_code == 200 and again.get_json()["releasedInstanceId"] == new_id
     refused_discard = client.post(_url(personas, refused_id, "discard"), headers=personas.manager.headers)
     assert refused_discard.status_code == 409 and refused_discard.get_json()["details"]["state"] == "released"
     assert _store(app) == before
@@ -109,7 +109,7 @@ def test_discard_keeps_the_payload_and_stores_nothing(
     versions_before = _store(app)["versions"]
     answer = client.post(_url(personas, refused_id, "discard"), headers=personas.manager.headers)
     assert answer.status_code == 200 and answer.get_json()["state"] == "discarded"
-    assert answer.get_json()["released_instance_id"] is None and "Tiznit" in answer.get_json()["xml"]
+    assert answer.get_json()["releasedInstanceId"] is None and "Tiznit" in answer.get_json()["xml"]
     after = _store(app)
     assert after["versions"] == versions_before
     assert client.post(_url(personas, refused_id, "discard"), headers=personas.manager.headers).status_code == 200

@@ -38,37 +38,40 @@ def test_a_manager_lists_and_reads_refused_content(
     base = f"/v1/projects/{personas.project_id}/refused-submissions"
     listing = client.get(base, headers=personas.manager.headers)
     assert listing.status_code == 200
-    rows = listing.get_json()["refused"]
-    assert [r["instance_id"] for r in rows] == ["uuid:kept-1", "uuid:kept-1"]
+    rows = listing.get_json()
+    assert [r["instanceId"] for r in rows] == ["uuid:kept-1", "uuid:kept-1"]
     row = rows[0]
-    assert row["form_id"] == "photo_visit" and row["reason"] == "id_conflict"
-    assert row["size"] == len(first) and row["xml_sha256"]
+    assert row["formId"] == "photo_visit" and row["reason"] == "id_conflict"
+    assert row["size"] == len(first) and row["xmlSha256"]
     assert row["device"] == "test phone" and row["submitter"] is None and row["source"] == "openrosa"
-    assert listing.get_json()["next_after_id"] is None
+    assert listing.headers["X-Total-Count"] == "2" and "Link" not in listing.headers
 
     detail = client.get(f"{base}/{row['id']}", headers=personas.manager.headers).get_json()
     assert detail["xml"].encode() == first
-    assert detail["xml_sha256"] == content_hash_xml(first)
-    assert detail["stored_xml_sha256"] == content_hash_xml(stored)  # what the first arrival stored, to compare
-    raw = client.get(detail["xml_url"], headers=personas.manager.headers)
+    assert detail["xmlSha256"] == content_hash_xml(first)
+    assert detail["storedXmlSha256"] == content_hash_xml(stored)  # what the first arrival stored, to compare
+    raw = client.get(detail["xmlUrl"], headers=personas.manager.headers)
     assert raw.status_code == 200 and raw.data == first and raw.mimetype == "application/xml"
 
 
 def test_pages_and_form_filter(client: FlaskClient, personas: Personas, refused: list[bytes]) -> None:
     base = f"/v1/projects/{personas.project_id}/refused-submissions"
-    page = client.get(f"{base}?limit=1", headers=personas.manager.headers).get_json()
-    assert len(page["refused"]) == 1 and page["next_after_id"] == page["refused"][0]["id"]
-    rest = client.get(f"{base}?limit=1&after_id={page['next_after_id']}", headers=personas.manager.headers).get_json()
-    assert len(rest["refused"]) == 1 and rest["refused"][0]["id"] > page["next_after_id"]
-    other = client.get(f"{base}?form_id=coop_diagnostic", headers=personas.manager.headers).get_json()
-    assert other["refused"] == []
+    page = client.get(f"{base}?limit=1", headers=personas.manager.headers)
+    (first,) = page.get_json()
+    assert page.headers["X-Total-Count"] == "2"
+    following = page.headers["Link"]
+    assert f"afterId={first['id']}" in following
+    rest = client.get(following[1 : following.index(">")], headers=personas.manager.headers).get_json()
+    assert len(rest) == 1 and rest[0]["id"] > first["id"]
+    other = client.get(f"{base}?formId=coop_diagnostic", headers=personas.manager.headers)
+    assert other.get_json() == [] and other.headers["X-Total-Count"] == "0"
 
 
 def test_another_project_s_refused_content_is_404(
     client: FlaskClient, personas: Personas, refused: list[bytes]
 ) -> None:
     base = f"/v1/projects/{personas.project_id}/refused-submissions"
-    refused_id = client.get(base, headers=personas.admin.headers).get_json()["refused"][0]["id"]
+    refused_id = client.get(base, headers=personas.admin.headers).get_json()[0]["id"]
     response = client.get(
         f"/v1/projects/{personas.other_project_id}/refused-submissions/{refused_id}", headers=personas.admin.headers
     )
@@ -77,7 +80,7 @@ def test_another_project_s_refused_content_is_404(
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("limit=0", "limit"), ("after_id=x", "after_id"), ("colour=red", "colour")],
+    [("limit=0", "limit"), ("afterId=x", "afterId"), ("colour=red", "colour")],
     ids=["limit", "after", "unknown"],
 )
 def test_bad_query_is_400_naming_the_field(client: FlaskClient, personas: Personas, query: str, field: str) -> None:

@@ -111,10 +111,10 @@ def test_corpus_submission_is_accepted_and_reads_back(
     url = f"/v1/projects/{personas.project_id}/forms/{xml_form_id}/submissions/{instance_id}"
     body = client.get(url, headers=personas.analyst.headers).get_json()
     assert body["data"] == json.loads(json.dumps(expected.values))
-    assert body["form_version"] == header.version
+    assert body["formVersion"] == header.version
     assert body["encrypted"] is expected.encrypted
     assert sorted(f["name"] for f in body["files"]) == sorted(expected.attachments)
     listing = client.get(
         f"/v1/projects/{personas.project_id}/forms/{xml_form_id}/submissions", headers=personas.analyst.headers
     )
-    assert [item["current_instance_id"] for item in listing.get_json()["items"]] == [instance_id]
+    assert [item["currentInstanceId"] for item in listing.get_json()] == [instance_id]

@@ -39,14 +39,14 @@ def stored(app: Flask, client: FlaskClient, personas: Personas) -> Stored:
     for _ in range(2):  # deleting twice is harmless
         response = client.delete(f"{form}/submissions/{GONE}", headers=personas.manager.headers)
         assert response.status_code == 200, response.get_data(as_text=True)
-        assert response.get_json()["deleted_by"].startswith("user:")
+        assert response.get_json()["deletedBy"].startswith("user:")
     return Stored(form, photo_submission(GONE, []))
 
 
 def _listed(client: FlaskClient, personas: Personas, stored: Stored, query: str = "") -> list[str]:
     response = client.get(f"{stored.form}/submissions{query}", headers=personas.analyst.headers)
     assert response.status_code == 200, response.get_data(as_text=True)
-    return [item["instance_id"] for item in response.get_json()["items"]]
+    return [item["instanceId"] for item in response.get_json()]
 
 
 def _actions(session: Session) -> list[str]:
@@ -61,12 +61,12 @@ def test_a_deleted_submission_is_hidden_then_restored(
     headers = personas.analyst.headers
     assert client.get(f"{stored.form}/submissions/{GONE}", headers=headers).status_code == 404
     trashed = client.get(f"{stored.form}/submissions/{GONE}?deleted=true", headers=headers)
-    assert trashed.status_code == 200 and trashed.get_json()["deleted_at"] is not None
+    assert trashed.status_code == 200 and trashed.get_json()["deletedAt"] is not None
     assert _actions(session).count("submission.delete") == 1
 
     restored = client.post(f"{stored.form}/submissions/{GONE}/restore", headers=personas.manager.headers)
     assert restored.status_code == 200, restored.get_data(as_text=True)
-    assert restored.get_json()["deleted_at"] is None
+    assert restored.get_json()["deletedAt"] is None
     assert sorted(_listed(client, personas, stored)) == [GONE, KEPT]
     assert _listed(client, personas, stored, "?deleted=true") == []
     assert _actions(session).count("submission.restore") == 1

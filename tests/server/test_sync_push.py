@@ -63,8 +63,14 @@ def test_push_entity_changes_then_pull_and_review(
     pulled = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=personas.admin.headers).get_json()
     entity_changes = [c for c in pulled["changes"] if c["collection"] == "entity"]
     assert entity_changes[-1]["data"]["properties"]["phone"] == "2"
-    held = client.get(f"/v1/projects/{pid}/quarantine", headers=personas.admin.headers).get_json()["items"]
+    listed = client.get(f"/v1/projects/{pid}/quarantine", headers=personas.admin.headers)
+    held = listed.get_json()
     assert sorted(h["outcome"] for h in held) == ["quarantined", "rejected"]
+    # The JSON API's conventions: a bare array, X-Total-Count, camelCase, the next page in Link.
+    assert listed.headers["X-Total-Count"] == "2" and "Link" not in listed.headers
+    assert all({"itemId", "deviceId", "createdAt", "decidedBy"} <= set(h) for h in held)
+    first = client.get(f"/v1/projects/{pid}/quarantine?limit=1", headers=personas.admin.headers)
+    assert first.headers["X-Total-Count"] == "2" and f"afterId={held[0]['id']}" in first.headers["Link"]
 
 
 def test_push_errors_carry_the_protocol(client: FlaskClient, db: sessionmaker[Session], personas: Personas) -> None:

@@ -156,5 +156,5 @@ def test_a_bulk_write_that_fails_rolls_back_and_every_item_goes_one_by_one(
     listed = client.get(
         f"/v1/projects/{personas.project_id}/forms/bulk_test/submissions", headers=personas.manager.headers
     ).get_json()
-    stored = sorted(s["instance_id"] for s in listed["items"])
+    stored = sorted(s["instanceId"] for s in listed)
     assert stored == ["uuid:n0", "uuid:n1", "uuid:n2", "uuid:s1"]

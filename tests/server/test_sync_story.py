@@ -63,8 +63,10 @@ def test_two_coaches_offline_for_a_week_converge_with_one_hard_conflict_then_res
         session.close()
 
     pid = scrambled.project_id
-    conflicts = client.get(f"/v1/projects/{pid}/conflicts", headers=headers).get_json()["conflicts"]
+    listed = client.get(f"/v1/projects/{pid}/conflicts", headers=headers)
+    conflicts = listed.get_json()
     assert [(c["id"], c["conflict"]) for c in conflicts] == [("amina", "hard")]
+    assert listed.headers["X-Total-Count"] == "1" and [c["field"] for c in conflicts[0]["conflictFields"]] == ["phone"]
     amina = client.get(f"/v1/projects/{pid}/entities/entrepreneurs/amina", headers=headers).get_json()
     assert [c["field"] for c in amina["conflict_fields"]] == ["phone"]
     candidates = amina["conflict_fields"][0]["candidates"]
@@ -87,7 +89,7 @@ def test_two_coaches_offline_for_a_week_converge_with_one_hard_conflict_then_res
     )
     assert resolved.status_code == 200, resolved.get_data(as_text=True)
     assert resolved.get_json()["conflict"] is None
-    assert client.get(f"/v1/projects/{pid}/conflicts", headers=headers).get_json()["conflicts"] == []
+    assert client.get(f"/v1/projects/{pid}/conflicts", headers=headers).get_json() == []
     # The resolution syncs to devices like any change.
     pulled = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=headers).get_json()
     last = [c for c in pulled["changes"] if c["collection"] == "entity"][-1]
@@ -160,7 +162,7 @@ def test_a_quarantined_item_is_released_once_its_list_exists(
     pushed = transport.push("devA", [item], "ok")
     assert pushed is not None and pushed["results"][0]["status"] == "quarantined"
     quarantine_url = f"/v1/projects/{pid}/quarantine"
-    held = client.get(quarantine_url, headers=personas.admin.headers).get_json()["items"]
+    held = client.get(quarantine_url, headers=personas.admin.headers).get_json()
     assert [h["raw"] for h in held] == [item]
     again = client.post(f"{quarantine_url}/{held[0]['id']}/release", headers=personas.admin.headers).get_json()
     assert again["result"]["status"] == "quarantined" and again["item"]["status"] == "open"

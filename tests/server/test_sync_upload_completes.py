@@ -35,7 +35,7 @@ def _present(client: FlaskClient, personas: Personas, form: PublishedForm, insta
         headers=personas.manager.headers,
     )
     assert response.status_code == 200, response.get_data(as_text=True)
-    return int(response.get_json()["attachments_present"])
+    return int(response.get_json()["attachmentsPresent"])
 
 
 def test_a_tus_upload_completes_a_submission_awaiting_its_blob(

@@ -203,7 +203,7 @@ def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: di
     assert _post_submission(d.b, d, xml, {"p.jpg": photo}).status_code == 201  # the identical resend
     api = f"/v1/projects/{d.project_id}/forms/photo_visit/submissions"
     listed = requests.get(f"{d.b}{api}", auth=admin).json()
-    assert [s["instance_id"] for s in listed["items"]] == ["uuid:two-hosts-1"]
+    assert [s["instanceId"] for s in listed] == ["uuid:two-hosts-1"]
     download = requests.get(f"{d.b}{api}/uuid:two-hosts-1/attachments/p.jpg", auth=admin)
     assert download.status_code == 200 and download.content == photo
 

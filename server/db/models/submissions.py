@@ -182,9 +182,14 @@ class RefusedSubmission(Base):
 
 
 class SubmissionReview(Base):
-    """One review-state change of a submission."""
+    """One review-state change of a submission (or a comment).
+
+    ``request_key`` is the ``Idempotency-Key`` the reviewer's request carried: the same key from the
+    same actor on the same submission names one review, so a retried request writes nothing again.
+    """
 
     __tablename__ = "submission_reviews"
+    __table_args__ = (UniqueConstraint("submission_id", "actor", "request_key"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     submission_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
@@ -193,6 +198,7 @@ class SubmissionReview(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    request_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class SubmissionTableColumns(Base):

@@ -25,7 +25,7 @@ from forms.schema import FormSchema
 from server.db.models import AccessToken, User
 from server.db.models.exports import ExportPreset, ExportRun, ExportSchedule
 from server.db.models.forms import Form, FormVersion
-from server.db.models.submissions import Submission, SubmissionVersion
+from server.db.models.submissions import Submission, SubmissionAttachment, SubmissionVersion
 from server.db.upsert import insert_ignore
 
 PAGE_SIZE = 1000
@@ -210,6 +210,25 @@ def instance_records(session: Session, form_id: int, instance_id: str) -> list[E
     stmt = _record_query(form_id, ExportOptions()).where(Submission.current_instance_id == instance_id)
     rows = session.execute(stmt.order_by(SubmissionVersion.id)).all()
     return list(_records(rows, frozenset()))
+
+
+def present_files(session: Session, form_id: int, instance_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(file name, blob sha256) of every present file of these versions of the form, in version order."""
+    found: list[tuple[str, str]] = []
+    for start in range(0, len(instance_ids), 500):
+        chunk = instance_ids[start : start + 500]
+        rows = session.execute(
+            select(SubmissionAttachment.name, SubmissionAttachment.blob_sha256)
+            .join(SubmissionVersion, SubmissionVersion.id == SubmissionAttachment.version_id)
+            .where(
+                SubmissionVersion.form_id == form_id,
+                SubmissionVersion.instance_id.in_(chunk),
+                SubmissionAttachment.blob_sha256.is_not(None),
+            )
+            .order_by(SubmissionVersion.id, SubmissionAttachment.name)
+        ).all()
+        found.extend((name, sha) for name, sha in rows)
+    return found
 
 
 # --- presets ---------------------------------------------------------------------------------------

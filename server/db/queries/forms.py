@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, or_, select, text, update
+from sqlalchemy import Connection, Select, and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from server.db import pipeline
@@ -224,11 +224,14 @@ _TOKEN_AND_STAMP = select(*TOKEN_COLUMNS, _STAMP).where(AccessToken.token_hash =
 _STAMP_ONLY = select(_STAMP)
 
 
-def token_and_formlist_stamp(session: Session, token_hash: str, project_id: int) -> tuple[DeviceTokenRow, int] | None:
+def token_and_formlist_stamp(
+    session: Session | Connection, token_hash: str, project_id: int
+) -> tuple[DeviceTokenRow, int] | None:
     """Return a path token's row and the project's formList stamp (0 before any form), in one query.
 
     ``None`` when no token has this hash. The stamp moves in the transaction of any change to the
-    formList (triggers of migration 0023), so an unchanged stamp means an unchanged formList.
+    formList (triggers of migration 0023), so an unchanged stamp means an unchanged formList. On a
+    session, or on a Core connection for a read outside any session (the formList shortcut).
     """
     row = pipeline.first_row(session, _TOKEN_AND_STAMP, {"token_hash": token_hash, "project_id": project_id})
     if row is None:

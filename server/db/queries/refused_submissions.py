@@ -52,6 +52,14 @@ def list_refused(
     return session.execute(stmt.order_by(RefusedSubmission.id).limit(limit)).all()
 
 
+def count_refused(session: Session, project_id: int, xml_form_id: str | None) -> int:
+    """How many refused payloads a project holds (of one form when ``xml_form_id`` is given)."""
+    stmt = _summary_statement(project_id)
+    if xml_form_id is not None:
+        stmt = stmt.where(Form.xml_form_id == xml_form_id)
+    return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
 def get_refused(session: Session, project_id: int, refused_id: int) -> tuple[Row[Any], bytes, str | None] | None:
     """Return one refused payload's summary, its XML and the sha256 of the XML stored under its instance id."""
     row = session.execute(

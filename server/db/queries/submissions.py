@@ -54,6 +54,17 @@ class FormTarget:
     state: str
     version_pk: int | None
     version_sha256: str | None  # of the XForm: with the pk, the key of the parsed-schema cache
+    # The stored version of the submission's own instance id in this form, when there is one: what an
+    # identical resend is answered from without parsing its XML or reading its relatives.
+    stored_version_id: int | None = None
+    stored_submission_id: int | None = None
+    stored_xml_sha256: str | None = None
+    stored_deleted: bool = False  # its submission is soft-deleted
+    stored_complete: bool = False  # every file it references is present
+
+    def stores_identical(self, xml_sha256: str) -> bool:
+        """Tell whether these exact bytes are stored under the instance id, live and with all their files."""
+        return self.stored_xml_sha256 == xml_sha256 and self.stored_complete and not self.stored_deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +85,10 @@ def get_form_target(
 
     On PostgreSQL the same statement takes the edit-chain locks of ``lock_instance_ids`` (see
     ``chain_lock_key``), saving a round trip; the caller's next statement sees every write committed
-    by a previous holder (READ COMMITTED takes a fresh snapshot per statement).
+    by a previous holder (READ COMMITTED takes a fresh snapshot per statement). The first of
+    ``lock_instance_ids`` is the submission's own instance id: its stored version (``stored_*``) is
+    read by the same statement, from the snapshot taken before the locks (so a version a previous
+    holder just committed may be missed: the caller's usual path then finds it, never the reverse).
     """
     params, locks = _form_target_params(session, project_id, xml_form_id, version, lock_instance_ids)
     stmt = _FORM_TARGET.get(locks)
@@ -142,7 +156,12 @@ def _form_target_params(
     session: Session, project_id: int, xml_form_id: str, version: str, lock_instance_ids: Sequence[str]
 ) -> tuple[dict[str, Any], int]:
     """The parameters of a form-target statement and its number of chain locks (PostgreSQL takes them)."""
-    params: dict[str, Any] = {"project_id": project_id, "xml_form_id": xml_form_id, "version": version}
+    params: dict[str, Any] = {
+        "project_id": project_id,
+        "xml_form_id": xml_form_id,
+        "version": version,
+        "instance_id": lock_instance_ids[0] if lock_instance_ids else None,
+    }
     keys: list[int] = []
     if lock_instance_ids and session.get_bind().dialect.name == "postgresql":
         # Sorted keys: two writers locking overlapping sets never deadlock.
@@ -153,8 +172,22 @@ def _form_target_params(
 
 def _form_target_statement(locks: int) -> Any:
     # Built once per number of chain locks: no statement construction or cache-key work per submission.
+    stored = SubmissionVersion.__table__.alias("stored")
+    chain = Submission.__table__.alias("stored_chain")
+    files = SubmissionAttachment.__table__
+    awaiting_files = exists().where(files.c.version_id == stored.c.id, files.c.blob_sha256.is_(None))
     stmt = (
-        select(Form.id, Form.state, FormVersion.id, FormVersion.xform_sha256)
+        select(
+            Form.id,
+            Form.state,
+            FormVersion.id,
+            FormVersion.xform_sha256,
+            stored.c.id,
+            stored.c.submission_id,
+            stored.c.xml_sha256,
+            chain.c.deleted_at.is_not(None).label("stored_deleted"),
+            (~awaiting_files).label("stored_complete"),
+        )
         .outerjoin(
             FormVersion,
             and_(
@@ -163,6 +196,16 @@ def _form_target_statement(locks: int) -> Any:
                 FormVersion.status == "published",
             ),
         )
+        # Two unique-key probes (the version's, then its submission's primary key); none without an id.
+        .outerjoin(
+            stored,
+            and_(
+                stored.c.project_id == Form.project_id,
+                stored.c.form_id == Form.id,
+                stored.c.instance_id == bindparam("instance_id", type_=String()),
+            ),
+        )
+        .outerjoin(chain, chain.c.id == stored.c.submission_id)
         .where(Form.project_id == bindparam("project_id"), Form.xml_form_id == bindparam("xml_form_id"))
     )
     locks_taken = (
@@ -171,7 +214,7 @@ def _form_target_statement(locks: int) -> Any:
     return stmt.add_columns(*locks_taken)
 
 
-_TARGET_WIDTH = 4  # the columns of a FormTarget, before the chain locks' (void) columns
+_TARGET_WIDTH = 9  # the columns of a FormTarget, before the chain locks' (void) columns
 _FORM_TARGET: dict[int, Any] = {}
 _TOKEN_AND_TARGET: dict[int, Any] = {}
 

@@ -279,6 +279,16 @@ def list_held_items(
     return session.scalars(stmt.order_by(HeldItem.id).limit(limit)).all()
 
 
+def count_held_items(session: Session, project_id: int, status: str | None, outcome: str | None) -> int:
+    """How many held items of a project the filters keep."""
+    stmt = select(func.count()).select_from(HeldItem).where(HeldItem.project_id == project_id)
+    if status is not None:
+        stmt = stmt.where(HeldItem.status == status)
+    if outcome is not None:
+        stmt = stmt.where(HeldItem.outcome == outcome)
+    return int(session.scalar(stmt) or 0)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Blobs and uploads
 

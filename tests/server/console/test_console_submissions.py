@@ -186,24 +186,26 @@ def test_d5_a_reviewer_marks_has_issues_with_a_comment_then_approves(
     assert client.post(page + "/review", data={"csrf_token": csrf, "review_state": "approved"}).status_code == 302
     api = f"/v1{coop.base}/{TAMOUNT_EDIT}"
     detail = client.get(api, headers=personas.manager.headers).get_json()
-    assert detail["review_state"] == "approved"
-    assert [r["to_state"] for r in detail["reviews"]] == ["has_issues", "approved"]
-    comments = client.get(api + "/comments", headers=personas.analyst.headers).get_json()["comments"]
-    assert [(c["body"], c["actor_name"], c["review_state"]) for c in comments] == [
-        ("Le chiffre d'affaires est à vérifier.", "manager-persona", "has_issues")
+    assert detail["reviewState"] == "approved"
+    assert [r["toState"] for r in detail["reviews"]] == ["hasIssues", "approved"]
+    extended = {**personas.analyst.headers, "X-Extended-Metadata": "true"}
+    comments = client.get(api + "/comments", headers=extended).get_json()
+    assert [(c["body"], c["actor"]["displayName"], c["reviewState"]) for c in comments] == [
+        ("Le chiffre d'affaires est à vérifier.", "manager-persona", "hasIssues")
     ]
 
 
 def test_d5_comments_through_the_json_api(client: FlaskClient, coop: Coop, personas: Personas) -> None:
     api = f"/v1{coop.base}/{NAKHIL}/comments"
     created = client.post(api, json={"body": "Photo manquante — الصورة ناقصة"}, headers=personas.manager.headers)
-    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.status_code == 200, created.get_data(as_text=True)
     assert created.get_json()["body"] == "Photo manquante — الصورة ناقصة"
-    assert created.get_json()["review_state"] == "received"  # a comment leaves the state as it was
+    assert created.get_json()["reviewState"] is None  # a comment leaves the state as it was
+    assert created.get_json()["actorId"] == personas.manager.id
     assert client.post(api, json={"body": "non"}, headers=personas.analyst.headers).status_code == 403
     assert client.post(api, json={"body": ""}, headers=personas.manager.headers).status_code == 400
     assert client.post(api, json={"text": "x"}, headers=personas.manager.headers).status_code == 400
-    listed = client.get(api, headers=personas.analyst.headers).get_json()["comments"]
+    listed = client.get(api, headers=personas.analyst.headers).get_json()
     assert [c["body"] for c in listed] == ["Photo manquante — الصورة ناقصة"]
     assert client.get(api.replace(NAKHIL, "uuid:nobody"), headers=personas.analyst.headers).status_code == 404
 

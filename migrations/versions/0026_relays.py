@@ -1,8 +1,8 @@
 """Office relays: credentials and their projects, relayed submissions (national side); links, outbox and
 resumable uploads (office side).
 
-Revision ID: 0025_relays
-Revises: 0024_refused_decisions
+Revision ID: 0026_relays
+Revises: 0025_comment_idempotency
 Create Date: 2026-12-02
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from server.db.base import BigIntPK, UTCDateTime
 
-revision = "0025_relays"
-down_revision = "0024_refused_decisions"
+revision = "0026_relays"
+down_revision = "0025_comment_idempotency"
 branch_labels = None
 depends_on = None
 
