@@ -21,6 +21,7 @@ from flask import Response, after_this_request, g, request
 from server.db.base import utcnow
 from server.db.models import AccessToken, User
 from server.db.queries import accounts as q
+from server.db.queries import relays as relays_q
 from server.errors import ApiError, forbidden, unauthenticated
 from server.passwords import token_hash
 from server.services.accounts import LAST_USED_RESOLUTION, note_token_use
@@ -55,18 +56,26 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "analyst": frozenset({"project.read", "form.read", "submission.read", "export", "entity.read", "indicator.read"}),
 }
 
+# An office relay (``fieldsync relays issue``) in each project it was issued for: it reads forms and entity
+# lists, pushes what the office's phones sent and pulls changes. Kept apart from the people's roles above,
+# which error messages list as the roles a person can be given.
+RELAY_PERMISSIONS = frozenset(
+    {"project.read", "form.read", "submission.create", "sync.push", "sync.pull", "entity.read"}
+)
+
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller: a user (maybe admin) or a device bound to one project."""
+    """An authenticated caller: a user (maybe admin), a device bound to one project, or an office relay."""
 
-    kind: str  # "user" | "device"
+    kind: str  # "user" | "device" | "relay"
     id: int
     name: str
     is_admin: bool = False
     project_id: int | None = None  # devices only
     role: str | None = None  # devices only
     form_access: str = "all"  # devices only: "assigned" for an app user given some forms
+    project_ids: tuple[int, ...] = ()  # relays only: the projects it was issued for
 
     @property
     def actor(self) -> str:
@@ -79,6 +88,8 @@ class Principal:
             return "admin"
         if self.kind == "device":
             return self.role if self.project_id == project_id else None
+        if self.kind == "relay":
+            return "relay" if project_id in self.project_ids else None
         return q.get_membership_role(db_session(), project_id, self.id)
 
     def can(self, permission: str, project_id: int | None) -> bool:
@@ -88,13 +99,17 @@ class Principal:
         if project_id is None:
             return False
         role = self.role_in(project_id)
+        if role == "relay":
+            return permission in RELAY_PERMISSIONS
         return role is not None and permission in PERMISSIONS.get(role, frozenset())
 
 
 def principal_from_token(token: str) -> Principal | None:
     """Resolve a bearer or path token to a principal; ``None`` when unknown, revoked or expired."""
     row = q.get_token_by_hash(db_session(), token_hash(token))
-    if row is None or not token_is_live(row):
+    if row is None:
+        return relay_principal(token)
+    if not token_is_live(row):
         return None
     note_use(row.id, row.last_used_at)
     return _principal_of_token(row)
@@ -163,6 +178,28 @@ def token_is_live(row: _TokenState) -> bool:
 def device_principal(row: _TokenState) -> Principal:
     """The principal of a device token (ORM object or lean row)."""
     return Principal("device", row.id, row.name, project_id=row.project_id, role=row.role, form_access=row.form_access)
+
+
+def relay_principal(token: str) -> Principal | None:
+    """The principal of an office relay's token; ``None`` when unknown or revoked."""
+    session = db_session()
+    relay = relays_q.get_relay_by_hash(session, token_hash(token))
+    if relay is None or relay.revoked_at is not None:
+        return None
+    if relay.last_used_at is None or utcnow() - relay.last_used_at >= LAST_USED_RESOLUTION:
+        relay_id = relay.id
+        after_session_close(lambda: _write_relay_use(relay_id))
+    return Principal("relay", relay.id, relay.name, project_ids=relays_q.relay_project_ids(session, relay.id))
+
+
+def _write_relay_use(relay_id: int) -> None:
+    from server.services.relays import note_relay_use
+
+    session = get_store().sessions()
+    try:
+        note_relay_use(session, relay_id)
+    finally:
+        session.close()
 
 
 def _principal_of_token(row: AccessToken) -> Principal | None:
@@ -238,6 +275,8 @@ def permission_denied(principal: Principal, permission: str, project_id: int | N
         advice = "only an admin holds it outside a project"
     elif principal.kind == "device":
         advice = f"a device key acts as a coach of its project: sign in as a person with {wanted}"
+    elif principal.kind == "relay":
+        advice = "an office relay may only push and pull in the projects it was issued for"
     elif role is None:
         advice = f"you have no role in project {project_id}: ask one of its managers to give you one"
     else:

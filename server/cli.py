@@ -41,6 +41,7 @@ LAZY_COMMANDS = {
     "restore": "server.ops_cli:restore_command",
     "migrate-store": "server.ops_cli:migrate_store_command",
     "webhooks": "server.webhook_dispatcher:webhooks_command",
+    "relay": "server.office_relay:relay_command",
 }
 # Flask's group options that make no sense here: the app is Fieldsync's, its configuration FIELDSYNC_*.
 _FLASK_OPTIONS = {"env_file", "app", "debug"}
@@ -359,6 +360,61 @@ def devices_reissue(project_id: int, device_id: int, base_url: str | None, qr: b
 
 
 # --------------------------------------------------------------------------------------------- forms
+
+
+@main.group()
+def relays() -> None:
+    """Manage the credentials of office relays (on the national server)."""
+
+
+@relays.command("issue")
+@click.option("--name", required=True, help="The office's name (unique).")
+@click.option(
+    "--project", "project_ids", type=int, multiple=True, required=True, help="A project it may relay (repeatable)."
+)
+@with_appcontext
+def relays_issue(name: str, project_ids: tuple[int, ...]) -> None:
+    """Issue an office relay's credential for some projects; print its token once."""
+    from server.services import relays as svc
+
+    with _session() as session:
+        issued = svc.issue_relay(session, name, list(project_ids))
+    click.echo(f"relay {issued.id}: {issued.name} (projects {', '.join(str(p) for p in issued.project_ids)})")
+    click.echo(f"token: {issued.token}")
+    click.echo("The token is shown only now: it is stored hashed and cannot be shown again.")
+
+
+@relays.command("list")
+@with_appcontext
+def relays_list() -> None:
+    """List the office relays, their projects and when each was last used."""
+    from server.services import relays as svc
+
+    with _session() as session:
+        rows = [
+            (
+                r.id,
+                r.name,
+                ",".join(str(p) for p in r.project_ids),
+                "revoked" if r.revoked_at else "live",
+                _when(r.created_at),
+                _when(r.last_used_at),
+            )
+            for r in svc.list_relays(session)
+        ]
+    _table(("id", "name", "projects", "status", "created (UTC)", "last used"), rows)
+
+
+@relays.command("revoke")
+@click.argument("name")
+@with_appcontext
+def relays_revoke(name: str) -> None:
+    """Revoke an office relay's credential: its next request is refused (401)."""
+    from server.services import relays as svc
+
+    with _session() as session:
+        info = svc.revoke_relay(session, name)
+    click.echo(f"revoked relay {info.id} ({info.name})")
 
 
 @main.group()

@@ -168,6 +168,24 @@ def _webhook_oldest(session: Session) -> list[tuple[tuple[str, ...], float]]:
     ]
 
 
+def _relay_outbox(session: Session) -> list[tuple[tuple[str, ...], float]]:
+    from server.db.models.relays import RelayLink, RelayOutboxRow
+
+    pending = dict(_grouped(session, RelayOutboxRow.project_id, RelayOutboxRow.sent_at.is_(None)))
+    # Every relayed project has a series, 0 when its queue is empty (an alert can tell "empty" from "absent").
+    return [((str(p),), pending.get((str(p),), 0.0)) for p in session.scalars(select(RelayLink.project_id))]
+
+
+def _relay_link(session: Session) -> list[tuple[tuple[str, ...], float]]:
+    from server.db.models.relays import RelayLink
+
+    links = session.execute(select(RelayLink.project_id, RelayLink.last_contact_at, RelayLink.last_error_at)).all()
+    return [
+        ((str(project),), 1.0 if contact is not None and (error is None or contact >= error) else 0.0)
+        for project, contact, error in links
+    ]
+
+
 for _gauge in (
     StoreGauge("fieldsync_quarantine_items", "Held pushed items still open, by outcome.", ("outcome",), _quarantine),
     StoreGauge("fieldsync_entity_conflicts", "Live entities in conflict, by kind.", ("kind",), _entity_conflicts),
@@ -187,6 +205,18 @@ for _gauge in (
         "Age of the oldest event not fanned out, and of the oldest pending delivery of an active subscription.",
         ("stage",),
         _webhook_oldest,
+    ),
+    StoreGauge(
+        "fieldsync_relay_outbox",
+        "Office relay: stored submissions not yet acknowledged by the upstream server, by local project.",
+        ("project",),
+        _relay_outbox,
+    ),
+    StoreGauge(
+        "fieldsync_relay_link",
+        "Office relay: 1 when the last round reached the upstream server, 0 when it failed, by local project.",
+        ("project",),
+        _relay_link,
     ),
 ):
     register_store_gauge(_gauge)

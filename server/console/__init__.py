@@ -41,6 +41,7 @@ from server.console import (  # noqa: E402,F401  (routes)
     views_people,
     views_preview,
     views_projects,
+    views_relay,
     views_submissions,
     views_webhooks,
 )

@@ -49,6 +49,7 @@ from server.db.queries.forms import DeviceTokenRow
 from server.db.transaction import transaction
 from server.db.upsert import insert_ignore
 from server.errors import ApiError, not_found
+from server.services import relays
 from server.services.entities import apply_entity_changes
 from server.services.outbox import created_payload, record_event
 from server.store import get_store
@@ -406,6 +407,7 @@ class _Ingest:
             created_payload(submission_id, version_id, self.instance_id, header.version),
             form_id=header.form_id,
         )
+        relays.enqueue_for_upstream(session, self.project_id, version_id)
         if record.entities:
             apply_entity_changes(session, self.project_id, record, version_id, self.who.actor)
         audit.record(

@@ -45,6 +45,7 @@ from server.db.transaction import transaction
 from server.errors import ApiError
 from server.json_input import ClientJsonError, JsonSyntaxError, parse_client_json
 from server.services import entities as entity_service
+from server.services import relays
 from sync.batches import (
     MAX_ITEMS_PER_PUSH,
     PROTOCOL,
@@ -444,6 +445,16 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
             if is_entity[index]:
                 results[index] = _process_one(session, ctx, index, raw, key)
         ordered = [results[index] for index in range(len(envelope.items))]
+        if ctx.principal.kind == "relay":
+            # Which office carried each stored submission, and the phone it came from (issue 22).
+            relays.record_relayed_items(
+                session,
+                project_id=ctx.project_id,
+                relay_id=ctx.principal.id,
+                device_id=ctx.device_id,
+                items=envelope.items,
+                results=ordered,
+            )
         # One pull change per batch carries every item's outcome (SYNC.md "Pull": the device's item
         # outcomes), so a device whose push reply was lost learns them; one row, not one per item.
         # Numbered now, as the last change-log write of this transaction: the clock stays locked from

@@ -87,6 +87,7 @@ CONSOLE_CASES = [
         {"username": "new-console-user", "password": "long enough pw"},
     ),
     ConsoleCase("GET", "/audit", "/audit", signed_in(200, allowed=("admin",))),
+    ConsoleCase("GET", "/relay", "/relay", signed_in(200, allowed=("admin",))),
     ConsoleCase("GET", "/projects/{pid}/audit", f"{P}/audit", signed_in(200, allowed=WRITERS)),
     ConsoleCase("GET", "/projects/{pid}/entities", f"{P}/entities", signed_in(200, allowed=READERS)),
     ConsoleCase("GET", "/projects/{pid}/forms", f"{P}/forms", signed_in(200, allowed=READERS), setup="coop"),

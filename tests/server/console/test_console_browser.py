@@ -167,6 +167,7 @@ PAGES = [
     ("entities", f"{P}/entities"),
     ("project-audit", f"{P}/audit"),
     ("audit", "/audit"),
+    ("relay", "/relay"),
     ("users", "/users"),
     ("account", "/account"),
     ("not-found", f"{P}/forms/no_such_form"),
