@@ -32,6 +32,7 @@ from server.db.models import AccessToken, Blob, User
 from server.db.models.forms import Form, FormVersion
 from server.db.models.relays import RelayLink, RelayUpload
 from server.db.models.submissions import SubmissionAttachment, SubmissionVersion
+from server.db.models.sync import EntityOpRow
 from server.db.queries import relays as q
 from server.db.transaction import transaction
 from server.services.submissions import blob_store
@@ -229,6 +230,18 @@ def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list
         for version_id, name, sha, size in found:
             attachments[version_id].append((name, sha, size))
             photos[sha] = _Photo(sha, int(size))
+        # What each entity update of these submissions had seen here, in dots (sync.entities.RelayedBase):
+        # the phone's baseVersion is an office number, which the national server would read as its own.
+        entity_ops: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for op in session.scalars(
+            select(EntityOpRow)
+            .where(EntityOpRow.submission_version_id.in_(list(versions)))
+            .order_by(EntityOpRow.submission_version_id, EntityOpRow.op_id)
+        ):
+            assert op.submission_version_id is not None
+            entity_ops[op.submission_version_id].append(
+                {"op_id": op.op_id, "context": op.context, "unknown_base": op.unknown_base}
+            )
         items = []
         device = "relay"
         for _, version_id in rows:
@@ -245,6 +258,8 @@ def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list
             }
             if v.deprecated_id:
                 item["deprecated_id"] = v.deprecated_id
+            if entity_ops[version_id]:
+                item["entity_ops"] = entity_ops[version_id]
             items.append(item)
         body = {"protocol": PROTOCOL, "device_id": device, "batch_id": key, "items": items}
         data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
