@@ -111,6 +111,7 @@ class LinkState:
     last_contact_at: Any
     last_error: str | None
     last_error_at: Any
+    refused: dict[str, int] = field(default_factory=dict)  # upstream answers "rejected"/"quarantined"
 
     @property
     def up(self) -> bool:
@@ -132,6 +133,7 @@ def link_states(session: Session) -> list[LinkState]:
                 link.last_contact_at,
                 link.last_error,
                 link.last_error_at,
+                q.refused_counts(session, link.project_id),
             )
             for link in q.list_links(session)
         ]

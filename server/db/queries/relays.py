@@ -70,6 +70,8 @@ def record_relayed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Office side
 
+REFUSED_STATUSES = ("rejected", "quarantined")  # the upstream kept the item aside (held), not stored
+
 
 def enqueue_version(session: Session, project_id: int, version_id: int, now: datetime) -> None:
     """Add a stored submission version to the relay outbox, if its project is relayed (one statement)."""
@@ -121,6 +123,16 @@ def pending_count(session: Session, project_id: int | None = None) -> int:
     if project_id is not None:
         stmt = stmt.where(_OUTBOX.c.project_id == project_id)
     return int(session.execute(stmt).scalar_one())
+
+
+def refused_counts(session: Session, project_id: int) -> dict[str, int]:
+    """How many sent rows the upstream answered ``rejected`` or ``quarantined``, by that status."""
+    rows = session.execute(
+        select(_OUTBOX.c.status, func.count())
+        .where(_OUTBOX.c.project_id == project_id, _OUTBOX.c.status.in_(REFUSED_STATUSES))
+        .group_by(_OUTBOX.c.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
 
 
 def open_batch_keys(session: Session, project_id: int) -> list[str]:
