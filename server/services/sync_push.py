@@ -294,7 +294,20 @@ def _process_entity(session: Session, ctx: PushContext, index: int, raw: Any, it
         outcome = Quarantined(entity_service.UNKNOWN_ENTITY_LIST, f"no entity list {item.list_name!r} in this project")
         hold(session, ctx, raw, outcome)
         return _result(index, raw, outcome)
-    context, unknown_base = entity_service.context_for_base_rev(session, entity_list.id, item.entity_id, item.base_rev)
+    if ctx.principal.kind == "relay" and isinstance(raw, dict) and "context" in raw:
+        # An office relay sends the context the office gave the op (sync.entities.RelayedBase), not a rev.
+        relayed = relayed_bases(
+            [{"op_id": item.op_id, "context": raw["context"], "unknown_base": raw.get("unknown_base", False)}]
+        )
+        if relayed is None:
+            malformed = Rejected(UNPARSEABLE_ITEM, "context is not {max: {writer: n}, extra: [[writer, seq]]}")
+            hold(session, ctx, raw, malformed)
+            return _result(index, raw, malformed)
+        context, unknown_base = relayed[item.op_id].context, relayed[item.op_id].unknown_base
+    else:
+        context, unknown_base = entity_service.context_for_base_rev(
+            session, entity_list.id, item.entity_id, item.base_rev
+        )
     op = item.to_op(context, unknown_base=unknown_base)
     applied = entity_service.apply_op(session, entity_list, item.entity_id, op, actor=ctx.principal.actor)
     if isinstance(applied.outcome, Quarantined | Rejected):

@@ -27,12 +27,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.services import accounts, relays
 from tests.conftest import Personas, fresh_database_url
 from tests.server.faulty_transport import canonical_dump
 from tests.server.fixtures_forms import ENTREPRENEUR_XLSX, publish_form
+from tests.server.sync_fixtures import entity_item
 from tests.server.test_submissions_support import EXAMPLE_SUBMISSIONS
 
 FOLLOWUP = EXAMPLE_SUBMISSIONS / "entrepreneur_followup"
@@ -253,3 +255,67 @@ def test_re1_a_relay_item_with_malformed_entity_ops_is_rejected_and_held(
     item = {**_submission(*_create()), "entity_ops": [{"op_id": "x", "context": {"max": {"w": "many"}}}]}
     results = _push(client, issued.token, project.id, [item])
     assert [(r["status"], r["reason"]) for r in results] == [("rejected", "unparseable_item")]
+
+
+def _rev(client: FlaskClient, token: str, project_id: int) -> str:
+    """The rev of Khadija as a Fieldsync phone pulls it."""
+    answer = client.get(f"/v1/projects/{project_id}/sync/pull", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    changes = [c for c in answer.get_json()["changes"] if c["collection"] == "entity"]
+    return str(changes[-1]["data"]["rev"])
+
+
+def test_re2_a_json_entity_item_pushed_to_the_office_goes_up_with_its_context(
+    app: Flask, client: FlaskClient, db: sessionmaker[Session], personas: Personas, office: Office
+) -> None:
+    from server.db.models.relays import RelayOutboxRow
+
+    session = db()
+    with app.app_context():
+        national = accounts.create_project(session, f"National {uuid.uuid4().hex[:6]}")
+        direct = accounts.create_project(session, f"Direct {uuid.uuid4().hex[:6]}")
+        for pid in (national.id, direct.id):
+            publish_form(session, pid, ENTREPRENEUR_XLSX)
+        phone = {pid: accounts.create_device(session, pid, "phone").token for pid in (national.id, direct.id)}
+    session.close()
+    issued = relays.issue_relay(db(), f"safi-{uuid.uuid4().hex[:6]}", [national.id])
+    create = _submission(*_create())
+    a1 = _submission(*_update("json-office-phone-1", 1, "growth", 20))
+    d1 = _submission(*_update("json-national-phone", 1, "idea", 25))
+
+    def json_update(base_rev: str) -> dict[str, Any]:
+        item = entity_item("collect:field", 1, KHADIJA, {"stage": "mature"}, base_rev=base_rev, hlc=1_800_000_000_000)
+        return {**item, "entity": {"list": "entrepreneurs", "id": KHADIJA}}
+
+    _push(client, phone[national.id], national.id, [create])
+    _relay_round(office, client, issued.token, national.id)
+    with office.app.app_context():
+        _push(office.client, office.phone_token, office.project_id, [a1])
+        # A Fieldsync phone pulls the office's version 2 and pushes a JSON entity change based on its rev.
+        office_rev = _rev(office.client, office.phone_token, office.project_id)
+        answer = _push(office.client, office.phone_token, office.project_id, [json_update(office_rev)])
+        assert [r["status"] for r in answer] == ["updated"]
+    _push(client, phone[national.id], national.id, [d1])
+    report = _relay_round(office, client, issued.token, national.id)
+    assert report.pushed == 2, report
+
+    for item in (create, a1):
+        _push(client, phone[direct.id], direct.id, [item])
+    _push(client, phone[direct.id], direct.id, [json_update(_rev(client, phone[direct.id], direct.id))])
+    _push(client, phone[direct.id], direct.id, [d1])
+    session = db()
+    try:
+        relayed, straight = _entity_dump(session, national.id), _entity_dump(session, direct.id)
+        assert len(straight["ops"]) == 4 and [e[6] for e in straight["entities"]] == ["hard"]
+        assert relayed == straight
+    finally:
+        session.close()
+    _relay_round(office, client, issued.token, national.id)
+    with office.app.app_context():
+        office_session = office.session()
+        try:
+            assert _entity_dump(office_session, office.project_id) == straight
+            statuses = office_session.scalars(select(RelayOutboxRow.status).order_by(RelayOutboxRow.id)).all()
+            assert list(statuses) == ["created", "conflict"]  # a1 (a submission), then the JSON change (vs d1)
+        finally:
+            office_session.close()
