@@ -579,8 +579,8 @@ class RelayedBase:
     unknown_base: bool = False
 
 
-MAX_RELAYED_WRITERS = 10_000
 MAX_RELAYED_SEQ = 100_000
+MAX_RELAYED_DOTS = 100_000
 
 
 def relayed_bases(raw: object) -> dict[str, RelayedBase] | None:
@@ -601,13 +601,20 @@ def relayed_bases(raw: object) -> dict[str, RelayedBase] | None:
         maxima, extra = context.get("max", {}), context.get("extra", [])
         if not isinstance(maxima, dict) or not isinstance(extra, list):
             return None
-        if len(maxima) + len(extra) > MAX_RELAYED_WRITERS or not all(
+        if not all(
             isinstance(w, str) and isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_RELAYED_SEQ
             for w, n in maxima.items()
         ):
             return None
+        if sum(maxima.values()) + len(extra) > MAX_RELAYED_DOTS:
+            return None  # a context is expanded dot by dot: bound the work a relay can ask for
         if not all(
-            isinstance(d, list) and len(d) == 2 and isinstance(d[0], str) and isinstance(d[1], int) and d[1] >= 1
+            isinstance(d, list)
+            and len(d) == 2
+            and isinstance(d[0], str)
+            and isinstance(d[1], int)
+            and not isinstance(d[1], bool)
+            and 1 <= d[1] <= MAX_RELAYED_SEQ
             for d in extra
         ):
             return None
