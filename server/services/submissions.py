@@ -414,7 +414,9 @@ class _Ingest:
         )
         relays.enqueue_for_upstream(session, self.project_id, version_id)
         if record.entities:
-            apply_entity_changes(session, self.project_id, record, version_id, self.who.actor, self.relayed_bases)
+            apply_entity_changes(
+                session, self.project_id, record, version_id, self.who.actor, relayed=self.relayed_bases
+            )
         audit.record(
             session,
             self.who.actor,
@@ -470,7 +472,7 @@ class _Ingest:
         if rows:
             session.execute(insert(_ATTACHMENTS), [{**row, "version_id": version_id} for row in rows])
         if record.entities:
-            apply_entity_changes(session, self.project_id, record, version_id, who.actor, self.relayed_bases)
+            apply_entity_changes(session, self.project_id, record, version_id, who.actor, relayed=self.relayed_bases)
             audit.record(
                 session,
                 who.actor,
