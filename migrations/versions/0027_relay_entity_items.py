@@ -1,6 +1,6 @@
 """Office relays: the outbox also holds entity changes pushed to the office as JSON items.
 
-Revision ID: 0028_relay_entity_items
+Revision ID: 0027_relay_entity_items
 Revises: 0026_relays
 Create Date: 2026-12-02
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0028_relay_entity_items"
+revision = "0027_relay_entity_items"
 down_revision = "0026_relays"
 branch_labels = None
 depends_on = None
