@@ -4,9 +4,8 @@ A definition is checked against its source before it is saved (the form or entit
 field it reads exists in some version of the form, none is inside a repeat), so a figure never fails
 for a reason the manager could have been told when saving. Saving the same definition again is a
 no-op; any change is a new version and the old ones stay readable. Figures are computed on every read
-from the store as it is (one GROUP BY, see ``server.db.queries.indicators``; on PostgreSQL over the
-per-version facts, filled first for versions that have none): an edit, a deletion or a review change
-shows at once, with no aggregate to keep in step.
+from the store as it is (one GROUP BY, see ``server.db.queries.indicators``): an edit, a deletion or a
+review change shows at once, with no aggregate to keep in step.
 """
 
 from __future__ import annotations

@@ -180,8 +180,8 @@ def form_figures(
 
 def fill_facts(
     session: Session, form_pk: int, definition_id: int, definition: IndicatorDefinition, by: str | None
-) -> None:
-    """Write the facts of the counted current versions of a form that have none yet (PostgreSQL).
+) -> int:
+    """Write the facts of the counted current versions of a form that have none yet (PostgreSQL); their number.
 
     Each field is read once per version (``OFFSET 0`` keeps the reads from being folded into the
     expressions that use them). Rows go in the key's order with ``ON CONFLICT DO NOTHING``, so two readers
@@ -256,7 +256,7 @@ def fill_facts(
     ).order_by(rows.c.instance_id)
     names = ["definition_id", "breakdown", "form_id", "instance_id", "version_id", "passes", "k", "m", "d", "match"]
     stmt = pg_insert(f).from_select([*names, "number"], values).on_conflict_do_nothing()
-    session.execute(stmt)
+    return session.execute(stmt).rowcount or 0
 
 
 def fact_figures(
@@ -274,7 +274,7 @@ def fact_figures(
     so a missing fact is seen in the same statement rather than left out of a figure.
     """
     s, f = Submission, IndicatorFact
-    month: Any = literal(None, String)
+    month: ColumnElement[Any] = literal(None, String)
     if period:
         month = f.m if definition.date_field else func.to_char(func.timezone("UTC", s.created_at), "YYYY-MM")
     used = ((f.k, by is not None), (month, period is not None), (f.d, definition.measure == "distinct"))
