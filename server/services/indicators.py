@@ -52,7 +52,6 @@ class SavedIndicator:
     created_by: str
     created_at: datetime
     notes: tuple[FieldNote, ...] = ()
-    definition_id: int = 0  # the saved version's row (its facts are keyed by it)
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def _check_source(session: Session, project_id: int, definition: IndicatorDefini
 def _saved(row: IndicatorDefinitionRow, notes: tuple[FieldNote, ...] = ()) -> SavedIndicator:
     assert row.definition is not None
     return SavedIndicator(
-        row.name, row.version, parse_definition(row.name, row.definition), row.created_by, row.created_at, notes, row.id
+        row.name, row.version, parse_definition(row.name, row.definition), row.created_by, row.created_at, notes
     )
 
 
@@ -244,23 +243,6 @@ def _field_labels(schemas: list[FormSchema], paths: tuple[str, ...], language: s
     return labels
 
 
-def _form_figures(
-    session: Session, form_pk: int, saved: SavedIndicator, by: str | None, period: Period | None
-) -> Figures:
-    """A form's figures: from the facts on PostgreSQL (filled first for versions without any), else one GROUP BY."""
-    definition = saved.definition
-    if session.get_bind().dialect.name != "postgresql":
-        return q.form_figures(session, form_pk, definition, by=by, period=period)
-    figures = q.fact_figures(session, form_pk, saved.definition_id, definition, by=by, period=period)
-    if figures is None:
-        with transaction(session):
-            q.fill_facts(session, form_pk, saved.definition_id, definition, by)
-        figures = q.fact_figures(session, form_pk, saved.definition_id, definition, by=by, period=period)
-    if figures is None:  # versions arrived between the two statements: the plain statement counts them
-        figures = q.form_figures(session, form_pk, definition, by=by, period=period)
-    return figures
-
-
 def indicator_figures(
     session: Session,
     project_id: int,
@@ -286,7 +268,7 @@ def indicator_figures(
             figures = compute(definition, [])
         else:
             schemas = export_q.form_schemas(session, form)
-            figures = _form_figures(session, form.id, saved, by, chosen)
+            figures = q.form_figures(session, form.id, definition, by=by, period=chosen)
     else:
         figures = _entity_figures(session, project_id, definition, by, chosen)
     labels = _labels(schemas, by, language)

@@ -6,11 +6,6 @@ Conditions compile to SQL with the meaning ``exports.indicators`` gives them (a 
 nothing; a number is what ``NUMBER`` matches), and the statement groups by the breakdown field, the
 month and (for a distinct count) the counted value, so the few group rows fold into every figure the
 page shows: overall, by region, by month or quarter, and both, from one scan.
-
-On PostgreSQL the values a definition reads from a version's record are kept in ``indicator_facts``
-(``fact_figures``, ``fill_facts``): a version's record never changes, so its facts never go stale, and
-the figures join the live submissions' current versions to their facts by instance id, reading no
-record; versions without facts yet get them first. See ``docs/dashboard.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Float, String, and_, case, cast, func, literal, null, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -33,7 +27,7 @@ from exports.indicators import (
     Period,
     period_key,
 )
-from server.db.models.indicators import IndicatorDefinitionRow, IndicatorFact
+from server.db.models.indicators import IndicatorDefinitionRow
 from server.db.models.submissions import Submission, SubmissionVersion
 
 
@@ -176,142 +170,6 @@ def form_figures(
     if grouped:
         stmt = stmt.group_by(*grouped)
     return fold_groups(session.execute(stmt).all(), definition, by=by, period=period)
-
-
-def fill_facts(
-    session: Session, form_pk: int, definition_id: int, definition: IndicatorDefinition, by: str | None
-) -> int:
-    """Write the facts of the counted current versions of a form that have none yet (PostgreSQL); their number.
-
-    Each field is read once per version (``OFFSET 0`` keeps the reads from being folded into the
-    expressions that use them). Rows go in the key's order with ``ON CONFLICT DO NOTHING``, so two readers
-    filling the same facts at once neither fail nor deadlock.
-    """
-    dialect = session.get_bind().dialect.name
-    s, sv, f = Submission, SubmissionVersion, IndicatorFact
-    breakdown = by or ""
-    paths = [
-        p
-        for p in dict.fromkeys(
-            (
-                by,
-                definition.measure_field,
-                definition.date_field,
-                *(c.field for c in (*definition.where, *definition.filters)),
-            )
-        )
-        if p
-    ]
-    read = [_value(p).label(f"f{i}") for i, p in enumerate(paths)]
-    rows = (
-        select(sv.id.label("version_id"), sv.instance_id.label("instance_id"), sv.encrypted.label("encrypted"), *read)
-        .select_from(s)
-        .join(sv, and_(sv.project_id == s.project_id, sv.form_id == s.form_id, sv.instance_id == s.current_instance_id))
-        .outerjoin(
-            f,
-            and_(
-                f.definition_id == definition_id,
-                f.breakdown == breakdown,
-                f.form_id == s.form_id,
-                f.instance_id == s.current_instance_id,
-            ),
-        )
-        .where(
-            s.form_id == form_pk,
-            s.deleted_at.is_(None),
-            s.review_state.in_(list(definition.review_states)),
-            f.instance_id.is_(None),
-        )
-        .offset(0)
-        .subquery("rows")
-    )
-    column = {p: rows.c[f"f{i}"] for i, p in enumerate(paths)}
-    passes = and_(
-        rows.c.encrypted.is_(False), *(condition_sql(c, dialect, column[c.field]) for c in definition.filters)
-    )
-    match: ColumnElement[Any] = literal(0)
-    if definition.measure == "share":
-        match = case((and_(*(condition_sql(c, dialect, column[c.field]) for c in definition.where)), 1), else_=0)
-    number: ColumnElement[Any] = cast(null(), Float)
-    if definition.measure in ("sum", "mean") and definition.measure_field:
-        number = _number(column[definition.measure_field], dialect)
-    distinct: ColumnElement[Any] = literal(None, String)
-    if definition.measure == "distinct" and definition.measure_field:
-        distinct = column[definition.measure_field]
-    month: ColumnElement[Any] = literal(None, String)
-    if definition.date_field:
-        month = func.substr(column[definition.date_field], 1, 7)
-    values = select(
-        literal(definition_id),
-        literal(breakdown, String),
-        literal(form_pk),
-        rows.c.instance_id,
-        rows.c.version_id,
-        passes,
-        column[by] if by else literal(None, String),
-        month,
-        distinct,
-        match,
-        number,
-    ).order_by(rows.c.instance_id)
-    names = ["definition_id", "breakdown", "form_id", "instance_id", "version_id", "passes", "k", "m", "d", "match"]
-    stmt = pg_insert(f).from_select([*names, "number"], values).on_conflict_do_nothing()
-    return session.execute(stmt).rowcount or 0
-
-
-def fact_figures(
-    session: Session,
-    form_pk: int,
-    definition_id: int,
-    definition: IndicatorDefinition,
-    *,
-    by: str | None = None,
-    period: Period | None = None,
-) -> Figures | None:
-    """The figures of ``definition`` from the facts of the live submissions' current versions (PostgreSQL).
-
-    None when a counted version has no facts yet (``fill_facts`` writes them): the join is an outer one,
-    so a missing fact is seen in the same statement rather than left out of a figure.
-    """
-    s, f = Submission, IndicatorFact
-    month: ColumnElement[Any] = literal(None, String)
-    if period:
-        month = f.m if definition.date_field else func.to_char(func.timezone("UTC", s.created_at), "YYYY-MM")
-    used = ((f.k, by is not None), (month, period is not None), (f.d, definition.measure == "distinct"))
-    keys = [col if on else literal(None, String) for col, on in used]
-    stmt = (
-        select(
-            *keys,
-            func.count(),
-            func.sum(f.match),
-            func.sum(f.number),
-            func.count(f.number),
-            func.count() - func.count(f.instance_id),
-        )
-        .select_from(s)
-        .outerjoin(
-            f,
-            and_(
-                f.definition_id == definition_id,
-                f.breakdown == (by or ""),
-                f.form_id == s.form_id,
-                f.instance_id == s.current_instance_id,
-            ),
-        )
-        .where(
-            s.form_id == form_pk,
-            s.deleted_at.is_(None),
-            s.review_state.in_(list(definition.review_states)),
-            or_(f.passes.is_(True), f.instance_id.is_(None)),
-        )
-    )
-    grouped = [col for col, on in used if on]
-    if grouped:
-        stmt = stmt.group_by(*grouped)
-    groups = session.execute(stmt).all()
-    if any(row[-1] for row in groups):
-        return None
-    return fold_groups([row[:-1] for row in groups], definition, by=by, period=period)
 
 
 def fold_groups(
