@@ -15,7 +15,8 @@ from bench.stats import spread
 
 NAME = "formlist"
 TITLE = "OpenRosa formList"
-TARGET = Target("≥ 1,000 requests/s (ODK Central ≈ 250)", 1000.0)
+# Issue 21: from 8 clients, at least a quarter of what the raw formList SELECT serves over 8 connections.
+TARGET = Target("≥ 0.25× the raw formList SELECT (issue 21)", 0.25, "ratio_at_least")
 OPENROSA_HEADERS = {"X-OpenRosa-Version": "1.0", "Accept-Language": "fr"}
 
 
