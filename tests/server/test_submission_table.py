@@ -9,6 +9,8 @@ Rules:
 * T5 cells show choice labels in the chosen language, or the stored values.
 * T6 bad parameters, cursors and paths are 400s that name what is wrong.
 * T7 a user's saved columns are theirs alone and apply when no columns are asked for.
+* T8 without ``limit`` the API answers every matching row in one array, as ODK Central does, read from
+  the store in keyset batches (so more rows than one batch, or than the largest page, all arrive).
 """
 
 from __future__ import annotations
@@ -394,6 +396,38 @@ def test_the_api_filters_sorts_and_links_the_next_page(market: Market, app: Flas
         market.session.get(Submission, ids[0]).instance_id  # type: ignore[union-attr]
     ]
     assert "Link" not in second.headers and "X-Next-Cursor" not in second.headers
+
+
+# --- T8 -------------------------------------------------------------------------------------------
+
+
+def test_without_a_limit_every_row_streams_past_the_batch_and_the_page_cap(
+    market: Market, app: Flask, personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(table, "STREAM_BATCH", 2)  # five rows: three batches
+    monkeypatch.setattr(table, "COUNT_CAP", 3)  # the whole list is counted exactly, past the table's cap
+    ids = market.store(ROWS)
+    instance = {pk: market.session.get(Submission, pk).instance_id for pk in ids}  # type: ignore[union-attr]
+    client = app.test_client()
+    path = f"/v1/projects/{personas.project_id}/forms/market/submissions"
+    whole = client.get(path + "?columns=region&lang=fr&order=desc", headers=personas.analyst.headers)
+    assert whole.status_code == 200
+    assert [item["instanceId"] for item in whole.get_json()] == [instance[pk] for pk in reversed(ids)]
+    assert [item["cells"] for item in whole.get_json()][:2] == [[None], ["Tanger"]]
+    assert whole.headers["X-Total-Count"] == "5"
+    assert "Link" not in whole.headers and "X-Total-Count-Capped" not in whole.headers
+    kept = client.get(path + "?reviewState=approved", headers=personas.analyst.headers)
+    assert [item["instanceId"] for item in kept.get_json()] == [instance[ids[0]], instance[ids[3]]]
+    assert client.get(path + "?deleted=true", headers=personas.analyst.headers).get_json() == []
+    # With a limit the keyset pages and their Link stay.
+    paged = client.get(path + "?limit=2", headers=personas.analyst.headers)
+    assert len(paged.get_json()) == 2 and paged.headers["Link"].endswith('>; rel="next"')
+
+
+def test_the_whole_list_refuses_a_bad_query_before_it_starts(market: Market, app: Flask, personas: Personas) -> None:
+    path = f"/v1/projects/{personas.project_id}/forms/market/submissions?filter.seller=a"
+    response = app.test_client().get(path, headers=personas.analyst.headers)
+    assert (response.status_code, response.get_json()["details"]["problem"]) == (400, "invalid_field")
 
 
 # --- T7 -------------------------------------------------------------------------------------------
