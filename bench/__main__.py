@@ -26,6 +26,7 @@ from bench import (
     odata,
     push,
     raw,
+    relay,
     submission_table,
     upload,
     webhooks,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, tuple[str, Benchmark]] = {
     dashboard.NAME: (dashboard.TITLE, dashboard.run),
     memory.NAME: (memory.TITLE, memory.run),
     odata.NAME: (odata.TITLE, odata.run),
+    relay.NAME: (relay.TITLE, relay.run),
 }
 
 

@@ -17,7 +17,8 @@ def refuse_nul_characters() -> None:
     """Raise a 400 when the path, the query string or the credentials hold a NUL character."""
     places = {"path": request.path}
     for key, value in request.args.items(multi=True):
-        places[f"query parameter {key!r}"] = key + value
+        where = f"query parameter {key!r}"
+        places[where] = places.get(where, "") + key + value  # every value of a repeated parameter
     auth = request.authorization
     if auth is not None:
         places["credentials"] = f"{auth.username or ''}{auth.password or ''}{auth.token or ''}"

@@ -558,3 +558,67 @@ class ServedVersion:
 def served_version(state: EntityState) -> ServedVersion:
     """The revisions-table row to record after materialising ``state`` (immutable once written)."""
     return ServedVersion(version=state.version, rev=state.rev, seen=state.seen)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Office relays
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedBase:
+    """What an office's op had seen, as the office computed it at intake (its context, in dots).
+
+    An office serves its own version numbers: a phone there bases an update on a version that may
+    hold office updates the national server has not received yet, so the number means another set
+    (or nothing) nationally. Dots mean the same everywhere (an op's dot and op id derive from its
+    submission), so the relay sends the office's context with the submission and the national server
+    stores the op with it instead of reading ``baseVersion`` against its own versions.
+    """
+
+    context: CausalContext
+    unknown_base: bool = False
+
+
+MAX_RELAYED_SEQ = 100_000
+MAX_RELAYED_DOTS = 100_000
+
+
+def relayed_bases(raw: object) -> dict[str, RelayedBase] | None:
+    """The ``entity_ops`` a relay sends with a submission: ``op_id -> RelayedBase``; ``None`` if malformed.
+
+    The wire form is ``[{"op_id": str, "context": {"max": {writer: n}, "extra": [[writer, seq]]},
+    "unknown_base": bool}, ...]`` (the context as :meth:`CausalContext.to_json_obj` writes it).
+    """
+    if not isinstance(raw, list):
+        return None
+    bases: dict[str, RelayedBase] = {}
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("op_id"), str):
+            return None
+        context = entry.get("context")
+        if not isinstance(context, dict) or not isinstance(entry.get("unknown_base", False), bool):
+            return None
+        maxima, extra = context.get("max", {}), context.get("extra", [])
+        if not isinstance(maxima, dict) or not isinstance(extra, list):
+            return None
+        if not all(
+            isinstance(w, str) and isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_RELAYED_SEQ
+            for w, n in maxima.items()
+        ):
+            return None
+        if sum(maxima.values()) + len(extra) > MAX_RELAYED_DOTS:
+            return None  # a context is expanded dot by dot: bound the work a relay can ask for
+        if not all(
+            isinstance(d, list)
+            and len(d) == 2
+            and isinstance(d[0], str)
+            and isinstance(d[1], int)
+            and not isinstance(d[1], bool)
+            and 1 <= d[1] <= MAX_RELAYED_SEQ
+            for d in extra
+        ):
+            return None
+        bases[entry["op_id"]] = RelayedBase(
+            CausalContext.from_json_obj(context), bool(entry.get("unknown_base", False))
+        )
+    return bases

@@ -19,7 +19,7 @@ import csv
 import io
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from sync.entities import (
     LABEL_FIELD,
     EntityOp,
     EntityState,
+    RelayedBase,
     Resolver,
     StaleBase,
     decide_entity_op,
@@ -239,9 +240,18 @@ def _capture_ms(record: Any) -> int:
 
 
 def apply_entity_changes(
-    session: Session, project_id: int, record: Any, submission_version_id: int, actor: str
+    session: Session,
+    project_id: int,
+    record: Any,
+    submission_version_id: int,
+    actor: str,
+    relayed: Mapping[str, RelayedBase] | None = None,
 ) -> list[AppliedOp]:
-    """Apply the entity blocks of a stored submission version inside the caller's transaction."""
+    """Apply the entity blocks of a stored submission version inside the caller's transaction.
+
+    ``relayed`` (a relay's push only) names, per op id, the context the office computed for the op: it
+    replaces the one ``baseVersion`` would give here, since the office's version numbers are its own.
+    """
     changes = list(getattr(record, "entities", ()) or ())
     if not changes:
         return []
@@ -260,6 +270,9 @@ def apply_entity_changes(
             served_versions=q.served_versions(session, entity_list.id, change.entity_id),
             source=str(record.instance_id),
         )
+        base = (relayed or {}).get(op_id)
+        if base is not None:
+            op = replace(op, context=base.context, unknown_base=base.unknown_base)
         with session.begin_nested():
             results.append(
                 apply_op(

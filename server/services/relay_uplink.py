@@ -32,6 +32,7 @@ from server.db.models import AccessToken, Blob, User
 from server.db.models.forms import Form, FormVersion
 from server.db.models.relays import RelayLink, RelayUpload
 from server.db.models.submissions import SubmissionAttachment, SubmissionVersion
+from server.db.models.sync import EntityList, EntityOpRow
 from server.db.queries import relays as q
 from server.db.transaction import transaction
 from server.services.submissions import blob_store
@@ -110,6 +111,7 @@ class LinkState:
     last_contact_at: Any
     last_error: str | None
     last_error_at: Any
+    refused: dict[str, int] = field(default_factory=dict)  # upstream answers "rejected"/"quarantined"
 
     @property
     def up(self) -> bool:
@@ -131,6 +133,7 @@ def link_states(session: Session) -> list[LinkState]:
                 link.last_contact_at,
                 link.last_error,
                 link.last_error_at,
+                q.refused_counts(session, link.project_id),
             )
             for link in q.list_links(session)
         ]
@@ -162,6 +165,7 @@ def relay_round(session: Session, project_id: int, uplink: Uplink) -> RoundRepor
     report.entity_ops = pull_entities(session, project_id, remote, uplink)
     with transaction(session):
         q.backfill_outbox(session, project_id, utcnow())
+        q.backfill_entity_outbox(session, project_id, utcnow())
     with transaction(session):
         keys = q.open_batch_keys(session, project_id)
     for key in keys:
@@ -183,12 +187,24 @@ def _new_batch(session: Session, project_id: int) -> str | None:
         devices = dict(
             session.execute(
                 select(SubmissionVersion.id, SubmissionVersion.device_id).where(
-                    SubmissionVersion.id.in_([v for _, v in rows])
+                    SubmissionVersion.id.in_([v for _, v, _ in rows if v is not None])
                 )
             ).all()
         )
-        first_device = devices.get(rows[0][1])
-        chosen = [oid for oid, vid in rows if devices.get(vid) == first_device][:BATCH_ITEMS]
+        writers = dict(
+            session.execute(
+                select(EntityOpRow.id, EntityOpRow.writer).where(
+                    EntityOpRow.id.in_([e for _, _, e in rows if e is not None])
+                )
+            ).all()
+        )
+
+        def device_of(version_id: int | None, op_row_id: int | None) -> str | None:
+            # An entity item's writer must be the batch's device upstream (else foreign_dot).
+            return devices.get(version_id) if version_id is not None else writers.get(op_row_id)
+
+        first_device = device_of(rows[0][1], rows[0][2])
+        chosen = [oid for oid, vid, eid in rows if device_of(vid, eid) == first_device][:BATCH_ITEMS]
         key = uuid.uuid4().hex
         q.assign_batch(session, chosen, key)
     return key
@@ -216,7 +232,17 @@ def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list
         rows = q.batch_rows(session, key)
         versions = {
             v.id: v
-            for v in session.scalars(select(SubmissionVersion).where(SubmissionVersion.id.in_([v for _, v in rows])))
+            for v in session.scalars(
+                select(SubmissionVersion).where(SubmissionVersion.id.in_([v for _, v, _ in rows if v is not None]))
+            )
+        }
+        ops = {
+            op.id: (op, list_name)
+            for op, list_name in session.execute(
+                select(EntityOpRow, EntityList.name)
+                .join(EntityList, EntityList.id == EntityOpRow.list_id)
+                .where(EntityOpRow.id.in_([e for _, _, e in rows if e is not None]))
+            ).all()
         }
         attachments: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
         photos: dict[str, _Photo] = {}
@@ -229,9 +255,27 @@ def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list
         for version_id, name, sha, size in found:
             attachments[version_id].append((name, sha, size))
             photos[sha] = _Photo(sha, int(size))
+        # What each entity update of these submissions had seen here, in dots (sync.entities.RelayedBase):
+        # the phone's baseVersion is an office number, which the national server would read as its own.
+        entity_ops: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for op in session.scalars(
+            select(EntityOpRow)
+            .where(EntityOpRow.submission_version_id.in_(list(versions)))
+            .order_by(EntityOpRow.submission_version_id, EntityOpRow.op_id)
+        ):
+            assert op.submission_version_id is not None
+            entity_ops[op.submission_version_id].append(
+                {"op_id": op.op_id, "context": op.context, "unknown_base": op.unknown_base}
+            )
         items = []
         device = "relay"
-        for _, version_id in rows:
+        for _, version_id, op_row_id in rows:
+            if version_id is None:
+                assert op_row_id is not None
+                op, list_name = ops[op_row_id]
+                device = op.writer
+                items.append(_entity_item(op, list_name))
+                continue
             v = versions[version_id]
             device = v.device_id or device
             item: dict[str, Any] = {
@@ -245,10 +289,30 @@ def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list
             }
             if v.deprecated_id:
                 item["deprecated_id"] = v.deprecated_id
+            if entity_ops[version_id]:
+                item["entity_ops"] = entity_ops[version_id]
             items.append(item)
         body = {"protocol": PROTOCOL, "device_id": device, "batch_id": key, "items": items}
         data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return data, device, [oid for oid, _ in rows], list(photos.values())
+        return data, device, [oid for oid, _, _ in rows], list(photos.values())
+
+
+def _entity_item(op: EntityOpRow, list_name: str) -> dict[str, Any]:
+    """A JSON entity change as the office stored it, with the context it had there (no ``base_rev``: a rev
+    names a set of ops the upstream may never have materialised; the context names them one by one)."""
+    item: dict[str, Any] = {
+        "type": "entity",
+        "op_id": op.op_id,
+        "dot": {"w": op.writer, "s": op.seq},
+        "entity": {"list": list_name, "id": op.entity_id},
+        "fields": dict(op.fields),
+        "hlc": op.hlc,
+        "context": op.context,
+        "unknown_base": op.unknown_base,
+    }
+    if op.source and op.source != op.op_id:
+        item["source_submission"] = op.source
+    return item
 
 
 def _xml_form_id(session: Session, form_pk: int) -> str:

@@ -53,6 +53,7 @@ from server.services import relays
 from server.services.entities import apply_entity_changes
 from server.services.outbox import created_payload, record_event
 from server.store import get_store
+from sync.entities import RelayedBase
 from sync.outcomes import (
     FORM_NOT_ASSIGNED,
     ID_CONFLICT,
@@ -200,6 +201,7 @@ def ingest_submission(
     nested: bool = False,
     user_agent: str | None = None,
     routed: q.RoutedTarget | RoutedSubmission | None = None,
+    relayed_bases: Mapping[str, RelayedBase] | None = None,
 ) -> IngestResult:
     """Store one submission (or add its files) and return its outcome; own transaction, or a SAVEPOINT if ``nested``.
 
@@ -207,7 +209,8 @@ def ingest_submission(
     (kept for review); the push door keeps quarantined payloads itself. ``files`` are keyed by the
     file name the XML references; files the XML does not reference are ignored. ``routed`` is the
     form target this transaction already read (``device_and_form_target``); it is used when it
-    serves this submission's routing, else the target is read again.
+    serves this submission's routing, else the target is read again. ``relayed_bases`` (an office
+    relay's push) are the contexts the office gave the submission's entity ops.
     """
     if isinstance(routed, RoutedSubmission) and routed.xml == xml:
         header, instance_id, xml_sha, target = routed.header, routed.instance_id, routed.xml_sha256, routed.target
@@ -227,6 +230,7 @@ def ingest_submission(
         principal.kind == "device" and principal.form_access == "assigned",
     )
     ingest = _Ingest(session, project_id, header, instance_id, xml, xml_sha, files, declared_attachments, who, target)
+    ingest.relayed_bases = relayed_bases
     if nested:
         with session.begin_nested():
             return ingest.run()
@@ -322,6 +326,7 @@ class _Ingest:
         # The one-statement path needs data-modifying CTEs (PostgreSQL); SQLite takes the general path.
         self.fast = session.get_bind().dialect.name == "postgresql"
         self.parsed: SubmissionRecord | None = None  # parsed once, kept if the general path follows
+        self.relayed_bases: Mapping[str, RelayedBase] | None = None  # an office relay's entity contexts
 
     def result(
         self, outcome: SubmissionOutcome, submission_id: int | None = None, version_id: int | None = None
@@ -409,7 +414,9 @@ class _Ingest:
         )
         relays.enqueue_for_upstream(session, self.project_id, version_id)
         if record.entities:
-            apply_entity_changes(session, self.project_id, record, version_id, self.who.actor)
+            apply_entity_changes(
+                session, self.project_id, record, version_id, self.who.actor, relayed=self.relayed_bases
+            )
         audit.record(
             session,
             self.who.actor,
@@ -465,7 +472,7 @@ class _Ingest:
         if rows:
             session.execute(insert(_ATTACHMENTS), [{**row, "version_id": version_id} for row in rows])
         if record.entities:
-            apply_entity_changes(session, self.project_id, record, version_id, who.actor)
+            apply_entity_changes(session, self.project_id, record, version_id, who.actor, relayed=self.relayed_bases)
             audit.record(
                 session,
                 who.actor,

@@ -64,7 +64,8 @@ from sync.batches import (
     parse_push_envelope,
     parse_push_item,
 )
-from sync.outcomes import AwaitingAttachments, Conflict, Quarantined, Rejected
+from sync.entities import RelayedBase, relayed_bases
+from sync.outcomes import UNPARSEABLE_ITEM, AwaitingAttachments, Conflict, Quarantined, Rejected
 
 log = logging.getLogger("fieldsync.sync")
 
@@ -182,7 +183,9 @@ def submission_xml_from_json(item: SubmissionItem, root: str = "data") -> bytes:
     return xml.encode("utf-8")
 
 
-def _submit(session: Session, ctx: PushContext, item: SubmissionItem) -> Any:
+def _submit(
+    session: Session, ctx: PushContext, item: SubmissionItem, bases: Mapping[str, RelayedBase] | None = None
+) -> Any:
     from server.services import submissions
 
     xml = item.data.encode("utf-8") if isinstance(item.data, str) else submission_xml_from_json(item)
@@ -196,6 +199,7 @@ def _submit(session: Session, ctx: PushContext, item: SubmissionItem) -> Any:
         source="push",
         declared_attachments=item.attachments,
         nested=True,
+        relayed_bases=bases,
     )
 
 
@@ -290,7 +294,20 @@ def _process_entity(session: Session, ctx: PushContext, index: int, raw: Any, it
         outcome = Quarantined(entity_service.UNKNOWN_ENTITY_LIST, f"no entity list {item.list_name!r} in this project")
         hold(session, ctx, raw, outcome)
         return _result(index, raw, outcome)
-    context, unknown_base = entity_service.context_for_base_rev(session, entity_list.id, item.entity_id, item.base_rev)
+    if ctx.principal.kind == "relay" and isinstance(raw, dict) and "context" in raw:
+        # An office relay sends the context the office gave the op (sync.entities.RelayedBase), not a rev.
+        relayed = relayed_bases(
+            [{"op_id": item.op_id, "context": raw["context"], "unknown_base": raw.get("unknown_base", False)}]
+        )
+        if relayed is None:
+            malformed = Rejected(UNPARSEABLE_ITEM, "context is not {max: {writer: n}, extra: [[writer, seq]]}")
+            hold(session, ctx, raw, malformed)
+            return _result(index, raw, malformed)
+        context, unknown_base = relayed[item.op_id].context, relayed[item.op_id].unknown_base
+    else:
+        context, unknown_base = entity_service.context_for_base_rev(
+            session, entity_list.id, item.entity_id, item.base_rev
+        )
     op = item.to_op(context, unknown_base=unknown_base)
     applied = entity_service.apply_op(session, entity_list, item.entity_id, op, actor=ctx.principal.actor)
     if isinstance(applied.outcome, Quarantined | Rejected):
@@ -327,8 +344,16 @@ def _process_submission(
     if mismatch is not None:
         hold(session, ctx, raw, mismatch)
         return _result(index, raw, mismatch)
+    bases = None
+    if ctx.principal.kind == "relay" and isinstance(raw, dict) and "entity_ops" in raw:
+        # An office relay names what its phones' entity updates had seen there (sync.entities.RelayedBase).
+        bases = relayed_bases(raw["entity_ops"])
+        if bases is None:
+            malformed = Rejected(UNPARSEABLE_ITEM, "entity_ops is not a list of {op_id, context, unknown_base}")
+            hold(session, ctx, raw, malformed)
+            return _result(index, raw, malformed)
     try:
-        ingested = _submit(session, ctx, item)
+        ingested = _submit(session, ctx, item, bases)
     except NotImplementedError:
         # The submissions service is not wired yet: keep the item raw; a release re-processes it later.
         outcome = Quarantined(SUBMISSIONS_UNAVAILABLE, "submission ingestion is not available on this server yet")

@@ -322,7 +322,7 @@ story = st.lists(
         st.sampled_from(["received", "hasIssues", "approved", "rejected"]),
         st.booleans(),  # edited afterwards (the edit's values drawn below)
         submission,
-        st.booleans(),  # deleted
+        st.sampled_from(["kept", "deleted", "restored"]),
         st.integers(1, 6),  # month received
     ),
     min_size=1,
@@ -360,22 +360,31 @@ def _d5_example(app: Flask, client: FlaskClient, personas: Personas, stories: li
     publish_form(app, personas.project_id, _form("1"), "benef.xlsx")
     for name, body in NAMES.items():
         _put(client, personas, name, body)
-    for values, state, edited, edit_values, deleted, month in stories:
-        when = datetime(2026, month, 10, 9, 0, tzinfo=UTC)
+    instances = []
+    for values, _state, _edited, _edit_values, _fate, month in stories:
         instance = f"uuid:{uuid.uuid4()}"
-        post_submission_xml(client, personas, _xml(instance, values), when=when)
+        post_submission_xml(client, personas, _xml(instance, values), when=datetime(2026, month, 10, 9, 0, tzinfo=UTC))
+        instances.append(instance)
+    # Read once before the changes (PostgreSQL keeps what each version gave): the edits, reviews,
+    # deletions and restores below must show in the next read at once.
+    _d5_check(client, personas)
+    for instance, (_values, state, edited, edit_values, fate, month) in zip(instances, stories, strict=True):
         if edited:
+            when = datetime(2026, month, 10, 9, 0, tzinfo=UTC)
             post_submission_xml(
                 client, personas, _xml(f"uuid:{uuid.uuid4()}", edit_values, deprecated=instance), when=when
             )
         if state != "received":
             review(client, personas, "benef", instance, state)
-        if deleted:
-            response = client.delete(
-                f"/v1/projects/{personas.project_id}/forms/benef/submissions/{instance}",
-                headers=personas.manager.headers,
-            )
-            assert response.status_code == 200
+        url = f"/v1/projects/{personas.project_id}/forms/benef/submissions/{instance}"
+        if fate != "kept":
+            assert client.delete(url, headers=personas.manager.headers).status_code == 200
+        if fate == "restored":
+            assert client.post(f"{url}/restore", headers=personas.manager.headers).status_code == 200
+    _d5_check(client, personas)
+
+
+def _d5_check(client: FlaskClient, personas: Personas) -> None:
     export = client.get(
         f"/v1/projects/{personas.project_id}/forms/benef/export.zip?review_state=received,hasIssues,approved",
         headers=personas.analyst.headers,

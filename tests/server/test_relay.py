@@ -4,7 +4,8 @@ Rules checked here:
 - R1 the phones of two offices send through the real OpenRosa endpoint of their office; each office's
   ``fieldsync relay`` pushes what they sent to the national server through a faulty link (cuts, then
   blocked for a while: every connection goes silent) and mirrors the national form down;
-- R2 a relay killed with ``kill -9`` during a push and restarted loses nothing and sends nothing twice;
+- R2 a relay killed with ``kill -9`` during a push (at progress points, then at seeded random points) and
+  restarted loses nothing and sends nothing twice;
 - R3 the national store then equals, canonically, the store of a run where the same phones uploaded
   directly with Fieldsync's protocol; each submission says which relay carried it and which phone
   (device id, submitter) sent it;
@@ -46,6 +47,7 @@ STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not POST
 PER_OFFICE = 6  # submissions per office
 PHOTO_BYTES = 30_000
 CUT_EVERY = 60_000
+RANDOM_KILLS = 3  # seeded random kill -9 points after the two at progress points
 WAIT = 90.0  # seconds a test may wait for the relays (a bound for a hung run, never a measured figure)
 
 
@@ -372,6 +374,15 @@ def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
             "SELECT count(*) FROM relay_outbox WHERE sent_at IS NOT NULL",
         ):
             _wait_for(lambda s=stage: safi.read(s) > 0, f"safi progress: {stage}")
+            safi.kill_relay()
+            safi.start_relay(link.base_url, tokens["safi"], national.project_id)
+        # R2: then kill -9 at seeded random points (in a tus PATCH, between a batch's send and its answer
+        # being written down, in a pull...), as long as safi still has something to send.
+        kills = random.Random(2202)
+        for _ in range(RANDOM_KILLS):
+            if _drained(safi, PER_OFFICE + len(updates["safi"])):
+                break
+            time.sleep(kills.uniform(0.3, 1.5))  # the relay restarts, then works for a random while
             safi.kill_relay()
             safi.start_relay(link.base_url, tokens["safi"], national.project_id)
         for name, the_office in offices.items():

@@ -146,3 +146,43 @@ def test_rl4_the_relay_page_shows_queue_contact_and_error(
     html = client.get("/relay", headers={"Accept-Language": locale}).get_data(as_text=True)
     assert all(word in html for word in words), html
     assert "https://national.example.org" in html and "ConnectTimeout" in html
+
+
+@pytest.mark.parametrize(
+    ("locale", "words"),
+    [
+        ("fr", ("Refusé en amont", "Rejeté : 1", "En quarantaine : 1")),
+        ("ar", ("رفضه الخادم الوطني", "مرفوض: 1", "في العزل: 1")),
+        ("en", ("Refused upstream", "Rejected: 1", "Quarantined: 1")),
+    ],
+    ids=["fr", "ar", "en"],
+)
+def test_rl5_the_relay_page_shows_what_the_national_server_refused(
+    app: Flask, client: FlaskClient, db: sessionmaker[Session], personas: Personas, locale: str, words: tuple[str, ...]
+) -> None:
+    from server.db.base import utcnow
+    from server.db.models.relays import RelayOutboxRow
+    from server.db.queries import relays as relays_q
+    from server.db.transaction import transaction
+    from server.services import relay_uplink
+    from tests.server.console.test_console_roles import sign_in
+
+    project_id = _photo_project(app, db, "Safi")
+    session = db()
+    relay_uplink.ensure_link(session, project_id, "https://national.example.org", 4)
+    device = accounts.create_device(session, project_id, "coach-amina")
+    session.close()
+    for index in range(3):
+        pushed = _push(client, device.token, project_id, f"uuid:refused-{index}", "device:coach-amina")
+        assert pushed.status_code == 200, pushed.get_data(as_text=True)
+    session = db()
+    with transaction(session):
+        relays_q.backfill_outbox(session, project_id, utcnow())  # as the relay's round does
+        rows = session.scalars(select(RelayOutboxRow.id).where(RelayOutboxRow.project_id == project_id)).all()
+        assert len(rows) == 3
+        for outbox_id, status in zip(rows, ("created", "rejected", "quarantined"), strict=True):
+            relays_q.mark_sent(session, outbox_id, status, utcnow())
+    session.close()
+    sign_in(client, "admin-persona")
+    html = client.get("/relay", headers={"Accept-Language": locale}).get_data(as_text=True)
+    assert all(word in html for word in words), html

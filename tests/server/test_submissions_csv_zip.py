@@ -5,6 +5,7 @@
   ``field.<path>``); ``groupPaths``, ``splitSelectMultiples`` and camelCase Fieldsync options apply.
 - Z3 without ``deletedFields=true`` a field the current version removed is left out.
 - Z4 an unknown parameter is 400, before any byte.
+- Z5 a NUL character in any value of a repeated parameter is 400 (it was a 500 on PostgreSQL), nothing audited.
 """
 
 from __future__ import annotations
@@ -87,3 +88,28 @@ def test_z4_an_unknown_parameter_is_400(app: Flask, client: FlaskClient, persona
     for query in ({"colour": "red"}, {"include_edits": "true"}, {"attachments": "maybe"}):
         response = client.get(url, query_string=query, headers=personas.analyst.headers)
         assert response.status_code == 400, query
+
+
+
+def test_z5_a_nul_character_in_any_value_of_a_parameter_is_400_and_nothing_is_audited(
+    app: Flask, client: FlaskClient, personas: Personas
+) -> None:
+    """No XML text can hold U+0000 and PostgreSQL cannot store it: the NUL hides in a repeated parameter's
+    third value here (only the last value of each name was checked, and the audit row's commit was a 500)."""
+    from server.db.models.audit import AuditEvent
+    from server.store import db_session
+
+    url = _stored(app, client, personas)
+
+    def audited() -> int:
+        with app.app_context():
+            return db_session().query(AuditEvent).count()
+
+    before = audited()
+    for name in ("version", "submitter", "reviewState"):
+        query = [(name, "1"), (name, "2"), (name, "a\x00b"), (name, "3")]
+        for target in (url, url.replace("submissions.csv.zip", "export.zip")):
+            response = client.get(target, query_string=query, headers=personas.analyst.headers)
+            assert response.status_code == 400, (target, query, response.get_data(as_text=True)[:300])
+            assert response.get_json()["details"]["problem"] == "nul_character"
+    assert audited() == before

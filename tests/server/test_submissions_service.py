@@ -135,7 +135,10 @@ def test_entity_blocks_go_to_the_entities_service(
 
     publish_form(app, personas.project_id, ENTREPRENEUR_XLSX)
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(svc, "apply_entity_changes", lambda *args: calls.append(args))
+    relayed: list[Any] = []
+    monkeypatch.setattr(
+        svc, "apply_entity_changes", lambda *args, **kwargs: (calls.append(args), relayed.append(kwargs["relayed"]))
+    )
     with app.app_context():
         session = get_store().sessions()
         principal = Principal("device", personas.device.id, "test phone", project_id=personas.project_id, role="coach")
@@ -146,6 +149,7 @@ def test_entity_blocks_go_to_the_entities_service(
     _, project_id, record, version_id, actor = calls[0]
     assert (project_id, version_id, actor) == (personas.project_id, result.version_id, principal.actor)
     assert record.entities and record.entities[0].create
+    assert relayed == [None]  # only a relay's push names the office's contexts
 
 
 def test_attachment_counts_stay_per_submission_through_edits(ctx: tuple[Session, Principal]) -> None:

@@ -259,3 +259,29 @@ def test_causal_context_is_canonical_and_round_trips_through_json() -> None:
     assert context.covers(Dot("coach-amina", 2)) and not context.covers(Dot("coach-amina", 4))
     assert CausalContext.from_json_obj(context.to_json_obj()) == context
     assert list(context.dots()) == sorted(dots)
+
+
+def test_relayed_bases_read_the_office_contexts_and_refuse_any_other_shape() -> None:
+    from sync.entities import CausalContext, Dot, RelayedBase, relayed_bases
+
+    seen = CausalContext.from_dots([Dot("create:k", 1), Dot("odk:a", 1), Dot("branch:b", 3)])
+    wire = [{"op_id": "x", "context": seen.to_json_obj(), "unknown_base": False}, {"op_id": "y", "context": {}}]
+    assert relayed_bases(wire) == {"x": RelayedBase(seen), "y": RelayedBase(CausalContext())}
+    assert relayed_bases([{"op_id": "z", "context": {}, "unknown_base": True}]) == {
+        "z": RelayedBase(CausalContext(), unknown_base=True)
+    }
+    for bad in (
+        None,
+        {"op_id": "x"},
+        [{"context": {}}],
+        [{"op_id": "x", "context": []}],
+        [{"op_id": "x", "context": {"max": {"w": "2"}}}],
+        [{"op_id": "x", "context": {"max": {"w": True}}}],
+        [{"op_id": "x", "context": {"max": {"w": 10**9}}}],
+        [{"op_id": "x", "context": {"max": {f"w{i}": 90_000 for i in range(2)}}}],
+        [{"op_id": "x", "context": {"extra": [["w", 0]]}}],
+        [{"op_id": "x", "context": {"extra": [["w"]]}}],
+        [{"op_id": "x", "context": {"extra": [["w", True]]}}],
+        [{"op_id": "x", "context": {}, "unknown_base": "no"}],
+    ):
+        assert relayed_bases(bad) is None, bad

@@ -75,19 +75,22 @@ class RelayLink(Base):
 
 
 class RelayOutboxRow(Base):
-    """Office side: one stored submission version still to be sent upstream (``sent_at`` once answered)."""
+    """Office side: one stored submission version (``kind`` submission) or entity op pushed as a JSON item
+    (``kind`` entity) still to be sent upstream (``sent_at`` once answered)."""
 
     __tablename__ = "relay_outbox"
     __table_args__ = (
         UniqueConstraint("version_id"),
+        UniqueConstraint("entity_op_id"),
         Index("ix_relay_outbox_pending", "project_id", "sent_at", "id"),
-        CheckConstraint("kind IN ('submission')", name="kind"),
+        CheckConstraint("kind IN ('submission', 'entity')", name="kind"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     project_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("projects.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20), default="submission")
-    version_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("submission_versions.id", ondelete="CASCADE"))
+    version_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("submission_versions.id", ondelete="CASCADE"))
+    entity_op_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("entity_ops.id", ondelete="CASCADE"))
     batch_key: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str | None] = mapped_column(String(30))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

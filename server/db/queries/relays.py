@@ -13,12 +13,15 @@ from sqlalchemy.orm import Session
 
 from server.db.models.relays import Relay, RelayedSubmission, RelayLink, RelayOutboxRow, RelayProject, RelayUpload
 from server.db.models.submissions import SubmissionAttachment, SubmissionVersion
+from server.db.models.sync import EntityList, EntityOpRow
 from server.db.upsert import insert_ignore
 
 _OUTBOX = cast(Table, RelayOutboxRow.__table__)
 _VERSIONS = cast(Table, SubmissionVersion.__table__)
 _LINKS = cast(Table, RelayLink.__table__)
 _ATTACHMENTS = cast(Table, SubmissionAttachment.__table__)
+_OPS = cast(Table, EntityOpRow.__table__)
+_LISTS = cast(Table, EntityList.__table__)
 
 
 def get_relay_by_hash(session: Session, token_hash: str) -> Relay | None:
@@ -70,6 +73,8 @@ def record_relayed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Office side
 
+REFUSED_STATUSES = ("rejected", "quarantined")  # the upstream kept the item aside (held), not stored
+
 
 def enqueue_version(session: Session, project_id: int, version_id: int, now: datetime) -> None:
     """Add a stored submission version to the relay outbox, if its project is relayed (one statement)."""
@@ -105,6 +110,36 @@ def backfill_outbox(session: Session, project_id: int, now: datetime) -> int:
     return len(ids)
 
 
+def backfill_entity_outbox(session: Session, project_id: int, now: datetime) -> int:
+    """Enqueue every entity op a device pushed to the office as a JSON item that has no outbox row yet.
+
+    Those are the ops of no submission (a submission's ops go up inside it), written by no reviewer
+    (``srv:`` writers, not relayed yet) and not brought down from the upstream (actor ``relay``). Ops are
+    immutable and never deleted, so an op stored by a push that crashed before this runs is found later.
+    """
+    queued = select(_OUTBOX.c.id).where(_OUTBOX.c.entity_op_id == _OPS.c.id).exists()
+    ids = session.scalars(
+        select(_OPS.c.id)
+        .join(_LISTS, _LISTS.c.id == _OPS.c.list_id)
+        .where(
+            _LISTS.c.project_id == project_id,
+            _OPS.c.submission_version_id.is_(None),
+            _OPS.c.actor != "relay",
+            ~_OPS.c.writer.startswith("srv:"),
+            ~queued,
+        )
+        .order_by(_OPS.c.id)
+    ).all()
+    for op_row_id in ids:
+        insert_ignore(
+            session,
+            _OUTBOX,
+            {"project_id": project_id, "entity_op_id": op_row_id, "kind": "entity", "created_at": now},
+            ["entity_op_id"],
+        )
+    return len(ids)
+
+
 def get_link(session: Session, project_id: int) -> RelayLink | None:
     """The relay link of a local project."""
     return session.get(RelayLink, project_id)
@@ -123,6 +158,16 @@ def pending_count(session: Session, project_id: int | None = None) -> int:
     return int(session.execute(stmt).scalar_one())
 
 
+def refused_counts(session: Session, project_id: int) -> dict[str, int]:
+    """How many sent rows the upstream answered ``rejected`` or ``quarantined``, by that status."""
+    rows = session.execute(
+        select(_OUTBOX.c.status, func.count())
+        .where(_OUTBOX.c.project_id == project_id, _OUTBOX.c.status.in_(REFUSED_STATUSES))
+        .group_by(_OUTBOX.c.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
 def open_batch_keys(session: Session, project_id: int) -> list[str]:
     """Batch keys given to rows but not answered yet (sent, maybe, before a crash), oldest first."""
     rows = session.execute(
@@ -134,8 +179,8 @@ def open_batch_keys(session: Session, project_id: int) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-def unbatched(session: Session, project_id: int, limit: int) -> list[tuple[int, int]]:
-    """(outbox id, version id) of rows without a batch yet, oldest first."""
+def unbatched(session: Session, project_id: int, limit: int) -> list[tuple[int, int | None, int | None]]:
+    """(outbox id, version id, entity op id) of rows without a batch yet, oldest first."""
     # A version still waiting for some of its files (Collect's split POSTs) waits here too: it goes up
     # once complete, so its photos are declared in the same item.
     lacking = (
@@ -144,7 +189,7 @@ def unbatched(session: Session, project_id: int, limit: int) -> list[tuple[int, 
         .exists()
     )
     rows = session.execute(
-        select(_OUTBOX.c.id, _OUTBOX.c.version_id)
+        select(_OUTBOX.c.id, _OUTBOX.c.version_id, _OUTBOX.c.entity_op_id)
         .where(
             _OUTBOX.c.project_id == project_id,
             _OUTBOX.c.sent_at.is_(None),
@@ -154,7 +199,11 @@ def unbatched(session: Session, project_id: int, limit: int) -> list[tuple[int, 
         .order_by(_OUTBOX.c.id)
         .limit(limit)
     ).all()
-    return [(int(r[0]), int(r[1])) for r in rows]
+    return [(int(r[0]), _int(r[1]), _int(r[2])) for r in rows]
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def assign_batch(session: Session, outbox_ids: Sequence[int], key: str) -> int:
@@ -165,12 +214,14 @@ def assign_batch(session: Session, outbox_ids: Sequence[int], key: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def batch_rows(session: Session, key: str) -> list[tuple[int, int]]:
-    """(outbox id, version id) of a batch, in id order (a resend builds the same body)."""
+def batch_rows(session: Session, key: str) -> list[tuple[int, int | None, int | None]]:
+    """(outbox id, version id, entity op id) of a batch, in id order (a resend builds the same body)."""
     rows = session.execute(
-        select(_OUTBOX.c.id, _OUTBOX.c.version_id).where(_OUTBOX.c.batch_key == key).order_by(_OUTBOX.c.id)
+        select(_OUTBOX.c.id, _OUTBOX.c.version_id, _OUTBOX.c.entity_op_id)
+        .where(_OUTBOX.c.batch_key == key)
+        .order_by(_OUTBOX.c.id)
     ).all()
-    return [(int(r[0]), int(r[1])) for r in rows]
+    return [(int(r[0]), _int(r[1]), _int(r[2])) for r in rows]
 
 
 def mark_sent(session: Session, outbox_id: int, status: str, now: datetime) -> None:
