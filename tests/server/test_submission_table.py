@@ -10,7 +10,8 @@ Rules:
 * T6 bad parameters, cursors and paths are 400s that name what is wrong.
 * T7 a user's saved columns are theirs alone and apply when no columns are asked for.
 * T8 without ``limit`` the API answers every matching row in one array, as ODK Central does, read from
-  the store in keyset batches (so more rows than one batch, or than the largest page, all arrive).
+  the store in keyset batches (so more rows than one batch, or than the largest page, all arrive), each
+  batch written before the next is read (memory stays at one batch).
 """
 
 from __future__ import annotations
@@ -422,6 +423,31 @@ def test_without_a_limit_every_row_streams_past_the_batch_and_the_page_cap(
     # With a limit the keyset pages and their Link stay.
     paged = client.get(path + "?limit=2", headers=personas.analyst.headers)
     assert len(paged.get_json()) == 2 and paged.headers["Link"].endswith('>; rel="next"')
+
+
+def test_the_whole_list_reads_one_batch_at_a_time(
+    market: Market, app: Flask, personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(table, "STREAM_BATCH", 2)
+    market.store(ROWS)
+    reads: list[int] = []
+    page_of = table.submissions_table
+
+    def counted(*args: Any, **kwargs: Any) -> table.TablePage:
+        page = page_of(*args, **kwargs)
+        reads.append(len(page.rows))
+        return page
+
+    monkeypatch.setattr(table, "submissions_table", counted)
+    path = f"/v1/projects/{personas.project_id}/forms/market/submissions"
+    response = app.test_client().get(path, headers=personas.analyst.headers, buffered=False)
+    assert response.is_streamed and reads == [2]  # the first batch (and the count) before answering
+    chunks = iter(response.response)
+    first = [next(chunks), next(chunks)]
+    assert first[0].startswith(b"[{") and reads == [2]  # its rows are written before the next batch is read
+    rest = b"".join(chunks)
+    response.close()
+    assert reads == [2, 2, 1] and len(json.loads(b"".join(first) + rest)) == 5
 
 
 def test_the_whole_list_refuses_a_bad_query_before_it_starts(market: Market, app: Flask, personas: Personas) -> None:
