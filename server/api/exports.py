@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from exports.options import HEADER_MODES, LABEL_MODES
 from exports.options import REVIEW_STATES as EXPORT_REVIEW_STATES
 from server.api.contract import ListOf, documented
-from server.api.conventions import CamelSchema, json_list
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list
 from server.api.wire import load_json
 from server.auth import require
 from server.db.models.exports import EXPORT_FORMATS
@@ -28,10 +28,7 @@ bp = Blueprint("exports", __name__, url_prefix="/v1")
 _FORM = "/projects/<int:project_id>/forms/<xml_form_id>"
 
 
-class PresetIn(Schema):
-    class Meta:
-        unknown = RAISE
-
+class PresetIn(StrictCamelSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     options = fields.Dict(
         keys=fields.String(validate=validate.Length(min=1, max=200)),
@@ -47,10 +44,7 @@ class PresetOut(CamelSchema):
     created_at = fields.DateTime()
 
 
-class ScheduleIn(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ScheduleIn(StrictCamelSchema):
     cron = fields.String(required=True, validate=validate.Length(min=1, max=100))
     preset = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=100))
     folder = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=255))
@@ -85,12 +79,8 @@ class ScheduleWithRunsOut(ScheduleOut):
     runs = fields.List(fields.Nested(RunOut), metadata={"description": "The newest runs first"})
 
 
-class PresetDeletedOut(Schema):
-    deleted = fields.String(metadata={"description": "The preset's name"})
-
-
-class ScheduleDeletedOut(Schema):
-    deleted = fields.Integer(metadata={"description": "The schedule's id"})
+class SuccessOut(CamelSchema):
+    success = fields.Boolean(metadata={"description": "true, as ODK Central answers a deletion"})
 
 
 # RFC 7946: what export.geojson streams (one Point feature per submission with a geopoint).
@@ -272,12 +262,12 @@ def create_preset(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], in
 
 
 @bp.delete(f"{_FORM}/export-presets/<name>")
-@documented({200: PresetDeletedOut})
+@documented({200: SuccessOut})
 def delete_preset(project_id: int, xml_form_id: str, name: str) -> dict[str, Any]:
     """Delete a named export preset (managers and admins: presets are shared by the project's analysts)."""
     principal = require("export.preset", project_id)
     svc.delete_preset(db_session(), project_id, xml_form_id, name, principal.actor)
-    return {"deleted": name}
+    return {"success": True}
 
 
 def _export_dir() -> Path:
@@ -309,12 +299,12 @@ def create_schedule(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], 
 
 
 @bp.delete(f"{_FORM}/export-schedules/<int:schedule_id>")
-@documented({200: ScheduleDeletedOut})
+@documented({200: SuccessOut})
 def delete_schedule(project_id: int, xml_form_id: str, schedule_id: int) -> dict[str, Any]:
     """Delete a scheduled export (files already written stay)."""
     principal = require("export.schedule", project_id)
     svc.delete_schedule(db_session(), project_id, xml_form_id, schedule_id, principal.actor)
-    return {"deleted": schedule_id}
+    return {"success": True}
 
 
 @bp.get(f"{_FORM}/export-schedules/<int:schedule_id>/files/<file_name>")

@@ -3,19 +3,29 @@
 ``GET /v1/projects/{p}/indicators`` lists the definitions in force; ``PUT .../indicators/{name}``
 saves a new version (the same definition again changes nothing); ``GET .../indicators/{name}?by=&period=``
 answers the figures the dashboard page shows. Analysts and managers read; managers define.
+
+ODK Central's conventions (docs/api-conventions.md): camelCase fields, bare arrays with ``X-Total-Count``,
+``{"success": true}`` for a delete, Central's review-state spellings. A definition is stored in the pure
+format of ``exports.indicators`` (``review_states``, ``date_field``, source ``entity_list``, ``has_issues``),
+which the console and the demo programme write too; this door translates it to and from the wire
+(:func:`definition_to_wire`, :func:`definition_from_wire`), so definitions stored before read unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from flask import Blueprint
-from marshmallow import RAISE, Schema, fields, validate
+from flask import Blueprint, Response
+from marshmallow import fields, validate
 
 from exports.indicators import LANGUAGES, PERIODS
-from server.api.contract import documented
+from server.api.contract import ListOf, documented
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list
 from server.api.wire import load_json, load_query
 from server.auth import require
+from server.errors import ApiError
 from server.services import indicators as svc
 from server.store import db_session
 
@@ -23,41 +33,98 @@ bp = Blueprint("indicators", __name__, url_prefix="/v1")
 
 _BASE = "/projects/<int:project_id>/indicators"
 
+# Stored (exports.indicators) names and spellings -> the wire's.
+WIRE_KEYS = {"review_states": "reviewStates", "date_field": "dateField"}
+WIRE_SOURCES = {"form": "form", "entity_list": "entityList"}
+WIRE_STATES: dict[str, str | None] = {"received": None, "has_issues": "hasIssues", "approved": "approved"}
+STORED_KEYS = {wire: stored for stored, wire in WIRE_KEYS.items()}
+STORED_SOURCES = {wire: stored for stored, wire in WIRE_SOURCES.items()}
+STORED_STATES = {wire: stored for stored, wire in WIRE_STATES.items()}
 
-class DefinitionIn(Schema):
-    """A definition as exports.indicators.parse_definition reads it (checked there, field by field)."""
 
-    class Meta:
-        unknown = RAISE
+def definition_to_wire(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored definition as the API shows it: camelCase keys, source ``entityList``, Central's review states."""
+    wire: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key == "source" and isinstance(value, Mapping):
+            value = {WIRE_SOURCES.get(kind, kind): name for kind, name in value.items()}
+        elif key == "review_states" and isinstance(value, list):
+            value = [WIRE_STATES.get(state, state) for state in value]
+        wire[WIRE_KEYS.get(key, key)] = value
+    return wire
+
+
+def definition_from_wire(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition sent to the API in the stored format :func:`exports.indicators.parse_definition` reads.
+
+    Keys may be the wire's (``reviewStates``) or the attribute names the body was loaded into.
+    """
+    stored: dict[str, Any] = {}
+    for key, value in wire.items():
+        name = STORED_KEYS.get(key, key)
+        if name == "source" and isinstance(value, Mapping):
+            value = {STORED_SOURCES.get(kind, kind): source for kind, source in value.items()}
+        elif name == "review_states" and isinstance(value, list):
+            value = [STORED_STATES.get(state, state) for state in value]
+        elif name in ("date_field", "target") and value is None:
+            continue  # absent, as the stored format writes it
+        stored[name] = value
+    return stored
+
+
+def wire_field(path: str) -> str:
+    """The wire name of a definition part the core named (``review_states`` -> ``reviewStates``)."""
+    for stored, wire in WIRE_KEYS.items():
+        if path == stored or path.startswith((stored + ".", stored + "[")):
+            return wire + path[len(stored) :]
+    return path
+
+
+@contextmanager
+def _wire_names() -> Iterator[None]:
+    """Rename ``details.field`` of a refusal to the wire name the client sent."""
+    try:
+        yield
+    except ApiError as error:
+        field = error.details.get("field")
+        if isinstance(field, str):
+            error.details["field"] = wire_field(field)
+        raise
+
+
+class DefinitionIn(StrictCamelSchema):
+    """A definition on the wire; :func:`definition_from_wire` gives what exports.indicators.parse_definition reads."""
 
     title = fields.Dict(keys=fields.String(validate=validate.OneOf(LANGUAGES)), values=fields.String(), required=True)
     source = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(("form", "entity_list"))), values=fields.String(), required=True
+        keys=fields.String(validate=validate.OneOf(tuple(WIRE_SOURCES.values()))), values=fields.String(), required=True
     )
     measure = fields.Dict(required=True)
     filters = fields.List(fields.Dict(), load_default=list)
     breakdowns = fields.List(fields.String(), load_default=list)
     target = fields.Float(load_default=None, allow_none=True)
-    review_states = fields.List(fields.String(), load_default=["received", "has_issues", "approved"])
+    review_states = fields.List(
+        fields.String(allow_none=True, validate=validate.OneOf(("hasIssues", "approved"))),
+        load_default=lambda: list(WIRE_STATES.values()),
+        metadata={"description": "Which review states count, Central's spellings: null (not reviewed), hasIssues, "
+                  "approved (rejected never counts)"},
+    )  # fmt: skip
     date_field = fields.String(load_default=None, allow_none=True)
 
 
-class FiguresQuery(Schema):
-    class Meta:
-        unknown = RAISE
-
+class FiguresQuery(StrictCamelSchema):
     by = fields.String(load_default=None, validate=validate.Length(min=1, max=500))
     period = fields.String(load_default=None, validate=validate.OneOf(PERIODS))
     lang = fields.String(load_default="fr", validate=validate.OneOf(LANGUAGES))
 
 
-class NoteOut(Schema):
+class NoteOut(CamelSchema):
     field = fields.String()
     missing_from = fields.List(fields.String())
     in_current = fields.Boolean()
 
 
-class IndicatorOut(Schema):
+class IndicatorOut(CamelSchema):
     name = fields.String()
     version = fields.Integer()
     definition = fields.Method("_definition")
@@ -66,17 +133,20 @@ class IndicatorOut(Schema):
     notes = fields.List(fields.Nested(NoteOut))
 
     def _definition(self, saved: svc.SavedIndicator) -> dict[str, Any]:
-        return saved.definition.to_json()
+        return definition_to_wire(saved.definition.to_json())
 
 
-class VersionOut(Schema):
+class VersionOut(CamelSchema):
     version = fields.Integer()
-    definition = fields.Dict(allow_none=True)
+    definition = fields.Method("_definition", metadata={"description": "null: the version that removed it"})
     created_by = fields.String()
     created_at = fields.DateTime()
 
+    def _definition(self, version: Any) -> dict[str, Any] | None:
+        return definition_to_wire(version.definition) if version.definition is not None else None
 
-class CellOut(Schema):
+
+class CellOut(CamelSchema):
     key = fields.String(allow_none=True)
     label = fields.String(allow_none=True)
     period = fields.String(allow_none=True)
@@ -85,7 +155,7 @@ class CellOut(Schema):
     matched = fields.Integer()
 
 
-class FiguresOut(Schema):
+class FiguresOut(CamelSchema):
     indicator = fields.Nested(IndicatorOut)
     value = fields.Float(allow_none=True)
     target = fields.Method("_target")
@@ -100,24 +170,16 @@ class FiguresOut(Schema):
         return figures.indicator.definition.target
 
 
-class IndicatorListOut(Schema):
-    indicators = fields.List(fields.Nested(IndicatorOut))
-
-
-class RemovedOut(Schema):
-    removed = fields.String()
-
-
-class VersionListOut(Schema):
-    versions = fields.List(fields.Nested(VersionOut))
+class SuccessOut(CamelSchema):
+    success = fields.Boolean()
 
 
 @bp.get(_BASE)
-@documented({200: IndicatorListOut})
-def list_indicators(project_id: int) -> dict[str, Any]:
-    """The project's indicators in force."""
+@documented({200: ListOf(IndicatorOut)})
+def list_indicators(project_id: int) -> Response:
+    """The project's indicators in force, as a bare array."""
     require("indicator.read", project_id)
-    return {"indicators": IndicatorOut(many=True).dump(svc.list_indicators(db_session(), project_id))}
+    return json_list(svc.list_indicators(db_session(), project_id), IndicatorOut())
 
 
 @bp.put(f"{_BASE}/<name>")
@@ -125,27 +187,28 @@ def list_indicators(project_id: int) -> dict[str, Any]:
 def save_indicator(project_id: int, name: str) -> tuple[dict[str, Any], int]:
     """Save a definition as the indicator's next version (201), or change nothing when it is the same (200)."""
     principal = require("indicator.manage", project_id)
-    body = load_json(DefinitionIn())
-    saved, created = svc.save_indicator(db_session(), project_id, name, body, principal.actor)
+    body = definition_from_wire(load_json(DefinitionIn()))
+    with _wire_names():
+        saved, created = svc.save_indicator(db_session(), project_id, name, body, principal.actor)
     out: dict[str, Any] = IndicatorOut().dump(saved)
     return out, 201 if created else 200
 
 
 @bp.delete(f"{_BASE}/<name>")
-@documented({200: RemovedOut}, errors=(409,))
+@documented({200: SuccessOut}, errors=(409,))
 def remove_indicator(project_id: int, name: str) -> dict[str, Any]:
-    """Take an indicator off the dashboard (its versions stay in the history)."""
+    """Take an indicator off the dashboard (its versions stay in the history); ``success`` is true, as Central."""
     principal = require("indicator.manage", project_id)
     svc.remove_indicator(db_session(), project_id, name, principal.actor)
-    return {"removed": name}
+    return {"success": True}
 
 
 @bp.get(f"{_BASE}/<name>/versions")
-@documented({200: VersionListOut})
-def indicator_versions(project_id: int, name: str) -> dict[str, Any]:
-    """Every saved version of an indicator, newest first."""
+@documented({200: ListOf(VersionOut)})
+def indicator_versions(project_id: int, name: str) -> Response:
+    """Every saved version of an indicator, newest first, as a bare array."""
     require("indicator.read", project_id)
-    return {"versions": VersionOut(many=True).dump(svc.indicator_history(db_session(), project_id, name))}
+    return json_list(svc.indicator_history(db_session(), project_id, name), VersionOut())
 
 
 @bp.get(f"{_BASE}/<name>")

@@ -16,11 +16,11 @@ an HTTP answer is the door's part, every decision is the service's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 from marshmallow import Schema, fields, pre_load, validate
 
 from server import metrics
@@ -91,6 +91,7 @@ class CommaList(fields.List):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+PAGE_MAX = 1000  # the largest page; without ``limit`` the whole list streams (server.services.submission_table)
 FIELD_FILTER_PREFIX = "filter."
 SORTS = {"submittedAt": "submitted_at", "field": "field"}
 
@@ -99,7 +100,11 @@ class ListQuery(StrictCamelSchema):
     """The table's parameters; ``filter.<question path>=a,b`` keeps rows whose select answer is a or b."""
 
     cursor = fields.String(load_default=None)
-    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
+    limit = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=1, max=PAGE_MAX),
+        metadata={"description": "Rows of one page (Link: the next); without limit and cursor: every row, as Central"},
+    )
     since = fields.DateTime(load_default=None)
     until = fields.DateTime(load_default=None)
     review_state = CommaList(
@@ -294,7 +299,7 @@ def _detail(project_id: int, detail: svc.SubmissionDetail, status: int = 200) ->
 def _table_query(query: dict[str, Any]) -> table.TableQuery:
     return table.TableQuery(
         cursor=query["cursor"],
-        limit=query["limit"],
+        limit=query["limit"] or PAGE_MAX,
         since=_aware(query["since"]),
         until=_aware(query["until"]),
         review_states=tuple(dict.fromkeys(REVIEW_STATES_FROM_CENTRAL[s] for s in query["review_state"])),
@@ -320,27 +325,30 @@ def _table_query(query: dict[str, Any]) -> table.TableQuery:
     query=ListQuery,
     headers=(EXTENDED,),
     response_headers={
-        "X-Total-Count": "How many submissions the filters keep (at most 10,000 are counted)",
-        "X-Total-Count-Capped": "true when more than X-Total-Count submissions match",
-        "Link": 'The next page: <url>; rel="next" (absent on the last page)',
-        "X-Next-Cursor": "The cursor of the next page (absent on the last page)",
+        "X-Total-Count": (
+            "How many submissions the filters keep: exact for the whole list; with limit at most 10,000 are counted"
+        ),
+        "X-Total-Count-Capped": "With limit: true when more than X-Total-Count submissions match",
+        "Link": 'With limit: the next page, <url>; rel="next" (absent on the last page)',
+        "X-Next-Cursor": "With limit: the cursor of the next page (absent on the last page)",
     },
-    notes="Received time ascending by default; each row's cells follow the columns asked (or the saved ones).",
+    notes=(
+        "Received time ascending by default; each row's cells follow the columns asked (or the saved ones). "
+        "Without limit or cursor the answer is every submission the filters keep, as ODK Central's (streamed); "
+        "with limit it is one keyset page and the Link header names the next."
+    ),
 )
 def list_submissions(project_id: int, xml_form_id: str) -> Response:
-    """A form's submissions (current versions) as a bare array: filters, sort, columns, keyset cursor pages."""
+    """A form's submissions (current versions) as a bare array: filters, sort, columns; every row, or a page."""
     principal = require("submission.read", project_id)
-    page = table.submissions_table(
-        db_session(), project_id, xml_form_id, _table_query(load_query(ListQuery())), principal
-    )
-    extended = wants_extended()
-    names = _names(_sender(r.submitter_id, r.device_token_id) for r in page.rows) if extended else None
-    rows = []
-    for row, cells in zip(page.rows, page.cells, strict=True):
-        body = _body(row, row, xml_form_id, row.updated_at, names)
-        body["cells"] = cells
-        rows.append(body)
-    response = json_list(rows, SubmissionRowOut(), page.count)
+    query = load_query(ListQuery())
+    if query["limit"] is None and query["cursor"] is None:  # Central's unpaged list: every row
+        stream = table.stream_submissions_table(db_session(), project_id, xml_form_id, _table_query(query), principal)
+        response = Response(stream_with_context(_json_array(stream.pages, xml_form_id)), mimetype="application/json")
+        response.headers["X-Total-Count"] = str(stream.count)
+        return response
+    page = table.submissions_table(db_session(), project_id, xml_form_id, _table_query(query), principal)
+    response = json_list(_rows(page, xml_form_id), SubmissionRowOut(), page.count)
     if page.count_capped:
         response.headers["X-Total-Count-Capped"] = "true"
     if page.next_cursor is not None:
@@ -351,6 +359,27 @@ def list_submissions(project_id: int, xml_form_id: str) -> Response:
         response.headers["Link"] = f'<{following}>; rel="next"'
         response.headers["X-Next-Cursor"] = page.next_cursor
     return response
+
+
+def _rows(page: table.TablePage, xml_form_id: str) -> list[dict[str, Any]]:
+    names = _names(_sender(r.submitter_id, r.device_token_id) for r in page.rows) if wants_extended() else None
+    rows = []
+    for row, cells in zip(page.rows, page.cells, strict=True):
+        body = _body(row, row, xml_form_id, row.updated_at, names)
+        body["cells"] = cells
+        rows.append(body)
+    return rows
+
+
+def _json_array(pages: Iterable[table.TablePage], xml_form_id: str) -> Iterator[str]:
+    """The rows of every page as one JSON array, written a page at a time (one batch in memory)."""
+    schema, encode = SubmissionRowOut(), current_app.json.dumps
+    separator = "["
+    for page in pages:
+        for item in schema.dump(_rows(page, xml_form_id), many=True):
+            yield separator + encode(item)
+            separator = ","
+    yield "[]" if separator == "[" else "]"
 
 
 @bp.get(FORM_SUBMISSIONS + "-columns")

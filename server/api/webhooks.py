@@ -1,6 +1,9 @@
 """JSON API for webhook subscriptions: create, list, read, change, pause and resume, rotate the secret,
 delete; the delivery log (``?status=dead``: the dead letters) and manual replay.
 
+ODK Central's conventions (docs/api-conventions.md): camelCase fields and parameters, lists as bare arrays
+with ``X-Total-Count``, the log's next page in the ``Link`` header, ``{"success": true}`` for a delete.
+
 Roles (encoded in tests/server/role_matrix_webhooks.py): managers and admins (``webhook.manage``).
 A subscription's secret leaves the server only in the answer of the call that made it (create,
 rotate-secret). Sending is the dispatcher's job (``fieldsync webhooks dispatch``), never a request's.
@@ -10,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app
-from marshmallow import RAISE, Schema, fields, validate, validates_schema
+from flask import Blueprint, Response, current_app, request, url_for
+from marshmallow import fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
-from server.api.contract import documented
+from server.api.contract import ListOf, documented
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.db.models.webhooks import DELIVERY_STATUSES, EVENT_KINDS, PAYLOAD_FORMATS
@@ -29,15 +33,10 @@ _ONE = _BASE + "/<int:subscription_id>"
 PERMISSION = "webhook.manage"
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
 _FORM_ID = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
 
 
-class SubscriptionIn(_Strict):
+class SubscriptionIn(StrictCamelSchema):
     url = fields.String(required=True, validate=validate.Length(min=1, max=2000))
     events = fields.List(
         fields.String(validate=validate.OneOf(EVENT_KINDS)), required=True, validate=validate.Length(min=1)
@@ -48,7 +47,7 @@ class SubscriptionIn(_Strict):
     name = fields.String(allow_none=True, validate=validate.Length(max=200))
 
 
-class SubscriptionPatch(_Strict):
+class SubscriptionPatch(StrictCamelSchema):
     url = fields.String(validate=validate.Length(min=1, max=2000))
     events = fields.List(fields.String(validate=validate.OneOf(EVENT_KINDS)), validate=validate.Length(min=1))
     form_id = _FORM_ID
@@ -57,13 +56,13 @@ class SubscriptionPatch(_Strict):
     name = fields.String(allow_none=True, validate=validate.Length(max=200))
 
 
-class CountsOut(Schema):
+class CountsOut(CamelSchema):
     pending = fields.Integer()
     delivered = fields.Integer()
     dead = fields.Integer()
 
 
-class SubscriptionOut(Schema):
+class SubscriptionOut(CamelSchema):
     id = fields.Integer(attribute="subscription.id")
     project_id = fields.Integer(attribute="subscription.project_id")
     name = fields.String(attribute="subscription.name", allow_none=True)
@@ -84,11 +83,7 @@ class SubscriptionWithSecretOut(SubscriptionOut):
     secret = fields.String()
 
 
-class SubscriptionListOut(Schema):
-    items = fields.List(fields.Nested(SubscriptionOut))
-
-
-class AttemptOut(Schema):
+class AttemptOut(CamelSchema):
     at = fields.DateTime()
     status_code = fields.Integer(allow_none=True)
     error = fields.String(allow_none=True)
@@ -96,7 +91,7 @@ class AttemptOut(Schema):
     dispatcher = fields.String()
 
 
-class DeliveryOut(Schema):
+class DeliveryOut(CamelSchema):
     id = fields.Integer(attribute="delivery.id")
     event_id = fields.Integer(attribute="event.id")
     webhook_id = fields.Method("_webhook_id")
@@ -121,18 +116,13 @@ class DeliveryOut(Schema):
         return view.delivery.next_attempt_at.isoformat() if view.delivery.status == "pending" else None
 
 
-class DeliveryListOut(Schema):
-    items = fields.List(fields.Nested(DeliveryOut))
-    next_before_id = fields.Integer(allow_none=True)
-
-
-class DeliveryQuery(_Strict):
+class DeliveryQuery(StrictCamelSchema):
     status = fields.String(load_default=None, validate=validate.OneOf(DELIVERY_STATUSES))
     before_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
-class ReplayIn(_Strict):
+class ReplayIn(StrictCamelSchema):
     event_id = fields.Integer(validate=validate.Range(min=1))
     from_event_id = fields.Integer(validate=validate.Range(min=1))
     to_event_id = fields.Integer(validate=validate.Range(min=1))
@@ -142,15 +132,15 @@ class ReplayIn(_Strict):
         single = "event_id" in data
         ranged = "from_event_id" in data or "to_event_id" in data
         if single == ranged or (ranged and not {"from_event_id", "to_event_id"} <= set(data)):
-            raise ValidationError("give event_id, or both from_event_id and to_event_id")
+            raise ValidationError("give eventId, or both fromEventId and toEventId")
 
 
-class ReplayOut(Schema):
+class ReplayOut(CamelSchema):
     queued = fields.Integer()
 
 
-class DeletedOut(Schema):
-    deleted = fields.Integer()
+class SuccessOut(CamelSchema):
+    success = fields.Boolean()
 
 
 def _retry_for() -> float:
@@ -168,12 +158,11 @@ def create_subscription(project_id: int) -> tuple[dict[str, Any], int]:
 
 
 @bp.get(_BASE)
-@documented({200: SubscriptionListOut})
-def list_subscriptions(project_id: int) -> dict[str, Any]:
-    """Every subscription of the project, with its queue counts (never the secret)."""
+@documented({200: ListOf(SubscriptionOut)})
+def list_subscriptions(project_id: int) -> Response:
+    """Every subscription of the project, with its queue counts (never the secret), as a bare array."""
     require(PERMISSION, project_id)
-    out: dict[str, Any] = SubscriptionListOut().dump({"items": svc.list_subscriptions(db_session(), project_id)})
-    return out
+    return json_list(svc.list_subscriptions(db_session(), project_id), SubscriptionOut())
 
 
 @bp.get(_ONE)
@@ -197,12 +186,12 @@ def update_subscription(project_id: int, subscription_id: int) -> dict[str, Any]
 
 
 @bp.delete(_ONE)
-@documented({200: DeletedOut})
+@documented({200: SuccessOut})
 def delete_subscription(project_id: int, subscription_id: int) -> dict[str, Any]:
-    """Delete a subscription, its queue and its log."""
+    """Delete a subscription, its queue and its log; ``success`` is true, as Central answers a deletion."""
     principal = require(PERMISSION, project_id)
     svc.delete_subscription(db_session(), project_id, subscription_id, actor=principal.actor)
-    return {"deleted": subscription_id}
+    return {"success": True}
 
 
 @bp.post(_ONE + "/<any(pause, resume):action>")
@@ -233,12 +222,19 @@ def rotate_secret(project_id: int, subscription_id: int) -> dict[str, Any]:
 
 
 @bp.get(_ONE + "/deliveries")
-@documented({200: DeliveryListOut}, query=DeliveryQuery)
-def list_deliveries(project_id: int, subscription_id: int) -> dict[str, Any]:
-    """The delivery log, newest first; ``?status=dead`` lists the dead letters."""
+@documented(
+    {200: ListOf(DeliveryOut)},
+    query=DeliveryQuery,
+    response_headers={
+        "X-Total-Count": "How many deliveries the status filter keeps",
+        "Link": 'The next (older) page: <url>; rel="next" (absent on the last page)',
+    },
+)
+def list_deliveries(project_id: int, subscription_id: int) -> Response:
+    """The delivery log, newest first, as a bare array; ``?status=dead`` lists the dead letters."""
     require(PERMISSION, project_id)
     query = load_query(DeliveryQuery())
-    items = svc.list_deliveries(
+    page = svc.delivery_page(
         db_session(),
         project_id,
         subscription_id,
@@ -246,9 +242,14 @@ def list_deliveries(project_id: int, subscription_id: int) -> dict[str, Any]:
         before_id=query["before_id"],
         limit=query["limit"],
     )
-    next_before = items[-1].delivery.id if len(items) == query["limit"] else None
-    out: dict[str, Any] = DeliveryListOut().dump({"items": items, "next_before_id": next_before})
-    return out
+    response = json_list(page.items, DeliveryOut(), page.total)
+    if page.next_before_id is not None:
+        args = {**request.args.to_dict(), "beforeId": str(page.next_before_id)}
+        following = url_for(
+            "webhooks.list_deliveries", project_id=project_id, subscription_id=subscription_id, _external=True, **args
+        )
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return response
 
 
 @bp.get(_ONE + "/deliveries/<int:delivery_id>")
@@ -263,7 +264,7 @@ def get_delivery(project_id: int, subscription_id: int, delivery_id: int) -> dic
 @bp.post(_ONE + "/replay")
 @documented({202: ReplayOut}, body=ReplayIn)
 def replay(project_id: int, subscription_id: int) -> tuple[dict[str, Any], int]:
-    """Queue one event (``event_id``) or a range (``from_event_id``..``to_event_id``) again."""
+    """Queue one event (``eventId``) or a range (``fromEventId``..``toEventId``) again."""
     principal = require(PERMISSION, project_id)
     body = load_json(ReplayIn())
     first = body.get("event_id", body.get("from_event_id"))

@@ -17,8 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -40,6 +40,9 @@ DIRECTIONS = ("asc", "desc")
 SELECT_CONTROLS = ("select_one", "select_multiple")
 # Counting stops here: an exact count of 10,000 rows costs a few ms, of 100,000 a scan of the form.
 COUNT_CAP = 10_000
+# A whole list (no ``limit``: ODK Central's unpaged answer) is read in keyset batches of this many rows, each
+# in its own short transaction, so the answer streams with the memory of one batch however long the list.
+STREAM_BATCH = 1000
 MAX_COLUMNS = 100
 
 MESSAGES = {
@@ -97,6 +100,14 @@ class TablePage:
     next_cursor: str | None
     count: int | None = None
     count_capped: bool = False  # True: more than ``count`` rows match (the count stopped at COUNT_CAP)
+
+
+@dataclass(frozen=True, slots=True)
+class TableStream:
+    """Every matching row, batch by batch: ``count`` is exact, taken with the first batch."""
+
+    count: int
+    pages: Iterator[TablePage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +256,16 @@ def _sort(schema: FormSchema | None, query: TableQuery) -> TableSort:
 
 
 def submissions_table(
-    session: Session, project_id: int, xml_form_id: str, query: TableQuery, principal: Principal | None = None
+    session: Session,
+    project_id: int,
+    xml_form_id: str,
+    query: TableQuery,
+    principal: Principal | None = None,
+    *,
+    exact_count: bool = False,
 ) -> TablePage:
     """Return one page of a form's submissions table (current versions only) for ``query``."""
+    cap = None if exact_count else COUNT_CAP
     with transaction(session):
         form_pk, schema = _form(session, project_id, xml_form_id)
         filters, sort = _filters(schema, query), _sort(schema, query)
@@ -258,7 +276,7 @@ def submissions_table(
         display: Display = query.display or (saved.display if saved else "labels")
         questions = [_question(schema, path) for path in dict.fromkeys(paths)]
         rows = q.table_page(session, project_id, form_pk, filters, sort, after=after, limit=query.limit + 1)
-        count = q.count_rows(session, project_id, form_pk, filters, COUNT_CAP) if query.count else None
+        count = q.count_rows(session, project_id, form_pk, filters, cap) if query.count or exact_count else None
     page = rows[: query.limit]
     renderers = [cell_renderer(schema, question, language, display) for question in questions]
     cells = [
@@ -271,9 +289,33 @@ def submissions_table(
         language=language,
         display=display,
         next_cursor=encode_cursor(sort, page[-1]) if len(rows) > query.limit else None,
-        count=min(count, COUNT_CAP) if count is not None else None,
-        count_capped=count is not None and count > COUNT_CAP,
+        count=min(count, cap) if count is not None and cap is not None else count,
+        count_capped=count is not None and cap is not None and count > cap,
     )
+
+
+def stream_submissions_table(
+    session: Session, project_id: int, xml_form_id: str, query: TableQuery, principal: Principal | None = None
+) -> TableStream:
+    """Every row ``query`` keeps (its cursor and limit ignored), read in keyset batches of ``STREAM_BATCH``.
+
+    The first batch and the exact count are read now, so an unknown form or a bad filter is refused
+    before an answer starts; each later batch is its own short transaction (no long-held snapshot or lock).
+    A submission that arrives while the rows stream may or may not be among them.
+    """
+    batch = replace(query, cursor=None, limit=STREAM_BATCH, count=False)
+    first = submissions_table(session, project_id, xml_form_id, batch, principal, exact_count=True)
+
+    def pages() -> Iterator[TablePage]:
+        page = first
+        yield page
+        while page.next_cursor is not None:
+            following = replace(batch, cursor=page.next_cursor)
+            page = submissions_table(session, project_id, xml_form_id, following, principal)
+            yield page
+
+    assert first.count is not None
+    return TableStream(first.count, pages())
 
 
 def _saved(session: Session, principal: Principal | None, form_pk: int) -> ColumnChoice | None:

@@ -219,6 +219,34 @@ def list_deliveries(
     return [DeliveryView(d, e, attempts[d.id]) for d, e in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    """A page of the delivery log: its deliveries, how many the filter keeps, and where the next page starts."""
+
+    items: list[DeliveryView]
+    total: int
+    next_before_id: int | None
+
+
+def delivery_page(
+    session: Session,
+    project_id: int,
+    subscription_id: int,
+    *,
+    status: str | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> DeliveryPage:
+    """A page of a subscription's deliveries, newest first, with the count of every match and the next page."""
+    with transaction(session):
+        items = list_deliveries(
+            session, project_id, subscription_id, status=status, before_id=before_id, limit=limit + 1
+        )
+        total = q.count_deliveries(session, subscription_id, status)
+    page = items[:limit]
+    return DeliveryPage(page, total, page[-1].delivery.id if len(items) > limit else None)
+
+
 def get_delivery(session: Session, project_id: int, subscription_id: int, delivery_id: int) -> DeliveryView:
     """One delivery with its event and every attempt."""
     _get(session, project_id, subscription_id)

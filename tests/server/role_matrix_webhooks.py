@@ -57,5 +57,5 @@ CASES = [
     _case("GET", _ONE + "/deliveries", _ONE_RULE + "/deliveries", 200),
     _case("GET", _ONE + "/deliveries?status=dead", _ONE_RULE + "/deliveries", 200),
     _case("GET", _ONE + "/deliveries/{delivery}", _ONE_RULE + "/deliveries/<int:delivery_id>", 200),
-    _case("POST", _ONE + "/replay", _ONE_RULE + "/replay", 202, json={"event_id": "{event}"}),
+    _case("POST", _ONE + "/replay", _ONE_RULE + "/replay", 202, json={"eventId": "{event}"}),
 ]

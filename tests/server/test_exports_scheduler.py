@@ -78,6 +78,9 @@ def test_schedule_is_listed_with_its_next_run(
     next_run = datetime.fromisoformat(listed[0]["nextRunAt"])
     assert next_run.weekday() == 0 and (next_run.hour, next_run.minute) == (6, 15)
     assert listed[0]["folder"] == "coop_diagnostic" and listed[0]["runs"] == []
+    removed = client.delete(f"{url}/{listed[0]['id']}", headers=personas.manager.headers)
+    assert (removed.status_code, removed.get_json()) == (200, {"success": True})  # as Central answers a deletion
+    assert client.get(url, headers=personas.analyst.headers).headers["X-Total-Count"] == "0"
 
 
 def _backends() -> list[str]:

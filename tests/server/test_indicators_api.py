@@ -11,6 +11,10 @@ Rules:
 - D5 (property) for random submissions, edits, deletions and review states, every indicator and breakdown
   equals the figure recomputed from the CSV export of the same data;
 - D6 ``by`` must be one of the indicator's breakdowns, ``period`` month or quarter.
+- D7 the API is in ODK Central's conventions: camelCase fields (``createdBy``, ``reviewStates``, ``dateField``,
+  source ``entityList``, notes' ``missingFrom``/``inCurrent``), Central's review-state spellings (``null``,
+  ``hasIssues``), bare arrays with ``X-Total-Count``, ``{"success": true}`` for a delete; an error's
+  ``details.field`` is the wire name; a definition stored before (snake_case, ``has_issues``) reads the same.
 """
 
 from __future__ import annotations
@@ -121,14 +125,21 @@ def benef(app: Flask, personas: Personas) -> None:
 def test_d1_versions_no_op_and_removal(client: FlaskClient, personas: Personas, benef: None) -> None:
     first = _put(client, personas, "women_share", WOMEN)
     assert first["version"] == 1 and first["definition"]["target"] == 0.48
+    assert first["createdBy"] == f"user:{personas.manager.id}" and first["createdAt"] is not None
+    assert first["definition"]["reviewStates"] == [None, "hasIssues", "approved"]
     assert _put(client, personas, "women_share", WOMEN, expect=200)["version"] == 1
     assert _put(client, personas, "women_share", {**WOMEN, "target": 0.5})["version"] == 2
-    listed = client.get(_url(personas), headers=personas.analyst.headers).get_json()["indicators"]
-    assert [(i["name"], i["version"]) for i in listed] == [("women_share", 2)]
-    assert client.delete(_url(personas, "women_share"), headers=personas.manager.headers).status_code == 200
-    assert client.get(_url(personas), headers=personas.analyst.headers).get_json()["indicators"] == []
-    history = client.get(_url(personas, "women_share") + "/versions", headers=personas.analyst.headers).get_json()
-    assert [v["version"] for v in history["versions"]] == [3, 2, 1] and history["versions"][0]["definition"] is None
+    listing = client.get(_url(personas), headers=personas.analyst.headers)
+    assert [(i["name"], i["version"]) for i in listing.get_json()] == [("women_share", 2)]
+    assert listing.headers["X-Total-Count"] == "1"
+    removed = client.delete(_url(personas, "women_share"), headers=personas.manager.headers)
+    assert (removed.status_code, removed.get_json()) == (200, {"success": True})
+    assert client.get(_url(personas), headers=personas.analyst.headers).get_json() == []
+    versions = client.get(_url(personas, "women_share") + "/versions", headers=personas.analyst.headers)
+    history = versions.get_json()
+    assert [v["version"] for v in history] == [3, 2, 1] and history[0]["definition"] is None
+    assert versions.headers["X-Total-Count"] == "3" and history[1]["definition"]["reviewStates"][0] is None
+    assert {"createdBy", "createdAt"} <= set(history[0])
     assert client.get(_url(personas, "women_share"), headers=personas.analyst.headers).status_code == 404
 
 
@@ -138,10 +149,28 @@ def test_d1_versions_no_op_and_removal(client: FlaskClient, personas: Personas, 
         ({"source": {"form": "nope"}}, "unknown_form"),
         ({"breakdowns": ["province"]}, "unknown_field"),
         ({"breakdowns": ["enfants/prenom"]}, "repeat_field"),
-        ({"source": {"entity_list": "cooperatives"}}, "unknown_entity_list"),
+        ({"source": {"entityList": "cooperatives"}}, "unknown_entity_list"),
         ({"measure": {"kind": "share"}}, "bad_measure"),
+        ({"source": {"entity_list": "cooperatives"}}, "invalid_input"),
+        ({"review_states": ["approved"]}, "invalid_input"),
+        ({"reviewStates": ["has_issues"]}, "invalid_input"),
+        ({"reviewStates": ["rejected"]}, "invalid_input"),
+        ({"reviewStates": []}, "bad_review_states"),
+        ({"dateField": ""}, "bad_field"),
     ],
-    ids=["form", "field", "repeat", "entity-list", "measure"],
+    ids=[
+        "form",
+        "field",
+        "repeat",
+        "entity-list",
+        "measure",
+        "snake-source",
+        "snake-key",
+        "our-spelling",
+        "rejected",
+        "no-state",
+        "date-field",
+    ],
 )
 def test_d2_bad_definitions_are_refused_and_nothing_is_stored(
     client: FlaskClient, personas: Personas, benef: None, change: dict[str, Any], code: str
@@ -196,7 +225,76 @@ def test_d4_a_field_removed_by_a_new_version_still_counts_where_it_was(
     post_submission_xml(client, personas, _xml(f"uuid:{uuid.uuid4()}", {"sexe": "femme", "region": "02"}, version="2"))
     figures = _figures(client, personas, "rural_share")
     assert (figures["rows"], figures["matched"]) == (2, 1)
-    assert figures["indicator"]["notes"] == [{"field": "milieu", "missing_from": ["2"], "in_current": False}]
+    assert figures["indicator"]["notes"] == [{"field": "milieu", "missingFrom": ["2"], "inCurrent": False}]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"reviewStates": []}, "reviewStates"),
+        ({"dateField": " "}, "dateField"),
+        ({"source": {"entityList": "cooperatives"}}, "source"),
+        ({"breakdowns": ["province"]}, "province"),
+    ],
+    ids=["review-states", "date-field", "source", "form-field"],
+)
+def test_d7_an_error_names_the_wire_field(
+    client: FlaskClient, personas: Personas, benef: None, change: dict[str, Any], field: str
+) -> None:
+    response = client.put(_url(personas, "women_share"), json={**WOMEN, **change}, headers=personas.manager.headers)
+    assert response.status_code == 400 and response.get_json()["details"]["field"] == field
+
+
+def test_d7_review_states_in_centrals_spellings(client: FlaskClient, personas: Personas, benef: None) -> None:
+    saved = _put(client, personas, "women_share", {**WOMEN, "reviewStates": ["hasIssues", None]})
+    assert saved["definition"]["reviewStates"] == [None, "hasIssues"]
+    _put(client, personas, "women_share", {**WOMEN, "reviewStates": [None, "hasIssues"]}, expect=200)
+    counted = f"uuid:{uuid.uuid4()}"
+    post_submission_xml(client, personas, _xml(counted, {"sexe": "femme", "region": "01"}))
+    review(client, personas, "benef", counted, "approved")  # approved is not among the states that count
+    assert _figures(client, personas, "women_share")["rows"] == 0
+
+
+def test_d7_a_definition_stored_before_reads_in_the_wire_shape(
+    app: Flask, client: FlaskClient, personas: Personas, benef: None
+) -> None:
+    from server.services import indicators as svc
+    from server.store import get_store
+
+    stored = {**WOMEN, "review_states": ["has_issues", "approved"]}  # the stored (pure) form, as earlier releases
+    with app.app_context():
+        session = get_store().sessions()
+        try:
+            svc.save_indicator(session, personas.project_id, "women_share", stored, "user:1")
+        finally:
+            session.close()
+    (listed,) = client.get(_url(personas), headers=personas.analyst.headers).get_json()
+    assert listed["definition"]["reviewStates"] == ["hasIssues", "approved"]
+    assert "review_states" not in listed["definition"]
+    # Sending back what was read changes nothing: the wire form is the stored one, translated.
+    _put(client, personas, "women_share", listed["definition"], expect=200)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"source": {"entity_list": "cooperatives"}, "review_states": ["received"], "date_field": "created"},
+        {"source": {"form": "benef"}, "review_states": ["received", "has_issues", "approved"]},
+    ],
+    ids=["entity-list-and-date", "form"],
+)
+def test_d7_the_translation_round_trips(stored: dict[str, Any]) -> None:
+    from server.api.indicators import definition_from_wire, definition_to_wire
+
+    wire = definition_to_wire(stored)
+    assert "review_states" not in wire and "date_field" not in wire and "entity_list" not in wire["source"]
+    assert definition_from_wire(wire) == stored
+    if "date_field" in stored:
+        assert (wire["source"], wire["reviewStates"], wire["dateField"]) == (
+            {"entityList": "cooperatives"},
+            [None],
+            "created",
+        )
 
 
 def test_d6_by_and_period_are_checked(client: FlaskClient, personas: Personas, benef: None) -> None:

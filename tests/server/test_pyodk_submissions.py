@@ -2,7 +2,8 @@
 
 - PS1 ``submissions.create`` with a photo: pyodk posts the XML, then the photo to ``.../attachments/{name}``;
   the attachment list says it arrived; the same XML again is a safe retry; other XML under its id is 409.
-- PS2 ``submissions.list`` and ``get`` read Central's fields (``reviewState`` null, ``submitterId``).
+- PS2 ``submissions.list`` and ``get`` read Central's fields (``reviewState`` null, ``submitterId``);
+  the list is every submission in one answer, however many batches the server reads it in.
 - PS3 ``get_table`` with ``$select``, ``$count`` and ``$expand=*`` reads the OData feed of the form.
 - PS4 ``submissions.edit`` adds a version (``reviewState`` becomes ``edited``, versions newest first);
   an edit of a version that is no longer current is Central's 409.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from server.services import submission_table
 from tests.conftest import POSTGRES_URL
 from tests.server.pyodk_central import Central, running_central
 
@@ -108,10 +110,14 @@ def test_ps1_create_with_a_photo_attachment(central: Central, tmp_path: Path) ->
     assert wrong.status_code == 404
 
 
-def test_ps2_list_and_get_read_centrals_fields(central: Central, tmp_path: Path) -> None:
+def test_ps2_list_and_get_read_centrals_fields(
+    central: Central, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(submission_table, "STREAM_BATCH", 1)  # every submission is a batch of its own
     instance_id = _create(central, tmp_path, "Youssef")
+    _create(central, tmp_path, "Khadija")
     listed = {s.instanceId: s for s in central.client.submissions.list(form_id=FORM_ID)}
-    assert instance_id in listed
+    assert instance_id in listed and len(listed) >= 2
     one = central.client.submissions.get(instance_id, form_id=FORM_ID)
     assert (one.instanceId, one.reviewState, one.submitterId) == (instance_id, None, 1)
     assert one.createdAt is not None

@@ -9,6 +9,9 @@ Rules:
 * T5 cells show choice labels in the chosen language, or the stored values.
 * T6 bad parameters, cursors and paths are 400s that name what is wrong.
 * T7 a user's saved columns are theirs alone and apply when no columns are asked for.
+* T8 without ``limit`` the API answers every matching row in one array, as ODK Central does, read from
+  the store in keyset batches (so more rows than one batch, or than the largest page, all arrive), each
+  batch written before the next is read (memory stays at one batch).
 """
 
 from __future__ import annotations
@@ -394,6 +397,63 @@ def test_the_api_filters_sorts_and_links_the_next_page(market: Market, app: Flas
         market.session.get(Submission, ids[0]).instance_id  # type: ignore[union-attr]
     ]
     assert "Link" not in second.headers and "X-Next-Cursor" not in second.headers
+
+
+# --- T8 -------------------------------------------------------------------------------------------
+
+
+def test_without_a_limit_every_row_streams_past_the_batch_and_the_page_cap(
+    market: Market, app: Flask, personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(table, "STREAM_BATCH", 2)  # five rows: three batches
+    monkeypatch.setattr(table, "COUNT_CAP", 3)  # the whole list is counted exactly, past the table's cap
+    ids = market.store(ROWS)
+    instance = {pk: market.session.get(Submission, pk).instance_id for pk in ids}  # type: ignore[union-attr]
+    client = app.test_client()
+    path = f"/v1/projects/{personas.project_id}/forms/market/submissions"
+    whole = client.get(path + "?columns=region&lang=fr&order=desc", headers=personas.analyst.headers)
+    assert whole.status_code == 200
+    assert [item["instanceId"] for item in whole.get_json()] == [instance[pk] for pk in reversed(ids)]
+    assert [item["cells"] for item in whole.get_json()][:2] == [[None], ["Tanger"]]
+    assert whole.headers["X-Total-Count"] == "5"
+    assert "Link" not in whole.headers and "X-Total-Count-Capped" not in whole.headers
+    kept = client.get(path + "?reviewState=approved", headers=personas.analyst.headers)
+    assert [item["instanceId"] for item in kept.get_json()] == [instance[ids[0]], instance[ids[3]]]
+    assert client.get(path + "?deleted=true", headers=personas.analyst.headers).get_json() == []
+    # With a limit the keyset pages and their Link stay.
+    paged = client.get(path + "?limit=2", headers=personas.analyst.headers)
+    assert len(paged.get_json()) == 2 and paged.headers["Link"].endswith('>; rel="next"')
+
+
+def test_the_whole_list_reads_one_batch_at_a_time(
+    market: Market, app: Flask, personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(table, "STREAM_BATCH", 2)
+    market.store(ROWS)
+    reads: list[int] = []
+    page_of = table.submissions_table
+
+    def counted(*args: Any, **kwargs: Any) -> table.TablePage:
+        page = page_of(*args, **kwargs)
+        reads.append(len(page.rows))
+        return page
+
+    monkeypatch.setattr(table, "submissions_table", counted)
+    path = f"/v1/projects/{personas.project_id}/forms/market/submissions"
+    response = app.test_client().get(path, headers=personas.analyst.headers, buffered=False)
+    assert response.is_streamed and reads == [2]  # the first batch (and the count) before answering
+    chunks = iter(response.response)
+    first = [next(chunks), next(chunks)]
+    assert first[0].startswith(b"[{") and reads == [2]  # its rows are written before the next batch is read
+    rest = b"".join(chunks)
+    response.close()
+    assert reads == [2, 2, 1] and len(json.loads(b"".join(first) + rest)) == 5
+
+
+def test_the_whole_list_refuses_a_bad_query_before_it_starts(market: Market, app: Flask, personas: Personas) -> None:
+    path = f"/v1/projects/{personas.project_id}/forms/market/submissions?filter.seller=a"
+    response = app.test_client().get(path, headers=personas.analyst.headers)
+    assert (response.status_code, response.get_json()["details"]["problem"]) == (400, "invalid_field")
 
 
 # --- T7 -------------------------------------------------------------------------------------------

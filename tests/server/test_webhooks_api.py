@@ -9,6 +9,9 @@ Rules:
 - A4 the delivery log lists deliveries (``?status=`` filters, ``dead`` = the dead letters) with their attempts;
   a replay of one event or a range queues them again under the same ``webhook-id``.
 - A5 a subscription of another project is ``404``.
+- A6 the API is in ODK Central's conventions: camelCase fields and parameters (a snake_case field is an
+  unknown one), lists are bare arrays with ``X-Total-Count``, the log's next page is the ``Link`` header,
+  a delete answers ``{"success": true}``.
 """
 
 from __future__ import annotations
@@ -33,15 +36,18 @@ def _create(client: FlaskClient, personas: Personas, **body: Any) -> Any:
 
 
 def test_the_secret_is_shown_once(client: FlaskClient, personas: Personas) -> None:
-    created = _create(client, personas, name="CRM", language="fr", payload_format="kobo")
+    created = _create(client, personas, name="CRM", language="fr", payloadFormat="kobo")
     assert created.status_code == 201, created.get_json()
     body = created.get_json()
     assert body["secret"].startswith("whsec_") and body["state"] == "active"
     assert body["deliveries"] == {"pending": 0, "delivered": 0, "dead": 0}
     one = client.get(f"{_base(personas)}/{body['id']}", headers=personas.manager.headers).get_json()
-    listed = client.get(_base(personas), headers=personas.manager.headers).get_json()["items"]
+    listing = client.get(_base(personas), headers=personas.manager.headers)
+    listed = listing.get_json()
+    assert listing.headers["X-Total-Count"] == "1" and [item["id"] for item in listed] == [body["id"]]
     assert "secret" not in one and all("secret" not in item for item in listed)
-    assert one["payload_format"] == "kobo" and one["language"] == "fr"
+    assert one["payloadFormat"] == "kobo" and one["language"] == "fr"
+    assert {"projectId", "formId", "stateReason", "createdBy", "createdAt", "updatedAt"} <= set(one)
 
 
 @pytest.mark.parametrize(
@@ -56,8 +62,10 @@ def test_the_secret_is_shown_once(client: FlaskClient, personas: Personas) -> No
         ({"url": "http://localhost/hook"}, "invalid_webhook_url"),
         ({"events": ["submission.exploded"]}, "invalid_input"),
         ({"events": []}, "invalid_input"),
-        ({"form_id": "no_such_form"}, "unknown_form"),
+        ({"formId": "no_such_form"}, "unknown_form"),
         ({"secret": "mine"}, "invalid_input"),
+        ({"form_id": "no_such_form"}, "invalid_input"),
+        ({"payloadFormat": "xml"}, "invalid_input"),
     ],
     ids=[
         "ftp",
@@ -71,6 +79,8 @@ def test_the_secret_is_shown_once(client: FlaskClient, personas: Personas) -> No
         "none",
         "form",
         "field",
+        "snake-case",
+        "format",
     ],
 )
 def test_a_bad_subscription_is_refused(
@@ -79,7 +89,12 @@ def test_a_bad_subscription_is_refused(
     refused = _create(client, personas, **body)
     assert refused.status_code == 400, refused.get_json()
     assert refused.get_json()["details"]["problem"] == code
-    assert client.get(_base(personas), headers=personas.manager.headers).get_json()["items"] == []
+    assert client.get(_base(personas), headers=personas.manager.headers).get_json() == []
+
+
+def test_an_error_names_the_wire_field(client: FlaskClient, personas: Personas) -> None:
+    refused = _create(client, personas, payloadFormat="xml").get_json()
+    assert list(refused["details"]["fields"]) == ["payloadFormat"]
 
 
 def test_an_admin_may_allow_private_targets(app: Flask, client: FlaskClient, personas: Personas) -> None:
@@ -99,34 +114,57 @@ def test_pause_resume_rotate_and_patch(client: FlaskClient, personas: Personas) 
     )
     assert patched.get_json()["events"] == ["entity.created"] and patched.get_json()["url"] == "https://x.example/y"
     assert client.patch(url, json={"url": "http://192.168.1.1/"}, headers=headers).status_code == 400
-    assert client.delete(url, headers=headers).status_code == 200
+    deleted = client.delete(url, headers=headers)
+    assert (deleted.status_code, deleted.get_json()) == (200, {"success": True})
     assert client.get(url, headers=headers).status_code == 404
 
 
 def test_the_log_and_replay(app: Flask, client: FlaskClient, personas: Personas) -> None:
     made = subscription_with_delivery(app, personas)
     url, headers = f"{_base(personas)}/{made['sub']}", personas.manager.headers
-    log = client.get(f"{url}/deliveries", headers=headers).get_json()
-    assert [(d["status"], d["webhook_id"], d["attempts"]) for d in log["items"]] == [
-        ("pending", f"msg_{made['event']}", 0)
+    log = client.get(f"{url}/deliveries", headers=headers)
+    assert [(d["status"], d["webhookId"], d["eventId"], d["attempts"]) for d in log.get_json()] == [
+        ("pending", f"msg_{made['event']}", made["event"], 0)
     ]
-    assert log["items"][0]["next_attempt_at"] is not None and log["items"][0]["log"] == []
-    assert client.get(f"{url}/deliveries?status=dead", headers=headers).get_json()["items"] == []
-    replayed = client.post(f"{url}/replay", json={"from_event_id": 1, "to_event_id": made["event"]}, headers=headers)
+    assert log.headers["X-Total-Count"] == "1" and "Link" not in log.headers
+    first = log.get_json()[0]
+    assert first["nextAttemptAt"] is not None and first["log"] == [] and first["eventAt"] is not None
+    assert {"lastStatus", "lastError", "lastResponseMs", "giveUpAt", "deliveredAt"} <= set(first)
+    assert client.get(f"{url}/deliveries?status=dead", headers=headers).get_json() == []
+    replayed = client.post(f"{url}/replay", json={"fromEventId": 1, "toEventId": made["event"]}, headers=headers)
     assert replayed.status_code == 202 and replayed.get_json() == {"queued": 1}
-    again = client.get(f"{url}/deliveries", headers=headers).get_json()["items"]
-    assert [d["replay"] for d in again] == [True, False] and {d["webhook_id"] for d in again} == {
-        f"msg_{made['event']}"
-    }
+    again = client.get(f"{url}/deliveries", headers=headers).get_json()
+    assert [d["replay"] for d in again] == [True, False] and {d["webhookId"] for d in again} == {f"msg_{made['event']}"}
     one = client.get(f"{url}/deliveries/{made['delivery']}", headers=headers)
     assert one.status_code == 200 and one.get_json()["type"] == "form.published"
-    for bad in ({}, {"event_id": 1, "from_event_id": 1}, {"from_event_id": 1}, {"from_event_id": 5, "to_event_id": 1}):
+    for bad in (
+        {},
+        {"eventId": 1, "fromEventId": 1},
+        {"fromEventId": 1},
+        {"fromEventId": 5, "toEventId": 1},
+        {"event_id": made["event"]},
+    ):
         assert client.post(f"{url}/replay", json=bad, headers=headers).status_code == 400, bad
     assert client.get(f"{url}/deliveries?status=lost", headers=headers).status_code == 400
+    assert client.get(f"{url}/deliveries?before_id=5", headers=headers).status_code == 400
+
+
+def test_the_log_pages_by_link(app: Flask, client: FlaskClient, personas: Personas) -> None:
+    made = subscription_with_delivery(app, personas)
+    url, headers = f"{_base(personas)}/{made['sub']}", personas.manager.headers
+    for _ in range(2):
+        client.post(f"{url}/replay", json={"eventId": made["event"]}, headers=headers)
+    first = client.get(f"{url}/deliveries?limit=2", headers=headers)
+    assert [d["replay"] for d in first.get_json()] == [True, True] and first.headers["X-Total-Count"] == "3"
+    link = first.headers["Link"]
+    assert link.endswith('>; rel="next"') and "beforeId=" in link
+    second = client.get(link[1 : link.index(">")], headers=headers)
+    assert [d["id"] for d in second.get_json()] == [made["delivery"]] and "Link" not in second.headers
+    assert second.headers["X-Total-Count"] == "3"
 
 
 def test_another_projects_subscription_is_not_found(app: Flask, client: FlaskClient, personas: Personas) -> None:
     made = subscription_with_delivery(app, personas)
     other = f"/v1/projects/{personas.other_project_id}/webhooks/{made['sub']}"
     assert client.get(other, headers=personas.admin.headers).status_code == 404
-    assert client.post(f"{other}/replay", json={"event_id": 1}, headers=personas.admin.headers).status_code == 404
+    assert client.post(f"{other}/replay", json={"eventId": 1}, headers=personas.admin.headers).status_code == 404

@@ -223,10 +223,11 @@ def table_page(
     return [TableRow(*row) for row in rows]
 
 
-def count_rows(session: Session, project_id: int, form_pk: int, filters: TableFilters, cap: int) -> int:
-    """Count the matching rows, stopping at ``cap + 1`` (a result above ``cap`` is "more than cap")."""
+def count_rows(session: Session, project_id: int, form_pk: int, filters: TableFilters, cap: int | None) -> int:
+    """Count the matching rows, stopping at ``cap + 1`` (a result above ``cap`` is "more than cap"; None: all)."""
     dialect = session.get_bind().dialect.name
-    capped = _filtered(project_id, form_pk, filters, dialect).with_only_columns(Submission.id).limit(cap + 1).subquery()
+    matching = _filtered(project_id, form_pk, filters, dialect).with_only_columns(Submission.id)
+    capped = (matching.limit(cap + 1) if cap is not None else matching).subquery()
     return int(session.scalar(select(func.count()).select_from(capped)) or 0)
 
 

@@ -295,6 +295,14 @@ def list_deliveries(
     return [(row[0], row[1]) for row in rows]
 
 
+def count_deliveries(session: Session, subscription_id: int, status: str | None) -> int:
+    """How many deliveries of a subscription there are (of one ``status`` when given)."""
+    stmt = select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+    if status is not None:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return int(session.scalar(stmt) or 0)
+
+
 def get_delivery(session: Session, subscription_id: int, delivery_id: int) -> tuple[WebhookDelivery, Event] | None:
     """One delivery of a subscription, with its event."""
     row = session.execute(
