@@ -119,6 +119,34 @@ def stamp_version(xform: bytes, version: str) -> bytes:
     return stamped
 
 
+_VERSION_ATTRIBUTE = re.compile(rb"""(\s)version\s*=\s*("[^"]*"|'[^']*')""")
+
+
+def restamp_version(xform: bytes, version: str) -> bytes:
+    """Return the XForm with ``version`` on its primary instance root, replacing the one it had.
+
+    What ODK Central does when a draft is published under a new version (``draft/publish?version=``):
+    only the root's own ``version`` attribute changes (not a namespaced one, not an element named
+    ``version``); a form without one is stamped. Checked by parsing the result back.
+    """
+    opening = _INSTANCE_TAG.search(xform)
+    if opening is None:
+        raise ValueError("no <instance> element to stamp a version on")
+    start = xform.index(b"<", opening.end())
+    end = _start_tag_end(xform, start)
+    tag = xform[start:end]
+    found = _VERSION_ATTRIBUTE.search(tag)
+    if found is None:
+        return stamp_version(xform, version)
+    replaced = tag[: found.start()] + found.group(1) + f"version={quoteattr(version)}".encode() + tag[found.end() :]
+    restamped = xform[:start] + replaced + xform[end:]
+    root = etree.fromstring(restamped).find(f".//{_XF_INSTANCE}")
+    children = [child for child in root if isinstance(child.tag, str)] if root is not None else []
+    if not children or children[0].get("version") != version:
+        raise ValueError("the version could not be stamped on the primary instance")
+    return restamped
+
+
 def _start_tag_end(data: bytes, start: int) -> int:
     """Return the index of the ``>`` closing the start tag at ``start`` (quotes respected)."""
     quote: int | None = None

@@ -280,8 +280,16 @@ def upload_form(project_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
     errors=(409, 422),
 )
 def create_draft(project_id: int, xml_form_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Upload a new draft of a form (XForm or XLSForm body, as for a new form); ``success`` is true as in Central."""
+    """Upload a new draft of a form (XForm or XLSForm body, as for a new form); ``success`` is true as in Central.
+
+    With no body, the draft is a copy of the published version (Central's way to change only its files).
+    """
     query = load_query(DraftQuery())
+    if not request.content_length and "Transfer-Encoding" not in request.headers:
+        principal = require("form.write", project_id)
+        copied = svc.draft_from_published(db_session(), project_id, xml_form_id, actor=principal.actor)
+        body, status, headers = _upload_answer(project_id, copied)
+        return {**body, "success": True}, status, headers
     body, status, headers = _upload_answer(project_id, _upload(project_id, query, False, xml_form_id))
     return {**body, "success": True} if status != 202 else body, status, headers
 
@@ -326,7 +334,7 @@ def patch_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
 @bp.post("/projects/<int:project_id>/forms/<xml_form_id>/draft/publish")
 @documented({200: SuccessOut}, query=VersionQuery, errors=(409,))
 def publish_form(project_id: int, xml_form_id: str) -> dict[str, Any]:
-    """Publish the form's draft (``?version=`` must be the draft's own: Fieldsync never rewrites a version)."""
+    """Publish the form's draft; ``?version=`` publishes it under that version (its XForm rewritten, as Central)."""
     principal = require("form.write", project_id)
     query = load_query(VersionQuery())
     svc.publish_draft(db_session(), project_id, xml_form_id, actor=principal.actor, expected_version=query["version"])

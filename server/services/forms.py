@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from forms.convert import ConvertedForm
 from forms.errors import FormError, localized_message
-from forms.identity import next_version, stamp_version
+from forms.identity import next_version, restamp_version, stamp_version
 from forms.schema import FormSchema
 from server.auth import Principal
 from server.blobstore import BlobStore, blob_store
@@ -518,36 +518,103 @@ def _get_form(session: Session, project_id: int, xml_form_id: str) -> Form:
     return form
 
 
+def draft_from_published(session: Session, project_id: int, xml_form_id: str, *, actor: str) -> FormVersionResult:
+    """Start a draft as a copy of the published version (Central's ``POST .../draft`` with no body).
+
+    The copy is the published XForm under a generated version (``yyyymmddnn``: a version string is
+    never shared by two versions), with the published files carried over by name; it replaces any
+    draft. Publishing it with ``?version=`` names it as the caller wants (pyodk's ``version_updater``).
+    """
+    with transaction(session):
+        form = _get_form(session, project_id, xml_form_id)
+        q.lock_form(session, form.id)
+        if form.current_version_id is None:
+            raise ApiError(
+                404, "no_published_version", f"Form {xml_form_id!r} has no published version to copy into a draft",
+                {"xml_form_id": xml_form_id},
+            )  # fmt: skip
+        published = q.get_version_by_id(session, form.current_version_id)
+        assert published is not None
+        version = next_version(q.version_strings(session, form.id), utcnow().date())
+        xform = restamp_version(published.xform, version)
+        schema = dataclasses.replace(FormSchema.from_json(published.schema_json), version=version)
+        values = {
+            "version": version,
+            "status": "draft",
+            "title": published.title,
+            "xform": xform,
+            "xform_md5": hashlib.md5(xform, usedforsecurity=False).hexdigest(),
+            "xform_sha256": hashlib.sha256(xform).hexdigest(),
+            "source": published.source,
+            "source_filename": published.source_filename,
+            "source_kind": published.source_kind,
+            "schema_json": schema.to_json(),
+            "warnings": list(published.warnings or ()),
+            "itemsets": published.itemsets,
+            "conversion_seconds": None,
+            "content_sha256": published.content_sha256,
+            "version_generated": True,
+            "created_at": utcnow(),
+            "created_by": actor,
+        }
+        draft, _ = _place_version(session, form.id, schema, values, values["xform_sha256"])
+        _sync_attachments(session, form, draft, schema, published.itemsets, _blob_store(None))
+        session.flush()
+        audit.record(
+            session, actor, "form.draft_uploaded", project_id, f"form:{xml_form_id}",
+            {"version": version, "version_generated": True, "copied_from": published.version, "created": True},
+        )  # fmt: skip
+        return _result(session, form, draft, True, None)
+
+
 def publish_draft(
     session: Session, project_id: int, xml_form_id: str, *, actor: str, expected_version: str | None = None
 ) -> FormVersionResult:
     """Publish the form's draft: it becomes the version devices download (404 when there is no draft).
 
-    ``expected_version`` (Central's ``?version=``) must be the draft's own version: a version is part
-    of the XForm its submissions name, so Fieldsync never rewrites it (``409 version_mismatch`` otherwise).
+    With ``expected_version`` (Central's ``?version=``) the draft is published under that version: its
+    XForm's version is rewritten, as Central does (a draft has no submissions yet, so nothing names the
+    old string). A version string the form already has is ``409 version_reused``.
     """
     with transaction(session):
         form = _get_form(session, project_id, xml_form_id)
+        q.lock_form(session, form.id)  # an upload choosing a version waits: the new string stays free
         drafts = q.list_drafts(session, form.id)
         if not drafts:
             raise ApiError(
                 404, "no_draft", f"Form {xml_form_id!r} has no draft to publish", {"xml_form_id": xml_form_id}
             )
         version = drafts[0]
-        if expected_version is not None and expected_version != version.version:
-            raise conflict(
-                "version_mismatch",
-                f"The draft of {xml_form_id!r} is version {version.version!r}, not {expected_version!r}: "
-                "set the version in the form's settings and upload it as the draft",
-                draft_version=version.version,
-                version=expected_version,
-            )
+        wanted = expected_version.strip() if expected_version is not None else None
+        if wanted == "":
+            raise bad_request("invalid_version", "?version= must not be empty", version=expected_version)
+        if wanted is not None and wanted != version.version:
+            if wanted in q.version_strings(session, form.id):
+                raise conflict(
+                    "version_reused",
+                    f"Form {xml_form_id!r} already has a version {wanted!r}: publish the draft under another one",
+                    xml_form_id=xml_form_id,
+                    version=wanted,
+                )
+            _rename_draft(version, wanted)
+            session.flush()
         _publish(session, form, version)
         session.flush()
         audit.record(
             session, actor, "form.version_published", project_id, f"form:{xml_form_id}", {"version": version.version}
         )
         return _result(session, form, version, False, version.conversion_seconds)
+
+
+def _rename_draft(version: FormVersion, wanted: str) -> None:
+    """Give a draft another version string, in its row, its XForm and its schema."""
+    xform = restamp_version(version.xform, wanted)
+    version.version = wanted
+    version.xform = xform
+    version.xform_md5 = hashlib.md5(xform, usedforsecurity=False).hexdigest()
+    version.xform_sha256 = hashlib.sha256(xform).hexdigest()
+    version.schema_json = dataclasses.replace(FormSchema.from_json(version.schema_json), version=wanted).to_json()
+    version.version_generated = False
 
 
 def set_form_state(session: Session, project_id: int, xml_form_id: str, state: str, *, actor: str) -> FormDetail:

@@ -26,6 +26,7 @@ from forms.identity import (
     form_id_from_filename,
     form_id_from_header,
     next_version,
+    restamp_version,
     stamp_version,
 )
 from forms.xform import parse_xform
@@ -137,3 +138,32 @@ def test_ver_2_stamping_changes_only_the_version() -> None:
     assert stamped.replace(b' version="2026120201"', b"", 1) == xform
     root = etree.fromstring(stamped)
     assert root.tag.endswith("html")
+
+
+VERSIONED_FORM = """
+| survey |
+|        | type | name    | label   |
+|        | text | version | Version |
+| settings |
+|          | form_id | version |
+|          | coop    | 3       |
+"""
+
+
+VERSIONS = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40)
+
+
+@given(VERSIONS.filter(lambda v: v == v.strip()))  # a version is read stripped
+def test_ver_3_restamping_replaces_the_version_and_nothing_else(version: str) -> None:
+    xform = md_xform(VERSIONED_FORM)  # a question named "version" puts <version/> in the instance
+    assert parse_xform(xform).version == "3"
+    restamped = restamp_version(xform, version)
+    schema = parse_xform(restamped)
+    assert (schema.version, schema.form_id) == (version, "coop")
+    assert [f.path for f in schema.fields] == [f.path for f in parse_xform(xform).fields]
+    assert restamp_version(restamped, "3") == xform
+
+
+def test_ver_4_restamping_a_form_without_a_version_stamps_it() -> None:
+    xform = md_xform(NO_VERSION_FORM)
+    assert restamp_version(xform, "7") == stamp_version(xform, "7")

@@ -7,6 +7,9 @@ Rules:
 - LIFE-4 a draft with the same version can be replaced; a new draft replaces the previous draft.
 - LIFE-5 every version is kept; the schema (``?version=``) and the original upload are served per version.
 - LIFE-6 every change is in the audit log.
+- LIFE-7 ``POST .../draft`` with no body copies the published version into a draft (its files carried over,
+  a generated version); ``draft/publish?version=`` names the new version, written into the draft's XForm
+  (as Central does); a version string the form already has is 409 ``version_reused``.
 - ATT-1 expected attachments come from the form; a form publishes with missing media and its detail
   lists them; uploading (raw body or multipart ``file``) fills them; unknown names → 404.
 - ATT-2 files carry over by name to the next version; itemsets.csv is published automatically.
@@ -104,6 +107,31 @@ def test_life_4_drafts_are_replaced(client: FlaskClient, personas: Personas) -> 
     assert [(v["version"], v["status"], v["title"]) for v in detail["versions"]] == [("2", "draft", "C")]
     assert detail["draftVersion"] == "2"
     assert detail["currentVersion"] is None
+
+
+def test_life_7_a_draft_copied_from_the_published_version_is_published_under_a_new_version(
+    client: FlaskClient, personas: Personas
+) -> None:
+    url, headers = _form_url(personas, "media_test"), personas.manager.headers
+    assert _upload(client, personas, media_form("1", "Un"), "m.xlsx", "?publish=true").status_code == 201
+    copied = client.post(f"{url}/draft", headers=headers)
+    assert copied.status_code == 201, copied.json
+    assert copied.json["success"] is True and copied.json["status"] == "draft"
+    draft_version = copied.json["draftVersion"]
+    assert draft_version not in ("", "1")
+    detail = client.get(url, headers=headers).json
+    assert (detail["currentVersion"], detail["draftVersion"]) == ("1", draft_version)
+    taken = client.post(f"{url}/draft/publish?version=1", headers=headers)
+    assert taken.status_code == 409 and taken.json["details"]["problem"] == "version_reused"
+    published = client.post(f"{url}/draft/publish?version=2", headers=headers)
+    assert published.status_code == 200, published.json
+    detail = client.get(url, headers=headers).json
+    assert (detail["currentVersion"], detail["draftVersion"]) == ("2", None)
+    assert [v["version"] for v in client.get(f"{url}/versions", headers=headers).json] == ["1", "2"]
+    xform = client.get(f"{url}.xml", headers=headers).get_data()
+    assert b'version="2"' in xform and b'version="1"' not in xform
+    nothing = client.post(f"{url}/draft/publish", headers=headers)
+    assert nothing.status_code == 404
 
 
 def test_life_5_versions_schema_and_source(client: FlaskClient, personas: Personas) -> None:

@@ -5,7 +5,8 @@
   ASCII (``enquête_coopérative``) or are a dingbat (``✿_suivi``); each app user's formList then
   holds exactly its forms.
 - PY3 ``forms.create`` uploads an XLSForm with its two attachments (draft, attachments, publish) under a
-  dingbat id; ``forms.update`` publishes a new version through a draft; ``forms.list``/``get`` read them;
+  dingbat id; ``forms.update`` publishes a new version through a draft (a new definition, then attachments
+  only with a ``version_updater``); ``forms.list``/``get`` read them;
   ``forms.get_xml`` downloads the XForm (its dingbat file name in RFC 6266's ``filename*``).
 
 The server is a real HTTP server (werkzeug, threaded) on a fresh SQLite database.
@@ -83,6 +84,16 @@ def test_py3_forms_created_with_attachments_and_updated_through_a_draft(central:
     assert [v["version"] for v in versions] == ["1", "2"]
     assert form_id in {f.xmlFormId for f in central.client.forms.list()}
     assert 'version="2"' in central.client.forms.get_xml(form_id)
+    # Attachments only: pyodk starts a draft from the published form (no body), uploads the file, and names
+    # the new version with its version_updater (the draft's XForm is re-versioned, the other file carried over).
+    villages.write_text("name,label\nv1,Douar Tafraout\nv2,Douar Imouzzer\n", encoding="utf-8")
+    central.client.forms.update(form_id, attachments=[villages], version_updater=lambda v: f"{int(v) + 1}")
+    assert central.client.forms.get(form_id).version == "3"
+    assert 'version="3"' in central.client.forms.get_xml(form_id)
+    attachments = central.client.session.get(f"projects/{central.project_id}/forms/{form_id}/attachments").json()
+    assert {(a["name"], a["exists"]) for a in attachments} == {("logo.png", True), ("villages.csv", True)}
+    served = central.client.session.get(f"projects/{central.project_id}/forms/{form_id}/attachments/villages.csv")
+    assert served.status_code == 200 and "Douar Imouzzer" in served.text
 
 
 def _form_list(central: Central, collect_url: str) -> list[str]:
