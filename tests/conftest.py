@@ -337,3 +337,26 @@ def session(db: sessionmaker[Session]) -> Iterator[Session]:
         yield s
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Long scenarios: one store per run
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run a ``one_store_per_run`` test's SQLite cases only when no PostgreSQL is set.
+
+    These are the longest scenarios (multi-process stories, property tests over whole exports). CI runs
+    the suite twice, SQLite alone and then SQLite with PostgreSQL (``.ci/run``): the first run covers
+    their SQLite cases, so the second runs only their PostgreSQL ones, which keeps ``make test`` within
+    its time budget without leaving either store untested.
+    """
+    if not POSTGRES_URL:
+        return
+    reason = "a long scenario: its SQLite case runs in the run without PostgreSQL (see tests/conftest.py)"
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("one_store_per_run") is None or callspec is None:
+            continue
+        if any(isinstance(value, str) and value.startswith("sqlite") for value in callspec.params.values()):
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -168,6 +168,7 @@ def _dispose(*apps: Flask) -> None:
         get_store(app).engine.dispose()
 
 
+@pytest.mark.one_store_per_run
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("backend_name", "blobs"),

@@ -87,6 +87,7 @@ def _backends() -> list[str]:
     return ["sqlite", "postgresql"]
 
 
+@pytest.mark.one_store_per_run
 @pytest.mark.parametrize("backend_name", _backends(), ids=_backends())
 def test_two_schedulers_run_each_export_exactly_once(backend_name: str, tmp_path: Path) -> None:
     if backend_name == "postgresql" and not POSTGRES_URL:

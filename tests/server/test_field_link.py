@@ -127,6 +127,7 @@ def _payload(week: list[tuple[str, bytes, list[tuple[str, bytes]]]]) -> int:
     return sum(len(xml) + sum(len(content) for _, content in files) for _, xml, files in week)
 
 
+@pytest.mark.one_store_per_run
 def test_collect_over_a_cut_link_keeps_every_xml_and_every_photo_smaller_than_the_cuts(server: LiveServer) -> None:
     week = _week(f"collect-{Path(server.database_url).name}")
     with FaultyLink((server.host, server.port), LinkFaults(cut_every=CUT_EVERY, cut_mode="reset")) as link:
@@ -142,6 +143,7 @@ def test_collect_over_a_cut_link_keeps_every_xml_and_every_photo_smaller_than_th
     assert phone.server_errors() == 0, phone.statuses
 
 
+@pytest.mark.one_store_per_run
 @pytest.mark.parametrize("cut_mode", ["reset", "close"], ids=["resets", "clean-closes"])
 def test_fieldsync_protocol_over_a_cut_link_is_complete_and_cheap(server: LiveServer, cut_mode: str) -> None:
     week = _week(f"fieldsync-{cut_mode}-{Path(server.database_url).name}")

@@ -309,6 +309,7 @@ def test_cli_creates_project_user_and_device(fresh_url: str, tmp_path: Path) -> 
     assert f"collect_url: http://10.0.0.5:5000/v1/key/{token}/projects/{project_id}" in out
 
 
+@pytest.mark.one_store_per_run
 def test_demo_is_idempotent(fresh_url: str, tmp_path: Path) -> None:
     first = _cli(fresh_url, tmp_path, "demo")
     second = _cli(fresh_url, tmp_path, "demo")

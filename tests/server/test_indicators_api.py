@@ -344,6 +344,7 @@ NAMES = {
 EXPORT_STATES = {"received": "received", "hasIssues": "has_issues", "approved": "approved", "rejected": "rejected"}
 
 
+@pytest.mark.one_store_per_run
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(story)
 def test_d5_figures_equal_the_csv_export(

@@ -319,6 +319,7 @@ def holds(e: Expr, row: dict[str, str]) -> bool:
     }[op]  # fmt: skip
 
 
+@pytest.mark.one_store_per_run
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(expression=EXPRESSIONS)
 def test_o7_filter_on_form_fields_equals_the_csv_export(

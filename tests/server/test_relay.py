@@ -281,6 +281,7 @@ def national(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveSer
             cleanup()
 
 
+@pytest.mark.one_store_per_run
 def test_two_office_relays_over_a_faulty_link_give_the_store_of_direct_uploads(
     national: LiveServer, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import random
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -145,6 +146,7 @@ def _deliver_faulty(
     return acked
 
 
+@pytest.mark.one_store_per_run
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ops=outbox_strategy,
