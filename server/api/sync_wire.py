@@ -157,18 +157,9 @@ class EntityListOut(Schema):
     entities = fields.List(fields.Nested(EntityOut))
 
 
-class ConflictOutRow(CamelSchema):
-    """An entity in the review queue (the JSON API's camelCase; the pull wire keeps ``EntityOut``)."""
-
-    list = fields.String()
-    id = fields.String()
-    label = fields.String(allow_none=True)
-    properties = fields.Dict(keys=fields.String())
-    version = fields.Integer()
-    rev = fields.String()
-    conflict = fields.String(allow_none=True, validate=validate.OneOf(["hard", "soft"]))
-    conflict_fields = fields.List(fields.Raw())
-    deleted = fields.Boolean()
+class ConflictOutRow(CamelSchema, EntityOut):
+    """An entity in the review queue: ``EntityOut``'s fields in the JSON API's camelCase (the pull wire keeps
+    ``EntityOut``'s snake_case)."""
 
 
 class HeldOut(CamelSchema):
