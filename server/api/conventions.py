@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify, request, url_for
 from marshmallow import RAISE, Schema, fields
 
 _WORD_START = re.compile(r"_([a-z0-9])")
@@ -50,6 +50,12 @@ def json_list(items: Iterable[Any], schema: Schema, total: int | None = None) ->
     response = jsonify(schema.dump(rows, many=True))
     response.headers["X-Total-Count"] = str(len(rows) if total is None else total)
     return response
+
+
+def link_next(response: Response, endpoint: str, cursor: dict[str, str], **view_args: Any) -> None:
+    """Point ``Link: <...>; rel="next"`` at this request's URL with the next page's cursor parameter(s)."""
+    following = url_for(endpoint, _external=True, **view_args, **{**request.args.to_dict(), **cursor})
+    response.headers["Link"] = f'<{following}>; rel="next"'
 
 
 def wants_extended() -> bool:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response
 from marshmallow import fields, validate
 
 from server.api import downloads
 from server.api.contract import ListOf, documented
-from server.api.conventions import CamelSchema, StrictCamelSchema, json_list
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list, link_next
 from server.api.wire import load_query
 from server.auth import require
 from server.services import refused_submissions as svc
@@ -70,13 +70,7 @@ def list_refused(project_id: int) -> Response:
     )
     response = json_list(rows, RefusedOut(), total)
     if len(rows) == params["limit"]:
-        following = url_for(
-            "refused_submissions.list_refused",
-            project_id=project_id,
-            _external=True,
-            **{**request.args.to_dict(), "afterId": str(rows[-1].id)},
-        )
-        response.headers["Link"] = f'<{following}>; rel="next"'
+        link_next(response, "refused_submissions.list_refused", {"afterId": str(rows[-1].id)}, project_id=project_id)
     return response
 
 

@@ -26,7 +26,7 @@ from marshmallow import Schema, fields, pre_load, validate
 from server import metrics
 from server.api import downloads
 from server.api.contract import Header, ListOf, documented
-from server.api.conventions import CamelSchema, StrictCamelSchema, json_list, wants_extended
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list, link_next, wants_extended
 from server.api.schemas import (
     CENTRAL_REVIEW_SPELLINGS,
     REVIEW_STATES_FROM_CENTRAL,
@@ -352,11 +352,13 @@ def list_submissions(project_id: int, xml_form_id: str) -> Response:
     if page.count_capped:
         response.headers["X-Total-Count-Capped"] = "true"
     if page.next_cursor is not None:
-        args = {**request.args.to_dict(), "cursor": page.next_cursor}
-        following = url_for(
-            "submissions.list_submissions", project_id=project_id, xml_form_id=xml_form_id, _external=True, **args
+        link_next(
+            response,
+            "submissions.list_submissions",
+            {"cursor": page.next_cursor},
+            project_id=project_id,
+            xml_form_id=xml_form_id,
         )
-        response.headers["Link"] = f'<{following}>; rel="next"'
         response.headers["X-Next-Cursor"] = page.next_cursor
     return response
 

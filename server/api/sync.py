@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import fields, validate
 from werkzeug.exceptions import ClientDisconnected
 
 from server.api.contract import Header, ListOf, documented
-from server.api.conventions import StrictCamelSchema, json_list
+from server.api.conventions import StrictCamelSchema, json_list, link_next
 from server.api.schemas import DatabaseId, StrictSchema
 from server.api.sync_wire import (
     ConflictOutRow,
@@ -448,13 +448,7 @@ def list_quarantine(project_id: int) -> Response:
     rows, total = quarantine.held_page(db_session(), project_id, **args)
     response = json_list(rows, HeldOut(), total)
     if len(rows) == args["limit"]:
-        following = url_for(
-            "sync.list_quarantine",
-            project_id=project_id,
-            _external=True,
-            **{**request.args.to_dict(), "afterId": str(rows[-1]["id"])},
-        )
-        response.headers["Link"] = f'<{following}>; rel="next"'
+        link_next(response, "sync.list_quarantine", {"afterId": str(rows[-1]["id"])}, project_id=project_id)
     return response
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app
 from marshmallow import fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from server.api.contract import ListOf, documented
-from server.api.conventions import CamelSchema, StrictCamelSchema, json_list
+from server.api.conventions import CamelSchema, StrictCamelSchema, json_list, link_next
 from server.api.wire import load_json, load_query
 from server.auth import require
 from server.db.models.webhooks import DELIVERY_STATUSES, EVENT_KINDS, PAYLOAD_FORMATS
@@ -244,11 +244,13 @@ def list_deliveries(project_id: int, subscription_id: int) -> Response:
     )
     response = json_list(page.items, DeliveryOut(), page.total)
     if page.next_before_id is not None:
-        args = {**request.args.to_dict(), "beforeId": str(page.next_before_id)}
-        following = url_for(
-            "webhooks.list_deliveries", project_id=project_id, subscription_id=subscription_id, _external=True, **args
+        link_next(
+            response,
+            "webhooks.list_deliveries",
+            {"beforeId": str(page.next_before_id)},
+            project_id=project_id,
+            subscription_id=subscription_id,
         )
-        response.headers["Link"] = f'<{following}>; rel="next"'
     return response
 
 
