@@ -37,6 +37,7 @@ LAZY_COMMANDS = {
     "scheduler": "server.scheduler:scheduler_command",
     "export": "server.scheduler:export_command",
     "purge": "server.ops_cli:purge_command",
+    "indicators-refresh": "server.ops_cli:indicators_refresh_command",
     "backup": "server.ops_cli:backup_command",
     "restore": "server.ops_cli:restore_command",
     "migrate-store": "server.ops_cli:migrate_store_command",

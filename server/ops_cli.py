@@ -1,4 +1,5 @@
-"""The operations commands: ``fieldsync purge`` (retention), ``backup``, ``restore`` and ``migrate-store``.
+"""The operations commands: ``fieldsync purge`` (retention), ``backup``, ``restore``, ``migrate-store`` and
+``indicators-refresh`` (the dashboard's rollups).
 
 Registered at the end of ``server/cli.py``; each is a thin door over one service.
 """
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from server.blobstore import blob_store
 from server.errors import ApiError
-from server.services import backups, retention
+from server.services import backups, indicators, retention
 from server.store import get_store
 
 
@@ -46,6 +47,24 @@ def purge_command() -> None:
         f"expired {report.uploads_expired} upload(s); removed {report.partials} partial upload(s), "
         f"{report.staged} staging file(s), {report.conversion_jobs} conversion job(s), "
         f"{report.webhook_deliveries} webhook delivery(ies) and {report.webhook_events} webhook event(s)"
+    )
+
+
+def run_indicator_rollups(app: Flask) -> indicators.RollupRound:
+    """One round of the dashboard's rollups (PostgreSQL): build new ones, refresh the others."""
+    with app.app_context():
+        return indicators.keep_rollups(get_store(app).sessions)
+
+
+@click.command("indicators-refresh")
+@with_appcontext
+def indicators_refresh_command() -> None:
+    """Build the dashboard's rollups of new indicator definitions and bring the others up to date
+    (PostgreSQL; the scheduler does it every minute, and each read brings its own rollup up to date)."""
+    done = run_indicator_rollups(current_app._get_current_object())  # type: ignore[attr-defined]
+    click.echo(
+        f"built {done.built} rollup(s), refreshed {done.refreshed} ({done.recomputed} submission(s) recomputed), "
+        f"dropped {done.dropped}"
     )
 
 

@@ -33,6 +33,7 @@ log = logging.getLogger("fieldsync.scheduler")
 EXPORT_CHECK_SECONDS = 30
 EXPIRE_UPLOADS_SECONDS = 300
 PURGE_SECONDS = 3600
+INDICATOR_ROLLUP_SECONDS = 60
 
 
 def run_exports_tick(app: Flask, now: datetime | None = None) -> list[RunOutcome]:
@@ -59,12 +60,14 @@ def expire_uploads_tick(app: Flask) -> None:
 
 
 def build_scheduler(app: Flask, export_seconds: int = EXPORT_CHECK_SECONDS) -> BlockingScheduler:
-    """A BlockingScheduler polling due exports, expiring stale uploads and running retention for ``app``."""
+    """A BlockingScheduler polling due exports, expiring stale uploads, running retention and keeping the
+    dashboard's rollups for ``app``."""
     scheduler = BlockingScheduler(timezone=UTC)
     jobs = [
         (run_exports_tick, export_seconds, "exports", {"next_run_time": datetime.now(UTC)}),
         (expire_uploads_tick, EXPIRE_UPLOADS_SECONDS, "expire_uploads", {}),
         (purge_tick, PURGE_SECONDS, "purge", {}),
+        (indicator_rollups_tick, INDICATOR_ROLLUP_SECONDS, "indicator_rollups", {}),
     ]
     for function, seconds, job_id, extra in jobs:
         # coalesce + max_instances=1: a slow export never makes this process start the check twice at once.
@@ -85,6 +88,15 @@ def purge_tick(app: Flask) -> None:
     from server.ops_cli import run_purge
 
     log.info("purge: %s", run_purge(app))
+
+
+def indicator_rollups_tick(app: Flask) -> None:
+    """Build and refresh the dashboard's rollups (``fieldsync indicators-refresh``)."""
+    from server.ops_cli import run_indicator_rollups
+
+    done = run_indicator_rollups(app)
+    if done.built or done.dropped or done.recomputed:
+        log.info("indicator rollups: %s", done)
 
 
 def _instant(_ctx: click.Context, _param: click.Parameter, values: Sequence[str]) -> list[datetime]:

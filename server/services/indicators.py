@@ -3,9 +3,13 @@
 A definition is checked against its source before it is saved (the form or entity list exists, every
 field it reads exists in some version of the form, none is inside a repeat), so a figure never fails
 for a reason the manager could have been told when saving. Saving the same definition again is a
-no-op; any change is a new version and the old ones stay readable. Figures are computed on every read
-from the store as it is (one GROUP BY, see ``server.db.queries.indicators``): an edit, a deletion or a
-review change shows at once, with no aggregate to keep in step.
+no-op; any change is a new version and the old ones stay readable.
+
+Figures are live: an edit, a deletion or a review change shows in the next read. On SQLite, and on
+PostgreSQL until a definition's rollup is built, a read computes them from the store as it is (one
+GROUP BY, ``server.db.queries.indicators``). On PostgreSQL ``keep_rollups`` (the scheduler's job) builds
+a rollup per form indicator in force, and each read first brings its rollup up to date from the change
+log a trigger writes (``server.db.queries.indicator_rollups``), then folds its sums.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from exports.indicators import (
     PERIODS,
@@ -36,6 +40,7 @@ from server.db.models.indicators import IndicatorDefinitionRow
 from server.db.queries import audit
 from server.db.queries import entities as entity_q
 from server.db.queries import exports as export_q
+from server.db.queries import indicator_rollups as rollups
 from server.db.queries import indicators as q
 from server.db.transaction import transaction
 from server.errors import ApiError, bad_request, conflict, not_found
@@ -52,6 +57,7 @@ class SavedIndicator:
     created_by: str
     created_at: datetime
     notes: tuple[FieldNote, ...] = ()
+    row_id: int | None = None  # the stored version's row (a rollup belongs to it)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ def _check_source(session: Session, project_id: int, definition: IndicatorDefini
 def _saved(row: IndicatorDefinitionRow, notes: tuple[FieldNote, ...] = ()) -> SavedIndicator:
     assert row.definition is not None
     return SavedIndicator(
-        row.name, row.version, parse_definition(row.name, row.definition), row.created_by, row.created_at, notes
+        row.name, row.version, parse_definition(row.name, row.definition), row.created_by, row.created_at, notes, row.id
     )
 
 
@@ -213,6 +219,19 @@ def _entity_figures(
     return compute(definition, rows, by=by, period=period)
 
 
+def _form_figures(
+    session: Session, form_pk: int, saved: SavedIndicator, by: str | None, period: Period | None
+) -> Figures:
+    """From the rollup when one is built (PostgreSQL), brought up to date first; else the live GROUP BY."""
+    row_id = saved.row_id
+    if row_id is not None and rollups.supported(session) and rollups.ready_state(session, row_id, form_pk):
+        with transaction(session):
+            rollups.refresh(session, row_id, form_pk, saved.definition)
+        if rollups.ready_state(session, row_id, form_pk) is not None:
+            return rollups.figures(session, row_id, saved.definition, by=by, period=period)
+    return q.form_figures(session, form_pk, saved.definition, by=by, period=period)
+
+
 def _labels(schemas: list[FormSchema], path: str | None, language: str) -> dict[str, str]:
     """Choice labels of ``path`` in ``language`` (the newest version's label wins)."""
     labels: dict[str, str] = {}
@@ -268,7 +287,7 @@ def indicator_figures(
             figures = compute(definition, [])
         else:
             schemas = export_q.form_schemas(session, form)
-            figures = q.form_figures(session, form.id, definition, by=by, period=chosen)
+            figures = _form_figures(session, form.id, saved, by, chosen)
     else:
         figures = _entity_figures(session, project_id, definition, by, chosen)
     labels = _labels(schemas, by, language)
@@ -337,3 +356,59 @@ def drill_down(session: Session, project_id: int, definition: IndicatorDefinitio
             return None
         query[f"filter.{condition.field}"] = condition.value
     return query if filterable(by) else None
+
+
+@dataclass(frozen=True)
+class RollupRound:
+    """What one round of ``keep_rollups`` did: rollups built, refreshed (submissions recomputed), dropped."""
+
+    built: int = 0
+    refreshed: int = 0
+    recomputed: int = 0
+    dropped: int = 0
+
+
+def keep_rollups(sessions: sessionmaker[Session]) -> RollupRound:
+    """Build the rollup of every form indicator in force, refresh the built ones, drop the others.
+
+    PostgreSQL only (nothing to do on SQLite, where every read computes its figures). Run by the
+    scheduler and ``fieldsync indicators refresh``; a read refreshes its rollup itself, so this only
+    keeps that work small, and builds new ones outside any request. Any number may run at once: a
+    rollup is claimed by one, and refreshes of one rollup wait for each other.
+    """
+    built = refreshed = recomputed = dropped = 0
+    with sessions() as session:
+        if not rollups.supported(session):
+            return RollupRound()
+        wanted: dict[int, tuple[int, IndicatorDefinition]] = {}
+        for row in q.latest_definitions(session, None):
+            if row.definition is None:
+                continue
+            definition = parse_definition(row.name, row.definition)
+            if definition.source != "form":
+                continue
+            form = export_q.get_form(session, row.project_id, definition.source_name)
+            if form is not None:
+                wanted[row.id] = (form.id, definition)
+        existing = {state.definition_id: state.form_id for state in rollups.states(session)}
+        session.rollback()
+        for definition_id, form_pk in existing.items():
+            if wanted.get(definition_id, (None,))[0] != form_pk:
+                with transaction(session):
+                    rollups.drop(session, definition_id)
+                dropped += 1
+        for definition_id, (form_pk, definition) in wanted.items():
+            if existing.get(definition_id) == form_pk and rollups.ready_state(session, definition_id, form_pk):
+                with transaction(session):
+                    recomputed += rollups.refresh(session, definition_id, form_pk, definition)
+                refreshed += 1
+                continue
+            if existing.get(definition_id) != form_pk:
+                with transaction(session):
+                    if not rollups.claim(session, definition_id, form_pk):
+                        continue  # another process claimed it
+                rollups.wait_for_writers(session, form_pk)
+            with transaction(session):
+                rollups.rebuild(session, definition_id, form_pk, definition)
+            built += 1
+    return RollupRound(built, refreshed, recomputed, dropped)

@@ -31,23 +31,22 @@ from server.db.models.indicators import IndicatorDefinitionRow
 from server.db.models.submissions import Submission, SubmissionVersion
 
 
-def latest_definitions(session: Session, project_id: int) -> list[IndicatorDefinitionRow]:
-    """The version in force of each indicator of a project (removed ones included, definition NULL)."""
-    newest = (
-        select(IndicatorDefinitionRow.name, func.max(IndicatorDefinitionRow.version).label("version"))
-        .where(IndicatorDefinitionRow.project_id == project_id)
-        .group_by(IndicatorDefinitionRow.name)
-        .subquery()
-    )
+def latest_definitions(session: Session, project_id: int | None) -> list[IndicatorDefinitionRow]:
+    """The version in force of each indicator of a project, or of every project when ``project_id`` is
+    None (removed ones included, definition NULL)."""
+    d = IndicatorDefinitionRow
+    newest = select(d.project_id, d.name, func.max(d.version).label("version")).group_by(d.project_id, d.name)
+    if project_id is not None:
+        newest = newest.where(d.project_id == project_id)
+    latest = newest.subquery()
     return list(
         session.scalars(
-            select(IndicatorDefinitionRow)
+            select(d)
             .join(
-                newest,
-                and_(IndicatorDefinitionRow.name == newest.c.name, IndicatorDefinitionRow.version == newest.c.version),
+                latest,
+                and_(d.project_id == latest.c.project_id, d.name == latest.c.name, d.version == latest.c.version),
             )
-            .where(IndicatorDefinitionRow.project_id == project_id)
-            .order_by(IndicatorDefinitionRow.name)
+            .order_by(d.project_id, d.name)
         )
     )
 
@@ -68,9 +67,9 @@ def _value(path: str) -> ColumnElement[Any]:
     return func.nullif(SubmissionVersion.record[tuple(path.split("/"))].as_string(), "", type_=String)
 
 
-def _number(expr: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+def _number(expr: ColumnElement[Any], dialect: str, number_type: Any = Float) -> ColumnElement[Any]:
     if dialect == "postgresql":
-        return case((expr.op("~")(SQL_NUMBER_PATTERN), cast(expr, Float)), else_=None)
+        return case((expr.op("~")(SQL_NUMBER_PATTERN), cast(expr, number_type)), else_=None)
     return func.fieldsync_number(expr, type_=Float)
 
 
@@ -107,6 +106,63 @@ def _month(definition: IndicatorDefinition, dialect: str) -> ColumnElement[Any]:
     return func.substr(cast(Submission.created_at, String), 1, 7)
 
 
+def counted_rows(
+    form_pk: int,
+    definition: IndicatorDefinition,
+    dialect: str,
+    paths: Sequence[str],
+    *,
+    month: bool,
+    submission_ids: Sequence[int] | None = None,
+) -> Any:
+    """The innermost level: one row per submission the definition counts, each field in ``paths`` read
+    once (columns ``f0``, ``f1``...), the month in ``m`` when asked and the submission's id in ``sid``.
+
+    ``submission_ids`` limits it to those submissions (a rollup's refresh).
+    """
+    s, sv = Submission, SubmissionVersion
+    read = [_value(p).label(f"f{i}") for i, p in enumerate(paths)]
+    month_expr = _month(definition, dialect) if month else literal(None, String)
+    stmt = (
+        select(s.id.label("sid"), *read, month_expr.label("m"))
+        .select_from(s)
+        .join(sv, and_(sv.project_id == s.project_id, sv.form_id == s.form_id, sv.instance_id == s.current_instance_id))
+        .where(
+            s.form_id == form_pk,
+            s.deleted_at.is_(None),
+            s.review_state.in_(list(definition.review_states)),
+            sv.encrypted.is_(False),
+            *(condition_sql(c, dialect) for c in definition.filters),
+        )
+    )
+    if submission_ids is not None:
+        stmt = stmt.where(s.id.in_(list(submission_ids)))
+    return stmt.offset(0).subquery("rows")
+
+
+def row_measures(
+    definition: IndicatorDefinition, dialect: str, column: dict[str, Any], number_type: Any = Float
+) -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any] | None]:
+    """A counted row's match (share: 1 or 0), number (sum, mean: the field's number or NULL) and
+    distinct value (distinct: the field's text), from the texts ``counted_rows`` read."""
+    match: ColumnElement[Any] = literal(0)
+    if definition.measure == "share":
+        match = case((and_(*(condition_sql(c, dialect, column[c.field]) for c in definition.where)), 1), else_=0)
+    number: ColumnElement[Any] = cast(null(), number_type)
+    if definition.measure in ("sum", "mean") and definition.measure_field:
+        number = _number(column[definition.measure_field], dialect, number_type)
+    distinct = (
+        column[definition.measure_field] if definition.measure == "distinct" and definition.measure_field else None
+    )
+    return match, number, distinct
+
+
+def read_paths(definition: IndicatorDefinition, breakdowns: Sequence[str | None]) -> list[str]:
+    """Every field a figure of ``definition`` reads, each once: breakdowns, the measure's, the share's."""
+    read = (*breakdowns, definition.measure_field, *(c.field for c in definition.where))
+    return [p for p in dict.fromkeys(read) if p]
+
+
 def form_figures(
     session: Session,
     form_pk: int,
@@ -123,34 +179,10 @@ def form_figures(
     the row's match and number, the outer one groups.
     """
     dialect = session.get_bind().dialect.name
-    s, sv = Submission, SubmissionVersion
-    paths = [p for p in dict.fromkeys((by, definition.measure_field, *(c.field for c in definition.where))) if p]
-    read = [_value(p).label(f"f{i}") for i, p in enumerate(paths)]
-    month_expr = _month(definition, dialect) if period else literal(None, String)
-    rows = (
-        select(*read, month_expr.label("m"))
-        .select_from(s)
-        .join(sv, and_(sv.project_id == s.project_id, sv.form_id == s.form_id, sv.instance_id == s.current_instance_id))
-        .where(
-            s.form_id == form_pk,
-            s.deleted_at.is_(None),
-            s.review_state.in_(list(definition.review_states)),
-            sv.encrypted.is_(False),
-            *(condition_sql(c, dialect) for c in definition.filters),
-        )
-        .offset(0)
-        .subquery("rows")
-    )
+    paths = read_paths(definition, (by,))
+    rows = counted_rows(form_pk, definition, dialect, paths, month=period is not None)
     column = {p: rows.c[f"f{i}"] for i, p in enumerate(paths)}
-    match: ColumnElement[Any] = literal(0)
-    if definition.measure == "share":
-        match = case((and_(*(condition_sql(c, dialect, column[c.field]) for c in definition.where)), 1), else_=0)
-    number: ColumnElement[Any] = cast(null(), Float)
-    if definition.measure in ("sum", "mean") and definition.measure_field:
-        number = _number(column[definition.measure_field], dialect)
-    distinct = (
-        column[definition.measure_field] if definition.measure == "distinct" and definition.measure_field else None
-    )
+    match, number, distinct = row_measures(definition, dialect, column)
     values = (
         select(
             (column[by] if by else literal(None, String)).label("k"),
