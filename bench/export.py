@@ -6,8 +6,9 @@ server parses them, replicated with fresh instanceIDs (in the XML and in the rec
 cumulative on one dedicated form. The export is downloaded in full (``GET .../export.zip``) while a
 sampler reads the gunicorn workers' RSS (and VmHWM, reset before each export); the 1k and 10k zips are
 opened and their main table's rows counted. Raw reference: ``COPY (the export's SELECT) TO STDOUT``.
-Target (issue 6): 3x ODK Central's 6,000 submissions in 1.5 s, i.e. 12,000 submissions/s, with flat
-memory (peak at the largest size within 25% of the peak at 10k).
+Target (issue 21): at least 0.30x the raw ``COPY TO`` rate of the same run at 10k and 100k (a ratio, so
+the verdict holds on a noisy machine), with flat memory (peak at the largest size within 25% of the
+peak at 10k).
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ from bench.stats import spread
 NAME = "export"
 TITLE = "CSV zip export"
 EXPORT_FORM_ID = "fieldsync_bench_export"
-ODK_CENTRAL_RATE = 6000 / 1.5
-TARGET_RATE = 3 * ODK_CENTRAL_RATE
+RATE_TARGET = Target("≥ 0.30× COPY (export SELECT) TO STDOUT (issue 21)", 0.30, "ratio_at_least")
 POOL_SIZE = 500
 SEED_CHUNK = 20_000
 SLOW_ROUND_SECONDS = 45.0
@@ -196,7 +196,7 @@ def run(context: Context) -> BenchmarkResult:
                 unit="submissions/s",
                 spread=spread(entry["rates"]),
                 reference=Reference("COPY (export SELECT) TO STDOUT", entry["raw_rate"], "rows/s"),
-                target=Target("≥ 12,000/s (3× ODK Central's 6,000 in 1.5 s)", TARGET_RATE) if size >= 10_000 else None,
+                target=RATE_TARGET if size >= 10_000 else None,
                 extra={
                     "seconds_median": spread(entry["seconds"]).median,
                     "zip_bytes": entry["zip_bytes"],

@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from bench import export, ingest
 from bench.cost_model import programme_scale, render_cost_model
 from bench.load import PreparedRequest, split_round_robin
 from bench.payloads import (
@@ -107,6 +108,29 @@ def test_figure_status_follows_its_target(
         target=target,
     )
     assert figure.status == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "measured", "reference", "expected"),
+    [
+        (export.RATE_TARGET, 12_597, 67_295, "FAIL"),
+        (export.RATE_TARGET, 20_500, 67_295, "PASS"),
+        (ingest.ONE_CLIENT_TARGET, 183, 746, "FAIL"),
+        (ingest.ONE_CLIENT_TARGET, 230, 746, "PASS"),
+        (ingest.many_clients_target(8), 272, 1_905, "FAIL"),
+        (ingest.many_clients_target(8), 480, 1_905, "PASS"),
+    ],
+    ids=["export-0.19x", "export-0.30x", "ingest-1-0.25x", "ingest-1-0.31x", "ingest-8-0.14x", "ingest-8-0.25x"],
+)
+def test_issue_21_targets_judge_the_ratio_to_the_raw_reference(
+    target: Target, measured: float, reference: float, expected: str
+) -> None:
+    """Issue 21's acceptance is a ratio to the raw database of the same run, whatever the absolute rate."""
+    figure = Figure(
+        "f", "submissions/s", spread([measured]), reference=Reference("raw", reference, "rows/s"), target=target
+    )
+    assert figure.status == expected
+    assert "issue 21" in target.text
 
 
 def _results() -> dict[str, object]:
