@@ -3,8 +3,9 @@
 ``indicator_changes`` is written by a trigger on ``submissions`` (insert, delete, and an update of the
 columns a figure reads: review state, deletion, current version, arrival date): one row per rollup of
 the submission's form (none for a form without a rollup), in the writer's own transaction. Every write
-path is covered, the bulk push through psycopg included, with no Python write path changed. The tables exist on SQLite too (one schema), where
-no trigger writes them and figures are computed from the submissions on every read.
+path is covered, the bulk push through psycopg included, with no Python write path changed. The tables
+exist on SQLite too (one schema), where no trigger writes them and figures are computed from the
+submissions on every read.
 
 Revision ID: 0028_indicator_rollups
 Revises: 0027_relay_entity_items
