@@ -226,8 +226,8 @@ def _form_figures(
     row_id = saved.row_id
     if row_id is not None and rollups.supported(session) and rollups.ready_state(session, row_id, form_pk):
         with transaction(session):
-            rollups.refresh(session, row_id, form_pk, saved.definition)
-        if rollups.ready_state(session, row_id, form_pk) is not None:
+            recomputed = rollups.refresh(session, row_id, form_pk, saved.definition)
+        if recomputed is not None:  # else dropped or replaced meanwhile: computed from the submissions
             return rollups.figures(session, row_id, saved.definition, by=by, period=period)
     return q.form_figures(session, form_pk, saved.definition, by=by, period=period)
 
@@ -372,7 +372,7 @@ def keep_rollups(sessions: sessionmaker[Session]) -> RollupRound:
     """Build the rollup of every form indicator in force, refresh the built ones, drop the others.
 
     PostgreSQL only (nothing to do on SQLite, where every read computes its figures). Run by the
-    scheduler and ``fieldsync indicators refresh``; a read refreshes its rollup itself, so this only
+    scheduler and ``fieldsync indicators-refresh``; a read refreshes its rollup itself, so this only
     keeps that work small, and builds new ones outside any request. Any number may run at once: a
     rollup is claimed by one, and refreshes of one rollup wait for each other.
     """
@@ -400,7 +400,7 @@ def keep_rollups(sessions: sessionmaker[Session]) -> RollupRound:
         for definition_id, (form_pk, definition) in wanted.items():
             if existing.get(definition_id) == form_pk and rollups.ready_state(session, definition_id, form_pk):
                 with transaction(session):
-                    recomputed += rollups.refresh(session, definition_id, form_pk, definition)
+                    recomputed += rollups.refresh(session, definition_id, form_pk, definition) or 0
                 refreshed += 1
                 continue
             if existing.get(definition_id) != form_pk:

@@ -67,11 +67,12 @@ def claim(session: Session, definition_id: int, form_pk: int) -> bool:
     return inserted is not None
 
 
-def _form_lock_key(form_pk: int) -> Any:
-    # The same key the trigger takes in shared mode (migration 0028).
-    return func.hashtextextended(
-        literal("fieldsync.indicators:", String) + func.current_schema() + literal(":", String) + str(form_pk), 0
-    )
+def _advisory_key(*parts: Any) -> Any:
+    """A bigint advisory-lock key hashed from text parts (SQL expressions or Python strings)."""
+    text_: Any = literal("", String)
+    for part in parts:
+        text_ = text_ + (part if not isinstance(part, str) else literal(part, String))
+    return func.hashtextextended(text_, 0)
 
 
 def wait_for_writers(session: Session, form_pk: int) -> None:
@@ -80,14 +81,14 @@ def wait_for_writers(session: Session, form_pk: int) -> None:
     Each writer of a submission holds the form's advisory lock in shared mode until it commits; taking
     it once in exclusive mode (and letting go at once) waits for exactly those, not for other forms.
     """
-    key = _form_lock_key(form_pk)
+    # The same key the trigger takes in shared mode (migration 0028).
+    key = _advisory_key("fieldsync.indicators:", func.current_schema(), f":{form_pk}")
     session.execute(select(func.pg_advisory_lock(key)))
     session.execute(select(func.pg_advisory_unlock(key)))
 
 
 def _lock(session: Session, definition_id: int) -> None:
-    key = func.hashtextextended(literal("fieldsync.indicator_rollup:", String) + str(definition_id), 0)
-    session.execute(select(func.pg_advisory_xact_lock(key)))
+    session.execute(select(func.pg_advisory_xact_lock(_advisory_key(f"fieldsync.indicator_rollup:{definition_id}"))))
 
 
 def _facts(
@@ -172,14 +173,16 @@ def rebuild(session: Session, definition_id: int, form_pk: int, definition: Indi
     session.execute(delete(IndicatorFact).where(IndicatorFact.definition_id == definition_id))
     session.execute(delete(IndicatorRollup).where(IndicatorRollup.definition_id == definition_id))
     _insert_facts(session, definition_id, form_pk, definition, None)
-    _built(session, definition_id)
+    state = IndicatorRollupState
+    session.execute(update(state).where(state.definition_id == definition_id).values(built_at=utcnow()))
 
 
-def refresh(session: Session, definition_id: int, form_pk: int, definition: IndicatorDefinition) -> int:
-    """Bring a built rollup up to date with the change log; return how many submissions were recomputed."""
+def refresh(session: Session, definition_id: int, form_pk: int, definition: IndicatorDefinition) -> int | None:
+    """Bring a built rollup up to date with the change log; return how many submissions were recomputed,
+    or None when there is no built rollup (dropped or replaced meanwhile)."""
     _lock(session, definition_id)
-    if ready_state(session, definition_id, form_pk) is None:  # dropped meanwhile: the next read sees it
-        return 0
+    if ready_state(session, definition_id, form_pk) is None:
+        return None
     c = IndicatorChange
     taken = session.scalars(delete(c).where(c.definition_id == definition_id).returning(c.submission_id))
     changed = sorted(set(taken))
@@ -197,13 +200,7 @@ def refresh(session: Session, definition_id: int, form_pk: int, definition: Indi
     if changed:
         r = IndicatorRollup
         session.execute(delete(r).where(r.definition_id == definition_id, r.rows == 0))
-        _built(session, definition_id)
     return len(changed)
-
-
-def _built(session: Session, definition_id: int) -> None:
-    s = IndicatorRollupState
-    session.execute(update(s).where(s.definition_id == definition_id).values(built_at=utcnow()))
 
 
 def figures(
