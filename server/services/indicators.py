@@ -407,7 +407,9 @@ def keep_rollups(sessions: sessionmaker[Session]) -> RollupRound:
                 with transaction(session):
                     if not rollups.claim(session, definition_id, form_pk):
                         continue  # another process claimed it
-                rollups.wait_for_writers(session, form_pk)
+            # Also before finishing a build left half done (its builder crashed, maybe before its wait):
+            # writers that checked for the rollup before its state row was committed may still be in flight.
+            rollups.wait_for_writers(session, form_pk)
             with transaction(session):
                 rollups.rebuild(session, definition_id, form_pk, definition)
             built += 1

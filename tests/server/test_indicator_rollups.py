@@ -141,6 +141,33 @@ def test_r3_the_build_waits_for_a_writer_that_looked_before_the_rollup_existed(p
     assert programme.figures("women_share")["rows"] == 1
 
 
+def test_r3b_finishing_a_half_built_rollup_also_waits_for_writers(programme: Programme) -> None:
+    """A builder that died between its claim and its wait leaves states being built; the next round
+    finishes them, and must first wait for a writer that looked before those states were committed."""
+    for region in ("01", "02"):
+        programme.submit({"sexe": "femme", "region": region})
+    outcome: list[Any] = []
+    with programme.connect() as writer:
+        writer.execute("UPDATE submissions SET review_state = 'rejected' WHERE id = (SELECT min(id) FROM submissions)")
+        with programme.connect() as crashed:  # the dead builder's claims, committed after the writer looked
+            crashed.execute(
+                "INSERT INTO indicator_rollup_states (definition_id, form_id, built_at)"
+                " SELECT d.id, f.id, NULL FROM indicator_definitions d JOIN forms f ON f.xml_form_id = 'benef'"
+            )
+        builder = threading.Thread(target=lambda: outcome.append(keep_rollups(get_store(programme.app).sessions)))
+        builder.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and builder.is_alive():
+            if _count(programme, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+                break
+            time.sleep(0.05)
+        writer.commit()
+    builder.join(30)
+    assert outcome and outcome[0].built == 2
+    assert programme.figures("beneficiaries")["rows"] == 1
+    assert programme.figures("women_share")["rows"] == 1
+
+
 def test_r4_a_new_version_of_a_definition_gets_its_own_rollup_and_the_old_one_goes(programme: Programme) -> None:
     programme.submit({"sexe": "femme", "region": "01"})
     sessions = get_store(programme.app).sessions
