@@ -398,7 +398,7 @@ def _d5_example(app: Flask, client: FlaskClient, personas: Personas, db: Any, st
 
 def _d5_check(client: FlaskClient, personas: Personas) -> None:
     export = client.get(
-        f"/v1/projects/{personas.project_id}/forms/benef/export.zip?review_state=received,hasIssues,approved",
+        f"/v1/projects/{personas.project_id}/forms/benef/export.zip?reviewState=received,hasIssues,approved",
         headers=personas.analyst.headers,
     )
     assert export.status_code == 200, export.get_data(as_text=True)[:300]
