@@ -134,7 +134,9 @@ def options_from_query(query: Mapping[str, QueryValue], ignore: Collection[str] 
     Keys: ``labels`` (values|labels), ``lang``, ``headers`` (names|labels), ``group_paths``, ``separator``,
     ``split_select_multiple``, ``split_geopoint``, ``since``, ``until``, ``review_state``, ``version``,
     ``submitter`` (repeatable or comma-separated), ``field.<path>=<value>``, ``include_edits``,
-    ``include_deleted``, ``include_rejected``, ``bom``, ``clean``, ``geojson_field``. Unknown keys are an
+    ``include_deleted``, ``include_rejected``, ``bom``, ``clean``, ``geojson_field`` (the core's names; the
+    JSON API's are their camelCase, as Central's ``submissions.csv.zip``, translated by the server before
+    they reach here). Unknown keys are an
     error (a typo must not silently export everything) unless listed in ``ignore``. Yes/no options take
     ``true``/``false``, ``1``/``0``, ``yes``/``no`` or ``on``/``off``; ``bom=true`` is the CSV for Excel.
     """

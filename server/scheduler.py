@@ -179,8 +179,8 @@ def export_command(
         "lang": lang,
         "since": since,
         "until": until,
-        "review_state": ",".join(review_states) or None,
-        "split_select_multiple": None if split_select_multiple is None else str(split_select_multiple).lower(),
+        "reviewState": ",".join(review_states) or None,
+        "splitSelectMultiples": None if split_select_multiple is None else str(split_select_multiple).lower(),
         "bom": None if bom is None else str(bom).lower(),
     }
     query.update({k: [v] for k, v in explicit.items() if v is not None})

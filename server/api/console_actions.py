@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from server.api import downloads
 from server.api.contract import documented
+from server.api.conventions import StrictCamelSchema
 from server.api.schemas import ProjectOut, StrictSchema
 from server.api.wire import load_json
 from server.auth import require, require_admin, require_user
@@ -25,7 +26,7 @@ class ProjectPatch(StrictSchema):
     archived = fields.Boolean(required=True)
 
 
-class PasswordChange(StrictSchema):
+class PasswordChange(StrictCamelSchema):
     current_password = fields.String(required=True, load_only=True)
     new_password = fields.String(required=True, load_only=True, validate=validate.Length(max=200))
 

@@ -1,7 +1,9 @@
 """JSON API of the exports area: streamed exports (CSV zip, XLSX, GeoJSON), presets and schedules.
 
-Handlers stay thin: the export's query string is parsed by ``exports.options_from_query`` inside the
-service (its keys are open-ended: ``field.<path>=value``), bodies by the marshmallow schemas below.
+Handlers stay thin: the export's query string (camelCase option names, and the open-ended
+``field.<path>=value``) is translated and parsed inside the service (``options_from_wire``, then
+``exports.options_from_query``), bodies by the marshmallow schemas below; a preset's ``options`` cross
+the wire in the same names.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file, stream_with_context
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from exports.options import HEADER_MODES, LABEL_MODES
 from exports.options import REVIEW_STATES as EXPORT_REVIEW_STATES
@@ -39,7 +41,10 @@ class PresetIn(StrictCamelSchema):
 
 class PresetOut(CamelSchema):
     name = fields.String()
-    options = fields.Dict()
+    options = fields.Function(
+        lambda preset: svc.options_to_wire(preset.options),
+        metadata={"type": "object", "description": "The export's parameters, as the query string names them"},
+    )
     created_by = fields.String()
     created_at = fields.DateTime()
 
@@ -109,15 +114,17 @@ def _choices(values: Any) -> validate.OneOf:
     return validate.OneOf(sorted(values))
 
 
-class ExportQuery(Schema):
-    """The options of an export (``exports.options_from_query`` parses them; docs/EXPORTS.md)."""
+class _ExportOptionsQuery(CamelSchema):
+    """The export options both export routes take, camelCase on the wire (``server.services.exports``)."""
 
     labels = fields.String(validate=_choices(LABEL_MODES), metadata={"description": "Choice values or labels"})
     lang = fields.String(metadata={"description": "The language of labels (a language of the form)"})
     headers = fields.String(validate=_choices(HEADER_MODES), metadata={"description": "Field names or labels"})
     group_paths = fields.Boolean(metadata={"description": "Prefix headers with their groups (default true)"})
     separator = fields.String(metadata={"description": "Between group names in headers (default `-`)"})
-    split_select_multiple = fields.Boolean(metadata={"description": "One 0/1 column per choice"})
+    split_select_multiple = fields.Boolean(
+        data_key="splitSelectMultiples", metadata={"description": "One 0/1 column per choice (default false)"}
+    )
     split_geopoint = fields.Boolean(metadata={"description": "Latitude, longitude, altitude, accuracy columns"})
     since = fields.String(metadata={"description": "Received on or after (ISO 8601 date or dateTime; UTC)"})
     until = fields.String(metadata={"description": "Received before (ISO 8601 date or dateTime; UTC)"})
@@ -129,8 +136,13 @@ class ExportQuery(Schema):
     include_rejected = fields.Boolean()
     bom = fields.Boolean(metadata={"description": "A UTF-8 byte-order mark (for Excel)"})
     clean = fields.Boolean(metadata={"description": "Apply the cleaning steps (default true)"})
-    geojson_field = fields.String(metadata={"description": "The geopoint of the GeoJSON (default: the first)"})
     preset = fields.String(metadata={"description": "A saved preset; the other options override its values"})
+
+
+class ExportQuery(_ExportOptionsQuery):
+    """The options of an export (docs/EXPORTS.md); a snake_case name is refused, naming its camelCase."""
+
+    geojson_field = fields.String(metadata={"description": "The geopoint of the GeoJSON (default: the first)"})
 
 
 def _query() -> dict[str, list[str]]:
@@ -150,47 +162,21 @@ def export(project_id: int, xml_form_id: str, fmt: str) -> Response:
     return export_response(svc.open_export(db_session(), project_id, xml_form_id, _query(), fmt, principal.actor))
 
 
-class CentralExportQuery(Schema):
+class CentralExportQuery(_ExportOptionsQuery):
     """ODK Central's parameters of ``submissions.csv.zip``, and Fieldsync's export options in camelCase."""
 
     attachments = fields.Boolean(metadata={"description": "The submissions' files under media/ (default true)"})
-    groupPaths = fields.Boolean(metadata={"description": "Prefix headers with their groups (default true)"})
-    deletedFields = fields.Boolean(
+    deleted_fields = fields.Boolean(
         metadata={"description": "Also the fields a later version removed (default false: the current version's)"}
     )
-    splitSelectMultiples = fields.Boolean(metadata={"description": "One 0/1 column per choice (default false)"})
     filter_ = fields.String(
         data_key="$filter", metadata={"description": "OData $filter on __id and __system members (Central's)"}
     )
-    labels = fields.String(validate=_choices(LABEL_MODES), metadata={"description": "Choice values or labels"})
-    lang = fields.String(metadata={"description": "The language of labels (a language of the form)"})
-    headers = fields.String(validate=_choices(HEADER_MODES), metadata={"description": "Field names or labels"})
-    separator = fields.String(metadata={"description": "Between group names in headers (default `-`)"})
-    splitGeopoint = fields.Boolean(metadata={"description": "Latitude, longitude, altitude, accuracy columns"})
-    since = fields.String(metadata={"description": "Received on or after (ISO 8601 date or dateTime; UTC)"})
-    until = fields.String(metadata={"description": "Received before (ISO 8601 date or dateTime; UTC)"})
-    reviewState = fields.List(fields.String(validate=_choices(EXPORT_REVIEW_STATES)))
-    version = fields.List(fields.String(), metadata={"description": "Only these form versions"})
-    submitter = fields.List(fields.String(), metadata={"description": "Only these submitters"})
-    includeEdits = fields.Boolean()
-    includeDeleted = fields.Boolean()
-    includeRejected = fields.Boolean()
-    bom = fields.Boolean(metadata={"description": "A UTF-8 byte-order mark (for Excel)"})
-    clean = fields.Boolean(metadata={"description": "Apply the cleaning steps (default true)"})
-    preset = fields.String(metadata={"description": "A saved preset; the other options override its values"})
 
 
-# Central's and camelCase names -> the export option each is (docs/EXPORTS.md); the rest keep their name.
-_CENTRAL_OPTIONS = {
-    "groupPaths": "group_paths",
-    "splitSelectMultiples": "split_select_multiple",
-    "splitGeopoint": "split_geopoint",
-    "reviewState": "review_state",
-    "includeEdits": "include_edits",
-    "includeDeleted": "include_deleted",
-    "includeRejected": "include_rejected",
-}
+# Central's own choices of submissions.csv.zip, which are no export options.
 _CENTRAL_CHOICES = ("attachments", "deletedFields", "$filter")
+_CENTRAL_NAMES = frozenset(f.data_key for f in CentralExportQuery().fields.values())
 _FIELD_OPTION = "field."
 
 
@@ -215,11 +201,10 @@ def submissions_csv_zip(project_id: int, xml_form_id: str) -> Response:
     """Stream the CSV zip with ODK Central's parameters (files under media/ unless ``attachments=false``)."""
     principal = require("export", project_id)
     sent = _query()
-    unknown = [k for k in sent if k.startswith(_FIELD_OPTION) is False and k not in CentralExportQuery().fields
-               and k not in _CENTRAL_CHOICES]  # fmt: skip
+    unknown = [k for k in sent if not k.startswith(_FIELD_OPTION) and k not in _CENTRAL_NAMES]
     if unknown:
-        raise ApiError(400, "export_option_invalid", f"Unknown export parameter {unknown[0]!r}", {"field": unknown[0]})
-    query = {_CENTRAL_OPTIONS.get(k, k): v for k, v in sent.items() if k not in _CENTRAL_CHOICES}
+        raise svc.unknown_option(unknown[0])
+    query = {k: v for k, v in sent.items() if k not in _CENTRAL_CHOICES}
     filters = sent.get("$filter")
     stream = svc.open_submissions_csv_zip(
         db_session(),
@@ -245,7 +230,7 @@ def export_response(stream: svc.ExportStream) -> Response:
 @bp.get(f"{_FORM}/export-presets")
 @documented({200: ListOf(PresetOut)})
 def list_presets(project_id: int, xml_form_id: str) -> Response:
-    """List the form's named export presets (``options`` keeps the export's parameter names)."""
+    """List the form's named export presets (``options`` in the export's camelCase parameter names)."""
     require("export", project_id)
     return json_list(svc.list_presets(db_session(), project_id, xml_form_id), PresetOut())
 

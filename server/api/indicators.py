@@ -7,13 +7,14 @@ answers the figures the dashboard page shows. Analysts and managers read; manage
 ODK Central's conventions (docs/api-conventions.md): camelCase fields, bare arrays with ``X-Total-Count``,
 ``{"success": true}`` for a delete, Central's review-state spellings. A definition is stored in the pure
 format of ``exports.indicators`` (``review_states``, ``date_field``, source ``entity_list``, ``has_issues``),
-which the console and the demo programme write too; this door translates it to and from the wire
-(:func:`definition_to_wire`, :func:`definition_from_wire`), so definitions stored before read unchanged.
+which the console and the demo programme write too; ``server.services.indicators`` translates it to and
+from the wire (``definition_to_wire``, ``definition_from_wire``, for this door and the console's editor),
+so definitions stored before read unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,52 +34,6 @@ bp = Blueprint("indicators", __name__, url_prefix="/v1")
 
 _BASE = "/projects/<int:project_id>/indicators"
 
-# Stored (exports.indicators) names and spellings -> the wire's.
-WIRE_KEYS = {"review_states": "reviewStates", "date_field": "dateField"}
-WIRE_SOURCES = {"form": "form", "entity_list": "entityList"}
-WIRE_STATES: dict[str, str | None] = {"received": None, "has_issues": "hasIssues", "approved": "approved"}
-STORED_KEYS = {wire: stored for stored, wire in WIRE_KEYS.items()}
-STORED_SOURCES = {wire: stored for stored, wire in WIRE_SOURCES.items()}
-STORED_STATES = {wire: stored for stored, wire in WIRE_STATES.items()}
-
-
-def definition_to_wire(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored definition as the API shows it: camelCase keys, source ``entityList``, Central's review states."""
-    wire: dict[str, Any] = {}
-    for key, value in stored.items():
-        if key == "source" and isinstance(value, Mapping):
-            value = {WIRE_SOURCES.get(kind, kind): name for kind, name in value.items()}
-        elif key == "review_states" and isinstance(value, list):
-            value = [WIRE_STATES.get(state, state) for state in value]
-        wire[WIRE_KEYS.get(key, key)] = value
-    return wire
-
-
-def definition_from_wire(wire: Mapping[str, Any]) -> dict[str, Any]:
-    """A definition sent to the API in the stored format :func:`exports.indicators.parse_definition` reads.
-
-    Keys may be the wire's (``reviewStates``) or the attribute names the body was loaded into.
-    """
-    stored: dict[str, Any] = {}
-    for key, value in wire.items():
-        name = STORED_KEYS.get(key, key)
-        if name == "source" and isinstance(value, Mapping):
-            value = {STORED_SOURCES.get(kind, kind): source for kind, source in value.items()}
-        elif name == "review_states" and isinstance(value, list):
-            value = [STORED_STATES.get(state, state) for state in value]
-        elif name in ("date_field", "target") and value is None:
-            continue  # absent, as the stored format writes it
-        stored[name] = value
-    return stored
-
-
-def wire_field(path: str) -> str:
-    """The wire name of a definition part the core named (``review_states`` -> ``reviewStates``)."""
-    for stored, wire in WIRE_KEYS.items():
-        if path == stored or path.startswith((stored + ".", stored + "[")):
-            return wire + path[len(stored) :]
-    return path
-
 
 @contextmanager
 def _wire_names() -> Iterator[None]:
@@ -88,16 +43,18 @@ def _wire_names() -> Iterator[None]:
     except ApiError as error:
         field = error.details.get("field")
         if isinstance(field, str):
-            error.details["field"] = wire_field(field)
+            error.details["field"] = svc.wire_field(field)
         raise
 
 
 class DefinitionIn(StrictCamelSchema):
-    """A definition on the wire; :func:`definition_from_wire` gives what exports.indicators.parse_definition reads."""
+    """A definition on the wire; ``svc.definition_from_wire`` gives what exports.indicators.parse_definition reads."""
 
     title = fields.Dict(keys=fields.String(validate=validate.OneOf(LANGUAGES)), values=fields.String(), required=True)
     source = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(tuple(WIRE_SOURCES.values()))), values=fields.String(), required=True
+        keys=fields.String(validate=validate.OneOf(tuple(svc.WIRE_SOURCES.values()))),
+        values=fields.String(),
+        required=True,
     )
     measure = fields.Dict(required=True)
     filters = fields.List(fields.Dict(), load_default=list)
@@ -105,7 +62,7 @@ class DefinitionIn(StrictCamelSchema):
     target = fields.Float(load_default=None, allow_none=True)
     review_states = fields.List(
         fields.String(allow_none=True, validate=validate.OneOf(("hasIssues", "approved"))),
-        load_default=lambda: list(WIRE_STATES.values()),
+        load_default=lambda: list(svc.WIRE_STATES.values()),
         metadata={"description": "Which review states count, Central's spellings: null (not reviewed), hasIssues, "
                   "approved (rejected never counts)"},
     )  # fmt: skip
@@ -133,7 +90,7 @@ class IndicatorOut(CamelSchema):
     notes = fields.List(fields.Nested(NoteOut))
 
     def _definition(self, saved: svc.SavedIndicator) -> dict[str, Any]:
-        return definition_to_wire(saved.definition.to_json())
+        return svc.definition_to_wire(saved.definition.to_json())
 
 
 class VersionOut(CamelSchema):
@@ -143,7 +100,7 @@ class VersionOut(CamelSchema):
     created_at = fields.DateTime()
 
     def _definition(self, version: Any) -> dict[str, Any] | None:
-        return definition_to_wire(version.definition) if version.definition is not None else None
+        return svc.definition_to_wire(version.definition) if version.definition is not None else None
 
 
 class CellOut(CamelSchema):
@@ -187,7 +144,7 @@ def list_indicators(project_id: int) -> Response:
 def save_indicator(project_id: int, name: str) -> tuple[dict[str, Any], int]:
     """Save a definition as the indicator's next version (201), or change nothing when it is the same (200)."""
     principal = require("indicator.manage", project_id)
-    body = definition_from_wire(load_json(DefinitionIn()))
+    body = svc.definition_from_wire(load_json(DefinitionIn()))
     with _wire_names():
         saved, created = svc.save_indicator(db_session(), project_id, name, body, principal.actor)
     out: dict[str, Any] = IndicatorOut().dump(saved)

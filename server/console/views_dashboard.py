@@ -30,7 +30,8 @@ from server.services import overview
 from server.store import db_session
 
 # The definition's keys edited as JSON (titles, target and review states have their own fields).
-JSON_KEYS = ("source", "measure", "filters", "breakdowns", "date_field")
+# The parts of a definition the editor's JSON holds, by their API names (svc.definition_to_wire).
+JSON_KEYS = ("source", "measure", "filters", "breakdowns", "dateField")
 
 
 def figure_text(definition: IndicatorDefinition, value: float | None) -> str:
@@ -203,7 +204,7 @@ def indicator_csv(project_id: int, name: str) -> Response:
 def _form_values(saved: svc.SavedIndicator | None) -> dict[str, Any]:
     if saved is None:
         return {"definition": json.dumps({"source": {"form": ""}, "measure": {"kind": "count"}}, indent=2)}
-    body = saved.definition.to_json()
+    body = svc.definition_to_wire(saved.definition.to_json())
     target = saved.definition.target
     if target is not None and saved.definition.measure == "share":
         target = target * 100
@@ -247,7 +248,7 @@ def edit_indicator(project_id: int, name: str) -> tuple[str, int]:
 
 
 def _definition_body(values: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
-    """The API's definition body from the editor's fields (what ``PUT .../indicators/{name}`` takes)."""
+    """The stored definition from the editor's fields (its JSON is the API's, ``PUT .../indicators/{name}``)."""
     try:
         body = json.loads(values.get("definition") or "{}")
     except json.JSONDecodeError:
@@ -256,7 +257,7 @@ def _definition_body(values: dict[str, Any], errors: dict[str, list[str]]) -> di
     if not isinstance(body, dict):
         errors["definition"] = ["json"]
         return {}
-    body = {k: v for k, v in body.items() if k not in ("title", "target", "review_states")}
+    body = svc.definition_from_wire({k: v for k, v in body.items() if k not in ("title", "target", "reviewStates")})
     body["title"] = {
         lang: values[f"title_{lang}"].strip() for lang in ("fr", "ar", "en") if values.get(f"title_{lang}")
     }
@@ -280,6 +281,7 @@ def save_indicator(project_id: int) -> Response | tuple[str, int]:
         saved, created = svc.save_indicator(db_session(), project_id, values["name"], body, principal.actor)
     except ApiError as error:
         where = error.details.get("field") if isinstance(error.details, dict) else None
+        where = svc.wire_field(where) if isinstance(where, str) else where  # as the editor's JSON names it
         return _editor(
             project_id,
             None,

@@ -29,39 +29,40 @@ from server.services import forms as forms_svc
 from server.services import overview
 from server.store import db_session
 
+# The options by their wire names (``server.services.exports.WIRE_OPTIONS``): a page URL is an API URL.
 BOOLEAN_OPTIONS = {
-    "group_paths": True,
-    "split_select_multiple": False,
-    "split_geopoint": True,
-    "include_edits": False,
-    "include_deleted": False,
-    "include_rejected": False,
+    "groupPaths": True,
+    "splitSelectMultiples": False,
+    "splitGeopoint": True,
+    "includeEdits": False,
+    "includeDeleted": False,
+    "includeRejected": False,
     "bom": False,
     "clean": True,
 }
-TEXT_OPTIONS = ("labels", "lang", "headers", "separator", "since", "until", "geojson_field")
-MANY_OPTIONS = ("review_state", "version", "submitter")
+TEXT_OPTIONS = ("labels", "lang", "headers", "separator", "since", "until", "geojsonField")
+MANY_OPTIONS = ("reviewState", "version", "submitter")
 OPTION_NAMES = frozenset((*BOOLEAN_OPTIONS, *TEXT_OPTIONS, *MANY_OPTIONS, "preset"))
 
 EXPLANATIONS = {
     "labels": lazy_gettext("Write the choices' codes (values) or their labels in the chosen language."),
     "lang": lazy_gettext("The form's language used for labels."),
     "headers": lazy_gettext("Column titles: field names, or the questions' labels."),
-    "group_paths": lazy_gettext("Prefix each column with its groups' names."),
+    "groupPaths": lazy_gettext("Prefix each column with its groups' names."),
     "separator": lazy_gettext("What separates group names in column titles (no comma)."),
-    "split_select_multiple": lazy_gettext("Add one 0/1 column per choice of a multiple-choice question."),
-    "split_geopoint": lazy_gettext("Split a GPS point into latitude, longitude, altitude and accuracy."),
+    "splitSelectMultiples": lazy_gettext("Add one 0/1 column per choice of a multiple-choice question."),
+    "splitGeopoint": lazy_gettext("Split a GPS point into latitude, longitude, altitude and accuracy."),
     "since": lazy_gettext("Only submissions received on or after this date (UTC)."),
     "until": lazy_gettext("Only submissions received before this date (UTC)."),
-    "review_state": lazy_gettext("Only submissions in these review states."),
+    "reviewState": lazy_gettext("Only submissions in these review states."),
     "version": lazy_gettext("Only submissions of these form versions."),
     "submitter": lazy_gettext("Only submissions sent by these people or phones (usernames, comma-separated)."),
-    "include_edits": lazy_gettext("Also write the earlier versions of edited submissions."),
-    "include_deleted": lazy_gettext("Also write deleted submissions."),
-    "include_rejected": lazy_gettext("Also write rejected submissions."),
+    "includeEdits": lazy_gettext("Also write the earlier versions of edited submissions."),
+    "includeDeleted": lazy_gettext("Also write deleted submissions."),
+    "includeRejected": lazy_gettext("Also write rejected submissions."),
     "bom": lazy_gettext("Start each CSV with the mark Excel needs to read Arabic correctly."),
     "clean": lazy_gettext("Apply the cleaning steps (trimmed text, normalised phone numbers...)."),
-    "geojson_field": lazy_gettext("For GeoJSON: the GPS question to map (default: the first one)."),
+    "geojsonField": lazy_gettext("For GeoJSON: the GPS question to map (default: the first one)."),
     "preset": lazy_gettext("Start from a saved preset; the options chosen here override it."),
     "field": lazy_gettext("field.<name>=<value>: only submissions whose top-level field has this value."),
 }
@@ -96,10 +97,10 @@ def _option_rows(form: forms_svc.FormDetail, languages: tuple[str, ...], presets
         "separator": ["-", "/", "."],
         "since": ["2027-01-01", "2027-01-01T08:00:00Z"],
         "until": ["2027-02-01"],
-        "review_state": list(REVIEW_ORDER),
+        "reviewState": list(REVIEW_ORDER),
         "version": [v.version for v in form.versions],
         "submitter": [],
-        "geojson_field": [],
+        "geojsonField": [],
         "preset": [p.name for p in presets],
         "field": [],
     }
@@ -129,7 +130,7 @@ def _exports_page(project_id: int, xml_form_id: str, status: int = 200, **contex
         project=overview.get_project(session, project_id),
         form=form,
         languages=languages,
-        presets=presets,
+        presets=[{"name": p.name, "options": svc.options_to_wire(p.options)} for p in presets],
         schedules=[{**item, "words": cron_in_words(item["schedule"].cron, locale)} for item in schedules],
         options=_option_rows(form, languages, presets),
         booleans=BOOLEAN_OPTIONS,
@@ -149,7 +150,7 @@ def exports_page(project_id: int, xml_form_id: str) -> tuple[str, int]:
         presets = {p.name: p for p in svc.list_presets(db_session(), project_id, xml_form_id)}
         if load not in presets:
             raise ApiError(404, "not_found", f"No preset {load!r}", {"preset": load})
-        query = svc.preset_options(presets[load].options)
+        query = svc.options_to_wire(presets[load].options)
     if "preview" not in request.args:
         return _exports_page(project_id, xml_form_id, values=query, loaded=load)
     try:

@@ -54,6 +54,21 @@ MEDIA_TYPES = {
 }
 # Keys of the query string that are not export options.
 NOT_OPTIONS = ("preset",)
+# The export options' names on the wire (query strings, presets' ``options``, the console's forms) are the
+# camelCase of ODK Central's ``submissions.csv.zip`` (issue 16); ``exports.options_from_query`` and the
+# stored presets keep the core's names. Names not listed are the same on both sides (``labels``, ``since``,
+# ``version``, ``field.<path>``...).
+WIRE_OPTIONS = {
+    "group_paths": "groupPaths",
+    "split_select_multiple": "splitSelectMultiples",
+    "split_geopoint": "splitGeopoint",
+    "review_state": "reviewState",
+    "include_edits": "includeEdits",
+    "include_deleted": "includeDeleted",
+    "include_rejected": "includeRejected",
+    "geojson_field": "geojsonField",
+}
+CORE_OPTIONS = {wire: core for core, wire in WIRE_OPTIONS.items()}
 _PRESET_NAME = re.compile(r"^[\w][\w .\-]{0,99}$")
 # Accept the stored review-state names as well as ODK Central's.
 _REVIEW_ALIASES = {"has_issues": "hasIssues"}
@@ -73,8 +88,36 @@ class ExportStream:
     summary: list[ExportSummary] = field(default_factory=list)  # filled once the last chunk is out
 
 
+def option_name(core: str) -> str:
+    """The wire name of an export option the core names (``group_paths`` -> ``groupPaths``)."""
+    return WIRE_OPTIONS.get(core, core)
+
+
+def unknown_option(name: str) -> ApiError:
+    """400 for a parameter that is no export option, naming the camelCase spelling when it is a snake_case one."""
+    wire = WIRE_OPTIONS.get(name)
+    hint = f": did you mean {wire!r}?" if wire is not None else ""
+    return bad_request("export_option_invalid", f"Unknown export parameter {name!r}{hint}", field=name)
+
+
+def options_from_wire(query: Mapping[str, Any]) -> dict[str, Any]:
+    """Export options as sent (camelCase names) under the core's names; 400 for a core (snake_case) name."""
+    out: dict[str, Any] = {}
+    for key, value in query.items():
+        if key in WIRE_OPTIONS:
+            raise unknown_option(key)
+        out[CORE_OPTIONS.get(key, key)] = value
+    return out
+
+
+def options_to_wire(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Export options under the core's names (a preset as stored) as the wire names them."""
+    return {option_name(key): value for key, value in stored.items()}
+
+
 def _option_error(exc: ExportOptionError) -> ApiError:
-    return bad_request(exc.code, f"Bad export parameter {exc.field!r}: {exc.message}", field=exc.field)
+    field = option_name(exc.field)
+    return bad_request(exc.code, f"Bad export parameter {field!r}: {exc.message}", field=field)
 
 
 def get_form_or_404(session: Session, project_id: int, xml_form_id: str) -> Form:
@@ -93,7 +136,12 @@ def _as_lists(query: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def effective_query(session: Session, form: Form, query: Query) -> dict[str, list[str]]:
-    """The query with its ``preset`` applied underneath: explicit parameters override the preset's."""
+    """The query (wire names) with its ``preset`` applied underneath, under the core's names.
+
+    Explicit parameters override the preset's; a stored preset keeps the core's names (those written
+    before the wire turned camelCase read unchanged).
+    """
+    query = options_from_wire(query)
     merged: dict[str, list[str]] = {}
     names = list(query.get("preset", []))
     if len(names) > 1:
@@ -159,7 +207,7 @@ def open_export(
     with transaction(session):
         details = {
             "format": fmt,
-            "query": {k: v for k, v in merged.items()},
+            "query": options_to_wire(merged),
             "preset": (query.get("preset") or [None])[0],
         }
         audit.record(session, actor, "form.export", project_id, f"form:{xml_form_id}", details)
@@ -223,10 +271,10 @@ def open_submissions_csv_zip(
     with transaction(session):
         details = {
             "format": "csv.zip",
-            "query": dict(merged.items()),
+            "query": options_to_wire(merged),
             "preset": (query.get("preset") or [None])[0],
             "attachments": attachments,
-            "deleted_fields": deleted_fields,
+            "deletedFields": deleted_fields,
             "filter": odata_filter,
         }
         audit.record(session, actor, "form.export", project_id, f"form:{xml_form_id}", details)
@@ -299,9 +347,12 @@ def write_export(
 
 
 def preset_options(raw: Mapping[str, Any]) -> dict[str, list[str]]:
-    """A preset's options as stored: each key a list of strings (``preset`` itself is not allowed)."""
+    """A preset's options as sent (wire names) as stored: the core's names, each a list of strings.
+
+    ``preset`` itself is not allowed (a preset does not name another one).
+    """
     out: dict[str, list[str]] = {}
-    for key, value in raw.items():
+    for key, value in options_from_wire(raw).items():
         if key in NOT_OPTIONS:
             raise bad_request("export_option_invalid", "A preset cannot name another preset", field="preset")
         values = value if isinstance(value, list) else [value]

@@ -46,6 +46,52 @@ from server.db.transaction import transaction
 from server.errors import ApiError, bad_request, conflict, not_found
 from server.services import submission_table as table_svc
 
+# Stored (exports.indicators) names and spellings -> the JSON API's (camelCase, Central's review states).
+WIRE_KEYS = {"review_states": "reviewStates", "date_field": "dateField"}
+WIRE_SOURCES = {"form": "form", "entity_list": "entityList"}
+WIRE_STATES: dict[str, str | None] = {"received": None, "has_issues": "hasIssues", "approved": "approved"}
+STORED_KEYS = {wire: stored for stored, wire in WIRE_KEYS.items()}
+STORED_SOURCES = {wire: stored for stored, wire in WIRE_SOURCES.items()}
+STORED_STATES = {wire: stored for stored, wire in WIRE_STATES.items()}
+
+
+def definition_to_wire(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored definition as the API shows it: camelCase keys, source ``entityList``, Central's review states."""
+    wire: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key == "source" and isinstance(value, Mapping):
+            value = {WIRE_SOURCES.get(kind, kind): name for kind, name in value.items()}
+        elif key == "review_states" and isinstance(value, list):
+            value = [WIRE_STATES.get(state, state) for state in value]
+        wire[WIRE_KEYS.get(key, key)] = value
+    return wire
+
+
+def definition_from_wire(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition sent to the API in the stored format :func:`exports.indicators.parse_definition` reads.
+
+    Keys may be the wire's (``reviewStates``) or the attribute names the body was loaded into.
+    """
+    stored: dict[str, Any] = {}
+    for key, value in wire.items():
+        name = STORED_KEYS.get(key, key)
+        if name == "source" and isinstance(value, Mapping):
+            value = {STORED_SOURCES.get(kind, kind): source for kind, source in value.items()}
+        elif name == "review_states" and isinstance(value, list):
+            value = [STORED_STATES.get(state, state) for state in value]
+        elif name in ("date_field", "target") and value is None:
+            continue  # absent, as the stored format writes it
+        stored[name] = value
+    return stored
+
+
+def wire_field(path: str) -> str:
+    """The wire name of a definition part the core named (``review_states`` -> ``reviewStates``)."""
+    for stored, wire in WIRE_KEYS.items():
+        if path == stored or path.startswith((stored + ".", stored + "[")):
+            return wire + path[len(stored) :]
+    return path
+
 
 @dataclass(frozen=True)
 class SavedIndicator:

@@ -435,7 +435,7 @@ CASES += [
         "/v1/users/current/password",
         "/v1/users/current/password",
         statuses(400, allowed=PEOPLE),
-        json={"current_password": "not it", "new_password": "a long new password"},
+        json={"currentPassword": "not it", "newPassword": "a long new password"},
     ),
     Case("PATCH", "/v1/users/current", "/v1/users/current", statuses(200, allowed=PEOPLE), json={"locale": "ar"}),
     Case(

@@ -10,9 +10,13 @@
 - CA5 an app user sees only its assigned forms in its formList; a phone set up in the console sees all.
 - CA6 an app user can neither download (XForm, manifest, media) nor submit a form it was not given:
   403 ``form_not_assigned`` and nothing stored; its assigned form works, and so does a console phone.
+- CA7 Fieldsync's ``POST /v1/users/current/password`` takes camelCase ``currentPassword``/``newPassword``
+  (204, the new one signs in); the snake_case names are unknown fields (400, nothing changed).
 """
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 from flask.testing import FlaskClient
@@ -191,3 +195,16 @@ def test_ca6_an_app_user_cannot_fetch_or_send_a_form_it_was_not_given(
     assert post_submission(client, key, _minimal(published_coop, "uuid:given-1")).status_code == 201
     assert post_submission(client, f"/v1/key/{personas.device.token}/projects/{pid}",
                            _minimal(published_entrepreneur, "uuid:console-phone-1")).status_code == 201  # fmt: skip
+
+
+def test_ca7_password_change_body_is_camel_case(client: FlaskClient, personas: Personas) -> None:
+    _new_user(client, personas, "salma@example.org")
+    basic = {"Authorization": "Basic " + base64.b64encode(b"salma@example.org:long enough pw").decode()}
+    url = "/v1/users/current/password"
+    snake = {"current_password": "long enough pw", "new_password": "a brand new secret"}
+    refused = client.post(url, json=snake, headers=basic)
+    assert refused.status_code == 400 and refused.get_json()["details"]["problem"] == "invalid_input"
+    body = {"currentPassword": "long enough pw", "newPassword": "a brand new secret"}
+    assert client.post(url, json=body, headers=basic).status_code == 204
+    login = client.post("/v1/sessions", json={"email": "salma@example.org", "password": "a brand new secret"})
+    assert login.status_code == 200

@@ -8,6 +8,10 @@ Rules:
 - E4 presets: saved per form, applied with ``?preset=``, explicit parameters override; 409 on a taken
   name; deleted. E5 every export is audited as ``form.export``. E6 XLSX and GeoJSON are served.
 - E7 the XLSX download streams: its first bytes leave while most submissions are still unread.
+- E8 the options' names on the wire are camelCase (issue 16), those of ``submissions.csv.zip``: a
+  snake_case name is a 400 ``export_option_invalid`` naming its camelCase spelling, on both routes and in
+  a preset's ``options``; a preset stored before (snake_case keys) is served camelCase, applies with
+  ``?preset=``, and a scheduled run of it writes its file.
 """
 
 from __future__ import annotations
@@ -138,8 +142,8 @@ def test_labels_in_french_and_arabic(
         ("labels=maybe", "labels"),
         ("lang=klingon", "lang"),
         ("since=yesterday", "since"),
-        ("review_state=pending", "review_state"),
-        ("split_geopoint=perhaps", "split_geopoint"),
+        ("reviewState=pending", "reviewState"),
+        ("splitGeopoint=perhaps", "splitGeopoint"),
         ("colour=red", "colour"),
         ("field.nope=1", "field.nope"),
         ("preset=missing", "preset"),
@@ -169,7 +173,7 @@ def test_geojson_without_geopoint_is_400(
     response = client.get(_url(personas, entrepreneur_form, "geojson"), headers=personas.analyst.headers)
     assert response.status_code in (200, 400), schemas
     if response.status_code == 400:
-        assert response.get_json()["details"]["field"] == "geojson_field"
+        assert response.get_json()["details"]["field"] == "geojsonField"
 
 
 def test_presets_apply_and_explicit_parameters_override(
@@ -177,10 +181,10 @@ def test_presets_apply_and_explicit_parameters_override(
 ) -> None:
     _store_examples(client, session, personas, coop_form)
     base = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-presets"
-    body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "split_select_multiple": True}}
+    body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "splitSelectMultiples": True}}
     created = client.post(base, json=body, headers=personas.manager.headers)
     assert created.status_code == 201, created.get_data(as_text=True)
-    assert created.get_json()["options"]["split_select_multiple"] == ["true"]
+    assert created.get_json()["options"]["splitSelectMultiples"] == ["true"]
     assert client.post(base, json=body, headers=personas.manager.headers).status_code == 409
     bad = client.post(base, json={"name": "bad", "options": {"lang": "xx"}}, headers=personas.manager.headers)
     assert bad.status_code == 400 and bad.get_json()["details"]["field"] == "lang"
@@ -293,3 +297,99 @@ def test_cli_export_writes_the_same_zip(
         ["--project", str(personas.project_id), "--form", "coop_diagnostic", "--out", str(out), "--opt", "lang=xx"],
     )
     assert bad.exit_code != 0 and "lang" in bad.output
+
+
+SNAKE_NAMES = {
+    "group_paths": "groupPaths",
+    "split_select_multiple": "splitSelectMultiples",
+    "split_geopoint": "splitGeopoint",
+    "review_state": "reviewState",
+    "include_edits": "includeEdits",
+    "include_deleted": "includeDeleted",
+    "include_rejected": "includeRejected",
+    "geojson_field": "geojsonField",
+}
+
+
+@pytest.mark.parametrize(("snake", "camel"), SNAKE_NAMES.items(), ids=list(SNAKE_NAMES))
+@pytest.mark.parametrize("route", ["export.zip", "export.xlsx", "export.geojson", "submissions.csv.zip"])
+def test_e8_a_snake_case_option_is_400_naming_its_camel_case(
+    client: FlaskClient, personas: Personas, coop_form: PublishedForm, snake: str, camel: str, route: str
+) -> None:
+    url = f"/v1/projects/{personas.project_id}/forms/{coop_form.xml_form_id}/{route}?{snake}=true"
+    response = client.get(url, headers=personas.analyst.headers)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["details"]["problem"] == "export_option_invalid"
+    assert body["details"]["field"] == snake
+    if route != "submissions.csv.zip" or snake != "geojson_field":  # csv.zip has no geojsonField
+        assert body["message"] == f"Unknown export parameter {snake!r}: did you mean {camel!r}?"
+
+
+def test_e8_camel_case_options_apply(
+    client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm
+) -> None:
+    _store_examples(client, session, personas, coop_form)
+    query = "groupPaths=false&splitSelectMultiples=true&splitGeopoint=false&reviewState=received&includeEdits=true"
+    response = client.get(_url(personas, coop_form, query=query), headers=personas.analyst.headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    headers = next(iter(table_rows(zip_tables(response.get_data())["coop_diagnostic.csv"])))
+    assert "region" in headers and "location-region" not in headers  # groupPaths=false
+    assert any(h.startswith("needs/") for h in headers)  # splitSelectMultiples
+    assert "gps" in headers and "gps-Latitude" not in headers  # splitGeopoint=false
+
+
+def test_e8_a_preset_with_a_snake_case_option_is_400(
+    client: FlaskClient, personas: Personas, coop_form: PublishedForm
+) -> None:
+    base = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-presets"
+    body = {"name": "old", "options": {"review_state": "received"}}
+    response = client.post(base, json=body, headers=personas.manager.headers)
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "Unknown export parameter 'review_state': did you mean 'reviewState'?"
+
+
+def test_e8_a_preset_stored_in_snake_case_is_served_and_applied_in_camel_case(
+    app: Flask, client: FlaskClient, session: Session, personas: Personas, coop_form: PublishedForm
+) -> None:
+    from datetime import timedelta
+
+    from server.db.base import utcnow
+    from server.services import exports as svc
+    from server.store import get_store
+
+    _store_examples(client, session, personas, coop_form)
+    form = q.get_form(session, personas.project_id, "coop_diagnostic")
+    assert form is not None
+    old = {"labels": ["labels"], "lang": ["ar"], "split_select_multiple": ["true"], "review_state": ["has_issues"]}
+    assert q.insert_preset(session, form.id, "old", old, "user:1", utcnow()) is not None
+    session.commit()
+
+    base = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-presets"
+    (listed,) = client.get(base, headers=personas.analyst.headers).get_json()
+    assert listed["options"] == {
+        "labels": ["labels"],
+        "lang": ["ar"],
+        "splitSelectMultiples": ["true"],
+        "reviewState": ["has_issues"],
+    }
+    applied = client.get(_url(personas, coop_form, query="preset=old&reviewState=received"),
+                         headers=personas.analyst.headers)  # fmt: skip
+    assert applied.status_code == 200, applied.get_data(as_text=True)
+    root = table_rows(zip_tables(applied.get_data())["coop_diagnostic.csv"])
+    assert root and any(h.startswith("support_needs-needs/") for h in root[0])  # split, from the old preset
+    assert "سوس - ماسة" in {r["location-region"] for r in root}
+
+    schedules = f"/v1/projects/{personas.project_id}/forms/coop_diagnostic/export-schedules"
+    made = client.post(schedules, json={"cron": "0 6 * * 1", "preset": "old"}, headers=personas.manager.headers)
+    assert made.status_code == 201, made.get_data(as_text=True)
+    with app.app_context():
+        (outcome,) = svc.run_due_exports(
+            get_store().sessions, Path(app.config["EXPORT_DIR"]), now=utcnow() + timedelta(days=8)
+        )
+    assert outcome.status == "done", outcome.error
+    (schedule,) = client.get(schedules, headers=personas.analyst.headers).get_json()
+    assert set(schedule) >= {"id", "cron", "preset", "folder", "keep", "format", "enabled", "nextRunAt", "createdBy",
+                             "createdAt", "runs"}  # fmt: skip
+    assert set(schedule["runs"][0]) == {"scheduledFor", "status", "claimedBy", "finishedAt", "fileName", "records",
+                                        "error"}  # fmt: skip

@@ -2,7 +2,7 @@
 
 Rules:
 - C1 for every corpus form with submissions that pyxform converts (``index.json``), every submission the
-  server accepts is in ``export.zip?clean=false&split_geopoint=false`` and every leaf the XML carries for
+  server accepts is in ``export.zip?clean=false&splitGeopoint=false`` and every leaf the XML carries for
   a question of the form is in the row its repeat indices name (``KEY`` = ``<instanceID>/r[2]/x[1]``),
   column ``group-field``, byte for byte (uncleaned); repeat rows link to their parent (``PARENT_KEY``).
   The expected leaves are read from the raw XML here (ElementTree), not from the server's parser.
@@ -219,7 +219,7 @@ def test_corpus_round_trip(
     xml_form_id = publish_corpus_form(app, personas, source, stem)
     schema = q.form_schemas(session, q.get_form(session, personas.project_id, xml_form_id))[-1]
     current = _submit_all(client, personas, schema, source, stem)
-    files = _export(client, personas, xml_form_id, "clean=false&split_geopoint=false")
+    files = _export(client, personas, xml_form_id, "clean=false&splitGeopoint=false")
     if not current:
         assert table_rows(files[f"{xml_form_id}.csv"]) == []
         pytest.skip(reason=f"the server refuses every submission of {source}/{stem} (see REFUSED)")
@@ -335,7 +335,7 @@ def test_kobocat_expected_exports_through_the_server(
         posted.add(instance)
     assert posted == set(times), "every submission KoboCAT exported must be in the corpus"
 
-    rows = rows_by_key(_export(client, personas, xml_form_id, "split_select_multiple=true"))
+    rows = rows_by_key(_export(client, personas, xml_form_id, "splitSelectMultiples=true"))
     compared = 0
     for kobo_row in expected:
         instance = kobo_row["meta/instanceID"]

@@ -190,7 +190,7 @@ CASES = [
         "KEY,loc-region,needs\nuuid:a2,sm,credit training\nuuid:b,or,training\nuuid:c,sm,credit\n",
     ),  # values: lang alone changes nothing
     (
-        "group_paths=false",
+        "groupPaths=false",
         ROOT,
         "KEY,region,gps-Latitude,gps-Accuracy\nuuid:a2,sm,29.7,5\nuuid:b,or,,\nuuid:c,sm,30.4,10\n",
     ),
@@ -201,29 +201,29 @@ CASES = [
         "KEY,loc.region,loc.gps-Latitude,meta.instanceID\nuuid:a2,sm,29.7,uuid:a2\nuuid:b,or,,uuid:b\nuuid:c,sm,30.4,uuid:c\n",
     ),
     (
-        "split_select_multiple=true",
+        "splitSelectMultiples=true",
         ROOT,
         "KEY,needs,needs/credit,needs/training\nuuid:a2,credit training,1,1\nuuid:b,training,0,1\nuuid:c,credit,1,0\n",
     ),
-    ("split_geopoint=false", ROOT, "KEY,loc-gps\nuuid:a2,29.7 -9.8 38 5\nuuid:b,\nuuid:c,30.4 -9.6 0 10\n"),
+    ("splitGeopoint=false", ROOT, "KEY,loc-gps\nuuid:a2,29.7 -9.8 38 5\nuuid:b,\nuuid:c,30.4 -9.6 0 10\n"),
     # since inclusive, until exclusive: C was received exactly at until.
     ("since=2026-02-01&until=2026-03-10T09:30:00Z", ROOT, "SubmissionDate,KEY\n2026-02-10T09:30:00.000Z,uuid:b\n"),
-    ("review_state=approved,hasIssues", ROOT, "KEY,ReviewState\nuuid:b,hasIssues\nuuid:c,approved\n"),
-    ("review_state=rejected", ROOT, "KEY,ReviewState\nuuid:d,rejected\n"),
+    ("reviewState=approved,hasIssues", ROOT, "KEY,ReviewState\nuuid:b,hasIssues\nuuid:c,approved\n"),
+    ("reviewState=rejected", ROOT, "KEY,ReviewState\nuuid:d,rejected\n"),
     (
-        "include_rejected=true",
+        "includeRejected=true",
         ROOT,
         "KEY,ReviewState\nuuid:a2,received\nuuid:b,hasIssues\nuuid:c,approved\nuuid:d,rejected\n",
     ),
     ("version=2", ROOT, "KEY,phone,FormVersion\nuuid:c,0600,2\n"),
     ("submitter=manager-persona", ROOT, "KEY,SubmitterID\nuuid:b,manager-persona\n"),
     (
-        "include_edits=true",
+        "includeEdits=true",
         ROOT,
         "KEY,members,Edits,Status\nuuid:a,12,1,superseded\nuuid:a2,13,1,\nuuid:b,7,0,\nuuid:c,3,0,\n",
     ),
     (
-        "include_edits=true",
+        "includeEdits=true",
         PRODUCT,
         "pname,PARENT_KEY,KEY\nargan oil,uuid:a,uuid:a/product[1]\nhoney,uuid:a,uuid:a/product[2]\nargan oil,uuid:a2,uuid:a2/product[1]\nhoney,uuid:a2,uuid:a2/product[2]\nsaffron,uuid:c,uuid:c/product[1]\n",
     ),
@@ -259,14 +259,14 @@ def test_bom_golden(client: FlaskClient, personas: Personas, golden: str) -> Non
 
 def test_preset_golden(client: FlaskClient, personas: Personas, golden: str) -> None:
     presets = f"/v1/projects/{personas.project_id}/forms/golden/export-presets"
-    body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "review_state": "hasIssues"}}
+    body = {"name": "arabe", "options": {"labels": "labels", "lang": "ar", "reviewState": "hasIssues"}}
     assert client.post(presets, json=body, headers=personas.manager.headers).status_code == 201
     files = zip_tables(_get(client, personas, f"{golden}?preset=arabe"))
     assert (
         _project(files[ROOT], ("KEY", "loc-region", "ReviewState"))
         == "KEY,loc-region,ReviewState\nuuid:b,الشرق,hasIssues\n"
     )
-    files = zip_tables(_get(client, personas, f"{golden}?preset=arabe&lang=fr&review_state=approved"))
+    files = zip_tables(_get(client, personas, f"{golden}?preset=arabe&lang=fr&reviewState=approved"))
     assert (
         _project(files[ROOT], ("KEY", "loc-region", "ReviewState"))
         == "KEY,loc-region,ReviewState\nuuid:c,Souss-Massa,approved\n"

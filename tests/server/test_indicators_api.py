@@ -285,7 +285,7 @@ def test_d7_a_definition_stored_before_reads_in_the_wire_shape(
     ids=["entity-list-and-date", "form"],
 )
 def test_d7_the_translation_round_trips(stored: dict[str, Any]) -> None:
-    from server.api.indicators import definition_from_wire, definition_to_wire
+    from server.services.indicators import definition_from_wire, definition_to_wire
 
     wire = definition_to_wire(stored)
     assert "review_states" not in wire and "date_field" not in wire and "entity_list" not in wire["source"]
@@ -398,7 +398,7 @@ def _d5_example(app: Flask, client: FlaskClient, personas: Personas, db: Any, st
 
 def _d5_check(client: FlaskClient, personas: Personas) -> None:
     export = client.get(
-        f"/v1/projects/{personas.project_id}/forms/benef/export.zip?review_state=received,hasIssues,approved",
+        f"/v1/projects/{personas.project_id}/forms/benef/export.zip?reviewState=received,hasIssues,approved",
         headers=personas.analyst.headers,
     )
     assert export.status_code == 200, export.get_data(as_text=True)[:300]

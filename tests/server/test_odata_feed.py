@@ -357,7 +357,7 @@ def csv_export(
 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The CSV export's root and member rows (rejected included, as the feed has them)."""
     response = client.get(
-        f"/v1/projects/{personas.project_id}/forms/odata_survey/export.zip?include_rejected=true",
+        f"/v1/projects/{personas.project_id}/forms/odata_survey/export.zip?includeRejected=true",
         headers=personas.analyst.basic,
     )
     assert response.status_code == 200

@@ -76,7 +76,7 @@ def test_allowed_values_are_listed(document: dict[str, Any]) -> None:
     assert _parameter(document, export, "get", "labels")["enum"] == ["labels", "values"]
     assert _parameter(document, export, "get", "headers")["enum"] == ["labels", "names"]
     assert _parameter(document, export, "get", "fmt")["enum"] == ["geojson", "xlsx", "zip"]
-    assert set(_parameter(document, export, "get", "review_state")["items"]["enum"]) >= {"hasIssues", "approved"}
+    assert set(_parameter(document, export, "get", "reviewState")["items"]["enum"]) >= {"hasIssues", "approved"}
     listing = f"{FORM}/submissions"
     # a comma-separated list of states since the submissions table: the enum is on its items
     assert set(_parameter(document, listing, "get", "reviewState")["items"]["enum"]) >= {"hasIssues", "null"}

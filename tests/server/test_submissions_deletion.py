@@ -84,7 +84,7 @@ def test_exports_leave_deleted_submissions_out_unless_asked(
     report = table_rows(files["cleaning_report.csv"])
     assert {r["step"]: int(r["count"]) for r in report if r["table"] == "*"}.get("excluded:deleted") == 1
 
-    response = client.get(f"{stored.form}/export.zip?include_deleted=true", headers=personas.analyst.headers)
+    response = client.get(f"{stored.form}/export.zip?includeDeleted=true", headers=personas.analyst.headers)
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
     rows = table_rows(zip_tables(response.get_data())["photo_visit.csv"])
     assert {row["KEY"]: row["Status"] for row in rows} == {KEPT: "", GONE: "deleted"}

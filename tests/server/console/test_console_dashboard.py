@@ -14,6 +14,8 @@ Rules:
 - B6 each region of the breakdown links to the submissions table filtered to the rows behind its figure
   (the region, the indicator's filters and the review states it counts): as many rows as the cell counts;
   an indicator whose filters the table cannot say has no links rather than wrong ones.
+- B7 the editor's JSON is the API's definition (camelCase keys: ``dateField``; ``reviewStates`` are the
+  checkboxes): it shows a stored definition so, and saving it back unchanged makes no new version.
 """
 
 from __future__ import annotations
@@ -266,3 +268,39 @@ def test_b6_a_filter_the_table_cannot_say_gives_no_drill_down(
     html = _text(client, _page(personas, "/mean_age") + "?by=region")
     table = html.split('id="by-table"', 1)[1].split("</table>", 1)[0]
     assert "<bdi>" in table and "<a href" not in table
+
+
+def test_b7_the_editor_shows_the_apis_camel_case_and_saving_round_trips(
+    app: Flask, client: FlaskClient, personas: Personas, programme: str
+) -> None:
+    from server.services import indicators as svc
+    from server.store import get_store
+
+    dated = {**BENEFICIARIES, "date_field": "age", "review_states": ["received", "has_issues"]}
+    with app.app_context():
+        session = get_store().sessions()
+        try:
+            svc.save_indicator(session, personas.project_id, "dated", dated, "test")
+        finally:
+            session.close()
+    fields = _editor_fields(client, personas, "dated")
+    shown = json.loads(fields["definition"])
+    assert shown["dateField"] == "age" and "date_field" not in shown
+    assert {k for k in shown if "_" in k} == set()
+    assert (fields.get("count_received"), fields.get("count_has_issues"), fields.get("count_approved")) == (
+        "true",
+        "true",
+        None,
+    )
+    response = client.post(f"/projects/{personas.project_id}/indicators", data={**fields, "csrf_token": programme})
+    assert response.status_code == 302, response.get_data(as_text=True)[:800]
+    saved = _figures(app, personas, "dated").indicator
+    assert saved.version == 1  # the same definition: nothing new
+    assert saved.definition.date_field == "age" and saved.definition.review_states == ("received", "has_issues")
+    changed = json.dumps({**shown, "dateField": None})
+    response = client.post(
+        f"/projects/{personas.project_id}/indicators", data={**fields, "definition": changed, "csrf_token": programme}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:800]
+    saved = _figures(app, personas, "dated").indicator
+    assert saved.version == 2 and saved.definition.date_field is None

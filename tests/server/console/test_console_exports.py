@@ -50,10 +50,11 @@ def test_x1_every_option_has_its_values_and_an_explanation(client: FlaskClient, 
     from server.api.exports import ExportQuery
     from server.console.views_exports import EXPLANATIONS
 
-    assert set(ExportQuery().fields) <= set(EXPLANATIONS)
+    names = {f.data_key or n for n, f in ExportQuery().fields.items()}  # the wire's, camelCase
+    assert names <= set(EXPLANATIONS)
     sign_in(client, "analyst-persona")
     html = client.get(coop).get_data(as_text=True)
-    for name in ExportQuery().fields:
+    for name in names:
         assert f'<code dir="ltr">{name}</code>' in html
     assert "received | hasIssues | edited | approved | rejected" in html
     assert "values | labels" in html and "2026112901" in html
@@ -101,7 +102,7 @@ def test_x5_preset_save_load_delete(client: FlaskClient, personas: Personas, coo
     csrf = sign_in(client, "manager-persona")
     saved = client.post(
         f"{coop}/presets",
-        data={"csrf_token": csrf, "name": "arabe", "labels": "labels", "bom": "true", "review_state": "received"},
+        data={"csrf_token": csrf, "name": "arabe", "labels": "labels", "bom": "true", "reviewState": "received"},
     )
     assert saved.status_code == 302
     assert _presets(client, personas) == ["arabe"]
