@@ -8,11 +8,14 @@ first byte is produced: a streamed HTTP response cannot turn into a 400 once it 
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import os
 import re
 import socket
 import tempfile
+import threading
+import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +80,14 @@ _WEEKDAY_NUMBER = re.compile(r"(?<![/\d])\d+")  # a weekday number, not a step (
 
 Query = Mapping[str, Sequence[str]]
 
+# While an export streams, the cyclic garbage collector is paused (see _cyclic_gc_paused); a full
+# collection still runs every GC_PAUSE_COLLECT_SECONDS so that cycles other requests make meanwhile
+# are freed during a long export, not only after it.
+GC_PAUSE_COLLECT_SECONDS = 30.0
+_gc_pause_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
 
 @dataclass
 class ExportStream:
@@ -113,6 +124,37 @@ def options_from_wire(query: Mapping[str, Any]) -> dict[str, Any]:
 def options_to_wire(stored: Mapping[str, Any]) -> dict[str, Any]:
     """Export options under the core's names (a preset as stored) as the wire names them."""
     return {option_name(key): value for key, value in stored.items()}
+
+
+def _cyclic_gc_paused(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks`` produced with the cyclic garbage collector paused; it runs again once the last export ends.
+
+    An export allocates millions of short-lived dicts, lists and records, each of which counts towards
+    the next generational collection, and none of which is part of a cycle: the collections found
+    nothing to free and cost about a second of the main thread per 100,000 submissions (a fifth of the
+    export), more in a worker whose heap is large. Reference counting still frees everything at once.
+    The collector is process-wide: exports running together (threads of one worker) share one pause,
+    counted, and the last to end turns it back on (only if it was on). Other requests of the process
+    keep running meanwhile; the periodic full collection frees the cycles they make.
+    """
+    global _gc_pausers, _gc_was_enabled
+    with _gc_pause_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        collected_at = time.monotonic()
+        for chunk in chunks:
+            yield chunk
+            if time.monotonic() - collected_at >= GC_PAUSE_COLLECT_SECONDS:
+                gc.collect()
+                collected_at = time.monotonic()
+    finally:
+        with _gc_pause_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _option_error(exc: ExportOptionError) -> ApiError:
@@ -204,6 +246,7 @@ def open_export(
             stream.chunks = iter_xlsx(schemas, records, options, on_done=stream.summary.append)
     except ExportOptionError as exc:
         raise _option_error(exc) from None
+    stream.chunks = _cyclic_gc_paused(stream.chunks)
     with transaction(session):
         details = {
             "format": fmt,
@@ -268,6 +311,7 @@ def open_submissions_csv_zip(
         )
     except ExportOptionError as exc:
         raise _option_error(exc) from None
+    stream.chunks = _cyclic_gc_paused(stream.chunks)
     with transaction(session):
         details = {
             "format": "csv.zip",
