@@ -50,6 +50,11 @@ def create_app(config: Mapping[str, Any] | None = None, *, http: bool = True) ->
     )
     blobstore.check_config(app.config)
     errors.init_app(app)
+    if http:
+        from server.openrosa import submission_shortcut
+
+        # Inside the body spool (the body has arrived whole), in front of Flask.
+        submission_shortcut.init_shortcut(app)
     body_spool.init_app(app)  # before any view: bodies are read whole before a transaction can open
     store.init_app(app)
     if http:

@@ -171,7 +171,17 @@ def _closing(start_response: StartResponse) -> StartResponse:
 def init_app(app: Flask) -> None:
     """Spool every request body of ``app``; refuse a cut body unless the view keeps partial bodies."""
 
+    streaming_methods: set[str] = set()
+
     def streams(environ: dict[str, Any]) -> bool:
+        # Only the methods of streaming views need the URL matched (every POST did: 7 % of a submission's CPU).
+        if not streaming_methods:
+            streaming_methods.add("")  # computed once: the URL map is complete before the first request
+            for rule in app.url_map.iter_rules():
+                if getattr(app.view_functions.get(rule.endpoint), _STREAMS, False):
+                    streaming_methods.update(rule.methods or ())
+        if environ.get("REQUEST_METHOD") not in streaming_methods:
+            return False
         try:
             endpoint, _ = app.url_map.bind_to_environ(environ).match()
         except HTTPException:

@@ -221,7 +221,7 @@ class FormListShortcut:
             return None
         match = _KEY_FORM_LIST.fullmatch(environ.get("PATH_INFO", ""))
         project_id = parse_database_id(match.group(2)) if match is not None else None
-        query = _plain_query(environ.get("QUERY_STRING", ""))
+        query = plain_query(environ.get("QUERY_STRING", ""))
         root = self.app.config.get("PUBLIC_URL") or self._host_url(environ)
         if match is None or project_id is None or query is None or not root:
             return None
@@ -272,7 +272,7 @@ class FormListShortcut:
         return found
 
 
-def _plain_query(raw: str) -> tuple[str | None, str | None] | None:
+def plain_query(raw: str) -> tuple[str | None, str | None] | None:
     """``formID`` and ``deviceID`` as ``request.args`` reads them; ``None`` when the full app must look (a NUL ...)."""
     if not raw:
         return None, None

@@ -52,7 +52,7 @@ MULTIPART_ALLOWANCE = 256 * 1024
 # that key and form are read in one query; anyone without a key can make the server read no more.
 ONE_QUERY_BYTES = 256 * 1024
 
-__all__ = ["bp", "submission"]
+__all__ = ["ONE_QUERY_BYTES", "bp", "submission", "success_message"]
 
 
 @bp.route("/v1/projects/<int:project_id>/submission", methods=["HEAD", "POST"])
@@ -239,12 +239,16 @@ def _answer(result: IngestResult) -> Response:
             {"form_id": form, "version": version},
             message_fr=f"Ce projet n'a pas de formulaire « {form} » en version « {version} »",
         )
-    french = request.accept_languages.best_match(["en", "fr"]) == "fr"
+    return message_response(success_message(result, request.accept_languages.best_match(["en", "fr"]) == "fr"), 201)
+
+
+def success_message(result: IngestResult, french: bool) -> str:
+    """The message of a 201: the submission stored (or already stored), maybe with files still to send."""
     if result.missing_attachments:
         count = len(result.missing_attachments)
         if french:
-            return message_response(f"Formulaire reçu ; {count} fichier(s) encore à envoyer", 201)
-        return message_response(f"Submission received; {count} file(s) still to send", 201)
+            return f"Formulaire reçu ; {count} fichier(s) encore à envoyer"
+        return f"Submission received; {count} file(s) still to send"
     if french:
-        return message_response("Le formulaire a bien été envoyé en entier !", 201)
-    return message_response("full submission upload was successful!", 201)
+        return "Le formulaire a bien été envoyé en entier !"
+    return "full submission upload was successful!"
