@@ -148,11 +148,11 @@ def _update(name: str, base: int, stage: str, minute: int) -> tuple[str, str]:
 
 
 def _push(client: FlaskClient, token: str, project_id: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    body = {"protocol": "fieldsync/1", "device_id": "collect:field", "batch_id": uuid.uuid4().hex, "items": items}
+    body = {"protocol": "fieldsync/2", "deviceId": "collect:field", "batchId": uuid.uuid4().hex, "items": items}
     answer = client.post(
         f"/v1/projects/{project_id}/sync/push",
         json=body,
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batch_id"]},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batchId"]},
     )
     assert answer.status_code == 200, answer.get_data(as_text=True)
     results: list[dict[str, Any]] = answer.get_json()["results"]
@@ -162,9 +162,9 @@ def _push(client: FlaskClient, token: str, project_id: int, items: list[dict[str
 def _submission(instance_id: str, xml: str) -> dict[str, Any]:
     return {
         "type": "submission",
-        "instance_id": instance_id,
-        "form_id": "entrepreneur_followup",
-        "form_version": FORM_VERSION,
+        "instanceId": instance_id,
+        "formId": "entrepreneur_followup",
+        "formVersion": FORM_VERSION,
         "data": xml,
         "attachments": [],
     }
@@ -252,7 +252,7 @@ def test_re1_a_relay_item_with_malformed_entity_ops_is_rejected_and_held(
         publish_form(session, project.id, ENTREPRENEUR_XLSX)
     session.close()
     issued = relays.issue_relay(db(), f"safi-{uuid.uuid4().hex[:6]}", [project.id])
-    item = {**_submission(*_create()), "entity_ops": [{"op_id": "x", "context": {"max": {"w": "many"}}}]}
+    item = {**_submission(*_create()), "entityOps": [{"opId": "x", "context": {"max": {"w": "many"}}}]}
     results = _push(client, issued.token, project.id, [item])
     assert [(r["status"], r["reason"]) for r in results] == [("rejected", "unparseable_item")]
 
