@@ -232,16 +232,16 @@ def push_body(
     form_id: str = BENCH_FORM_ID,
     version: str = BENCH_FORM_VERSION,
 ) -> bytes:
-    """Return a ``fieldsync/1`` push body carrying ``submissions`` as OpenRosa XML strings."""
+    """Return a ``fieldsync/2`` push body carrying ``submissions`` as OpenRosa XML strings."""
     items = [
         {
-            "instance_id": sub.instance_id,
-            "form_id": form_id,
-            "form_version": version,
+            "instanceId": sub.instance_id,
+            "formId": form_id,
+            "formVersion": version,
             "data": sub.xml.decode("utf-8"),
             "attachments": [],
         }
         for sub in submissions
     ]
-    body = {"protocol": "fieldsync/1", "device_id": device_id, "batch_id": batch_id, "items": items}
+    body = {"protocol": "fieldsync/2", "deviceId": device_id, "batchId": batch_id, "items": items}
     return json.dumps(body, ensure_ascii=False).encode("utf-8")

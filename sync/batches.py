@@ -12,12 +12,16 @@ research §8.5):
   They never look at stored state, so their result cannot depend on arrival order (research §8.2);
   a malformed item becomes ``Rejected("unparseable_item", detail)`` and never blocks the others.
 
-Item shapes (JSON): a submission has ``instance_id``, ``form_id``, ``form_version``, optional
-``deprecated_id``, ``data`` (OpenRosa XML string or an object keyed by field path) and optional
-``attachments: [{name, sha256, size}]``. An entity change has ``op_id``, ``dot: {w, s}``,
-``entity: {list, id}``, ``base_rev`` (null for a create), ``fields: {name: value | {"set": value}}``,
-optional ``label``, ``hlc`` (ms) and optional ``source_submission``. An explicit ``"type":
-"submission" | "entity"`` is accepted; otherwise the type is told by ``instance_id`` vs ``op_id``.
+Item shapes (JSON, camelCase since ``fieldsync/2``): a submission has ``instanceId``, ``formId``,
+``formVersion``, optional ``deprecatedId``, ``data`` (OpenRosa XML string or an object keyed by field
+path) and optional ``attachments: [{name, sha256, size}]``. An entity change has ``opId``, ``dot: {w,
+s}``, ``entity: {list, id}``, ``baseRev`` (null for a create), ``fields: {name: value | {"set":
+value}}``, optional ``label``, ``hlc`` (ms) and optional ``sourceSubmission``. An explicit ``"type":
+"submission" | "entity"`` is accepted; otherwise the type is told by ``instanceId`` vs ``opId``.
+
+``fieldsync/1`` was the same protocol in snake_case. Its bodies are refused (``426``) except the resend of
+a batch stored under it (:func:`decide_old_protocol`), and what was stored raw in its shape (held items)
+is read through :func:`item_from_protocol_1`.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from sync.entities import LABEL_FIELD, CausalContext, Dot, EntityOp
 from sync.outcomes import FOREIGN_DOT, ITEM_MISMATCH, UNPARSEABLE_ITEM, Rejected
 from sync.submissions import AttachmentRef
 
-PROTOCOL = "fieldsync/1"
+PROTOCOL = "fieldsync/2"
+PROTOCOL_1 = "fieldsync/1"  # the snake_case wire before issue 16: only stored batches and items remain
 RETRY_AFTER_SECONDS = 5
 
 BatchState: TypeAlias = Literal["in_progress", "done"]
@@ -165,7 +170,7 @@ class EntityItem:
     source_submission: str | None = None
 
     def to_op(self, context: CausalContext, *, unknown_base: bool = False) -> EntityOp:
-        """The op to merge, given the causal context the server derived from ``base_rev``."""
+        """The op to merge, given the causal context the server derived from ``baseRev``."""
         return EntityOp(
             op_id=self.op_id,
             dot=self.dot,
@@ -243,26 +248,26 @@ def _parse_submission(item: Mapping[str, Any], path: str) -> SubmissionItem:
     if not (isinstance(data, str) and data) and not isinstance(data, dict):
         raise _ShapeError(f"{path}.data: expected an XML string or an object keyed by field path")
     return SubmissionItem(
-        instance_id=_required_str(item, "instance_id", path),
-        form_id=_required_str(item, "form_id", path),
-        form_version=_required_str(item, "form_version", path),
+        instance_id=_required_str(item, "instanceId", path),
+        form_id=_required_str(item, "formId", path),
+        form_version=_required_str(item, "formVersion", path),
         data=data,
-        deprecated_id=_require_str(item, "deprecated_id", path, optional=True),
+        deprecated_id=_require_str(item, "deprecatedId", path, optional=True),
         attachments=_parse_attachments(item.get("attachments"), path),
     )
 
 
 def item_mismatch(item: SubmissionItem, header: SubmissionHeader) -> Rejected | None:
-    """Refuse an XML item whose ``instance_id``, ``form_id``, ``form_version`` or ``deprecated_id`` differ from its XML.
+    """Refuse an XML item whose ``instanceId``, ``formId``, ``formVersion`` or ``deprecatedId`` differ from its XML.
 
     The item's fields route it and name it in the reply, while the XML is what is stored: if they
     disagree, the client is told ``created`` for one instance while another is stored (or one form's
     answers land under another's id). Neither side is guessed right: the item is refused.
     """
     pairs = (
-        ("instance_id", item.instance_id, header.instance_id, "meta/instanceID"),
-        ("form_id", item.form_id, header.form_id, "the root's id attribute"),
-        ("form_version", item.form_version, header.version, "the root's version attribute"),
+        ("instanceId", item.instance_id, header.instance_id, "meta/instanceID"),
+        ("formId", item.form_id, header.form_id, "the root's id attribute"),
+        ("formVersion", item.form_version, header.version, "the root's version attribute"),
     )
     for name, stated, in_xml, where in pairs:
         if stated != in_xml:
@@ -270,7 +275,7 @@ def item_mismatch(item: SubmissionItem, header: SubmissionHeader) -> Rejected | 
     if item.deprecated_id is not None and item.deprecated_id != header.deprecated_id:
         return Rejected(
             ITEM_MISMATCH,
-            f"deprecated_id {item.deprecated_id!r} differs from meta/deprecatedID {header.deprecated_id!r} in the XML",
+            f"deprecatedId {item.deprecated_id!r} differs from meta/deprecatedID {header.deprecated_id!r} in the XML",
         )
     return None
 
@@ -296,14 +301,14 @@ def _parse_entity(item: Mapping[str, Any], path: str) -> EntityItem:
             raise _ShapeError(f"{path}.label: disagrees with fields.{LABEL_FIELD}")
         fields[LABEL_FIELD] = label
     return EntityItem(
-        op_id=_required_str(item, "op_id", path),
+        op_id=_required_str(item, "opId", path),
         dot=Dot(_required_str(dot, "w", f"{path}.dot"), _require_int(dot, "s", f"{path}.dot", minimum=1)),
         list_name=_required_str(entity, "list", f"{path}.entity"),
         entity_id=_required_str(entity, "id", f"{path}.entity"),
-        base_rev=_require_str(item, "base_rev", path, optional=True),
+        base_rev=_require_str(item, "baseRev", path, optional=True),
         fields=fields,
         hlc=_require_int(item, "hlc", path, minimum=0),
-        source_submission=_require_str(item, "source_submission", path, optional=True),
+        source_submission=_require_str(item, "sourceSubmission", path, optional=True),
     )
 
 
@@ -318,9 +323,9 @@ def parse_push_item(item: object, *, index: int = 0, device_id: str | None = Non
             raise _ShapeError(f"{path}: expected an object")
         kind = item.get("type")
         if kind is None:
-            has_instance, has_op = "instance_id" in item, "op_id" in item
+            has_instance, has_op = "instanceId" in item, "opId" in item
             if has_instance == has_op:
-                raise _ShapeError(f"{path}: cannot tell a submission (instance_id) from an entity (op_id)")
+                raise _ShapeError(f"{path}: cannot tell a submission (instanceId) from an entity (opId)")
             kind = "submission" if has_instance else "entity"
         if kind == "submission":
             return _parse_submission(item, path)
@@ -346,7 +351,7 @@ class TooManyItems:
     code: str = "too_many_items"
 
 
-_ENVELOPE_KEYS = ("protocol", "device_id", "batch_id", "items")
+_ENVELOPE_KEYS = ("protocol", "deviceId", "batchId", "items")
 
 
 def parse_push_envelope(
@@ -362,13 +367,97 @@ def parse_push_envelope(
     if unknown:
         # The same rule as every JSON body of the API: a misspelt key is an error, never silently dropped.
         return MalformedBody(f"unknown field(s) {', '.join(unknown)}: a push has only {', '.join(_ENVELOPE_KEYS)}")
-    device_id, batch_id, items = body.get("device_id"), body.get("batch_id"), body.get("items")
+    device_id, batch_id, items = body.get("deviceId"), body.get("batchId"), body.get("items")
     if not isinstance(device_id, str) or not device_id:
-        return MalformedBody("device_id: expected a non-empty string")
+        return MalformedBody("deviceId: expected a non-empty string")
     if not isinstance(batch_id, str) or not batch_id:
-        return MalformedBody("batch_id: expected a non-empty string")
+        return MalformedBody("batchId: expected a non-empty string")
     if not isinstance(items, list):
         return MalformedBody("items: expected a list")
     if len(items) > max_items:
         return TooManyItems(max_items=max_items)
     return PushEnvelope(device_id=device_id, batch_id=batch_id, items=tuple(items))
+
+
+# ---------------------------------------------------------------------------------------------------
+# fieldsync/1: what was stored in the snake_case shape
+
+
+def decide_old_protocol(body_hash: str, stored: StoredBatch | None) -> Replay | UnsupportedProtocol:
+    """A ``fieldsync/1`` body: the stored reply of the same batch if it was processed before the upgrade, else 426.
+
+    A phone that pushed before the upgrade and lost the answer resends the same bytes under the same key:
+    it must get the answer of what was stored, not a refusal that makes it think nothing was.
+    """
+    if stored is not None and isinstance(decide_batch(stored.batch_id, body_hash, stored), Replay):
+        assert stored.response is not None  # decide_batch replays only a done row with its response
+        return Replay(response=stored.response)
+    return UnsupportedProtocol(protocol=PROTOCOL_1)
+
+
+def old_batch_key(body: Mapping[str, Any], idempotency_key: str | None) -> str | None:
+    """The key a ``fieldsync/1`` push was stored under: its ``Idempotency-Key``, else its ``batch_id``."""
+    key = idempotency_key or body.get("batch_id")
+    return key if isinstance(key, str) and key else None
+
+
+# The item keys that fieldsync/2 renamed, at the top of an item (what an office relay adds included).
+_ITEM_KEYS_1 = {
+    "instance_id": "instanceId",
+    "form_id": "formId",
+    "form_version": "formVersion",
+    "deprecated_id": "deprecatedId",
+    "op_id": "opId",
+    "base_rev": "baseRev",
+    "source_submission": "sourceSubmission",
+    "unknown_base": "unknownBase",
+    "entity_ops": "entityOps",
+}
+_RELAYED_OP_KEYS_1 = {"op_id": "opId", "unknown_base": "unknownBase"}
+_ORIGIN_KEYS_1 = {"device_id": "deviceId"}
+
+
+def _renamed(obj: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    return {names.get(key, key): value for key, value in obj.items()}
+
+
+def is_protocol_1_item(raw: object) -> bool:
+    """Whether a stored item is in the fieldsync/1 shape: a snake_case key and none of fieldsync/2's names."""
+    if not isinstance(raw, dict):
+        return False
+    return any(key in raw for key in _ITEM_KEYS_1) and not any(key in raw for key in _ITEM_KEYS_1.values())
+
+
+def item_from_protocol_1(raw: object) -> object:
+    """A pushed item stored in the fieldsync/1 (snake_case) shape, in fieldsync/2's; any other value as it is.
+
+    Only the protocol's own keys are renamed: ``data``, ``fields`` and a ``context`` are the answers, names
+    and dots the client chose, and keep theirs.
+    """
+    if not is_protocol_1_item(raw):
+        return raw
+    assert isinstance(raw, dict)
+    item = _renamed(raw, _ITEM_KEYS_1)
+    if isinstance(item.get("entityOps"), list):
+        item["entityOps"] = [
+            _renamed(op, _RELAYED_OP_KEYS_1) if isinstance(op, dict) else op for op in item["entityOps"]
+        ]
+    if isinstance(item.get("origin"), dict):
+        item["origin"] = _renamed(item["origin"], _ORIGIN_KEYS_1)
+    return item
+
+
+def item_to_protocol_1(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`item_from_protocol_1`: how a fieldsync/1 client built the same item.
+
+    An office relay resends a batch whose key it committed before the upgrade in the shape it was first
+    sent in, so that the national server recognises the bytes it stored (see ``relay_uplink``).
+    """
+    back = {new: old for old, new in _ITEM_KEYS_1.items()}
+    old = _renamed(item, back)
+    if isinstance(old.get("entity_ops"), list):
+        ops_back = {new: name for name, new in _RELAYED_OP_KEYS_1.items()}
+        old["entity_ops"] = [_renamed(op, ops_back) if isinstance(op, dict) else op for op in old["entity_ops"]]
+    if isinstance(old.get("origin"), dict):
+        old["origin"] = _renamed(old["origin"], {new: name for name, new in _ORIGIN_KEYS_1.items()})
+    return old

@@ -584,19 +584,19 @@ MAX_RELAYED_DOTS = 100_000
 
 
 def relayed_bases(raw: object) -> dict[str, RelayedBase] | None:
-    """The ``entity_ops`` a relay sends with a submission: ``op_id -> RelayedBase``; ``None`` if malformed.
+    """The ``entityOps`` a relay sends with a submission: ``opId -> RelayedBase``; ``None`` if malformed.
 
-    The wire form is ``[{"op_id": str, "context": {"max": {writer: n}, "extra": [[writer, seq]]},
-    "unknown_base": bool}, ...]`` (the context as :meth:`CausalContext.to_json_obj` writes it).
+    The wire form is ``[{"opId": str, "context": {"max": {writer: n}, "extra": [[writer, seq]]},
+    "unknownBase": bool}, ...]`` (the context as :meth:`CausalContext.to_json_obj` writes it).
     """
     if not isinstance(raw, list):
         return None
     bases: dict[str, RelayedBase] = {}
     for entry in raw:
-        if not isinstance(entry, dict) or not isinstance(entry.get("op_id"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("opId"), str):
             return None
         context = entry.get("context")
-        if not isinstance(context, dict) or not isinstance(entry.get("unknown_base", False), bool):
+        if not isinstance(context, dict) or not isinstance(entry.get("unknownBase", False), bool):
             return None
         maxima, extra = context.get("max", {}), context.get("extra", [])
         if not isinstance(maxima, dict) or not isinstance(extra, list):
@@ -618,7 +618,7 @@ def relayed_bases(raw: object) -> dict[str, RelayedBase] | None:
             for d in extra
         ):
             return None
-        bases[entry["op_id"]] = RelayedBase(
-            CausalContext.from_json_obj(context), bool(entry.get("unknown_base", False))
+        bases[entry["opId"]] = RelayedBase(
+            CausalContext.from_json_obj(context), bool(entry.get("unknownBase", False))
         )
     return bases

@@ -27,6 +27,7 @@ from werkzeug.routing import AnyConverter, IntegerConverter, Rule
 from server.api.contract import Answer, Contract, ListOf, contract_of, documented
 from server.config import PROJECT_ROOT
 from server.errors import ApiError
+from sync.batches import PROTOCOL
 
 bp = Blueprint("reference", __name__)
 
@@ -50,7 +51,7 @@ A missing or wrong credential is `401`; a role that lacks the permission is `403
 **Errors** always have the shape `{"code", "message", "details"}`: `code` is Central's numeric problem
 code (`404.1`; its whole part is the HTTP status), `message` is for people, `details` names what was
 wrong (`details.fields` for invalid input) and `details.problem` is Fieldsync's stable machine name.
-The sync endpoints add `"protocol": "fieldsync/1"`.
+The sync endpoints add `"protocol": "fieldsync/2"` (SYNC.md's protocol with camelCase keys).
 
 **ODK Collect** talks OpenRosa XML on `/v1/key/{token}/projects/{project_id}/…` and
 `/v1/projects/{project_id}/formList`, `…/submission`, `…/forms/{xml_form_id}.xml`, `…/manifest`,
@@ -83,7 +84,7 @@ class ErrorOut(Schema):
         required=True,
         metadata={"description": "What was wrong, by name; `problem` is Fieldsync's stable machine name"},
     )
-    protocol = fields.String(validate=validate.OneOf(["fieldsync/1"]), metadata={"description": "Sync routes"})
+    protocol = fields.String(validate=validate.OneOf([PROTOCOL]), metadata={"description": "Sync routes"})
 
 
 def _schema_namer() -> Callable[[type[Schema] | Schema], str]:

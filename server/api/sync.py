@@ -1,8 +1,10 @@
 """JSON API of the sync area: push, pull, blobs/missing, tus uploads, entity review, quarantine.
 
 Handlers are thin: authenticate, load (marshmallow or the raw body for push/tus), one service call.
-Protocol errors of this blueprint carry ``"protocol": "fieldsync/1"`` (a captive portal's page is never
-taken for an answer); ``401``/``403`` keep the app-wide error shape.
+Protocol errors of this blueprint carry ``"protocol": "fieldsync/2"`` (a captive portal's page is never
+taken for an answer); ``401``/``403`` keep the app-wide error shape. The wire is camelCase (issue 16): the
+services answer dicts in their own names and the ``sync_wire`` schemas dump them (the push reply is built
+as bytes by the service, since a replay must return the stored ones).
 """
 
 from __future__ import annotations
@@ -86,14 +88,14 @@ class ConflictsQuery(StrictSchema):
     deleted = fields.Boolean(load_default=False)
 
 
-class ResolveIn(StrictSchema):
+class ResolveIn(StrictCamelSchema):
     base_version = DatabaseId(load_default=None)
     base_rev = fields.String(load_default=None)
     fields_ = fields.Dict(data_key="fields", keys=fields.String(), values=fields.String(), load_default=dict)
     label = fields.String(load_default=None)
 
 
-class DeletionIn(StrictSchema):
+class DeletionIn(StrictCamelSchema):
     base_version = DatabaseId(load_default=None)
     base_rev = fields.String(load_default=None)
 
@@ -141,7 +143,7 @@ def _read_body(limit: int) -> bytes:
     {200: PushReplyOut},
     raw_body={"application/json": PushIn},
     headers=(
-        Header("Idempotency-Key", "Equal to batch_id when given", {"type": "string", "maxLength": 200}),
+        Header("Idempotency-Key", "Equal to batchId when given", {"type": "string", "maxLength": 200}),
         Header("Content-Encoding", "gzip for a compressed body", {"type": "string", "enum": ["gzip", "identity"]}),
     ),
     errors=(409, 422, 426),
@@ -173,9 +175,11 @@ def pull(project_id: int) -> dict[str, Any]:
     principal = require("sync.pull", project_id)
     args = load_query(PullQuery())
     key = str(current_app.config["SECRET_KEY"]).encode("utf-8")
-    return sync_pull.pull(
+    page = sync_pull.pull(
         db_session(), project_id=project_id, principal=principal, cursor=args["cursor"], limit=args["limit"], key=key
     )
+    dumped: dict[str, Any] = PullOut().dump(page)
+    return dumped
 
 
 @bp.post("/projects/<int:project_id>/blobs/missing")
@@ -359,7 +363,8 @@ def list_entities(project_id: int, list_name: str) -> dict[str, Any]:
     rows = entities.list_entities(
         db_session(), project_id, list_name, args["conflict"], args["limit"], args["after"], args["deleted"]
     )
-    return {"entities": rows}
+    dumped: dict[str, Any] = EntityListOut().dump({"entities": rows})
+    return dumped
 
 
 @bp.get("/projects/<int:project_id>/entities/<list_name>/<entity_id>")
@@ -367,16 +372,18 @@ def list_entities(project_id: int, list_name: str) -> dict[str, Any]:
 def entity_detail(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
     """An entity's state and its history with every competing value."""
     require("entity.read", project_id)
-    return entities.entity_detail(db_session(), project_id, list_name, entity_id)
+    detail = entities.entity_detail(db_session(), project_id, list_name, entity_id)
+    dumped: dict[str, Any] = EntityDetailOut().dump(detail)
+    return dumped
 
 
 @bp.post("/projects/<int:project_id>/entities/<list_name>/<entity_id>/resolve")
 @documented({200: EntityOut}, body=ResolveIn, errors=(409,))
 def resolve_entity(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
-    """Resolve an entity's conflict (``base_version``/``base_rev`` must be current, else ``409``)."""
+    """Resolve an entity's conflict (``baseVersion``/``baseRev`` must be current, else ``409``)."""
     principal = require("entity.resolve", project_id)
     body = load_json(ResolveIn())
-    return entities.resolve_entity(
+    resolved = entities.resolve_entity(
         db_session(),
         project_id,
         list_name,
@@ -387,13 +394,15 @@ def resolve_entity(project_id: int, list_name: str, entity_id: str) -> dict[str,
         label=body["label"],
         actor=principal.actor,
     )
+    dumped: dict[str, Any] = EntityOut().dump(resolved)
+    return dumped
 
 
 def _set_deleted(project_id: int, list_name: str, entity_id: str, *, deleted: bool) -> dict[str, Any]:
     principal = require("entity.resolve", project_id)
     # The body is optional: without a base the op is based on the current state.
     body = load_json(DeletionIn()) if request.get_data(cache=True).strip() else DeletionIn().load({})
-    return entities.set_entity_deleted(
+    changed = entities.set_entity_deleted(
         db_session(),
         project_id,
         list_name,
@@ -403,12 +412,14 @@ def _set_deleted(project_id: int, list_name: str, entity_id: str, *, deleted: bo
         base_rev=body["base_rev"],
         actor=principal.actor,
     )
+    dumped: dict[str, Any] = EntityOut().dump(changed)
+    return dumped
 
 
 @bp.delete("/projects/<int:project_id>/entities/<list_name>/<entity_id>")
 @documented({200: EntityOut}, body=DeletionIn, body_required=False, errors=(409,))
 def delete_entity(project_id: int, list_name: str, entity_id: str) -> dict[str, Any]:
-    """Delete an entity (kept with its history; idempotent; a stale ``base_version``/``base_rev`` is ``409``)."""
+    """Delete an entity (kept with its history; idempotent; a stale ``baseVersion``/``baseRev`` is ``409``)."""
     return _set_deleted(project_id, list_name, entity_id, deleted=True)
 
 

@@ -15,6 +15,7 @@ from server.db.queries import sync as q
 from server.db.transaction import transaction
 from server.errors import conflict, not_found
 from server.services import sync_push
+from sync.batches import item_from_protocol_1
 
 
 def held_item_json(row: HeldItem) -> dict[str, Any]:
@@ -69,12 +70,16 @@ def _open_item(session: Session, project_id: int, item_id: int) -> HeldItem:
 
 
 def release(session: Session, project_id: int, item_id: int, principal: Principal) -> dict[str, Any]:
-    """Re-process a held item through the push path; it is released unless it is held again."""
+    """Re-process a held item through the push path; it is released unless it is held again.
+
+    An item held before the wire became camelCase (fieldsync/2) was stored raw in fieldsync/1's
+    snake_case: it is read through ``item_from_protocol_1`` (the stored raw is shown as it was).
+    """
     with transaction(session):
         row = _open_item(session, project_id, item_id)
-        ctx = sync_push.PushContext(project_id, principal, row.device_id)
+        ctx = sync_push.PushContext(project_id, principal, row.device_id, held_fingerprint=row.fingerprint)
         with session.begin_nested():
-            result = sync_push.process_item(session, ctx, 0, row.raw)
+            result = sync_push.process_item(session, ctx, 0, item_from_protocol_1(row.raw))
         if result["status"] not in ("quarantined", "rejected"):
             row.status, row.decided_by, row.decided_at = "released", principal.actor, utcnow()
         audit.record(session, principal.actor, "quarantine.release", project_id, f"held:{item_id}", {"result": result})

@@ -9,6 +9,12 @@ and the one recorded in ``relay_uploads``), and push. Only an answer marks rows 
 (last contact, last error) is written at the end of the round.
 
 Each step owns a short transaction; the HTTP calls happen between them, never inside one.
+
+The relay speaks ``fieldsync/2`` (camelCase). The outbox stores no body: a batch's body is built from the
+stored rows at every send, so a key committed before the upgrade is sent in the new shape. If the national
+server had already stored that key under the old shape's bytes it answers ``422 idempotency_key_reused``;
+the relay then resends the body as a fieldsync/1 server built it (``sync.batches.item_to_protocol_1``),
+the same bytes, whose stored reply the national server replays (``sync_push``'s fieldsync/1 resend).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from server.db.models.sync import EntityList, EntityOpRow
 from server.db.queries import relays as q
 from server.db.transaction import transaction
 from server.services.submissions import blob_store
-from sync.batches import PROTOCOL
+from sync.batches import PROTOCOL, PROTOCOL_1, item_to_protocol_1
 
 log = logging.getLogger("fieldsync.relay")
 
@@ -169,7 +175,7 @@ def relay_round(session: Session, project_id: int, uplink: Uplink) -> RoundRepor
     with transaction(session):
         keys = q.open_batch_keys(session, project_id)
     for key in keys:
-        _send_batch(session, project_id, remote, key, uplink, report)
+        _send_batch(session, project_id, remote, key, uplink, report, resent=True)
     while True:
         key = _new_batch(session, project_id)
         if key is None:
@@ -226,8 +232,11 @@ class _Photo:
     size: int
 
 
-def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list[_Photo]]:
-    """The push body of a batch (the same bytes at every resend), its device, rows and photos."""
+def _batch_body(session: Session, key: str, *, protocol_1: bool = False) -> tuple[bytes, str, list[int], list[_Photo]]:
+    """The push body of a batch (the same bytes at every resend), its device, rows and photos.
+
+    ``protocol_1``: the body as a fieldsync/1 relay built it for the same rows (a key sent before the upgrade).
+    """
     with transaction(session):
         rows = q.batch_rows(session, key)
         versions = {
@@ -265,7 +274,7 @@ def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list
         ):
             assert op.submission_version_id is not None
             entity_ops[op.submission_version_id].append(
-                {"op_id": op.op_id, "context": op.context, "unknown_base": op.unknown_base}
+                {"opId": op.op_id, "context": op.context, "unknownBase": op.unknown_base}
             )
         items = []
         device = "relay"
@@ -280,38 +289,42 @@ def _batch_body(session: Session, key: str) -> tuple[bytes, str, list[int], list
             device = v.device_id or device
             item: dict[str, Any] = {
                 "type": "submission",
-                "instance_id": v.instance_id,
-                "form_id": _xml_form_id(session, v.form_id),
-                "form_version": v.form_version,
+                "instanceId": v.instance_id,
+                "formId": _xml_form_id(session, v.form_id),
+                "formVersion": v.form_version,
                 "data": v.xml.decode("utf-8"),
                 "attachments": [{"name": n, "sha256": s, "size": z} for n, s, z in attachments[version_id]],
-                "origin": {"device_id": v.device_id, "submitter": _origin(session, v)},
+                "origin": {"deviceId": v.device_id, "submitter": _origin(session, v)},
             }
             if v.deprecated_id:
-                item["deprecated_id"] = v.deprecated_id
+                item["deprecatedId"] = v.deprecated_id
             if entity_ops[version_id]:
-                item["entity_ops"] = entity_ops[version_id]
+                item["entityOps"] = entity_ops[version_id]
             items.append(item)
-        body = {"protocol": PROTOCOL, "device_id": device, "batch_id": key, "items": items}
+        if protocol_1:
+            old = [item_to_protocol_1(item) for item in items]
+            body = {"protocol": PROTOCOL_1, "device_id": device, "batch_id": key, "items": old}
+        else:
+            body = {"protocol": PROTOCOL, "deviceId": device, "batchId": key, "items": items}
         data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return data, device, [oid for oid, _, _ in rows], list(photos.values())
 
 
 def _entity_item(op: EntityOpRow, list_name: str) -> dict[str, Any]:
-    """A JSON entity change as the office stored it, with the context it had there (no ``base_rev``: a rev
+    """A JSON entity change as the office stored it, with the context it had there (no ``baseRev``: a rev
     names a set of ops the upstream may never have materialised; the context names them one by one)."""
     item: dict[str, Any] = {
         "type": "entity",
-        "op_id": op.op_id,
+        "opId": op.op_id,
         "dot": {"w": op.writer, "s": op.seq},
         "entity": {"list": list_name, "id": op.entity_id},
         "fields": dict(op.fields),
         "hlc": op.hlc,
         "context": op.context,
-        "unknown_base": op.unknown_base,
+        "unknownBase": op.unknown_base,
     }
     if op.source and op.source != op.op_id:
-        item["source_submission"] = op.source
+        item["sourceSubmission"] = op.source
     return item
 
 
@@ -321,7 +334,17 @@ def _xml_form_id(session: Session, form_pk: int) -> str:
     return form.xml_form_id
 
 
-def _send_batch(session: Session, project_id: int, remote: int, key: str, uplink: Uplink, report: RoundReport) -> None:
+def _send_batch(
+    session: Session,
+    project_id: int,
+    remote: int,
+    key: str,
+    uplink: Uplink,
+    report: RoundReport,
+    *,
+    resent: bool = False,
+) -> None:
+    """Send one batch (its photos first); ``resent``: a key committed before this round, maybe before the upgrade."""
     body, _, outbox_ids, photos = _batch_body(session, key)
     if not outbox_ids:
         return
@@ -336,15 +359,16 @@ def _send_batch(session: Session, project_id: int, remote: int, key: str, uplink
         for photo in photos:
             if photo.sha256 in missing:
                 report.uploaded_bytes += upload_blob(session, project_id, remote, photo.sha256, photo.size, uplink)
-    response = uplink.call(
-        "POST",
-        f"/v1/projects/{remote}/sync/push",
-        data=gzip.compress(body, mtime=0),
-        headers={"Content-Type": "application/json", "Content-Encoding": "gzip", "Idempotency-Key": key},
-    )
+    response = _push(uplink, remote, key, body)
+    protocols = (PROTOCOL,)
+    if resent and response.status_code == 422 and _problem(response) == "idempotency_key_reused":
+        # The upstream stored this key under other bytes: the fieldsync/1 body this office sent before
+        # the upgrade. The same rows give the same bytes in that shape, and the upstream replays its reply.
+        response = _push(uplink, remote, key, _batch_body(session, key, protocol_1=True)[0])
+        protocols = (PROTOCOL, PROTOCOL_1)
     if response.status_code == 409:
         raise LinkError(f"batch {key} still in progress upstream")
-    _expect(response, 200)
+    _expect(response, 200, protocols)
     results = response.json()["results"]
     with transaction(session):
         now = utcnow()
@@ -354,7 +378,27 @@ def _send_batch(session: Session, project_id: int, remote: int, key: str, uplink
     report.pushed += len(outbox_ids)
 
 
-def _expect(response: requests.Response, status: int) -> None:
+def _push(uplink: Uplink, remote: int, key: str, body: bytes) -> requests.Response:
+    return uplink.call(
+        "POST",
+        f"/v1/projects/{remote}/sync/push",
+        data=gzip.compress(body, mtime=0),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip", "Idempotency-Key": key},
+    )
+
+
+def _problem(response: requests.Response) -> str | None:
+    """The machine name of an upstream error (``details.problem``), if the answer says one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    details = body.get("details") if isinstance(body, dict) else None
+    problem = details.get("problem") if isinstance(details, dict) else None
+    return problem if isinstance(problem, str) else None
+
+
+def _expect(response: requests.Response, status: int, protocols: tuple[str, ...] = (PROTOCOL,)) -> None:
     if response.status_code != status:
         raise LinkError(f"{response.request.method} {response.url}: {response.status_code} {response.text[:200]}")
     if "json" not in response.headers.get("Content-Type", ""):
@@ -363,7 +407,7 @@ def _expect(response: requests.Response, status: int) -> None:
         body = response.json()
     except ValueError:
         raise LinkError(f"{response.request.method} {response.url}: the answer is not complete JSON") from None
-    if isinstance(body, dict) and body.get("protocol", PROTOCOL) != PROTOCOL:
+    if isinstance(body, dict) and body.get("protocol", PROTOCOL) not in protocols:
         raise LinkError("the answer is not Fieldsync's")
 
 
@@ -585,8 +629,8 @@ def pull_entities(session: Session, project_id: int, remote: int, uplink: Uplink
                     added += int(type(applied.outcome).__name__ != "Duplicate")
             link = q.get_link(session, project_id)
             assert link is not None
-            link.pull_cursor = str(body["next_cursor"])
-        if not body.get("has_more"):
+            link.pull_cursor = str(body["nextCursor"])
+        if not body.get("hasMore"):
             return added
 
 
@@ -594,11 +638,11 @@ def _op_of(history: dict[str, Any]) -> Any:
     from sync.entities import CausalContext, Dot, EntityOp
 
     return EntityOp(
-        op_id=str(history["op_id"]),
+        op_id=str(history["opId"]),
         dot=Dot(str(history["writer"]), int(history["seq"])),
         context=CausalContext.from_json_obj(history["context"]),
         fields={str(k): str(v) for k, v in history["fields"].items()},
         hlc=int(history["hlc"]),
         source=str(history.get("source") or ""),
-        unknown_base=bool(history.get("unknown_base")),
+        unknown_base=bool(history.get("unknownBase")),
     )

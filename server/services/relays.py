@@ -110,7 +110,7 @@ def record_relayed_items(
     for raw, result in zip(items, results, strict=True):
         if not isinstance(raw, dict) or result.get("status") not in RELAYED_STATUSES:
             continue
-        if not isinstance(raw.get("instance_id"), str) or not isinstance(raw.get("form_id"), str):
+        if not isinstance(raw.get("instanceId"), str) or not isinstance(raw.get("formId"), str):
             continue
         origin = raw.get("origin") if isinstance(raw.get("origin"), dict) else {}
         submitter = origin.get("submitter") if isinstance(origin.get("submitter"), str) else None
@@ -118,8 +118,8 @@ def record_relayed_items(
             {
                 "project_id": project_id,
                 "relay_id": relay_id,
-                "xml_form_id": raw["form_id"][:255],
-                "instance_id": raw["instance_id"][:255],
+                "xml_form_id": raw["formId"][:255],
+                "instance_id": raw["instanceId"][:255],
                 "device_id": device_id[:255],
                 "submitter": submitter[:200] if submitter else None,
                 "created_at": utcnow(),

@@ -63,6 +63,7 @@ def pull(
     last = rows[-1].seq if rows else after
     assert last is not None
     changes = [{"seq": r.seq, "collection": r.collection, "id": r.key, "op": r.op, "data": r.data} for r in rows]
+    # The door dumps this page in camelCase (``server.api.sync_wire.PullOut``), ``data`` by collection.
     return {
         "protocol": PROTOCOL,
         "changes": changes,

@@ -49,6 +49,7 @@ from server.services import relays
 from sync.batches import (
     MAX_ITEMS_PER_PUSH,
     PROTOCOL,
+    PROTOCOL_1,
     EntityItem,
     KeyReused,
     MalformedBody,
@@ -60,7 +61,9 @@ from sync.batches import (
     UnsupportedProtocol,
     body_fingerprint,
     decide_batch,
+    decide_old_protocol,
     item_mismatch,
+    old_batch_key,
     parse_push_envelope,
     parse_push_item,
 )
@@ -110,7 +113,7 @@ def error_reply(
 
 def limits(max_bytes: int) -> dict[str, int]:
     """The limits a client must respect (stated in every 413)."""
-    return {"max_bytes": max_bytes, "max_items": MAX_ITEMS_PER_PUSH}
+    return {"maxBytes": max_bytes, "maxItems": MAX_ITEMS_PER_PUSH}
 
 
 class IncompleteBody(Exception):
@@ -214,6 +217,9 @@ class PushContext:
     project_id: int
     principal: Principal
     device_id: str
+    # A released held item held again stays the one row it was (its raw may have been translated from
+    # fieldsync/1, which would give it another fingerprint).
+    held_fingerprint: str | None = None
 
 
 def item_fingerprint(raw: Any) -> str:
@@ -223,7 +229,7 @@ def item_fingerprint(raw: Any) -> str:
 
 def _item_key(raw: Any) -> str:
     if isinstance(raw, dict):
-        for key in ("instance_id", "op_id"):
+        for key in ("instanceId", "opId"):
             if isinstance(raw.get(key), str):
                 return str(raw[key])[:200]
     return ""
@@ -233,9 +239,9 @@ def _kind(raw: Any) -> str:
     if isinstance(raw, dict):
         if raw.get("type") in ("submission", "entity"):
             return str(raw["type"])
-        if "instance_id" in raw:
+        if "instanceId" in raw:
             return "submission"
-        if "op_id" in raw:
+        if "opId" in raw:
             return "entity"
     return "unknown"
 
@@ -246,7 +252,7 @@ def hold(session: Session, ctx: PushContext, raw: Any, outcome: Quarantined | Re
         session,
         {
             "project_id": ctx.project_id,
-            "fingerprint": item_fingerprint(raw),
+            "fingerprint": ctx.held_fingerprint or item_fingerprint(raw),
             "kind": _kind(raw),
             "item_key": _item_key(raw),
             "raw": raw,
@@ -297,7 +303,7 @@ def _process_entity(session: Session, ctx: PushContext, index: int, raw: Any, it
     if ctx.principal.kind == "relay" and isinstance(raw, dict) and "context" in raw:
         # An office relay sends the context the office gave the op (sync.entities.RelayedBase), not a rev.
         relayed = relayed_bases(
-            [{"op_id": item.op_id, "context": raw["context"], "unknown_base": raw.get("unknown_base", False)}]
+            [{"opId": item.op_id, "context": raw["context"], "unknownBase": raw.get("unknownBase", False)}]
         )
         if relayed is None:
             malformed = Rejected(UNPARSEABLE_ITEM, "context is not {max: {writer: n}, extra: [[writer, seq]]}")
@@ -345,11 +351,11 @@ def _process_submission(
         hold(session, ctx, raw, mismatch)
         return _result(index, raw, mismatch)
     bases = None
-    if ctx.principal.kind == "relay" and isinstance(raw, dict) and "entity_ops" in raw:
+    if ctx.principal.kind == "relay" and isinstance(raw, dict) and "entityOps" in raw:
         # An office relay names what its phones' entity updates had seen there (sync.entities.RelayedBase).
-        bases = relayed_bases(raw["entity_ops"])
+        bases = relayed_bases(raw["entityOps"])
         if bases is None:
-            malformed = Rejected(UNPARSEABLE_ITEM, "entity_ops is not a list of {op_id, context, unknown_base}")
+            malformed = Rejected(UNPARSEABLE_ITEM, "entityOps is not a list of {opId, context, unknownBase}")
             hold(session, ctx, raw, malformed)
             return _result(index, raw, malformed)
     try:
@@ -381,7 +387,7 @@ def _process_submissions_bulk(
             continue
         parsed = parse_push_item(raw, index=index, device_id=ctx.device_id)
         # An edit is never a plain new submission; and the bulk path compares only the routing ids with
-        # the parsed XML, so an item stating a deprecated_id goes one by one, where it is checked.
+        # the parsed XML, so an item stating a deprecatedId goes one by one, where it is checked.
         if not isinstance(parsed, SubmissionItem) or parsed.deprecated_id is not None:
             continue
         try:
@@ -434,14 +440,14 @@ def _process_one(session: Session, ctx: PushContext, index: int, raw: Any, key: 
 
 
 def _submission_chain_keys(ctx: PushContext, items: tuple[object, ...]) -> list[int]:
-    """The edit-chain lock keys every submission item of the batch names (``instance_id``, ``deprecated_id``)."""
+    """The edit-chain lock keys every submission item of the batch names (``instanceId``, ``deprecatedId``)."""
     keys = []
     for raw in items:
-        if isinstance(raw, dict) and _kind(raw) == "submission" and isinstance(raw.get("form_id"), str):
-            for name in ("instance_id", "deprecated_id"):
+        if isinstance(raw, dict) and _kind(raw) == "submission" and isinstance(raw.get("formId"), str):
+            for name in ("instanceId", "deprecatedId"):
                 value = raw.get(name)
                 if isinstance(value, str) and value:
-                    keys.append(sq.chain_lock_key(ctx.project_id, raw["form_id"], value))
+                    keys.append(sq.chain_lock_key(ctx.project_id, raw["formId"], value))
     return keys
 
 
@@ -494,7 +500,7 @@ def _process_batch(session: Session, ctx: PushContext, envelope: PushEnvelope, k
             audience=ctx.principal.actor,
         )
         body = _reply_bytes(
-            {"protocol": PROTOCOL, "batch_id": key, "server_time": utcnow().isoformat(), "results": ordered}
+            {"protocol": PROTOCOL, "batchId": key, "serverTime": utcnow().isoformat(), "results": ordered}
         )
         q.finish_batch(session, ctx.project_id, key, body)
     return PushReply(200, body)
@@ -526,6 +532,26 @@ def _existing_batch(session: Session, project_id: int, key: str, fingerprint: st
     return error_reply(409, decision.code, "This batch was abandoned; send it again", headers={"Retry-After": "0"})
 
 
+def _replay_protocol_1(
+    session: Session, project_id: int, body: Mapping[str, Any], idempotency_key: str | None, fingerprint: str
+) -> PushReply | None:
+    """The stored reply of a fieldsync/1 batch resent byte for byte after the upgrade; ``None``: refuse it."""
+    key = old_batch_key(body, idempotency_key)
+    if key is None or len(key) > 200:
+        return None
+    with transaction(session):
+        row = q.get_batch(session, project_id, key)
+        stored = (
+            None
+            if row is None or row.response is None
+            else StoredBatch(key, row.body_sha256, "done" if row.state == "done" else "in_progress", {"raw": True})
+        )
+        if isinstance(decide_old_protocol(fingerprint, stored), Replay):
+            assert row is not None and row.response is not None
+            return PushReply(200, row.response)  # the stored bytes, in the shape they were answered in
+    return None
+
+
 def push(
     session: Session,
     *,
@@ -551,18 +577,28 @@ def push(
     if isinstance(envelope, TooManyItems):
         return error_reply(413, envelope.code, f"At most {envelope.max_items} items per push", limits(max_bytes))
     if isinstance(envelope, UnsupportedProtocol):
-        return error_reply(426, envelope.code, f"Unsupported protocol {envelope.protocol!r}", {"supported": [PROTOCOL]})
+        if envelope.protocol == PROTOCOL_1 and isinstance(body, dict):
+            replayed = _replay_protocol_1(session, project_id, body, idempotency_key, body_fingerprint(decoded))
+            if replayed is not None:
+                return replayed
+        return error_reply(
+            426,
+            envelope.code,
+            f"Unsupported protocol {envelope.protocol!r}: this server speaks {PROTOCOL} (the same protocol with "
+            "camelCase keys)",
+            {"supported": [PROTOCOL]},
+        )
     if isinstance(envelope, MalformedBody):
         return error_reply(400, envelope.code, envelope.detail)
     key = idempotency_key or envelope.batch_id
     if idempotency_key and idempotency_key != envelope.batch_id:
-        return error_reply(400, "malformed_body", "Idempotency-Key and batch_id differ")
+        return error_reply(400, "malformed_body", "Idempotency-Key and batchId differ")
     if len(key) > 200:
         return error_reply(400, "malformed_body", "The batch id is longer than 200 characters")
     if principal.is_admin and accounts_q.get_project(session, project_id) is None:
         # Members and devices belong to an existing project; an admin may name any id (the batch row's
         # foreign key refused it: a 500).
-        return error_reply(404, "not_found", "project not found", {"project_id": project_id})
+        return error_reply(404, "not_found", "project not found", {"projectId": project_id})
     fingerprint = body_fingerprint(decoded)
     ctx = PushContext(project_id, principal, envelope.device_id)
     for attempt in range(DEADLOCK_RETRIES):

@@ -239,8 +239,8 @@ def test_multipart_body_carries_the_xml_as_xml_submission_file() -> None:
 def test_push_body_is_a_fieldsync_batch_with_one_item_per_submission() -> None:
     subs = list(generate_submissions(3))
     body = json.loads(push_body(subs, device_id="d1", batch_id="b1"))
-    assert body["protocol"] == "fieldsync/1"
-    assert [item["instance_id"] for item in body["items"]] == [s.instance_id for s in subs]
+    assert body["protocol"] == "fieldsync/2"
+    assert [item["instanceId"] for item in body["items"]] == [s.instance_id for s in subs]
     assert body["items"][0]["data"].encode("utf-8") == subs[0].xml
 
 

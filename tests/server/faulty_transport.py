@@ -28,7 +28,7 @@ FAULTS = ("ok", "drop_request", "drop_response", "truncate", "truncate_gzip", "d
 
 def envelope(device_id: str, batch_id: str, items: Sequence[dict[str, Any]]) -> bytes:
     """The JSON bytes of a push body (the same items give the same bytes, hence the same batch id)."""
-    body = {"protocol": "fieldsync/1", "device_id": device_id, "batch_id": batch_id, "items": list(items)}
+    body = {"protocol": "fieldsync/2", "deviceId": device_id, "batchId": batch_id, "items": list(items)}
     return json.dumps(body, sort_keys=True).encode("utf-8")
 
 
@@ -75,7 +75,7 @@ class FaultyTransport:
             response = self._post(body[:cut], batch_id, declared=len(body))
             self.log.append((fault, response.status_code))
             assert response.status_code == 400, response.get_data(as_text=True)
-            assert response.get_json()["protocol"] == "fieldsync/1"
+            assert response.get_json()["protocol"] == "fieldsync/2"
             return None
         if fault == "truncate_gzip":
             packed = gzip.compress(body)
@@ -95,7 +95,7 @@ class FaultyTransport:
             assert again.status_code == 200
             self.replays.append((response.get_data(), again.get_data()))
         parsed: dict[str, Any] = json.loads(response.get_data())
-        assert parsed["protocol"] == "fieldsync/1"
+        assert parsed["protocol"] == "fieldsync/2"
         return parsed
 
     # -- tus ----------------------------------------------------------------------------------------

@@ -192,9 +192,9 @@ class FieldsyncPhone(Phone):
         items: list[dict[str, Any]] = [
             {
                 "type": "submission",
-                "instance_id": instance_id,
-                "form_id": "photo_visit",
-                "form_version": "1",
+                "instanceId": instance_id,
+                "formId": "photo_visit",
+                "formVersion": "1",
                 "data": xml.decode(),
                 "attachments": [
                     {"name": name, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
@@ -205,7 +205,7 @@ class FieldsyncPhone(Phone):
         ]
         batch_id = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:32]
         body = json.dumps(
-            {"protocol": "fieldsync/1", "device_id": "fieldsync-phone", "batch_id": batch_id, "items": items}
+            {"protocol": "fieldsync/2", "deviceId": "fieldsync-phone", "batchId": batch_id, "items": items}
         ).encode()
         headers = self._auth(**{"Content-Type": "application/json", "Idempotency-Key": batch_id})
         for _ in range(MAX_TRIES):

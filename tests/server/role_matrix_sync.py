@@ -84,7 +84,7 @@ def with_held_item(app: Flask, personas: Personas) -> dict[str, Any]:
     return {"held": held_id}
 
 
-PUSH_BODY = {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "batch-{persona}", "items": []}
+PUSH_BODY = {"protocol": "fieldsync/2", "deviceId": "d", "batchId": "batch-{persona}", "items": []}
 UPLOAD_META = f"sha256 {base64.b64encode(ABC_SHA.encode()).decode()}"
 
 CASES = [

@@ -41,10 +41,10 @@ def entity_item(
     """A pushed entity change of ``device``'s ``seq``-th op."""
     item: dict[str, Any] = {
         "type": "entity",
-        "op_id": f"{device}-{seq}",
+        "opId": f"{device}-{seq}",
         "dot": {"w": device, "s": seq},
         "entity": {"list": list_name, "id": entity_id},
-        "base_rev": base_rev,
+        "baseRev": base_rev,
         "fields": dict(fields),
         "hlc": hlc,
     }

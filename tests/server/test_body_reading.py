@@ -61,7 +61,7 @@ def _requests(prefix: str, project_id: int, upload: str | None) -> dict[str, tup
     big, big_type = multipart(
         [("xml_submission_file", "s.xml", big_xml, "text/xml"), ("big.jpg", "big.jpg", b"j" * 300_000, "image/jpeg")]
     )
-    push = json.dumps({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b1", "items": []}).encode()
+    push = json.dumps({"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b1", "items": []}).encode()
     cases = {
         "openrosa-small": ("POST", f"{prefix}/submission", {"Content-Type": small_type}, small),
         "openrosa-large": ("POST", f"{prefix}/submission", {"Content-Type": big_type}, big),

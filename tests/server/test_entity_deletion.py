@@ -158,9 +158,9 @@ def test_deleting_twice_or_restoring_a_live_entity_writes_nothing(
 @pytest.mark.parametrize(
     "base",
     [
-        lambda state: {"base_version": state["version"] - 1},
-        lambda state: {"base_rev": "0123456789abcdef"},
-        lambda state: {"base_version": state["version"], "base_rev": "0123456789abcdef"},
+        lambda state: {"baseVersion": state["version"] - 1},
+        lambda state: {"baseRev": "0123456789abcdef"},
+        lambda state: {"baseVersion": state["version"], "baseRev": "0123456789abcdef"},
     ],
     ids=["old-version", "unknown-rev", "current-version-old-rev"],
 )
@@ -181,12 +181,12 @@ def test_a_stale_base_is_409_and_writes_nothing(
     body = stale.get_json()
     assert body["details"]["problem"] == "stale_base"
     assert body["details"] == {
-        "current_rev": state["rev"],
-        "current_version": state["version"],
+        "currentRev": state["rev"],
+        "currentVersion": state["version"],
         "problem": "stale_base",
     }
     assert client.get(url, headers=headers).get_json()["version"] == state["version"]
-    current = send(target, json={"base_version": state["version"], "base_rev": state["rev"]}, headers=headers)
+    current = send(target, json={"baseVersion": state["version"], "baseRev": state["rev"]}, headers=headers)
     assert current.status_code == 200, current.get_data(as_text=True)
     assert current.get_json()["deleted"] is (action == "delete")
     assert current.get_json()["version"] == state["version"] + 1
@@ -205,7 +205,7 @@ def test_unknown_entity_or_list_is_404(
     else:
         response = client.post(f"{url}/restore", headers=personas.admin.headers)
     assert response.status_code == 404, response.get_data(as_text=True)
-    assert response.get_json()["protocol"] == "fieldsync/1"
+    assert response.get_json()["protocol"] == "fieldsync/2"
 
 
 @pytest.mark.parametrize(

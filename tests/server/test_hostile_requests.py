@@ -37,7 +37,7 @@ def _projects(session: Session) -> int:
 
 def _push(items: list[Any] | str) -> str:
     inner = items if isinstance(items, str) else str(items)
-    return '{"protocol":"fieldsync/1","device_id":"d1","batch_id":"b1","items":' + inner + "}"
+    return '{"protocol":"fieldsync/2","deviceId":"d1","batchId":"b1","items":' + inner + "}"
 
 
 @pytest.mark.parametrize(
@@ -92,9 +92,9 @@ def test_deeply_nested_json_is_a_400(
     "body",
     [
         _push(
-            '[{"type":"submission","instance_id":"uuid:1","form_id":"f","form_version":"1","data":{"name":"\\ud800"}}]'
+            '[{"type":"submission","instanceId":"uuid:1","formId":"f","formVersion":"1","data":{"name":"\\ud800"}}]'
         ),
-        _push('[{"type":"entity","op_id":"\\udc00"}]'),
+        _push('[{"type":"entity","opId":"\\udc00"}]'),
     ],
     ids=["in-submission-data", "in-entity-op"],
 )
@@ -231,7 +231,7 @@ def _b64(text: str) -> str:
         ("GET", "/v1/projects", {"headers": {"Authorization": "Basic " + _b64("a\x00b:x")}}),
         ("POST", "/v1/projects", {"json": {"name": "a\x00b"}}),
         ("POST", "/v1/sessions", {"json": {"email": "a\x00b", "password": "x"}, "anonymous": True}),
-        ("POST", "/v1/projects/{pid}/sync/push", {"data": _push('[{"type": "entity", "op_id": "a\\u0000"}]')}),
+        ("POST", "/v1/projects/{pid}/sync/push", {"data": _push('[{"type": "entity", "opId": "a\\u0000"}]')}),
         (
             "POST",
             "/v1/uploads",

@@ -85,7 +85,7 @@ def test_submissions_are_counted_by_route_and_outcome_without_the_token(
 
 def test_sync_items_are_counted_by_kind_and_outcome(client: FlaskClient, personas: Personas) -> None:
     before = _scrape(client, personas)
-    body = {"protocol": "fieldsync/1", "device_id": "d1", "batch_id": "b-metrics", "items": [{"type": "entity"}]}
+    body = {"protocol": "fieldsync/2", "deviceId": "d1", "batchId": "b-metrics", "items": [{"type": "entity"}]}
     headers = {**personas.device.headers, "Idempotency-Key": "b-metrics"}
     response = client.post(f"/v1/projects/{personas.project_id}/sync/push", json=body, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)

@@ -68,8 +68,8 @@ def pins(app: Flask, personas: Personas) -> dict[str, Any]:
     client, headers, pid = app.test_client(), personas.admin.headers, personas.project_id
     xml = (SUBMISSIONS / "01_create_khadija_tafraout.xml").read_text(encoding="utf-8")
     instance_id = xml.split("<instanceID>", 1)[1].split("</instanceID>", 1)[0]
-    item = {"instance_id": instance_id, "form_id": form.xml_form_id, "form_version": form.version, "data": xml}
-    envelope = {"protocol": "fieldsync/1", "device_id": "fuzz-phone", "batch_id": "fuzz-1", "items": [item, {"x": 1}]}
+    item = {"instanceId": instance_id, "formId": form.xml_form_id, "formVersion": form.version, "data": xml}
+    envelope = {"protocol": "fieldsync/2", "deviceId": "fuzz-phone", "batchId": "fuzz-1", "items": [item, {"x": 1}]}
     assert client.post(f"/v1/projects/{pid}/sync/push", json=envelope, headers=headers).status_code == 200
     entities = client.get(f"/v1/projects/{pid}/entities/{LIST}", headers=headers).get_json()["entities"]
     held = client.get(f"/v1/projects/{pid}/quarantine", headers=headers).get_json()

@@ -243,19 +243,19 @@ def _push_direct(national: LiveServer, token: str, project_id: int, updates: lis
     items = [
         {
             "type": "submission",
-            "instance_id": instance_id,
-            "form_id": "entrepreneur_followup",
-            "form_version": "2026112901",
+            "instanceId": instance_id,
+            "formId": "entrepreneur_followup",
+            "formVersion": "2026112901",
             "data": xml.decode(),
             "attachments": [],
         }
         for instance_id, xml in updates
     ]
-    body = {"protocol": "fieldsync/1", "device_id": "collect:field", "batch_id": uuid.uuid4().hex, "items": items}
+    body = {"protocol": "fieldsync/2", "deviceId": "collect:field", "batchId": uuid.uuid4().hex, "items": items}
     answer = requests.post(
         f"{national.base_url}/v1/projects/{project_id}/sync/push",
         json=body,
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batch_id"]},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batchId"]},
         timeout=30,
     )
     assert answer.status_code == 200, answer.text

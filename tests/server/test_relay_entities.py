@@ -8,11 +8,14 @@ Rules:
   before it reached the national server bases its update on what it really saw: the national store
   then holds the same ops, contexts and conflicts as a run where every phone synced directly;
 - RE2 an entity change pushed to the office as a JSON entity item goes up too, with its context, and
-  the national outcome of every relayed item is kept in ``relay_outbox.status``.
+  the national outcome of every relayed item is kept in ``relay_outbox.status``;
+- RE3 a batch whose key the office committed and sent before the wire became fieldsync/2 (the national
+  server stored it under the fieldsync/1 bytes) is resent in that shape and gets the stored answer.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -148,11 +151,11 @@ def _update(name: str, base: int, stage: str, minute: int) -> tuple[str, str]:
 
 
 def _push(client: FlaskClient, token: str, project_id: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    body = {"protocol": "fieldsync/1", "device_id": "collect:field", "batch_id": uuid.uuid4().hex, "items": items}
+    body = {"protocol": "fieldsync/2", "deviceId": "collect:field", "batchId": uuid.uuid4().hex, "items": items}
     answer = client.post(
         f"/v1/projects/{project_id}/sync/push",
         json=body,
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batch_id"]},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batchId"]},
     )
     assert answer.status_code == 200, answer.get_data(as_text=True)
     results: list[dict[str, Any]] = answer.get_json()["results"]
@@ -162,9 +165,9 @@ def _push(client: FlaskClient, token: str, project_id: int, items: list[dict[str
 def _submission(instance_id: str, xml: str) -> dict[str, Any]:
     return {
         "type": "submission",
-        "instance_id": instance_id,
-        "form_id": "entrepreneur_followup",
-        "form_version": FORM_VERSION,
+        "instanceId": instance_id,
+        "formId": "entrepreneur_followup",
+        "formVersion": FORM_VERSION,
         "data": xml,
         "attachments": [],
     }
@@ -252,7 +255,7 @@ def test_re1_a_relay_item_with_malformed_entity_ops_is_rejected_and_held(
         publish_form(session, project.id, ENTREPRENEUR_XLSX)
     session.close()
     issued = relays.issue_relay(db(), f"safi-{uuid.uuid4().hex[:6]}", [project.id])
-    item = {**_submission(*_create()), "entity_ops": [{"op_id": "x", "context": {"max": {"w": "many"}}}]}
+    item = {**_submission(*_create()), "entityOps": [{"opId": "x", "context": {"max": {"w": "many"}}}]}
     results = _push(client, issued.token, project.id, [item])
     assert [(r["status"], r["reason"]) for r in results] == [("rejected", "unparseable_item")]
 
@@ -317,5 +320,55 @@ def test_re2_a_json_entity_item_pushed_to_the_office_goes_up_with_its_context(
             assert _entity_dump(office_session, office.project_id) == straight
             statuses = office_session.scalars(select(RelayOutboxRow.status).order_by(RelayOutboxRow.id)).all()
             assert list(statuses) == ["created", "conflict"]  # a1 (a submission), then the JSON change (vs d1)
+        finally:
+            office_session.close()
+
+
+def test_re3_a_batch_sent_under_fieldsync_1_before_the_upgrade_gets_its_stored_answer(
+    app: Flask, client: FlaskClient, db: sessionmaker[Session], personas: Personas, office: Office
+) -> None:
+    from server.db.base import utcnow
+    from server.db.models.relays import RelayOutboxRow
+    from server.db.queries import sync as sync_q
+    from server.services import relay_uplink
+    from sync.batches import body_fingerprint
+
+    session = db()
+    with app.app_context():
+        national = accounts.create_project(session, f"National {uuid.uuid4().hex[:6]}")
+        publish_form(session, national.id, ENTREPRENEUR_XLSX)
+    session.close()
+    issued = relays.issue_relay(db(), f"safi-{uuid.uuid4().hex[:6]}", [national.id])
+    _relay_round(office, client, issued.token, national.id)  # the form comes down
+    instance_id, xml = _create()
+    with office.app.app_context():
+        assert _push(office.client, office.phone_token, office.project_id, [_submission(instance_id, xml)])
+        office_session = office.session()
+        try:
+            key = relay_uplink._new_batch(office_session, office.project_id)  # committed before the upgrade
+            assert key is not None
+            old_body = relay_uplink._batch_body(office_session, key, protocol_1=True)[0]
+        finally:
+            office_session.close()
+    sent = json.loads(old_body)
+    assert (sent["protocol"], sent["batch_id"], sent["items"][0]["instance_id"]) == ("fieldsync/1", key, instance_id)
+    assert sent["items"][0]["origin"]["device_id"] == "collect:field"
+    # The national server (then fieldsync/1) processed those bytes; the answer was lost on the way back.
+    old_reply = json.dumps(
+        {"batch_id": key, "protocol": "fieldsync/1", "results": [{"id": instance_id, "index": 0, "status": "created"}]}
+    ).encode()
+    session = db()
+    with session.begin():
+        assert sync_q.claim_batch(session, national.id, key, body_fingerprint(old_body), "relay:safi", utcnow())
+        sync_q.finish_batch(session, national.id, key, old_reply)
+    session.close()
+
+    report = _relay_round(office, client, issued.token, national.id)
+    assert (report.pushed, report.statuses) == (1, {"created": 1}), report
+    with office.app.app_context():
+        office_session = office.session()
+        try:
+            rows = office_session.scalars(select(RelayOutboxRow).where(RelayOutboxRow.batch_key == key)).all()
+            assert [(r.status, r.sent_at is not None) for r in rows] == [("created", True)]
         finally:
             office_session.close()

@@ -47,17 +47,17 @@ def _issue(db: sessionmaker[Session], name: str, projects: list[int]) -> relays.
 def _push(client: FlaskClient, token: str, project_id: int, instance_id: str, submitter: str) -> Any:
     item = {
         "type": "submission",
-        "instance_id": instance_id,
-        "form_id": "photo_visit",
-        "form_version": "1",
+        "instanceId": instance_id,
+        "formId": "photo_visit",
+        "formVersion": "1",
         "data": photo_submission(instance_id, []).decode(),
-        "origin": {"device_id": "collect:abc", "submitter": submitter},
+        "origin": {"deviceId": "collect:abc", "submitter": submitter},
     }
-    body = {"protocol": "fieldsync/1", "device_id": "collect:abc", "batch_id": uuid.uuid4().hex, "items": [item]}
+    body = {"protocol": "fieldsync/2", "deviceId": "collect:abc", "batchId": uuid.uuid4().hex, "items": [item]}
     return client.post(
         f"/v1/projects/{project_id}/sync/push",
         json=body,
-        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batch_id"]},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": body["batchId"]},
     )
 
 

@@ -67,7 +67,7 @@ def test_role_matrix(client: FlaskClient, app: Flask, personas: Personas, area: 
     if response.status_code in (401, 403) and response.mimetype == "application/json":
         body = response.get_json()
         assert {"code", "message", "details"} <= set(body)
-        assert set(body) - {"code", "message", "details"} <= {"protocol"}  # sync routes add fieldsync/1
+        assert set(body) - {"code", "message", "details"} <= {"protocol"}  # sync routes add fieldsync/2
 
 
 def test_every_endpoint_is_in_the_matrix(app: Flask) -> None:

@@ -37,9 +37,9 @@ def _xml(instance_id: str) -> str:
 def _item() -> dict[str, object]:
     return {
         "type": "submission",
-        "instance_id": INSTANCE,
-        "form_id": "photo_form",
-        "form_version": "1",
+        "instanceId": INSTANCE,
+        "formId": "photo_form",
+        "formVersion": "1",
         "data": _xml(INSTANCE),
         "attachments": [{"name": "p.jpg", "sha256": SHA, "size": len(PHOTO)}],
     }

@@ -75,11 +75,11 @@ def test_json_bodies_need_the_json_content_type(client: FlaskClient, personas: P
     assert response.get_json()["details"]["expected"] == "application/json"
     push = client.post(
         f"/v1/projects/{personas.project_id}/sync/push",
-        data=json.dumps({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": []}),
+        data=json.dumps({"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b", "items": []}),
         content_type=content_type,
         headers=personas.device.headers,
     )
-    assert (push.status_code, push.get_json()["protocol"]) == (415, "fieldsync/1")
+    assert (push.status_code, push.get_json()["protocol"]) == (415, "fieldsync/2")
 
 
 @pytest.mark.parametrize(

@@ -35,9 +35,9 @@ def _in_xml(xml: str) -> str:
 def _item(form: PublishedForm, xml: str, **overrides: Any) -> dict[str, Any]:
     item = {
         "type": "submission",
-        "instance_id": _in_xml(xml),
-        "form_id": form.xml_form_id,
-        "form_version": form.version,
+        "instanceId": _in_xml(xml),
+        "formId": form.xml_form_id,
+        "formVersion": form.version,
         "data": xml,
     }
     return {**item, **overrides}
@@ -46,10 +46,10 @@ def _item(form: PublishedForm, xml: str, **overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"instance_id": "uuid:00000000-0000-4000-8000-0000000000aa"}, "instance_id"),
-        ({"form_id": "another_form"}, "form_id"),
-        ({"form_version": "1999"}, "form_version"),
-        ({"deprecated_id": "uuid:00000000-0000-4000-8000-0000000000bb"}, "deprecated_id"),
+        ({"instanceId": "uuid:00000000-0000-4000-8000-0000000000aa"}, "instanceId"),
+        ({"formId": "another_form"}, "formId"),
+        ({"formVersion": "1999"}, "formVersion"),
+        ({"deprecatedId": "uuid:00000000-0000-4000-8000-0000000000bb"}, "deprecatedId"),
     ],
     ids=["instance_id", "form_id", "form_version", "deprecated_id"],
 )

@@ -72,7 +72,7 @@ def _create_upload(server: LiveServer, length: int) -> str:
 def _stalled_requests(server: LiveServer) -> dict[str, bytes]:
     """What each stalled client sends before it goes silent: a head and part of a body, or half a head."""
     openrosa, body = collect_post(server, "uuid:stalled-openrosa", {"a.jpg": b"x" * 50_000})
-    push_body = b'{"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": ['
+    push_body = b'{"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b", "items": ['
     push = request_bytes(
         "POST",
         f"/v1/projects/{server.project_id}/sync/push",

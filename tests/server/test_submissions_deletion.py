@@ -111,9 +111,9 @@ def test_pushing_a_deleted_instance_is_rejected(client: FlaskClient, personas: P
     transport = FaultyTransport(client, personas.device.headers, personas.project_id)
     item = {
         "type": "submission",
-        "instance_id": GONE,
-        "form_id": "photo_visit",
-        "form_version": "1",
+        "instanceId": GONE,
+        "formId": "photo_visit",
+        "formVersion": "1",
         "data": stored.gone_xml.decode(),
     }
     pushed = transport.push("phone-1", [item], "ok")

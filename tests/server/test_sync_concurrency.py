@@ -233,7 +233,7 @@ def test_concurrent_processes_store_each_item_once_without_5xx(live_server: Live
     entities = _server_entities(live_server)
     for entity_id in {item["entity"]["id"] for item in all_items}:
         expected = merge_entity_updates(
-            EntityOp(i["op_id"], Dot(i["dot"]["w"], i["dot"]["s"]), EMPTY_CONTEXT, i["fields"], i["hlc"], i["op_id"])
+            EntityOp(i["opId"], Dot(i["dot"]["w"], i["dot"]["s"]), EMPTY_CONTEXT, i["fields"], i["hlc"], i["opId"])
             for i in all_items
             if i["entity"]["id"] == entity_id
         )
@@ -265,7 +265,7 @@ def test_pull_pages_with_repeated_cursors_end_with_the_server_state(live_server:
         status, _, raw = live_server.request("GET", f"/v1/projects/{live_server.project_id}/sync/pull{query}")
         assert status == 200, raw[:300]
         page: dict[str, Any] = json.loads(raw)
-        assert page["protocol"] == "fieldsync/1"
+        assert page["protocol"] == "fieldsync/2"
         return page
 
     def apply(page: dict[str, Any]) -> None:
@@ -290,8 +290,8 @@ def test_pull_pages_with_repeated_cursors_end_with_the_server_state(live_server:
             assert {c["seq"] for c in previous[1]["changes"]} <= {c["seq"] for c in again["changes"]}
         apply(page)
         previous = (cursor, page)
-        cursor = page["next_cursor"]
-        if done.is_set() and not page["has_more"] and not page["changes"]:
+        cursor = page["nextCursor"]
+        if done.is_set() and not page["hasMore"] and not page["changes"]:
             break
         if not any(t.is_alive() for t in writers):
             done.set()

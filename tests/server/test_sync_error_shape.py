@@ -1,4 +1,4 @@
-"""Every answer of the sync door carries ``"protocol": "fieldsync/1"``, errors included (SYNC.md: a captive
+"""Every answer of the sync door carries ``"protocol": "fieldsync/2"``, errors included (SYNC.md: a captive
 portal's page must never pass for an acknowledgement)."""
 
 from __future__ import annotations
@@ -16,4 +16,4 @@ def test_refused_push_still_names_the_protocol(client: FlaskClient, personas: Pe
     headers = {} if who == "anonymous" else personas.all()[who].headers
     response = client.post(f"/v1/projects/{personas.project_id}/sync/push", json={}, headers=headers)
     assert response.status_code == status
-    assert response.get_json()["protocol"] == "fieldsync/1"
+    assert response.get_json()["protocol"] == "fieldsync/2"

@@ -53,7 +53,7 @@ chains_strategy = st.fixed_dictionaries(
 )
 SUBMISSION_FORM = name_photo_xlsform("prop_form", "1")
 BAD_ITEMS = [
-    {"type": "entity", "op_id": "broken"},  # unparseable → rejected
+    {"type": "entity", "opId": "broken"},  # unparseable → rejected
     entity_item("devA", 90, "e1", {"not_a_property": "x"}),  # → quarantined
     entity_item("devA", 91, "e9", {"phone": "x"}, list_name="no_such_list"),  # → quarantined
 ]
@@ -96,9 +96,9 @@ def _submission_items(chains: dict[str, list[list[str]]], blobs: list[bytes]) ->
                 )
                 item: dict[str, Any] = {
                     "type": "submission",
-                    "instance_id": instance_id,
-                    "form_id": "prop_form",
-                    "form_version": "1",
+                    "instanceId": instance_id,
+                    "formId": "prop_form",
+                    "formVersion": "1",
                     "data": xml,
                 }
                 if photo is not None:
@@ -187,11 +187,11 @@ def test_any_delivery_over_a_faulty_link_equals_one_clean_delivery(
     _assert_rebuild_equals_stored(db, faulty.project_id)
     assert all(first == again for first, again in faulty.replays)  # I2
     # I7: the bad items were held, every good op is stored.
-    good_ops = {item["op_id"] for _, item in items if item.get("op_id", "").startswith("dev") and item not in BAD_ITEMS}
+    good_ops = {item["opId"] for _, item in items if item.get("opId", "").startswith("dev") and item not in BAD_ITEMS}
     assert good_ops <= {op[2] for op in faulty_dump["ops"]}
     assert len(faulty_dump["held"]) == len(BAD_ITEMS)
     # Every submission version is stored once, chained to its original, with its photo once uploaded.
-    assert sorted(v[1] for v in faulty_dump["versions"]) == sorted(item["instance_id"] for _, item in submissions)
+    assert sorted(v[1] for v in faulty_dump["versions"]) == sorted(item["instanceId"] for _, item in submissions)
     assert len(faulty_dump["submissions"]) == sum(len(c) for c in chains.values())
     assert all(s[5] == s[6] for s in faulty_dump["submissions"])  # every declared photo arrived
     # I4: every acknowledged item can be read back (stored op, stored version or held payload).

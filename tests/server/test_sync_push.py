@@ -29,7 +29,7 @@ def test_push_entity_changes_then_pull_and_review(
         "devB",
         [
             entity_item("devB", 1, "e1", {"phone": "2"}, base_rev=rev, hlc=5),
-            {"type": "entity", "op_id": "x"},
+            {"type": "entity", "opId": "x"},
             entity_item("devB", 2, "e1", {"nope": "2"}, base_rev=rev),
         ],
         "duplicate",
@@ -44,17 +44,17 @@ def test_push_entity_changes_then_pull_and_review(
     listed = client.get(f"/v1/projects/{pid}/entities/entrepreneurs?conflict=hard", headers=personas.admin.headers)
     assert [e["id"] for e in listed.get_json()["entities"]] == ["e1"]
     detail = client.get(f"/v1/projects/{pid}/entities/entrepreneurs/e1", headers=personas.admin.headers).get_json()
-    assert {c["value"] for c in detail["conflict_fields"][0]["candidates"]} == {"2", "3"}
+    assert {c["value"] for c in detail["conflictFields"][0]["candidates"]} == {"2", "3"}
     assert len(detail["history"]) == 3
     stale = client.post(
         f"/v1/projects/{pid}/entities/entrepreneurs/e1/resolve",
-        json={"base_version": 1, "fields": {"phone": "2"}},
+        json={"baseVersion": 1, "fields": {"phone": "2"}},
         headers=personas.admin.headers,
     )
     assert stale.status_code == 409
     done = client.post(
         f"/v1/projects/{pid}/entities/entrepreneurs/e1/resolve",
-        json={"base_version": detail["version"], "fields": {"phone": "2"}},
+        json={"baseVersion": detail["version"], "fields": {"phone": "2"}},
         headers=personas.admin.headers,
     )
     assert done.status_code == 200, done.get_data(as_text=True)
@@ -83,8 +83,8 @@ def test_push_errors_carry_the_protocol(client: FlaskClient, db: sessionmaker[Se
         headers={**personas.admin.headers, "Content-Encoding": "gzip"},
     )
     assert bad_gzip.status_code == 400
-    assert bad_gzip.get_json()["protocol"] == "fieldsync/1"
-    many = {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": [{}] * 201}
+    assert bad_gzip.get_json()["protocol"] == "fieldsync/2"
+    many = {"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b", "items": [{}] * 201}
     too_many = client.post(
         url,
         data=gzip.compress(json.dumps(many).encode()),
@@ -92,13 +92,13 @@ def test_push_errors_carry_the_protocol(client: FlaskClient, db: sessionmaker[Se
         headers={**personas.admin.headers, "Content-Encoding": "gzip"},
     )
     assert too_many.status_code == 413
-    assert too_many.get_json()["details"]["max_items"] == 200
-    body = {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "k1", "items": []}
+    assert too_many.get_json()["details"]["maxItems"] == 200
+    body = {"protocol": "fieldsync/2", "deviceId": "d", "batchId": "k1", "items": []}
     assert client.post(url, json=body, headers=personas.admin.headers).status_code == 200
     body["items"] = [{"type": "entity"}]
     reused = client.post(url, json=body, headers=personas.admin.headers)
     assert reused.status_code == 422
-    assert reused.get_json()["protocol"] == "fieldsync/1"
+    assert reused.get_json()["protocol"] == "fieldsync/2"
 
 
 def test_a_batch_in_progress_is_409_with_retry_after_and_a_big_body_is_413(
@@ -109,7 +109,7 @@ def test_a_batch_in_progress_is_409_with_retry_after_and_a_big_body_is_413(
     from sync.batches import body_fingerprint
 
     pid = fresh_project(db)
-    body = {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "busy", "items": []}
+    body = {"protocol": "fieldsync/2", "deviceId": "d", "batchId": "busy", "items": []}
     raw = json.dumps(body).encode()
     session = db()
     with session.begin():
@@ -121,16 +121,16 @@ def test_a_batch_in_progress_is_409_with_retry_after_and_a_big_body_is_413(
     )
     assert busy.status_code == 409
     assert busy.headers["Retry-After"] == "5"
-    assert busy.get_json()["protocol"] == "fieldsync/1"
+    assert busy.get_json()["protocol"] == "fieldsync/2"
     app.config["MAX_PUSH_BYTES"] = 100
     big = client.post(
         url,
-        data=json.dumps({**body, "batch_id": "x" * 200}),
+        data=json.dumps({**body, "batchId": "x" * 200}),
         content_type="application/json",
         headers=personas.admin.headers,
     )
     assert big.status_code == 413
-    assert big.get_json()["details"] == {"max_bytes": 100, "max_items": 200, "problem": "too_large"}
+    assert big.get_json()["details"] == {"maxBytes": 100, "maxItems": 200, "problem": "too_large"}
 
 
 def test_an_item_that_crashes_is_held_and_never_blocks_the_others(
@@ -163,11 +163,11 @@ def test_a_device_whose_reply_was_lost_learns_its_outcomes_from_pull(
     pid = personas.project_id
     batch_id = "reply-lost-1"
     body = {
-        "protocol": "fieldsync/1",
-        "device_id": "tab-7",
-        "batch_id": batch_id,
+        "protocol": "fieldsync/2",
+        "deviceId": "tab-7",
+        "batchId": batch_id,
         "items": [
-            {"type": "entity", "op_id": "x"},  # unparseable: rejected
+            {"type": "entity", "opId": "x"},  # unparseable: rejected
             entity_item("tab-7", 1, "e1", {"phone": "1"}, list_name="no_such_list"),  # quarantined
         ],
     }
@@ -180,7 +180,7 @@ def test_a_device_whose_reply_was_lost_learns_its_outcomes_from_pull(
     pulled = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=personas.device.headers).get_json()
     batches = [c for c in pulled["changes"] if c["collection"] == "batch" and c["id"] == batch_id]
     assert len(batches) == 1
-    assert batches[0]["data"] == {"batch_id": batch_id, "device_id": "tab-7", "results": results}
+    assert batches[0]["data"] == {"batchId": batch_id, "deviceId": "tab-7", "results": results}
     # Outcomes are the pushing caller's own: another member pulling the project does not get them.
     others = client.get(f"/v1/projects/{pid}/sync/pull?limit=500", headers=personas.coach.headers)
     assert others.status_code == 200
@@ -195,8 +195,8 @@ def test_batch_outcomes_count_as_their_items_in_a_pull_page(
     pushed = []
     for n in range(3):
         batch_id = f"paged-{limit}-{n}"
-        items = [{"type": "entity", "op_id": f"bad-{n}-{i}"} for i in range(2)]  # rejected, but reported
-        body = {"protocol": "fieldsync/1", "device_id": "tab-9", "batch_id": batch_id, "items": items}
+        items = [{"type": "entity", "opId": f"bad-{n}-{i}"} for i in range(2)]  # rejected, but reported
+        body = {"protocol": "fieldsync/2", "deviceId": "tab-9", "batchId": batch_id, "items": items}
         reply = client.post(
             f"/v1/projects/{pid}/sync/push", json=body, headers={**personas.device.headers, "Idempotency-Key": batch_id}
         )
@@ -213,7 +213,7 @@ def test_batch_outcomes_count_as_their_items_in_a_pull_page(
         assert page["changes"], "a page always moves the cursor on"
         assert items <= max(limit, 2), f"{items} items in a page of limit {limit}"
         seen += [c["id"] for c in batches if c["id"].startswith(f"paged-{limit}-")]
-        cursor = page["next_cursor"]
-        if not page["has_more"]:
+        cursor = page["nextCursor"]
+        if not page["hasMore"]:
             break
     assert seen == pushed  # every batch once, in commit order

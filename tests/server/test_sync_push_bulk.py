@@ -32,9 +32,9 @@ def _xml(instance_id: str, name: str, deprecated_id: str | None = None, photo: s
 def _item(instance_id: str, xml: str, **extra: Any) -> dict[str, Any]:
     return {
         "type": "submission",
-        "instance_id": instance_id,
-        "form_id": "bulk_test",
-        "form_version": "3",
+        "instanceId": instance_id,
+        "formId": "bulk_test",
+        "formVersion": "3",
         "data": xml,
         **extra,
     }
@@ -51,8 +51,8 @@ def _batch() -> list[Any]:
         _item("uuid:z1", _xml("uuid:z1", "Zineb", photo="p.jpg"), attachments=declared),
         _item("uuid:w2", _xml("uuid:w1", "fields disagree with the XML")),
         _item("uuid:w1", _xml("uuid:w1", "fields disagree with the XML")),
-        _item("uuid:v1", _xml("uuid:v1", "Vanessa").replace('version="3"', 'version="9"'), form_version="9"),
-        {"type": "submission", "instance_id": "uuid:bad"},  # not a submission item
+        _item("uuid:v1", _xml("uuid:v1", "Vanessa").replace('version="3"', 'version="9"'), formVersion="9"),
+        {"type": "submission", "instanceId": "uuid:bad"},  # not a submission item
         _item("uuid:u1", "<data id='bulk_test' version='3'><name>cut"),  # unparseable XML
         _item("uuid:t1", _xml("uuid:t1", "Touria")),
     ]

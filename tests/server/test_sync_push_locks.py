@@ -37,7 +37,7 @@ ROUNDS = 3
 
 def _push(client: FlaskClient, token: str, project_id: int, items: list[dict[str, object]], device: str) -> int:
     batch_id = hashlib.sha256(json.dumps([device, items], sort_keys=True).encode()).hexdigest()[:32]
-    body = {"protocol": "fieldsync/1", "device_id": device, "batch_id": batch_id, "items": items}
+    body = {"protocol": "fieldsync/2", "deviceId": device, "batchId": batch_id, "items": items}
     response = client.post(
         f"/v1/projects/{project_id}/sync/push",
         json=body,
@@ -53,8 +53,8 @@ def _items(prefix: str, version: int = 1) -> list[dict[str, object]]:
         instance_id = f"uuid:{prefix}-{chain}-v{version}"
         deprecated = f"uuid:{prefix}-{chain}-v{version - 1}" if version > 1 else None
         xml = photo_submission(instance_id, [], site=f"site {chain} v{version}", deprecated_id=deprecated)
-        item = {"type": "submission", "instance_id": instance_id, "form_id": "photo_visit", "form_version": "1"}
-        items.append({**item, "data": xml.decode(), **({"deprecated_id": deprecated} if deprecated else {})})
+        item = {"type": "submission", "instanceId": instance_id, "formId": "photo_visit", "formVersion": "1"}
+        items.append({**item, "data": xml.decode(), **({"deprecatedId": deprecated} if deprecated else {})})
     return items
 
 
@@ -86,7 +86,7 @@ def test_shuffled_concurrent_pushes_never_deadlock(tmp_path: Path, caplog: pytes
         with engine.connect() as connection:
             stored = Counter(connection.execute(text("SELECT instance_id FROM submission_versions")).scalars())
             chains = connection.execute(text("SELECT count(*) FROM submissions")).scalar_one()
-        assert stored == Counter({str(i["instance_id"]): 1 for i in _items("shuffle") + edits})
+        assert stored == Counter({str(i["instanceId"]): 1 for i in _items("shuffle") + edits})
         assert chains == CHAINS
     finally:
         app.extensions["fieldsync.store"].engine.dispose()
@@ -127,7 +127,7 @@ def test_a_killed_workers_batch_is_taken_over_by_the_next_resend(store: str, tmp
     url, cleanup = fresh_database_url(store, tmp_path)
     app, project_id, token = photo_project_app(url, tmp_path, "k")
     items = [_items("killed")[0], _items("killed", 2)[0]]
-    body = json.dumps({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "killed", "items": items}).encode()
+    body = json.dumps({"protocol": "fieldsync/2", "deviceId": "d", "batchId": "killed", "items": items}).encode()
     (tmp_path / "body.json").write_bytes(body)
     marker = tmp_path / "claimed"
     worker = subprocess.Popen(

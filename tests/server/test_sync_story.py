@@ -68,8 +68,8 @@ def test_two_coaches_offline_for_a_week_converge_with_one_hard_conflict_then_res
     assert [(c["id"], c["conflict"]) for c in conflicts] == [("amina", "hard")]
     assert listed.headers["X-Total-Count"] == "1" and [c["field"] for c in conflicts[0]["conflictFields"]] == ["phone"]
     amina = client.get(f"/v1/projects/{pid}/entities/entrepreneurs/amina", headers=headers).get_json()
-    assert [c["field"] for c in amina["conflict_fields"]] == ["phone"]
-    candidates = amina["conflict_fields"][0]["candidates"]
+    assert [c["field"] for c in amina["conflictFields"]] == ["phone"]
+    candidates = amina["conflictFields"][0]["candidates"]
     assert {c["value"] for c in candidates} == {"+226 70 00 00 03", "+226 70 00 00 05"}
     assert candidates[0]["value"] == "+226 70 00 00 05"  # provisional winner: latest capture
     assert amina["properties"] == {
@@ -80,12 +80,12 @@ def test_two_coaches_offline_for_a_week_converge_with_one_hard_conflict_then_res
     }
     resolve_url = f"/v1/projects/{pid}/entities/entrepreneurs/amina/resolve"
     stale = client.post(
-        resolve_url, json={"base_version": amina["version"] - 1, "fields": {"phone": "x"}}, headers=headers
+        resolve_url, json={"baseVersion": amina["version"] - 1, "fields": {"phone": "x"}}, headers=headers
     )
     assert stale.status_code == 409
-    assert stale.get_json()["details"]["current_version"] == amina["version"]
+    assert stale.get_json()["details"]["currentVersion"] == amina["version"]
     resolved = client.post(
-        resolve_url, json={"base_version": amina["version"], "fields": {"phone": "+226 70 00 00 03"}}, headers=headers
+        resolve_url, json={"baseVersion": amina["version"], "fields": {"phone": "+226 70 00 00 03"}}, headers=headers
     )
     assert resolved.status_code == 200, resolved.get_data(as_text=True)
     assert resolved.get_json()["conflict"] is None

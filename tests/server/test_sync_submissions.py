@@ -18,9 +18,9 @@ SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "submissions" / "en
 def _item(xml: str, form: PublishedForm, instance_id: str, **extra: object) -> dict[str, object]:
     return {
         "type": "submission",
-        "instance_id": instance_id,
-        "form_id": form.xml_form_id,
-        "form_version": form.version,
+        "instanceId": instance_id,
+        "formId": form.xml_form_id,
+        "formVersion": form.version,
         "data": xml,
         **extra,
     }
@@ -59,9 +59,9 @@ def test_an_unknown_form_version_is_quarantined_then_kept(
     transport = FaultyTransport(client, personas.device.headers, personas.project_id)
     item = {
         "type": "submission",
-        "instance_id": "uuid:q1",
-        "form_id": published_entrepreneur.xml_form_id,
-        "form_version": "1999",
+        "instanceId": "uuid:q1",
+        "formId": published_entrepreneur.xml_form_id,
+        "formVersion": "1999",
         "data": {"profile/phone": "1"},
     }
     pushed = transport.push("phone-1", [item], "ok")
@@ -105,12 +105,13 @@ def test_publishing_a_form_is_pulled_and_declares_its_entity_lists(
     pulled = client.get(f"/v1/projects/{personas.project_id}/sync/pull", headers=personas.device.headers).get_json()
     forms = [c for c in pulled["changes"] if c["collection"] == "form_version"]
     assert [c["id"] for c in forms] == [f"{published_entrepreneur.xml_form_id}@{published_entrepreneur.version}"]
+    assert set(forms[0]["data"]) == {"formId", "version", "hash", "sha256"}  # camelCase (fieldsync/2)
     listed = client.get(
         f"/v1/projects/{personas.project_id}/entities/entrepreneurs", headers=personas.device.headers
     )
     assert listed.status_code == 200
     assert listed.get_json() == {"entities": []}
     again = client.get(
-        f"/v1/projects/{personas.project_id}/sync/pull?cursor={pulled['next_cursor']}", headers=personas.device.headers
+        f"/v1/projects/{personas.project_id}/sync/pull?cursor={pulled['nextCursor']}", headers=personas.device.headers
     ).get_json()
-    assert again["changes"] == [] and again["has_more"] is False
+    assert again["changes"] == [] and again["hasMore"] is False

@@ -21,9 +21,9 @@ def _item(form: PublishedForm, xml: str, attachments: list[dict[str, object]]) -
     instance_id = xml.split("<instanceID>", 1)[1].split("</instanceID>", 1)[0]
     return {
         "type": "submission",
-        "instance_id": instance_id,
-        "form_id": form.xml_form_id,
-        "form_version": form.version,
+        "instanceId": instance_id,
+        "formId": form.xml_form_id,
+        "formVersion": form.version,
         "data": xml,
         "attachments": attachments,
     }
@@ -48,7 +48,7 @@ def test_a_tus_upload_completes_a_submission_awaiting_its_blob(
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     declared = [{"name": name, "sha256": hashes[name], "size": len(data)} for name, data in files.items()]
     item = _item(published_entrepreneur, xml, declared)
-    instance_id = str(item["instance_id"])
+    instance_id = str(item["instanceId"])
     transport = FaultyTransport(client, personas.device.headers, personas.project_id)
 
     first = transport.push("phone-1", [item], "ok")

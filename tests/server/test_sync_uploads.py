@@ -57,7 +57,7 @@ def test_a_cut_patch_keeps_what_arrived_and_the_upload_resumes(client: FlaskClie
         json={"sha256": [sha, sha]},
         headers=personas.device.headers,
     )
-    assert missing.get_json() == {"protocol": "fieldsync/1", "missing": [sha]}
+    assert missing.get_json() == {"protocol": "fieldsync/2", "missing": [sha]}
     url, offset = _create(client, personas, data)
     assert offset == 0
     cut = _patch(client, personas, url, 0, data[:3000], declared=5000)  # the connection dies after 3000 bytes

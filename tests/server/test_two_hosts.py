@@ -219,7 +219,7 @@ def test_every_story_runs_across_two_hosts(deployment: Deployment, s3_config: di
     pulled = requests.get(f"{d.b}/v1/projects/{d.project_id}/sync/pull?limit=500", headers=_device(d)).json()
     assert [c["collection"] for c in pulled["changes"]].count("entity") == 1
     again = requests.get(
-        f"{d.a}/v1/projects/{d.project_id}/sync/pull", params={"cursor": pulled["next_cursor"]}, headers=_device(d)
+        f"{d.a}/v1/projects/{d.project_id}/sync/pull", params={"cursor": pulled["nextCursor"]}, headers=_device(d)
     )
     assert again.status_code == 200, again.text
 

@@ -28,6 +28,10 @@ from sync.batches import (
     UnsupportedProtocol,
     body_fingerprint,
     decide_batch,
+    decide_old_protocol,
+    item_from_protocol_1,
+    item_to_protocol_1,
+    old_batch_key,
     parse_push_envelope,
     parse_push_item,
 )
@@ -35,8 +39,8 @@ from sync.entities import LABEL_FIELD, CausalContext, Dot
 from sync.outcomes import FOREIGN_DOT, UNPARSEABLE_ITEM, Rejected
 from sync.submissions import AttachmentRef
 
-RESPONSE = {"protocol": "fieldsync/1", "results": [{"status": "created"}]}
-BODY = b'{"protocol":"fieldsync/1","items":[]}'
+RESPONSE = {"protocol": "fieldsync/2", "results": [{"status": "created"}]}
+BODY = b'{"protocol":"fieldsync/2","items":[]}'
 
 
 @pytest.mark.parametrize(
@@ -80,17 +84,27 @@ def test_fingerprint_is_sha256_of_the_body() -> None:
 
 
 SUBMISSION: dict[str, Any] = {
-    "instance_id": "uuid:visit-1",
-    "form_id": "coop_visit",
-    "form_version": "2026-03-01",
+    "instanceId": "uuid:visit-1",
+    "formId": "coop_visit",
+    "formVersion": "2026-03-01",
     "data": "<data/>",
     "attachments": [{"name": "front.jpg", "sha256": "a" * 64, "size": 10}],
 }
-ENTITY: dict[str, Any] = {
+ENTITY_1: dict[str, Any] = {  # the same change as fieldsync/1 (snake_case) sent it
     "op_id": "op-1",
     "dot": {"w": "dev-amina", "s": 3},
     "entity": {"list": "cooperatives", "id": "coop-espoir"},
     "base_rev": "0123456789abcdef",
+    "fields": {"phone": "+256 711", "members_count": {"set": "41"}},
+    "label": "Coopérative Espoir",
+    "hlc": 1_767_225_600_123,
+    "source_submission": "uuid:visit-1",
+}
+ENTITY: dict[str, Any] = {
+    "opId": "op-1",
+    "dot": {"w": "dev-amina", "s": 3},
+    "entity": {"list": "cooperatives", "id": "coop-espoir"},
+    "baseRev": "0123456789abcdef",
     "fields": {"phone": "+256 711", "members_count": {"set": "41"}},
     "label": "Coopérative Espoir",
     "hlc": 1_767_225_600_123,
@@ -130,10 +144,12 @@ def broken(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     ("item", "where"),
     [
         ("not an object", "items[0]"),
-        ({"form_id": "x"}, "items[0]"),
-        ({**SUBMISSION, "op_id": "both"}, "items[0]"),
-        (broken(SUBMISSION, instance_id=...), "instance_id"),
-        (broken(SUBMISSION, form_version=3), "form_version"),
+        ({"formId": "x"}, "items[0]"),
+        ({**SUBMISSION, "opId": "both"}, "items[0]"),
+        (broken(SUBMISSION, instanceId=...), "instanceId"),
+        (broken(SUBMISSION, formVersion=3), "formVersion"),
+        (dict(ENTITY_1), "cannot tell a submission (instanceId) from an entity (opId)"),
+        ({**ENTITY_1, "type": "entity"}, "opId: required"),
         (broken(SUBMISSION, data=7), "data"),
         (broken(SUBMISSION, attachments=[{"name": "a.jpg", "sha256": "ABC", "size": 1}]), "sha256"),
         (broken(SUBMISSION, attachments=[{"name": "a.jpg", "sha256": "a" * 64, "size": -1}]), "size"),
@@ -151,6 +167,8 @@ def broken(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
         "both-kinds",
         "missing-instance-id",
         "version-not-a-string",
+        "fieldsync-1-item-neither-kind",
+        "fieldsync-1-entity-without-op-id",
         "data-not-xml-or-object",
         "bad-sha256",
         "negative-size",
@@ -178,14 +196,15 @@ def test_p3_an_op_with_another_devices_dot_is_refused() -> None:
 @pytest.mark.parametrize(
     ("body", "expected_type"),
     [
-        ({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": [SUBMISSION]}, PushEnvelope),
-        ({"protocol": "fieldsync/2", "device_id": "d", "batch_id": "b", "items": []}, UnsupportedProtocol),
-        ({"protocol": "fieldsync/1", "device_id": "d", "items": []}, MalformedBody),
-        ({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": {}}, MalformedBody),
-        ({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": [{}] * 201}, TooManyItems),
+        ({"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b", "items": [SUBMISSION]}, PushEnvelope),
+        ({"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": []}, UnsupportedProtocol),
+        ({"protocol": "fieldsync/2", "deviceId": "d", "items": []}, MalformedBody),
+        ({"protocol": "fieldsync/2", "device_id": "d", "batch_id": "b", "items": []}, MalformedBody),
+        ({"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b", "items": {}}, MalformedBody),
+        ({"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b", "items": [{}] * 201}, TooManyItems),
         ([], MalformedBody),
         (
-            {"protocol": "fieldsync/1", "device_id": "d", "batch_id": "b", "items": [], "itmes": [SUBMISSION]},
+            {"protocol": "fieldsync/2", "deviceId": "d", "batchId": "b", "items": [], "itmes": [SUBMISSION]},
             MalformedBody,
         ),
     ],
@@ -193,6 +212,7 @@ def test_p3_an_op_with_another_devices_dot_is_refused() -> None:
         "valid",
         "other-protocol-426",
         "no-batch-id",
+        "snake-case-keys",
         "items-not-a-list",
         "too-many-items-413",
         "not-an-object",
@@ -201,3 +221,71 @@ def test_p3_an_op_with_another_devices_dot_is_refused() -> None:
 )
 def test_push_envelope(body: object, expected_type: type) -> None:
     assert isinstance(parse_push_envelope(body), expected_type)
+
+
+def test_v1_an_unknown_key_names_the_camel_case_keys() -> None:
+    refused = parse_push_envelope({"protocol": "fieldsync/2", "device_id": "d", "batchId": "b", "items": []})
+    assert isinstance(refused, MalformedBody)
+    assert refused.detail == "unknown field(s) device_id: a push has only protocol, deviceId, batchId, items"
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (None, UnsupportedProtocol("fieldsync/1")),
+        (StoredBatch("k", "h1", "done", RESPONSE), Replay(RESPONSE)),
+        (StoredBatch("k", "h2", "done", RESPONSE), UnsupportedProtocol("fieldsync/1")),
+        (StoredBatch("k", "h1", "in_progress"), UnsupportedProtocol("fieldsync/1")),
+    ],
+    ids=["U1-never-stored", "U2-same-bytes-replay", "U1-other-bytes", "U1-in-progress"],
+)
+def test_u_a_fieldsync_1_body_replays_only_a_stored_batch_of_the_same_bytes(
+    stored: StoredBatch | None, expected: object
+) -> None:
+    assert decide_old_protocol("h1", stored) == expected
+
+
+def test_u_the_key_of_a_fieldsync_1_body() -> None:
+    assert old_batch_key({"batch_id": "b"}, None) == "b"
+    assert old_batch_key({"batch_id": "b"}, "k") == "k"
+    assert old_batch_key({"batchId": "b"}, None) is None
+
+
+SUBMISSION_1: dict[str, Any] = {
+    "type": "submission",
+    "instance_id": "uuid:visit-2",
+    "form_id": "coop_visit",
+    "form_version": "2026-03-01",
+    "deprecated_id": "uuid:visit-1",
+    "data": {"coop_name": "Espoir", "meta/instance_name": "x"},
+    "attachments": [],
+    "origin": {"device_id": "collect:1", "submitter": "user:amina"},
+    "entity_ops": [{"op_id": "o", "context": {"max": {"w_1": 1}}, "unknown_base": False}],
+}
+
+
+def test_u3_item_from_protocol_1_renames_the_protocol_keys_only() -> None:
+    assert item_from_protocol_1(ENTITY_1) == {**ENTITY, "sourceSubmission": "uuid:visit-1"}
+    translated = item_from_protocol_1(SUBMISSION_1)
+    assert translated == {
+        "type": "submission",
+        "instanceId": "uuid:visit-2",
+        "formId": "coop_visit",
+        "formVersion": "2026-03-01",
+        "deprecatedId": "uuid:visit-1",
+        "data": {"coop_name": "Espoir", "meta/instance_name": "x"},  # field paths are the form's names
+        "attachments": [],
+        "origin": {"deviceId": "collect:1", "submitter": "user:amina"},
+        "entityOps": [{"opId": "o", "context": {"max": {"w_1": 1}}, "unknownBase": False}],
+    }
+    assert isinstance(parse_push_item(translated), SubmissionItem)
+    assert item_to_protocol_1(translated) == SUBMISSION_1  # what a relay resends for a key sent before
+
+
+@pytest.mark.parametrize(
+    "item",
+    [ENTITY, SUBMISSION, {**ENTITY, "op_id": "stray"}, {"type": "entity"}, "not an object", None],
+    ids=["fieldsync-2-entity", "fieldsync-2-submission", "mixed-keys", "no-protocol-key", "not-an-object", "null"],
+)
+def test_u3_item_from_protocol_1_leaves_anything_else_as_it_is(item: object) -> None:
+    assert item_from_protocol_1(item) == item

@@ -265,23 +265,23 @@ def test_relayed_bases_read_the_office_contexts_and_refuse_any_other_shape() -> 
     from sync.entities import CausalContext, Dot, RelayedBase, relayed_bases
 
     seen = CausalContext.from_dots([Dot("create:k", 1), Dot("odk:a", 1), Dot("branch:b", 3)])
-    wire = [{"op_id": "x", "context": seen.to_json_obj(), "unknown_base": False}, {"op_id": "y", "context": {}}]
+    wire = [{"opId": "x", "context": seen.to_json_obj(), "unknownBase": False}, {"opId": "y", "context": {}}]
     assert relayed_bases(wire) == {"x": RelayedBase(seen), "y": RelayedBase(CausalContext())}
-    assert relayed_bases([{"op_id": "z", "context": {}, "unknown_base": True}]) == {
+    assert relayed_bases([{"opId": "z", "context": {}, "unknownBase": True}]) == {
         "z": RelayedBase(CausalContext(), unknown_base=True)
     }
     for bad in (
         None,
-        {"op_id": "x"},
+        {"opId": "x"},
         [{"context": {}}],
-        [{"op_id": "x", "context": []}],
-        [{"op_id": "x", "context": {"max": {"w": "2"}}}],
-        [{"op_id": "x", "context": {"max": {"w": True}}}],
-        [{"op_id": "x", "context": {"max": {"w": 10**9}}}],
-        [{"op_id": "x", "context": {"max": {f"w{i}": 90_000 for i in range(2)}}}],
-        [{"op_id": "x", "context": {"extra": [["w", 0]]}}],
-        [{"op_id": "x", "context": {"extra": [["w"]]}}],
-        [{"op_id": "x", "context": {"extra": [["w", True]]}}],
-        [{"op_id": "x", "context": {}, "unknown_base": "no"}],
+        [{"opId": "x", "context": []}],
+        [{"opId": "x", "context": {"max": {"w": "2"}}}],
+        [{"opId": "x", "context": {"max": {"w": True}}}],
+        [{"opId": "x", "context": {"max": {"w": 10**9}}}],
+        [{"opId": "x", "context": {"max": {f"w{i}": 90_000 for i in range(2)}}}],
+        [{"opId": "x", "context": {"extra": [["w", 0]]}}],
+        [{"opId": "x", "context": {"extra": [["w"]]}}],
+        [{"opId": "x", "context": {"extra": [["w", True]]}}],
+        [{"opId": "x", "context": {}, "unknownBase": "no"}],
     ):
         assert relayed_bases(bad) is None, bad

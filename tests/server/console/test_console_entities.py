@@ -38,11 +38,11 @@ def sign_in(client: FlaskClient, username: str) -> str:
 def _push(client: FlaskClient, personas: Personas, device: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     import json
 
-    body = {"protocol": "fieldsync/1", "device_id": device, "batch_id": f"{device}-{items[0]['op_id']}", "items": items}
+    body = {"protocol": "fieldsync/2", "deviceId": device, "batchId": f"{device}-{items[0]['opId']}", "items": items}
     response = client.post(
         f"/v1/projects/{personas.project_id}/sync/push",
         data=json.dumps(body),
-        headers={**personas.admin.headers, "Idempotency-Key": body["batch_id"], "Content-Type": "application/json"},
+        headers={**personas.admin.headers, "Idempotency-Key": body["batchId"], "Content-Type": "application/json"},
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     result: dict[str, Any] = response.get_json()
@@ -127,7 +127,7 @@ def test_e2_entity_page_shows_who_which_phone_and_base_version(
     for phone in ("office", "phoneA", "phoneB"):
         assert phone in html
     assert "admin-persona" in html  # the user the pushes authenticated as
-    bases = [h["base_version"] for h in conflicted["history"]]
+    bases = [h["baseVersion"] for h in conflicted["history"]]
     assert sorted(bases, key=lambda b: -1 if b is None else b) == [None, 1, 1]  # both phones saw version 1
     assert "Delete" not in html  # analysts do not resolve
 
@@ -158,7 +158,7 @@ def test_e4_queue_shows_every_competing_value_with_its_writer_and_the_winner_fir
 ) -> None:
     sign_in(client, "analyst-persona")
     html = client.get(f"/projects/{personas.project_id}/conflicts").get_data(as_text=True)
-    assert [c["field"] for c in conflicted["conflict_fields"]] == ["phone"]
+    assert [c["field"] for c in conflicted["conflictFields"]] == ["phone"]
     first, second = html.index("0622"), html.index("0611")
     assert first < second  # the provisional winner (latest capture) comes first
     assert "provisional winner" in html and "phoneA" in html and "phoneB" in html

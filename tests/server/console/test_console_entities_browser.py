@@ -76,8 +76,8 @@ def _entity(server: LiveServer, token: str, entity_id: str) -> dict[str, Any]:
 
 
 def _push(server: LiveServer, token: str, item: dict[str, Any]) -> None:
-    batch = f"batch-{item['op_id']}"
-    body = {"protocol": "fieldsync/1", "device_id": item["dot"]["w"], "batch_id": batch, "items": [item]}
+    batch = f"batch-{item['opId']}"
+    body = {"protocol": "fieldsync/2", "deviceId": item["dot"]["w"], "batchId": batch, "items": [item]}
     response = requests.post(
         server.at(f"/v1/projects/{server.project_id}/sync/push"),
         data=json.dumps(body),
@@ -140,10 +140,10 @@ def test_r1_two_offline_phones_conflict_and_the_reviewer_settles_it(
         phone_b,
         {
             "type": "entity",
-            "op_id": f"phone-b-{entity_id}",
+            "opId": f"phone-b-{entity_id}",
             "dot": {"w": f"phone-b-{locale}", "s": 1},
             "entity": {"list": "entrepreneurs", "id": entity_id},
-            "base_rev": seen_by_b["rev"],
+            "baseRev": seen_by_b["rev"],
             "fields": {"phone": value_b},
             "hlc": 1_800_000_000_000,  # 15 January 2027, after phone A's capture: phone B's value wins provisionally
         },
