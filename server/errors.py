@@ -16,6 +16,8 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from server.api.conventions import camel
+
 log = logging.getLogger("fieldsync.errors")
 
 # Fieldsync's machine names → Central's numeric problem codes (central-backend lib/util/problem.js).
@@ -95,7 +97,8 @@ class ApiError(Exception):
         return {
             "code": problem_code(self.status, self.code),
             "message": self.message,
-            "details": {**self.details, "problem": self.code},
+            # Keys in camelCase as every field of the JSON API (values, such as a field's name, as they are).
+            "details": {**{camel(key): value for key, value in self.details.items()}, "problem": self.code},
         }
 
 

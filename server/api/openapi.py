@@ -65,7 +65,7 @@ _ERROR_TEXT = {
     403: "The caller's role does not allow this",
     404: "Not found (or not visible to the caller)",
     409: "Conflicts with the current state (`details` says which)",
-    413: "The body is larger than the limit (`details.limit_bytes`)",
+    413: "The body is larger than the limit (`details.limitBytes`)",
     415: "Wrong Content-Type",
     422: "Well-formed but refused (for push: the Idempotency-Key was used for another body)",
     426: "The client speaks a protocol this server does not",

@@ -29,7 +29,7 @@ def test_a_403_names_the_missing_permission_and_what_to_do(
     assert "'people.manage'" in body["message"] and "manager" in body["message"]
     assert role_words.format(pid=personas.project_id) in body["message"]
     assert body["details"]["permission"] == "people.manage"
-    assert body["details"]["roles_with_permission"] == ["manager"]
+    assert body["details"]["rolesWithPermission"] == ["manager"]
 
 
 def test_an_analyst_s_form_list_403_says_collect_needs_a_sending_role(client: FlaskClient, personas: Personas) -> None:

@@ -301,7 +301,7 @@ def test_bad_1_pyxform_reason_names_the_row(client: FlaskClient, personas: Perso
     assert details["sheet"] == "survey"
     assert details["row"] == 3
     assert "q1" in details["reason"]
-    assert details["message_fr"].startswith("[feuille survey, ligne 3]")
+    assert details["messageFr"].startswith("[feuille survey, ligne 3]")
 
 
 def test_bad_1_over_size_and_missing_file(
@@ -311,7 +311,7 @@ def test_bad_1_over_size_and_missing_file(
     app.config["MAX_FORM_BYTES"] = 1000
     too_big = _upload(client, personas, COOP_XLSX.read_bytes(), COOP_XLSX.name)
     assert too_big.status_code == 413
-    assert too_big.json["details"]["limit_bytes"] == 1000
+    assert too_big.json["details"]["limitBytes"] == 1000
     no_file = client.post(f"/v1/projects/{personas.project_id}/forms", headers=personas.manager.headers)
     assert no_file.status_code == 400
     assert no_file.json["details"]["problem"] == "missing_file"
@@ -365,7 +365,7 @@ def test_conv_1_child_process_and_timeout(
     slow = _upload(client, personas, media_form("2"), "m.xlsx")
     assert slow.status_code == 422
     assert slow.json["details"]["problem"] == "conversion_timeout"
-    assert slow.json["details"]["limit_seconds"] == 0.001
-    assert slow.json["details"]["elapsed_seconds"] >= 0.001
+    assert slow.json["details"]["limitSeconds"] == 0.001
+    assert slow.json["details"]["elapsedSeconds"] >= 0.001
     assert "0.001 s" in slow.json["message"]
     assert _counts(session) == before

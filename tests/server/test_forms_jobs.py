@@ -120,7 +120,7 @@ def test_job_3_timeout_fails_the_job(jobs_app: tuple[Flask, dict[str, str], int]
     assert failed["state"] == "failed"
     assert (failed["error"]["status"], failed["error"]["details"]["problem"]) == (422, "conversion_timeout")
     assert "0.001 s" in failed["error"]["message"]
-    assert failed["error"]["details"]["limit_seconds"] == 0.001
+    assert failed["error"]["details"]["limitSeconds"] == 0.001
 
 
 def test_job_4_fast_conversion_answers_inline(jobs_app: tuple[Flask, dict[str, str], int]) -> None:

@@ -79,7 +79,7 @@ def test_a_matching_item_is_stored_next_to_a_refused_one(
 ) -> None:
     xml = _xml()
     wrong = _item(published_coop, xml.replace(_in_xml(xml), "uuid:00000000-0000-4000-8000-0000000000cc"))
-    wrong["instance_id"] = _in_xml(xml)
+    wrong["instanceId"] = _in_xml(xml)
     transport = FaultyTransport(client, personas.device.headers, personas.project_id)
     reply = transport.push("phone-1", [wrong, _item(published_coop, xml)], "ok")
     assert reply is not None
