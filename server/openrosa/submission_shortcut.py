@@ -151,7 +151,9 @@ class SubmissionShortcut:
                     routed=found[1],
                 )
         except SQLAlchemyError:
-            return None  # rolled back: the full app gives a failing store its usual answer
+            # Rolled back: the full app decides again, on a fresh connection if this one was lost (idempotent),
+            # and gives a store that still fails its usual answer (503).
+            return None
         except Exception:
             # A bug here must not cost the phone its upload: the full app answers (idempotently).
             log.warning("the submission shortcut failed; the full app answers", exc_info=True)

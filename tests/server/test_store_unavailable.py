@@ -4,6 +4,8 @@ Rules:
 - U1 a submission whose database connection was lost is answered 503 (OpenRosa message,
   ``Retry-After``), not 500, and nothing of it is stored.
 - U2 the lost connection is not lent again: the same submission sent again is stored (201), once.
+- U4 on the plain-submission shortcut (one XML part), a lost connection is rolled back there and the full
+  app, on a fresh connection, stores the submission once: the phone gets its 201 at the first try.
 - U3 a connection lost after the answer was made (while the request's session closes) leaves the
   answer as it was, and the next request works.
 """
@@ -63,12 +65,35 @@ def test_a_lost_connection_is_503_and_the_retry_stores_once(served: Served) -> N
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     terminate_postgres_backend(pid)
 
-    lost = post_submission(client, served.prefix, photo_submission("uuid:during", []))
+    # A file part: the full app's own path (the plain-submission shortcut takes a lone XML part only).
+    photo = {"p1.jpg": b"\xff\xd8 photo"}
+    lost = post_submission(client, served.prefix, photo_submission("uuid:during", ["p1.jpg"]), photo)
     body = lost.get_data(as_text=True)
     assert lost.status_code == 503, body
     assert lost.headers["Retry-After"] == "5"
     assert "<OpenRosaResponse" in body and "try again" in body
 
+    again = post_submission(client, served.prefix, photo_submission("uuid:during", ["p1.jpg"]), photo)
+    assert again.status_code == 201, again.get_data(as_text=True)
+    with engine.connect() as conn:
+        stored = conn.execute(select(Submission.instance_id).order_by(Submission.instance_id)).scalars().all()
+    assert stored == ["uuid:before", "uuid:during"]
+
+
+def test_a_lost_connection_on_the_shortcut_is_stored_once_by_the_full_app(served: Served) -> None:
+    """U4."""
+    from server.db.models.submissions import Submission
+    from server.store import get_store
+
+    engine = get_store(served.app).engine
+    client = served.app.test_client()
+    assert post_submission(client, served.prefix, photo_submission("uuid:before", [])).status_code == 201
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    terminate_postgres_backend(pid)
+
+    answer = post_submission(client, served.prefix, photo_submission("uuid:during", []))
+    assert answer.status_code == 201, answer.get_data(as_text=True)
     again = post_submission(client, served.prefix, photo_submission("uuid:during", []))
     assert again.status_code == 201, again.get_data(as_text=True)
     with engine.connect() as conn:
