@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask, Response
+from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
 from tests.conftest import POSTGRES_URL, fresh_database_url, terminate_postgres_backend
@@ -52,18 +54,24 @@ def served(tmp_path: Path) -> Iterator[Served]:
         cleanup()
 
 
-def test_a_lost_connection_is_503_and_the_retry_stores_once(served: Served) -> None:
-    """U1, U2."""
-    from server.db.models.submissions import Submission
+def _one_stored_then_its_connection_dropped(served: Served) -> tuple[Any, FlaskClient]:
+    """Store ``uuid:before``, then terminate the connection the pool will lend next (LIFO: its newest)."""
     from server.store import get_store
 
     engine = get_store(served.app).engine
     client = served.app.test_client()
     assert post_submission(client, served.prefix, photo_submission("uuid:before", [])).status_code == 201
-    # The pool lends its most recent connection first (LIFO): the next request gets this one.
     with engine.connect() as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     terminate_postgres_backend(pid)
+    return engine, client
+
+
+def test_a_lost_connection_is_503_and_the_retry_stores_once(served: Served) -> None:
+    """U1, U2."""
+    from server.db.models.submissions import Submission
+
+    engine, client = _one_stored_then_its_connection_dropped(served)
 
     # A file part: the full app's own path (the plain-submission shortcut takes a lone XML part only).
     photo = {"p1.jpg": b"\xff\xd8 photo"}
@@ -83,14 +91,8 @@ def test_a_lost_connection_is_503_and_the_retry_stores_once(served: Served) -> N
 def test_a_lost_connection_on_the_shortcut_is_stored_once_by_the_full_app(served: Served) -> None:
     """U4."""
     from server.db.models.submissions import Submission
-    from server.store import get_store
 
-    engine = get_store(served.app).engine
-    client = served.app.test_client()
-    assert post_submission(client, served.prefix, photo_submission("uuid:before", [])).status_code == 201
-    with engine.connect() as conn:
-        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    terminate_postgres_backend(pid)
+    engine, client = _one_stored_then_its_connection_dropped(served)
 
     answer = post_submission(client, served.prefix, photo_submission("uuid:during", []))
     assert answer.status_code == 201, answer.get_data(as_text=True)
