@@ -463,7 +463,7 @@ def _reviewer(session: Session, list_id: int, entity_id: str, actor: str) -> Res
 
 def _stale(rev: str, version: int) -> ApiError:
     return ApiError(
-        409, "stale_base", "The entity changed since you loaded it", {"currentRev": rev, "currentVersion": version}
+        409, "stale_base", "The entity changed since you loaded it", {"current_rev": rev, "current_version": version}
     )
 
 

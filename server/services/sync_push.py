@@ -112,8 +112,8 @@ def error_reply(
 
 
 def limits(max_bytes: int) -> dict[str, int]:
-    """The limits a client must respect (stated in every 413)."""
-    return {"maxBytes": max_bytes, "maxItems": MAX_ITEMS_PER_PUSH}
+    """The limits a client must respect (stated in every 413; the error names them in camelCase on the wire)."""
+    return {"max_bytes": max_bytes, "max_items": MAX_ITEMS_PER_PUSH}
 
 
 class IncompleteBody(Exception):
@@ -598,7 +598,7 @@ def push(
     if principal.is_admin and accounts_q.get_project(session, project_id) is None:
         # Members and devices belong to an existing project; an admin may name any id (the batch row's
         # foreign key refused it: a 500).
-        return error_reply(404, "not_found", "project not found", {"projectId": project_id})
+        return error_reply(404, "not_found", "project not found", {"project_id": project_id})
     fingerprint = body_fingerprint(decoded)
     ctx = PushContext(project_id, principal, envelope.device_id)
     for attempt in range(DEADLOCK_RETRIES):
