@@ -12,6 +12,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.db.change_listener import ChangeListener
 from server.db.engine import make_engine, make_sessionmaker
 
 log = logging.getLogger("fieldsync.store")
@@ -24,6 +25,7 @@ class Store:
     engine: Engine
     sessions: sessionmaker[Session]
     storage_dir: Path
+    listener: ChangeListener | None = None
 
     @contextmanager
     def read_connection(self) -> Iterator[Connection]:
@@ -41,13 +43,24 @@ class Store:
                 connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
 
+    def change_generation(self) -> int | None:
+        """The formList change listener's generation (``server.db.change_listener``); ``None``: read the store.
+
+        ``None`` on SQLite, while the listener is not connected and up to date, and when the sessions
+        are bound to one connection (a test's rolled-back transaction, whose changes nobody is told of).
+        """
+        if self.listener is None or isinstance(self.sessions.kw.get("bind", self.engine), Connection):
+            return None
+        return self.listener.generation()
+
 
 def init_app(app: Flask) -> None:
     """Create the engine and session factory for ``app``."""
     engine = make_engine(app.config["DATABASE_URL"])
     storage = Path(app.config["STORAGE_DIR"])
     storage.mkdir(parents=True, exist_ok=True)
-    app.extensions["fieldsync.store"] = Store(engine, make_sessionmaker(engine), storage)
+    listener = ChangeListener(engine) if engine.dialect.name == "postgresql" else None
+    app.extensions["fieldsync.store"] = Store(engine, make_sessionmaker(engine), storage, listener)
     app.teardown_appcontext(_close_session)
 
 
