@@ -21,11 +21,17 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = (REPO / ".." / "shared" / "corpus").resolve()
+# Tests never time: Hypothesis's default 200 ms deadline per example fails a property test whose examples
+# convert a form (pyxform) on a loaded CI machine, without saying anything about the property.
+settings.register_profile("fieldsync", deadline=None)
+settings.load_profile("fieldsync")
+
 POSTGRES_URL = os.environ.get("FIELDSYNC_TEST_POSTGRES_URL")
 PERSONA_PASSWORD = "correct horse battery"
 
