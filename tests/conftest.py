@@ -346,7 +346,48 @@ def session(db: sessionmaker[Session]) -> Iterator[Session]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The run with PostgreSQL runs what PostgreSQL can change
+
+# The pure layers never open a database (ARCHITECTURE.md; lint-imports forbids it): their tests give
+# the same result in both runs of CI.
+PURE_TEST_DIRS = ("forms", "sync", "exports")
+EVERYTHING = bool(os.environ.get("FIELDSYNC_TEST_EVERYTHING"))
+_left_to_the_sqlite_run: list[str] = []
+
+
+def _runs_the_same_on_any_store(item: pytest.Item) -> bool:
+    """Tell whether ``item`` gives the same result whether PostgreSQL is set or not (see the hook below)."""
+    relative = item.path.relative_to(REPO / "tests").parts
+    if relative and relative[0] in PURE_TEST_DIRS:
+        return True
+    # The console's browser stories run against a server on SQLite whatever the run (console/conftest.py).
+    return item.get_closest_marker("browser") is not None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say which store the run uses and what it leaves to the run without PostgreSQL."""
+    if not POSTGRES_URL:
+        return "stores: SQLite (set FIELDSYNC_TEST_POSTGRES_URL for the PostgreSQL run)"
+    if EVERYTHING:
+        return "stores: SQLite and PostgreSQL, every test (FIELDSYNC_TEST_EVERYTHING)"
+    return (
+        "stores: SQLite and PostgreSQL; the pure layers' tests and the browser stories, which never touch "
+        "PostgreSQL, are left to the run without it (FIELDSYNC_TEST_EVERYTHING=1 runs them here too)"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say what the PostgreSQL run left to the run without PostgreSQL (xdist's controller collects nothing)."""
+    if POSTGRES_URL and not EVERYTHING:
+        terminalreporter.write_line(
+            "the pure layers' tests and the browser stories were deselected: they never touch PostgreSQL and "
+            "run in the run without it (tests/conftest.py; FIELDSYNC_TEST_EVERYTHING=1 keeps them)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Long scenarios: one store per run
+
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -356,13 +397,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the suite twice, SQLite alone and then SQLite with PostgreSQL (``.ci/run``): the first run covers
     their SQLite cases, so the second runs only their PostgreSQL ones, which keeps ``make test`` within
     its time budget without leaving either store untested.
+
+    A ``one_store_per_run`` test with no store parameter runs on SQLite by construction (a live server
+    on a SQLite file), so it too runs only without PostgreSQL. With PostgreSQL set, the tests that never
+    touch it (``_runs_the_same_on_any_store``) are deselected unless ``FIELDSYNC_TEST_EVERYTHING`` is set.
     """
     if not POSTGRES_URL:
         return
+    if not EVERYTHING:
+        kept = []
+        for item in items:
+            (_left_to_the_sqlite_run if _runs_the_same_on_any_store(item) else kept).append(item)
+        if _left_to_the_sqlite_run:
+            config.hook.pytest_deselected(items=list(_left_to_the_sqlite_run))
+            items[:] = kept
     reason = "a long scenario: its SQLite case runs in the run without PostgreSQL (see tests/conftest.py)"
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        if item.get_closest_marker("one_store_per_run") is None or callspec is None:
+        if item.get_closest_marker("one_store_per_run") is None:
             continue
-        if any(isinstance(value, str) and value.startswith("sqlite") for value in callspec.params.values()):
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        stores = [value for value in params if isinstance(value, str) and value.startswith(("sqlite", "postgresql"))]
+        if not stores or any(value.startswith("sqlite") for value in stores):
             item.add_marker(pytest.mark.skip(reason=reason))

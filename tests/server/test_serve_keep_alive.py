@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+# Servers on a SQLite file whatever the run: they run in the run without PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.one_store_per_run
+
 WAIT_BETWEEN_REQUESTS = 10  # seconds: the Node-style client's think time
 
 

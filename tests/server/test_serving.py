@@ -38,6 +38,9 @@ from tests.server.live_server import (
     tus_metadata,
 )
 
+# Servers on a SQLite file whatever the run: they run in the run without PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.one_store_per_run
+
 SILENCE = 2
 
 
