@@ -12,15 +12,23 @@ exported.
 Speed: an export runs over millions of cells, so the plan is compiled once into ``_Table``/``_Slot``
 objects (the path of every field split in advance, its cleaning memoised per column, the report keys
 built once); a row is then one pass over the table's fields with no per-cell look-up by name.
+
+On top of that, each table gets a row function generated once from its plan (``_compile_fast``): straight-
+line code reading every field by its constant key, taking each field's finished cell(s) from a memo keyed by
+the raw value, and building the row with one list display. It covers the common row, where no value is
+changed by cleaning or flagged; any other row (a step or an issue to count, a value that is not text, a
+group that is not a dict) is built again by the general path above, so both give the same cells.
+``tests/exports/test_rows_fast.py`` checks that on random records and options.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from functools import partial
 from typing import Any
 
 from exports.cleaning import Cleaned, CleaningReport, ReportKey, clean_value
@@ -90,6 +98,13 @@ def _instances(ctx: Mapping[str, Any], holder_segs: tuple[str, ...], last: str) 
     return []
 
 
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """Remember ``value`` under ``key``, emptying the memo first when it is full (memory stays flat)."""
+    if len(memo) >= MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def _utc_iso(rec: ExportRecord) -> str:
     utc = rec.submission_date.astimezone(UTC)
     if utc.year >= 1000:  # isoformat truncates to milliseconds like the slice below, at half the cost
@@ -97,11 +112,59 @@ def _utc_iso(rec: ExportRecord) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class _NotFast(Exception):
+    """A row the generated code leaves to the general path (a step or issue to count, a value not text)."""
+
+
+_NO_GROUP: Mapping[str, Any] = {}  # a group the record does not have: every field in it is empty
+# The root table's metadata cells, as the generated row code computes them from ``rec`` (the general
+# path's ``meta`` in ``_RowBuilder.rows`` gives the same); any other name is an empty cell.
+_ROOT_META_CODE = {
+    "SubmissionDate": "_utc_iso(rec)",
+    "KEY": "rec.instance_id",
+    "SubmitterID": "rec.submitter",
+    "DeviceID": "rec.device_id",
+    "ReviewState": 'rec.review_state or ""',
+    "AttachmentsPresent": "str(rec.attachments_present)",
+    "AttachmentsExpected": "str(rec.attachments_expected)",
+    "Edits": "str(rec.edits)",
+    "FormVersion": "rec.form_version",
+    "Status": '"deleted" if rec.deleted else ("" if rec.current else "superseded")',
+}
+_REPEAT_META_CODE = {"PARENT_KEY": "parent_key", "KEY": "key"}
+
+
+def _group(node: Any) -> Mapping[str, Any]:
+    """The group a generated row reads its fields from, when it is not a dict: absent, or not fast."""
+    if node is None:
+        return _NO_GROUP
+    raise _NotFast
+
+
+def _text_unchanged(raw: str) -> bool:
+    """Tell (cheaply, no regex) that ``normalise_text`` would return ``raw`` unchanged.
+
+    Printable text has no tabs, newlines or unusual spaces, so with no double space, no space at either
+    end and already NFC, nothing is left to normalise. ``_RowBuilder._cells`` inlines the same test.
+    """
+    return (
+        raw.isprintable()
+        and "  " not in raw
+        and raw.strip(" ") == raw
+        and (raw.isascii() or unicodedata.is_normalized("NFC", raw))
+    )
+
+
+FastRoot = Callable[[ExportRecord, Mapping[str, Any]], list[str]]
+FastRepeat = Callable[[Mapping[str, Any], str, str], list[str]]
+
+
 class _Slot:
     """One field read per row: where its value sits, how it is cleaned, which columns it fills."""
 
     __slots__ = (
         "allowed",
+        "cells",
         "cols",
         "field",
         "header",
@@ -122,6 +185,7 @@ class _Slot:
         self.issue_key: ReportKey = (table.file_name, first.header, "issue")
         self.step_keys: dict[str, ReportKey] = {}
         self.memo: dict[str, Cleaned] = {}
+        self.cells: dict[str, str | tuple[str, ...]] = {}  # raw -> finished cell(s) of a plain outcome (fast path)
         self.text = text
         self.cols: list[Column] = [first]
         self.plain = False
@@ -152,7 +216,7 @@ class _Table:
 
 
 class _RowBuilder:
-    def __init__(self, plan: ExportPlan, options: ExportOptions) -> None:
+    def __init__(self, plan: ExportPlan, options: ExportOptions, fast: bool = True) -> None:
         self.plan = plan
         self.options = options
         self.allowed = {p: frozenset(c.name for c in cs) for p, cs in plan.choices.items()}
@@ -166,6 +230,16 @@ class _RowBuilder:
         by_path = {s.cols[0].path: s for s in root.slots}
         self.field_equals = [(by_path[path], wanted) for path, wanted in options.field_equals]
         self.clean = options.clean
+        # The generated rows (the filter on field values needs the general path's cleaned values).
+        self.fast_root: FastRoot | None = None
+        self.general_rows = 0  # submissions the generated rows left to the general path
+        self.fast_children: dict[str | None, list[tuple[_Table, FastRepeat, bool]]] = {}
+        if fast and not self.field_equals:
+            self.fast_root = self._compile_fast(root)
+            for parent, tables in self.children.items():
+                self.fast_children[parent] = [
+                    (t, self._compile_fast(t), t.plan.repeat_path in self.children) for t in tables
+                ]
 
     def _label(self, labels: Mapping[str, str], name: str) -> str:
         for key in (self.plan.lang, self.plan.default_language, "", "default"):
@@ -210,6 +284,85 @@ class _RowBuilder:
         keyed = not head and tuple(tail) == (*REPEAT_META_AFTER, ISSUES_COLUMN)
         return _Table(index, table, tuple(head), tuple(slots), hot, tuple(tail), issues_at, keyed, holder, last, rel)
 
+    def _compile_fast(self, table: _Table) -> Any:
+        """Generate ``table``'s row function: one constant-key read per field, memoised cells, one list display.
+
+        Root tables get ``row(rec, ctx)``, repeat tables ``row(ctx, parent_key, key)``. Each field's cells
+        come from ``_Slot.cells`` (raw value -> finished cell, or cells, of a value cleaning leaves alone);
+        a miss calls ``_fill``, which raises ``_NotFast`` when the row needs the general path.
+        """
+        env: dict[str, Any] = {"_utc_iso": _utc_iso, "_group": _group, "_is_normalized": unicodedata.is_normalized}
+        code: list[str] = []
+        groups: dict[tuple[str, ...], str] = {(): "ctx"}
+        cells: list[str] = []
+        for j, slot in enumerate(table.slots):
+            holder = "ctx"
+            for depth in range(1, len(slot.segs)):  # the groups it sits in, each read once per row
+                prefix = slot.segs[:depth]
+                if prefix not in groups:
+                    name = groups[prefix] = f"g{len(groups)}"
+                    code.append(f"{name} = {groups[prefix[:-1]]}.get({prefix[-1]!r})")
+                    code.append(f"if type({name}) is not dict: {name} = _group({name})")
+                holder = groups[prefix]
+            env[f"m{j}"] = slot.cells
+            env[f"f{j}"] = partial(self._fill, slot)
+            code.append(f"r{j} = {holder}.get({slot.segs[-1]!r})")
+            if slot.text and slot.plain and self.clean:
+                code.append(
+                    f"if type(r{j}) is str and r{j}.isprintable() and '  ' not in r{j} and r{j}.strip(' ') == r{j}"
+                    f" and (r{j}.isascii() or _is_normalized('NFC', r{j})): v{j} = r{j}"
+                )
+                code.append(f"else: v{j} = f{j}(r{j})")
+            elif slot.text and slot.plain:
+                code.append(f"v{j} = r{j} if type(r{j}) is str else f{j}(r{j})")
+            else:  # unhashable values (a group where a value was expected) raise TypeError: the general path
+                code.append(f"v{j} = m{j}.get(r{j})")
+                code.append(f"if v{j} is None: v{j} = f{j}(r{j})")
+            cells.append(f"v{j}" if slot.plain else f"*v{j}")
+        if table.plan.repeat_path is None:
+            signature, meta = "rec, ctx", _ROOT_META_CODE
+        else:
+            signature, meta = "ctx, parent_key, key", _REPEAT_META_CODE
+        head = [meta.get(name, '""') for name in table.head]
+        tail = [meta.get(name, '""') for name in table.tail]
+        body = "".join(f"    {line}\n" for line in code)
+        source = f"def row({signature}):\n{body}    return [{', '.join([*head, *cells, *tail])}]\n"
+        # Nothing from the form reaches the code but field names, each written as a repr() string literal.
+        exec(compile(source, f"<export row: {table.plan.file_name}>", "exec"), env)
+        return env["row"]
+
+    def _fill(self, slot: _Slot, raw: Any) -> str | tuple[str, ...]:
+        """The cells of ``raw`` for the generated row, remembered; ``_NotFast`` when cleaning changes or flags it."""
+        if raw is None:
+            got = Cleaned("")
+        elif type(raw) is not str:
+            raise _NotFast
+        elif slot.text and (not self.clean or _text_unchanged(raw)):
+            got = Cleaned(raw)
+        else:
+            got = slot.memo.get(raw) or clean_value(raw, slot.field, slot.allowed, self.clean)
+            if got.steps or got.issue is not None:
+                raise _NotFast
+        if slot.plain:
+            out: str | tuple[str, ...] = got.value
+        else:
+            emitted: list[str] = []
+            self._emit(slot, got, emitted)
+            out = tuple(emitted)
+        if not (slot.text and slot.plain):  # free text rarely repeats: not remembered
+            _remember(slot.cells, raw, out)
+        return out
+
+    def _fast_repeat_rows(
+        self, parent_repeat: str | None, ctx: Mapping[str, Any], parent_key: str, out: list[tuple[int, list[str]]]
+    ) -> None:
+        for table, row, nested in self.fast_children.get(parent_repeat, ()):
+            for n, instance in enumerate(_instances(ctx, table.holder_segs, table.last), start=1):
+                key = f"{parent_key}/{table.rel}[{n}]"
+                out.append((table.index, row(instance, parent_key, key)))
+                if nested:
+                    self._fast_repeat_rows(table.plan.repeat_path, instance, key, out)
+
     def exclusion(self, rec: ExportRecord) -> str | None:
         o = self.options
         state = rec.review_state or "received"
@@ -250,10 +403,7 @@ class _RowBuilder:
     def _clean(self, slot: _Slot, raw: str) -> Cleaned:
         """Clean ``raw`` for ``slot`` and remember it (the memo is emptied when full: memory stays flat)."""
         got = clean_value(raw, slot.field, slot.allowed, self.clean)
-        memo = slot.memo
-        if len(memo) >= MEMO_MAX:
-            memo.clear()
-        memo[raw] = got
+        _remember(slot.memo, raw, got)
         return got
 
     def _cells(
@@ -339,6 +489,15 @@ class _RowBuilder:
         if reason is not None:
             report.exclude(reason)
             return []
+        if self.fast_root is not None:
+            ctx = rec.values if type(rec.values) is dict or isinstance(rec.values, Mapping) else {}
+            try:
+                out = [(0, self.fast_root(rec, ctx))]
+                if self.fast_children:
+                    self._fast_repeat_rows(None, ctx, rec.instance_id, out)
+                return out
+            except (_NotFast, TypeError):  # TypeError: an unhashable value (a group) looked up in a memo
+                self.general_rows += 1  # built again below, with its steps and issues counted
         meta = {
             "SubmissionDate": _utc_iso(rec),
             "KEY": rec.instance_id,
@@ -374,16 +533,24 @@ class _RowBuilder:
         return out
 
 
-def row_builder(plan: ExportPlan, options: ExportOptions) -> _RowBuilder:
-    """The compiled rows of ``plan``: ``builder.rows(record, report)`` gives one submission's rows."""
-    return _RowBuilder(plan, options)
+def row_builder(plan: ExportPlan, options: ExportOptions, *, fast: bool = True) -> _RowBuilder:
+    """The compiled rows of ``plan``: ``builder.rows(record, report)`` gives one submission's rows.
+
+    ``fast=False`` leaves out the generated row code (the general path alone, which the tests compare with).
+    """
+    return _RowBuilder(plan, options, fast)
 
 
 def export_rows(
-    plan: ExportPlan, options: ExportOptions, records: Iterable[ExportRecord], report: CleaningReport
+    plan: ExportPlan,
+    options: ExportOptions,
+    records: Iterable[ExportRecord],
+    report: CleaningReport,
+    *,
+    fast: bool = True,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(table index, cells)`` for every exported row, reading ``records`` once."""
-    builder = _RowBuilder(plan, options)
+    builder = _RowBuilder(plan, options, fast)
     for rec in records:
         report.records_read += 1
         yield from builder.rows(rec, report)
