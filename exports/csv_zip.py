@@ -33,7 +33,7 @@ from typing import IO, BinaryIO
 from exports.cleaning import CleaningReport
 from exports.options import ExportOptions
 from exports.records import ExportRecord
-from exports.rows import ExportSummary, export_rows, summarise
+from exports.rows import ExportSummary, row_builder, summarise
 from exports.spreadsheet_formulas import STEP as FORMULA_STEP
 from exports.spreadsheet_formulas import neutralise, neutralise_column, neutralise_row, numeric_columns
 from exports.tables import ExportPlan, TablePlan, plan_tables
@@ -139,18 +139,17 @@ class _TableText:
     def __init__(self, table: TablePlan, plan: ExportPlan, bom: bool) -> None:
         self.lines: list[str] = []
         self.rows: list[list[str]] = []
+        self.count = 0  # rows taken so far
         self.bom = "\ufeff" if bom else ""  # UTF-8 encodes it as the BOM bytes
         self.numeric = numeric_columns(table, plan.fields)
         self.escaped: Counter[int] = Counter()  # formula-like cells escaped, by column index
         self.lines.append(csv_line([neutralise(h) for h in table.headers]))
 
-    def writerow(self, cells: list[str]) -> None:
-        self.rows.append(cells)
-
     def take(self) -> bytes:
         """The lines formatted since the last call, as UTF-8 with their CRLFs (empty when there are none)."""
         if self.rows:
             self.lines += csv_lines(self.rows, self.numeric, self.escaped)
+            self.count += len(self.rows)
             self.rows.clear()
         if not self.lines:
             return b""
@@ -313,9 +312,9 @@ def _zip_members(
     """
     spools: list[_DeflatedSpool] = []
     try:
-        counts = [0] * len(plan.tables)
         tables = [_TableText(table, plan, options.bom) for table in plan.tables]
-        writers = [t.writerow for t in tables]
+        writers = [t.rows.append for t in tables]  # the rows are formatted together by take()
+        builder = row_builder(plan, options)
         with zf.open(zip_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
             # Until the root member is closed, only the helper thread writes to the zip (and its sink).
             deflate = _DeflateBehind()
@@ -323,10 +322,12 @@ def _zip_members(
                 spools.extend(_DeflatedSpool() for _ in plan.tables[1:])
                 targets: list[Callable[[bytes], object]] = [root.write, *(spool.write for spool in spools)]
                 pending = 0
-                for index, cells in export_rows(plan, options, records, report):
-                    writers[index](cells)
-                    counts[index] += 1
-                    pending += 1
+                for rec in records:  # export_rows, one submission's rows at a time
+                    report.records_read += 1
+                    rows = builder.rows(rec, report)
+                    for index, cells in rows:
+                        writers[index](cells)
+                    pending += len(rows)
                     if pending >= DEFLATE_ROWS:
                         pending = 0
                         deflate([(write, t.take()) for write, t in zip(targets, tables, strict=True)])
@@ -343,7 +344,7 @@ def _zip_members(
     for table_plan, text in zip(plan.tables, tables, strict=True):
         for i, n in text.escaped.items():
             report.changes[(table_plan.file_name, table_plan.columns[i].header, FORMULA_STEP)] += n
-    summary = summarise(plan, Counter(dict(enumerate(counts))), report)
+    summary = summarise(plan, Counter(dict(enumerate(t.count for t in tables))), report)
     zf.writestr(REPORT_FILE, report_csv(report, options))
     zf.writestr(README_FILE, readme_text(plan, options, summary).encode("utf-8"))
     done.append(summary)

@@ -13,11 +13,12 @@ Speed: an export runs over millions of cells, so the plan is compiled once into 
 objects (the path of every field split in advance, its cleaning memoised per column, the report keys
 built once); a row is then one pass over the table's fields with no per-cell look-up by name.
 
-On top of that, each table gets a row function generated once from its plan (``_compile_fast``): straight-
-line code reading every field by its constant key, taking each field's finished cell(s) from a memo keyed by
-the raw value, and building the row with one list display. It covers the common row, where no value is
-changed by cleaning or flagged; any other row (a step or an issue to count, a value that is not text, a
-group that is not a dict) is built again by the general path above, so both give the same cells.
+On top of that, a function making a submission's rows is generated once from the plan (``_compile_fast``):
+straight-line code reading every field by its constant key, taking each field's finished cell(s) from a memo
+keyed by the raw value, building each row with one list display, repeat tables as inlined loops. It covers
+the common submission, where no value is changed by cleaning or flagged; any other one (a step or an issue
+to count, a value that is not text, a group or repeat instance that is not a dict) is built again by the
+general path above, so both give the same cells.
 ``tests/exports/test_rows_fast.py`` checks that on random records and options.
 """
 
@@ -106,9 +107,12 @@ def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 def _utc_iso(rec: ExportRecord) -> str:
-    utc = rec.submission_date.astimezone(UTC)
-    if utc.year >= 1000:  # isoformat truncates to milliseconds like the slice below, at half the cost
-        return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    utc = rec.submission_date
+    if utc.tzinfo is not UTC:  # the server's records are in UTC already
+        utc = utc.astimezone(UTC)
+    if utc.year >= 1000:  # isoformat(timespec="milliseconds") + "Z" (truncated, as it), at half its cost
+        fields = (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond // 1000)
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % fields  # noqa: UP031  # faster than format() here
     return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -155,8 +159,7 @@ def _text_unchanged(raw: str) -> bool:
     )
 
 
-FastRoot = Callable[[ExportRecord, Mapping[str, Any]], list[str]]
-FastRepeat = Callable[[Mapping[str, Any], str, str], list[str]]
+FastRows = Callable[[ExportRecord, Mapping[str, Any]], list[tuple[int, list[str]]]]
 
 
 class _Slot:
@@ -231,15 +234,8 @@ class _RowBuilder:
         self.field_equals = [(by_path[path], wanted) for path, wanted in options.field_equals]
         self.clean = options.clean
         # The generated rows (the filter on field values needs the general path's cleaned values).
-        self.fast_root: FastRoot | None = None
         self.general_rows = 0  # submissions the generated rows left to the general path
-        self.fast_children: dict[str | None, list[tuple[_Table, FastRepeat, bool]]] = {}
-        if fast and not self.field_equals:
-            self.fast_root = self._compile_fast(root)
-            for parent, tables in self.children.items():
-                self.fast_children[parent] = [
-                    (t, self._compile_fast(t), t.plan.repeat_path in self.children) for t in tables
-                ]
+        self.fast_rows = self._compile_fast() if fast and not self.field_equals else None
 
     def _label(self, labels: Mapping[str, str], name: str) -> str:
         for key in (self.plan.lang, self.plan.default_language, "", "default"):
@@ -284,52 +280,99 @@ class _RowBuilder:
         keyed = not head and tuple(tail) == (*REPEAT_META_AFTER, ISSUES_COLUMN)
         return _Table(index, table, tuple(head), tuple(slots), hot, tuple(tail), issues_at, keyed, holder, last, rel)
 
-    def _compile_fast(self, table: _Table) -> Any:
-        """Generate ``table``'s row function: one constant-key read per field, memoised cells, one list display.
+    def _compile_fast(self) -> FastRows:
+        """Generate ``rows(rec, ctx)``: a submission's rows, in the order of the general path, as straight code.
 
-        Root tables get ``row(rec, ctx)``, repeat tables ``row(ctx, parent_key, key)``. Each field's cells
-        come from ``_Slot.cells`` (raw value -> finished cell, or cells, of a value cleaning leaves alone);
-        a miss calls ``_fill``, which raises ``_NotFast`` when the row needs the general path.
+        Per table, one constant-key read per field; each field's cells come from ``_Slot.cells`` (raw value
+        -> finished cell, or cells, of a value cleaning leaves alone), and a miss calls ``_fill``, which
+        raises ``_NotFast`` when the row needs the general path. Repeat tables are loops inlined where their
+        parent's row is made (nested repeats nest), so a submission is one call.
         """
-        env: dict[str, Any] = {"_utc_iso": _utc_iso, "_group": _group, "_is_normalized": unicodedata.is_normalized}
+        env: dict[str, Any] = {
+            "_utc_iso": _utc_iso,
+            "_group": _group,
+            "_is_normalized": unicodedata.is_normalized,
+            "_NotFast": _NotFast,
+        }
         code: list[str] = []
-        groups: dict[tuple[str, ...], str] = {(): "ctx"}
+        root = self.tables[0]
+        cells = self._fast_fields(root, "ctx", env, code, "    ")
+        head = [_ROOT_META_CODE.get(name, '""') for name in root.head]
+        tail = [_ROOT_META_CODE.get(name, '""') for name in root.tail]
+        code.append(f"    out = [(0, [{', '.join([*head, *cells, *tail])}])]")
+        self._fast_children(None, "ctx", "rec.instance_id", env, code, "    ")
+        code.append("    return out")
+        source = "def rows(rec, ctx):\n" + "".join(f"{line}\n" for line in code)
+        # Nothing from the form reaches the code but field names, each written as a repr() string literal.
+        exec(compile(source, f"<export rows: {root.plan.file_name}>", "exec"), env)
+        rows: FastRows = env["rows"]
+        return rows
+
+    def _fast_children(
+        self, parent: str | None, ctx: str, parent_key: str, env: dict[str, Any], code: list[str], indent: str
+    ) -> None:
+        """The loops making the rows of the repeat tables whose parent is ``parent`` (``_repeat_rows``)."""
+        for table in self.children.get(parent, ()):
+            t = table.index
+            holder = self._fast_holder(ctx, table.holder_segs, f"h{t}_", code, indent, {})
+            env[f"K{t}"] = f"/{table.rel}["
+            code.append(f"{indent}found{t} = {holder}.get({table.last!r})")
+            code.append(f"{indent}if type(found{t}) is list:")
+            code.append(f"{indent}    for n{t}, inst{t} in enumerate(found{t}, 1):")
+            inner = indent + "        "
+            # Anything but a dict (a Mapping of another type, a stray value skipped in the numbering): general.
+            code.append(f"{inner}if type(inst{t}) is not dict: raise _NotFast")
+            code.append(f'{inner}key{t} = f"{{{parent_key}}}{{K{t}}}{{n{t}}}]"')
+            cells = self._fast_fields(table, f"inst{t}", env, code, inner)
+            if table.keyed:
+                head, tail = [], [parent_key, f"key{t}", '""']
+            else:
+                meta = {"PARENT_KEY": parent_key, "KEY": f"key{t}"}
+                head = [meta.get(name, '""') for name in table.head]
+                tail = [meta.get(name, '""') for name in table.tail]
+            code.append(f"{inner}out.append(({t}, [{', '.join([*head, *cells, *tail])}]))")
+            self._fast_children(table.plan.repeat_path, f"inst{t}", f"key{t}", env, code, inner)
+            code.append(f"{indent}elif found{t} is not None: raise _NotFast")
+
+    @staticmethod
+    def _fast_holder(
+        ctx: str, segs: tuple[str, ...], prefix: str, code: list[str], indent: str, groups: dict[tuple[str, ...], str]
+    ) -> str:
+        """The variable holding the group ``segs`` of ``ctx``, read (once) by code appended to ``code``."""
+        holder = ctx
+        for depth in range(1, len(segs) + 1):
+            key = segs[:depth]
+            if key not in groups:
+                name = groups[key] = f"{prefix}{len(groups)}"
+                code.append(f"{indent}{name} = {holder}.get({key[-1]!r})")
+                code.append(f"{indent}if type({name}) is not dict: {name} = _group({name})")
+            holder = groups[key]
+        return holder
+
+    def _fast_fields(self, table: _Table, ctx: str, env: dict[str, Any], code: list[str], indent: str) -> list[str]:
+        """Append the code reading ``table``'s fields from ``ctx``; return the expressions of their cells."""
+        t = table.index
+        groups: dict[tuple[str, ...], str] = {}
         cells: list[str] = []
         for j, slot in enumerate(table.slots):
-            holder = "ctx"
-            for depth in range(1, len(slot.segs)):  # the groups it sits in, each read once per row
-                prefix = slot.segs[:depth]
-                if prefix not in groups:
-                    name = groups[prefix] = f"g{len(groups)}"
-                    code.append(f"{name} = {groups[prefix[:-1]]}.get({prefix[-1]!r})")
-                    code.append(f"if type({name}) is not dict: {name} = _group({name})")
-                holder = groups[prefix]
-            env[f"m{j}"] = slot.cells
-            env[f"f{j}"] = partial(self._fill, slot)
-            code.append(f"r{j} = {holder}.get({slot.segs[-1]!r})")
+            holder = self._fast_holder(ctx, slot.segs[:-1], f"g{t}_", code, indent, groups)
+            r, v, m, f = f"r{t}_{j}", f"v{t}_{j}", f"m{t}_{j}", f"f{t}_{j}"
+            env[m] = slot.cells
+            env[f] = partial(self._fill, slot)
+            code.append(f"{indent}{r} = {holder}.get({slot.segs[-1]!r})")
             if slot.text and slot.plain and self.clean:
                 code.append(
-                    f"if type(r{j}) is str and r{j}.isprintable() and '  ' not in r{j} and r{j}.strip(' ') == r{j}"
-                    f" and (r{j}.isascii() or _is_normalized('NFC', r{j})): v{j} = r{j}"
+                    f"{indent}if type({r}) is str and {r}.isprintable() and '  ' not in {r} and {r}.strip(' ') == {r}"
+                    f" and ({r}.isascii() or _is_normalized('NFC', {r})): {v} = {r}"
                 )
-                code.append(f"else: v{j} = f{j}(r{j})")
+                code.append(f"{indent}else: {v} = {f}({r})")
             elif slot.text and slot.plain:
-                code.append(f"v{j} = r{j} if type(r{j}) is str else f{j}(r{j})")
+                code.append(f"{indent}{v} = {r} if type({r}) is str else {f}({r})")
             else:  # unhashable values (a group where a value was expected) raise TypeError: the general path
-                code.append(f"v{j} = m{j}.get(r{j})")
-                code.append(f"if v{j} is None: v{j} = f{j}(r{j})")
-            cells.append(f"v{j}" if slot.plain else f"*v{j}")
-        if table.plan.repeat_path is None:
-            signature, meta = "rec, ctx", _ROOT_META_CODE
-        else:
-            signature, meta = "ctx, parent_key, key", _REPEAT_META_CODE
-        head = [meta.get(name, '""') for name in table.head]
-        tail = [meta.get(name, '""') for name in table.tail]
-        body = "".join(f"    {line}\n" for line in code)
-        source = f"def row({signature}):\n{body}    return [{', '.join([*head, *cells, *tail])}]\n"
-        # Nothing from the form reaches the code but field names, each written as a repr() string literal.
-        exec(compile(source, f"<export row: {table.plan.file_name}>", "exec"), env)
-        return env["row"]
+                code.append(f"{indent}{v} = {m}.get({r})")
+                code.append(f"{indent}if {v} is None: {v} = {f}({r})")
+            cells.append(v if slot.plain else f"*{v}")
+        return cells
 
     def _fill(self, slot: _Slot, raw: Any) -> str | tuple[str, ...]:
         """The cells of ``raw`` for the generated row, remembered; ``_NotFast`` when cleaning changes or flags it."""
@@ -352,16 +395,6 @@ class _RowBuilder:
         if not (slot.text and slot.plain):  # free text rarely repeats: not remembered
             _remember(slot.cells, raw, out)
         return out
-
-    def _fast_repeat_rows(
-        self, parent_repeat: str | None, ctx: Mapping[str, Any], parent_key: str, out: list[tuple[int, list[str]]]
-    ) -> None:
-        for table, row, nested in self.fast_children.get(parent_repeat, ()):
-            for n, instance in enumerate(_instances(ctx, table.holder_segs, table.last), start=1):
-                key = f"{parent_key}/{table.rel}[{n}]"
-                out.append((table.index, row(instance, parent_key, key)))
-                if nested:
-                    self._fast_repeat_rows(table.plan.repeat_path, instance, key, out)
 
     def exclusion(self, rec: ExportRecord) -> str | None:
         o = self.options
@@ -489,13 +522,10 @@ class _RowBuilder:
         if reason is not None:
             report.exclude(reason)
             return []
-        if self.fast_root is not None:
+        if self.fast_rows is not None:
             ctx = rec.values if type(rec.values) is dict or isinstance(rec.values, Mapping) else {}
             try:
-                out = [(0, self.fast_root(rec, ctx))]
-                if self.fast_children:
-                    self._fast_repeat_rows(None, ctx, rec.instance_id, out)
-                return out
+                return self.fast_rows(rec, ctx)
             except (_NotFast, TypeError):  # TypeError: an unhashable value (a group) looked up in a memo
                 self.general_rows += 1  # built again below, with its steps and issues counted
         meta = {
