@@ -235,7 +235,12 @@ class _RowBuilder:
         self.clean = options.clean
         # The generated rows (the filter on field values needs the general path's cleaned values).
         self.general_rows = 0  # submissions the generated rows left to the general path
-        self.fast_rows = self._compile_fast() if fast and not self.field_equals else None
+        self.fast_rows: FastRows | None = None
+        if fast and not self.field_equals:
+            try:
+                self.fast_rows = self._compile_fast()
+            except (SyntaxError, RecursionError):  # Python nests at most 20 loops: repeats nested 21 deep
+                self.fast_rows = None
 
     def _label(self, labels: Mapping[str, str], name: str) -> str:
         for key in (self.plan.lang, self.plan.default_language, "", "default"):

@@ -7,7 +7,8 @@ Rules checked:
 - F2 every CSV of the zip is, byte for byte, the header and rows of the general path each escaped by
   ``neutralise_row`` and formatted by ``csv_line``, and ``cleaning_report.csv`` counts the same escapes.
 - F3 ``csv_lines`` (column by column) gives what ``neutralise_row`` + ``csv_line`` give row by row.
-- F4 a clean submission is built by the generated code, not handed back to the general path.
+- F4 a clean submission is built by the generated code, not handed back to the general path; a form whose
+  repeats nest too deep for one generated function is exported by the general path alone.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from exports.rows import export_rows, row_builder
 from exports.spreadsheet_formulas import STEP as FORMULA_STEP
 from exports.spreadsheet_formulas import neutralise, neutralise_row, numeric_columns
 from exports.tables import plan_tables
+from forms.schema import Field, FormSchema
 from tests.exports.coop_fixture import SCHEMAS, coop_values, record
 
 # Leaves chosen to reach every branch: clean and canonical values of each type, values cleaning changes
@@ -231,3 +233,19 @@ def test_clean_submissions_take_the_generated_rows() -> None:
     messy = coop_values("uuid:9", coop_name=" Coop  Tifawin ")
     builder.rows(record("uuid:9", messy), report)
     assert builder.general_rows == 1
+
+
+def test_repeats_nested_beyond_pythons_block_limit_take_the_general_path() -> None:
+    depth = 21  # one loop per repeat: past the 20 nested blocks Python compiles in one function
+    paths = ["/".join(f"r{i}" for i in range(d + 1)) for d in range(depth)]
+    fields = [Field(p, p.rsplit("/", 1)[-1], "repeat", repeat=paths[i - 1] if i else None) for i, p in enumerate(paths)]
+    fields.append(Field(f"{paths[-1]}/leaf", "leaf", "question", "string", "input", repeat=paths[-1]))
+    schema = FormSchema(form_id="deep", version="1", title="Deep", fields=tuple(fields))
+    values: dict[str, Any] = {"leaf": "x"}
+    for i in reversed(range(depth)):
+        values = {f"r{i}": [values]}
+    opts = ExportOptions()
+    builder = row_builder(plan_tables([schema], opts), opts)
+    assert builder.fast_rows is None
+    rows = builder.rows(record("uuid:d", values), CleaningReport())
+    assert rows[-1][1][0] == "x"
