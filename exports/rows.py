@@ -12,15 +12,24 @@ exported.
 Speed: an export runs over millions of cells, so the plan is compiled once into ``_Table``/``_Slot``
 objects (the path of every field split in advance, its cleaning memoised per column, the report keys
 built once); a row is then one pass over the table's fields with no per-cell look-up by name.
+
+On top of that, a function making a submission's rows is generated once from the plan (``_compile_fast``):
+straight-line code reading every field by its constant key, taking each field's finished cell(s) from a memo
+keyed by the raw value, building each row with one list display, repeat tables as inlined loops. It covers
+the common submission, where no value is changed by cleaning or flagged; any other one (a step or an issue
+to count, a value that is not text, a group or repeat instance that is not a dict) is built again by the
+general path above, so both give the same cells.
+``tests/exports/test_rows_fast.py`` checks that on random records and options.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from functools import partial
 from typing import Any
 
 from exports.cleaning import Cleaned, CleaningReport, ReportKey, clean_value
@@ -90,11 +99,67 @@ def _instances(ctx: Mapping[str, Any], holder_segs: tuple[str, ...], last: str) 
     return []
 
 
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """Remember ``value`` under ``key``, emptying the memo first when it is full (memory stays flat)."""
+    if len(memo) >= MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def _utc_iso(rec: ExportRecord) -> str:
-    utc = rec.submission_date.astimezone(UTC)
-    if utc.year >= 1000:  # isoformat truncates to milliseconds like the slice below, at half the cost
-        return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    utc = rec.submission_date
+    if utc.tzinfo is not UTC:  # the server's records are in UTC already
+        utc = utc.astimezone(UTC)
+    if utc.year >= 1000:  # isoformat(timespec="milliseconds") + "Z" (truncated, as it), at half its cost
+        fields = (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond // 1000)
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % fields  # noqa: UP031  # faster than format() here
     return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class _NotFast(Exception):
+    """A row the generated code leaves to the general path (a step or issue to count, a value not text)."""
+
+
+_NO_GROUP: Mapping[str, Any] = {}  # a group the record does not have: every field in it is empty
+# The root table's metadata cells, as the generated row code computes them from ``rec`` (the general
+# path's ``meta`` in ``_RowBuilder.rows`` gives the same); any other name is an empty cell.
+_ROOT_META_CODE = {
+    "SubmissionDate": "_utc_iso(rec)",
+    "KEY": "rec.instance_id",
+    "SubmitterID": "rec.submitter",
+    "DeviceID": "rec.device_id",
+    "ReviewState": 'rec.review_state or ""',
+    "AttachmentsPresent": "str(rec.attachments_present)",
+    "AttachmentsExpected": "str(rec.attachments_expected)",
+    "Edits": "str(rec.edits)",
+    "FormVersion": "rec.form_version",
+    "Status": '"deleted" if rec.deleted else ("" if rec.current else "superseded")',
+}
+_REPEAT_META_CODE = {"PARENT_KEY": "parent_key", "KEY": "key"}
+
+
+def _group(node: Any) -> Mapping[str, Any]:
+    """The group a generated row reads its fields from, when it is not a dict: absent, or not fast."""
+    if node is None:
+        return _NO_GROUP
+    raise _NotFast
+
+
+def _text_unchanged(raw: str) -> bool:
+    """Tell (cheaply, no regex) that ``normalise_text`` would return ``raw`` unchanged.
+
+    Printable text has no tabs, newlines or unusual spaces, so with no double space, no space at either
+    end and already NFC, nothing is left to normalise. ``_RowBuilder._cells`` inlines the same test.
+    """
+    return (
+        raw.isprintable()
+        and "  " not in raw
+        and raw.strip(" ") == raw
+        and (raw.isascii() or unicodedata.is_normalized("NFC", raw))
+    )
+
+
+FastRows = Callable[[ExportRecord, Mapping[str, Any]], list[tuple[int, list[str]]]]
 
 
 class _Slot:
@@ -102,6 +167,7 @@ class _Slot:
 
     __slots__ = (
         "allowed",
+        "cells",
         "cols",
         "field",
         "header",
@@ -122,6 +188,7 @@ class _Slot:
         self.issue_key: ReportKey = (table.file_name, first.header, "issue")
         self.step_keys: dict[str, ReportKey] = {}
         self.memo: dict[str, Cleaned] = {}
+        self.cells: dict[str, str | tuple[str, ...]] = {}  # raw -> finished cell(s) of a plain outcome (fast path)
         self.text = text
         self.cols: list[Column] = [first]
         self.plain = False
@@ -152,7 +219,7 @@ class _Table:
 
 
 class _RowBuilder:
-    def __init__(self, plan: ExportPlan, options: ExportOptions) -> None:
+    def __init__(self, plan: ExportPlan, options: ExportOptions, fast: bool = True) -> None:
         self.plan = plan
         self.options = options
         self.allowed = {p: frozenset(c.name for c in cs) for p, cs in plan.choices.items()}
@@ -166,6 +233,14 @@ class _RowBuilder:
         by_path = {s.cols[0].path: s for s in root.slots}
         self.field_equals = [(by_path[path], wanted) for path, wanted in options.field_equals]
         self.clean = options.clean
+        # The generated rows (the filter on field values needs the general path's cleaned values).
+        self.general_rows = 0  # submissions the generated rows left to the general path
+        self.fast_rows: FastRows | None = None
+        if fast and not self.field_equals:
+            try:
+                self.fast_rows = self._compile_fast()
+            except (SyntaxError, RecursionError):  # Python nests at most 20 loops: repeats nested 21 deep
+                self.fast_rows = None
 
     def _label(self, labels: Mapping[str, str], name: str) -> str:
         for key in (self.plan.lang, self.plan.default_language, "", "default"):
@@ -210,6 +285,122 @@ class _RowBuilder:
         keyed = not head and tuple(tail) == (*REPEAT_META_AFTER, ISSUES_COLUMN)
         return _Table(index, table, tuple(head), tuple(slots), hot, tuple(tail), issues_at, keyed, holder, last, rel)
 
+    def _compile_fast(self) -> FastRows:
+        """Generate ``rows(rec, ctx)``: a submission's rows, in the order of the general path, as straight code.
+
+        Per table, one constant-key read per field; each field's cells come from ``_Slot.cells`` (raw value
+        -> finished cell, or cells, of a value cleaning leaves alone), and a miss calls ``_fill``, which
+        raises ``_NotFast`` when the row needs the general path. Repeat tables are loops inlined where their
+        parent's row is made (nested repeats nest), so a submission is one call.
+        """
+        env: dict[str, Any] = {
+            "_utc_iso": _utc_iso,
+            "_group": _group,
+            "_is_normalized": unicodedata.is_normalized,
+            "_NotFast": _NotFast,
+        }
+        code: list[str] = []
+        root = self.tables[0]
+        cells = self._fast_fields(root, "ctx", env, code, "    ")
+        head = [_ROOT_META_CODE.get(name, '""') for name in root.head]
+        tail = [_ROOT_META_CODE.get(name, '""') for name in root.tail]
+        code.append(f"    out = [(0, [{', '.join([*head, *cells, *tail])}])]")
+        self._fast_children(None, "ctx", "rec.instance_id", env, code, "    ")
+        code.append("    return out")
+        source = "def rows(rec, ctx):\n" + "".join(f"{line}\n" for line in code)
+        # Nothing from the form reaches the code but field names, each written as a repr() string literal.
+        exec(compile(source, f"<export rows: {root.plan.file_name}>", "exec"), env)
+        rows: FastRows = env["rows"]
+        return rows
+
+    def _fast_children(
+        self, parent: str | None, ctx: str, parent_key: str, env: dict[str, Any], code: list[str], indent: str
+    ) -> None:
+        """The loops making the rows of the repeat tables whose parent is ``parent`` (``_repeat_rows``)."""
+        for table in self.children.get(parent, ()):
+            t = table.index
+            holder = self._fast_holder(ctx, table.holder_segs, f"h{t}_", code, indent, {})
+            env[f"K{t}"] = f"/{table.rel}["
+            code.append(f"{indent}found{t} = {holder}.get({table.last!r})")
+            code.append(f"{indent}if type(found{t}) is list:")
+            code.append(f"{indent}    for n{t}, inst{t} in enumerate(found{t}, 1):")
+            inner = indent + "        "
+            # Anything but a dict (a Mapping of another type, a stray value skipped in the numbering): general.
+            code.append(f"{inner}if type(inst{t}) is not dict: raise _NotFast")
+            code.append(f'{inner}key{t} = f"{{{parent_key}}}{{K{t}}}{{n{t}}}]"')
+            cells = self._fast_fields(table, f"inst{t}", env, code, inner)
+            if table.keyed:
+                head, tail = [], [parent_key, f"key{t}", '""']
+            else:
+                meta = {"PARENT_KEY": parent_key, "KEY": f"key{t}"}
+                head = [meta.get(name, '""') for name in table.head]
+                tail = [meta.get(name, '""') for name in table.tail]
+            code.append(f"{inner}out.append(({t}, [{', '.join([*head, *cells, *tail])}]))")
+            self._fast_children(table.plan.repeat_path, f"inst{t}", f"key{t}", env, code, inner)
+            code.append(f"{indent}elif found{t} is not None: raise _NotFast")
+
+    @staticmethod
+    def _fast_holder(
+        ctx: str, segs: tuple[str, ...], prefix: str, code: list[str], indent: str, groups: dict[tuple[str, ...], str]
+    ) -> str:
+        """The variable holding the group ``segs`` of ``ctx``, read (once) by code appended to ``code``."""
+        holder = ctx
+        for depth in range(1, len(segs) + 1):
+            key = segs[:depth]
+            if key not in groups:
+                name = groups[key] = f"{prefix}{len(groups)}"
+                code.append(f"{indent}{name} = {holder}.get({key[-1]!r})")
+                code.append(f"{indent}if type({name}) is not dict: {name} = _group({name})")
+            holder = groups[key]
+        return holder
+
+    def _fast_fields(self, table: _Table, ctx: str, env: dict[str, Any], code: list[str], indent: str) -> list[str]:
+        """Append the code reading ``table``'s fields from ``ctx``; return the expressions of their cells."""
+        t = table.index
+        groups: dict[tuple[str, ...], str] = {}
+        cells: list[str] = []
+        for j, slot in enumerate(table.slots):
+            holder = self._fast_holder(ctx, slot.segs[:-1], f"g{t}_", code, indent, groups)
+            r, v, m, f = f"r{t}_{j}", f"v{t}_{j}", f"m{t}_{j}", f"f{t}_{j}"
+            env[m] = slot.cells
+            env[f] = partial(self._fill, slot)
+            code.append(f"{indent}{r} = {holder}.get({slot.segs[-1]!r})")
+            if slot.text and slot.plain and self.clean:
+                code.append(
+                    f"{indent}if type({r}) is str and {r}.isprintable() and '  ' not in {r} and {r}.strip(' ') == {r}"
+                    f" and ({r}.isascii() or _is_normalized('NFC', {r})): {v} = {r}"
+                )
+                code.append(f"{indent}else: {v} = {f}({r})")
+            elif slot.text and slot.plain:
+                code.append(f"{indent}{v} = {r} if type({r}) is str else {f}({r})")
+            else:  # unhashable values (a group where a value was expected) raise TypeError: the general path
+                code.append(f"{indent}{v} = {m}.get({r})")
+                code.append(f"{indent}if {v} is None: {v} = {f}({r})")
+            cells.append(v if slot.plain else f"*{v}")
+        return cells
+
+    def _fill(self, slot: _Slot, raw: Any) -> str | tuple[str, ...]:
+        """The cells of ``raw`` for the generated row, remembered; ``_NotFast`` when cleaning changes or flags it."""
+        if raw is None:
+            got = Cleaned("")
+        elif type(raw) is not str:
+            raise _NotFast
+        elif slot.text and (not self.clean or _text_unchanged(raw)):
+            got = Cleaned(raw)
+        else:
+            got = slot.memo.get(raw) or clean_value(raw, slot.field, slot.allowed, self.clean)
+            if got.steps or got.issue is not None:
+                raise _NotFast
+        if slot.plain:
+            out: str | tuple[str, ...] = got.value
+        else:
+            emitted: list[str] = []
+            self._emit(slot, got, emitted)
+            out = tuple(emitted)
+        if not (slot.text and slot.plain):  # free text rarely repeats: not remembered
+            _remember(slot.cells, raw, out)
+        return out
+
     def exclusion(self, rec: ExportRecord) -> str | None:
         o = self.options
         state = rec.review_state or "received"
@@ -250,10 +441,7 @@ class _RowBuilder:
     def _clean(self, slot: _Slot, raw: str) -> Cleaned:
         """Clean ``raw`` for ``slot`` and remember it (the memo is emptied when full: memory stays flat)."""
         got = clean_value(raw, slot.field, slot.allowed, self.clean)
-        memo = slot.memo
-        if len(memo) >= MEMO_MAX:
-            memo.clear()
-        memo[raw] = got
+        _remember(slot.memo, raw, got)
         return got
 
     def _cells(
@@ -339,6 +527,12 @@ class _RowBuilder:
         if reason is not None:
             report.exclude(reason)
             return []
+        if self.fast_rows is not None:
+            ctx = rec.values if type(rec.values) is dict or isinstance(rec.values, Mapping) else {}
+            try:
+                return self.fast_rows(rec, ctx)
+            except (_NotFast, TypeError):  # TypeError: an unhashable value (a group) looked up in a memo
+                self.general_rows += 1  # built again below, with its steps and issues counted
         meta = {
             "SubmissionDate": _utc_iso(rec),
             "KEY": rec.instance_id,
@@ -374,16 +568,24 @@ class _RowBuilder:
         return out
 
 
-def row_builder(plan: ExportPlan, options: ExportOptions) -> _RowBuilder:
-    """The compiled rows of ``plan``: ``builder.rows(record, report)`` gives one submission's rows."""
-    return _RowBuilder(plan, options)
+def row_builder(plan: ExportPlan, options: ExportOptions, *, fast: bool = True) -> _RowBuilder:
+    """The compiled rows of ``plan``: ``builder.rows(record, report)`` gives one submission's rows.
+
+    ``fast=False`` leaves out the generated row code (the general path alone, which the tests compare with).
+    """
+    return _RowBuilder(plan, options, fast)
 
 
 def export_rows(
-    plan: ExportPlan, options: ExportOptions, records: Iterable[ExportRecord], report: CleaningReport
+    plan: ExportPlan,
+    options: ExportOptions,
+    records: Iterable[ExportRecord],
+    report: CleaningReport,
+    *,
+    fast: bool = True,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(table index, cells)`` for every exported row, reading ``records`` once."""
-    builder = _RowBuilder(plan, options)
+    builder = _RowBuilder(plan, options, fast)
     for rec in records:
         report.records_read += 1
         yield from builder.rows(rec, report)
