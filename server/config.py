@@ -48,6 +48,7 @@ ENV_KEYS = {
     "FIELDSYNC_OPENROSA_ACCEPT_CONTENT_LENGTH": "OPENROSA_ACCEPT_CONTENT_LENGTH",
     "FIELDSYNC_CLIENT_SILENCE_TIMEOUT": "CLIENT_SILENCE_TIMEOUT",
     "FIELDSYNC_CONTROL_SOCKET": "CONTROL_SOCKET",
+    "FIELDSYNC_FORMLIST_LISTEN": "FORMLIST_LISTEN",
 }
 
 INT_KEYS = {
@@ -74,7 +75,7 @@ FLOAT_KEYS = {
     "KEEP_ALIVE",
     "CLIENT_SILENCE_TIMEOUT",
 }
-BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE"}
+BOOL_KEYS = {"LOG_REQUESTS", "METRICS_PUBLIC", "DIGEST_AUTH", "WEBHOOKS_ALLOW_PRIVATE", "FORMLIST_LISTEN"}
 # The console's former proxy switch: "1" now means TRUSTED_PROXIES=1 (when that is not set itself).
 DEPRECATED_PROXY_ENV = "FIELDSYNC_TRUST_PROXY_HEADERS"
 
@@ -105,6 +106,9 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         "MAX_PUSH_BYTES": 8 * 1024 * 1024,
         "PUBLIC_URL": None,
         "LOG_REQUESTS": True,
+        # formList from memory while a LISTEN connection vouches for it (PostgreSQL; server.db.change_listener).
+        # Off behind a transaction-pooling proxy (PgBouncer's transaction mode), which cannot hold a LISTEN.
+        "FORMLIST_LISTEN": True,
         # pyxform is quadratic on repeats (one corpus form takes 20+ s): convert in a child process
         # killed after this many seconds. Inline conversion is for tests only.
         "FORM_CONVERT_TIMEOUT": 60.0,

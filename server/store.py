@@ -59,7 +59,8 @@ def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"])
     storage = Path(app.config["STORAGE_DIR"])
     storage.mkdir(parents=True, exist_ok=True)
-    listener = ChangeListener(engine) if engine.dialect.name == "postgresql" else None
+    listens = engine.dialect.name == "postgresql" and bool(app.config.get("FORMLIST_LISTEN", True))
+    listener = ChangeListener(engine) if listens else None
     app.extensions["fieldsync.store"] = Store(engine, make_sessionmaker(engine), storage, listener)
     app.teardown_appcontext(_close_session)
 

@@ -5,7 +5,8 @@ formList answer depends on (a project's formList stamp, an access token). A cach
 generation it was checked at; while the generation has not moved and the listener is known to be
 connected, the entry is still what the database would say, on this host and every other.
 
-"Known to be connected" is proved, not assumed: a heartbeat query every ``HEARTBEAT`` seconds, and
+"Known to be connected" is proved, not assumed: a heartbeat query every ``HEARTBEAT`` seconds (on the
+backend that ran ``LISTEN``: a transaction pooler that moved the session makes it fail), and
 :meth:`ChangeListener.generation` answers ``None`` once ``VALID_FOR`` seconds pass without one, while the
 connection is being read or is not there yet, and while its socket holds unread bytes (a notification
 on its way in). ``None`` means "check the database", so a lost connection, a network partition or a
@@ -133,12 +134,26 @@ class ChangeListener:
                         self._drain(conn)
                     if time.monotonic() >= beat + HEARTBEAT:
                         beat = time.monotonic()
-                        conn.execute("SELECT 1")
+                        self._same_backend(conn)
                         self._drain(conn)
                         self._valid_until = beat + VALID_FOR
                         self.last_heartbeat = beat
                 finally:
                     self._busy = False
+
+    def _same_backend(self, conn: psycopg.Connection[Any]) -> None:
+        """The heartbeat: prove the connection answers, on the backend that ran ``LISTEN``.
+
+        Behind a transaction-pooling proxy each statement may run on another backend, whose session
+        never listened: notifications would be lost while the heartbeat still answered. A backend that
+        changed ends the connection, so the listener never vouches there (``FORMLIST_LISTEN=0`` is the
+        setting for such a proxy).
+        """
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        if row is None or row[0] != self.backend_pid:
+            log.warning("the formList listener's statements run on another backend (a transaction pooler?); "
+                        "set FIELDSYNC_FORMLIST_LISTEN=0 there")  # fmt: skip
+            raise psycopg.OperationalError("the listening session moved to another backend")
 
     def _drain(self, conn: psycopg.Connection[Any]) -> None:
         while (notify := conn.pgconn.notifies()) is not None:

@@ -13,11 +13,15 @@ Rules (PostgreSQL; SQLite reads the stamp on every request, tests/server/test_fo
 - FL-NOTIFY-LOST a listener whose connection is killed stops vouching at once (the database is read), and
   a change made while it was away is seen after it reconnects.
 - FL-NOTIFY-SILENT a listener without a heartbeat for ``VALID_FOR`` seconds vouches for nothing.
+- FL-NOTIFY-MOVED a heartbeat answered by another backend than the one that ran ``LISTEN`` (a transaction
+  pooler) ends the listener's connection, with a warning.
+- FL-NOTIFY-OFF ``FORMLIST_LISTEN`` off: no listener, one read per request.
 - FL-NOTIFY-DISPOSE the listener's thread and connection end with its engine's ``dispose()``.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -250,3 +254,38 @@ def test_fl_notify_dispose_ends_the_listener(live: Live) -> None:
     store.engine.dispose()
     thread.join(timeout=15)
     assert not thread.is_alive()
+
+
+def test_fl_notify_a_moved_session_ends_the_listener(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    _connected(live)
+    listener = live.listener
+    generation = get_store(live.app).change_generation()
+    with caplog.at_level(logging.WARNING, logger="fieldsync.change_listener"):
+        listener.backend_pid = -1  # as if the LISTEN had run on a backend a pooler has since given to others
+        wait_for(_moved_from(live, generation), "the listener ended its connection and came back")
+    assert any("another backend" in r.getMessage() for r in caplog.records)
+    assert listener.backend_pid not in (None, -1)
+
+
+def test_fl_notify_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with committed_forms_app("postgresql", tmp_path, {"FORMLIST_LISTEN": False}) as (app, _headers, project_id):
+        publish_form(app, project_id, COOP_XLSX)
+        with app.app_context():
+            session = get_store().sessions()
+            device = accounts.create_device(session, project_id, "Téléphone de Karim")
+            session.close()
+        reads: list[int] = []
+        real = forms_svc.device_and_formlist_stamp
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            reads.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(forms_svc, "device_and_formlist_stamp", counting)
+        store = get_store(app)
+        assert store.listener is None and store.change_generation() is None
+        client = app.test_client()
+        url = f"/v1/key/{device.token}/projects/{project_id}/formList"
+        for _ in range(5):
+            assert client.get(url).status_code == 200
+        assert len(reads) == 5  # every answer, the full app's first one included, reads the key and the stamp
