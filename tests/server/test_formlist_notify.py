@@ -70,27 +70,34 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 15.0) ->
     pytest.fail(f"never happened: {what}")
 
 
+def _phone_and_reads(
+    app: Flask, project_id: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[accounts.IssuedToken, str, list[int]]:
+    """A phone's key in the project, its formList URL, and a list that grows by one per read of key and stamp."""
+    with app.app_context():
+        session = get_store().sessions()
+        device = accounts.create_device(session, project_id, "Téléphone de Fatima")
+        session.close()
+    reads: list[int] = []
+    real = forms_svc.device_and_formlist_stamp
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forms_svc, "device_and_formlist_stamp", counting)
+    return device, f"/v1/key/{device.token}/projects/{project_id}/formList", reads
+
+
 @pytest.fixture
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
     with committed_forms_app("postgresql", tmp_path, {}) as (app, _headers, project_id):
         publish_form(app, project_id, COOP_XLSX)
         publish_form(app, project_id, ENTREPRENEUR_XLSX)
-        with app.app_context():
-            session = get_store().sessions()
-            device = accounts.create_device(session, project_id, "Téléphone de Fatima")
-            session.close()
-        reads: list[int] = []
-        real = forms_svc.device_and_formlist_stamp
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            reads.append(1)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(forms_svc, "device_and_formlist_stamp", counting)
+        device, url, reads = _phone_and_reads(app, project_id, monkeypatch)
         store = get_store(app)
         assert store.listener is not None
         writer = make_engine(str(store.engine.url.render_as_string(hide_password=False)))
-        url = f"/v1/key/{device.token}/projects/{project_id}/formList"
         try:
             yield Live(app, app.test_client(), url, device.id, writer, store.listener, reads)
         finally:
@@ -270,22 +277,10 @@ def test_fl_notify_a_moved_session_ends_the_listener(live: Live, caplog: pytest.
 def test_fl_notify_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with committed_forms_app("postgresql", tmp_path, {"FORMLIST_LISTEN": False}) as (app, _headers, project_id):
         publish_form(app, project_id, COOP_XLSX)
-        with app.app_context():
-            session = get_store().sessions()
-            device = accounts.create_device(session, project_id, "Téléphone de Karim")
-            session.close()
-        reads: list[int] = []
-        real = forms_svc.device_and_formlist_stamp
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            reads.append(1)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(forms_svc, "device_and_formlist_stamp", counting)
+        _device, url, reads = _phone_and_reads(app, project_id, monkeypatch)
         store = get_store(app)
         assert store.listener is None and store.change_generation() is None
         client = app.test_client()
-        url = f"/v1/key/{device.token}/projects/{project_id}/formList"
         for _ in range(5):
             assert client.get(url).status_code == 200
         assert len(reads) == 5  # every answer, the full app's first one included, reads the key and the stamp
