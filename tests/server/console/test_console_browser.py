@@ -55,9 +55,11 @@ def _decode_qr(page: Any) -> str:
     from PIL import Image
 
     png = page.locator("#qr svg").screenshot()
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
-    assert len(found) == 1
-    text: str = found[0].text
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)
+    # One QR code, whose text may be found more than once (zxing also tries the image inverted and rotated).
+    texts = {barcode.text for barcode in found}
+    assert len(texts) == 1, texts
+    text: str = texts.pop()
     return text
 
 
