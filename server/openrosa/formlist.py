@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape, quoteattr
 
@@ -83,7 +83,34 @@ class _Listing:
     etag: str
 
 
-class FormListCache:
+_Key = tuple[int, str | None, str]  # project, formID filter, base URL (which holds a device's token)
+_V = TypeVar("_V")
+
+
+class _Bounded(Generic[_V]):
+    """A process's dict by ``_Key``, emptied when it holds ``capacity`` entries (threads of one worker share
+    it; each read and write is atomic)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._entries: dict[_Key, _V] = {}
+
+    def peek(self, key: _Key) -> _V | None:
+        """Return what is kept for ``key``, if anything."""
+        return self._entries.get(key)
+
+    def put(self, key: _Key, value: _V) -> None:
+        """Keep ``value`` for ``key``."""
+        if len(self._entries) >= self.capacity:
+            self._entries.clear()
+        self._entries[key] = value
+
+    def drop(self, key: _Key) -> None:
+        """Forget what is kept for ``key``."""
+        self._entries.pop(key, None)
+
+
+class FormListCache(_Bounded[_Listing]):
     """This process's rendered formList documents, by project, ``formID`` filter and base URL (so per device).
 
     Valid while the project's stamp (one indexed row, read with the caller's token) has not moved; the
@@ -91,24 +118,10 @@ class FormListCache:
     next request on every process and host. Bounded: emptied when it holds too many documents.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self.capacity = capacity
-        self._entries: dict[tuple[int, str | None, str], _Listing] = {}
-
-    def get(self, key: tuple[int, str | None, str], stamp: int) -> _Listing | None:
+    def get(self, key: _Key, stamp: int) -> _Listing | None:
         """Return the document cached for ``key`` if it was read at ``stamp``."""
-        found = self._entries.get(key)
+        found = self.peek(key)
         return found if found is not None and found.stamp == stamp else None
-
-    def peek(self, key: tuple[int, str | None, str]) -> _Listing | None:
-        """Return the document cached for ``key``, whatever its stamp (the caller compares it)."""
-        return self._entries.get(key)
-
-    def put(self, key: tuple[int, str | None, str], listing: _Listing) -> None:
-        """Keep ``listing`` for ``key`` (threads of one worker share the dict; each write is atomic)."""
-        if len(self._entries) >= self.capacity:
-            self._entries.clear()
-        self._entries[key] = listing
 
 
 _cache = FormListCache()
@@ -180,25 +193,6 @@ class _Checked:
     row: DeviceTokenRow
 
 
-class _CheckedAnswers:
-    """The shortcut's checked answers, by the formList cache's key (which holds the token); bounded."""
-
-    def __init__(self, capacity: int = 4096) -> None:
-        self.capacity = capacity
-        self._entries: dict[tuple[int, str | None, str], _Checked] = {}
-
-    def get(self, key: tuple[int, str | None, str]) -> _Checked | None:
-        return self._entries.get(key)
-
-    def put(self, key: tuple[int, str | None, str], checked: _Checked) -> None:
-        if len(self._entries) >= self.capacity:
-            self._entries.clear()
-        self._entries[key] = checked
-
-    def drop(self, key: tuple[int, str | None, str]) -> None:
-        self._entries.pop(key, None)
-
-
 class FormListShortcut:
     """WSGI middleware: a device's unchanged formList answered from this process's cache, before Flask runs.
 
@@ -224,7 +218,8 @@ class FormListShortcut:
         self.enabled = True
         self.log_requests = request_log.enabled(app)
         self._host_urls: dict[tuple[str, str, str, str], str] = {}
-        self._checked = _CheckedAnswers()
+        # Token rows and documents checked together, by the cache's key: the listener's generation vouches for them.
+        self._checked: _Bounded[_Checked] = _Bounded()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Answer a cached formList, or hand the request to the full app."""
@@ -264,7 +259,7 @@ class FormListShortcut:
             return None
         store = get_store(self.app)
         generation = store.change_generation()  # before the read: a change told after it drops what is kept
-        checked = self._checked.get(key) if generation is not None else None
+        checked = self._checked.peek(key) if generation is not None else None
         if checked is not None and checked.generation == generation and checked.listing is listing:
             row = checked.row
         else:
