@@ -34,7 +34,7 @@ class Store:
         It is on the sessions' own bind: a session factory bound to one connection (a test's
         rolled-back transaction) lends that connection as it stands.
         """
-        bind = self.sessions.kw.get("bind", self.engine)
+        bind = self._bind()
         if isinstance(bind, Connection):
             yield bind
             return
@@ -49,9 +49,14 @@ class Store:
         ``None`` on SQLite, while the listener is not connected and up to date, and when the sessions
         are bound to one connection (a test's rolled-back transaction, whose changes nobody is told of).
         """
-        if self.listener is None or isinstance(self.sessions.kw.get("bind", self.engine), Connection):
+        if self.listener is None or isinstance(self._bind(), Connection):
             return None
         return self.listener.generation()
+
+    def _bind(self) -> Engine | Connection:
+        """What the sessions run on: the engine, or the one connection a test binds them to."""
+        bind: Engine | Connection = self.sessions.kw.get("bind", self.engine)
+        return bind
 
 
 def init_app(app: Flask) -> None:

@@ -352,7 +352,6 @@ def session(db: sessionmaker[Session]) -> Iterator[Session]:
 # the same result in both runs of CI.
 PURE_TEST_DIRS = ("forms", "sync", "exports")
 EVERYTHING = bool(os.environ.get("FIELDSYNC_TEST_EVERYTHING"))
-_left_to_the_sqlite_run: list[str] = []
 
 
 def _runs_the_same_on_any_store(item: pytest.Item) -> bool:
@@ -389,7 +388,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # Long scenarios: one store per run
 
 
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run a ``one_store_per_run`` test's SQLite cases only when no PostgreSQL is set.
 
@@ -405,11 +403,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not POSTGRES_URL:
         return
     if not EVERYTHING:
-        kept = []
+        left: list[pytest.Item] = []
+        kept: list[pytest.Item] = []
         for item in items:
-            (_left_to_the_sqlite_run if _runs_the_same_on_any_store(item) else kept).append(item)
-        if _left_to_the_sqlite_run:
-            config.hook.pytest_deselected(items=list(_left_to_the_sqlite_run))
+            (left if _runs_the_same_on_any_store(item) else kept).append(item)
+        if left:
+            config.hook.pytest_deselected(items=left)
             items[:] = kept
     reason = "a long scenario: its SQLite case runs in the run without PostgreSQL (see tests/conftest.py)"
     for item in items:
