@@ -263,3 +263,170 @@ def test_a_connection_is_closed_off_the_event_loop_thread() -> None:
     assert done.wait(30)
     assert worker.nr_conns == 0
     assert closed == [(closed[0][0], True)] and closed[0][0] != threading.get_ident()
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """Read ``count`` responses in a row from one connection (a buffered reader: they may arrive together)."""
+    answers = []
+    with sock.makefile("rb") as stream:
+        for _ in range(count):
+            status = int(stream.readline().split()[1])
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            answers.append((status, stream.read(length)))
+    return answers
+
+
+def test_requests_sent_back_to_back_on_one_connection_are_all_answered_in_order(server: LiveServer) -> None:
+    # SV6: a thread that has answered serves the connection's next request itself when it follows at
+    # once, from the socket or from bytes read ahead with the previous body (pipelined requests).
+    coaches = [f"uuid:{uuid.uuid4()}" for _ in range(3)]
+    posts = [collect_post(server, coach, {})[0] for coach in coaches]
+    health = request_bytes("GET", "/healthz", {})
+    sock = connect(server)
+    try:
+        sock.sendall(posts[0] + health + posts[1])  # pipelined: one write
+        first = _responses(sock, 3)
+        answers = []
+        for _ in range(10):  # back to back, each sent once the previous one is answered
+            sock.sendall(health)
+            answers += _responses(sock, 1)
+        sock.sendall(posts[2])
+        last = _responses(sock, 1)
+    finally:
+        sock.close()
+    assert [status for status, _ in first] == [201, 200, 201]
+    assert answers == [answers[0]] * 10 and answers[0][0] == 200
+    assert last[0][0] == 201
+    assert _stored(server, coaches) == 3
+
+
+class _Served:
+    """A stand-in for gunicorn's per-request handling: one line from the socket is one request."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def handle(self, conn: object) -> bool:
+        sock = conn.sock  # type: ignore[attr-defined]
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = sock.recv(1)
+            if not byte:
+                return False
+            line += byte
+        self.lines.append(line)
+        return True
+
+
+def _lingering_worker(monkeypatch: pytest.MonkeyPatch, served: _Served) -> object:
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from server.gunicorn_worker import SilenceLimitedWorker
+
+    monkeypatch.setattr(ThreadWorker, "handle", lambda _self, conn: served.handle(conn))
+    worker = object.__new__(SilenceLimitedWorker)
+    worker.alive = True
+    worker.tpool = Pool(1)
+    return worker
+
+
+def _conn(sock: socket.socket, buffered: bytes = b"") -> object:
+    import io
+    from types import SimpleNamespace
+
+    buffer = io.BytesIO()
+    buffer.write(buffered)
+    return SimpleNamespace(sock=sock, is_http2=False, parser=SimpleNamespace(unreader=SimpleNamespace(buf=buffer)))
+
+
+def test_a_thread_serves_the_requests_that_follow_at_once_then_gives_the_connection_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SV6 at the worker's level: requests already waiting are served by the same thread; once none
+    # follows, the connection goes back to the event loop (handle answers True: kept alive).
+    served = _Served()
+    worker = _lingering_worker(monkeypatch, served)
+    ours, theirs = socket.socketpair()
+    try:
+        theirs.sendall(b"one\ntwo\nthree\n")
+        assert worker.handle(_conn(ours)) is True  # type: ignore[attr-defined]
+        assert served.lines == [b"one\n", b"two\n", b"three\n"]
+        theirs.close()  # the client is gone: the thread finds out while serving
+        served.lines.clear()
+        assert worker.handle(_conn(ours)) is False  # type: ignore[attr-defined]
+    finally:
+        ours.close()
+        theirs.close()
+        worker.tpool.shutdown()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("why", ["another connection waits", "the worker stops", "http/2"])
+def test_a_thread_gives_the_connection_back_when_others_need_it(monkeypatch: pytest.MonkeyPatch, why: str) -> None:
+    served = _Served()
+    worker = _lingering_worker(monkeypatch, served)
+    ours, theirs = socket.socketpair()
+    conn = _conn(ours)
+    blocker = None
+    try:
+        if why == "another connection waits":
+            import threading
+
+            release = threading.Event()
+            blocker = worker.tpool.submit(release.wait)  # type: ignore[attr-defined]
+            worker.tpool.submit(lambda: None)  # type: ignore[attr-defined]  # queued behind it
+        elif why == "the worker stops":
+            worker.alive = False  # type: ignore[attr-defined]
+        else:
+            conn.is_http2 = True  # type: ignore[attr-defined]
+        theirs.sendall(b"one\ntwo\n")
+        assert worker.handle(conn) is True  # type: ignore[attr-defined]
+        assert served.lines == [b"one\n"]
+    finally:
+        if blocker is not None:
+            release.set()
+        ours.close()
+        theirs.close()
+        worker.tpool.shutdown()  # type: ignore[attr-defined]
+
+
+def test_bytes_read_ahead_with_the_previous_body_are_served_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    served = _Served()
+    worker = _lingering_worker(monkeypatch, served)
+    ours, theirs = socket.socketpair()
+    conn = _conn(ours, buffered=b"the next request, read with this one's body")
+    calls = []
+
+    def handle(conn: object) -> bool:
+        calls.append(1)
+        if len(calls) == 2:  # the second request is the one read ahead: its bytes are consumed
+            conn.parser.unreader.buf = __import__("io").BytesIO()  # type: ignore[attr-defined]
+        return True
+
+    monkeypatch.setattr(served, "handle", handle)
+    try:
+        assert worker.handle(conn) is True  # type: ignore[attr-defined]
+        assert len(calls) == 2  # this request, the one read ahead, then nothing more: back to the event loop
+    finally:
+        ours.close()
+        theirs.close()
+        worker.tpool.shutdown()  # type: ignore[attr-defined]
+
+
+def test_gunicorns_pool_is_one_whose_queue_the_worker_reads() -> None:
+    # The worker reads the pool's queue to know whether another connection waits; an upgrade that
+    # changed the pool would silently stop the serving of requests that follow at once.
+    from server.gunicorn_worker import SilenceLimitedWorker
+
+    worker = object.__new__(SilenceLimitedWorker)
+    worker.cfg = type("Cfg", (), {"threads": 2})()
+    pool = worker.get_thread_pool()
+    try:
+        assert pool._work_queue.qsize() == 0
+    finally:
+        pool.shutdown()
