@@ -12,6 +12,10 @@ Rules:
 - P6 the constants a statement holds (strings with quotes or ``%``, integers, booleans) are written into its
   SQL and read back unchanged; a new chain's statement then binds at most the 50 parameters under which
   psycopg caches a query's conversion (PostgreSQL).
+- P7 the ``$n`` form sent to PostgreSQL is the statement itself: each ``%(name)s`` becomes ``$k`` for
+  the k-th distinct name (a repeated name reuses its number), ``%%`` becomes ``%``, nothing else moves;
+  a statement with any other ``%`` keeps psycopg's own conversion.
+- P8 a parameter used twice and a ``%`` in the SQL read what SQLAlchemy reads.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import bindparam, func, insert, literal, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -127,3 +133,45 @@ def test_constants_are_written_into_the_sql(session: Session, backend: Backend) 
     # Every value sent is one the caller gives: no constant, nothing under SQLAlchemy's internal keys.
     assert "'submission.created'" in new_chain.sql and new_chain.defaults == {}
     assert len(set(re.findall(r"(?<!%)%\((\w+)\)s", new_chain.sql))) <= 50
+
+
+_PIECES = st.one_of(
+    # No digit in the text: "$1" followed by "5" would read as "$15" (SQL never puts one there either).
+    st.text(alphabet=st.characters(blacklist_characters="%$0123456789", blacklist_categories=("Cs", "Nd")), max_size=8),
+    st.just("%%"),
+    st.sampled_from(["%(a)s", "%(token_hash)s", "%(lock_0)s", "%(b2)s"]),
+)
+
+
+@given(st.lists(_PIECES, max_size=20))
+def test_numbered_placeholders_are_the_statement_itself(pieces: list[str]) -> None:
+    """P7."""
+    sql = "".join(pieces)
+    numbered, order = pipeline._numbered(sql)
+    assert numbered is not None
+    names = [m for piece in pieces for m in re.findall(r"^%\((\w+)\)s$", piece)]
+    assert list(order) == list(dict.fromkeys(names))
+    back = re.sub(r"\$(\d+)", lambda m: f"<{order[int(m.group(1)) - 1]}>", numbered.decode("utf-8"))
+    expected = "".join(
+        "%" if piece == "%%" else (f"<{piece[2:-2]}>" if piece.startswith("%(") else piece) for piece in pieces
+    )
+    assert back == expected
+
+
+@pytest.mark.parametrize("sql", ["select %s", "select 100% off", "select %(a)d"])
+def test_another_percent_keeps_psycopgs_conversion(sql: str) -> None:
+    """P7."""
+    assert pipeline._numbered(sql) == (None, ())
+
+
+def test_a_repeated_parameter_and_a_percent_read_what_sqlalchemy_reads(session: Session) -> None:
+    """P8."""
+    _token(session, "c" * 64)
+    hashed = bindparam("token_hash")
+    stmt = select(AccessToken.name, AccessToken.token_hash == hashed, AccessToken.name.like("phone %")).where(
+        AccessToken.token_hash == hashed
+    )
+    params = {"token_hash": "c" * 64}
+    expected = session.connection().execute(stmt, params).first()
+    assert expected is not None
+    assert pipeline.first_row(session, stmt, params) == tuple(expected) == ("phone cccc", True, True)
