@@ -2,20 +2,24 @@
 
 Rule P1: ``iter_export_records`` yields every stored version once, in (submission, version) order,
 for any page size, including page boundaries that fall inside an edit chain.
+Rule P2: the records' timestamps are the stored instants in UTC (``datetime.UTC``) whatever the
+connection's time zone, and reading them leaves that time zone as it was (PostgreSQL).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from exports import ExportOptions
 from server.db.queries import exports as q
-from tests.conftest import REPO, Personas
+from tests.conftest import REPO, Backend, Personas
 from tests.server.fixtures_exports import post_submission_xml
 from tests.server.fixtures_forms import COOP_XLSX, publish_form
 
@@ -62,3 +66,35 @@ def test_any_page_size_reads_the_same_records(session: Session, stored: int, pag
     assert len(everything) == 8  # 4 submissions x 2 versions
     assert sum(1 for _, _, current in everything if current) == 4
     assert _read(session, stored, page_size) == everything
+
+
+def test_timestamps_are_read_in_utc_whatever_the_connections_time_zone(
+    session: Session, stored: int, backend: Backend
+) -> None:
+    form = q.get_form(session, stored, "coop_diagnostic")
+    options = ExportOptions(include_edits=True)
+    if backend.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no session time zone")
+    expected = {
+        instance_id: (created, updated)
+        for instance_id, created, updated in session.execute(
+            text(
+                "SELECT v.instance_id, s.created_at, s.updated_at FROM submission_versions v "
+                "JOIN submissions s ON s.id = v.submission_id"
+            )
+        )
+    }
+    session.execute(text("SET TIME ZONE 'Africa/Casablanca'"))
+    session.commit()  # the connection's own setting, past this transaction
+    try:
+        records = list(q.iter_export_records(session, form.id, options))
+        assert len(records) == 8
+        for record in records:
+            assert record.submission_date.tzinfo is UTC
+            assert record.updated_at is None or record.updated_at.tzinfo is UTC
+            assert (record.submission_date, record.updated_at) == expected[record.instance_id]
+        assert session.execute(text("SHOW TIME ZONE")).scalar_one() == "Africa/Casablanca"
+    finally:
+        session.rollback()
+        session.execute(text("SET TIME ZONE DEFAULT"))
+        session.commit()
