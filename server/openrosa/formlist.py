@@ -13,7 +13,6 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape, quoteattr
@@ -34,7 +33,7 @@ from server.database_ids import parse_database_id
 from server.db.queries.forms import DeviceTokenRow, FormListRow
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, live_device, require_openrosa
 from server.openrosa.blueprint import bp
-from server.openrosa.responses import XML_CONTENT_TYPE, etag_of, openrosa_headers, xml_response
+from server.openrosa.responses import XML_CONTENT_TYPE, date_headers, etag_of, openrosa_headers, xml_response
 from server.passwords import token_hash
 from server.services import forms as svc
 from server.store import db_session, get_store
@@ -282,7 +281,7 @@ class FormListShortcut:
         common = [
             ("ETag", quote_etag(listing.etag)),
             *openrosa_headers(self.app.config),
-            ("Date", formatdate(usegmt=True)),
+            *date_headers(environ),
             *security_headers(environ.get("wsgi.url_scheme") in ("https", "wss")),
         ]
         if parse_etags(environ.get("HTTP_IF_NONE_MATCH")).contains(listing.etag):

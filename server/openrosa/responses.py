@@ -68,13 +68,27 @@ def openrosa_headers(config: Mapping[str, Any]) -> tuple[tuple[str, str], tuple[
     return ("X-OpenRosa-Version", OPENROSA_VERSION), ("X-OpenRosa-Accept-Content-Length", accept)
 
 
+# The HTTP servers Fieldsync runs under write a Date header on every response themselves: gunicorn
+# drops the app's own (it counts Date as its header) after it was formatted for nothing, and
+# werkzeug's development server would send both, a repeated singleton field (RFC 9110 6.6.1).
+# Anywhere else (a WSGI test client, another server) the app writes it.
+_SERVERS_SENDING_DATE = ("gunicorn/", "werkzeug/")
+
+
+def date_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The ``Date`` header OpenRosa requires, unless the WSGI server in ``environ`` writes one itself."""
+    if str(environ.get("SERVER_SOFTWARE", "")).lower().startswith(_SERVERS_SENDING_DATE):
+        return []
+    return [("Date", formatdate(usegmt=True))]
+
+
 @bp.after_request
 def add_openrosa_headers(response: Response) -> Response:
     """Set the OpenRosa headers on every response of the blueprint (errors and 304s included)."""
     for name, value in openrosa_headers(current_app.config):
         response.headers[name] = value
     if "Date" not in response.headers:
-        response.headers["Date"] = formatdate(usegmt=True)
+        response.headers.extend(date_headers(request.environ))
     challenges: list[str] | None = g.get("openrosa_challenges")
     if response.status_code == 401 and challenges:
         response.headers.pop("WWW-Authenticate", None)

@@ -30,7 +30,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from email.utils import formatdate
 from typing import Any
 
 from flask import Flask
@@ -46,7 +45,7 @@ from server.database_ids import parse_database_id
 from server.errors import openrosa_message_xml
 from server.openrosa.auth import live_device
 from server.openrosa.formlist import plain_query
-from server.openrosa.responses import XML_CONTENT_TYPE, openrosa_headers
+from server.openrosa.responses import XML_CONTENT_TYPE, date_headers, openrosa_headers
 from server.passwords import token_hash
 from server.services.accounts import note_token_use
 from server.services.submissions import device_and_form_target, ingest_submission
@@ -87,7 +86,7 @@ class SubmissionShortcut:
             ("Content-Type", XML_CONTENT_TYPE),
             ("Content-Length", str(len(body))),
             *openrosa_headers(config),
-            ("Date", formatdate(usegmt=True)),
+            *date_headers(environ),
             *security_headers(environ.get("wsgi.url_scheme") in ("https", "wss")),
         ]
         start_response("201 CREATED", headers)

@@ -430,3 +430,39 @@ def test_gunicorns_pool_is_one_whose_queue_the_worker_reads() -> None:
         assert pool._work_queue.qsize() == 0
     finally:
         pool.shutdown()
+
+
+def _date_headers(sock: socket.socket) -> tuple[int, int]:
+    """The status of the next response and how many ``Date`` header lines it has (its body read too)."""
+    with sock.makefile("rb") as stream:
+        status = int(stream.readline().split()[1])
+        dates = length = 0
+        while (line := stream.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            dates += name.strip().lower() == "date"
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        stream.read(length)
+    return status, dates
+
+
+def test_openrosa_answers_carry_one_date_header(server: LiveServer) -> None:
+    # SV7: OpenRosa requires a Date header. gunicorn writes its own on every response (and drops the
+    # app's), so the app leaves it to gunicorn: every answer still has exactly one.
+    head = {"X-OpenRosa-Version": "1.0"}
+    requests_to_send = [
+        request_bytes("GET", f"{server.collect_prefix}/formList", head),  # the formList shortcut
+        collect_post(server, f"uuid:{uuid.uuid4()}", {})[0],  # the submission shortcut
+        request_bytes("HEAD", f"{server.collect_prefix}/submission", head),  # the full app
+        request_bytes("GET", "/v1/key/not-a-key/projects/1/formList", head),  # a refusal by the full app
+    ]
+    answers = []
+    for raw in requests_to_send:
+        sock = connect(server)
+        try:
+            sock.sendall(raw)
+            answers.append(_date_headers(sock))
+        finally:
+            sock.close()
+    assert [status for status, _ in answers][:2] == [200, 201]
+    assert [dates for _, dates in answers] == [1, 1, 1, 1], answers
