@@ -86,21 +86,15 @@ def _numbered(sql: str) -> tuple[bytes | None, tuple[str, ...]]:
     The rewriting psycopg itself applies to a ``%(name)s`` query before sending it, done once;
     ``None`` for a ``%`` of any other form (psycopg's own conversion then judges the query).
     """
+    if "%" in _PYFORMAT.sub("", sql):
+        return None, ()
     order: dict[str, int] = {}
-    signs = 0
 
     def number(match: re.Match[str]) -> str:
-        nonlocal signs
         name = match.group(1)
-        signs += 1 if name is not None else 2
-        if name is None:
-            return "%"
-        return f"${order.setdefault(name, len(order) + 1)}"
+        return "%" if name is None else f"${order.setdefault(name, len(order) + 1)}"
 
-    numbered = _PYFORMAT.sub(number, sql)
-    if signs != sql.count("%"):
-        return None, ()
-    return numbered.encode("utf-8"), tuple(order)
+    return _PYFORMAT.sub(number, sql).encode("utf-8"), tuple(order)
 
 
 def _inline_constants(sql: str, binds: Mapping[str, Any], dialect: Any) -> tuple[str, set[str]]:

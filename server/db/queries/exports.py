@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -129,10 +129,10 @@ def _page(
     return session.execute(stmt.order_by(sv.submission_id, sv.id).limit(page_size)).all()
 
 
-def _records(rows: Sequence[Any], submitters: frozenset[str], utc: bool = False) -> Iterator[ExportRecord]:
+def _records(rows: Sequence[Any], submitters: frozenset[str]) -> Iterator[ExportRecord]:
     # Rows unpacked by position (in _record_query's column order): attribute access by name costs
-    # more than the rest of this loop. ``utc``: rows straight from psycopg, whose datetimes are in the
-    # connection's time zone (UTCDateTime converts SQLAlchemy's).
+    # more than the rest of this loop. Datetimes are in UTC: UTCDateTime converts SQLAlchemy's, and
+    # _pg_records reads psycopg's with the transaction's time zone set to UTC.
     for (
         _sid,
         _vid,
@@ -156,9 +156,6 @@ def _records(rows: Sequence[Any], submitters: frozenset[str], utc: bool = False)
         if submitters and submitter not in submitters:
             continue  # not in SQL: the name comes from two tables; the core would drop it anyway
         values = orjson.loads(record_json) if record_json else None
-        if utc and created_at.tzinfo is not UTC:
-            created_at = created_at.astimezone(UTC)
-            updated_at = updated_at.astimezone(UTC) if updated_at is not None else None
         yield ExportRecord(
             instance_id,
             form_version or "",
@@ -242,7 +239,7 @@ def _pg_records(
             while future is not None:
                 rows = future.result()
                 future = pool.submit(cur.fetchmany, fetch) if len(rows) == fetch else None
-                yield from _records(rows, options.submitters, utc=True)
+                yield from _records(rows, options.submitters)
     finally:
         # Reading is over (or the reader stopped early, as an OData page does once it has its rows, the
         # helper's fetch then finished): end the read transaction now rather than when the response is closed.
