@@ -71,10 +71,10 @@ def test_any_page_size_reads_the_same_records(session: Session, stored: int, pag
 def test_timestamps_are_read_in_utc_whatever_the_connections_time_zone(
     session: Session, stored: int, backend: Backend
 ) -> None:
+    if backend.name != "postgresql":
+        pytest.skip(reason="PostgreSQL only: SQLite has no session time zone, its timestamps are UTC as stored")
     form = q.get_form(session, stored, "coop_diagnostic")
     options = ExportOptions(include_edits=True)
-    if backend.name != "postgresql":
-        pytest.skip("PostgreSQL only: SQLite has no session time zone")
     expected = {
         instance_id: (created, updated)
         for instance_id, created, updated in session.execute(

@@ -265,19 +265,27 @@ def test_a_connection_is_closed_off_the_event_loop_thread() -> None:
     assert closed == [(closed[0][0], True)] and closed[0][0] != threading.get_ident()
 
 
-def _responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    """Read ``count`` responses in a row from one connection (a buffered reader: they may arrive together)."""
+def _read_answers(sock: socket.socket, count: int) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+    """Read ``count`` responses in a row from one connection (a buffered reader: they may arrive together).
+
+    Each is its status, its header fields (lower-case names, in order, repeats kept) and its body.
+    """
     answers = []
     with sock.makefile("rb") as stream:
         for _ in range(count):
             status = int(stream.readline().split()[1])
-            length = 0
+            headers = []
             while (line := stream.readline()) not in (b"\r\n", b""):
                 name, _, value = line.decode("latin-1").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            answers.append((status, stream.read(length)))
+                headers.append((name.strip().lower(), value.strip()))
+            length = int(dict(headers).get("content-length", "0"))
+            answers.append((status, headers, stream.read(length)))
     return answers
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """The status and body of each of the next ``count`` responses on ``sock``."""
+    return [(status, body) for status, _, body in _read_answers(sock, count)]
 
 
 def test_requests_sent_back_to_back_on_one_connection_are_all_answered_in_order(server: LiveServer) -> None:
@@ -434,16 +442,8 @@ def test_gunicorns_pool_is_one_whose_queue_the_worker_reads() -> None:
 
 def _date_headers(sock: socket.socket) -> tuple[int, int]:
     """The status of the next response and how many ``Date`` header lines it has (its body read too)."""
-    with sock.makefile("rb") as stream:
-        status = int(stream.readline().split()[1])
-        dates = length = 0
-        while (line := stream.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            dates += name.strip().lower() == "date"
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        stream.read(length)
-    return status, dates
+    ((status, headers, _),) = _read_answers(sock, 1)
+    return status, sum(name == "date" for name, _ in headers)
 
 
 def test_openrosa_answers_carry_one_date_header(server: LiveServer) -> None:
