@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.contract import documented
 from server.db.migrate import head_revision
+from server.db.transaction import read_without_transaction
 from server.store import db_session, get_store
 
 bp = Blueprint("health", __name__)
@@ -53,6 +54,7 @@ def ready() -> tuple[dict[str, Any], int]:
 def healthz() -> tuple[dict[str, Any], int]:
     """Report store reachability and migration state (200 healthy, 503 otherwise)."""
     session = db_session()
+    read_without_transaction(session)  # no ROLLBACK to deallocate the pooled connection's prepared statements
     try:
         connection = session.connection()
         connection.execute(text("SELECT 1"))

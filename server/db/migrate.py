@@ -27,8 +27,22 @@ def upgrade_to_head(engine: Engine) -> None:
 
 
 def head_revision(engine: Engine) -> str | None:
-    """Return the newest migration id known to the code."""
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    """Return the newest migration id known to the code (read from the scripts once per process).
+
+    The scripts only change with a new release, which restarts the processes; loading and compiling
+    every migration file cost tens of milliseconds on each health check a load balancer makes.
+    """
+    if not _HEAD:
+        _HEAD.append(ScriptDirectory.from_config(alembic_config(engine)).get_current_head())
+    return _HEAD[0]
+
+
+_HEAD: list[str | None] = []
+
+
+def forget_head_revision() -> None:
+    """Read the scripts again at the next ``head_revision`` (tests)."""
+    _HEAD.clear()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 
@@ -27,3 +28,16 @@ def transaction(session: Session) -> Iterator[Session]:
         session.rollback()
         raise
     session.commit()
+
+
+def read_without_transaction(session: Session) -> None:
+    """Run the session's next reads without BEGIN and ROLLBACK (PostgreSQL, a session on the app's engine).
+
+    For a request that only reads, in a statement or two: a transaction around them adds two round
+    trips and guarantees nothing more, and its ROLLBACK makes psycopg deallocate every statement
+    prepared on the connection, which the pool lends next to a submission (parsed and planned again).
+    The pool puts the connection's isolation level back when the session ends. Elsewhere (SQLite, a
+    session already in a transaction or bound to a test's connection) nothing changes.
+    """
+    if isinstance(session.bind, Engine) and session.bind.dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -18,7 +18,6 @@ from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape, quoteattr
 
 from flask import Flask, Response, current_app, request
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import SecurityError
@@ -31,6 +30,7 @@ from server.auth import use_is_recent
 from server.blobstore import blob_store
 from server.database_ids import parse_database_id
 from server.db.queries.forms import DeviceTokenRow, FormListRow
+from server.db.transaction import read_without_transaction
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, live_device, require_openrosa
 from server.openrosa.blueprint import bp
 from server.openrosa.responses import XML_CONTENT_TYPE, date_headers, etag_of, openrosa_headers, xml_response
@@ -346,19 +346,9 @@ def shortcut_of(app: Flask) -> FormListShortcut:
     return shortcut
 
 
-def _autocommit_read(session: Session) -> None:
-    """Run this request's reads without BEGIN/ROLLBACK (PostgreSQL, session on the app's engine).
-
-    formList reads in one or two statements, so a transaction around them adds two round trips and
-    guarantees nothing more; the pool puts the connection's isolation level back when the request ends.
-    """
-    if isinstance(session.bind, Engine) and session.bind.dialect.name == "postgresql" and not session.in_transaction():
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
 def _device_stamp(session: Session, project_id: int, token: str) -> int | None:
     """Authenticate a device token and read its project's formList stamp in one query (Collect's usual request)."""
-    _autocommit_read(session)
+    read_without_transaction(session)  # one or two statements: a transaction guarantees nothing more
     found = svc.device_and_formlist_stamp(session, token_hash(token), project_id)
     if found is None:
         return None
