@@ -25,6 +25,7 @@ from server import metrics
 from server.auth import Principal
 from server.blobstore import BlobStore
 from server.body_spool import body_cut, close_after_response, keeps_partial_body
+from server.db.transaction import read_without_transaction
 from server.errors import ApiError, bad_request, too_large
 from server.openrosa.auth import COLLECT_PERMISSION, adopt_device, require_openrosa
 from server.openrosa.blueprint import bp
@@ -68,6 +69,10 @@ def submission(project_id: int, token: str | None = None) -> Response:
         and request.content_length is not None
         and request.content_length <= ONE_QUERY_BYTES
     )
+    if request.method == "HEAD" and token is not None:
+        # Collect's pre-flight before each batch of uploads: a key's look-up only, so no transaction (and no
+        # ROLLBACK, which would deallocate the statements prepared on the connection the next upload gets).
+        read_without_transaction(db_session())
     principal = None if one_query else require_openrosa(COLLECT_PERMISSION, project_id, token)
     if request.method == "HEAD":
         return Response(status=204)
