@@ -54,8 +54,8 @@ def ready() -> tuple[dict[str, Any], int]:
 def healthz() -> tuple[dict[str, Any], int]:
     """Report store reachability and migration state (200 healthy, 503 otherwise)."""
     session = db_session()
-    read_without_transaction(session)  # no ROLLBACK to deallocate the pooled connection's prepared statements
     try:
+        read_without_transaction(session)  # no ROLLBACK to deallocate the pooled connection's prepared statements
         connection = session.connection()
         connection.execute(text("SELECT 1"))
         current = MigrationContext.configure(connection).get_current_revision()
