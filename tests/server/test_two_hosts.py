@@ -95,7 +95,11 @@ def _host_env(url: str, folder: Path, s3_config: dict[str, Any]) -> dict[str, st
     return env
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
     for _ in range(300):
         try:
             if requests.get(f"{base}/healthz/ready", timeout=1).status_code == 200:
@@ -105,7 +109,7 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
         if server.poll() is not None:
             break
         time.sleep(0.1)
-    pytest.fail(f"fieldsync serve at {base} did not start: {server.stderr.read()[-2000:] if server.stderr else ''}")
+    pytest.fail(f"fieldsync serve at {base} did not start: {_log_tail(log)}")
 
 
 @pytest.fixture
@@ -128,7 +132,7 @@ def deployment(tmp_path: Path, s3_config: dict[str, Any]) -> Iterator[Deployment
         session.close()
         get_store().engine.dispose()
     servers: list[subprocess.Popen[bytes]] = []
-    bases, envs = [], []
+    bases, envs, logs = [], [], []
     try:
         for host in ("host-a", "host-b"):
             env, port = _host_env(url, tmp_path / host, s3_config), _free_port()
@@ -145,18 +149,32 @@ def deployment(tmp_path: Path, s3_config: dict[str, Any]) -> Iterator[Deployment
                 "--threads",
                 "2",
             ]
-            server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            # Its log goes to a file: an unread pipe, once full, would block the server's next log line (a
+            # warning's traceback under load) and with it every thread that logs, its shutdown included.
+            log = tmp_path / host / "serve.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("wb") as log_file:
+                server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
             servers.append(server)
+            logs.append(log)
             bases.append(f"http://127.0.0.1:{port}")
             envs.append(env)
-        for base, server in zip(bases, servers, strict=True):
-            _wait_ready(base, server)
+        for base, server, log in zip(bases, servers, logs, strict=True):
+            _wait_ready(base, server, log)
         yield Deployment(bases[0], bases[1], envs[1], project_id, token)
     finally:
-        for server in servers:
+        stuck = []
+        for server, log in zip(servers, logs, strict=True):
             server.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
-            server.wait(timeout=20)
+            try:
+                # gunicorn kills a worker still busy after its graceful timeout (30 s by default).
+                server.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+                stuck.append(_log_tail(log))
         cleanup()
+        assert not stuck, f"fieldsync serve did not stop within 45 s of SIGINT: {stuck}"
 
 
 def _collect(base: str, d: Deployment) -> str:
