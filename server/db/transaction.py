@@ -33,7 +33,7 @@ def transaction(session: Session) -> Iterator[Session]:
 def read_without_transaction(session: Session) -> None:
     """Run the session's next reads without BEGIN and ROLLBACK (PostgreSQL, a session on the app's engine).
 
-    For a request that only reads, in a statement or two: a transaction around them adds two round
+    For a request that only reads, in a few statements: a transaction around them adds two round
     trips and guarantees nothing more, and its ROLLBACK makes psycopg deallocate every statement
     prepared on the connection, which the pool lends next to a submission (parsed and planned again).
     The pool puts the connection's isolation level back when the session ends. Elsewhere (SQLite, a
