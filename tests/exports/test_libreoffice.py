@@ -108,9 +108,15 @@ def _by_header(rows: list[list[Cell]]) -> dict[str, Cell]:
 
 
 @pytest.fixture
-def profiles(request: pytest.FixtureRequest) -> Path:
-    """LibreOffice profiles kept in pytest's cache: a fresh one costs seconds at every start."""
-    return Path(request.config.cache.mkdir("libreoffice-profiles"))  # type: ignore[union-attr]
+def profiles(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LibreOffice profiles kept in pytest's cache: a fresh one costs seconds at every start.
+
+    With the cache plugin off (``-p no:cacheprovider``) they live in this run's temporary folder.
+    """
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return tmp_path_factory.mktemp("libreoffice-profiles")
+    return Path(cache.mkdir("libreoffice-profiles"))
 
 
 def test_libreoffice_opens_the_xlsx_and_the_csv_with_types_and_arabic(tmp_path: Path, profiles: Path) -> None:
