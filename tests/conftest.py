@@ -387,6 +387,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # Long scenarios: one store per run
 
+LONG_MARKERS = ("one_store_per_run", "browser")
+
+
+def _long_first(items: list[pytest.Item]) -> None:
+    """Move the long scenarios and the browser stories to the front, each group in collection order.
+
+    pytest-xdist's ``worksteal`` hands each worker a contiguous share and lets an idle worker take the end
+    of another's queue, but never the test it is running. Started last, a 30 s story keeps one worker busy
+    while the other has nothing left; started first, the short tests behind it are shared out instead.
+    """
+    items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in LONG_MARKERS))
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run a ``one_store_per_run`` test's SQLite cases only when no PostgreSQL is set.
@@ -399,7 +411,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     A ``one_store_per_run`` test with no store parameter runs on SQLite by construction (a live server
     on a SQLite file), so it too runs only without PostgreSQL. With PostgreSQL set, the tests that never
     touch it (``_runs_the_same_on_any_store``) are deselected unless ``FIELDSYNC_TEST_EVERYTHING`` is set.
+
+    The long scenarios and the browser stories run first (``_long_first``).
     """
+    _long_first(items)
     if not POSTGRES_URL:
         return
     if not EVERYTHING:
