@@ -52,9 +52,7 @@ def clean_form_id(text: str, *, source: str) -> str:
     if "/" in value or "\\" in value:
         raise _invalid(value, source, "it holds a slash")
     if _EXTENSIONS.search(value):
-        raise _invalid(
-            value, source, "it cannot end in .xls, .xlsx or .xml (rename form.xls.xls to form.xls)"
-        )
+        raise _invalid(value, source, "it cannot end in .xls, .xlsx or .xml (rename form.xls.xls to form.xls)")
     if len(value) > MAX_FORM_ID_LENGTH:
         raise _invalid(value, source, f"it is longer than {MAX_FORM_ID_LENGTH} characters")
     return value

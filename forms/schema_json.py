@@ -64,9 +64,7 @@ def _choice_list_to_json(c: ChoiceList) -> dict[str, Any]:
         "name": c.name,
         "source": c.source,
         "file_name": c.file_name,
-        "choices": [
-            {"name": ch.name, "labels": dict(ch.labels), "extra": dict(ch.extra)} for ch in c.choices
-        ],
+        "choices": [{"name": ch.name, "labels": dict(ch.labels), "extra": dict(ch.extra)} for ch in c.choices],
     }
 
 
@@ -143,9 +141,7 @@ def schema_from_json(data: Mapping[str, Any]) -> FormSchema:
         instance_name=data.get("instance_name"),
         language_names=dict(data.get("language_names") or {}),
         fields=tuple(_field_from_json(f) for f in data.get("fields") or ()),
-        choice_lists={
-            name: _choice_list_from_json(c) for name, c in (data.get("choice_lists") or {}).items()
-        },
+        choice_lists={name: _choice_list_from_json(c) for name, c in (data.get("choice_lists") or {}).items()},
         media=tuple(MediaRef(file_name=str(m["file_name"]), kind=m["kind"]) for m in data.get("media") or ()),
         entities=tuple(_entity_from_json(e) for e in data.get("entities") or ()),
     )

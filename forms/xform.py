@@ -525,9 +525,7 @@ def _entity_declarations(
             if (target is None or d.list_name == target) and (target is not None or d.repeat == f.repeat)
         ]
         if not candidates:
-            candidates = [
-                i for i, (_, d) in enumerate(declarations) if target is None or d.list_name == target
-            ]
+            candidates = [i for i, (_, d) in enumerate(declarations) if target is None or d.list_name == target]
         if candidates:
             properties[candidates[0]][prop] = f.path
     return tuple(replace(d, properties=properties[i]) for i, (_, d) in enumerate(declarations))
@@ -598,9 +596,7 @@ def parse_xform(xform: bytes, itemsets_csv: bytes | None = None) -> FormSchema:
         _walk_body(builder, body, "", itext)
 
     entity_lists = {
-        e.get("dataset") or ""
-        for e in instance_root.iter()
-        if _local(e) == "entity" and _parent_is_meta(e)
+        e.get("dataset") or "" for e in instance_root.iter() if _local(e) == "entity" and _parent_is_meta(e)
     }
     for instance in instances:
         if instance is not primary:

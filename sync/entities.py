@@ -141,9 +141,7 @@ class CausalContext:
 
     def dots(self) -> Iterator[Dot]:
         """Every dot of the context, in canonical order."""
-        yield from sorted(
-            [Dot(w, s) for w, top in self.max_contig for s in range(1, top + 1)] + list(self.extra)
-        )
+        yield from sorted([Dot(w, s) for w, top in self.max_contig for s in range(1, top + 1)] + list(self.extra))
 
     def union(self, other: CausalContext) -> CausalContext:
         """The context holding the dots of both."""
@@ -330,9 +328,7 @@ def merge_entity_updates(ops: Iterable[EntityOp]) -> EntityState:
                 )
             )
 
-    head_ops = [
-        op for a, op in enumerate(distinct) if not any(happened_before(a, b) for b in range(len(distinct)))
-    ]
+    head_ops = [op for a, op in enumerate(distinct) if not any(happened_before(a, b) for b in range(len(distinct)))]
     concurrent_fields: tuple[str, ...] = ()
     if len(head_ops) > 1:
         concurrent_fields = tuple(sorted({name for op in head_ops for name in op.fields}))
@@ -375,9 +371,7 @@ def decide_entity_op(
                 return Duplicate()
             return Rejected(ID_CONFLICT, f"op {incoming.op_id} was already received with other content")
         if op.dot == incoming.dot:
-            return Rejected(
-                DOT_CONFLICT, f"dot {incoming.dot.writer}:{incoming.dot.seq} is used by {op.op_id}"
-            )
+            return Rejected(DOT_CONFLICT, f"dot {incoming.dot.writer}:{incoming.dot.seq} is used by {op.op_id}")
     state = merge_entity_updates([*stored_ops, incoming])
     hard_fields = tuple(
         c.field for c in state.conflict_fields if any(cand.op_id == incoming.op_id for cand in c.candidates)
@@ -497,9 +491,7 @@ class OdkOpPlan:
     unknown_base: bool
 
 
-def plan_odk_change(
-    change: EntityChange, *, op_id: str, served_versions: Mapping[int, CausalContext]
-) -> OdkOpPlan:
+def plan_odk_change(change: EntityChange, *, op_id: str, served_versions: Mapping[int, CausalContext]) -> OdkOpPlan:
     """The dot and context of an ODK entity change (see the module docstring for the mapping)."""
     if change.create and change.base_version is None:
         return OdkOpPlan(dot=create_dot(change.entity_id), context=EMPTY_CONTEXT, unknown_base=False)
@@ -618,7 +610,5 @@ def relayed_bases(raw: object) -> dict[str, RelayedBase] | None:
             for d in extra
         ):
             return None
-        bases[entry["opId"]] = RelayedBase(
-            CausalContext.from_json_obj(context), bool(entry.get("unknownBase", False))
-        )
+        bases[entry["opId"]] = RelayedBase(CausalContext.from_json_obj(context), bool(entry.get("unknownBase", False)))
     return bases

@@ -163,9 +163,7 @@ def decide_submission(
     if form.state == "closed":
         return Rejected(FORM_CLOSED, f"form {incoming.form_id!r} is closed")
     if incoming.form_version not in form.known_versions:
-        return Quarantined(
-            UNKNOWN_FORM_VERSION, f"form {incoming.form_id!r} has no version {incoming.form_version!r}"
-        )
+        return Quarantined(UNKNOWN_FORM_VERSION, f"form {incoming.form_id!r} has no version {incoming.form_version!r}")
     accepted: Created | Updated = (
         Updated(deprecated_id=incoming.deprecated_id, predecessor_known=predecessor_known)
         if incoming.deprecated_id is not None

@@ -31,9 +31,7 @@ def upgrade() -> None:
             ["project_id"], ["projects.id"], name="fk_project_blobs_project_id_projects", ondelete="CASCADE"
         ),
         # A grant dies with its blob: retention deletes unreferenced blobs, and a grant is no reference.
-        sa.ForeignKeyConstraint(
-            ["sha256"], ["blobs.sha256"], name="fk_project_blobs_sha256_blobs", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["sha256"], ["blobs.sha256"], name="fk_project_blobs_sha256_blobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("project_id", "sha256", name="pk_project_blobs"),
     )
     op.execute(

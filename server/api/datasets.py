@@ -192,9 +192,7 @@ def add_property(project_id: int, name: str) -> dict[str, Any]:
 
 
 @bp.get(f"{DATASET}/entities")
-@documented(
-    {200: ListOf(EntityOut)}, query=DeletedQuery, response_headers={"X-Total-Count": "The number of entities"}
-)
+@documented({200: ListOf(EntityOut)}, query=DeletedQuery, response_headers={"X-Total-Count": "The number of entities"})
 def list_entities(project_id: int, name: str) -> Response:
     """The dataset's entities with their current data (``?deleted=true``: the deleted ones)."""
     require("entity.read", project_id)

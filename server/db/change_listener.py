@@ -160,4 +160,3 @@ class ChangeListener:
             self._notified(notify.extra.decode())
         if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
             raise psycopg.OperationalError("the listening connection is closed")
-

@@ -120,6 +120,7 @@ def test_depth_limit_is_a_parameter() -> None:
 
 def test_parsing_in_threads_keeps_documents_apart() -> None:
     """SX6: the reused per-thread parser gives each thread its own documents, errors included."""
+
     def work(worker: int) -> list[str]:
         seen = []
         for i in range(200):

@@ -7,10 +7,7 @@ import pytest
 import forms.submission as submission
 from forms.submission import parse_submission, read_submission_header
 
-XML = (
-    b'<data id="coop" version="1"><name>Tifawin</name>'
-    b"<meta><instanceID>uuid:one</instanceID></meta></data>"
-)
+XML = b'<data id="coop" version="1"><name>Tifawin</name><meta><instanceID>uuid:one</instanceID></meta></data>'
 
 
 def test_header_then_record_parse_the_document_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,6 +35,7 @@ def committed_app(backend: Backend, tmp_path: Path) -> Iterator[tuple[Flask, dic
 
 def _upload_all(app: Flask, headers: dict[str, str], project_id: int, bodies: list[bytes]) -> list[int]:
     """Upload every body at once (as m.xlsx, published); return the statuses, sorted."""
+
     def upload(body: bytes) -> int:
         client = app.test_client()
         response = client.post(

@@ -91,9 +91,7 @@ def test_deeply_nested_json_is_a_400(
 @pytest.mark.parametrize(
     "body",
     [
-        _push(
-            '[{"type":"submission","instanceId":"uuid:1","formId":"f","formVersion":"1","data":{"name":"\\ud800"}}]'
-        ),
+        _push('[{"type":"submission","instanceId":"uuid:1","formId":"f","formVersion":"1","data":{"name":"\\ud800"}}]'),
         _push('[{"type":"entity","opId":"\\udc00"}]'),
     ],
     ids=["in-submission-data", "in-entity-op"],

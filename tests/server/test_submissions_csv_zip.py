@@ -90,7 +90,6 @@ def test_z4_an_unknown_parameter_is_400(app: Flask, client: FlaskClient, persona
         assert response.status_code == 400, query
 
 
-
 def test_z5_a_nul_character_in_any_value_of_a_parameter_is_400_and_nothing_is_audited(
     app: Flask, client: FlaskClient, personas: Personas
 ) -> None:

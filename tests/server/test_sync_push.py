@@ -157,9 +157,7 @@ def test_an_item_that_crashes_is_held_and_never_blocks_the_others(
     ]
 
 
-def test_a_device_whose_reply_was_lost_learns_its_outcomes_from_pull(
-    client: FlaskClient, personas: Personas
-) -> None:
+def test_a_device_whose_reply_was_lost_learns_its_outcomes_from_pull(client: FlaskClient, personas: Personas) -> None:
     pid = personas.project_id
     batch_id = "reply-lost-1"
     body = {

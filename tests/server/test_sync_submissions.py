@@ -106,9 +106,7 @@ def test_publishing_a_form_is_pulled_and_declares_its_entity_lists(
     forms = [c for c in pulled["changes"] if c["collection"] == "form_version"]
     assert [c["id"] for c in forms] == [f"{published_entrepreneur.xml_form_id}@{published_entrepreneur.version}"]
     assert set(forms[0]["data"]) == {"formId", "version", "hash", "sha256"}  # camelCase (fieldsync/2)
-    listed = client.get(
-        f"/v1/projects/{personas.project_id}/entities/entrepreneurs", headers=personas.device.headers
-    )
+    listed = client.get(f"/v1/projects/{personas.project_id}/entities/entrepreneurs", headers=personas.device.headers)
     assert listed.status_code == 200
     assert listed.get_json() == {"entities": []}
     again = client.get(

@@ -32,6 +32,7 @@ from tests.sync.entity_histories import COACHES, Edit, Sync, build_history, fron
 
 SETTINGS = settings(deadline=None, max_examples=60)
 
+
 def _deleted_value(drawn: str) -> str:
     return DELETED if drawn == "A" else RESTORED
 
