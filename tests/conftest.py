@@ -360,7 +360,20 @@ def _runs_the_same_on_any_store(item: pytest.Item) -> bool:
     if relative and relative[0] in PURE_TEST_DIRS:
         return True
     # The console's browser stories run against a server on SQLite whatever the run (console/conftest.py).
-    return item.get_closest_marker("browser") is not None
+    return item.get_closest_marker("browser") is not None or _sqlite_case_of_the_first_run(item)
+
+
+def _sqlite_case_of_the_first_run(item: pytest.Item) -> bool:
+    """Tell whether ``item`` is the SQLite case of the ``backend`` fixture that the run without PostgreSQL runs.
+
+    That fixture skips only its PostgreSQL case when no PostgreSQL is set, so the first run of CI has run
+    this case already. A case that anything else may skip without PostgreSQL (a ``skipif``, a
+    ``postgres_only`` mark) is kept: the run with PostgreSQL may be the only one that runs it.
+    """
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or callspec.params.get("backend") != "sqlite":
+        return False
+    return not any(item.iter_markers("skipif")) and item.get_closest_marker("postgres_only") is None
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -370,8 +383,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if EVERYTHING:
         return "stores: SQLite and PostgreSQL, every test (FIELDSYNC_TEST_EVERYTHING)"
     return (
-        "stores: SQLite and PostgreSQL; the pure layers' tests and the browser stories, which never touch "
-        "PostgreSQL, are left to the run without it (FIELDSYNC_TEST_EVERYTHING=1 runs them here too)"
+        "stores: SQLite and PostgreSQL; the SQLite cases, the pure layers' tests and the browser stories, which "
+        "give the same result without PostgreSQL, are left to the run without it (FIELDSYNC_TEST_EVERYTHING=1 "
+        "runs them here too)"
     )
 
 
@@ -379,8 +393,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say what the PostgreSQL run left to the run without PostgreSQL (xdist's controller collects nothing)."""
     if POSTGRES_URL and not EVERYTHING:
         terminalreporter.write_line(
-            "the pure layers' tests and the browser stories were deselected: they never touch PostgreSQL and "
-            "run in the run without it (tests/conftest.py; FIELDSYNC_TEST_EVERYTHING=1 keeps them)"
+            "the SQLite cases, the pure layers' tests and the browser stories were deselected: they give the "
+            "same result without PostgreSQL and run in the run without it (tests/conftest.py; "
+            "FIELDSYNC_TEST_EVERYTHING=1 keeps them)"
         )
 
 
@@ -409,8 +424,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     its time budget without leaving either store untested.
 
     A ``one_store_per_run`` test with no store parameter runs on SQLite by construction (a live server
-    on a SQLite file), so it too runs only without PostgreSQL. With PostgreSQL set, the tests that never
-    touch it (``_runs_the_same_on_any_store``) are deselected unless ``FIELDSYNC_TEST_EVERYTHING`` is set.
+    on a SQLite file), so it too runs only without PostgreSQL. With PostgreSQL set, the tests that give the
+    same result without it (``_runs_the_same_on_any_store``: the SQLite cases, the pure layers', the browser
+    stories) are deselected unless ``FIELDSYNC_TEST_EVERYTHING`` is set.
 
     The long scenarios and the browser stories run first (``_long_first``).
     """
