@@ -26,14 +26,15 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from tempfile import SpooledTemporaryFile
 from typing import IO, BinaryIO
 
-from exports.cleaning import CleaningReport
+from exports.cleaning import CleaningReport, ReportKey
 from exports.options import ExportOptions
+from exports.parts import SplitRecords, in_processes
 from exports.records import ExportRecord
-from exports.rows import ExportSummary, row_builder, summarise
+from exports.rows import ExportSummary, _RowBuilder, row_builder, summarise
 from exports.spreadsheet_formulas import STEP as FORMULA_STEP
 from exports.spreadsheet_formulas import neutralise, neutralise_column, neutralise_row, numeric_columns
 from exports.tables import ExportPlan, TablePlan, plan_tables
@@ -136,14 +137,16 @@ class _TableText:
     held, so memory stays flat.
     """
 
-    def __init__(self, table: TablePlan, plan: ExportPlan, bom: bool) -> None:
+    def __init__(self, table: TablePlan, plan: ExportPlan, bom: bool, header: bool = True) -> None:
         self.lines: list[str] = []
         self.rows: list[list[str]] = []
         self.count = 0  # rows taken so far
         self.bom = "\ufeff" if bom else ""  # UTF-8 encodes it as the BOM bytes
         self.numeric = numeric_columns(table, plan.fields)
         self.escaped: Counter[int] = Counter()  # formula-like cells escaped, by column index
-        self.lines.append(csv_line([neutralise(h) for h in table.headers]))
+        self.formatted: list[bytes] = []  # lines a helper process formatted (see _PartText), after self.lines
+        if header:  # a part's text has none: the whole table's comes first
+            self.lines.append(csv_line([neutralise(h) for h in table.headers]))
 
     def take(self) -> bytes:
         """The lines formatted since the last call, as UTF-8 with their CRLFs (empty when there are none)."""
@@ -151,12 +154,15 @@ class _TableText:
             self.lines += csv_lines(self.rows, self.numeric, self.escaped)
             self.count += len(self.rows)
             self.rows.clear()
-        if not self.lines:
-            return b""
-        self.lines.append("")  # every line ends with CRLF
-        out = (self.bom + "\r\n".join(self.lines)).encode("utf-8")
-        self.bom = ""
-        self.lines.clear()
+        out = b""
+        if self.lines:
+            self.lines.append("")  # every line ends with CRLF
+            out = (self.bom + "\r\n".join(self.lines)).encode("utf-8")
+            self.bom = ""
+            self.lines.clear()
+        if self.formatted:
+            out += b"".join(self.formatted)
+            self.formatted.clear()
         return out
 
 
@@ -296,6 +302,94 @@ def readme_text(plan: ExportPlan, options: ExportOptions, summary: ExportSummary
     return "\r\n".join(lines) + "\r\n"
 
 
+@dataclass(frozen=True, slots=True)
+class _PartText:
+    """One part of the records, formatted by a helper process: each table's CSV lines and the counts."""
+
+    data: list[bytes]  # per table: UTF-8 CSV lines with their CRLFs, no header
+    rows: list[int]  # per table: rows written
+    escaped: list[Counter[int]]  # per table: formula-like cells escaped, by column index
+    records_read: int
+    changes: Counter[ReportKey]
+    excluded: Counter[str]
+
+
+def _format_part(plan: ExportPlan, builder: _RowBuilder, records: Iterable[ExportRecord]) -> _PartText:
+    """Make and format the rows of ``records`` as ``_zip_members`` does, for the exporting process to stitch."""
+    report = CleaningReport()
+    tables = [_TableText(table, plan, bom=False, header=False) for table in plan.tables]
+    writers = [t.rows.append for t in tables]
+    chunks: list[list[bytes]] = [[] for _ in tables]
+    pending = 0
+    for rec in records:
+        report.records_read += 1
+        rows = builder.rows(rec, report)
+        for index, cells in rows:
+            writers[index](cells)
+        pending += len(rows)
+        if pending >= DEFLATE_ROWS:  # formatted in batches, as in one process (memory stays flat)
+            pending = 0
+            for chunk, text in zip(chunks, tables, strict=True):
+                chunk.append(text.take())
+    for chunk, text in zip(chunks, tables, strict=True):
+        chunk.append(text.take())
+    return _PartText(
+        [b"".join(chunk) for chunk in chunks],
+        [t.count for t in tables],
+        [t.escaped for t in tables],
+        report.records_read,
+        report.changes,
+        report.excluded,
+    )
+
+
+def _formatted_rows(
+    records: Iterable[ExportRecord],
+    plan: ExportPlan,
+    builder: _RowBuilder,
+    tables: list[_TableText],
+    report: CleaningReport,
+) -> Iterator[None]:
+    """Feed every record's rows to ``tables`` (yielding every ``DEFLATE_ROWS`` rows): in this process, or in parts.
+
+    Records that can be read in parts (``SplitRecords`` with two parts or more and more than one
+    process) are formatted by helper processes; their lines and counts are added to ``tables`` and
+    ``report`` exactly as if this process had made them (``_PartText``).
+    """
+    parts = records.split() if isinstance(records, SplitRecords) and records.processes > 1 else ()
+    if len(parts) < 2:
+        writers = [t.rows.append for t in tables]  # the rows are formatted together by take()
+        pending = 0
+        for rec in records:  # export_rows, one submission's rows at a time
+            report.records_read += 1
+            rows = builder.rows(rec, report)
+            for index, cells in rows:
+                writers[index](cells)
+            pending += len(rows)
+            if pending >= DEFLATE_ROWS:
+                pending = 0
+                yield
+        return
+    split = records
+    assert isinstance(split, SplitRecords)
+
+    def work(part: object) -> _PartText:
+        return _format_part(plan, builder, split.read(part))
+
+    started = min(split.processes, len(parts))
+    for done, text in enumerate(in_processes(parts, work, split.processes, split.finish), 1):
+        if done == started:  # every helper has read a part: what they share (a snapshot) may end here
+            split.close()
+        report.records_read += text.records_read
+        report.changes.update(text.changes)
+        report.excluded.update(text.excluded)
+        for table, data, count, escaped in zip(tables, text.data, text.rows, text.escaped, strict=True):
+            table.formatted.append(data)
+            table.count += count
+            table.escaped.update(escaped)
+        yield
+
+
 def _zip_members(
     zf: zipfile.ZipFile,
     plan: ExportPlan,
@@ -313,7 +407,6 @@ def _zip_members(
     spools: list[_DeflatedSpool] = []
     try:
         tables = [_TableText(table, plan, options.bom) for table in plan.tables]
-        writers = [t.rows.append for t in tables]  # the rows are formatted together by take()
         builder = row_builder(plan, options)
         with zf.open(zip_member(zf, plan.tables[0].file_name), "w", force_zip64=True) as root:
             # Until the root member is closed, only the helper thread writes to the zip (and its sink).
@@ -321,20 +414,14 @@ def _zip_members(
             try:
                 spools.extend(_DeflatedSpool() for _ in plan.tables[1:])
                 targets: list[Callable[[bytes], object]] = [root.write, *(spool.write for spool in spools)]
-                pending = 0
-                for rec in records:  # export_rows, one submission's rows at a time
-                    report.records_read += 1
-                    rows = builder.rows(rec, report)
-                    for index, cells in rows:
-                        writers[index](cells)
-                    pending += len(rows)
-                    if pending >= DEFLATE_ROWS:
-                        pending = 0
-                        deflate([(write, t.take()) for write, t in zip(targets, tables, strict=True)])
-                        yield
+                for _ in _formatted_rows(records, plan, builder, tables, report):
+                    deflate([(write, t.take()) for write, t in zip(targets, tables, strict=True)])
+                    yield
                 deflate([(write, t.take()) for write, t in zip(targets, tables, strict=True)])
             finally:
                 deflate.close()
+                if isinstance(records, SplitRecords):
+                    records.close()
         yield
         for table, spool in zip(plan.tables[1:], spools, strict=True):
             yield from spool.copy_into(zf, table.file_name)

@@ -49,6 +49,7 @@ ENV_KEYS = {
     "FIELDSYNC_CLIENT_SILENCE_TIMEOUT": "CLIENT_SILENCE_TIMEOUT",
     "FIELDSYNC_CONTROL_SOCKET": "CONTROL_SOCKET",
     "FIELDSYNC_FORMLIST_LISTEN": "FORMLIST_LISTEN",
+    "FIELDSYNC_EXPORT_PROCESSES": "EXPORT_PROCESSES",
 }
 
 INT_KEYS = {
@@ -58,6 +59,7 @@ INT_KEYS = {
     "MAX_FORM_ATTACHMENT_BYTES",
     "TRUSTED_PROXIES",
     "OPENROSA_ACCEPT_CONTENT_LENGTH",
+    "EXPORT_PROCESSES",
 }
 FLOAT_KEYS = {
     "FORM_CONVERT_TIMEOUT",
@@ -109,6 +111,9 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # formList from memory while a LISTEN connection vouches for it (PostgreSQL; server.db.change_listener).
         # Off behind a transaction-pooling proxy (PgBouncer's transaction mode), which cannot hold a LISTEN.
         "FORMLIST_LISTEN": True,
+        # A CSV zip export of more than one part (exports.parts; PostgreSQL only) is read and formatted by
+        # this many forked helper processes, each on a core of its own; 1 formats it in the request's thread.
+        "EXPORT_PROCESSES": min(2, os.cpu_count() or 1),
         # pyxform is quadratic on repeats (one corpus form takes 20+ s): convert in a child process
         # killed after this many seconds. Inline conversion is for tests only.
         "FORM_CONVERT_TIMEOUT": 60.0,

@@ -224,6 +224,13 @@ def _load_schemas(session: Session, form: Form) -> list[FormSchema]:
     return schemas
 
 
+def export_processes() -> int:
+    """How many helper processes format one CSV zip export (``EXPORT_PROCESSES``; 1 outside an app: none)."""
+    from flask import current_app, has_app_context
+
+    return max(1, int(current_app.config.get("EXPORT_PROCESSES", 1))) if has_app_context() else 1
+
+
 def open_export(
     session: Session, project_id: int, xml_form_id: str, query: Query, fmt: str, actor: str
 ) -> ExportStream:
@@ -239,6 +246,9 @@ def open_export(
     records = q.iter_export_records(session, form_pk, options)
     try:
         if fmt == "zip":
+            processes = export_processes()
+            if processes > 1:  # a large export is formatted on several cores (exports.parts)
+                records = q.SnapshotParts(session, form_pk, options, processes)
             stream.chunks = iter_csv_zip(schemas, records, options, on_done=stream.summary.append)
         elif fmt == "geojson":
             stream.chunks = iter_geojson(schemas, records, options, on_done=stream.summary.append)

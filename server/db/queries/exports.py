@@ -18,12 +18,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg import sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from sqlalchemy import Text, and_, cast, delete, or_, select, update
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Engine, Text, and_, bindparam, cast, delete, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from exports import ExportOptions, ExportRecord
+from exports.parts import SplitRecords
 from forms.schema import FormSchema
 from server.db.models import AccessToken, User
 from server.db.models.exports import ExportPreset, ExportRun, ExportSchedule
@@ -229,21 +233,165 @@ def _pg_records(
         # ``ZoneInfo``, 'Etc/UTC' included, measured) and none needs converting. Undone by the rollback below;
         # the query compares timestamps with aware values only, which no time zone changes.
         conn.execute("SET LOCAL TIME ZONE 'UTC'")
-        with (
-            conn.cursor(name="fieldsync_export") as cur,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool,
-        ):
-            cur.adapters.register_loader("jsonb", _JsonBytes)
-            cur.execute(str(compiled), compiled.params)
-            future: Future[list[Any]] | None = pool.submit(cur.fetchmany, fetch)
-            while future is not None:
-                rows = future.result()
-                future = pool.submit(cur.fetchmany, fetch) if len(rows) == fetch else None
-                yield from _records(rows, options.submitters)
+        yield from _streamed_records(conn, str(compiled), compiled.params, fetch, options.submitters)
     finally:
         # Reading is over (or the reader stopped early, as an OData page does once it has its rows, the
         # helper's fetch then finished): end the read transaction now rather than when the response is closed.
         session.rollback()
+
+
+def _streamed_records(
+    conn: psycopg.Connection[Any], query: str, params: dict[str, Any], fetch: int, submitters: frozenset[str]
+) -> Iterator[ExportRecord]:
+    """The records of ``query`` through a server-side cursor, each batch fetched while the last is decoded."""
+    with (
+        conn.cursor(name="fieldsync_export") as cur,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool,
+    ):
+        cur.adapters.register_loader("jsonb", _JsonBytes)
+        cur.execute(query, params)
+        future: Future[list[Any]] | None = pool.submit(cur.fetchmany, fetch)
+        while future is not None:
+            rows = future.result()
+            future = pool.submit(cur.fetchmany, fetch) if len(rows) == fetch else None
+            yield from _records(rows, submitters)
+
+
+# Submissions per part of a CSV zip export read by helper processes (``SnapshotParts``): ~1 MB of CSV.
+PART_SUBMISSIONS = 4000
+
+
+def part_size(submissions: int, processes: int) -> int:
+    """Submissions per part: at most ``PART_SUBMISSIONS``, in a number of parts that ``processes`` divides.
+
+    Each helper takes every ``processes``-th part, so equal parts in a multiple of ``processes`` give
+    every helper the same share (10,000 submissions on 2 helpers: 4 parts of 2,500, not 4,000 + 4,000 +
+    2,000, which left one helper with 6,000).
+    """
+    if submissions <= PART_SUBMISSIONS:
+        return max(submissions, 1)  # one part: read in this process
+    rounds = -(-submissions // (PART_SUBMISSIONS * processes))
+    return -(-submissions // (rounds * processes))
+
+
+_SnapshotPart = tuple[int, int | None]  # submission ids from (inclusive) .. to (exclusive; None: to the end)
+
+
+class SnapshotParts(SplitRecords[_SnapshotPart]):
+    """A form's export records (PostgreSQL), readable in parts of submissions by helper processes in one snapshot.
+
+    ``split`` starts a REPEATABLE READ, READ ONLY transaction on the session's connection, exports its
+    snapshot (``pg_export_snapshot``) and cuts the form's submissions, by id, into parts of
+    ``PART_SUBMISSIONS``. Each helper opens its own connection with the session's settings, imports the
+    snapshot (``SET TRANSACTION SNAPSHOT``, as ``pg_dump --jobs`` does) and reads its parts with the
+    export's own query bounded by submission id: every part sees the store at the same instant, as the
+    one query of a small export does, and the versions of a submission are never split. ``close``
+    ends the exporting transaction once every helper has imported the snapshot. A session already inside a
+    transaction (a test's, or a scheduled run's) is read by iterating, in this process, like a store
+    other than PostgreSQL.
+    """
+
+    def __init__(self, session: Session, form_id: int, options: ExportOptions, processes: int) -> None:
+        self.session = session
+        self.form_id = form_id
+        self.options = options
+        self.processes = processes
+        self._parts: list[_SnapshotPart] | None = None  # None: not split yet
+        self._closed = False
+        self._snapshot: str | None = None
+        self._statements: tuple[str, str, dict[str, Any]] | None = None
+        self._reader: Any = None  # the helper's own psycopg connection
+
+    def __iter__(self) -> Iterator[ExportRecord]:
+        if self._snapshot is not None:  # split already: read the parts here, in the snapshot
+            for part in self.split():
+                yield from self._read_here(part)
+            return
+        yield from iter_export_records(self.session, self.form_id, self.options)
+
+    def split(self) -> list[_SnapshotPart]:
+        if self._parts is not None:
+            return self._parts
+        self._parts = []
+        if self.session.get_bind().dialect.name != "postgresql":
+            return self._parts
+        driver = self.session.connection().connection.driver_connection
+        assert driver is not None, "a checked-out connection has its psycopg connection"
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            return self._parts
+        driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        found = driver.execute("SELECT count(*) FROM submissions WHERE form_id = %s", (self.form_id,)).fetchone()
+        submissions = int(found[0]) if found else 0
+        if submissions <= PART_SUBMISSIONS:
+            return self._parts  # one part: iterating reads it here, in this transaction
+        driver.execute("SET LOCAL TIME ZONE 'UTC'")  # for _read_here, as _pg_records reads timestamps
+        self._snapshot = str(driver.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        starts = [
+            int(row[0])
+            for row in driver.execute(
+                "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM submissions"
+                " WHERE form_id = %s) AS numbered WHERE n %% %s = 1 ORDER BY id",
+                (self.form_id, part_size(submissions, self.processes)),
+            )
+        ]
+        self._parts = [(start, starts[i + 1] if i + 1 < len(starts) else None) for i, start in enumerate(starts)]
+        self._statements = self._part_statements()
+        return self._parts
+
+    def _part_statements(self) -> tuple[str, str, dict[str, Any]]:
+        """The export's query for a bounded part and for the last part (SQL with %(name)s, and its parameters)."""
+        sv, s = SubmissionVersion, Submission
+        base = _record_query(self.form_id, self.options, record_as_text=False)
+        lower = base.where(sv.submission_id >= bindparam("part_from"), s.id >= bindparam("part_from"))
+        bounded = lower.where(sv.submission_id < bindparam("part_to"), s.id < bindparam("part_to"))
+        dialect = self.session.get_bind().dialect
+        compiled = [
+            stmt.order_by(sv.submission_id, sv.id).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+            for stmt in (bounded, lower)
+        ]
+        params = {k: v for k, v in compiled[0].params.items() if k not in ("part_from", "part_to")}
+        return str(compiled[0]), str(compiled[1]), params
+
+    def _query(self, part: _SnapshotPart) -> tuple[str, dict[str, Any]]:
+        assert self._statements is not None, "split() comes first"
+        bounded, last, params = self._statements
+        start, stop = part
+        if stop is None:
+            return last, {**params, "part_from": start}
+        return bounded, {**params, "part_from": start, "part_to": stop}
+
+    def _read_here(self, part: _SnapshotPart) -> Iterator[ExportRecord]:
+        driver = self.session.connection().connection.driver_connection
+        assert driver is not None, "a checked-out connection has its psycopg connection"
+        yield from self._read_on(driver, part)
+
+    def _read_on(self, connection: Any, part: _SnapshotPart) -> Iterator[ExportRecord]:
+        query, params = self._query(part)
+        yield from _streamed_records(connection, query, params, PAGE_SIZE, self.options.submitters)
+
+    def read(self, part: _SnapshotPart) -> Iterator[ExportRecord]:
+        if self._reader is None:
+            bind = self.session.get_bind()
+            engine = bind if isinstance(bind, Engine) else bind.engine
+            args, kwargs = engine.dialect.create_connect_args(engine.url)
+            reader = psycopg.connect(*args, **kwargs)
+            reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            reader.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
+            reader.execute("SET LOCAL TIME ZONE 'UTC'")  # as _pg_records reads timestamps
+            self._reader = reader
+        yield from self._read_on(self._reader, part)
+
+    def finish(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def close(self) -> None:
+        if self._snapshot is not None and not self._closed:
+            self._closed = True
+            # The end of the exporting transaction. The helpers imported its snapshot with their first
+            # part: they keep it, while this connection is no longer idle in a transaction for the rest.
+            self.session.rollback()
 
 
 def instance_records(session: Session, form_id: int, instance_id: str) -> list[ExportRecord]:
