@@ -27,10 +27,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from functools import partial
 from tempfile import SpooledTemporaryFile
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from exports.cleaning import CleaningReport, ReportKey
+from exports.crc32 import crc32_combine
 from exports.options import ExportOptions
 from exports.parts import SplitRecords, in_processes
 from exports.records import ExportRecord
@@ -144,7 +146,6 @@ class _TableText:
         self.bom = "\ufeff" if bom else ""  # UTF-8 encodes it as the BOM bytes
         self.numeric = numeric_columns(table, plan.fields)
         self.escaped: Counter[int] = Counter()  # formula-like cells escaped, by column index
-        self.formatted: list[bytes] = []  # lines a helper process formatted (see _PartText), after self.lines
         if header:  # a part's text has none: the whole table's comes first
             self.lines.append(csv_line([neutralise(h) for h in table.headers]))
 
@@ -154,15 +155,12 @@ class _TableText:
             self.lines += csv_lines(self.rows, self.numeric, self.escaped)
             self.count += len(self.rows)
             self.rows.clear()
-        out = b""
-        if self.lines:
-            self.lines.append("")  # every line ends with CRLF
-            out = (self.bom + "\r\n".join(self.lines)).encode("utf-8")
-            self.bom = ""
-            self.lines.clear()
-        if self.formatted:
-            out += b"".join(self.formatted)
-            self.formatted.clear()
+        if not self.lines:
+            return b""
+        self.lines.append("")  # every line ends with CRLF
+        out = (self.bom + "\r\n".join(self.lines)).encode("utf-8")
+        self.bom = ""
+        self.lines.clear()
         return out
 
 
@@ -184,6 +182,12 @@ class _DeflatedSpool:
         self.crc = zlib.crc32(data, self.crc)
         self.size += len(data)
         self.file.write(self.compressor.compress(data))
+
+    def write_deflated(self, chunk: _Deflated) -> None:
+        """Append a chunk deflated elsewhere (never mixed with ``write``: the compressor holds no pending bytes)."""
+        self.crc = crc32_combine(self.crc, chunk.crc, chunk.size)
+        self.size += chunk.size
+        self.file.write(chunk.data)
 
     def copy_into(self, zf: zipfile.ZipFile, name: str) -> Iterator[None]:
         """Write the spool as the deflated member ``name``; yield after each chunk so callers can drain.
@@ -221,7 +225,7 @@ class _DeflateBehind:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zip-deflate")
         self._pending: Future[None] | None = None
 
-    def __call__(self, writes: list[tuple[Callable[[bytes], object], bytes]]) -> None:
+    def __call__(self, writes: list[tuple[Callable[[Any], object], Any]]) -> None:
         self.wait()
         self._pending = self._pool.submit(_write_all, writes)
 
@@ -239,7 +243,7 @@ class _DeflateBehind:
             self._pool.shutdown()
 
 
-def _write_all(writes: list[tuple[Callable[[bytes], object], bytes]]) -> None:
+def _write_all(writes: list[tuple[Callable[[Any], object], Any]]) -> None:
     for write, data in writes:
         if data:
             write(data)
@@ -303,10 +307,49 @@ def readme_text(plan: ExportPlan, options: ExportOptions, summary: ExportSummary
 
 
 @dataclass(frozen=True, slots=True)
-class _PartText:
-    """One part of the records, formatted by a helper process: each table's CSV lines and the counts."""
+class _Deflated:
+    """Text deflated on its own (raw deflate, ``COMPRESS_LEVEL``) and ended by a sync flush, with its CRC and size.
 
-    data: list[bytes]  # per table: UTF-8 CSV lines with their CRLFs, no header
+    A sync flush ends on a byte boundary without ending the stream, so such chunks, deflated by different
+    compressors, follow each other in one zip member; the member's own (unused) compressor writes the
+    final empty block when it is closed.
+    """
+
+    data: bytes
+    crc: int
+    size: int
+
+
+def _deflate(text: Iterable[bytes]) -> _Deflated:
+    compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
+    out: list[bytes] = []
+    crc = size = 0
+    for chunk in text:
+        crc = zlib.crc32(chunk, crc)
+        size += len(chunk)
+        out.append(compressor.compress(chunk))
+    out.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+    return _Deflated(b"".join(out), crc, size)
+
+
+def _write_deflated(member: IO[bytes], chunk: _Deflated) -> None:
+    """Append a chunk deflated elsewhere to a zip member open for writing (zipfile's ``_ZipWriteFile``).
+
+    The member's own compressor and checksum are left aside as in ``_DeflatedSpool.copy_into``: the
+    chunk goes to the zip's file as it is, the member's CRC and sizes are moved on by it.
+    """
+    writer: Any = member
+    writer._fileobj.write(chunk.data)
+    writer._compress_size += len(chunk.data)
+    writer._crc = crc32_combine(writer._crc, chunk.crc, chunk.size)
+    writer._file_size += chunk.size
+
+
+@dataclass(frozen=True, slots=True)
+class _PartText:
+    """One part of the records, formatted and deflated by a helper process, with the counts."""
+
+    data: list[_Deflated]  # per table: its CSV lines (no header), deflated
     rows: list[int]  # per table: rows written
     escaped: list[Counter[int]]  # per table: formula-like cells escaped, by column index
     records_read: int
@@ -315,7 +358,7 @@ class _PartText:
 
 
 def _format_part(plan: ExportPlan, builder: _RowBuilder, records: Iterable[ExportRecord]) -> _PartText:
-    """Make and format the rows of ``records`` as ``_zip_members`` does, for the exporting process to stitch."""
+    """Make, format and deflate the rows of ``records`` as ``_zip_members`` does, for the exporting process."""
     report = CleaningReport()
     tables = [_TableText(table, plan, bom=False, header=False) for table in plan.tables]
     writers = [t.rows.append for t in tables]
@@ -327,14 +370,14 @@ def _format_part(plan: ExportPlan, builder: _RowBuilder, records: Iterable[Expor
         for index, cells in rows:
             writers[index](cells)
         pending += len(rows)
-        if pending >= DEFLATE_ROWS:  # formatted in batches, as in one process (memory stays flat)
+        if pending >= DEFLATE_ROWS:  # formatted in batches, as in one process
             pending = 0
             for chunk, text in zip(chunks, tables, strict=True):
                 chunk.append(text.take())
     for chunk, text in zip(chunks, tables, strict=True):
         chunk.append(text.take())
     return _PartText(
-        [b"".join(chunk) for chunk in chunks],
+        [_deflate(chunk) for chunk in chunks],
         [t.count for t in tables],
         [t.escaped for t in tables],
         report.records_read,
@@ -343,51 +386,60 @@ def _format_part(plan: ExportPlan, builder: _RowBuilder, records: Iterable[Expor
     )
 
 
+def _parts_of(records: Iterable[ExportRecord]) -> Sequence[object]:
+    """The parts helper processes are to read, or none (records read here): two or more, more than one process."""
+    if not isinstance(records, SplitRecords) or records.processes < 2:
+        return ()
+    parts = records.split()
+    return parts if len(parts) > 1 else ()
+
+
 def _formatted_rows(
-    records: Iterable[ExportRecord],
+    records: Iterable[ExportRecord], builder: _RowBuilder, tables: list[_TableText], report: CleaningReport
+) -> Iterator[None]:
+    """Feed every record's rows to ``tables``, in this process, yielding every ``DEFLATE_ROWS`` rows."""
+    writers = [t.rows.append for t in tables]  # the rows are formatted together by take()
+    pending = 0
+    for rec in records:  # export_rows, one submission's rows at a time
+        report.records_read += 1
+        rows = builder.rows(rec, report)
+        for index, cells in rows:
+            writers[index](cells)
+        pending += len(rows)
+        if pending >= DEFLATE_ROWS:
+            pending = 0
+            yield
+
+
+def _deflated_parts(
+    records: SplitRecords[Any],
+    parts: Sequence[object],
     plan: ExportPlan,
     builder: _RowBuilder,
     tables: list[_TableText],
     report: CleaningReport,
-) -> Iterator[None]:
-    """Feed every record's rows to ``tables`` (yielding every ``DEFLATE_ROWS`` rows): in this process, or in parts.
+) -> Iterator[list[_Deflated]]:
+    """Each table's chunks in zip order: its header (deflated here), then every part's rows (by helpers).
 
-    Records that can be read in parts (``SplitRecords`` with two parts or more and more than one
-    process) are formatted by helper processes; their lines and counts are added to ``tables`` and
-    ``report`` exactly as if this process had made them (``_PartText``).
+    The parts' counts (rows, escaped formula cells, the cleaning report) are added to ``tables`` and
+    ``report`` exactly as if this process had made the rows.
     """
-    parts = records.split() if isinstance(records, SplitRecords) and records.processes > 1 else ()
-    if len(parts) < 2:
-        writers = [t.rows.append for t in tables]  # the rows are formatted together by take()
-        pending = 0
-        for rec in records:  # export_rows, one submission's rows at a time
-            report.records_read += 1
-            rows = builder.rows(rec, report)
-            for index, cells in rows:
-                writers[index](cells)
-            pending += len(rows)
-            if pending >= DEFLATE_ROWS:
-                pending = 0
-                yield
-        return
-    split = records
-    assert isinstance(split, SplitRecords)
+    yield [_deflate([t.take()]) for t in tables]  # BOM and header line, before any part
 
     def work(part: object) -> _PartText:
-        return _format_part(plan, builder, split.read(part))
+        return _format_part(plan, builder, records.read(part))
 
-    started = min(split.processes, len(parts))
-    for done, text in enumerate(in_processes(parts, work, split.processes, split.finish), 1):
+    started = min(records.processes, len(parts))
+    for done, text in enumerate(in_processes(parts, work, records.processes, records.finish), 1):
         if done == started:  # every helper has read a part: what they share (a snapshot) may end here
-            split.close()
+            records.close()
         report.records_read += text.records_read
         report.changes.update(text.changes)
         report.excluded.update(text.excluded)
-        for table, data, count, escaped in zip(tables, text.data, text.rows, text.escaped, strict=True):
-            table.formatted.append(data)
+        for table, count, escaped in zip(tables, text.rows, text.escaped, strict=True):
             table.count += count
             table.escaped.update(escaped)
-        yield
+        yield text.data
 
 
 def _zip_members(
@@ -413,11 +465,22 @@ def _zip_members(
             deflate = _DeflateBehind()
             try:
                 spools.extend(_DeflatedSpool() for _ in plan.tables[1:])
-                targets: list[Callable[[bytes], object]] = [root.write, *(spool.write for spool in spools)]
-                for _ in _formatted_rows(records, plan, builder, tables, report):
+                parts = _parts_of(records)
+                if parts:  # formatted and deflated by helper processes (exports.parts)
+                    assert isinstance(records, SplitRecords)
+                    sinks: list[Callable[[Any], object]] = [
+                        partial(_write_deflated, root),
+                        *(spool.write_deflated for spool in spools),
+                    ]
+                    for chunks in _deflated_parts(records, parts, plan, builder, tables, report):
+                        deflate(list(zip(sinks, chunks, strict=True)))
+                        yield
+                else:
+                    targets: list[Callable[[Any], object]] = [root.write, *(spool.write for spool in spools)]
+                    for _ in _formatted_rows(records, builder, tables, report):
+                        deflate([(write, t.take()) for write, t in zip(targets, tables, strict=True)])
+                        yield
                     deflate([(write, t.take()) for write, t in zip(targets, tables, strict=True)])
-                    yield
-                deflate([(write, t.take()) for write, t in zip(targets, tables, strict=True)])
             finally:
                 deflate.close()
                 if isinstance(records, SplitRecords):

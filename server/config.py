@@ -50,6 +50,7 @@ ENV_KEYS = {
     "FIELDSYNC_CONTROL_SOCKET": "CONTROL_SOCKET",
     "FIELDSYNC_FORMLIST_LISTEN": "FORMLIST_LISTEN",
     "FIELDSYNC_EXPORT_PROCESSES": "EXPORT_PROCESSES",
+    "FIELDSYNC_EXPORT_PART_SUBMISSIONS": "EXPORT_PART_SUBMISSIONS",
 }
 
 INT_KEYS = {
@@ -60,6 +61,7 @@ INT_KEYS = {
     "TRUSTED_PROXIES",
     "OPENROSA_ACCEPT_CONTENT_LENGTH",
     "EXPORT_PROCESSES",
+    "EXPORT_PART_SUBMISSIONS",
 }
 FLOAT_KEYS = {
     "FORM_CONVERT_TIMEOUT",
@@ -114,6 +116,8 @@ def default_config(var_dir: Path) -> dict[str, Any]:
         # A CSV zip export of more than one part (exports.parts; PostgreSQL only) is read and formatted by
         # this many forked helper processes, each on a core of its own; 1 formats it in the request's thread.
         "EXPORT_PROCESSES": min(2, os.cpu_count() or 1),
+        # Submissions per part a helper reads (a form of no more is exported in the request's thread).
+        "EXPORT_PART_SUBMISSIONS": 4000,
         # pyxform is quadratic on repeats (one corpus form takes 20+ s): convert in a child process
         # killed after this many seconds. Inline conversion is for tests only.
         "FORM_CONVERT_TIMEOUT": 60.0,

@@ -224,11 +224,18 @@ def _load_schemas(session: Session, form: Form) -> list[FormSchema]:
     return schemas
 
 
-def export_processes() -> int:
-    """How many helper processes format one CSV zip export (``EXPORT_PROCESSES``; 1 outside an app: none)."""
+def export_processes() -> tuple[int, int]:
+    """How many helper processes format one CSV zip export, and the submissions of a part they read.
+
+    ``EXPORT_PROCESSES`` and ``EXPORT_PART_SUBMISSIONS``; outside an app, no helper.
+    """
     from flask import current_app, has_app_context
 
-    return max(1, int(current_app.config.get("EXPORT_PROCESSES", 1))) if has_app_context() else 1
+    if not has_app_context():
+        return 1, q.PART_SUBMISSIONS
+    config = current_app.config
+    processes = max(1, int(config.get("EXPORT_PROCESSES", 1)))
+    return processes, max(1, int(config.get("EXPORT_PART_SUBMISSIONS", q.PART_SUBMISSIONS)))
 
 
 def open_export(
@@ -246,9 +253,9 @@ def open_export(
     records = q.iter_export_records(session, form_pk, options)
     try:
         if fmt == "zip":
-            processes = export_processes()
+            processes, part = export_processes()
             if processes > 1:  # a large export is formatted on several cores (exports.parts)
-                records = q.SnapshotParts(session, form_pk, options, processes)
+                records = q.SnapshotParts(session, form_pk, options, processes, part)
             stream.chunks = iter_csv_zip(schemas, records, options, on_done=stream.summary.append)
         elif fmt == "geojson":
             stream.chunks = iter_geojson(schemas, records, options, on_done=stream.summary.append)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from itertools import pairwise
@@ -34,6 +35,11 @@ from exports.rows import ExportSummary
 from tests.exports.coop_fixture import SCHEMAS, coop_values, record
 
 
+def _export_helpers() -> list[multiprocessing.process.BaseProcess]:
+    """The export helpers still alive (other children, such as a form converter, are not this test's)."""
+    return [p for p in multiprocessing.active_children() if p.name.startswith("export-part-")]
+
+
 def _pid_and_part(part: int) -> tuple[int, int]:
     return os.getpid(), part
 
@@ -46,7 +52,7 @@ def test_results_come_in_part_order_from_helper_processes() -> None:
     assert len(set(pids)) == 3
     # Helper k takes parts k, k + 3, k + 6.
     assert pids[0] == pids[3] == pids[6] and pids[1] == pids[4] and pids[2] == pids[5]
-    assert multiprocessing.active_children() == []
+    assert _export_helpers() == []
 
 
 def test_each_helper_finishes_once_after_its_last_part(tmp_path: Path) -> None:
@@ -75,7 +81,7 @@ def test_a_failing_part_is_raised_and_no_helper_is_left() -> None:
         for result in in_processes(list(range(6)), _fails_on_three, 2):
             seen.append(result)
     assert seen == [0, 1, 2]
-    assert multiprocessing.active_children() == []
+    assert _export_helpers() == []
 
 
 def _dies_on_one(part: int) -> int:
@@ -87,22 +93,21 @@ def _dies_on_one(part: int) -> int:
 def test_a_helper_that_dies_is_reported_with_its_exit_code() -> None:
     with pytest.raises(PartFailed, match=r"ended before part 2 \(exit code 7\)"):
         list(in_processes(list(range(4)), _dies_on_one, 2))
-    assert multiprocessing.active_children() == []
+    assert _export_helpers() == []
 
 
-def _slow(part: int) -> int:
-    if part > 0:
-        import time
+def test_stopping_early_kills_the_helpers(tmp_path: Path) -> None:
+    def slow(part: int) -> int:
+        if part > 0:
+            time.sleep(30)
+            (tmp_path / f"finished-{part}").touch()  # only a helper left running gets here
+        return part
 
-        time.sleep(30)
-    return part
-
-
-def test_stopping_early_kills_the_helpers() -> None:
-    results = in_processes(list(range(4)), _slow, 2)
+    results = in_processes(list(range(4)), slow, 2)
     assert next(results) == 0
     results.close()  # what a client that goes away does to the response
-    assert multiprocessing.active_children() == []
+    assert _export_helpers() == []
+    assert list(tmp_path.iterdir()) == []  # killed, not waited for
 
 
 class ListParts(SplitRecords[tuple[int, int]]):
@@ -171,8 +176,8 @@ def test_a_zip_made_in_parts_is_the_zip_made_in_one_process(cuts: list[int], pro
     for name, data in expected.items():
         assert members[name] == data, name
     assert summary == expected_summary
-    assert split.closed == 1
-    assert multiprocessing.active_children() == []
+    assert split.closed >= 1  # once every helper has its first part, and when the zip ends
+    assert _export_helpers() == []
 
 
 def test_the_records_are_really_read_in_parts() -> None:

@@ -12,14 +12,19 @@ Rules checked (``server.db.queries.exports.SnapshotParts``, ``exports.parts``):
 - X4 a form of one part is read in the request's process (no helper is started).
 - X5 the request's own read transaction ends once every helper has read its first part (the helpers
   hold the snapshot from then on): its connection is not left idle in a transaction for the rest.
+- X6 in a real ``fieldsync serve``, exports forking their helpers while the worker's other threads store
+  submissions break none of those requests (every POST is a 201, nothing in the log), and every export
+  is a valid zip holding each submission once, the last one all of them.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import multiprocessing
 import os
 import re
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -28,6 +33,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 from flask import Flask
 from psycopg.pq import TransactionStatus
 from sqlalchemy.orm import Session
@@ -43,6 +49,8 @@ from server.store import get_store
 from tests.conftest import POSTGRES_URL, REPO, fresh_database_url
 from tests.server.fixtures_exports import ingest_xml
 from tests.server.fixtures_forms import COOP_XLSX, publish_form
+from tests.server.live_server import LiveServer, live_server, multipart
+from tests.server.test_submissions_support import photo_submission
 
 pytestmark = [
     pytest.mark.postgres_only,
@@ -57,6 +65,11 @@ COPIES = 6  # 6 x (2 submissions, one of them edited) = 12 submissions, 18 versi
 def _copy(xml: bytes, n: int) -> bytes:
     """The example with every instance id renamed for copy ``n`` (an edit still names its original)."""
     return UUID.sub(lambda m: b"uuid:" + m.group(1) + f"{n:02x}".encode(), xml)
+
+
+def _export_helpers() -> list[multiprocessing.process.BaseProcess]:
+    """The export helpers still alive (other children, such as a form converter, are not this test's)."""
+    return [p for p in multiprocessing.active_children() if p.name.startswith("export-part-")]
 
 
 class Store:
@@ -154,9 +167,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 
 @pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parts of 3 submissions: the 12 submissions make 4 parts (2 per helper)."""
-    monkeypatch.setattr(q, "PART_SUBMISSIONS", 3)
+def small_parts(store: Store) -> Iterator[None]:
+    """Parts of 3 submissions (``EXPORT_PART_SUBMISSIONS``): the 12 submissions make 4 parts (2 per helper)."""
+    store.app.config["EXPORT_PART_SUBMISSIONS"] = 3
+    yield
+    store.app.config["EXPORT_PART_SUBMISSIONS"] = q.PART_SUBMISSIONS
 
 
 @pytest.fixture
@@ -188,7 +203,7 @@ def test_helpers_make_the_same_export_as_the_request(store: Store, small_parts: 
         assert helped[name] == data, name
     root = alone["coop_diagnostic.csv"].decode("utf-8-sig")
     assert root.count("\r\n") == 1 + 2 * COPIES - 1  # header, every live submission once (one deleted)
-    assert multiprocessing.active_children() == []
+    assert _export_helpers() == []
 
 
 def test_every_part_reads_the_snapshot_the_export_started_with(
@@ -231,17 +246,31 @@ def test_a_failing_helper_ends_the_export_and_its_read(
     with pytest.raises(PartFailed, match="part 3: RuntimeError: the disk is on fire"):
         store.export(processes=2)
     assert store.status_after == TransactionStatus.IDLE
-    assert multiprocessing.active_children() == []
+    assert _export_helpers() == []
 
 
-def test_a_client_that_stops_reading_stops_the_helpers(store: Store, small_parts: None, readers: Path) -> None:
-    store.export(processes=2, stop_after=1)
-    assert multiprocessing.active_children() == []
-    assert len(_readers(readers)) >= 1  # the helpers had started
+def test_a_client_that_stops_reading_stops_the_helpers(
+    store: Store, small_parts: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = q.SnapshotParts.read
+
+    def slow_second_parts(self: q.SnapshotParts, part: tuple[int, int | None]) -> Iterator[Any]:
+        (tmp_path / f"started-{os.getpid()}").touch()
+        if part not in self.split()[:2]:  # each helper's second part: far slower than the client's patience
+            time.sleep(30)
+            (tmp_path / "finished").touch()  # only a helper left running gets here
+        return read(self, part)
+
+    monkeypatch.setattr(q.SnapshotParts, "read", slow_second_parts)
+    # The zip's first bytes (its headers), then those of the first parts; then the client goes away.
+    store.export(processes=2, stop_after=2)
+    assert len(list(tmp_path.glob("started-*"))) == 2  # both helpers were at work
+    assert _export_helpers() == []
+    assert not (tmp_path / "finished").exists()  # killed, not waited for
 
 
 def test_a_form_of_one_part_is_read_in_the_request(store: Store, readers: Path) -> None:
-    helped = store.export(processes=2)  # 12 submissions, far under PART_SUBMISSIONS
+    helped = store.export(processes=2)  # 12 submissions, far under EXPORT_PART_SUBMISSIONS
     assert not list(readers.iterdir())
     assert helped["coop_diagnostic.csv"].decode("utf-8-sig").count("\r\n") == 2 * COPIES
 
@@ -275,3 +304,103 @@ def test_the_request_transaction_ends_once_every_helper_has_its_first_part(
     monkeypatch.setattr(q.SnapshotParts, "read", last_part_sees)
     store.export(processes=2)
     assert (tmp_path / "state").read_text() == "idle"
+
+
+ADMIN = ("parts-admin", "correct horse battery staple")
+
+
+def _add_admin(url: str, tmp: Path) -> None:
+    app = create_app({"DATABASE_URL": url, "VAR_DIR": str(tmp / "admin-var"), "SECRET_KEY": "x", "LOG_REQUESTS": False})
+    with app.app_context():
+        session = get_store().sessions()
+        accounts_svc.create_user(session, *ADMIN, is_admin=True)
+        session.close()
+    get_store(app).engine.dispose()
+
+
+def _post_submissions(server: LiveServer, names: list[str], statuses: list[int]) -> None:
+    with requests.Session() as http:
+        for name in names:
+            body, content_type = multipart(
+                [("xml_submission_file", "submission.xml", photo_submission(name, []), "text/xml")]
+            )
+            answer = http.post(
+                f"{server.base_url}{server.collect_prefix}/submission",
+                data=body,
+                headers={"Content-Type": content_type, "X-OpenRosa-Version": "1.0"},
+                timeout=60,
+            )
+            statuses.append(answer.status_code)
+
+
+def _exported(server: LiveServer) -> list[str]:
+    """The instance ids of the export's root table, read from a zip whose every CRC holds."""
+    answer = requests.get(
+        f"{server.base_url}/v1/projects/{server.project_id}/forms/photo_visit/export.zip",
+        auth=requests.auth.HTTPBasicAuth(*ADMIN),
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text[:300]
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as zf:
+        assert zf.testzip() is None
+        rows = list(csv.DictReader(io.StringIO(zf.read("photo_visit.csv").decode("utf-8-sig"))))
+    return [row["KEY"] for row in rows]
+
+
+def _watch_helpers(url: str, found: list[int], done: threading.Event) -> None:
+    """Note the backend of every export helper's connection seen in pg_stat_activity until ``done``."""
+    plain = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        while not done.is_set():
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (q.HELPER_APPLICATION_NAME,)
+            ).fetchall()
+            found.extend(pid for (pid,) in rows)
+            done.wait(0.005)
+
+
+@pytest.mark.one_store_per_run
+@pytest.mark.parametrize("backend_name", ["postgresql"])
+def test_helpers_forked_amid_other_requests_leave_them_alone(backend_name: str, tmp_path: Path) -> None:
+    """X6: exports forked in a real ``fieldsync serve`` while its threads store submissions change none of them."""
+    url, cleanup = fresh_database_url(backend_name, tmp_path)
+    try:
+        with live_server(tmp_path, database_url=url, export_processes="2", export_part_submissions="15") as server:
+            _add_admin(url, tmp_path)
+            statuses: list[int] = []
+            _post_submissions(server, [f"uuid:parts-seed-{n}" for n in range(90)], statuses)
+            posters = [
+                threading.Thread(
+                    target=_post_submissions,
+                    args=(server, [f"uuid:parts-{t}-{n}" for n in range(40)], statuses),
+                )
+                for t in range(4)
+            ]
+            for poster in posters:
+                poster.start()
+            helpers: list[int] = []
+            done = threading.Event()
+            watcher = threading.Thread(target=_watch_helpers, args=(url, helpers, done))
+            watcher.start()
+            exports: list[list[str]] = []
+            try:
+                while any(poster.is_alive() for poster in posters) or len(exports) < 3:
+                    exports.append(_exported(server))  # forks its helpers while the posters' requests run
+            finally:
+                done.set()
+                watcher.join()
+            for poster in posters:
+                poster.join()
+            final = _exported(server)
+        log = server.log_tail()
+    finally:
+        cleanup()
+    assert len(set(helpers)) >= 2  # the exports were read by helper processes' connections
+    assert statuses == [201] * (90 + 4 * 40)
+    for keys in exports:
+        assert len(keys) == len(set(keys)) and 90 <= len(keys) <= 250
+    assert [len(keys) for keys in exports] == sorted(len(keys) for keys in exports)
+    assert sorted(final) == sorted(
+        [f"uuid:parts-seed-{n}" for n in range(90)] + [f"uuid:parts-{t}-{n}" for t in range(4) for n in range(40)]
+    )
+    assert "Traceback" not in log and "ERROR" not in log, log

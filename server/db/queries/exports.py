@@ -261,19 +261,20 @@ def _streamed_records(
 PART_SUBMISSIONS = 4000
 
 
-def part_size(submissions: int, processes: int) -> int:
-    """Submissions per part: at most ``PART_SUBMISSIONS``, in a number of parts that ``processes`` divides.
+def part_size(submissions: int, processes: int, most: int = PART_SUBMISSIONS) -> int:
+    """Submissions per part: at most ``most``, in a number of parts that ``processes`` divides.
 
     Each helper takes every ``processes``-th part, so equal parts in a multiple of ``processes`` give
     every helper the same share (10,000 submissions on 2 helpers: 4 parts of 2,500, not 4,000 + 4,000 +
     2,000, which left one helper with 6,000).
     """
-    if submissions <= PART_SUBMISSIONS:
+    if submissions <= most:
         return max(submissions, 1)  # one part: read in this process
-    rounds = -(-submissions // (PART_SUBMISSIONS * processes))
+    rounds = -(-submissions // (most * processes))
     return -(-submissions // (rounds * processes))
 
 
+HELPER_APPLICATION_NAME = "fieldsync export helper"
 _SnapshotPart = tuple[int, int | None]  # submission ids from (inclusive) .. to (exclusive; None: to the end)
 
 
@@ -291,16 +292,25 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
     other than PostgreSQL.
     """
 
-    def __init__(self, session: Session, form_id: int, options: ExportOptions, processes: int) -> None:
+    def __init__(
+        self,
+        session: Session,
+        form_id: int,
+        options: ExportOptions,
+        processes: int,
+        part_submissions: int | None = None,
+    ) -> None:
         self.session = session
         self.form_id = form_id
         self.options = options
         self.processes = processes
+        self.part_submissions = part_submissions  # None: PART_SUBMISSIONS
         self._parts: list[_SnapshotPart] | None = None  # None: not split yet
         self._closed = False
         self._snapshot: str | None = None
         self._statements: tuple[str, str, dict[str, Any]] | None = None
         self._reader: Any = None  # the helper's own psycopg connection
+        self._connect: tuple[Any, Any] | None = None  # its psycopg.connect arguments
 
     def __iter__(self) -> Iterator[ExportRecord]:
         if self._snapshot is not None:  # split already: read the parts here, in the snapshot
@@ -322,7 +332,8 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
         driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         found = driver.execute("SELECT count(*) FROM submissions WHERE form_id = %s", (self.form_id,)).fetchone()
         submissions = int(found[0]) if found else 0
-        if submissions <= PART_SUBMISSIONS:
+        most = self.part_submissions or PART_SUBMISSIONS
+        if submissions <= most:
             return self._parts  # one part: iterating reads it here, in this transaction
         driver.execute("SET LOCAL TIME ZONE 'UTC'")  # for _read_here, as _pg_records reads timestamps
         self._snapshot = str(driver.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
@@ -331,11 +342,15 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
             for row in driver.execute(
                 "SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM submissions"
                 " WHERE form_id = %s) AS numbered WHERE n %% %s = 1 ORDER BY id",
-                (self.form_id, part_size(submissions, self.processes)),
+                (self.form_id, part_size(submissions, self.processes, most)),
             )
         ]
         self._parts = [(start, starts[i + 1] if i + 1 < len(starts) else None) for i, start in enumerate(starts)]
         self._statements = self._part_statements()
+        # How the helpers connect, worked out here: a helper touches nothing of the session's.
+        bind = self.session.get_bind()
+        engine = bind if isinstance(bind, Engine) else bind.engine
+        self._connect = engine.dialect.create_connect_args(engine.url)
         return self._parts
 
     def _part_statements(self) -> tuple[str, str, dict[str, Any]]:
@@ -371,10 +386,10 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
 
     def read(self, part: _SnapshotPart) -> Iterator[ExportRecord]:
         if self._reader is None:
-            bind = self.session.get_bind()
-            engine = bind if isinstance(bind, Engine) else bind.engine
-            args, kwargs = engine.dialect.create_connect_args(engine.url)
-            reader = psycopg.connect(*args, **kwargs)
+            assert self._connect is not None, "split() comes first"
+            args, kwargs = self._connect
+            # Named for pg_stat_activity: a DBA sees what the extra connections of a large export are.
+            reader = psycopg.connect(*args, **{**kwargs, "application_name": HELPER_APPLICATION_NAME})
             reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             reader.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
             reader.execute("SET LOCAL TIME ZONE 'UTC'")  # as _pg_records reads timestamps
