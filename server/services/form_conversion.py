@@ -5,7 +5,9 @@ conversion runs in a child process that is killed when ``FORM_CONVERT_TIMEOUT`` 
 stays responsive and the admin gets a ``conversion_timeout`` that says how long was allowed. Children
 are forked from a ``forkserver`` that has pyxform preloaded, and are kept warm: each server process
 keeps up to ``WARM_WORKERS`` idle converters (started lazily, on the first upload), so a small form
-costs a round trip through a pipe, not a process start. A converter that times out or dies is killed
+costs a round trip through a pipe, not a process start. One idle for ``IDLE_SECONDS`` is stopped, and
+with the last one the forkserver: a web worker that converted a form once does not keep ~90 MiB of
+helpers for the rest of its life. A converter that times out or dies is killed
 and forgotten; one that has converted ``MAX_USES`` forms is retired (pyxform's caches and the
 allocator's arenas only grow). Tests may set ``FORM_CONVERT_INLINE`` to convert in-process (the
 timeout path and the warm workers are tested with real processes).
@@ -28,6 +30,11 @@ from server import metrics
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
 WARM_WORKERS = 1
+# A warm converter left idle this long is stopped, and with the last one the forkserver and resource
+# tracker behind it: about 90 MiB (PSS) per web worker that ever converted a form, measured (the
+# converter ~54, the forkserver with pyxform loaded ~29, the tracker ~8). The next upload after that
+# waits for the forkserver to start again (about half a second).
+IDLE_SECONDS = 120.0
 MAX_USES = 100
 _context: Any = None
 
@@ -150,6 +157,19 @@ def _within(timeout: float, started: float) -> float:
     return elapsed
 
 
+def _stop_forkserver() -> None:
+    """Stop this process's forkserver and resource tracker; multiprocessing starts them again when needed.
+
+    Through their ``_stop`` methods (private: CPython's own tests use them), skipped where absent.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    for helper in (getattr(forkserver, "_forkserver", None), getattr(resource_tracker, "_resource_tracker", None)):
+        stop = getattr(helper, "_stop", None)
+        if stop is not None:
+            stop()
+
+
 class _Converter:
     """One warm child process and the parent's end of its pipe."""
 
@@ -162,6 +182,7 @@ class _Converter:
         self.process.start()
         child_end.close()
         self.uses = 0
+        self.idle_since = 0.0  # time.monotonic() when it was last given back
 
     def stop(self) -> None:
         """Kill the child (it may be stuck in pyxform) and close the pipe."""
@@ -174,33 +195,78 @@ class _Converter:
 class WarmConverters:
     """The converter processes of one server process: idle ones are reused, busy ones never shared."""
 
-    def __init__(self, keep_idle: int = WARM_WORKERS, max_uses: int = MAX_USES) -> None:
+    def __init__(
+        self, keep_idle: int = WARM_WORKERS, max_uses: int = MAX_USES, idle_seconds: float = IDLE_SECONDS
+    ) -> None:
         self.keep_idle = keep_idle
         self.max_uses = max_uses
+        self.idle_seconds = idle_seconds
         self._idle: list[_Converter] = []
+        self._busy = 0  # converters taken and not yet given back or stopped
+        self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.started = 0  # processes started, for tests and figures
+        self.retired = 0  # idle converters stopped for their idleness
 
     def _take(self) -> _Converter:
         with self._lock:
             if self._pid != os.getpid():  # forked (a pre-forking server): those children are the parent's
-                self._idle, self._pid = [], os.getpid()
+                self._idle, self._pid, self._busy, self._timer = [], os.getpid(), 0, None
+            self._busy += 1
             while self._idle:
                 worker = self._idle.pop()
                 if worker.process.is_alive():
                     return worker
                 worker.stop()
             self.started += 1
-        return _Converter()
+        try:  # counted busy already: the retiring timer leaves the forkserver alone while it forks this one
+            return _Converter()
+        except BaseException:
+            with self._lock:
+                self._busy -= 1
+            raise
 
     def _give_back(self, worker: _Converter) -> None:
         worker.uses += 1
         with self._lock:
+            self._busy -= 1
             if worker.uses < self.max_uses and len(self._idle) < self.keep_idle and self._pid == os.getpid():
+                worker.idle_since = time.monotonic()
                 self._idle.append(worker)
+                self._retire_later()
                 return
         worker.stop()
+
+    def _lost(self, worker: _Converter) -> None:
+        """A taken converter that timed out or died: stopped, never given back."""
+        worker.stop()
+        with self._lock:
+            self._busy -= 1
+
+    def _retire_later(self) -> None:
+        # Called with the lock held: one timer at a time, for the oldest idle converter.
+        if self._timer is None and self._idle:
+            due = min(w.idle_since for w in self._idle) + self.idle_seconds - time.monotonic()
+            self._timer = threading.Timer(max(due, 0.0), self._retire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _retire(self) -> None:
+        """Stop the converters idle for ``idle_seconds``; with the last one, the forkserver behind them."""
+        now = time.monotonic()
+        with self._lock:
+            self._timer = None
+            if self._pid != os.getpid():
+                return
+            stale = [w for w in self._idle if now - w.idle_since >= self.idle_seconds]
+            self._idle = [w for w in self._idle if w not in stale]
+            for worker in stale:
+                worker.stop()
+                self.retired += 1
+            if stale and not self._idle and not self._busy:
+                _stop_forkserver()
+            self._retire_later()
 
     def idle(self) -> int:
         """Return how many warm converters wait for work."""
@@ -213,9 +279,12 @@ class WarmConverters:
             return [worker.process.pid for worker in self._idle if worker.process.pid is not None]
 
     def close(self) -> None:
-        """Stop every idle converter."""
+        """Stop every idle converter (and the retiring timer)."""
         with self._lock:
             idle, self._idle = self._idle, []
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         for worker in idle:
             worker.stop()
 
@@ -229,17 +298,17 @@ class WarmConverters:
             worker.conn.send((data, filename, default_form_id))
             # Poll before reading: the child may still be writing a big XForm into the pipe.
             if not worker.conn.poll(timeout):
-                worker.stop()
+                self._lost(worker)
                 raise ConversionTimeout(timeout, time.monotonic() - started)
             message = worker.conn.recv()
         except (EOFError, OSError):
-            worker.stop()
+            self._lost(worker)
             message = _DIED
         else:
             try:
                 _within(timeout, started)
             except ConversionTimeout:
-                worker.stop()  # a timeout always ends the child, whichever check saw it
+                self._lost(worker)  # a timeout always ends the child, whichever check saw it
                 raise
             self._give_back(worker)
         return _timed(message, time.monotonic() - started)

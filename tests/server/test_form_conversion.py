@@ -8,11 +8,14 @@ Rules:
   the limit; the next conversion starts a new child and succeeds.
 - WARM-4 conversions at once never share a child; only ``keep_idle`` children stay warm afterwards, and
   a child that has served ``max_uses`` conversions is retired.
+- WARM-6 a child idle for ``idle_seconds`` is stopped, and with the last one the forkserver it was forked
+  from (no process of the conversions is left); the next conversion starts them again and succeeds.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -118,3 +121,26 @@ def test_warm_5_a_reply_found_after_the_limit_is_a_timeout(converters: WarmConve
     assert late.value.elapsed_seconds >= 1.0
     assert _gone(pid)
     assert converters.idle() == 0
+
+
+def test_warm_6_idle_children_and_their_forkserver_are_stopped() -> None:
+    from multiprocessing import forkserver
+
+    pool = WarmConverters(keep_idle=1, max_uses=10, idle_seconds=0.3)
+    try:
+        pool.convert(media_form("1"), "m.xlsx", timeout=60)
+        child = pool.idle_pids()[0]
+        server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+        assert server is not None and not _gone(server)
+        for _ in range(200):  # the timer's due after 0.3 s; a test never measures it, so allow plenty
+            if pool.retired:
+                break
+            time.sleep(0.05)
+        assert pool.retired == 1 and pool.idle() == 0
+        assert _gone(child)
+        assert _gone(server) and forkserver._forkserver._forkserver_pid is None  # type: ignore[attr-defined]
+        again = pool.convert(media_form("2"), "m.xlsx", timeout=60)
+        assert again.converted.schema.version == "2"
+        assert pool.started == 2
+    finally:
+        pool.close()
