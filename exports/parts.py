@@ -7,9 +7,14 @@ forks helper processes that each read and format their share of the parts while 
 only stitches the results together, in part order.
 
 Helpers are forked (not spawned): they start in milliseconds with the exporting process's plan, row
-builder and options already in memory, and share its pages copy-on-write. A helper touches nothing it
-inherited but what ``work`` uses (never a connection of the parent: ``SplitRecords.read`` opens its
-own) and ends with ``os._exit``, so none of the parent's clean-ups run in it. Each helper owns every
+builder and options already in memory, and share its pages copy-on-write. Forking a threaded web
+worker that holds database connections is safe here because a helper touches nothing it inherited but
+what ``work`` uses: never a connection of the parent (``SplitRecords.read`` opens its own), no lock
+another thread may have held (the allocator's, the import lock and the executors' are reset at fork),
+no cyclic garbage collection (which could finalise the parent's objects), and it ends with
+``os._exit``, so none of the parent's clean-ups run in it; psycopg's connections only close when
+freed in the process that opened them. A live server test forks helpers while other threads write.
+Each helper owns every
 ``processes``-th part and sends each result through its own pipe; a full pipe stops it, so at most one
 result per helper waits in memory. A helper that fails sends its error, which the parent raises; a
 parent that stops reading (a client gone) kills its helpers.
@@ -18,6 +23,7 @@ parent that stops reading (a client gone) kills its helpers.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import warnings
 from abc import ABC, abstractmethod
@@ -111,6 +117,10 @@ def in_processes(
 
 def _serve(sender: Connection, parts: Sequence[Any], work: Callable[[Any], Any], finish: Callable[[], None]) -> None:
     """A helper's life: compute its parts in order, send each result (or the first error), then end."""
+    # No cyclic collection here: it could finalise garbage the parent left (a pooled database connection
+    # returned by its finaliser would send a ROLLBACK down a socket the parent owns). A helper's own
+    # cycles are few and its life short; it frees everything by exiting.
+    gc.disable()
     try:
         for part in parts:
             sender.send((True, work(part)))
