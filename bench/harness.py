@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +25,8 @@ from bench.load import ClientMode
 from bench.payloads import BENCH_FORM_VERSION, bench_form_id, build_bench_xlsform
 from bench.results import BenchmarkResult
 from bench.server_process import Accounts, Server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _env_int(name: str, default: int) -> int:
@@ -245,7 +248,8 @@ def run_benchmark(name: str, title: str, benchmark: Benchmark, context: Context)
     except EndpointMissing as missing:
         result = BenchmarkResult(name=name, title=title, available=False, reason=str(missing))
     except Exception as exc:  # a crash in one benchmark must not lose the others' figures
-        detail = traceback.format_exc(limit=4)
+        # Paths relative to the checkout: the results are committed, and name no folder of one machine.
+        detail = traceback.format_exc(limit=4).replace(f"{REPO_ROOT}{os.sep}", "")
         result = BenchmarkResult(
             name=name,
             title=title,

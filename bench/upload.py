@@ -40,7 +40,7 @@ def _upload(context: Context, project_id: int, data: bytes, filename: str) -> fl
     response = requests.post(
         f"{context.base_url}/v1/projects/{project_id}/forms",
         # Forms without settings/form_id get their file stem, as pyxform does for a path.
-        params={"publish": "true", "form_id": Path(filename).stem},
+        params={"publish": "true", "formId": Path(filename).stem},
         files={"file": (filename, data, "application/octet-stream")},
         headers=context.admin_headers(),
         timeout=900,
