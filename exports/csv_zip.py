@@ -361,19 +361,10 @@ def _format_part(plan: ExportPlan, builder: _RowBuilder, records: Iterable[Expor
     """Make, format and deflate the rows of ``records`` as ``_zip_members`` does, for the exporting process."""
     report = CleaningReport()
     tables = [_TableText(table, plan, bom=False, header=False) for table in plan.tables]
-    writers = [t.rows.append for t in tables]
     chunks: list[list[bytes]] = [[] for _ in tables]
-    pending = 0
-    for rec in records:
-        report.records_read += 1
-        rows = builder.rows(rec, report)
-        for index, cells in rows:
-            writers[index](cells)
-        pending += len(rows)
-        if pending >= DEFLATE_ROWS:  # formatted in batches, as in one process
-            pending = 0
-            for chunk, text in zip(chunks, tables, strict=True):
-                chunk.append(text.take())
+    for _ in _formatted_rows(records, builder, tables, report):  # formatted in batches, as in one process
+        for chunk, text in zip(chunks, tables, strict=True):
+            chunk.append(text.take())
     for chunk, text in zip(chunks, tables, strict=True):
         chunk.append(text.take())
     return _PartText(

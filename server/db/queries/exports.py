@@ -313,17 +313,15 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
         self._connect: tuple[Any, Any] | None = None  # its psycopg.connect arguments
 
     def __iter__(self) -> Iterator[ExportRecord]:
-        if self._snapshot is not None:  # split already: read the parts here, in the snapshot
-            for part in self.split():
-                yield from self._read_here(part)
-            return
+        # One query on the session's connection: after split, in its transaction and so in its snapshot.
         yield from iter_export_records(self.session, self.form_id, self.options)
 
     def split(self) -> list[_SnapshotPart]:
         if self._parts is not None:
             return self._parts
         self._parts = []
-        if self.session.get_bind().dialect.name != "postgresql":
+        bind = self.session.get_bind()
+        if bind.dialect.name != "postgresql":
             return self._parts
         driver = self.session.connection().connection.driver_connection
         assert driver is not None, "a checked-out connection has its psycopg connection"
@@ -335,7 +333,6 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
         most = self.part_submissions or PART_SUBMISSIONS
         if submissions <= most:
             return self._parts  # one part: iterating reads it here, in this transaction
-        driver.execute("SET LOCAL TIME ZONE 'UTC'")  # for _read_here, as _pg_records reads timestamps
         self._snapshot = str(driver.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
         starts = [
             int(row[0])
@@ -348,7 +345,6 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
         self._parts = [(start, starts[i + 1] if i + 1 < len(starts) else None) for i, start in enumerate(starts)]
         self._statements = self._part_statements()
         # How the helpers connect, worked out here: a helper touches nothing of the session's.
-        bind = self.session.get_bind()
         engine = bind if isinstance(bind, Engine) else bind.engine
         self._connect = engine.dialect.create_connect_args(engine.url)
         return self._parts
@@ -375,15 +371,6 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
             return last, {**params, "part_from": start}
         return bounded, {**params, "part_from": start, "part_to": stop}
 
-    def _read_here(self, part: _SnapshotPart) -> Iterator[ExportRecord]:
-        driver = self.session.connection().connection.driver_connection
-        assert driver is not None, "a checked-out connection has its psycopg connection"
-        yield from self._read_on(driver, part)
-
-    def _read_on(self, connection: Any, part: _SnapshotPart) -> Iterator[ExportRecord]:
-        query, params = self._query(part)
-        yield from _streamed_records(connection, query, params, PAGE_SIZE, self.options.submitters)
-
     def read(self, part: _SnapshotPart) -> Iterator[ExportRecord]:
         if self._reader is None:
             assert self._connect is not None, "split() comes first"
@@ -394,7 +381,8 @@ class SnapshotParts(SplitRecords[_SnapshotPart]):
             reader.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
             reader.execute("SET LOCAL TIME ZONE 'UTC'")  # as _pg_records reads timestamps
             self._reader = reader
-        yield from self._read_on(self._reader, part)
+        query, params = self._query(part)
+        yield from _streamed_records(self._reader, query, params, PAGE_SIZE, self.options.submitters)
 
     def finish(self) -> None:
         if self._reader is not None:
