@@ -289,7 +289,8 @@ def test_the_request_transaction_ends_once_every_helper_has_its_first_part(
 
     def last_part_sees(self: q.SnapshotParts, part: tuple[int, int | None]) -> Iterator[Any]:
         if part[1] is None:  # the last part: the second of helper 2, after both helpers sent a part
-            with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg", "postgresql")) as conn:
+            # autocommit: pg_stat_activity is read afresh by each query, not once per transaction.
+            with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
                 state = None
                 for _ in range(100):
                     row = conn.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", exporter).fetchone()
